@@ -1,0 +1,89 @@
+// The validated configuration: what the daemon serves and how.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ringtgt::config {
+
+struct Portal {
+  std::string host;  // IPv4 or IPv6 literal ("127.0.0.1", "::1", "0.0.0.0", "::")
+  std::uint16_t port = 3260;
+  std::string to_string() const;  // "127.0.0.1:3260", "[::1]:3260"
+};
+
+enum class WriteAck { writethrough, writeback };
+
+struct Lun {
+  std::uint32_t number = 0;
+  std::string path;                   // file or block device; absolute
+  std::optional<std::uint64_t> size;  // bytes; a missing file is created sparse at this size
+  std::uint32_t block_size = 512;     // 512 or 4096
+  bool read_only = false;
+  bool direct_io = false;  // O_DIRECT
+  WriteAck write_ack = WriteAck::writethrough;
+  std::string serial;  // empty: derived from target name and LUN number
+};
+
+struct Target {
+  std::string name;                             // IQN (or eui./naa. name)
+  std::string alias;                            // TargetAlias, may be empty
+  std::vector<std::string> allowed_initiators;  // empty: every initiator may log in
+  std::vector<Lun> luns;
+};
+
+// Operational values the target offers or enforces in login negotiation.
+struct IscsiSettings {
+  std::uint32_t max_recv_data_segment_length = 262144;
+  std::uint32_t max_burst_length = 1048576;
+  std::uint32_t first_burst_length = 65536;
+  bool initial_r2t = false;
+  bool immediate_data = true;
+  std::uint32_t max_outstanding_r2t = 1;
+  bool header_digest = false;  // accept CRC32C when the initiator offers it
+  bool data_digest = false;
+  std::uint32_t default_time2wait = 2;
+  std::uint32_t default_time2retain = 0;
+  std::uint32_t queue_depth = 128;          // commands outstanding per session (MaxCmdSN window)
+  std::uint32_t nop_interval_seconds = 15;  // NOP-In ping on an idle connection; 0: never
+  std::uint32_t nop_timeout_seconds = 30;   // drop the connection when a ping goes unanswered
+  std::uint32_t login_timeout_seconds = 15;
+};
+
+struct Config {
+  std::string source;    // the file it came from
+  unsigned workers = 0;  // reactor threads; 0: one per core
+  std::string log_level = "info";
+  std::string state_dir;  // absolute; relative paths resolve against the config file's folder
+  std::vector<Portal> portals;
+  IscsiSettings iscsi;
+  std::vector<Target> targets;
+};
+
+// A configuration that cannot be used: says where and why.
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string file, unsigned line, unsigned column, const std::string& what);
+  const std::string& file() const { return file_; }
+  unsigned line() const { return line_; }
+  unsigned column() const { return column_; }
+
+ private:
+  std::string file_;
+  unsigned line_, column_;
+};
+
+// Why name is not a valid iSCSI name (RFC 7143 section 4.2.7: "iqn.yyyy-mm.reversed.domain[:x]",
+// "eui." + 16 hex digits, "naa." + 16 or 32 hex digits; at most 223 bytes; iqn names lowercase
+// a-z 0-9 '-' '.' ':'), or nullopt when it is valid. For target and initiator names alike.
+std::optional<std::string> iscsi_name_problem(std::string_view name);
+
+// Parses and validates; throws ConfigError ("FILE:LINE:COLUMN: message").
+Config load_file(const std::string& path);
+Config load_string(const std::string& text, const std::string& source_name);
+
+}  // namespace ringtgt::config

@@ -1,0 +1,242 @@
+// One iSCSI connection and its session (MaxConnections=1), as a sans-I/O
+// state machine: the network layer feeds it received headers and data
+// segments and sends what it queues; the SCSI layer executes its tasks.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ringtgt/iscsi/negotiation.hpp"
+#include "ringtgt/iscsi/pdu.hpp"
+#include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/scsi/logical_unit.hpp"
+
+namespace ringtgt::iscsi {
+
+using Clock = std::chrono::steady_clock;
+
+// A target as the protocol engine sees it.
+struct TargetEntry {
+  std::string name;
+  std::string alias;
+  std::vector<std::string> allowed_initiators;  // empty: everyone
+  std::shared_ptr<scsi::LunMap> luns;
+  bool allows(std::string_view initiator) const;
+};
+
+// Why a login was refused, for logs and (later) metrics.
+enum class LoginFailure {
+  none,
+  bad_request,  // malformed PDU or keys, protocol violation
+  unknown_target,
+  not_authorized,  // initiator not on the target's list
+  auth_failed,
+  unsupported,  // version, session type, adding a connection to a session
+};
+const char* to_string(LoginFailure f);
+
+// What the connection needs from the daemon around it. All calls come on the
+// connection's own thread.
+class ConnectionHost {
+ public:
+  virtual std::shared_ptr<const TargetEntry> find_target(std::string_view name) = 0;
+  // Appends "TargetName=…\0TargetAddress=…\0" for each target the initiator
+  // may log in to ("All"), or just the named one.
+  virtual void append_send_targets(std::string_view initiator, std::string_view which,
+                                   std::string& out) = 0;
+  // The session passed login: returns its TSIH. Reinstatement of an older
+  // session with the same initiator name and ISID happens here.
+  virtual std::uint16_t session_started(const SessionParams& params, std::uint64_t isid) = 0;
+  virtual void login_failed(LoginFailure why, const std::string& initiator,
+                            const std::string& target, const std::string& detail) = 0;
+  // Output was queued: the network layer should send.
+  virtual void output_ready() = 0;
+
+ protected:
+  ~ConnectionHost() = default;
+};
+
+// A PDU waiting to be sent: header (+digest), then a data slice that points
+// into a task's buffer or into owned bytes, then padding (+digest).
+struct OutPdu {
+  Bhs bhs;
+  std::uint8_t header_digest[kDigestSize]{};
+  std::uint8_t header_len = kBhsSize;  // with the digest when digests are on
+  const std::uint8_t* data = nullptr;
+  std::uint32_t data_len = 0;
+  std::uint8_t trailer[3 + kDigestSize]{};  // padding then data digest
+  std::uint8_t trailer_len = 0;
+  std::vector<std::uint8_t> owned;   // text, sense, ping data
+  struct IscsiTask* task = nullptr;  // released when its last PDU is sent
+  OutPdu* next = nullptr;
+};
+
+// Where the network layer must put the data segment it is about to receive.
+struct DataPlan {
+  std::uint8_t* dest = nullptr;   // null with len > 0: receive into scratch and drop
+  std::uint32_t len = 0;          // data segment length (without padding)
+  std::uint32_t trailer_len = 0;  // padding + data digest bytes that follow
+};
+
+struct ConnectionSettings {
+  TargetLimits limits;
+  std::string target_alias_default;
+  std::uint16_t portal_group_tag = 1;
+  std::uint32_t queue_depth = 128;
+  std::chrono::seconds nop_interval{15};
+  std::chrono::seconds nop_timeout{30};
+  std::chrono::seconds login_timeout{15};
+  std::uint32_t max_transfer_length = 8u << 20;  // largest EDTL accepted
+};
+
+class Connection final : private scsi::TaskOwner {
+ public:
+  Connection(ConnectionHost& host, ConnectionSettings settings, std::string peer,
+             Clock::time_point now);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // --- receiving ---
+  // Bytes of header to read after the 48-byte BHS (AHS + header digest).
+  std::uint32_t header_extra(const std::uint8_t* bhs) const;
+  // The whole header is in: validates it and says where its data goes.
+  // nullopt: the connection must be closed (a Reject may be queued first).
+  std::optional<DataPlan> on_header(const std::uint8_t* header, std::uint32_t len,
+                                    Clock::time_point now);
+  // The data segment and its trailer (padding + digest) are in.
+  void on_data(const std::uint8_t* trailer, std::uint32_t trailer_len);
+
+  // --- sending ---
+  // Takes every PDU queued so far (a linked list in send order); give each
+  // back with sent() once the socket has it.
+  OutPdu* take_output();
+  bool has_output() const { return out_head_ != nullptr; }
+  void sent(OutPdu* pdu);
+
+  // --- time and teardown ---
+  void on_tick(Clock::time_point now);
+  // The socket is gone: abandon pending work. Tasks still running in the
+  // SCSI layer complete later; the connection may be destroyed only once
+  // idle() is true.
+  void shut_down();
+  bool idle() const;
+  // The connection wants to be closed once its output is sent.
+  bool closing() const { return closing_; }
+  // Another login reinstated this session, or the operator closed it.
+  void request_close(const char* why);
+
+  bool full_feature() const { return phase_ == Phase::full_feature; }
+  const SessionParams& params() const { return params_; }
+  std::uint64_t isid() const { return isid_; }
+  std::uint16_t tsih() const { return tsih_; }
+  const std::string& peer() const { return peer_; }
+  const std::string& target_name() const { return params_.target_name; }
+  const std::string& initiator_name() const { return params_.initiator_name; }
+  std::uint32_t tasks_in_flight() const { return active_tasks_; }
+
+ private:
+  enum class Phase { login, full_feature, logged_out };
+  struct Pending;
+
+  // login
+  std::optional<DataPlan> login_header(const Bhs& bhs);
+  void login_data_complete();
+  void send_login_response(LoginStatus status, std::string keys, bool transit, LoginStage csg,
+                           LoginStage nsg, bool cont = false);
+  void fail_login(LoginStatus status, LoginFailure why, const std::string& detail);
+
+  // full feature phase
+  std::optional<DataPlan> command_header(const Bhs& bhs);
+  std::optional<DataPlan> data_out_header(const Bhs& bhs);
+  std::optional<DataPlan> nop_out_header(const Bhs& bhs);
+  std::optional<DataPlan> text_header(const Bhs& bhs);
+  void logout(const Bhs& bhs);
+  void maybe_finish_logout();
+  void task_management(const Bhs& bhs);
+  void text_complete();
+  void nop_out_complete();
+  bool check_cmd_sn(const Bhs& bhs);
+  void data_received(IscsiTask& t);
+  void send_r2ts(IscsiTask& t);
+  void execute(IscsiTask& t);
+  void task_complete(scsi::Task& task) override;
+  void respond(IscsiTask& t);
+  void send_scsi_response(IscsiTask& t, bool with_data_in);
+  void reject(const Bhs& bhs, RejectReason reason, const char* why);
+  void fail_task(IscsiTask& t, scsi::SenseCode code);
+  void abort_task(IscsiTask& t);
+
+  // plumbing
+  IscsiTask* acquire_task();
+  void release_task(IscsiTask& t);
+  IscsiTask* find_task(std::uint32_t itt);
+  OutPdu* new_pdu(Opcode op, std::uint8_t flags = 0x80);
+  void set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t len);
+  void queue(OutPdu* pdu, bool advance_stat_sn);
+  std::uint32_t max_cmd_sn() const;
+
+  ConnectionHost& host_;
+  ConnectionSettings settings_;
+  std::string peer_;
+  Phase phase_ = Phase::login;
+  bool closing_ = false;
+  bool shut_down_ = false;
+
+  // login state
+  LoginNegotiator negotiator_;
+  SessionParams params_;
+  std::shared_ptr<const TargetEntry> target_;
+  std::uint64_t isid_ = 0;
+  std::uint16_t tsih_ = 0;
+  std::uint32_t itt_login_ = 0;
+  LoginStage login_stage_ = LoginStage::security;
+  bool first_login_pdu_ = true;
+  bool target_checked_ = false;
+  Clock::time_point login_deadline_;
+
+  // sequence numbers
+  std::uint32_t stat_sn_ = 0;
+  std::uint32_t exp_cmd_sn_ = 0;
+  bool digest_header_ = false, digest_data_ = false;
+
+  // the PDU being received
+  Bhs cur_;
+  std::vector<std::uint8_t> segment_;  // login/text/nop data
+  IscsiTask* cur_task_ = nullptr;      // Data-Out or immediate data target
+  std::uint32_t cur_offset_ = 0;
+  std::string text_in_;   // login/text keys across continuation PDUs
+  std::string text_out_;  // a long text response being sent in pieces
+  std::size_t text_out_pos_ = 0;
+  std::uint32_t text_ttt_ = 0;
+  bool logout_pending_ = false;
+  std::uint32_t logout_itt_ = 0;
+  std::uint8_t logout_response_ = 0;
+
+  // tasks
+  std::vector<std::unique_ptr<IscsiTask>> task_store_;
+  std::vector<IscsiTask*> free_tasks_;
+  IscsiTask* active_list_ = nullptr;
+  std::uint32_t active_tasks_ = 0;
+  std::uint32_t next_ttt_ = 1;
+  scsi::Nexus nexus_;
+
+  // output
+  OutPdu* out_head_ = nullptr;
+  OutPdu* out_tail_ = nullptr;
+  std::vector<std::unique_ptr<OutPdu>> pdu_store_;
+  std::vector<OutPdu*> free_pdus_;
+  std::uint32_t pdus_unsent_ = 0;
+
+  // keep-alive
+  Clock::time_point last_rx_;
+  std::optional<Clock::time_point> ping_sent_;
+  std::uint32_t ping_ttt_ = 0;
+};
+
+}  // namespace ringtgt::iscsi

@@ -1,0 +1,60 @@
+// What all reactors share: the targets being served and the open sessions.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ringtgt/config/config.hpp"
+#include "ringtgt/iscsi/connection.hpp"
+
+namespace ringtgt::net {
+
+class Worker;
+class SocketConnection;
+
+// Targets are built once from the config and only read afterwards; the
+// session table is touched at login and logout only, never per I/O.
+class Registry {
+ public:
+  // Opens (and creates where the config gives a size) every LUN's backing
+  // store; throws std::runtime_error naming the target and LUN that failed.
+  explicit Registry(const config::Config& cfg);
+
+  std::shared_ptr<const iscsi::TargetEntry> find_target(std::string_view name) const;
+  void append_send_targets(std::string_view initiator, std::string_view which,
+                           const std::string& local_address, std::string& out) const;
+  const std::vector<std::shared_ptr<const iscsi::TargetEntry>>& targets() const { return targets_; }
+  iscsi::ConnectionSettings connection_settings() const { return settings_; }
+
+  // A session reached full feature phase: returns its TSIH, and closes an
+  // older session of the same initiator name and ISID (reinstatement).
+  std::uint16_t session_started(const std::string& initiator, std::uint64_t isid, Worker* worker,
+                                std::weak_ptr<SocketConnection> conn);
+  void session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih);
+  std::size_t session_count() const;
+
+ private:
+  struct SessionRef {
+    std::uint16_t tsih;
+    Worker* worker;
+    std::weak_ptr<SocketConnection> conn;
+  };
+  std::vector<std::shared_ptr<const iscsi::TargetEntry>> targets_;
+  std::vector<config::Portal> portals_;
+  iscsi::ConnectionSettings settings_;
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
+  std::uint16_t next_tsih_ = 1;
+};
+
+// A stable 64-bit identity for a LUN, from its target name and number, so
+// INQUIRY's designators do not change across restarts.
+std::uint64_t lun_naa(const std::string& target, std::uint32_t lun);
+
+}  // namespace ringtgt::net

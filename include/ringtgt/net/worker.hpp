@@ -1,0 +1,46 @@
+// A reactor thread and the connections that live on it.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ringtgt/reactor/reactor.hpp"
+
+namespace ringtgt::net {
+
+class Registry;
+class SocketConnection;
+
+class Worker {
+ public:
+  Worker(unsigned index, Registry& registry);
+  ~Worker();
+
+  void start();
+  // Thread-safe: hands an accepted socket to this worker.
+  void adopt(int fd, std::string peer, std::string local);
+  // Thread-safe: closes every connection once its in-flight work is done,
+  // then stops the reactor.
+  void drain_and_stop();
+  void join();
+
+  reactor::Reactor& reactor() { return reactor_; }
+  unsigned index() const { return index_; }
+  std::size_t connection_count() const { return count_.load(); }
+
+ private:
+  void tick(reactor::Clock::time_point now);
+
+  unsigned index_;
+  Registry& registry_;
+  reactor::Reactor reactor_;
+  std::thread thread_;
+  std::vector<std::shared_ptr<SocketConnection>> conns_;  // reactor thread only
+  std::atomic<std::size_t> count_{0};
+  bool draining_ = false;
+};
+
+}  // namespace ringtgt::net

@@ -1,0 +1,43 @@
+// Asynchronous I/O submission as the storage and net layers see it.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ringtgt::reactor {
+
+// An operation in flight. The caller owns it (embedded in a task or a
+// connection), so submitting an I/O allocates nothing. on_complete gets the
+// io_uring result: bytes moved (>= 0) or -errno. It runs on the thread that
+// submitted the operation, and may run before the submitting call returns
+// (synchronous engines do that).
+class IoOp {
+ public:
+  virtual void on_complete(int result) = 0;
+
+ protected:
+  ~IoOp() = default;
+};
+
+// What a backend or a connection needs from the thread it runs on.
+class IoEngine {
+ public:
+  virtual ~IoEngine() = default;
+
+  virtual void read(int fd, void* buf, std::size_t len, std::uint64_t offset, IoOp* op) = 0;
+  // rw_flags are preadv2/pwritev2 RWF_* flags (RWF_DSYNC for a durable write).
+  virtual void write(int fd, const void* buf, std::size_t len, std::uint64_t offset, int rw_flags,
+                     IoOp* op) = 0;
+  virtual void fsync(int fd, bool datasync, IoOp* op) = 0;
+  virtual void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) = 0;
+  // msg and everything it points to must stay valid until op completes.
+  virtual void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) = 0;
+
+  // The engine of the calling thread: its reactor, or whatever a test set.
+  static IoEngine* current();
+  static void set_current(IoEngine* engine);
+};
+
+}  // namespace ringtgt::reactor

@@ -1,0 +1,113 @@
+// A SCSI command as the transport hands it to a logical unit, and its outcome.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "ringtgt/reactor/io_engine.hpp"
+
+namespace ringtgt::scsi {
+
+enum class Status : std::uint8_t {
+  good = 0x00,
+  check_condition = 0x02,
+  condition_met = 0x04,
+  busy = 0x08,
+  reservation_conflict = 0x18,
+  task_set_full = 0x28,
+  aca_active = 0x30,
+  task_aborted = 0x40,
+};
+
+enum class DataDirection : std::uint8_t {
+  none,
+  from_device,  // Data-In: the initiator reads
+  to_device,    // Data-Out: the initiator writes
+};
+
+// Sense key with additional sense code and qualifier.
+struct SenseCode {
+  std::uint8_t key, asc, ascq;
+};
+
+namespace sense {
+inline constexpr SenseCode invalid_opcode{0x05, 0x20, 0x00};
+inline constexpr SenseCode invalid_field_in_cdb{0x05, 0x24, 0x00};
+inline constexpr SenseCode invalid_field_in_parameter_list{0x05, 0x26, 0x00};
+inline constexpr SenseCode lba_out_of_range{0x05, 0x21, 0x00};
+inline constexpr SenseCode lun_not_supported{0x05, 0x25, 0x00};
+inline constexpr SenseCode parameter_list_length_error{0x05, 0x1a, 0x00};
+inline constexpr SenseCode write_protected{0x07, 0x27, 0x00};
+inline constexpr SenseCode unrecovered_read_error{0x03, 0x11, 0x00};
+inline constexpr SenseCode write_error{0x03, 0x0c, 0x00};
+inline constexpr SenseCode internal_target_failure{0x04, 0x44, 0x00};
+inline constexpr SenseCode power_on_reset{0x06, 0x29, 0x00};
+inline constexpr SenseCode no_sense{0x00, 0x00, 0x00};
+}  // namespace sense
+
+// Who sent the command: what reservations, masking and unit attentions key on.
+struct Nexus {
+  std::string initiator_name;
+  std::string target_name;
+  std::uint64_t session_id = 0;  // ISID << 16 | TSIH
+};
+
+class Task;
+
+class TaskOwner {
+ public:
+  // Called exactly once per execute(), on the thread the task runs on.
+  virtual void task_complete(Task& task) = 0;
+
+ protected:
+  ~TaskOwner() = default;
+};
+
+// Filled in by the transport, executed by a LogicalUnit, returned through
+// owner->task_complete(). A Task is also the IoOp of its single backend
+// operation in flight, so executing a command allocates nothing.
+class Task : public reactor::IoOp {
+ public:
+  // --- set by the transport ---
+  std::array<std::uint8_t, 16> cdb{};
+  std::uint64_t lun = 0;              // LUN number (flat or peripheral addressing decoded)
+  std::uint32_t expected_length = 0;  // the initiator's expected data transfer length
+  DataDirection direction = DataDirection::none;
+  // to_device: the Data-Out bytes received (buffer_len of them);
+  // from_device: room for buffer_len bytes of Data-In.
+  std::uint8_t* buffer = nullptr;
+  std::uint32_t buffer_len = 0;
+  const Nexus* nexus = nullptr;
+  TaskOwner* owner = nullptr;
+
+  // --- set by the logical unit ---
+  Status status = Status::good;
+  std::array<std::uint8_t, 32> sense{};  // sense data, fixed or descriptor format
+  std::uint8_t sense_len = 0;
+  std::uint32_t data_in_length = 0;   // bytes of buffer holding Data-In
+  std::uint32_t transfer_length = 0;  // bytes the CDB asks to move (residual reference)
+
+  // --- the logical unit's continuation for its backend operation ---
+  void (*io_continuation)(Task&, int result) = nullptr;
+  void* lu_context = nullptr;
+  std::uint64_t lu_scratch[4]{};
+
+  void on_complete(int result) override { io_continuation(*this, result); }
+
+  // Resets the outcome fields so a pooled Task can be reused.
+  void reset_outcome() {
+    status = Status::good;
+    sense_len = 0;
+    data_in_length = 0;
+    transfer_length = 0;
+    io_continuation = nullptr;
+    lu_context = nullptr;
+  }
+  // CHECK CONDITION with fixed-format sense data; info is put in the
+  // INFORMATION field when has_info (the failing LBA of a MEDIUM ERROR).
+  void fail(SenseCode code, bool has_info = false, std::uint64_t info = 0);
+  void complete() { owner->task_complete(*this); }
+};
+
+}  // namespace ringtgt::scsi

@@ -1,0 +1,47 @@
+// The block interface a logical unit executes against.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ringtgt/reactor/io_engine.hpp"
+
+namespace ringtgt::storage {
+
+using reactor::IoOp;
+
+// What an initiator may be told about a write before it is durable.
+enum class WriteAckPolicy {
+  writethrough,  // every write is durable before it is acknowledged; WCE=0
+  writeback,     // acknowledged once the host has it; WCE=1; FUA/SYNC CACHE make it durable
+};
+
+const char* to_string(WriteAckPolicy p);
+
+// Asynchronous block store. Offsets and lengths are in bytes; the logical unit
+// keeps them aligned to its block size. Completions run on the calling thread
+// (maybe before the call returns) with bytes moved or -errno. A backend is
+// shared by the connections of every reactor that serves its LUN, so it keeps
+// no per-I/O state of its own.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::uint64_t size_bytes() const = 0;
+  virtual WriteAckPolicy ack_policy() const = 0;
+  bool write_cache_enabled() const { return ack_policy() == WriteAckPolicy::writeback; }
+
+  virtual void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) = 0;
+  // fua: durable before completion whatever the policy.
+  virtual void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
+                     IoOp* op) = 0;
+  // Makes every completed write durable.
+  virtual void flush(IoOp* op) = 0;
+
+  // For log lines and errors: the file, device or "memory".
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace ringtgt::storage

@@ -1,0 +1,40 @@
+// A backend in RAM: for unit tests of the layers above, and for the demo.
+#pragma once
+
+#include <vector>
+
+#include "ringtgt/storage/backend.hpp"
+
+namespace ringtgt::storage {
+
+// Completes every operation synchronously. An injected error makes the
+// operations that touch a byte range fail with that errno (tests of the
+// MEDIUM ERROR path).
+class MemoryBackend final : public Backend {
+ public:
+  explicit MemoryBackend(std::uint64_t size_bytes,
+                         WriteAckPolicy policy = WriteAckPolicy::writethrough);
+
+  std::uint64_t size_bytes() const override { return data_.size(); }
+  WriteAckPolicy ack_policy() const override { return policy_; }
+  void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override;
+  void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
+  void flush(IoOp* op) override;
+  std::string describe() const override { return "memory"; }
+
+  void inject_error(std::uint64_t offset, std::uint64_t len, int err);
+  std::uint8_t* data() { return data_.data(); }
+  unsigned flush_count() const { return flushes_; }
+  unsigned fua_write_count() const { return fua_writes_; }
+
+ private:
+  bool failing(std::uint64_t offset, std::uint64_t len) const;
+
+  std::vector<std::uint8_t> data_;
+  WriteAckPolicy policy_;
+  std::uint64_t err_offset_ = 0, err_len_ = 0;
+  int err_ = 0;
+  unsigned flushes_ = 0, fua_writes_ = 0;
+};
+
+}  // namespace ringtgt::storage

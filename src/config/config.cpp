@@ -1,0 +1,572 @@
+// Reads the TOML configuration with toml++ and validates it into a Config.
+// Every rejection is a ConfigError that points at the offending key or value.
+#include "ringtgt/config/config.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <set>
+#include <string_view>
+
+#include <toml++/toml.h>
+
+namespace ringtgt::config {
+
+namespace fs = std::filesystem;
+
+ConfigError::ConfigError(std::string file, unsigned line, unsigned column, const std::string& what)
+    : std::runtime_error(file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " +
+                         what),
+      file_(std::move(file)),
+      line_(line),
+      column_(column) {}
+
+std::string Portal::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::optional<std::string> iscsi_name_problem(std::string_view name) {
+  auto is_hex = [](std::string_view s) {
+    for (char c : s) {
+      if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+        return false;
+      }
+    }
+    return true;
+  };
+  auto is_digits = [](std::string_view s) {
+    for (char c : s) {
+      if (c < '0' || c > '9') return false;
+    }
+    return true;
+  };
+  if (name.empty()) return "it is empty";
+  if (name.size() > 223) {
+    return "it is " + std::to_string(name.size()) + " bytes long, at most 223 are allowed";
+  }
+  if (name.starts_with("eui.")) {
+    std::string_view hex = name.substr(4);
+    if (hex.size() != 16 || !is_hex(hex)) return "\"eui.\" must be followed by 16 hex digits";
+    return std::nullopt;
+  }
+  if (name.starts_with("naa.")) {
+    std::string_view hex = name.substr(4);
+    if ((hex.size() != 16 && hex.size() != 32) || !is_hex(hex)) {
+      return "\"naa.\" must be followed by 16 or 32 hex digits";
+    }
+    return std::nullopt;
+  }
+  if (name.starts_with("iqn.")) {
+    // iqn.YYYY-MM.reversed.domain[:anything]
+    std::string_view rest = name.substr(4);
+    if (rest.size() < 9 || !is_digits(rest.substr(0, 4)) || rest[4] != '-' ||
+        !is_digits(rest.substr(5, 2)) || rest[7] != '.') {
+      return "\"iqn.\" must be followed by a date yyyy-mm, a dot and a reversed domain name "
+             "(iqn.2025-01.com.example:name)";
+    }
+    int month = (rest[5] - '0') * 10 + (rest[6] - '0');
+    if (month < 1 || month > 12) return "the month in \"iqn.yyyy-mm.\" must be 01..12";
+    for (char c : name) {
+      if (c >= 'A' && c <= 'Z') return "iSCSI names must be lowercase";
+      bool ok =
+          (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == ':';
+      if (!ok) {
+        return std::string("character '") + c + "' is not allowed (use a-z, 0-9, '-', '.' and ':')";
+      }
+    }
+    return std::nullopt;
+  }
+  for (char c : name.substr(0, 4)) {
+    if (c >= 'A' && c <= 'Z') return "iSCSI names must be lowercase (\"iqn.\", \"eui.\", \"naa.\")";
+  }
+  return "it must start with \"iqn.\", \"eui.\" or \"naa.\"";
+}
+
+namespace {
+
+const char* type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
+  }
+}
+
+std::string join(std::initializer_list<std::string_view> items) {
+  std::string out;
+  for (auto s : items) {
+    if (!out.empty()) out += ", ";
+    out += s;
+  }
+  return out;
+}
+
+class Loader {
+ public:
+  Loader(std::string file, fs::path base) : file_(std::move(file)), base_(std::move(base)) {}
+
+  Config load(std::string_view text) {
+    toml::table root;
+    try {
+      root = toml::parse(text, std::string_view(file_));
+    } catch (const toml::parse_error& e) {
+      throw ConfigError(file_, e.source().begin.line, e.source().begin.column,
+                        std::string(e.description()));
+    }
+    Config cfg;
+    cfg.source = file_;
+    read_root(root, cfg);
+    return cfg;
+  }
+
+ private:
+  [[noreturn]] void fail(const toml::source_region& at, const std::string& msg) const {
+    throw ConfigError(file_, at.begin.line, at.begin.column, msg);
+  }
+  [[noreturn]] void fail(const toml::node& at, const std::string& msg) const {
+    fail(at.source(), msg);
+  }
+
+  void check_keys(const toml::table& t, std::string_view where,
+                  std::initializer_list<std::string_view> allowed) const {
+    for (auto&& [k, v] : t) {
+      bool known = false;
+      for (auto a : allowed) known = known || k.str() == a;
+      if (!known) {
+        fail(k.source(), "unknown key '" + std::string(k.str()) + "' in " + std::string(where) +
+                             " (allowed: " + join(allowed) + ")");
+      }
+    }
+  }
+
+  // A value of type T under key, with a readable error when it has another type.
+  template <typename T>
+  std::optional<T> get(const toml::table& t, std::string_view key, std::string_view what,
+                       const char* expected) const {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (auto v = n->value_exact<T>()) return *v;
+    fail(*n, std::string(what) + " must be " + expected + ", not " + type_name(n->type()));
+  }
+
+  std::optional<bool> get_bool(const toml::table& t, std::string_view key,
+                               std::string_view what) const {
+    return get<bool>(t, key, what, "true or false");
+  }
+  std::optional<std::string> get_string(const toml::table& t, std::string_view key,
+                                        std::string_view what) const {
+    return get<std::string>(t, key, what, "a string");
+  }
+  void get_uint(const toml::table& t, std::string_view key, std::string_view what, std::int64_t lo,
+                std::int64_t hi, std::uint32_t& out) const {
+    auto v = get<std::int64_t>(t, key, what, "an integer");
+    if (!v) return;
+    if (*v < lo || *v > hi) {
+      fail(*t.get(key), std::string(what) + " must be " + std::to_string(lo) + ".." +
+                            std::to_string(hi) + ", not " + std::to_string(*v));
+    }
+    out = static_cast<std::uint32_t>(*v);
+  }
+
+  const toml::array* get_array_of_tables(const toml::table& t, std::string_view key,
+                                         std::string_view what) const {
+    const toml::node* n = t.get(key);
+    if (!n) return nullptr;
+    const toml::array* arr = n->as_array();
+    bool ok = arr != nullptr;
+    if (ok) {
+      for (auto&& e : *arr) ok = ok && e.is_table();
+    }
+    if (!ok) {
+      fail(*n, "'" + std::string(key) + "' must be an array of tables, written " +
+                   std::string(what) + ", not " + type_name(n->type()));
+    }
+    return arr;
+  }
+
+  std::string resolve(const std::string& p) const {
+    fs::path path(p);
+    if (path.is_relative()) path = base_ / path;
+    return path.lexically_normal().string();
+  }
+
+  void read_root(const toml::table& root, Config& cfg) {
+    check_keys(root, "the top level",
+               {"workers", "log_level", "state_dir", "portal", "iscsi", "target"});
+
+    std::uint32_t workers = 0;
+    get_uint(root, "workers", "workers", 0, 1024, workers);
+    cfg.workers = workers;
+
+    if (auto lvl = get_string(root, "log_level", "log_level")) {
+      static const std::set<std::string> levels = {"trace", "debug",    "info", "warn",
+                                                   "error", "critical", "off"};
+      if (!levels.contains(*lvl)) {
+        fail(*root.get("log_level"), "log_level \"" + *lvl +
+                                         "\" is not one of trace, debug, info, warn, error, "
+                                         "critical, off");
+      }
+      cfg.log_level = *lvl;
+    }
+
+    std::string state_dir = "state";
+    if (auto sd = get_string(root, "state_dir", "state_dir")) {
+      if (sd->empty()) fail(*root.get("state_dir"), "state_dir must not be empty");
+      state_dir = *sd;
+    }
+    cfg.state_dir = resolve(state_dir);
+
+    read_portals(root, cfg);
+
+    if (const toml::node* n = root.get("iscsi")) {
+      const toml::table* t = n->as_table();
+      if (!t)
+        fail(*n,
+             std::string("'iscsi' must be a table, written [iscsi], not ") + type_name(n->type()));
+      read_iscsi(*t, cfg.iscsi);
+    }
+
+    read_targets(root, cfg);
+  }
+
+  void read_portals(const toml::table& root, Config& cfg) {
+    const toml::array* arr = get_array_of_tables(root, "portal", "[[portal]]");
+    if (!arr || arr->empty()) {
+      fail(root.source(), "no [[portal]]: at least one portal (listen = \"IP:PORT\") is needed");
+    }
+    std::map<std::string, unsigned> seen;  // portal -> line
+    for (auto&& e : *arr) {
+      const toml::table& t = *e.as_table();
+      check_keys(t, "[[portal]]", {"listen"});
+      auto listen = get_string(t, "listen", "listen");
+      if (!listen) fail(t, "[[portal]] needs listen = \"IP:PORT\"");
+      const toml::node& at = *t.get("listen");
+      Portal p = parse_portal(*listen, at);
+      auto [it, fresh] = seen.emplace(p.to_string(), at.source().begin.line);
+      if (!fresh) {
+        fail(at, "duplicate portal " + p.to_string() + " (already listed at line " +
+                     std::to_string(it->second) + ")");
+      }
+      cfg.portals.push_back(std::move(p));
+    }
+  }
+
+  Portal parse_portal(const std::string& s, const toml::node& at) const {
+    const std::string bad = "bad portal \"" + s + "\": ";
+    Portal p;
+    std::string port;
+    bool has_port = false;
+    if (!s.empty() && s[0] == '[') {
+      auto close = s.find(']');
+      if (close == std::string::npos) fail(at, bad + "missing ']' after the IPv6 address");
+      p.host = s.substr(1, close - 1);
+      std::string rest = s.substr(close + 1);
+      if (!rest.empty()) {
+        if (rest[0] != ':') fail(at, bad + "expected ':PORT' after ']'");
+        port = rest.substr(1);
+        has_port = true;
+      }
+      in6_addr a6;
+      if (inet_pton(AF_INET6, p.host.c_str(), &a6) != 1) {
+        fail(at, bad + "'" + p.host + "' is not an IPv6 address literal");
+      }
+    } else {
+      auto colon = s.find(':');
+      if (colon != std::string::npos && s.find(':', colon + 1) != std::string::npos) {
+        fail(at, bad + "an IPv6 address goes in brackets, as in \"[::1]:3260\"");
+      }
+      p.host = s.substr(0, colon);
+      if (colon != std::string::npos) {
+        port = s.substr(colon + 1);
+        has_port = true;
+      }
+      in_addr a4;
+      if (inet_pton(AF_INET, p.host.c_str(), &a4) != 1) {
+        fail(at, bad + "'" + p.host +
+                     "' is not an IPv4 address literal (use an address such as \"0.0.0.0\", "
+                     "\"127.0.0.1\", or \"[::1]\" for IPv6; host names are not resolved)");
+      }
+    }
+    if (has_port) {
+      bool digits = !port.empty() && port.size() <= 5;
+      for (char c : port) digits = digits && c >= '0' && c <= '9';
+      long v = digits ? std::stol(port) : 0;
+      if (!digits || v < 1 || v > 65535) {
+        fail(at, bad + "port '" + port + "' must be a number 1..65535");
+      }
+      p.port = static_cast<std::uint16_t>(v);
+    }
+    return p;
+  }
+
+  void read_iscsi(const toml::table& t, IscsiSettings& s) {
+    check_keys(t, "[iscsi]",
+               {"max_recv_data_segment_length", "max_burst_length", "first_burst_length",
+                "initial_r2t", "immediate_data", "max_outstanding_r2t", "header_digest",
+                "data_digest", "default_time2wait", "default_time2retain", "queue_depth",
+                "nop_interval", "nop_timeout", "login_timeout"});
+    constexpr std::int64_t k24 = 16777215;  // 2^24 - 1, RFC 7143
+    get_uint(t, "max_recv_data_segment_length", "iscsi.max_recv_data_segment_length", 512, k24,
+             s.max_recv_data_segment_length);
+    get_uint(t, "max_burst_length", "iscsi.max_burst_length", 512, k24, s.max_burst_length);
+    get_uint(t, "first_burst_length", "iscsi.first_burst_length", 512, k24, s.first_burst_length);
+    if (s.first_burst_length > s.max_burst_length) {
+      const toml::node* at = t.get("first_burst_length");
+      if (!at) at = t.get("max_burst_length");
+      fail(*at, "iscsi.first_burst_length (" + std::to_string(s.first_burst_length) +
+                    ") must not exceed iscsi.max_burst_length (" +
+                    std::to_string(s.max_burst_length) + ")");
+    }
+    if (auto v = get_bool(t, "initial_r2t", "iscsi.initial_r2t")) s.initial_r2t = *v;
+    if (auto v = get_bool(t, "immediate_data", "iscsi.immediate_data")) s.immediate_data = *v;
+    get_uint(t, "max_outstanding_r2t", "iscsi.max_outstanding_r2t", 1, 65535,
+             s.max_outstanding_r2t);
+    if (auto v = get_bool(t, "header_digest", "iscsi.header_digest")) s.header_digest = *v;
+    if (auto v = get_bool(t, "data_digest", "iscsi.data_digest")) s.data_digest = *v;
+    get_uint(t, "default_time2wait", "iscsi.default_time2wait", 0, 3600, s.default_time2wait);
+    get_uint(t, "default_time2retain", "iscsi.default_time2retain", 0, 3600, s.default_time2retain);
+    get_uint(t, "queue_depth", "iscsi.queue_depth", 1, 4096, s.queue_depth);
+    get_uint(t, "nop_interval", "iscsi.nop_interval", 0, 3600, s.nop_interval_seconds);
+    get_uint(t, "nop_timeout", "iscsi.nop_timeout", 0, 3600, s.nop_timeout_seconds);
+    get_uint(t, "login_timeout", "iscsi.login_timeout", 1, 3600, s.login_timeout_seconds);
+  }
+
+  void read_targets(const toml::table& root, Config& cfg) {
+    const toml::array* arr = get_array_of_tables(root, "target", "[[target]]");
+    if (!arr || arr->empty()) {
+      fail(root.source(), "no [[target]]: at least one target (name = \"iqn....\") is needed");
+    }
+    std::map<std::string, unsigned> names;     // name -> line
+    std::map<std::string, std::string> paths;  // resolved LUN path -> "target LUN n"
+    for (auto&& e : *arr) {
+      const toml::table& t = *e.as_table();
+      check_keys(t, "[[target]]", {"name", "alias", "allowed_initiators", "lun"});
+      Target tgt;
+      auto name = get_string(t, "name", "target name");
+      if (!name) fail(t, "[[target]] needs name = \"iqn.yyyy-mm.reversed.domain:name\"");
+      const toml::node& name_at = *t.get("name");
+      if (auto problem = iscsi_name_problem(*name)) {
+        fail(name_at, "target name \"" + *name + "\" is not a valid iSCSI name: " + *problem);
+      }
+      auto [it, fresh] = names.emplace(*name, name_at.source().begin.line);
+      if (!fresh) {
+        fail(name_at, "duplicate target name \"" + *name + "\" (already defined at line " +
+                          std::to_string(it->second) + ")");
+      }
+      tgt.name = *name;
+
+      if (auto alias = get_string(t, "alias", "alias")) {
+        if (alias->size() > 255) fail(*t.get("alias"), "alias is longer than 255 bytes");
+        tgt.alias = *alias;
+      }
+
+      if (const toml::node* n = t.get("allowed_initiators")) {
+        const toml::array* inits = n->as_array();
+        if (!inits) {
+          fail(*n, std::string("allowed_initiators must be an array of initiator names, not ") +
+                       type_name(n->type()));
+        }
+        std::set<std::string> seen;
+        for (auto&& i : *inits) {
+          auto s = i.value_exact<std::string>();
+          if (!s) {
+            fail(i, std::string("allowed_initiators entries must be strings, not ") +
+                        type_name(i.type()));
+          }
+          if (auto problem = iscsi_name_problem(*s)) {
+            fail(i, "initiator name \"" + *s + "\" is not a valid iSCSI name: " + *problem);
+          }
+          if (!seen.insert(*s).second) fail(i, "initiator \"" + *s + "\" is listed twice");
+          tgt.allowed_initiators.push_back(*s);
+        }
+      }
+
+      if (const toml::array* luns = get_array_of_tables(t, "lun", "[[target.lun]]")) {
+        std::map<std::uint32_t, unsigned> numbers;  // LUN -> line
+        for (auto&& l : *luns) {
+          Lun lun = read_lun(*l.as_table());
+          const toml::node& num_at = *l.as_table()->get("number");
+          auto [nit, nfresh] = numbers.emplace(lun.number, num_at.source().begin.line);
+          if (!nfresh) {
+            fail(num_at, "duplicate LUN number " + std::to_string(lun.number) + " in target \"" +
+                             tgt.name + "\" (already defined at line " +
+                             std::to_string(nit->second) + ")");
+          }
+          std::string user = "target \"" + tgt.name + "\" LUN " + std::to_string(lun.number);
+          auto [pit, pfresh] = paths.emplace(lun.path, user);
+          if (!pfresh) {
+            fail(*l.as_table()->get("path"),
+                 "path \"" + lun.path + "\" is already used by " + pit->second);
+          }
+          tgt.luns.push_back(std::move(lun));
+        }
+      }
+      cfg.targets.push_back(std::move(tgt));
+    }
+  }
+
+  Lun read_lun(const toml::table& t) {
+    check_keys(
+        t, "[[target.lun]]",
+        {"number", "path", "size", "block_size", "read_only", "direct_io", "write_ack", "serial"});
+    Lun lun;
+    if (!t.get("number")) fail(t, "[[target.lun]] needs number = 0..16383");
+    get_uint(t, "number", "LUN number", 0, 16383, lun.number);
+
+    auto path = get_string(t, "path", "path");
+    if (!path) fail(t, "[[target.lun]] needs path = \"FILE or block device\"");
+    if (path->empty()) fail(*t.get("path"), "path must not be empty");
+    lun.path = resolve(*path);
+
+    if (auto bs = get<std::int64_t>(t, "block_size", "block_size", "an integer")) {
+      if (*bs != 512 && *bs != 4096) {
+        fail(*t.get("block_size"), "block_size must be 512 or 4096, not " + std::to_string(*bs));
+      }
+      lun.block_size = static_cast<std::uint32_t>(*bs);
+    }
+
+    if (const toml::node* n = t.get("size")) {
+      std::uint64_t size = parse_size(*n);
+      if (size % lun.block_size != 0) {
+        fail(*n, "size " + std::to_string(size) + " is not a multiple of block_size " +
+                     std::to_string(lun.block_size));
+      }
+      lun.size = size;
+    }
+
+    if (auto v = get_bool(t, "read_only", "read_only")) lun.read_only = *v;
+    if (auto v = get_bool(t, "direct_io", "direct_io")) lun.direct_io = *v;
+
+    if (auto wa = get_string(t, "write_ack", "write_ack")) {
+      if (*wa == "writethrough") {
+        lun.write_ack = WriteAck::writethrough;
+      } else if (*wa == "writeback") {
+        lun.write_ack = WriteAck::writeback;
+      } else {
+        fail(*t.get("write_ack"),
+             "write_ack \"" + *wa + "\" is not one of \"writethrough\", \"writeback\"");
+      }
+    }
+
+    if (auto serial = get_string(t, "serial", "serial")) {
+      if (serial->size() > 64) fail(*t.get("serial"), "serial is longer than 64 characters");
+      for (char c : *serial) {
+        if (c < 0x21 || c > 0x7e) {
+          fail(*t.get("serial"), "serial may hold only printable ASCII without spaces");
+        }
+      }
+      lun.serial = *serial;
+    }
+    return lun;
+  }
+
+  std::uint64_t parse_size(const toml::node& n) const {
+    const std::string hint =
+        " (an integer of bytes, or a string such as \"512M\" or \"1G\" with suffix K, M, G or "
+        "T: powers of 1024)";
+    if (auto i = n.value_exact<std::int64_t>()) {
+      if (*i <= 0) fail(n, "size must be greater than 0, not " + std::to_string(*i) + hint);
+      return static_cast<std::uint64_t>(*i);
+    }
+    auto s = n.value_exact<std::string>();
+    if (!s) fail(n, std::string("size must be an integer or a string, not ") + type_name(n.type()));
+    std::string digits = *s;
+    unsigned shift = 0;
+    if (!digits.empty()) {
+      switch (digits.back()) {
+        case 'K':
+        case 'k':
+          shift = 10;
+          break;
+        case 'M':
+        case 'm':
+          shift = 20;
+          break;
+        case 'G':
+        case 'g':
+          shift = 30;
+          break;
+        case 'T':
+        case 't':
+          shift = 40;
+          break;
+        default:
+          break;
+      }
+      if (shift) digits.pop_back();
+    }
+    bool ok = !digits.empty() && digits.size() <= 19;
+    for (char c : digits) ok = ok && c >= '0' && c <= '9';
+    if (!ok) fail(n, "size \"" + *s + "\" is not a size" + hint);
+    std::uint64_t v = std::stoull(digits);
+    if (v == 0) fail(n, "size must be greater than 0" + hint);
+    if (v > (std::numeric_limits<std::uint64_t>::max() >> 1 >> shift)) {
+      fail(n, "size \"" + *s + "\" is too large");
+    }
+    return v << shift;
+  }
+
+  std::string file_;
+  fs::path base_;
+};
+
+}  // namespace
+
+Config load_string(const std::string& text, const std::string& source_name) {
+  std::error_code ec;
+  fs::path cwd = fs::current_path(ec);
+  return Loader(source_name, cwd).load(text);
+}
+
+Config load_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    throw ConfigError(path, 0, 0, std::string("cannot open: ") + std::strerror(err));
+  }
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      throw ConfigError(path, 0, 0, std::string("cannot read: ") + std::strerror(err));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  std::error_code ec;
+  fs::path abs = fs::absolute(path, ec);
+  if (ec) abs = path;
+  return Loader(path, abs.parent_path()).load(text);
+}
+
+}  // namespace ringtgt::config

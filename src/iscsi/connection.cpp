@@ -1,0 +1,1082 @@
+#include "ringtgt/iscsi/connection.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "ringtgt/iscsi/digest.hpp"
+#include "ringtgt/reactor/buffer_pool.hpp"
+
+namespace ringtgt::iscsi {
+
+// The iSCSI side of a SCSI task: its tags, sequence numbers and data transfer.
+struct IscsiTask : scsi::Task {
+  enum class State { idle, receiving, executing, responding };
+  struct R2tSlot {
+    std::uint32_t ttt = 0, offset = 0, len = 0, received = 0;
+    bool busy = false;
+  };
+
+  State state = State::idle;
+  IscsiTask* prev = nullptr;
+  IscsiTask* next = nullptr;
+  std::uint32_t itt = 0;
+  std::uint32_t cmd_sn = 0;
+  std::uint32_t edtl = 0;
+  bool reading = false, writing = false;
+  bool aborted = false;
+  std::uint8_t* buf = nullptr;
+  std::size_t buf_size = 0;
+  std::uint32_t received = 0;  // Data-Out bytes in
+  bool unsolicited_done = false;
+  std::uint32_t r2t_next_offset = 0;
+  std::uint32_t r2t_outstanding = 0;
+  std::uint32_t r2t_sn = 0;
+  std::uint32_t data_sn = 0;
+  std::uint32_t pdus_pending = 0;
+  std::vector<R2tSlot> r2ts;
+};
+
+namespace {
+
+constexpr std::uint32_t kLoginSegmentLimit = 8192;
+constexpr std::size_t kMaxTextBytes = 65536;
+
+std::uint64_t decode_lun(std::uint64_t field) {
+  std::uint8_t method = static_cast<std::uint8_t>(field >> 62);
+  if (method == 0) return (field >> 48) & 0xff;    // peripheral device addressing
+  if (method == 1) return (field >> 48) & 0x3fff;  // flat space addressing
+  return ~0ull;                                    // not a LUN we can have
+}
+
+std::uint64_t encode_lun(std::uint64_t lun) {
+  if (lun < 256) return lun << 48;
+  return (0x4000 | (lun & 0x3fff)) << 48;
+}
+
+}  // namespace
+
+const char* to_string(LoginFailure f) {
+  switch (f) {
+    case LoginFailure::none:
+      return "none";
+    case LoginFailure::bad_request:
+      return "bad_request";
+    case LoginFailure::unknown_target:
+      return "unknown_target";
+    case LoginFailure::not_authorized:
+      return "not_authorized";
+    case LoginFailure::auth_failed:
+      return "auth_failed";
+    case LoginFailure::unsupported:
+      return "unsupported";
+  }
+  return "unknown";
+}
+
+bool TargetEntry::allows(std::string_view initiator) const {
+  if (allowed_initiators.empty()) return true;
+  return std::find(allowed_initiators.begin(), allowed_initiators.end(), initiator) !=
+         allowed_initiators.end();
+}
+
+Connection::Connection(ConnectionHost& host, ConnectionSettings settings, std::string peer,
+                       Clock::time_point now)
+    : host_(host),
+      settings_(std::move(settings)),
+      peer_(std::move(peer)),
+      negotiator_(settings_.limits, settings_.target_alias_default, settings_.portal_group_tag),
+      login_deadline_(now + settings_.login_timeout),
+      last_rx_(now) {}
+
+Connection::~Connection() {
+  for (auto& t : task_store_) {
+    if (t->buf) reactor::BufferPool::local().release(t->buf, t->buf_size);
+  }
+}
+
+// ---------------------------------------------------------------- receiving
+
+std::uint32_t Connection::header_extra(const std::uint8_t* bhs) const {
+  return bhs[4] * 4u + (digest_header_ ? kDigestSize : 0);
+}
+
+std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::uint32_t len,
+                                              Clock::time_point now) {
+  cur_ = Bhs(header);
+  last_rx_ = now;
+  cur_task_ = nullptr;
+  if (digest_header_) {
+    Crc32c crc;
+    crc.update(header, len - kDigestSize);
+    if (crc.value() != load_digest(header + len - kDigestSize)) {
+      spdlog::warn("{}: header digest error; closing the connection (ERL 0)", peer_);
+      return std::nullopt;
+    }
+  }
+  if (phase_ == Phase::login) return login_header(cur_);
+  if (phase_ == Phase::logged_out) return std::nullopt;
+
+  std::uint32_t dsl = cur_.data_segment_length();
+  if (dsl > params_.target_max_recv_data_segment_length) {
+    reject(cur_, RejectReason::protocol_error, "data segment longer than MaxRecvDataSegmentLength");
+    closing_ = true;
+    return std::nullopt;
+  }
+  bool discovery = params_.session_type == SessionType::discovery;
+  std::optional<DataPlan> plan;
+  switch (cur_.opcode()) {
+    case Opcode::scsi_command:
+      if (discovery) {
+        reject(cur_, RejectReason::protocol_error, "SCSI command in a discovery session");
+        closing_ = true;
+        return std::nullopt;
+      }
+      plan = command_header(cur_);
+      break;
+    case Opcode::data_out:
+      plan = data_out_header(cur_);
+      break;
+    case Opcode::nop_out:
+      plan = nop_out_header(cur_);
+      break;
+    case Opcode::text_request:
+      plan = text_header(cur_);
+      break;
+    case Opcode::logout_request:
+      plan = DataPlan{};
+      break;
+    case Opcode::task_mgmt_request:
+      if (discovery) {
+        reject(cur_, RejectReason::protocol_error, "task management in a discovery session");
+        closing_ = true;
+        return std::nullopt;
+      }
+      plan = DataPlan{};
+      break;
+    case Opcode::snack_request:
+      reject(cur_, RejectReason::command_not_supported, "SNACK (ErrorRecoveryLevel is 0)");
+      plan = DataPlan{};
+      break;
+    case Opcode::login_request:
+      reject(cur_, RejectReason::protocol_error, "login request in full feature phase");
+      closing_ = true;
+      return std::nullopt;
+    default:
+      reject(cur_, RejectReason::protocol_error, "unknown opcode");
+      closing_ = true;
+      return std::nullopt;
+  }
+  if (!plan) return plan;
+  plan->len = dsl;  // a null dest drops the segment
+  plan->trailer_len = padded(dsl) - dsl + (digest_data_ && dsl > 0 ? kDigestSize : 0);
+  return plan;
+}
+
+void Connection::on_data(const std::uint8_t* trailer, std::uint32_t trailer_len) {
+  std::uint32_t dsl = cur_.data_segment_length();
+  if (digest_data_ && dsl > 0 && phase_ != Phase::login) {
+    const std::uint8_t* data = nullptr;
+    if (cur_task_)
+      data = cur_task_->buf + cur_offset_;
+    else
+      data = segment_.data();
+    if (data != nullptr) {
+      Crc32c crc;
+      crc.update(data, dsl);
+      crc.update(trailer, padded(dsl) - dsl);
+      if (crc.value() != load_digest(trailer + trailer_len - kDigestSize)) {
+        spdlog::warn("{}: data digest error on opcode {:#x}; rejecting and closing (ERL 0)", peer_,
+                     static_cast<unsigned>(cur_.opcode()));
+        reject(cur_, RejectReason::data_digest_error, "data digest error");
+        closing_ = true;
+        return;
+      }
+    }
+  }
+  if (phase_ == Phase::login) return login_data_complete();
+  if (phase_ == Phase::logged_out) return;
+  switch (cur_.opcode()) {
+    case Opcode::scsi_command:
+    case Opcode::data_out:
+      if (cur_task_) {
+        IscsiTask& t = *cur_task_;
+        cur_task_ = nullptr;
+        t.received += dsl;
+        if (cur_.opcode() == Opcode::data_out && cur_.ttt() != kReservedTag) {
+          for (auto& slot : t.r2ts) {
+            if (slot.busy && slot.ttt == cur_.ttt()) {
+              slot.received += dsl;
+              if (slot.received >= slot.len || cur_.final_bit()) {
+                if (slot.received < slot.len) {
+                  reject(cur_, RejectReason::protocol_error, "Data-Out sequence ended early");
+                  closing_ = true;
+                  return;
+                }
+                slot.busy = false;
+                --t.r2t_outstanding;
+              }
+            }
+          }
+        } else if (cur_.opcode() == Opcode::data_out && cur_.final_bit()) {
+          t.unsolicited_done = true;
+        }
+        data_received(t);
+      }
+      break;
+    case Opcode::nop_out:
+      nop_out_complete();
+      break;
+    case Opcode::text_request:
+      text_complete();
+      break;
+    case Opcode::logout_request:
+      logout(cur_);
+      break;
+    case Opcode::task_mgmt_request:
+      task_management(cur_);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- login
+
+std::optional<DataPlan> Connection::login_header(const Bhs& bhs) {
+  if (bhs.opcode() != Opcode::login_request) {
+    spdlog::warn("{}: opcode {:#x} before login completed; closing", peer_,
+                 static_cast<unsigned>(bhs.opcode()));
+    host_.login_failed(LoginFailure::bad_request, params_.initiator_name, params_.target_name,
+                       "PDU other than Login Request during login");
+    return std::nullopt;
+  }
+  std::uint32_t dsl = bhs.data_segment_length();
+  if (dsl > kLoginSegmentLimit || text_in_.size() + dsl > kMaxTextBytes ||
+      bhs.total_ahs_length() != 0) {
+    fail_login(LoginStatus::initiator_error, LoginFailure::bad_request,
+               "login data segment too long");
+    return std::nullopt;
+  }
+  segment_.resize(dsl);
+  return DataPlan{segment_.data(), dsl, padded(dsl) - dsl};
+}
+
+void Connection::fail_login(LoginStatus status, LoginFailure why, const std::string& detail) {
+  host_.login_failed(why, params_.initiator_name, params_.target_name, detail);
+  send_login_response(status, {}, false, cur_.login_csg(), cur_.login_nsg());
+  closing_ = true;
+  phase_ = Phase::logged_out;
+}
+
+void Connection::send_login_response(LoginStatus status, std::string keys, bool transit,
+                                     LoginStage csg, LoginStage nsg, bool cont) {
+  std::uint8_t flags = (transit ? 0x80 : 0) | (cont ? 0x40 : 0) |
+                       static_cast<std::uint8_t>(static_cast<unsigned>(csg) << 2) |
+                       (transit ? static_cast<std::uint8_t>(nsg) : 0);
+  OutPdu* pdu = new_pdu(Opcode::login_response, flags);
+  pdu->bhs.bytes[2] = 0;  // version max
+  pdu->bhs.bytes[3] = 0;  // version active
+  pdu->bhs.set_isid(isid_);
+  pdu->bhs.set_tsih(transit && nsg == LoginStage::full_feature ? tsih_ : 0);
+  pdu->bhs.set_itt(itt_login_);
+  pdu->bhs.set_login_status(status);
+  pdu->owned.assign(keys.begin(), keys.end());
+  set_data(*pdu, pdu->owned.data(), static_cast<std::uint32_t>(pdu->owned.size()));
+  queue(pdu, true);
+}
+
+void Connection::login_data_complete() {
+  const Bhs& bhs = cur_;
+  if (first_login_pdu_) {
+    first_login_pdu_ = false;
+    isid_ = bhs.isid();
+    itt_login_ = bhs.itt();
+    stat_sn_ = bhs.exp_stat_sn();
+    exp_cmd_sn_ = bhs.cmd_sn();
+    login_stage_ = bhs.login_csg();
+    if (bhs.version_min() > 0) {
+      fail_login(LoginStatus::unsupported_version, LoginFailure::unsupported,
+                 "iSCSI version " + std::to_string(bhs.version_min()) + " not supported");
+      return;
+    }
+    if (bhs.tsih() != 0) {
+      // Adding a connection to a session (MaxConnections=1) or resuming one
+      // we do not know: the initiator starts over with TSIH 0.
+      fail_login(LoginStatus::session_does_not_exist, LoginFailure::unsupported,
+                 "login with TSIH " + std::to_string(bhs.tsih()) + " for no open session");
+      return;
+    }
+  } else if (bhs.isid() != isid_ || bhs.itt() != itt_login_) {
+    fail_login(LoginStatus::initiator_error, LoginFailure::bad_request,
+               "ISID or ITT changed during login");
+    return;
+  }
+  LoginStage csg = bhs.login_csg();
+  LoginStage nsg = bhs.login_nsg();
+  bool transit = bhs.login_transit();
+  if (csg != login_stage_ || csg == LoginStage::full_feature || static_cast<unsigned>(csg) == 2 ||
+      (transit && (static_cast<unsigned>(nsg) <= static_cast<unsigned>(csg) ||
+                   static_cast<unsigned>(nsg) == 2)) ||
+      (transit && bhs.login_continue())) {
+    fail_login(LoginStatus::initiator_error, LoginFailure::bad_request, "invalid login stages");
+    return;
+  }
+  text_in_.append(reinterpret_cast<const char*>(segment_.data()), segment_.size());
+  if (bhs.login_continue()) {
+    // More keys follow: acknowledge with an empty response in the same stage.
+    send_login_response(LoginStatus::success, {}, false, csg, csg);
+    return;
+  }
+  std::vector<KeyValue> keys;
+  TextParseError perr =
+      parse_text(reinterpret_cast<const std::uint8_t*>(text_in_.data()), text_in_.size(), keys);
+  text_in_.clear();
+  if (perr != TextParseError::none) {
+    fail_login(LoginStatus::initiator_error, LoginFailure::bad_request,
+               std::string("login keys: ") + to_string(perr));
+    return;
+  }
+  std::string response;
+  NegotiationError nerr = negotiator_.negotiate(static_cast<std::uint8_t>(csg), keys, response);
+  params_ = negotiator_.params();
+  switch (nerr) {
+    case NegotiationError::none:
+      break;
+    case NegotiationError::missing_parameter:
+      fail_login(LoginStatus::missing_parameter, LoginFailure::bad_request,
+                 negotiator_.error_detail());
+      return;
+    case NegotiationError::auth_failed:
+      fail_login(LoginStatus::authentication_failed, LoginFailure::auth_failed,
+                 negotiator_.error_detail());
+      return;
+    default:
+      fail_login(LoginStatus::initiator_error, LoginFailure::bad_request,
+                 negotiator_.error_detail());
+      return;
+  }
+  if (!target_checked_ && params_.session_type == SessionType::normal) {
+    target_checked_ = true;
+    target_ = host_.find_target(params_.target_name);
+    if (!target_) {
+      fail_login(LoginStatus::target_not_found, LoginFailure::unknown_target,
+                 "no target named " + params_.target_name);
+      return;
+    }
+    if (!target_->allows(params_.initiator_name)) {
+      fail_login(LoginStatus::authorization_failure, LoginFailure::not_authorized,
+                 "initiator not allowed on this target");
+      return;
+    }
+  }
+  if (transit && csg == LoginStage::security && !negotiator_.authenticated()) {
+    fail_login(LoginStatus::authentication_failed, LoginFailure::auth_failed,
+               "left the security stage without authenticating");
+    return;
+  }
+  if (transit) {
+    login_stage_ = nsg;
+    if (nsg == LoginStage::full_feature) {
+      negotiator_.finish(response);
+      params_ = negotiator_.params();
+      tsih_ = host_.session_started(params_, isid_);
+      send_login_response(LoginStatus::success, std::move(response), true, csg, nsg);
+      phase_ = Phase::full_feature;
+      // Digests apply from the first PDU after the final login response.
+      digest_header_ = params_.header_digest;
+      digest_data_ = params_.data_digest;
+      nexus_.initiator_name = params_.initiator_name;
+      nexus_.target_name = params_.target_name;
+      nexus_.session_id = isid_ << 16 | tsih_;
+      std::uint32_t n = settings_.queue_depth + 4;
+      task_store_.reserve(n);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        auto t = std::make_unique<IscsiTask>();
+        t->r2ts.resize(std::max<std::uint32_t>(1, params_.max_outstanding_r2t));
+        free_tasks_.push_back(t.get());
+        task_store_.push_back(std::move(t));
+      }
+      spdlog::info(
+          "login: initiator {} target {} peer {} session {} tsih {} ({})", params_.initiator_name,
+          params_.session_type == SessionType::discovery ? "(discovery)" : params_.target_name,
+          peer_, params_.session_type == SessionType::discovery ? "discovery" : "normal", tsih_,
+          params_.header_digest || params_.data_digest ? "digests" : "no digests");
+      return;
+    }
+  }
+  send_login_response(LoginStatus::success, std::move(response), transit, csg, nsg);
+}
+
+// ---------------------------------------------------------------- commands
+
+std::uint32_t Connection::max_cmd_sn() const {
+  std::uint32_t free =
+      settings_.queue_depth > active_tasks_ ? settings_.queue_depth - active_tasks_ : 0;
+  return exp_cmd_sn_ + free - 1;
+}
+
+bool Connection::check_cmd_sn(const Bhs& bhs) {
+  std::uint32_t sn = bhs.cmd_sn();
+  if (bhs.immediate()) return true;
+  if (sn == exp_cmd_sn_) {
+    ++exp_cmd_sn_;
+    return true;
+  }
+  if (sn_lt(sn, exp_cmd_sn_) || sn_lt(max_cmd_sn(), sn)) {
+    spdlog::debug("{}: CmdSN {} outside window [{}, {}]; ignored", peer_, sn, exp_cmd_sn_,
+                  max_cmd_sn());
+    return false;
+  }
+  // Ahead of ExpCmdSN inside the window: on a single connection nothing can
+  // fill the gap, so take the command and move the window past it.
+  exp_cmd_sn_ = sn + 1;
+  return true;
+}
+
+IscsiTask* Connection::acquire_task() {
+  if (free_tasks_.empty()) return nullptr;
+  IscsiTask* t = free_tasks_.back();
+  free_tasks_.pop_back();
+  t->state = IscsiTask::State::receiving;
+  t->aborted = false;
+  t->received = 0;
+  t->unsolicited_done = false;
+  t->r2t_next_offset = 0;
+  t->r2t_outstanding = 0;
+  t->r2t_sn = 0;
+  t->data_sn = 0;
+  t->pdus_pending = 0;
+  for (auto& s : t->r2ts) s = {};
+  t->reset_outcome();
+  t->prev = nullptr;
+  t->next = active_list_;
+  if (active_list_) active_list_->prev = t;
+  active_list_ = t;
+  ++active_tasks_;
+  return t;
+}
+
+void Connection::release_task(IscsiTask& t) {
+  if (t.buf) {
+    reactor::BufferPool::local().release(t.buf, t.buf_size);
+    t.buf = nullptr;
+    t.buf_size = 0;
+  }
+  if (t.prev)
+    t.prev->next = t.next;
+  else
+    active_list_ = t.next;
+  if (t.next) t.next->prev = t.prev;
+  t.prev = t.next = nullptr;
+  t.state = IscsiTask::State::idle;
+  --active_tasks_;
+  free_tasks_.push_back(&t);
+}
+
+IscsiTask* Connection::find_task(std::uint32_t itt) {
+  for (IscsiTask* t = active_list_; t; t = t->next)
+    if (t->itt == itt) return t;
+  return nullptr;
+}
+
+std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
+  std::uint32_t dsl = bhs.data_segment_length();
+  if (!check_cmd_sn(bhs)) return DataPlan{};
+  if (bhs.total_ahs_length() != 0) {
+    // Extended CDBs and bidirectional lengths: not offered by any of our commands.
+    reject(bhs, RejectReason::command_not_supported, "AHS (extended CDB) not supported");
+    return DataPlan{};
+  }
+  IscsiTask* t = acquire_task();
+  if (t == nullptr) {
+    OutPdu* pdu = new_pdu(Opcode::scsi_response, 0x80);
+    pdu->bhs.bytes[3] = static_cast<std::uint8_t>(scsi::Status::task_set_full);
+    pdu->bhs.set_itt(bhs.itt());
+    queue(pdu, true);
+    return DataPlan{};
+  }
+  t->itt = bhs.itt();
+  t->cmd_sn = bhs.cmd_sn();
+  t->edtl = bhs.edtl();
+  t->reading = bhs.flags() & 0x40;
+  t->writing = bhs.flags() & 0x20;
+  std::memcpy(t->cdb.data(), bhs.cdb(), 16);
+  t->lun = decode_lun(bhs.lun_field());
+  t->unsolicited_done = bhs.final_bit();
+
+  auto fail_now = [&](scsi::SenseCode code) {
+    t->state = IscsiTask::State::executing;
+    fail_task(*t, code);
+    return DataPlan{};
+  };
+  if (t->reading && t->writing) return fail_now(scsi::sense::invalid_field_in_cdb);
+  if (t->edtl > settings_.max_transfer_length) return fail_now(scsi::sense::invalid_field_in_cdb);
+  if (dsl > 0) {
+    std::uint32_t first_burst = std::min(params_.first_burst_length, t->edtl);
+    if (!t->writing || !params_.immediate_data || dsl > first_burst) {
+      reject(bhs, RejectReason::protocol_error, "immediate data not allowed here");
+      release_task(*t);
+      closing_ = true;
+      return std::nullopt;
+    }
+  }
+  if (!t->writing && !bhs.final_bit()) {
+    reject(bhs, RejectReason::protocol_error, "F bit clear on a command without Data-Out");
+    release_task(*t);
+    closing_ = true;
+    return std::nullopt;
+  }
+  if ((t->writing || t->reading) && t->edtl > 0) {
+    t->buf_size = std::max<std::size_t>(t->edtl, reactor::BufferPool::kMinSize);
+    t->buf = reactor::BufferPool::local().acquire(t->buf_size);
+    if (t->buf == nullptr) {
+      t->buf_size = 0;
+      return fail_now(scsi::sense::internal_target_failure);
+    }
+  }
+  if (params_.initial_r2t) t->unsolicited_done = true;
+  if (dsl > 0) {
+    cur_task_ = t;
+    cur_offset_ = 0;
+    return DataPlan{t->buf, dsl, 0};
+  }
+  data_received(*t);
+  return DataPlan{};
+}
+
+std::optional<DataPlan> Connection::data_out_header(const Bhs& bhs) {
+  std::uint32_t dsl = bhs.data_segment_length();
+  IscsiTask* t = find_task(bhs.itt());
+  if (t == nullptr || t->state != IscsiTask::State::receiving || !t->writing) {
+    // A late Data-Out for a task that was aborted is normal; anything else is not.
+    if (t == nullptr || !t->aborted)
+      reject(bhs, RejectReason::invalid_pdu_field, "Data-Out for no task awaiting data");
+    return DataPlan{};
+  }
+  std::uint32_t off = bhs.buffer_offset();
+  if (off > t->edtl || dsl > t->edtl - off) {
+    reject(bhs, RejectReason::protocol_error, "Data-Out beyond the expected transfer length");
+    closing_ = true;
+    return std::nullopt;
+  }
+  if (bhs.ttt() == kReservedTag) {
+    std::uint32_t limit = std::min(params_.first_burst_length, t->edtl);
+    if (t->unsolicited_done || off + dsl > limit) {
+      reject(bhs, RejectReason::protocol_error, "unsolicited Data-Out not allowed here");
+      closing_ = true;
+      return std::nullopt;
+    }
+  } else {
+    bool ok = false;
+    for (auto& slot : t->r2ts) {
+      if (slot.busy && slot.ttt == bhs.ttt()) {
+        ok = off >= slot.offset && off + dsl <= slot.offset + slot.len;
+        break;
+      }
+    }
+    if (!ok) {
+      reject(bhs, RejectReason::protocol_error, "Data-Out outside its R2T");
+      closing_ = true;
+      return std::nullopt;
+    }
+  }
+  cur_task_ = t;
+  cur_offset_ = off;
+  return DataPlan{t->buf + off, dsl, 0};
+}
+
+void Connection::data_received(IscsiTask& t) {
+  if (t.state != IscsiTask::State::receiving) return;
+  if (t.received >= t.edtl || !t.writing) {
+    execute(t);
+    return;
+  }
+  if (!t.unsolicited_done) return;
+  if (t.r2t_next_offset < t.received && t.r2t_outstanding == 0 && t.r2t_sn == 0)
+    t.r2t_next_offset = t.received;
+  send_r2ts(t);
+}
+
+void Connection::send_r2ts(IscsiTask& t) {
+  for (auto& slot : t.r2ts) {
+    if (t.r2t_next_offset >= t.edtl) break;
+    if (slot.busy) continue;
+    std::uint32_t len = std::min(params_.max_burst_length, t.edtl - t.r2t_next_offset);
+    std::uint32_t ttt = next_ttt_++;
+    if (next_ttt_ == kReservedTag) next_ttt_ = 1;
+    slot = {ttt, t.r2t_next_offset, len, 0, true};
+    ++t.r2t_outstanding;
+    OutPdu* pdu = new_pdu(Opcode::r2t, 0x80);
+    pdu->bhs.set_lun_field(encode_lun(t.lun));
+    pdu->bhs.set_itt(t.itt);
+    pdu->bhs.set_ttt(ttt);
+    pdu->bhs.set_data_sn(t.r2t_sn++);
+    pdu->bhs.set_buffer_offset(t.r2t_next_offset);
+    pdu->bhs.set_desired_length(len);
+    queue(pdu, false);
+    t.r2t_next_offset += len;
+  }
+}
+
+void Connection::execute(IscsiTask& t) {
+  t.state = IscsiTask::State::executing;
+  t.buffer = t.buf;
+  t.buffer_len = t.writing ? std::min(t.received, t.edtl) : (t.reading ? t.edtl : 0);
+  t.expected_length = t.edtl;
+  t.direction = t.writing   ? scsi::DataDirection::to_device
+                : t.reading ? scsi::DataDirection::from_device
+                            : scsi::DataDirection::none;
+  t.nexus = &nexus_;
+  t.owner = this;
+  target_->luns->execute(t);
+}
+
+void Connection::fail_task(IscsiTask& t, scsi::SenseCode code) {
+  t.owner = this;
+  t.fail(code);
+  task_complete(t);
+}
+
+void Connection::task_complete(scsi::Task& task) {
+  auto& t = static_cast<IscsiTask&>(task);
+  if (shut_down_ || t.aborted) {
+    release_task(t);
+    maybe_finish_logout();
+    return;
+  }
+  t.state = IscsiTask::State::responding;
+  respond(t);
+  if (t.pdus_pending == 0) release_task(t);
+  maybe_finish_logout();
+}
+
+void Connection::respond(IscsiTask& t) {
+  bool good = t.status == scsi::Status::good;
+  std::uint32_t to_send = 0;
+  if (t.reading && good) to_send = std::min(t.data_in_length, t.edtl);
+  if (to_send == 0) return send_scsi_response(t, false);
+
+  std::uint32_t max_seg =
+      std::max<std::uint32_t>(512, params_.initiator_max_recv_data_segment_length);
+  std::uint32_t burst = std::max<std::uint32_t>(512, params_.max_burst_length);
+  std::uint32_t off = 0, in_burst = 0;
+  while (off < to_send) {
+    std::uint32_t len = std::min({max_seg, to_send - off, burst - in_burst});
+    bool last = off + len == to_send;
+    in_burst += len;
+    bool end_of_burst = last || in_burst == burst;
+    if (in_burst == burst) in_burst = 0;
+    OutPdu* pdu = new_pdu(Opcode::data_in, end_of_burst ? 0x80 : 0);
+    pdu->bhs.set_lun_field(encode_lun(t.lun));
+    pdu->bhs.set_itt(t.itt);
+    pdu->bhs.set_ttt(kReservedTag);
+    pdu->bhs.set_data_sn(t.data_sn++);
+    pdu->bhs.set_buffer_offset(off);
+    set_data(*pdu, t.buf + off, len);
+    pdu->task = &t;
+    ++t.pdus_pending;
+    if (last) {
+      // Status rides in the last Data-In when the command succeeded.
+      std::uint8_t flags = 0x80 | 0x01;
+      std::uint32_t residual = 0;
+      if (t.transfer_length > t.edtl) {
+        flags |= 0x04;
+        residual = t.transfer_length - t.edtl;
+      } else if (to_send < t.edtl) {
+        flags |= 0x02;
+        residual = t.edtl - to_send;
+      }
+      pdu->bhs.set_flags(flags);
+      pdu->bhs.bytes[3] = static_cast<std::uint8_t>(t.status);
+      pdu->bhs.set_residual(residual);
+      queue(pdu, true);
+    } else {
+      queue(pdu, false);
+    }
+    off += len;
+  }
+}
+
+void Connection::send_scsi_response(IscsiTask& t, bool) {
+  OutPdu* pdu = new_pdu(Opcode::scsi_response, 0x80);
+  pdu->bhs.set_itt(t.itt);
+  pdu->bhs.bytes[2] = 0;  // command completed at target
+  pdu->bhs.bytes[3] = static_cast<std::uint8_t>(t.status);
+  if (t.status == scsi::Status::good) {
+    std::uint32_t moved = t.reading ? std::min(t.data_in_length, t.edtl) : t.transfer_length;
+    if (t.transfer_length > t.edtl) {
+      pdu->bhs.set_flags(0x80 | 0x04);
+      pdu->bhs.set_residual(t.transfer_length - t.edtl);
+    } else if (moved < t.edtl) {
+      pdu->bhs.set_flags(0x80 | 0x02);
+      pdu->bhs.set_residual(t.edtl - moved);
+    }
+  }
+  if (t.sense_len > 0) {
+    pdu->owned.resize(2 + t.sense_len);
+    store_be16(pdu->owned.data(), t.sense_len);
+    std::memcpy(pdu->owned.data() + 2, t.sense.data(), t.sense_len);
+    set_data(*pdu, pdu->owned.data(), static_cast<std::uint32_t>(pdu->owned.size()));
+  }
+  pdu->bhs.set_data_sn(t.data_sn);  // ExpDataSN
+  pdu->task = &t;
+  ++t.pdus_pending;
+  queue(pdu, true);
+}
+
+// ---------------------------------------------------------------- other PDUs
+
+std::optional<DataPlan> Connection::nop_out_header(const Bhs& bhs) {
+  std::uint32_t dsl = bhs.data_segment_length();
+  if (bhs.itt() != kReservedTag) {
+    if (!check_cmd_sn(bhs)) return DataPlan{};
+  }
+  segment_.resize(dsl);
+  return DataPlan{segment_.data(), dsl, 0};
+}
+
+void Connection::nop_out_complete() {
+  const Bhs& bhs = cur_;
+  if (bhs.itt() == kReservedTag) {
+    // The answer to our ping.
+    if (ping_sent_ && bhs.ttt() == ping_ttt_) ping_sent_.reset();
+    return;
+  }
+  if (!bhs.immediate() && sn_lt(exp_cmd_sn_, bhs.cmd_sn() + 1)) return;  // was out of window
+  OutPdu* pdu = new_pdu(Opcode::nop_in, 0x80);
+  pdu->bhs.set_lun_field(bhs.lun_field());
+  pdu->bhs.set_itt(bhs.itt());
+  pdu->bhs.set_ttt(kReservedTag);
+  pdu->owned.assign(segment_.begin(), segment_.end());
+  set_data(*pdu, pdu->owned.data(), static_cast<std::uint32_t>(pdu->owned.size()));
+  queue(pdu, true);
+}
+
+std::optional<DataPlan> Connection::text_header(const Bhs& bhs) {
+  std::uint32_t dsl = bhs.data_segment_length();
+  if (!check_cmd_sn(bhs)) return DataPlan{};
+  if (text_in_.size() + dsl > kMaxTextBytes) {
+    reject(bhs, RejectReason::protocol_error, "text request too long");
+    closing_ = true;
+    return std::nullopt;
+  }
+  segment_.resize(dsl);
+  return DataPlan{segment_.data(), dsl, 0};
+}
+
+void Connection::text_complete() {
+  const Bhs& bhs = cur_;
+  auto send_piece = [&] {
+    std::uint32_t max_seg =
+        std::max<std::uint32_t>(512, params_.initiator_max_recv_data_segment_length);
+    std::size_t left = text_out_.size() - text_out_pos_;
+    std::size_t n = std::min<std::size_t>(left, max_seg);
+    bool more = n < left;
+    OutPdu* pdu = new_pdu(Opcode::text_response, more ? 0x40 : 0x80);
+    pdu->bhs.set_lun_field(bhs.lun_field());
+    pdu->bhs.set_itt(bhs.itt());
+    if (more) {
+      text_ttt_ = next_ttt_++;
+      if (next_ttt_ == kReservedTag) next_ttt_ = 1;
+    }
+    pdu->bhs.set_ttt(more ? text_ttt_ : kReservedTag);
+    pdu->owned.assign(text_out_.begin() + static_cast<std::ptrdiff_t>(text_out_pos_),
+                      text_out_.begin() + static_cast<std::ptrdiff_t>(text_out_pos_ + n));
+    set_data(*pdu, pdu->owned.data(), static_cast<std::uint32_t>(n));
+    text_out_pos_ += n;
+    if (!more) {
+      text_out_.clear();
+      text_out_pos_ = 0;
+    }
+    queue(pdu, true);
+  };
+  if (bhs.ttt() != kReservedTag) {
+    // The initiator asks for the next piece of a long response.
+    if (bhs.ttt() != text_ttt_ || text_out_.empty()) {
+      reject(bhs, RejectReason::invalid_pdu_field, "text continuation with an unknown TTT");
+      return;
+    }
+    return send_piece();
+  }
+  text_in_.append(reinterpret_cast<const char*>(segment_.data()), segment_.size());
+  if (bhs.flags() & 0x40) {
+    // Continued request: answer empty until the last piece.
+    OutPdu* pdu = new_pdu(Opcode::text_response, 0x00);
+    pdu->bhs.set_itt(bhs.itt());
+    text_ttt_ = next_ttt_++;
+    pdu->bhs.set_ttt(text_ttt_);
+    queue(pdu, true);
+    return;
+  }
+  std::vector<KeyValue> keys;
+  TextParseError perr =
+      parse_text(reinterpret_cast<const std::uint8_t*>(text_in_.data()), text_in_.size(), keys);
+  text_in_.clear();
+  if (perr != TextParseError::none) {
+    reject(bhs, RejectReason::protocol_error, "malformed text request");
+    return;
+  }
+  text_out_.clear();
+  text_out_pos_ = 0;
+  for (const auto& kv : keys) {
+    if (kv.key == "SendTargets") {
+      host_.append_send_targets(params_.initiator_name, kv.value, text_out_);
+    } else {
+      append_key(text_out_, kv.key, "NotUnderstood");
+    }
+  }
+  send_piece();
+}
+
+void Connection::logout(const Bhs& bhs) {
+  if (!check_cmd_sn(bhs)) return;
+  std::uint8_t reason = bhs.flags() & 0x7f;
+  logout_itt_ = bhs.itt();
+  logout_response_ = reason <= 1 ? 0 : 2;  // connection recovery: not supported at ERL 0
+  logout_pending_ = true;
+  if (logout_response_ == 0) {
+    // Commands still waiting for Data-Out will not get it now.
+    for (IscsiTask* t = active_list_; t;) {
+      IscsiTask* next = t->next;
+      if (t->state == IscsiTask::State::receiving) release_task(*t);
+      t = next;
+    }
+  }
+  maybe_finish_logout();
+}
+
+void Connection::maybe_finish_logout() {
+  if (!logout_pending_) return;
+  if (logout_response_ == 0) {
+    for (IscsiTask* t = active_list_; t; t = t->next)
+      if (t->state == IscsiTask::State::executing) return;
+  }
+  logout_pending_ = false;
+  OutPdu* pdu = new_pdu(Opcode::logout_response, 0x80);
+  pdu->bhs.bytes[2] = logout_response_;
+  pdu->bhs.set_itt(logout_itt_);
+  pdu->bhs.set_u16(40, static_cast<std::uint16_t>(params_.default_time2wait));
+  pdu->bhs.set_u16(42, static_cast<std::uint16_t>(params_.default_time2retain));
+  queue(pdu, true);
+  if (logout_response_ == 0) {
+    spdlog::info("logout: initiator {} target {} peer {} tsih {}", params_.initiator_name,
+                 params_.target_name, peer_, tsih_);
+    phase_ = Phase::logged_out;
+    closing_ = true;
+  }
+}
+
+void Connection::task_management(const Bhs& bhs) {
+  if (!check_cmd_sn(bhs)) return;
+  auto fn = static_cast<TmfFunction>(bhs.flags() & 0x7f);
+  TmfResponse response = TmfResponse::complete;
+  std::uint64_t lun = decode_lun(bhs.lun_field());
+  switch (fn) {
+    case TmfFunction::abort_task: {
+      IscsiTask* t = find_task(bhs.ref_task_tag());
+      if (t && t->state != IscsiTask::State::responding) {
+        abort_task(*t);
+      } else if (!t) {
+        std::uint32_t ref = bhs.u32(32);
+        bool in_window =
+            sn_lt(ref, bhs.cmd_sn()) && !sn_lt(ref, bhs.cmd_sn() - settings_.queue_depth);
+        response = in_window ? TmfResponse::complete : TmfResponse::task_does_not_exist;
+      }
+      break;
+    }
+    case TmfFunction::abort_task_set:
+    case TmfFunction::clear_task_set:
+    case TmfFunction::logical_unit_reset:
+      if (!target_->luns->find(lun)) {
+        response = TmfResponse::lun_does_not_exist;
+        break;
+      }
+      for (IscsiTask* t = active_list_; t;) {
+        IscsiTask* next = t->next;
+        if (t->lun == lun && t->state != IscsiTask::State::responding) abort_task(*t);
+        t = next;
+      }
+      break;
+    case TmfFunction::target_warm_reset:
+      for (IscsiTask* t = active_list_; t;) {
+        IscsiTask* next = t->next;
+        if (t->state != IscsiTask::State::responding) abort_task(*t);
+        t = next;
+      }
+      break;
+    case TmfFunction::task_reassign:
+      response = TmfResponse::reassignment_not_supported;
+      break;
+    default:
+      response = TmfResponse::not_supported;
+      break;
+  }
+  spdlog::info("task management {} from {} ({}): response {}", static_cast<unsigned>(fn),
+               params_.initiator_name, peer_, static_cast<unsigned>(response));
+  OutPdu* pdu = new_pdu(Opcode::task_mgmt_response, 0x80);
+  pdu->bhs.bytes[2] = static_cast<std::uint8_t>(response);
+  pdu->bhs.set_itt(bhs.itt());
+  queue(pdu, true);
+}
+
+void Connection::abort_task(IscsiTask& t) {
+  t.aborted = true;
+  // Not yet running: it ends here. Running: it ends, silently, when the
+  // SCSI layer gives it back (the backend may already have the data).
+  if (t.state == IscsiTask::State::receiving) {
+    if (cur_task_ == &t) cur_task_ = nullptr;
+    release_task(t);
+  }
+}
+
+void Connection::reject(const Bhs& bhs, RejectReason reason, const char* why) {
+  spdlog::warn("{} ({}): reject opcode {:#x}: {}", peer_,
+               params_.initiator_name.empty() ? "?" : params_.initiator_name,
+               static_cast<unsigned>(bhs.opcode()), why);
+  OutPdu* pdu = new_pdu(Opcode::reject, 0x80);
+  pdu->bhs.bytes[2] = static_cast<std::uint8_t>(reason);
+  pdu->bhs.set_itt(kReservedTag);
+  pdu->owned.assign(bhs.bytes.begin(), bhs.bytes.end());
+  set_data(*pdu, pdu->owned.data(), kBhsSize);
+  queue(pdu, true);
+}
+
+// ---------------------------------------------------------------- output
+
+OutPdu* Connection::new_pdu(Opcode op, std::uint8_t flags) {
+  OutPdu* pdu;
+  if (free_pdus_.empty()) {
+    pdu_store_.push_back(std::make_unique<OutPdu>());
+    pdu = pdu_store_.back().get();
+  } else {
+    pdu = free_pdus_.back();
+    free_pdus_.pop_back();
+  }
+  pdu->bhs = Bhs::make(op, flags);
+  pdu->data = nullptr;
+  pdu->data_len = 0;
+  pdu->trailer_len = 0;
+  pdu->owned.clear();
+  pdu->task = nullptr;
+  pdu->next = nullptr;
+  return pdu;
+}
+
+void Connection::set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t len) {
+  pdu.data = data;
+  pdu.data_len = len;
+  pdu.bhs.set_data_segment_length(len);
+}
+
+void Connection::queue(OutPdu* pdu, bool advance_stat_sn) {
+  Opcode op = pdu->bhs.opcode();
+  if (op != Opcode::data_in || advance_stat_sn) {
+    pdu->bhs.set_stat_sn(advance_stat_sn ? stat_sn_++ : stat_sn_);
+  }
+  pdu->bhs.set_exp_cmd_sn(exp_cmd_sn_);
+  pdu->bhs.set_max_cmd_sn(max_cmd_sn());
+  std::uint32_t pad = padded(pdu->data_len) - pdu->data_len;
+  std::memset(pdu->trailer, 0, sizeof pdu->trailer);
+  pdu->trailer_len = static_cast<std::uint8_t>(pad);
+  if (phase_ == Phase::full_feature || phase_ == Phase::logged_out) {
+    if (digest_header_) {
+      Crc32c crc;
+      crc.update(pdu->bhs.bytes.data(), kBhsSize);
+      store_digest(pdu->header_digest, crc.value());
+    }
+    if (digest_data_ && pdu->data_len > 0) {
+      Crc32c crc;
+      crc.update(pdu->data, pdu->data_len);
+      crc.update(pdu->trailer, pad);
+      store_digest(pdu->trailer + pad, crc.value());
+      pdu->trailer_len = static_cast<std::uint8_t>(pad + kDigestSize);
+    }
+  }
+  pdu->header_len = static_cast<std::uint8_t>(
+      kBhsSize + ((phase_ != Phase::login && digest_header_) ? kDigestSize : 0));
+  if (out_tail_)
+    out_tail_->next = pdu;
+  else
+    out_head_ = pdu;
+  out_tail_ = pdu;
+  ++pdus_unsent_;
+  host_.output_ready();
+}
+
+OutPdu* Connection::take_output() {
+  OutPdu* head = out_head_;
+  out_head_ = out_tail_ = nullptr;
+  return head;
+}
+
+void Connection::sent(OutPdu* pdu) {
+  --pdus_unsent_;
+  IscsiTask* t = pdu->task;
+  pdu->owned.clear();
+  pdu->task = nullptr;
+  free_pdus_.push_back(pdu);
+  if (t && --t->pdus_pending == 0 && t->state == IscsiTask::State::responding) release_task(*t);
+}
+
+// ---------------------------------------------------------------- time, teardown
+
+void Connection::on_tick(Clock::time_point now) {
+  if (closing_) return;
+  if (phase_ == Phase::login) {
+    if (now > login_deadline_) {
+      spdlog::warn("{}: login not completed within {}s; closing", peer_,
+                   settings_.login_timeout.count());
+      host_.login_failed(LoginFailure::bad_request, params_.initiator_name, params_.target_name,
+                         "login timeout");
+      closing_ = true;
+    }
+    return;
+  }
+  if (phase_ != Phase::full_feature || settings_.nop_interval.count() == 0) return;
+  if (ping_sent_) {
+    if (now - last_rx_ > settings_.nop_timeout) {
+      spdlog::warn("{} ({}): no answer to NOP-In for {}s; closing the connection", peer_,
+                   params_.initiator_name, settings_.nop_timeout.count());
+      closing_ = true;
+    }
+    return;
+  }
+  if (now - last_rx_ >= settings_.nop_interval) {
+    ping_ttt_ = next_ttt_++;
+    if (next_ttt_ == kReservedTag) next_ttt_ = 1;
+    ping_sent_ = now;
+    OutPdu* pdu = new_pdu(Opcode::nop_in, 0x80);
+    pdu->bhs.set_itt(kReservedTag);
+    pdu->bhs.set_ttt(ping_ttt_);
+    queue(pdu, false);
+  }
+}
+
+void Connection::request_close(const char* why) {
+  spdlog::info("closing connection {} ({} on {}): {}", peer_, params_.initiator_name,
+               params_.target_name, why);
+  closing_ = true;
+}
+
+void Connection::shut_down() {
+  shut_down_ = true;
+  closing_ = true;
+  for (IscsiTask* t = active_list_; t;) {
+    IscsiTask* next = t->next;
+    if (t->state == IscsiTask::State::receiving) release_task(*t);
+    t = next;
+  }
+  for (OutPdu* p = take_output(); p;) {
+    OutPdu* next = p->next;
+    sent(p);
+    p = next;
+  }
+}
+
+bool Connection::idle() const {
+  return active_tasks_ == 0 && pdus_unsent_ == 0;
+}
+
+}  // namespace ringtgt::iscsi

@@ -1,0 +1,150 @@
+#include "ringtgt/net/registry.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <stdexcept>
+
+#include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/net/socket_connection.hpp"
+#include "ringtgt/net/worker.hpp"
+#include "ringtgt/storage/file_backend.hpp"
+
+namespace ringtgt::net {
+
+std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {
+  // FNV-1a over the names: stable across restarts and builds.
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](unsigned char c) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  };
+  for (unsigned char c : target) mix(c);
+  mix(0);
+  for (int i = 0; i < 4; ++i) mix(static_cast<unsigned char>(lun >> (8 * i)));
+  return h;
+}
+
+namespace {
+
+iscsi::ConnectionSettings settings_from(const config::IscsiSettings& s) {
+  iscsi::ConnectionSettings c;
+  c.limits.max_recv_data_segment_length = s.max_recv_data_segment_length;
+  c.limits.max_burst_length = s.max_burst_length;
+  c.limits.first_burst_length = s.first_burst_length;
+  c.limits.initial_r2t = s.initial_r2t;
+  c.limits.immediate_data = s.immediate_data;
+  c.limits.max_outstanding_r2t = s.max_outstanding_r2t;
+  c.limits.allow_header_digest = s.header_digest;
+  c.limits.allow_data_digest = s.data_digest;
+  c.limits.default_time2wait = s.default_time2wait;
+  c.limits.default_time2retain = s.default_time2retain;
+  c.queue_depth = s.queue_depth;
+  c.nop_interval = std::chrono::seconds(s.nop_interval_seconds);
+  c.nop_timeout = std::chrono::seconds(s.nop_timeout_seconds);
+  c.login_timeout = std::chrono::seconds(s.login_timeout_seconds);
+  return c;
+}
+
+std::string format_address(const std::string& host, std::uint16_t port) {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+Registry::Registry(const config::Config& cfg)
+    : portals_(cfg.portals), settings_(settings_from(cfg.iscsi)) {
+  for (const auto& t : cfg.targets) {
+    auto entry = std::make_shared<iscsi::TargetEntry>();
+    entry->name = t.name;
+    entry->alias = t.alias;
+    entry->allowed_initiators = t.allowed_initiators;
+    entry->luns = std::make_shared<scsi::LunMap>();
+    for (const auto& l : t.luns) {
+      storage::FileBackendOptions o;
+      o.path = l.path;
+      o.create_size = l.size;
+      o.read_only = l.read_only;
+      o.direct_io = l.direct_io;
+      o.policy = l.write_ack == config::WriteAck::writeback ? storage::WriteAckPolicy::writeback
+                                                            : storage::WriteAckPolicy::writethrough;
+      std::unique_ptr<storage::Backend> backend;
+      try {
+        backend = std::make_unique<storage::FileBackend>(o);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("target " + t.name + " LUN " + std::to_string(l.number) + ": " +
+                                 e.what());
+      }
+      if (backend->size_bytes() % l.block_size != 0) {
+        throw std::runtime_error("target " + t.name + " LUN " + std::to_string(l.number) + ": " +
+                                 l.path + " is " + std::to_string(backend->size_bytes()) +
+                                 " bytes, not a multiple of the block size " +
+                                 std::to_string(l.block_size));
+      }
+      scsi::LunParams p;
+      p.block_size = l.block_size;
+      p.read_only = l.read_only;
+      p.naa = lun_naa(t.name, l.number);
+      p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
+      p.device_name = t.name + ",lun," + std::to_string(l.number);
+      spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}{})", t.name, l.number,
+                   backend->describe(), backend->size_bytes(), l.block_size,
+                   storage::to_string(backend->ack_policy()), l.read_only ? ", read-only" : "");
+      entry->luns->add(std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend)));
+    }
+    targets_.push_back(std::move(entry));
+  }
+}
+
+std::shared_ptr<const iscsi::TargetEntry> Registry::find_target(std::string_view name) const {
+  for (const auto& t : targets_)
+    if (t->name == name) return t;
+  return nullptr;
+}
+
+void Registry::append_send_targets(std::string_view initiator, std::string_view which,
+                                   const std::string& local_address, std::string& out) const {
+  for (const auto& t : targets_) {
+    if (which != "All" && which != t->name) continue;
+    if (!t->allows(initiator)) continue;
+    iscsi::append_key(out, "TargetName", t->name);
+    for (const auto& p : portals_) {
+      bool wildcard = p.host == "0.0.0.0" || p.host == "::";
+      std::string addr = wildcard ? local_address : format_address(p.host, p.port);
+      iscsi::append_key(out, "TargetAddress", addr + ",1");
+    }
+  }
+}
+
+std::uint16_t Registry::session_started(const std::string& initiator, std::uint64_t isid,
+                                        Worker* worker, std::weak_ptr<SocketConnection> conn) {
+  std::lock_guard lock(mu_);
+  std::uint16_t tsih = next_tsih_++;
+  if (next_tsih_ == 0) next_tsih_ = 1;
+  auto key = std::make_pair(initiator, isid);
+  auto it = sessions_.find(key);
+  if (it != sessions_.end()) {
+    spdlog::info(
+        "session reinstatement: initiator {} ISID {:012x}: closing the old session (tsih {})",
+        initiator, isid, it->second.tsih);
+    auto old = it->second.conn;
+    it->second.worker->reactor().post([old] {
+      if (auto c = old.lock()) c->close("session reinstated by a new login");
+    });
+  }
+  sessions_[key] = SessionRef{tsih, worker, std::move(conn)};
+  return tsih;
+}
+
+void Registry::session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih) {
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(std::make_pair(initiator, isid));
+  if (it != sessions_.end() && it->second.tsih == tsih) sessions_.erase(it);
+}
+
+std::size_t Registry::session_count() const {
+  std::lock_guard lock(mu_);
+  return sessions_.size();
+}
+
+}  // namespace ringtgt::net

@@ -1,0 +1,71 @@
+#include "ringtgt/net/worker.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "ringtgt/net/registry.hpp"
+#include "ringtgt/net/socket_connection.hpp"
+
+namespace ringtgt::net {
+
+Worker::Worker(unsigned index, Registry& registry)
+    : index_(index), registry_(registry), reactor_(index) {}
+
+Worker::~Worker() {
+  join();
+}
+
+void Worker::start() {
+  reactor_.on_tick([this](reactor::Clock::time_point now) { tick(now); });
+  thread_ = std::thread([this] {
+    try {
+      reactor_.run();
+    } catch (const std::exception& e) {
+      spdlog::critical("worker {}: {}", index_, e.what());
+      std::abort();
+    }
+    conns_.clear();
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::adopt(int fd, std::string peer, std::string local) {
+  reactor_.post([this, fd, peer = std::move(peer), local = std::move(local)]() mutable {
+    if (draining_) {
+      ::close(fd);
+      return;
+    }
+    auto c =
+        std::make_shared<SocketConnection>(*this, registry_, fd, std::move(peer), std::move(local));
+    conns_.push_back(c);
+    count_.store(conns_.size());
+    c->start();
+  });
+}
+
+void Worker::drain_and_stop() {
+  reactor_.post([this] {
+    draining_ = true;
+    for (auto& c : conns_) c->close("target shutting down");
+    tick(reactor::Clock::now());
+  });
+}
+
+void Worker::tick(reactor::Clock::time_point now) {
+  for (std::size_t i = 0; i < conns_.size();) {
+    conns_[i]->on_tick(now);
+    if (conns_[i]->finished()) {
+      conns_[i] = std::move(conns_.back());
+      conns_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+  count_.store(conns_.size());
+  if (draining_ && conns_.empty()) reactor_.stop();
+}
+
+}  // namespace ringtgt::net

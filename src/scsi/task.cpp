@@ -1,0 +1,64 @@
+#include "ringtgt/scsi/task.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "ringtgt/scsi/cdb.hpp"
+#include "ringtgt/scsi/commands.hpp"
+
+namespace ringtgt::scsi {
+
+void Task::fail(SenseCode code, bool has_info, std::uint64_t info) {
+  status = Status::check_condition;
+  data_in_length = 0;
+  sense.fill(0);
+  // Fixed format has four bytes of INFORMATION; a value that does not fit is
+  // reported as not valid rather than truncated (SPC-4 4.5.3).
+  const bool valid = has_info && info <= 0xffffffffu;
+  sense[0] = valid ? 0xf0 : 0x70;
+  sense[2] = code.key & 0x0f;
+  if (valid) put_be32(&sense[3], static_cast<std::uint32_t>(info));
+  sense[7] = 10;  // additional sense length: bytes 8..17
+  sense[12] = code.asc;
+  sense[13] = code.ascq;
+  sense_len = 18;
+}
+
+namespace detail {
+
+void finish_data_in(Task& task, const std::uint8_t* data, std::size_t produced,
+                    std::uint32_t alloc) {
+  task.status = Status::good;
+  task.transfer_length = alloc;
+  const std::size_t room = task.buffer != nullptr ? task.buffer_len : 0;
+  const std::size_t n = std::min({produced, std::size_t{alloc}, room});
+  if (n > 0) std::memcpy(task.buffer, data, n);
+  task.data_in_length = static_cast<std::uint32_t>(n);
+  task.complete();
+}
+
+void request_sense(Task& task, SenseCode current) {
+  const auto& c = task.cdb;
+  const bool desc = c[1] & 0x01;
+  std::uint8_t out[18] = {};
+  std::size_t len;
+  if (desc) {
+    out[0] = 0x72;
+    out[1] = current.key & 0x0f;
+    out[2] = current.asc;
+    out[3] = current.ascq;
+    out[7] = 0;  // no descriptors
+    len = 8;
+  } else {
+    out[0] = 0x70;
+    out[2] = current.key & 0x0f;
+    out[7] = 10;
+    out[12] = current.asc;
+    out[13] = current.ascq;
+    len = 18;
+  }
+  finish_data_in(task, out, len, c[4]);
+}
+
+}  // namespace detail
+}  // namespace ringtgt::scsi

@@ -1,0 +1,671 @@
+// Config layer: TOML -> validated Config, and the errors a person reads.
+#include "ringtgt/config/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace ringtgt::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Lines 1-2: a portal; lines 3-4: a target. Tests append from line 5 on.
+const std::string kHead =
+    "[[portal]]\n"
+    "listen = \"127.0.0.1:3260\"\n"
+    "[[target]]\n"
+    "name = \"iqn.2025-01.com.example:t\"\n";
+
+// kHead plus one LUN at lines 5-7; more LUN keys go from line 8 on.
+std::string with_lun(const std::string& more = "") {
+  return kHead +
+         "[[target.lun]]\n"
+         "number = 0\n"
+         "path = \"/tmp/x.img\"\n" +
+         more;
+}
+
+// what() of the ConfigError that loading text throws, or "no error".
+std::string error_of(const std::string& text) {
+  try {
+    load_string(text, "t.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+fs::path conf_dir() {
+  return fs::path(__FILE__).parent_path() / "../../../conf";
+}
+
+TEST(ConfigError, WhatHasFileLineColumn) {
+  ConfigError e("a.toml", 3, 14, "bad thing");
+  EXPECT_STREQ(e.what(), "a.toml:3:14: bad thing");
+  EXPECT_EQ(e.file(), "a.toml");
+  EXPECT_EQ(e.line(), 3u);
+  EXPECT_EQ(e.column(), 14u);
+}
+
+TEST(Portal, ToString) {
+  EXPECT_EQ((Portal{"127.0.0.1", 3260}).to_string(), "127.0.0.1:3260");
+  EXPECT_EQ((Portal{"::1", 3261}).to_string(), "[::1]:3261");
+  EXPECT_EQ((Portal{"0.0.0.0", 1}).to_string(), "0.0.0.0:1");
+}
+
+TEST(Load, FullConfig) {
+  const std::string text = R"(workers = 4
+log_level = "debug"
+state_dir = "/var/lib/ringtgt"
+
+[[portal]]
+listen = "0.0.0.0:3260"
+[[portal]]
+listen = "[::1]:3261"
+[[portal]]
+listen = "10.0.0.11"
+[[portal]]
+listen = "[::]"
+
+[iscsi]
+max_recv_data_segment_length = 65536
+max_burst_length = 262144
+first_burst_length = 8192
+initial_r2t = true
+immediate_data = false
+max_outstanding_r2t = 4
+header_digest = true
+data_digest = true
+default_time2wait = 5
+default_time2retain = 20
+queue_depth = 64
+nop_interval = 10
+nop_timeout = 20
+login_timeout = 30
+
+[[target]]
+name = "iqn.2025-01.com.jacobgade:demo"
+alias = "demo"
+allowed_initiators = ["iqn.2025-01.com.jacobgade:node2", "eui.0123456789ABCDEF"]
+
+  [[target.lun]]
+  number = 16383
+  path = "/dev/vg0/lun1"
+  block_size = 4096
+  read_only = true
+  direct_io = true
+  write_ack = "writeback"
+  serial = "SN-0001"
+
+  [[target.lun]]
+  number = 0
+  path = "/tmp/a.img"
+  size = 1048576
+
+[[target]]
+name = "naa.60014051234567890123456789abcdef"
+)";
+  Config c = load_string(text, "full.toml");
+  EXPECT_EQ(c.source, "full.toml");
+  EXPECT_EQ(c.workers, 4u);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_EQ(c.state_dir, "/var/lib/ringtgt");
+  ASSERT_EQ(c.portals.size(), 4u);
+  EXPECT_EQ(c.portals[0].host, "0.0.0.0");
+  EXPECT_EQ(c.portals[0].port, 3260);
+  EXPECT_EQ(c.portals[1].host, "::1");
+  EXPECT_EQ(c.portals[1].port, 3261);
+  EXPECT_EQ(c.portals[1].to_string(), "[::1]:3261");
+  EXPECT_EQ(c.portals[2].host, "10.0.0.11");
+  EXPECT_EQ(c.portals[2].port, 3260);
+  EXPECT_EQ(c.portals[3].host, "::");
+  EXPECT_EQ(c.portals[3].port, 3260);
+
+  const IscsiSettings& s = c.iscsi;
+  EXPECT_EQ(s.max_recv_data_segment_length, 65536u);
+  EXPECT_EQ(s.max_burst_length, 262144u);
+  EXPECT_EQ(s.first_burst_length, 8192u);
+  EXPECT_TRUE(s.initial_r2t);
+  EXPECT_FALSE(s.immediate_data);
+  EXPECT_EQ(s.max_outstanding_r2t, 4u);
+  EXPECT_TRUE(s.header_digest);
+  EXPECT_TRUE(s.data_digest);
+  EXPECT_EQ(s.default_time2wait, 5u);
+  EXPECT_EQ(s.default_time2retain, 20u);
+  EXPECT_EQ(s.queue_depth, 64u);
+  EXPECT_EQ(s.nop_interval_seconds, 10u);
+  EXPECT_EQ(s.nop_timeout_seconds, 20u);
+  EXPECT_EQ(s.login_timeout_seconds, 30u);
+
+  ASSERT_EQ(c.targets.size(), 2u);
+  const Target& t = c.targets[0];
+  EXPECT_EQ(t.name, "iqn.2025-01.com.jacobgade:demo");
+  EXPECT_EQ(t.alias, "demo");
+  ASSERT_EQ(t.allowed_initiators.size(), 2u);
+  EXPECT_EQ(t.allowed_initiators[0], "iqn.2025-01.com.jacobgade:node2");
+  EXPECT_EQ(t.allowed_initiators[1], "eui.0123456789ABCDEF");
+  ASSERT_EQ(t.luns.size(), 2u);
+  const Lun& a = t.luns[0];
+  EXPECT_EQ(a.number, 16383u);
+  EXPECT_EQ(a.path, "/dev/vg0/lun1");
+  EXPECT_FALSE(a.size.has_value());
+  EXPECT_EQ(a.block_size, 4096u);
+  EXPECT_TRUE(a.read_only);
+  EXPECT_TRUE(a.direct_io);
+  EXPECT_EQ(a.write_ack, WriteAck::writeback);
+  EXPECT_EQ(a.serial, "SN-0001");
+  const Lun& b = t.luns[1];
+  EXPECT_EQ(b.number, 0u);
+  EXPECT_EQ(b.path, "/tmp/a.img");
+  ASSERT_TRUE(b.size.has_value());
+  EXPECT_EQ(*b.size, 1048576u);
+  EXPECT_EQ(b.block_size, 512u);
+  EXPECT_FALSE(b.read_only);
+  EXPECT_FALSE(b.direct_io);
+  EXPECT_EQ(b.write_ack, WriteAck::writethrough);
+  EXPECT_EQ(b.serial, "");
+
+  EXPECT_EQ(c.targets[1].name, "naa.60014051234567890123456789abcdef");
+  EXPECT_EQ(c.targets[1].alias, "");
+  EXPECT_TRUE(c.targets[1].allowed_initiators.empty());
+  EXPECT_TRUE(c.targets[1].luns.empty());
+}
+
+TEST(Load, Defaults) {
+  Config c = load_string(kHead, "t.toml");
+  EXPECT_EQ(c.workers, 0u);
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.state_dir, (fs::current_path() / "state").string());
+  const IscsiSettings s;
+  EXPECT_EQ(c.iscsi.max_recv_data_segment_length, 262144u);
+  EXPECT_EQ(c.iscsi.max_burst_length, 1048576u);
+  EXPECT_EQ(c.iscsi.first_burst_length, 65536u);
+  EXPECT_FALSE(c.iscsi.initial_r2t);
+  EXPECT_TRUE(c.iscsi.immediate_data);
+  EXPECT_EQ(c.iscsi.max_outstanding_r2t, 1u);
+  EXPECT_EQ(c.iscsi.default_time2wait, 2u);
+  EXPECT_EQ(c.iscsi.default_time2retain, 0u);
+  EXPECT_EQ(c.iscsi.queue_depth, 128u);
+  EXPECT_EQ(c.iscsi.nop_interval_seconds, 15u);
+  EXPECT_EQ(c.iscsi.nop_timeout_seconds, 30u);
+  EXPECT_EQ(c.iscsi.login_timeout_seconds, 15u);
+  EXPECT_EQ(s.queue_depth, c.iscsi.queue_depth);
+}
+
+TEST(Load, SizeSuffixes) {
+  auto size_of = [](const std::string& v) {
+    Config c = load_string(with_lun("size = " + v + "\n"), "t.toml");
+    return *c.targets.at(0).luns.at(0).size;
+  };
+  EXPECT_EQ(size_of("\"4K\""), 4096u);
+  EXPECT_EQ(size_of("\"512M\""), 512ull << 20);
+  EXPECT_EQ(size_of("\"1G\""), 1ull << 30);
+  EXPECT_EQ(size_of("\"2T\""), 2ull << 40);
+  EXPECT_EQ(size_of("\"1g\""), 1ull << 30);
+  EXPECT_EQ(size_of("\"1024\""), 1024u);
+  EXPECT_EQ(size_of("107374182400"), 100ull << 30);
+}
+
+TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
+  // TOML: state_dir below [[target.lun]] is a key of that LUN, not of the top level.
+  EXPECT_EQ(error_of(with_lun("state_dir = \"s\"\n")),
+            "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
+            "block_size, read_only, direct_io, write_ack, serial)");
+}
+
+TEST(Load, RelativePathsResolveAgainstCurrentDir) {
+  Config c = load_string(
+      "state_dir = \"s\"\n" + kHead + "[[target.lun]]\nnumber = 0\npath = \"sub/../x.img\"\n",
+      "t.toml");
+  EXPECT_EQ(c.state_dir, (fs::current_path() / "s").string());
+  EXPECT_EQ(c.targets[0].luns[0].path, (fs::current_path() / "x.img").string());
+}
+
+class TempDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ringtgt-config-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path write(const std::string& name, const std::string& text) {
+    fs::path p = dir_ / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p;
+  }
+  fs::path dir_;
+};
+
+TEST_F(TempDir, LoadFileResolvesAgainstTheFilesFolder) {
+  fs::path p = write("etc/r.toml", kHead +
+                                       "[[target.lun]]\nnumber = 0\npath = \"../data/a.img\"\n"
+                                       "size = \"1M\"\n");
+  Config c = load_file(p.string());
+  EXPECT_EQ(c.source, p.string());
+  EXPECT_EQ(c.state_dir, (dir_ / "etc/state").string());
+  EXPECT_EQ(c.targets[0].luns[0].path, (dir_ / "data/a.img").string());
+  EXPECT_EQ(*c.targets[0].luns[0].size, 1u << 20);
+}
+
+TEST_F(TempDir, LoadFileErrorsCarryTheFileName) {
+  fs::path p = write("bad.toml", kHead + "bogus = 1\n");
+  try {
+    load_file(p.string());
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.file(), p.string());
+    EXPECT_EQ(e.line(), 5u);
+    EXPECT_EQ(e.column(), 1u);
+    EXPECT_EQ(std::string(e.what()),
+              p.string() +
+                  ":5:1: unknown key 'bogus' in [[target]] (allowed: name, alias, "
+                  "allowed_initiators, lun)");
+  }
+}
+
+TEST_F(TempDir, MissingFile) {
+  std::string p = (dir_ / "nope.toml").string();
+  try {
+    load_file(p);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.line(), 0u);
+    EXPECT_EQ(e.column(), 0u);
+    EXPECT_EQ(std::string(e.what()), p + ":0:0: cannot open: No such file or directory");
+  }
+}
+
+TEST_F(TempDir, DirectoryIsNotAFile) {
+  std::string p = dir_.string();
+  try {
+    load_file(p);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), p + ":0:0: cannot read: Is a directory");
+  }
+}
+
+TEST(ShippedConfigs, DemoParses) {
+  fs::path p = conf_dir() / "demo.toml";
+  Config c = load_file(p.string());
+  fs::path state = (fs::absolute(conf_dir()) / "../state").lexically_normal();
+  EXPECT_EQ(c.workers, 0u);
+  EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.state_dir, state.string());
+  ASSERT_EQ(c.portals.size(), 1u);
+  EXPECT_EQ(c.portals[0].to_string(), "127.0.0.1:3260");
+  ASSERT_EQ(c.targets.size(), 2u);
+  const Target& t = c.targets[0];
+  EXPECT_EQ(t.name, "iqn.2025-01.com.jacobgade:demo");
+  EXPECT_EQ(t.alias, "demo");
+  EXPECT_TRUE(t.allowed_initiators.empty());
+  ASSERT_EQ(t.luns.size(), 2u);
+  EXPECT_EQ(t.luns[0].number, 1u);
+  EXPECT_EQ(t.luns[0].path, (state / "demo-lun1.img").string());
+  EXPECT_EQ(t.luns[0].size, std::optional<std::uint64_t>(1ull << 30));
+  EXPECT_EQ(t.luns[0].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(t.luns[1].number, 2u);
+  EXPECT_EQ(t.luns[1].path, (state / "demo-lun2.img").string());
+  EXPECT_EQ(t.luns[1].size, std::optional<std::uint64_t>(1ull << 30));
+  EXPECT_EQ(t.luns[1].write_ack, WriteAck::writethrough);
+  const Target& wb = c.targets[1];
+  EXPECT_EQ(wb.name, "iqn.2025-01.com.jacobgade:demo-writeback");
+  ASSERT_EQ(wb.luns.size(), 1u);
+  EXPECT_EQ(wb.luns[0].number, 1u);
+  EXPECT_EQ(wb.luns[0].path, (state / "demo-wb.img").string());
+  EXPECT_EQ(wb.luns[0].size, std::optional<std::uint64_t>(512ull << 20));
+  EXPECT_EQ(wb.luns[0].write_ack, WriteAck::writeback);
+}
+
+TEST(ShippedConfigs, Node1Parses) {
+  Config c = load_file((conf_dir() / "node1.toml").string());
+  ASSERT_EQ(c.portals.size(), 1u);
+  EXPECT_EQ(c.portals[0].to_string(), "10.0.0.11:3260");
+  ASSERT_EQ(c.targets.size(), 2u);
+  EXPECT_EQ(c.targets[0].name, "iqn.2025-01.com.jacobgade:node1.lun1");
+  EXPECT_EQ(c.targets[0].allowed_initiators,
+            std::vector<std::string>{"iqn.2025-01.com.jacobgade:node2"});
+  ASSERT_EQ(c.targets[0].luns.size(), 1u);
+  EXPECT_EQ(c.targets[0].luns[0].number, 0u);
+  EXPECT_EQ(c.targets[0].luns[0].path, "/dev/vg0/lun1");
+  EXPECT_FALSE(c.targets[0].luns[0].size.has_value());
+  EXPECT_EQ(c.targets[0].luns[0].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(c.targets[1].name, "iqn.2025-01.com.jacobgade:node1.lun2");
+  EXPECT_EQ(c.targets[1].allowed_initiators,
+            std::vector<std::string>{"iqn.2025-01.com.jacobgade:node3"});
+  ASSERT_EQ(c.targets[1].luns.size(), 1u);
+  EXPECT_EQ(c.targets[1].luns[0].number, 0u);
+  EXPECT_EQ(c.targets[1].luns[0].path, "/dev/vg0/lun2");
+  EXPECT_FALSE(c.targets[1].luns[0].size.has_value());
+}
+
+TEST(IscsiName, Valid) {
+  EXPECT_EQ(iscsi_name_problem("iqn.2025-01.com.jacobgade:demo"), std::nullopt);
+  EXPECT_EQ(iscsi_name_problem("iqn.1994-05.com.redhat:abc123"), std::nullopt);
+  EXPECT_EQ(iscsi_name_problem("eui.02004567A425678D"), std::nullopt);
+  EXPECT_EQ(iscsi_name_problem("naa.52004567BA64678D"), std::nullopt);
+  EXPECT_EQ(iscsi_name_problem("naa.62004567BA64678D0123456789ABCDEF"), std::nullopt);
+  EXPECT_EQ(iscsi_name_problem("iqn.2025-01.com." + std::string(223 - 16, 'a')), std::nullopt);
+}
+
+TEST(IscsiName, Invalid) {
+  EXPECT_EQ(iscsi_name_problem(""), "it is empty");
+  EXPECT_EQ(iscsi_name_problem("iqn.2025-01.com." + std::string(224 - 16, 'a')),
+            "it is 224 bytes long, at most 223 are allowed");
+  EXPECT_EQ(iscsi_name_problem("iqn.2025-13.com.x"),
+            "the month in \"iqn.yyyy-mm.\" must be 01..12");
+  EXPECT_EQ(iscsi_name_problem("iqn.25-01.com.x"),
+            "\"iqn.\" must be followed by a date yyyy-mm, a dot and a reversed domain name "
+            "(iqn.2025-01.com.example:name)");
+  EXPECT_EQ(iscsi_name_problem("iqn.2025-01."),
+            "\"iqn.\" must be followed by a date yyyy-mm, a dot and a reversed domain name "
+            "(iqn.2025-01.com.example:name)");
+  EXPECT_EQ(iscsi_name_problem("iqn.2025-01.com.X"), "iSCSI names must be lowercase");
+  EXPECT_EQ(iscsi_name_problem("iqn.2025-01.com.x y"),
+            "character ' ' is not allowed (use a-z, 0-9, '-', '.' and ':')");
+  EXPECT_EQ(iscsi_name_problem("IQN.2025-01.com.x"),
+            "iSCSI names must be lowercase (\"iqn.\", \"eui.\", \"naa.\")");
+  EXPECT_EQ(iscsi_name_problem("eui.0123"), "\"eui.\" must be followed by 16 hex digits");
+  EXPECT_EQ(iscsi_name_problem("eui.0123456789abcdeg"),
+            "\"eui.\" must be followed by 16 hex digits");
+  EXPECT_EQ(iscsi_name_problem("naa.0123456789abcdef0"),
+            "\"naa.\" must be followed by 16 or 32 hex digits");
+  EXPECT_EQ(iscsi_name_problem("target1"), "it must start with \"iqn.\", \"eui.\" or \"naa.\"");
+}
+
+// ---- errors: message and exact line:column ----
+
+TEST(Errors, TomlSyntax) {
+  // An unterminated string: toml++ reports it where the line ends.
+  EXPECT_EQ(error_of("workers = 1\nlog_level = \"info\n"),
+            "t.toml:2:18: Error while parsing string: unescaped control characters other than "
+            "TAB (U+0009) are explicitly prohibited");
+  EXPECT_EQ(error_of("[[portal]\n"),
+            "t.toml:1:10: Error while parsing table header: expected ']', saw '\\n'");
+  EXPECT_EQ(error_of("a = 1\na = 2\n"),
+            "t.toml:2:5: Error while parsing key-value pair: cannot redefine existing integer "
+            "'a'");
+}
+
+TEST(Errors, UnknownKeys) {
+  EXPECT_EQ(error_of("wrokers = 1\n" + kHead),
+            "t.toml:1:1: unknown key 'wrokers' in the top level (allowed: workers, log_level, "
+            "state_dir, portal, iscsi, target)");
+  EXPECT_EQ(error_of("[[portal]]\n  listen = \"127.0.0.1\"\n  port = 3260\n"),
+            "t.toml:3:3: unknown key 'port' in [[portal]] (allowed: listen)");
+  EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_dept = 3\n"),
+            "t.toml:6:1: unknown key 'queue_dept' in [iscsi] (allowed: "
+            "max_recv_data_segment_length, max_burst_length, first_burst_length, initial_r2t, "
+            "immediate_data, max_outstanding_r2t, header_digest, data_digest, "
+            "default_time2wait, default_time2retain, queue_depth, nop_interval, nop_timeout, "
+            "login_timeout)");
+  EXPECT_EQ(error_of(kHead + "aliass = \"x\"\n"),
+            "t.toml:5:1: unknown key 'aliass' in [[target]] (allowed: name, alias, "
+            "allowed_initiators, lun)");
+  EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
+            "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
+            "block_size, read_only, direct_io, write_ack, serial)");
+  // A sub-table under a misspelled name: the key in the header is what is reported.
+  EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
+            "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
+            "allowed_initiators, lun)");
+}
+
+TEST(Errors, WrongTypes) {
+  EXPECT_EQ(error_of("workers = \"4\"\n" + kHead),
+            "t.toml:1:11: workers must be an integer, not a string");
+  EXPECT_EQ(error_of("log_level = 3\n" + kHead),
+            "t.toml:1:13: log_level must be a string, not an integer");
+  EXPECT_EQ(error_of(kHead + "[iscsi]\ninitial_r2t = \"yes\"\n"),
+            "t.toml:6:15: iscsi.initial_r2t must be true or false, not a string");
+  EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_depth = 1.5\n"),
+            "t.toml:6:15: iscsi.queue_depth must be an integer, not a float");
+  EXPECT_EQ(error_of(with_lun("read_only = 1\n")),
+            "t.toml:8:13: read_only must be true or false, not an integer");
+  EXPECT_EQ(error_of(with_lun("size = 1.0\n")),
+            "t.toml:8:8: size must be an integer or a string, not a float");
+  EXPECT_EQ(error_of("portal = \"127.0.0.1:3260\"\n"),
+            "t.toml:1:10: 'portal' must be an array of tables, written [[portal]], not a string");
+  EXPECT_EQ(error_of("[portal]\nlisten = \"127.0.0.1\"\n"),
+            "t.toml:1:1: 'portal' must be an array of tables, written [[portal]], not a table");
+  EXPECT_EQ(error_of("iscsi = 1\n" + kHead),
+            "t.toml:1:9: 'iscsi' must be a table, written [iscsi], not an integer");
+  EXPECT_EQ(error_of(kHead + "lun = 1\n"),
+            "t.toml:5:7: 'lun' must be an array of tables, written [[target.lun]], not an "
+            "integer");
+  EXPECT_EQ(error_of(kHead + "allowed_initiators = \"iqn.2025-01.com.x:i\"\n"),
+            "t.toml:5:22: allowed_initiators must be an array of initiator names, not a string");
+  EXPECT_EQ(error_of(kHead + "allowed_initiators = [1]\n"),
+            "t.toml:5:23: allowed_initiators entries must be strings, not an integer");
+  EXPECT_EQ(error_of("[[portal]]\nlisten = 3260\n"),
+            "t.toml:2:10: listen must be a string, not an integer");
+}
+
+TEST(Errors, RootValues) {
+  EXPECT_EQ(error_of("workers = 2000\n" + kHead), "t.toml:1:11: workers must be 0..1024, not 2000");
+  EXPECT_EQ(error_of("workers = -1\n" + kHead), "t.toml:1:11: workers must be 0..1024, not -1");
+  EXPECT_EQ(error_of("log_level = \"verbose\"\n" + kHead),
+            "t.toml:1:13: log_level \"verbose\" is not one of trace, debug, info, warn, error, "
+            "critical, off");
+  EXPECT_EQ(error_of("state_dir = \"\"\n" + kHead), "t.toml:1:13: state_dir must not be empty");
+}
+
+struct RangeCase {
+  std::string key;
+  long long bad;
+  std::string range;
+};
+
+TEST(Errors, IscsiRanges) {
+  const RangeCase cases[] = {
+      {"max_recv_data_segment_length", 511, "512..16777215"},
+      {"max_recv_data_segment_length", 16777216, "512..16777215"},
+      {"max_burst_length", 511, "512..16777215"},
+      {"max_burst_length", 16777216, "512..16777215"},
+      {"first_burst_length", 100, "512..16777215"},
+      {"first_burst_length", 16777216, "512..16777215"},
+      {"max_outstanding_r2t", 0, "1..65535"},
+      {"max_outstanding_r2t", 65536, "1..65535"},
+      {"default_time2wait", 3601, "0..3600"},
+      {"default_time2wait", -1, "0..3600"},
+      {"default_time2retain", 3601, "0..3600"},
+      {"queue_depth", 0, "1..4096"},
+      {"queue_depth", 4097, "1..4096"},
+      {"nop_interval", 3601, "0..3600"},
+      {"nop_timeout", 3601, "0..3600"},
+      {"login_timeout", 0, "1..3600"},
+      {"login_timeout", 3601, "1..3600"},
+  };
+  for (const RangeCase& c : cases) {
+    std::string line = c.key + " = " + std::to_string(c.bad) + "\n";
+    std::string col = std::to_string(c.key.size() + 4);
+    EXPECT_EQ(error_of(kHead + "[iscsi]\n" + line), "t.toml:6:" + col + ": iscsi." + c.key +
+                                                        " must be " + c.range + ", not " +
+                                                        std::to_string(c.bad))
+        << c.key;
+  }
+  // Boundaries are accepted.
+  EXPECT_EQ(
+      error_of(kHead + "[iscsi]\nmax_recv_data_segment_length = 16777215\nmax_burst_length = 512\n"
+                       "first_burst_length = 512\nmax_outstanding_r2t = 65535\n"
+                       "default_time2wait = 3600\ndefault_time2retain = 0\nqueue_depth = 4096\n"
+                       "nop_interval = 0\nnop_timeout = 0\nlogin_timeout = 1\n"),
+      "no error");
+}
+
+TEST(Errors, FirstBurstAboveMaxBurst) {
+  EXPECT_EQ(error_of(kHead + "[iscsi]\nmax_burst_length = 8192\nfirst_burst_length = 8193\n"),
+            "t.toml:7:22: iscsi.first_burst_length (8193) must not exceed iscsi.max_burst_length "
+            "(8192)");
+  // Only max_burst_length given, below the default first_burst_length 65536: points at it.
+  EXPECT_EQ(error_of(kHead + "[iscsi]\nmax_burst_length = 4096\n"),
+            "t.toml:6:20: iscsi.first_burst_length (65536) must not exceed "
+            "iscsi.max_burst_length (4096)");
+}
+
+TEST(Errors, Portals) {
+  auto portal_error = [](const std::string& listen) {
+    return error_of("[[portal]]\nlisten = \"" + listen +
+                    "\"\n[[target]]\n"
+                    "name = \"iqn.2025-01.com.example:t\"\n");
+  };
+  EXPECT_EQ(portal_error("localhost:3260"),
+            "t.toml:2:10: bad portal \"localhost:3260\": 'localhost' is not an IPv4 address "
+            "literal (use an address such as \"0.0.0.0\", \"127.0.0.1\", or \"[::1]\" for IPv6; "
+            "host names are not resolved)");
+  EXPECT_EQ(portal_error("256.0.0.1"),
+            "t.toml:2:10: bad portal \"256.0.0.1\": '256.0.0.1' is not an IPv4 address literal "
+            "(use an address such as \"0.0.0.0\", \"127.0.0.1\", or \"[::1]\" for IPv6; host "
+            "names are not resolved)");
+  EXPECT_EQ(portal_error("127.0.0.1:0"),
+            "t.toml:2:10: bad portal \"127.0.0.1:0\": port '0' must be a number 1..65535");
+  EXPECT_EQ(portal_error("127.0.0.1:65536"),
+            "t.toml:2:10: bad portal \"127.0.0.1:65536\": port '65536' must be a number 1..65535");
+  EXPECT_EQ(portal_error("127.0.0.1:"),
+            "t.toml:2:10: bad portal \"127.0.0.1:\": port '' must be a number 1..65535");
+  EXPECT_EQ(portal_error("127.0.0.1:+80"),
+            "t.toml:2:10: bad portal \"127.0.0.1:+80\": port '+80' must be a number 1..65535");
+  EXPECT_EQ(portal_error("::1"),
+            "t.toml:2:10: bad portal \"::1\": an IPv6 address goes in brackets, as in "
+            "\"[::1]:3260\"");
+  EXPECT_EQ(portal_error("[::1"),
+            "t.toml:2:10: bad portal \"[::1\": missing ']' after the IPv6 address");
+  EXPECT_EQ(portal_error("[::1]3260"),
+            "t.toml:2:10: bad portal \"[::1]3260\": expected ':PORT' after ']'");
+  EXPECT_EQ(portal_error("[::g]:3260"),
+            "t.toml:2:10: bad portal \"[::g]:3260\": '::g' is not an IPv6 address literal");
+  EXPECT_EQ(portal_error("[127.0.0.1]:3260"),
+            "t.toml:2:10: bad portal \"[127.0.0.1]:3260\": '127.0.0.1' is not an IPv6 address "
+            "literal");
+  EXPECT_EQ(error_of("[[portal]]\n\n[[target]]\nname = \"iqn.2025-01.com.example:t\"\n"),
+            "t.toml:1:1: [[portal]] needs listen = \"IP:PORT\"");
+  EXPECT_EQ(error_of(kHead + "[[portal]]\nlisten = \"127.0.0.1\"\n"),
+            "t.toml:6:10: duplicate portal 127.0.0.1:3260 (already listed at line 2)");
+}
+
+TEST(Errors, NoPortalNoTarget) {
+  EXPECT_EQ(error_of("[[target]]\nname = \"iqn.2025-01.com.example:t\"\n"),
+            "t.toml:1:1: no [[portal]]: at least one portal (listen = \"IP:PORT\") is needed");
+  EXPECT_EQ(error_of(""),
+            "t.toml:1:1: no [[portal]]: at least one portal (listen = \"IP:PORT\") is needed");
+  EXPECT_EQ(error_of("portal = []\n"),
+            "t.toml:1:1: no [[portal]]: at least one portal (listen = \"IP:PORT\") is needed");
+  EXPECT_EQ(error_of("[[portal]]\nlisten = \"127.0.0.1\"\n"),
+            "t.toml:1:1: no [[target]]: at least one target (name = \"iqn....\") is needed");
+}
+
+TEST(Errors, TargetNames) {
+  auto head = std::string("[[portal]]\nlisten = \"127.0.0.1\"\n[[target]]\n");
+  EXPECT_EQ(error_of(head + "name = \"iqn.2025-01.com.Example:t\"\n"),
+            "t.toml:4:8: target name \"iqn.2025-01.com.Example:t\" is not a valid iSCSI name: "
+            "iSCSI names must be lowercase");
+  EXPECT_EQ(error_of(head + "name = \"demo\"\n"),
+            "t.toml:4:8: target name \"demo\" is not a valid iSCSI name: it must start with "
+            "\"iqn.\", \"eui.\" or \"naa.\"");
+  EXPECT_EQ(error_of(head + "name = \"iqn.2025.com.example\"\n"),
+            "t.toml:4:8: target name \"iqn.2025.com.example\" is not a valid iSCSI name: "
+            "\"iqn.\" must be followed by a date yyyy-mm, a dot and a reversed domain name "
+            "(iqn.2025-01.com.example:name)");
+  EXPECT_EQ(error_of(head + "name = \"eui.12345\"\n"),
+            "t.toml:4:8: target name \"eui.12345\" is not a valid iSCSI name: \"eui.\" must be "
+            "followed by 16 hex digits");
+  EXPECT_EQ(error_of(head + "name = \"naa.12345\"\n"),
+            "t.toml:4:8: target name \"naa.12345\" is not a valid iSCSI name: \"naa.\" must be "
+            "followed by 16 or 32 hex digits");
+  std::string long_name = "iqn.2025-01.com.example:" + std::string(200, 'x');
+  EXPECT_EQ(error_of(head + "name = \"" + long_name + "\"\n"),
+            "t.toml:4:8: target name \"" + long_name +
+                "\" is not a valid iSCSI name: it is 224 bytes long, at most 223 are allowed");
+  EXPECT_EQ(error_of(head + "alias = \"x\"\n"),
+            "t.toml:3:1: [[target]] needs name = \"iqn.yyyy-mm.reversed.domain:name\"");
+  EXPECT_EQ(error_of(kHead + "[[target]]\nname = \"iqn.2025-01.com.example:t\"\n"),
+            "t.toml:6:8: duplicate target name \"iqn.2025-01.com.example:t\" (already defined at "
+            "line 4)");
+}
+
+TEST(Errors, InitiatorNames) {
+  EXPECT_EQ(error_of(kHead + "allowed_initiators = [\"iqn.2025-01.com.x:a\", \"node2\"]\n"),
+            "t.toml:5:46: initiator name \"node2\" is not a valid iSCSI name: it must start with "
+            "\"iqn.\", \"eui.\" or \"naa.\"");
+  EXPECT_EQ(error_of(kHead + "allowed_initiators = [\"iqn.2025-01.com.x:a\",\n"
+                             "  \"iqn.2025-01.com.x:a\"]\n"),
+            "t.toml:6:3: initiator \"iqn.2025-01.com.x:a\" is listed twice");
+}
+
+TEST(Errors, Luns) {
+  EXPECT_EQ(error_of(kHead + "[[target.lun]]\npath = \"/tmp/x\"\n"),
+            "t.toml:5:1: [[target.lun]] needs number = 0..16383");
+  EXPECT_EQ(error_of(kHead + "[[target.lun]]\nnumber = 16384\npath = \"/tmp/x\"\n"),
+            "t.toml:6:10: LUN number must be 0..16383, not 16384");
+  EXPECT_EQ(error_of(kHead + "[[target.lun]]\nnumber = -1\npath = \"/tmp/x\"\n"),
+            "t.toml:6:10: LUN number must be 0..16383, not -1");
+  EXPECT_EQ(error_of(kHead + "[[target.lun]]\nnumber = 1\n"),
+            "t.toml:5:1: [[target.lun]] needs path = \"FILE or block device\"");
+  EXPECT_EQ(error_of(kHead + "[[target.lun]]\nnumber = 1\npath = \"\"\n"),
+            "t.toml:7:8: path must not be empty");
+  EXPECT_EQ(error_of(with_lun("[[target.lun]]\nnumber = 0\npath = \"/tmp/y\"\n")),
+            "t.toml:9:10: duplicate LUN number 0 in target \"iqn.2025-01.com.example:t\" (already "
+            "defined at line 6)");
+  // The same number in two targets is fine; the same file twice is not.
+  EXPECT_EQ(error_of(with_lun("[[target]]\nname = \"iqn.2025-01.com.example:u\"\n"
+                              "[[target.lun]]\nnumber = 0\npath = \"/tmp/y\"\n")),
+            "no error");
+  EXPECT_EQ(error_of(with_lun("[[target]]\nname = \"iqn.2025-01.com.example:u\"\n"
+                              "[[target.lun]]\nnumber = 0\npath = \"/tmp/../tmp/x.img\"\n")),
+            "t.toml:12:8: path \"/tmp/x.img\" is already used by target "
+            "\"iqn.2025-01.com.example:t\" LUN 0");
+}
+
+TEST(Errors, BlockSize) {
+  EXPECT_EQ(error_of(with_lun("block_size = 1024\n")),
+            "t.toml:8:14: block_size must be 512 or 4096, not 1024");
+  EXPECT_EQ(error_of(with_lun("block_size = 0\n")),
+            "t.toml:8:14: block_size must be 512 or 4096, not 0");
+  EXPECT_EQ(error_of(with_lun("block_size = \"4K\"\n")),
+            "t.toml:8:14: block_size must be an integer, not a string");
+}
+
+TEST(Errors, Size) {
+  const std::string hint =
+      " (an integer of bytes, or a string such as \"512M\" or \"1G\" with suffix K, M, G or T: "
+      "powers of 1024)";
+  EXPECT_EQ(error_of(with_lun("size = 0\n")),
+            "t.toml:8:8: size must be greater than 0, not 0" + hint);
+  EXPECT_EQ(error_of(with_lun("size = -512\n")),
+            "t.toml:8:8: size must be greater than 0, not -512" + hint);
+  EXPECT_EQ(error_of(with_lun("size = \"0G\"\n")),
+            "t.toml:8:8: size must be greater than 0" + hint);
+  EXPECT_EQ(error_of(with_lun("size = \"1X\"\n")), "t.toml:8:8: size \"1X\" is not a size" + hint);
+  EXPECT_EQ(error_of(with_lun("size = \"1 G\"\n")),
+            "t.toml:8:8: size \"1 G\" is not a size" + hint);
+  EXPECT_EQ(error_of(with_lun("size = \"G\"\n")), "t.toml:8:8: size \"G\" is not a size" + hint);
+  EXPECT_EQ(error_of(with_lun("size = \"99999999999T\"\n")),
+            "t.toml:8:8: size \"99999999999T\" is too large");
+  EXPECT_EQ(error_of(with_lun("size = 1000\n")),
+            "t.toml:8:8: size 1000 is not a multiple of block_size 512");
+  EXPECT_EQ(error_of(with_lun("block_size = 4096\nsize = \"2K\"\n")),
+            "t.toml:9:8: size 2048 is not a multiple of block_size 4096");
+}
+
+TEST(Errors, WriteAckAndSerial) {
+  EXPECT_EQ(error_of(with_lun("write_ack = \"write-back\"\n")),
+            "t.toml:8:13: write_ack \"write-back\" is not one of \"writethrough\", \"writeback\"");
+  EXPECT_EQ(error_of(with_lun("write_ack = true\n")),
+            "t.toml:8:13: write_ack must be a string, not a boolean");
+  EXPECT_EQ(error_of(with_lun("serial = \"a b\"\n")),
+            "t.toml:8:10: serial may hold only printable ASCII without spaces");
+  EXPECT_EQ(error_of(with_lun("serial = \"" + std::string(65, 'x') + "\"\n")),
+            "t.toml:8:10: serial is longer than 64 characters");
+  EXPECT_EQ(error_of(kHead + "alias = \"" + std::string(256, 'a') + "\"\n"),
+            "t.toml:5:9: alias is longer than 255 bytes");
+}
+
+}  // namespace
+}  // namespace ringtgt::config
