@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Quick start 1: installs what is missing, builds, and runs the daemon in the
+# foreground with conf/demo.toml (sparse files under state/, portal 127.0.0.1:3260).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+scripts/build.sh
+exec build/ringtgt --config conf/demo.toml "$@"
