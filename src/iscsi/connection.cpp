@@ -88,7 +88,9 @@ Connection::Connection(ConnectionHost& host, ConnectionSettings settings, std::s
       peer_(std::move(peer)),
       negotiator_(settings_.limits, settings_.target_alias_default, settings_.portal_group_tag),
       login_deadline_(now + settings_.login_timeout),
-      last_rx_(now) {}
+      last_rx_(now) {
+  aborted_itts_.fill(kReservedTag);
+}
 
 Connection::~Connection() {
   for (auto& t : task_store_) {
@@ -107,6 +109,8 @@ std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::u
   cur_ = Bhs(header);
   last_rx_ = now;
   cur_task_ = nullptr;
+  cur_ignored_ = false;
+  cur_dropped_ = false;
   if (digest_header_) {
     Crc32c crc;
     crc.update(header, len - kDigestSize);
@@ -169,14 +173,16 @@ std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::u
       return std::nullopt;
   }
   if (!plan) return plan;
-  plan->len = dsl;  // a null dest drops the segment
+  cur_dropped_ = plan->dest == nullptr;  // the segment is read into scratch and dropped
+  plan->len = dsl;
   plan->trailer_len = padded(dsl) - dsl + (digest_data_ && dsl > 0 ? kDigestSize : 0);
   return plan;
 }
 
 void Connection::on_data(const std::uint8_t* trailer, std::uint32_t trailer_len) {
   std::uint32_t dsl = cur_.data_segment_length();
-  if (digest_data_ && dsl > 0 && phase_ != Phase::login) {
+  if (cur_ignored_ && phase_ != Phase::login) return;  // out of window, rejected or dropped
+  if (digest_data_ && dsl > 0 && phase_ != Phase::login && !cur_dropped_) {
     const std::uint8_t* data = nullptr;
     if (cur_task_)
       data = cur_task_->buf + cur_offset_;
@@ -551,7 +557,10 @@ std::optional<DataPlan> Connection::data_out_header(const Bhs& bhs) {
   IscsiTask* t = find_task(bhs.itt());
   if (t == nullptr || t->state != IscsiTask::State::receiving || !t->writing) {
     // A late Data-Out for a task that was aborted is normal; anything else is not.
-    if (t == nullptr || !t->aborted)
+    bool aborted =
+        t ? t->aborted
+          : std::find(aborted_itts_.begin(), aborted_itts_.end(), bhs.itt()) != aborted_itts_.end();
+    if (!aborted)
       reject(bhs, RejectReason::invalid_pdu_field, "Data-Out for no task awaiting data");
     return DataPlan{};
   }
@@ -730,8 +739,9 @@ void Connection::send_scsi_response(IscsiTask& t, bool) {
 
 std::optional<DataPlan> Connection::nop_out_header(const Bhs& bhs) {
   std::uint32_t dsl = bhs.data_segment_length();
-  if (bhs.itt() != kReservedTag) {
-    if (!check_cmd_sn(bhs)) return DataPlan{};
+  if (bhs.itt() != kReservedTag && !check_cmd_sn(bhs)) {
+    cur_ignored_ = true;
+    return DataPlan{};
   }
   segment_.resize(dsl);
   return DataPlan{segment_.data(), dsl, 0};
@@ -744,7 +754,6 @@ void Connection::nop_out_complete() {
     if (ping_sent_ && bhs.ttt() == ping_ttt_) ping_sent_.reset();
     return;
   }
-  if (!bhs.immediate() && sn_lt(exp_cmd_sn_, bhs.cmd_sn() + 1)) return;  // was out of window
   OutPdu* pdu = new_pdu(Opcode::nop_in, 0x80);
   pdu->bhs.set_lun_field(bhs.lun_field());
   pdu->bhs.set_itt(bhs.itt());
@@ -756,7 +765,10 @@ void Connection::nop_out_complete() {
 
 std::optional<DataPlan> Connection::text_header(const Bhs& bhs) {
   std::uint32_t dsl = bhs.data_segment_length();
-  if (!check_cmd_sn(bhs)) return DataPlan{};
+  if (!check_cmd_sn(bhs)) {
+    cur_ignored_ = true;
+    return DataPlan{};
+  }
   if (text_in_.size() + dsl > kMaxTextBytes) {
     reject(bhs, RejectReason::protocol_error, "text request too long");
     closing_ = true;
@@ -822,7 +834,10 @@ void Connection::text_complete() {
   text_out_pos_ = 0;
   for (const auto& kv : keys) {
     if (kv.key == "SendTargets") {
-      host_.append_send_targets(params_.initiator_name, kv.value, text_out_);
+      // A normal session learns only about its own target (RFC 7143 appendix C).
+      std::string_view which = kv.value;
+      if (params_.session_type == SessionType::normal) which = params_.target_name;
+      host_.append_send_targets(params_.initiator_name, which, text_out_);
     } else {
       append_key(text_out_, kv.key, "NotUnderstood");
     }
@@ -923,6 +938,8 @@ void Connection::task_management(const Bhs& bhs) {
 
 void Connection::abort_task(IscsiTask& t) {
   t.aborted = true;
+  // Data-Out already on the wire for it is dropped without a Reject.
+  aborted_itts_[aborted_next_++ % aborted_itts_.size()] = t.itt;
   // Not yet running: it ends here. Running: it ends, silently, when the
   // SCSI layer gives it back (the backend may already have the data).
   if (t.state == IscsiTask::State::receiving) {
@@ -1036,7 +1053,7 @@ void Connection::on_tick(Clock::time_point now) {
   }
   if (phase_ != Phase::full_feature || settings_.nop_interval.count() == 0) return;
   if (ping_sent_) {
-    if (now - last_rx_ > settings_.nop_timeout) {
+    if (now - *ping_sent_ > settings_.nop_timeout) {
       spdlog::warn("{} ({}): no answer to NOP-In for {}s; closing the connection", peer_,
                    params_.initiator_name, settings_.nop_timeout.count());
       closing_ = true;

@@ -3,6 +3,7 @@
 // segments and sends what it queues; the SCSI layer executes its tasks.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -209,6 +210,8 @@ class Connection final : private scsi::TaskOwner {
   Bhs cur_;
   std::vector<std::uint8_t> segment_;  // login/text/nop data
   IscsiTask* cur_task_ = nullptr;      // Data-Out or immediate data target
+  bool cur_ignored_ = false;           // outside the CmdSN window: no action
+  bool cur_dropped_ = false;           // its data segment is not kept
   std::uint32_t cur_offset_ = 0;
   std::string text_in_;   // login/text keys across continuation PDUs
   std::string text_out_;  // a long text response being sent in pieces
@@ -224,6 +227,8 @@ class Connection final : private scsi::TaskOwner {
   IscsiTask* active_list_ = nullptr;
   std::uint32_t active_tasks_ = 0;
   std::uint32_t next_ttt_ = 1;
+  std::array<std::uint32_t, 16> aborted_itts_;
+  std::uint32_t aborted_next_ = 0;
   scsi::Nexus nexus_;
 
   // output

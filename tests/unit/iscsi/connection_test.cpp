@@ -1,0 +1,1218 @@
+// The connection state machine driven byte for byte, without a socket: request
+// PDUs are built by hand, fed through header_extra/on_header/on_data, and the
+// queued output is checked field by field against RFC 7143.
+#include "ringtgt/iscsi/connection.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringtgt/iscsi/digest.hpp"
+#include "ringtgt/iscsi/pdu.hpp"
+#include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/scsi/logical_unit.hpp"
+#include "ringtgt/storage/memory_backend.hpp"
+
+namespace ringtgt::iscsi {
+namespace {
+
+using Bytes = std::vector<std::uint8_t>;
+using namespace std::chrono_literals;
+
+constexpr const char* kTarget = "iqn.2025-01.com.example:t";
+constexpr const char* kInitiator = "iqn.2025-01.com.example:init";
+constexpr std::uint64_t kIsid = 0x400001370000ull;
+constexpr std::uint16_t kTsih = 0x1234;
+constexpr std::uint32_t kBlock = 512;
+constexpr std::uint64_t kLunBytes = 1u << 20;
+
+struct Failure {
+  LoginFailure why;
+  std::string initiator, target, detail;
+};
+
+class FakeHost final : public ConnectionHost {
+ public:
+  FakeHost() {
+    auto backend = std::make_unique<storage::MemoryBackend>(kLunBytes);
+    mem = backend.get();
+    scsi::LunParams lp;
+    lp.block_size = kBlock;
+    lp.serial = "SN1";
+    lp.naa = 0x6001405000000001ull;
+    auto luns = std::make_shared<scsi::LunMap>();
+    luns->add(std::make_shared<scsi::LogicalUnit>(0, lp, std::move(backend)));
+    target = std::make_shared<TargetEntry>();
+    target->name = kTarget;
+    target->luns = luns;
+  }
+
+  std::shared_ptr<const TargetEntry> find_target(std::string_view name) override {
+    if (name == target->name) return target;
+    return nullptr;
+  }
+  void append_send_targets(std::string_view initiator, std::string_view which,
+                           std::string& out) override {
+    send_targets_initiator = std::string(initiator);
+    if (which == "All" || which == target->name) {
+      append_key(out, "TargetName", target->name);
+      append_key(out, "TargetAddress", "10.0.0.11:3260,1");
+    }
+  }
+  std::uint16_t session_started(const SessionParams& params, std::uint64_t isid) override {
+    ++sessions;
+    session_params = params;
+    session_isid = isid;
+    return kTsih;
+  }
+  void login_failed(LoginFailure why, const std::string& initiator, const std::string& target_name,
+                    const std::string& detail) override {
+    failures.push_back({why, initiator, target_name, detail});
+  }
+  void output_ready() override { ++output_ready_calls; }
+
+  std::shared_ptr<TargetEntry> target;
+  storage::MemoryBackend* mem = nullptr;
+  std::vector<Failure> failures;
+  int output_ready_calls = 0;
+  int sessions = 0;
+  SessionParams session_params;
+  std::uint64_t session_isid = 0;
+  std::string send_targets_initiator;
+};
+
+// One PDU the connection queued, copied out before it was given back.
+struct Out {
+  Bhs bhs;
+  Bytes data;
+  std::uint8_t header_len = 0;
+  std::uint32_t header_digest = 0;
+  Bytes trailer;
+  Opcode op() const { return bhs.opcode(); }
+  std::map<std::string, std::string> keys() const {
+    std::vector<KeyValue> kvs;
+    EXPECT_EQ(parse_text(data.data(), data.size(), kvs), TextParseError::none);
+    std::map<std::string, std::string> m;
+    for (auto& kv : kvs) m[kv.key] = kv.value;
+    return m;
+  }
+};
+
+struct LoginOptions {
+  std::string session_type = "Normal";
+  std::string target = kTarget;
+  std::string initiator = kInitiator;
+  std::uint32_t mrdsl = 262144;  // the initiator's MaxRecvDataSegmentLength
+  std::string initial_r2t = "No";
+  std::string immediate_data = "Yes";
+  std::uint32_t max_burst = 262144;
+  std::uint32_t first_burst = 65536;
+  std::uint32_t max_outstanding_r2t = 1;
+  std::string header_digest = "None";
+  std::string data_digest = "None";
+};
+
+Bytes cdb_rw10(std::uint8_t op, std::uint32_t lba, std::uint16_t blocks) {
+  Bytes c(16, 0);
+  c[0] = op;
+  store_be32(&c[2], lba);
+  store_be16(&c[7], blocks);
+  return c;
+}
+Bytes read10(std::uint32_t lba, std::uint16_t blocks) {
+  return cdb_rw10(0x28, lba, blocks);
+}
+Bytes write10(std::uint32_t lba, std::uint16_t blocks) {
+  return cdb_rw10(0x2a, lba, blocks);
+}
+Bytes inquiry(std::uint16_t alloc) {
+  Bytes c(16, 0);
+  c[0] = 0x12;
+  store_be16(&c[3], alloc);
+  return c;
+}
+
+Bytes pattern(std::size_t n, std::uint8_t seed) {
+  Bytes b(n);
+  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(seed + i * 7 + (i >> 9));
+  return b;
+}
+
+class Driver {
+ public:
+  explicit Driver(ConnectionSettings s = {}) : settings(std::move(s)) {
+    conn = std::make_unique<Connection>(host, settings, "127.0.0.1:50000", now);
+  }
+
+  // Feeds one PDU; false when the connection wants to close (on_header nullopt).
+  bool send(Bhs bhs, const Bytes& data = {}, bool corrupt_header_digest = false) {
+    bhs.set_data_segment_length(static_cast<std::uint32_t>(data.size()));
+    Bytes header(bhs.bytes.begin(), bhs.bytes.end());
+    std::uint32_t extra = conn->header_extra(header.data());
+    EXPECT_EQ(extra, hdr_digest ? kDigestSize : 0u);
+    if (hdr_digest) {
+      std::uint32_t d = crc32c(header.data(), kBhsSize);
+      if (corrupt_header_digest) d ^= 1;
+      header.resize(kBhsSize + kDigestSize);
+      store_digest(&header[kBhsSize], d);
+    }
+    auto plan = conn->on_header(header.data(), static_cast<std::uint32_t>(header.size()), now);
+    if (!plan) return false;
+    EXPECT_EQ(plan->len, data.size());
+    if (plan->dest != nullptr && !data.empty()) std::memcpy(plan->dest, data.data(), data.size());
+    Bytes trailer(padded(static_cast<std::uint32_t>(data.size())) - data.size(), 0);
+    if (data_digest && !data.empty()) {
+      trailer.resize(trailer.size() + kDigestSize);
+      store_digest(&trailer[trailer.size() - kDigestSize], data_digest_of(data));
+    }
+    EXPECT_EQ(plan->trailer_len, trailer.size());
+    conn->on_data(trailer.data(), static_cast<std::uint32_t>(trailer.size()));
+    return true;
+  }
+
+  static std::uint32_t data_digest_of(const Bytes& data) {
+    return iscsi::data_digest(data.data(), data.size());
+  }
+
+  // Takes the queued output and gives every PDU back as sent.
+  std::vector<Out> drain() {
+    std::vector<Out> out;
+    for (OutPdu* p = conn->take_output(); p;) {
+      OutPdu* next = p->next;
+      Out o;
+      o.bhs = p->bhs;
+      o.header_len = p->header_len;
+      o.header_digest = load_digest(p->header_digest);
+      if (p->data_len) o.data.assign(p->data, p->data + p->data_len);
+      o.trailer.assign(p->trailer, p->trailer + p->trailer_len);
+      EXPECT_EQ(o.bhs.data_segment_length(), p->data_len);
+      out.push_back(std::move(o));
+      conn->sent(p);
+      p = next;
+    }
+    return out;
+  }
+
+  Out only_one() {
+    auto out = drain();
+    EXPECT_EQ(out.size(), 1u);
+    if (out.empty()) return {};
+    return out.front();
+  }
+
+  static Bhs login_request(LoginStage csg, LoginStage nsg, bool transit, std::uint32_t cmd_sn,
+                           std::uint32_t exp_stat_sn) {
+    std::uint8_t flags =
+        static_cast<std::uint8_t>((transit ? 0x80 : 0) | static_cast<unsigned>(csg) << 2 |
+                                  (transit ? static_cast<unsigned>(nsg) : 0));
+    Bhs b = Bhs::make(Opcode::login_request, flags);
+    b.set_immediate(true);
+    b.bytes[2] = 0;  // version max
+    b.bytes[3] = 0;  // version min
+    b.set_isid(kIsid);
+    b.set_tsih(0);
+    b.set_itt(0x11);
+    b.set_u16(20, 0);  // CID
+    b.set_u32(24, cmd_sn);
+    b.set_u32(28, exp_stat_sn);
+    return b;
+  }
+
+  static Bytes text(std::initializer_list<std::pair<std::string, std::string>> kvs) {
+    std::string s;
+    for (auto& [k, v] : kvs) append_key(s, k, v);
+    return Bytes(s.begin(), s.end());
+  }
+
+  // Security then operational stage, into full feature phase. Returns both responses.
+  std::vector<Out> login(const LoginOptions& o = {}) {
+    std::string sec;
+    append_key(sec, "InitiatorName", o.initiator);
+    if (o.session_type == "Normal") append_key(sec, "TargetName", o.target);
+    append_key(sec, "SessionType", o.session_type);
+    append_key(sec, "AuthMethod", "None");
+    std::vector<Out> all;
+    EXPECT_TRUE(send(
+        login_request(LoginStage::security, LoginStage::operational, true, cmd_sn, exp_stat_sn),
+        Bytes(sec.begin(), sec.end())));
+    auto r1 = drain();
+    EXPECT_EQ(r1.size(), 1u);
+    if (r1.empty()) return all;
+    all.push_back(r1[0]);
+    exp_stat_sn = r1[0].bhs.stat_sn() + 1;
+
+    std::string op;
+    append_key(op, "HeaderDigest", o.header_digest);
+    append_key(op, "DataDigest", o.data_digest);
+    append_key(op, "MaxRecvDataSegmentLength", std::to_string(o.mrdsl));
+    if (o.session_type == "Normal") {
+      append_key(op, "InitialR2T", o.initial_r2t);
+      append_key(op, "ImmediateData", o.immediate_data);
+      append_key(op, "MaxBurstLength", std::to_string(o.max_burst));
+      append_key(op, "FirstBurstLength", std::to_string(o.first_burst));
+      append_key(op, "MaxOutstandingR2T", std::to_string(o.max_outstanding_r2t));
+    }
+    append_key(op, "ErrorRecoveryLevel", "0");
+    EXPECT_TRUE(send(
+        login_request(LoginStage::operational, LoginStage::full_feature, true, cmd_sn, exp_stat_sn),
+        Bytes(op.begin(), op.end())));
+    auto r2 = drain();
+    EXPECT_EQ(r2.size(), 1u);
+    if (r2.empty()) return all;
+    all.push_back(r2[0]);
+    exp_stat_sn = r2[0].bhs.stat_sn() + 1;
+    EXPECT_TRUE(conn->full_feature());
+    hdr_digest = o.header_digest == "CRC32C";
+    data_digest = o.data_digest == "CRC32C";
+    return all;
+  }
+
+  Bhs command(std::uint32_t itt, const Bytes& cdb, std::uint32_t edtl, bool read, bool write,
+              bool final = true, bool immediate = false) {
+    std::uint8_t flags = static_cast<std::uint8_t>((final ? 0x80 : 0) | (read ? 0x40 : 0) |
+                                                   (write ? 0x20 : 0) | 0x01 /* simple */);
+    Bhs b = Bhs::make(Opcode::scsi_command, flags);
+    b.set_immediate(immediate);
+    b.set_lun_field(0);
+    b.set_itt(itt);
+    b.set_u32(20, edtl);
+    b.set_u32(24, immediate ? cmd_sn : cmd_sn++);
+    b.set_u32(28, exp_stat_sn);
+    std::memcpy(&b.bytes[32], cdb.data(), 16);
+    return b;
+  }
+
+  Bhs data_out(std::uint32_t itt, std::uint32_t ttt, std::uint32_t data_sn, std::uint32_t offset,
+               bool final) {
+    Bhs b = Bhs::make(Opcode::data_out, final ? 0x80 : 0);
+    b.set_itt(itt);
+    b.set_ttt(ttt);
+    b.set_u32(28, exp_stat_sn);
+    b.set_data_sn(data_sn);
+    b.set_buffer_offset(offset);
+    return b;
+  }
+
+  Bhs nop_out(std::uint32_t itt, std::uint32_t ttt, bool immediate = true) {
+    Bhs b = Bhs::make(Opcode::nop_out, 0x80);
+    b.set_immediate(immediate);
+    b.set_itt(itt);
+    b.set_ttt(ttt);
+    b.set_u32(24, cmd_sn);
+    if (!immediate && itt != kReservedTag) ++cmd_sn;
+    b.set_u32(28, exp_stat_sn);
+    return b;
+  }
+
+  Bhs tmf(TmfFunction fn, std::uint32_t itt, std::uint64_t lun_field, std::uint32_t ref_itt,
+          std::uint32_t ref_cmd_sn) {
+    Bhs b = Bhs::make(Opcode::task_mgmt_request, 0x80 | static_cast<std::uint8_t>(fn));
+    b.set_immediate(true);
+    b.set_lun_field(lun_field);
+    b.set_itt(itt);
+    b.set_u32(20, ref_itt);
+    b.set_u32(24, cmd_sn);
+    b.set_u32(28, exp_stat_sn);
+    b.set_u32(32, ref_cmd_sn);
+    return b;
+  }
+
+  FakeHost host;
+  ConnectionSettings settings;
+  Clock::time_point now{};
+  std::unique_ptr<Connection> conn;
+  std::uint32_t cmd_sn = 1;
+  std::uint32_t exp_stat_sn = 7;
+  bool hdr_digest = false, data_digest = false;
+};
+
+// ------------------------------------------------------------------ login
+
+TEST(ConnectionLogin, FullLoginThroughOperationalStage) {
+  Driver d;
+  auto r = d.login();
+  ASSERT_EQ(r.size(), 2u);
+
+  const Out& sec = r[0];
+  EXPECT_EQ(sec.op(), Opcode::login_response);
+  EXPECT_EQ(sec.bhs.login_status(), LoginStatus::success);
+  EXPECT_TRUE(sec.bhs.login_transit());
+  EXPECT_FALSE(sec.bhs.login_continue());
+  EXPECT_EQ(sec.bhs.login_csg(), LoginStage::security);
+  EXPECT_EQ(sec.bhs.login_nsg(), LoginStage::operational);
+  EXPECT_EQ(sec.bhs.version_max(), 0);
+  EXPECT_EQ(sec.bhs.version_min(), 0);  // version active
+  EXPECT_EQ(sec.bhs.isid(), kIsid);
+  EXPECT_EQ(sec.bhs.tsih(), 0);
+  EXPECT_EQ(sec.bhs.itt(), 0x11u);
+  EXPECT_EQ(sec.bhs.stat_sn(), 7u);  // the initiator's ExpStatSN
+  EXPECT_EQ(sec.bhs.exp_cmd_sn(), 1u);
+  EXPECT_EQ(sec.bhs.max_cmd_sn(), 1u + d.settings.queue_depth - 1);
+  auto k1 = sec.keys();
+  EXPECT_EQ(k1["AuthMethod"], "None");
+  EXPECT_EQ(k1["TargetPortalGroupTag"], "1");
+
+  const Out& op = r[1];
+  EXPECT_EQ(op.op(), Opcode::login_response);
+  EXPECT_EQ(op.bhs.login_status(), LoginStatus::success);
+  EXPECT_TRUE(op.bhs.login_transit());
+  EXPECT_EQ(op.bhs.login_csg(), LoginStage::operational);
+  EXPECT_EQ(op.bhs.login_nsg(), LoginStage::full_feature);
+  EXPECT_EQ(op.bhs.tsih(), kTsih);
+  EXPECT_NE(op.bhs.tsih(), 0);
+  EXPECT_EQ(op.bhs.isid(), kIsid);
+  EXPECT_EQ(op.bhs.stat_sn(), 8u);
+  EXPECT_EQ(op.bhs.exp_cmd_sn(), 1u);
+  EXPECT_EQ(op.bhs.max_cmd_sn(), 1u + d.settings.queue_depth - 1);
+  auto k2 = op.keys();
+  EXPECT_EQ(k2["HeaderDigest"], "None");
+  EXPECT_EQ(k2["DataDigest"], "None");
+  EXPECT_EQ(k2["InitialR2T"], "No");
+  EXPECT_EQ(k2["ImmediateData"], "Yes");
+  EXPECT_EQ(k2["MaxBurstLength"], "262144");
+  EXPECT_EQ(k2["FirstBurstLength"], "65536");
+  EXPECT_EQ(k2["MaxOutstandingR2T"], "1");
+  EXPECT_EQ(k2["ErrorRecoveryLevel"], "0");
+  EXPECT_EQ(k2["MaxRecvDataSegmentLength"],
+            std::to_string(d.settings.limits.max_recv_data_segment_length));
+
+  EXPECT_TRUE(d.conn->full_feature());
+  EXPECT_FALSE(d.conn->closing());
+  EXPECT_EQ(d.conn->tsih(), kTsih);
+  EXPECT_EQ(d.conn->isid(), kIsid);
+  EXPECT_EQ(d.conn->initiator_name(), kInitiator);
+  EXPECT_EQ(d.conn->target_name(), kTarget);
+  EXPECT_EQ(d.host.sessions, 1);
+  EXPECT_EQ(d.host.session_isid, kIsid);
+  EXPECT_EQ(d.host.session_params.initiator_name, kInitiator);
+  EXPECT_EQ(d.host.session_params.initiator_max_recv_data_segment_length, 262144u);
+  EXPECT_TRUE(d.host.failures.empty());
+  EXPECT_GE(d.host.output_ready_calls, 2);
+}
+
+void expect_refused(Driver& d, LoginStatus status, LoginFailure why) {
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::login_response);
+  EXPECT_EQ(out[0].bhs.login_status(), status);
+  EXPECT_FALSE(out[0].bhs.login_transit());
+  EXPECT_EQ(out[0].bhs.tsih(), 0);
+  EXPECT_TRUE(out[0].data.empty());
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_FALSE(d.conn->full_feature());
+  ASSERT_EQ(d.host.failures.size(), 1u);
+  EXPECT_EQ(d.host.failures[0].why, why);
+  EXPECT_EQ(d.host.sessions, 0);
+}
+
+TEST(ConnectionLogin, UnknownTargetIsRefusedWith0203) {
+  Driver d;
+  auto data = Driver::text({{"InitiatorName", kInitiator},
+                            {"TargetName", "iqn.2025-01.com.example:nope"},
+                            {"SessionType", "Normal"},
+                            {"AuthMethod", "None"}});
+  d.send(Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0), data);
+  expect_refused(d, LoginStatus::target_not_found, LoginFailure::unknown_target);
+  EXPECT_EQ(static_cast<unsigned>(LoginStatus::target_not_found), 0x0203u);
+  EXPECT_EQ(d.host.failures[0].initiator, kInitiator);
+  EXPECT_EQ(d.host.failures[0].target, "iqn.2025-01.com.example:nope");
+}
+
+TEST(ConnectionLogin, InitiatorNotOnTheListIsRefusedWith0202) {
+  Driver d;
+  d.host.target->allowed_initiators = {"iqn.2025-01.com.example:someone-else"};
+  auto data = Driver::text({{"InitiatorName", kInitiator},
+                            {"TargetName", kTarget},
+                            {"SessionType", "Normal"},
+                            {"AuthMethod", "None"}});
+  d.send(Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0), data);
+  expect_refused(d, LoginStatus::authorization_failure, LoginFailure::not_authorized);
+  EXPECT_EQ(d.host.failures[0].initiator, kInitiator);
+}
+
+TEST(ConnectionLogin, AllowedInitiatorLogsIn) {
+  Driver d;
+  d.host.target->allowed_initiators = {"iqn.x:other", kInitiator};
+  auto r = d.login();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].bhs.login_status(), LoginStatus::success);
+}
+
+TEST(ConnectionLogin, MissingInitiatorNameIsRefusedWith0207) {
+  Driver d;
+  auto data = Driver::text({{"TargetName", kTarget}, {"AuthMethod", "None"}});
+  d.send(Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0), data);
+  expect_refused(d, LoginStatus::missing_parameter, LoginFailure::bad_request);
+}
+
+TEST(ConnectionLogin, UnsupportedVersionIsRefusedWith0205) {
+  Driver d;
+  auto data = Driver::text(
+      {{"InitiatorName", kInitiator}, {"TargetName", kTarget}, {"AuthMethod", "None"}});
+  Bhs b = Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0);
+  b.bytes[2] = 2;  // version max
+  b.bytes[3] = 1;  // version min
+  d.send(b, data);
+  expect_refused(d, LoginStatus::unsupported_version, LoginFailure::unsupported);
+}
+
+TEST(ConnectionLogin, NonLoginPduFirstCloses) {
+  Driver d;
+  EXPECT_FALSE(d.send(d.nop_out(1, kReservedTag)));
+  EXPECT_TRUE(d.drain().empty());
+  ASSERT_EQ(d.host.failures.size(), 1u);
+  EXPECT_EQ(d.host.failures[0].why, LoginFailure::bad_request);
+  EXPECT_FALSE(d.conn->full_feature());
+}
+
+TEST(ConnectionLogin, NonZeroTsihIsRefusedWith020a) {
+  Driver d;
+  auto data = Driver::text(
+      {{"InitiatorName", kInitiator}, {"TargetName", kTarget}, {"AuthMethod", "None"}});
+  Bhs b = Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0);
+  b.set_tsih(77);
+  d.send(b, data);
+  expect_refused(d, LoginStatus::session_does_not_exist, LoginFailure::unsupported);
+}
+
+TEST(ConnectionLogin, TimesOutWhenLoginDoesNotComplete) {
+  ConnectionSettings s;
+  s.login_timeout = 5s;
+  Driver d(s);
+  d.conn->on_tick(d.now + 4s);
+  EXPECT_FALSE(d.conn->closing());
+  d.conn->on_tick(d.now + 6s);
+  EXPECT_TRUE(d.conn->closing());
+  ASSERT_EQ(d.host.failures.size(), 1u);
+}
+
+TEST(ConnectionDiscovery, SendTargetsAll) {
+  Driver d;
+  LoginOptions o;
+  o.session_type = "Discovery";
+  auto r = d.login(o);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].bhs.login_status(), LoginStatus::success);
+  EXPECT_NE(r[1].bhs.tsih(), 0);
+  EXPECT_EQ(d.conn->params().session_type, SessionType::discovery);
+  EXPECT_TRUE(d.host.failures.empty());
+
+  Bhs t = Bhs::make(Opcode::text_request, 0x80);
+  t.set_immediate(true);
+  t.set_itt(0x55);
+  t.set_ttt(kReservedTag);
+  t.set_u32(24, d.cmd_sn);
+  t.set_u32(28, d.exp_stat_sn);
+  ASSERT_TRUE(d.send(t, Driver::text({{"SendTargets", "All"}})));
+  Out resp = d.only_one();
+  EXPECT_EQ(resp.op(), Opcode::text_response);
+  EXPECT_TRUE(resp.bhs.final_bit());
+  EXPECT_FALSE(resp.bhs.flags() & 0x40);
+  EXPECT_EQ(resp.bhs.itt(), 0x55u);
+  EXPECT_EQ(resp.bhs.ttt(), kReservedTag);
+  EXPECT_EQ(resp.bhs.stat_sn(), d.exp_stat_sn);
+  EXPECT_EQ(resp.bhs.exp_cmd_sn(), d.cmd_sn);
+  auto keys = resp.keys();
+  EXPECT_EQ(keys["TargetName"], kTarget);
+  EXPECT_EQ(keys["TargetAddress"], "10.0.0.11:3260,1");
+  EXPECT_EQ(d.host.send_targets_initiator, kInitiator);
+}
+
+TEST(ConnectionDiscovery, ScsiCommandClosesTheConnection) {
+  Driver d;
+  LoginOptions o;
+  o.session_type = "Discovery";
+  d.login(o);
+  EXPECT_FALSE(d.send(d.command(1, inquiry(36), 36, true, false)));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+}
+
+// ------------------------------------------------------------------ SCSI data transfer
+
+// Reads lba..+blocks back through Data-In and returns the data.
+Bytes read_back(Driver& d, std::uint32_t itt, std::uint32_t lba, std::uint16_t blocks) {
+  std::uint32_t len = blocks * kBlock;
+  EXPECT_TRUE(d.send(d.command(itt, read10(lba, blocks), len, true, false)));
+  Bytes data;
+  for (auto& o : d.drain()) {
+    EXPECT_EQ(o.op(), Opcode::data_in);
+    EXPECT_EQ(o.bhs.buffer_offset(), data.size());
+    data.insert(data.end(), o.data.begin(), o.data.end());
+  }
+  return data;
+}
+
+TEST(ConnectionScsi, WriteWithImmediateDataThenReadBack) {
+  Driver d;
+  d.login();
+  Bytes payload = pattern(4096, 3);
+  std::uint32_t sn = d.cmd_sn;
+  ASSERT_TRUE(d.send(d.command(0x100, write10(8, 8), 4096, false, true, true), payload));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.itt(), 0x100u);
+  EXPECT_EQ(r.bhs.bytes[2], 0);  // response: completed at target
+  EXPECT_EQ(r.bhs.bytes[3], 0);  // status GOOD
+  EXPECT_EQ(r.bhs.flags() & 0x06, 0);
+  EXPECT_EQ(r.bhs.residual(), 0u);
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), sn + 1);
+  EXPECT_EQ(r.bhs.stat_sn(), d.exp_stat_sn);
+  EXPECT_EQ(0, std::memcmp(d.host.mem->data() + 8 * kBlock, payload.data(), 4096));
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+
+  EXPECT_EQ(read_back(d, 0x101, 8, 8), payload);
+}
+
+TEST(ConnectionScsi, UnsolicitedDataOutAfterImmediateData) {
+  Driver d;
+  d.login();  // InitialR2T=No
+  Bytes payload = pattern(8192, 9);
+  ASSERT_TRUE(d.send(d.command(0x200, write10(0, 16), 8192, false, true, false),
+                     Bytes(payload.begin(), payload.begin() + 1024)));
+  EXPECT_TRUE(d.drain().empty());  // no R2T: the rest comes unsolicited
+  ASSERT_TRUE(d.send(d.data_out(0x200, kReservedTag, 0, 1024, false),
+                     Bytes(payload.begin() + 1024, payload.begin() + 4096)));
+  EXPECT_TRUE(d.drain().empty());
+  ASSERT_TRUE(d.send(d.data_out(0x200, kReservedTag, 1, 4096, true),
+                     Bytes(payload.begin() + 4096, payload.end())));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.bytes[3], 0);
+  EXPECT_EQ(0, std::memcmp(d.host.mem->data(), payload.data(), payload.size()));
+}
+
+TEST(ConnectionScsi, UnsolicitedFirstBurstThenR2tForTheRest) {
+  Driver d;
+  LoginOptions o;
+  o.first_burst = 4096;
+  d.login(o);
+  Bytes payload = pattern(12288, 1);
+  ASSERT_TRUE(d.send(d.command(0x300, write10(0, 24), 12288, false, true, false),
+                     Bytes(payload.begin(), payload.begin() + 2048)));
+  EXPECT_TRUE(d.drain().empty());
+  ASSERT_TRUE(d.send(d.data_out(0x300, kReservedTag, 0, 2048, true),
+                     Bytes(payload.begin() + 2048, payload.begin() + 4096)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  EXPECT_EQ(r2t.bhs.itt(), 0x300u);
+  EXPECT_EQ(r2t.bhs.data_sn(), 0u);  // R2TSN
+  EXPECT_EQ(r2t.bhs.buffer_offset(), 4096u);
+  EXPECT_EQ(r2t.bhs.desired_length(), 8192u);
+  ASSERT_TRUE(d.send(d.data_out(0x300, r2t.bhs.ttt(), 0, 4096, true),
+                     Bytes(payload.begin() + 4096, payload.end())));
+  Out resp = d.only_one();
+  EXPECT_EQ(resp.op(), Opcode::scsi_response);
+  EXPECT_EQ(resp.bhs.bytes[3], 0);
+  EXPECT_EQ(0, std::memcmp(d.host.mem->data(), payload.data(), payload.size()));
+}
+
+TEST(ConnectionScsi, SolicitedDataWithSmallMaxBurstSendsOneR2tAtATime) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  o.max_burst = 4096;
+  o.first_burst = 4096;
+  d.login(o);
+  ASSERT_TRUE(d.conn->params().initial_r2t);
+  Bytes payload = pattern(16384, 5);
+  std::uint32_t stat_sn = d.exp_stat_sn;
+  ASSERT_TRUE(d.send(d.command(0x400, write10(100, 32), 16384, false, true, true)));
+  std::vector<std::uint32_t> ttts;
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    auto out = d.drain();
+    ASSERT_EQ(out.size(), 1u) << "burst " << i;  // MaxOutstandingR2T=1
+    const Out& r2t = out[0];
+    ASSERT_EQ(r2t.op(), Opcode::r2t);
+    EXPECT_TRUE(r2t.bhs.final_bit());
+    EXPECT_EQ(r2t.bhs.itt(), 0x400u);
+    EXPECT_EQ(r2t.bhs.data_sn(), i);
+    EXPECT_EQ(r2t.bhs.buffer_offset(), i * 4096);
+    EXPECT_EQ(r2t.bhs.desired_length(), 4096u);
+    EXPECT_EQ(r2t.bhs.stat_sn(), stat_sn);  // R2T does not take a StatSN
+    EXPECT_NE(r2t.bhs.ttt(), kReservedTag);
+    for (auto t : ttts) EXPECT_NE(t, r2t.bhs.ttt());
+    ttts.push_back(r2t.bhs.ttt());
+    std::uint32_t off = i * 4096;
+    // Two Data-Out PDUs per burst; no new R2T before the burst is done.
+    ASSERT_TRUE(d.send(d.data_out(0x400, r2t.bhs.ttt(), 0, off, false),
+                       Bytes(payload.begin() + off, payload.begin() + off + 2048)));
+    EXPECT_TRUE(d.drain().empty());
+    ASSERT_TRUE(d.send(d.data_out(0x400, r2t.bhs.ttt(), 1, off + 2048, true),
+                       Bytes(payload.begin() + off + 2048, payload.begin() + off + 4096)));
+    if (i < 3) continue;
+  }
+  Out resp = d.only_one();
+  EXPECT_EQ(resp.op(), Opcode::scsi_response);
+  EXPECT_EQ(resp.bhs.bytes[3], 0);
+  EXPECT_EQ(resp.bhs.stat_sn(), stat_sn);
+  EXPECT_EQ(0, std::memcmp(d.host.mem->data() + 100 * kBlock, payload.data(), payload.size()));
+}
+
+TEST(ConnectionScsi, MaxOutstandingR2tTwoKeepsTwoInFlight) {
+  ConnectionSettings s;
+  s.limits.max_outstanding_r2t = 2;
+  Driver d(s);
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  o.max_burst = 4096;
+  o.max_outstanding_r2t = 2;
+  d.login(o);
+  ASSERT_EQ(d.conn->params().max_outstanding_r2t, 2u);
+  Bytes payload = pattern(12288, 2);
+  ASSERT_TRUE(d.send(d.command(0x500, write10(0, 24), 12288, false, true, true)));
+  auto r = d.drain();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].bhs.data_sn(), 0u);
+  EXPECT_EQ(r[0].bhs.buffer_offset(), 0u);
+  EXPECT_EQ(r[1].bhs.data_sn(), 1u);
+  EXPECT_EQ(r[1].bhs.buffer_offset(), 4096u);
+  EXPECT_NE(r[0].bhs.ttt(), r[1].bhs.ttt());
+  // Answer the second first: the third R2T follows.
+  ASSERT_TRUE(d.send(d.data_out(0x500, r[1].bhs.ttt(), 0, 4096, true),
+                     Bytes(payload.begin() + 4096, payload.begin() + 8192)));
+  auto r3 = d.drain();
+  ASSERT_EQ(r3.size(), 1u);
+  EXPECT_EQ(r3[0].op(), Opcode::r2t);
+  EXPECT_EQ(r3[0].bhs.data_sn(), 2u);
+  EXPECT_EQ(r3[0].bhs.buffer_offset(), 8192u);
+  EXPECT_EQ(r3[0].bhs.desired_length(), 4096u);
+  ASSERT_TRUE(d.send(d.data_out(0x500, r3[0].bhs.ttt(), 0, 8192, true),
+                     Bytes(payload.begin() + 8192, payload.end())));
+  EXPECT_TRUE(d.drain().empty());
+  ASSERT_TRUE(d.send(d.data_out(0x500, r[0].bhs.ttt(), 0, 0, true),
+                     Bytes(payload.begin(), payload.begin() + 4096)));
+  Out resp = d.only_one();
+  EXPECT_EQ(resp.op(), Opcode::scsi_response);
+  EXPECT_EQ(0, std::memcmp(d.host.mem->data(), payload.data(), payload.size()));
+}
+
+TEST(ConnectionScsi, DataInSplitByInitiatorMrdslWithStatusInLastPdu) {
+  Driver d;
+  LoginOptions o;
+  o.mrdsl = 4096;
+  d.login(o);
+  Bytes payload = pattern(16384, 4);
+  std::memcpy(d.host.mem->data() + 4 * kBlock, payload.data(), payload.size());
+  std::uint32_t stat_sn = d.exp_stat_sn;
+  std::uint32_t sn = d.cmd_sn;
+  ASSERT_TRUE(d.send(d.command(0x600, read10(4, 32), 16384, true, false)));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 4u);
+  Bytes got;
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    const Out& p = out[i];
+    EXPECT_EQ(p.op(), Opcode::data_in);
+    EXPECT_EQ(p.bhs.itt(), 0x600u);
+    EXPECT_EQ(p.bhs.ttt(), kReservedTag);
+    EXPECT_EQ(p.bhs.data_sn(), i);
+    EXPECT_EQ(p.bhs.buffer_offset(), i * 4096);
+    EXPECT_EQ(p.data.size(), 4096u);
+    EXPECT_EQ(p.bhs.exp_cmd_sn(), sn + 1);
+    bool last = i == 3;
+    EXPECT_EQ(bool(p.bhs.flags() & 0x01), last) << i;  // S
+    EXPECT_EQ(bool(p.bhs.flags() & 0x80), last) << i;  // F
+    if (last) {
+      EXPECT_EQ(p.bhs.bytes[3], 0);
+      EXPECT_EQ(p.bhs.stat_sn(), stat_sn);
+      EXPECT_EQ(p.bhs.flags() & 0x06, 0);
+      EXPECT_EQ(p.bhs.residual(), 0u);
+    }
+    got.insert(got.end(), p.data.begin(), p.data.end());
+  }
+  EXPECT_EQ(got, payload);
+  // The next response takes the next StatSN.
+  ASSERT_TRUE(d.send(d.nop_out(0x601, kReservedTag)));
+  EXPECT_EQ(d.only_one().bhs.stat_sn(), stat_sn + 1);
+}
+
+TEST(ConnectionScsi, DataInSequencesEndAtMaxBurstLength) {
+  Driver d;
+  LoginOptions o;
+  o.mrdsl = 2048;
+  o.max_burst = 4096;
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(0x610, read10(0, 16), 8192, true, false)));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_FALSE(out[0].bhs.final_bit());
+  EXPECT_TRUE(out[1].bhs.final_bit());  // end of the first burst
+  EXPECT_FALSE(out[2].bhs.final_bit());
+  EXPECT_TRUE(out[3].bhs.final_bit());
+  EXPECT_TRUE(out[3].bhs.flags() & 0x01);
+  EXPECT_FALSE(out[1].bhs.flags() & 0x01);
+}
+
+TEST(ConnectionScsi, InquiryWithLargerEdtlReportsUnderflow) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(0x700, inquiry(255), 255, true, false)));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  const Out& p = out[0];
+  EXPECT_EQ(p.op(), Opcode::data_in);
+  ASSERT_GE(p.data.size(), 36u);
+  EXPECT_LT(p.data.size(), 255u);
+  EXPECT_EQ(p.data.size(), p.data[4] + 5u);  // ADDITIONAL LENGTH + 5
+  EXPECT_EQ(p.bhs.flags() & 0x81, 0x81);
+  EXPECT_TRUE(p.bhs.flags() & 0x02);   // U
+  EXPECT_FALSE(p.bhs.flags() & 0x04);  // O
+  EXPECT_EQ(p.bhs.residual(), 255u - p.data.size());
+}
+
+TEST(ConnectionScsi, ReadWithSmallerEdtlReportsOverflow) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(0x710, read10(0, 8), 2048, true, false)));
+  auto out = d.drain();
+  std::uint32_t total = 0;
+  for (auto& o : out) total += static_cast<std::uint32_t>(o.data.size());
+  EXPECT_EQ(total, 2048u);
+  ASSERT_FALSE(out.empty());
+  const Out& last = out.back();
+  EXPECT_TRUE(last.bhs.flags() & 0x01);
+  EXPECT_TRUE(last.bhs.flags() & 0x04);  // O
+  EXPECT_FALSE(last.bhs.flags() & 0x02);
+  EXPECT_EQ(last.bhs.residual(), 2048u);
+}
+
+TEST(ConnectionScsi, WriteWithSmallerEdtlReportsOverflowInResponse) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(0x720, write10(0, 8), 1024, false, true, true), pattern(1024, 0)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_TRUE(r.bhs.flags() & 0x04);
+  EXPECT_EQ(r.bhs.residual(), 3072u);
+}
+
+TEST(ConnectionScsi, ReadBeyondTheEndGetsCheckConditionWithSense) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(0x730, read10(kLunBytes / kBlock, 1), 512, true, false)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.bytes[3], 0x02);
+  ASSERT_GE(r.data.size(), 2u + 14u);
+  EXPECT_EQ(load_be16(r.data.data()), r.data.size() - 2);
+  EXPECT_EQ(r.data[2 + 2] & 0x0f, 0x05);  // ILLEGAL REQUEST
+  EXPECT_EQ(r.data[2 + 12], 0x21);        // LBA out of range
+}
+
+// ------------------------------------------------------------------ CmdSN window
+
+Bytes tur() {
+  return Bytes(16, 0);
+}
+
+TEST(ConnectionCmdSn, CommandAtExpCmdSnIsAcceptedAndAdvancesIt) {
+  Driver d;
+  d.login();
+  std::uint32_t sn = d.cmd_sn;
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), sn + 1);
+  // The finishing task holds its slot until its response is sent.
+  EXPECT_EQ(r.bhs.max_cmd_sn(), sn + 1 + d.settings.queue_depth - 2);
+  ASSERT_TRUE(d.send(d.nop_out(0x30, kReservedTag)));
+  EXPECT_EQ(d.only_one().bhs.max_cmd_sn(), sn + 1 + d.settings.queue_depth - 1);
+}
+
+TEST(ConnectionCmdSn, CommandBeyondMaxCmdSnIsIgnored) {
+  ConnectionSettings s;
+  s.queue_depth = 4;
+  Driver d(s);
+  d.login();
+  std::uint32_t sn = d.cmd_sn;
+  Bhs b = d.command(1, tur(), 0, false, false);
+  b.set_u32(24, sn + 4);  // MaxCmdSN is sn + 3
+  ASSERT_TRUE(d.send(b));
+  EXPECT_TRUE(d.drain().empty());
+  // The window did not move: CmdSN sn is still the one expected.
+  Bhs ok = d.command(2, tur(), 0, false, false);
+  ok.set_u32(24, sn);
+  ASSERT_TRUE(d.send(ok));
+  Out r = d.only_one();
+  EXPECT_EQ(r.bhs.itt(), 2u);
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), sn + 1);
+}
+
+TEST(ConnectionCmdSn, CommandBelowExpCmdSnIsIgnored) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false)));
+  d.drain();
+  std::uint32_t stale = d.cmd_sn - 1;
+  Bhs old = d.command(2, tur(), 0, false, false);
+  --d.cmd_sn;
+  old.set_u32(24, stale);
+  ASSERT_TRUE(d.send(old));
+  EXPECT_TRUE(d.drain().empty());
+}
+
+TEST(ConnectionCmdSn, NopOutBelowExpCmdSnIsIgnored) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false)));
+  d.drain();
+  std::uint32_t stale = d.cmd_sn - 1;  // already used by the command
+  Bhs old = d.nop_out(9, kReservedTag, false);
+  --d.cmd_sn;
+  old.set_u32(24, stale);
+  ASSERT_TRUE(d.send(old, Bytes{'x', 'y', 'z', 'w'}));
+  auto out = d.drain();
+  EXPECT_TRUE(out.empty()) << "answered with opcode "
+                           << (out.empty() ? 0 : static_cast<unsigned>(out[0].op()));
+}
+
+TEST(ConnectionCmdSn, TextRequestBelowExpCmdSnIsIgnored) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false)));
+  d.drain();
+  Bhs t = Bhs::make(Opcode::text_request, 0x80);
+  t.set_itt(0x56);
+  t.set_ttt(kReservedTag);
+  t.set_u32(24, d.cmd_sn - 1);  // already used by the command
+  t.set_u32(28, d.exp_stat_sn);
+  ASSERT_TRUE(d.send(t, Driver::text({{"SendTargets", "All"}})));
+  auto out = d.drain();
+  EXPECT_TRUE(out.empty()) << "answered with opcode "
+                           << (out.empty() ? 0 : static_cast<unsigned>(out[0].op()));
+}
+
+TEST(ConnectionCmdSn, ImmediateCommandDoesNotAdvanceExpCmdSn) {
+  Driver d;
+  d.login();
+  std::uint32_t sn = d.cmd_sn;
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false, true, /*immediate=*/true)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), sn);
+  ASSERT_TRUE(d.send(d.command(2, tur(), 0, false, false)));
+  EXPECT_EQ(d.only_one().bhs.exp_cmd_sn(), sn + 1);
+}
+
+TEST(ConnectionCmdSn, MaxCmdSnShrinksWithOutstandingTasks) {
+  ConnectionSettings s;
+  s.queue_depth = 4;
+  Driver d(s);
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  std::uint32_t sn = d.cmd_sn;
+  // A write waiting for its data holds a task.
+  ASSERT_TRUE(d.send(d.command(1, write10(0, 1), 512, false, true, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  EXPECT_EQ(r2t.bhs.exp_cmd_sn(), sn + 1);
+  EXPECT_EQ(r2t.bhs.max_cmd_sn(), sn + 1 + 3 - 1);
+  ASSERT_TRUE(d.send(d.command(2, write10(1, 1), 512, false, true, true)));
+  Out r2t2 = d.only_one();
+  EXPECT_EQ(r2t2.bhs.max_cmd_sn(), sn + 2 + 2 - 1);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 2u);
+  // Both finish: the window opens again.
+  ASSERT_TRUE(d.send(d.data_out(1, r2t.bhs.ttt(), 0, 0, true), pattern(512, 1)));
+  EXPECT_EQ(d.only_one().op(), Opcode::scsi_response);
+  ASSERT_TRUE(d.send(d.data_out(2, r2t2.bhs.ttt(), 0, 0, true), pattern(512, 2)));
+  EXPECT_EQ(d.only_one().op(), Opcode::scsi_response);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+  ASSERT_TRUE(d.send(d.nop_out(0x31, kReservedTag)));
+  EXPECT_EQ(d.only_one().bhs.max_cmd_sn(), sn + 2 + 4 - 1);
+}
+
+// ------------------------------------------------------------------ NOP
+
+TEST(ConnectionNop, PingIsAnsweredWithItsData) {
+  Driver d;
+  d.login();
+  Bytes ping{'p', 'i', 'n', 'g', '!'};
+  std::uint32_t stat_sn = d.exp_stat_sn;
+  Bhs b = d.nop_out(0x77, kReservedTag);
+  b.set_lun_field(0x0001000000000000ull);
+  ASSERT_TRUE(d.send(b, ping));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::nop_in);
+  EXPECT_TRUE(r.bhs.final_bit());
+  EXPECT_EQ(r.bhs.itt(), 0x77u);
+  EXPECT_EQ(r.bhs.ttt(), kReservedTag);
+  EXPECT_EQ(r.bhs.lun_field(), 0x0001000000000000ull);
+  EXPECT_EQ(r.bhs.stat_sn(), stat_sn);
+  EXPECT_EQ(r.data, ping);
+  EXPECT_EQ(r.trailer.size(), 3u);  // padding to 8
+}
+
+TEST(ConnectionNop, IdleConnectionIsPingedAndAnswerKeepsItOpen) {
+  ConnectionSettings s;
+  s.nop_interval = 10s;
+  s.nop_timeout = 20s;
+  Driver d(s);
+  d.login();
+  std::uint32_t stat_sn = d.exp_stat_sn;
+  d.conn->on_tick(d.now + 9s);
+  EXPECT_TRUE(d.drain().empty());
+  d.conn->on_tick(d.now + 10s);
+  Out p = d.only_one();
+  EXPECT_EQ(p.op(), Opcode::nop_in);
+  EXPECT_EQ(p.bhs.itt(), kReservedTag);
+  EXPECT_NE(p.bhs.ttt(), kReservedTag);
+  EXPECT_EQ(p.bhs.stat_sn(), stat_sn);  // not advanced
+  // No second ping while one is outstanding.
+  d.conn->on_tick(d.now + 12s);
+  EXPECT_TRUE(d.drain().empty());
+  // The answer: ITT reserved, TTT echoed; no response to it.
+  d.now += 13s;
+  Bhs a = d.nop_out(kReservedTag, p.bhs.ttt());
+  ASSERT_TRUE(d.send(a));
+  EXPECT_TRUE(d.drain().empty());
+  d.conn->on_tick(d.now + 15s);
+  EXPECT_FALSE(d.conn->closing());
+  // Idle again: the next ping.
+  d.conn->on_tick(d.now + 10s);
+  EXPECT_EQ(d.only_one().op(), Opcode::nop_in);
+}
+
+TEST(ConnectionNop, UnansweredPingClosesAfterTheTimeout) {
+  ConnectionSettings s;
+  s.nop_interval = 10s;
+  s.nop_timeout = 20s;
+  Driver d(s);
+  d.login();
+  d.conn->on_tick(d.now + 10s);
+  ASSERT_EQ(d.only_one().op(), Opcode::nop_in);
+  d.conn->on_tick(d.now + 10s + 21s);
+  EXPECT_TRUE(d.conn->closing());
+}
+
+TEST(ConnectionNop, PingTimeoutCountsFromThePingNotFromLastReceive) {
+  ConnectionSettings s;
+  s.nop_interval = 15s;
+  s.nop_timeout = 30s;
+  Driver d(s);
+  d.login();
+  d.conn->on_tick(d.now + 15s);
+  ASSERT_EQ(d.only_one().op(), Opcode::nop_in);
+  // 20 s after the ping the initiator still has 10 s of its 30 s to answer.
+  d.conn->on_tick(d.now + 35s);
+  EXPECT_FALSE(d.conn->closing());
+  d.conn->on_tick(d.now + 46s);
+  EXPECT_TRUE(d.conn->closing());
+}
+
+// ------------------------------------------------------------------ logout, TMF
+
+TEST(ConnectionLogout, CloseSessionIsAnsweredAndCloses) {
+  Driver d;
+  d.login();
+  std::uint32_t stat_sn = d.exp_stat_sn;
+  std::uint32_t sn = d.cmd_sn;
+  Bhs b = Bhs::make(Opcode::logout_request, 0x80 | 0);
+  b.set_immediate(true);
+  b.set_itt(0x99);
+  b.set_u32(24, d.cmd_sn);
+  b.set_u32(28, d.exp_stat_sn);
+  ASSERT_TRUE(d.send(b));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::logout_response);
+  EXPECT_TRUE(r.bhs.final_bit());
+  EXPECT_EQ(r.bhs.bytes[2], 0);
+  EXPECT_EQ(r.bhs.itt(), 0x99u);
+  EXPECT_EQ(r.bhs.stat_sn(), stat_sn);
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), sn);
+  EXPECT_EQ(r.bhs.u16(40), d.conn->params().default_time2wait);
+  EXPECT_EQ(r.bhs.u16(42), d.conn->params().default_time2retain);
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_FALSE(d.conn->full_feature());
+  EXPECT_TRUE(d.conn->idle());
+}
+
+TEST(ConnectionTmf, AbortUnknownTaskByRefCmdSn) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false)));
+  ASSERT_TRUE(d.send(d.command(2, tur(), 0, false, false)));
+  d.drain();
+  // RefCmdSN inside the window and below the TMF's CmdSN: function complete.
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x50, 0, 0x1234, d.cmd_sn - 1)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::task_mgmt_response);
+  EXPECT_EQ(r.bhs.itt(), 0x50u);
+  EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  // RefCmdSN not yet received: task does not exist.
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x51, 0, 0x1235, d.cmd_sn + 5)));
+  r = d.only_one();
+  EXPECT_EQ(r.bhs.itt(), 0x51u);
+  EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::task_does_not_exist));
+}
+
+TEST(ConnectionTmf, AbortTaskWaitingForData) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(7, write10(0, 8), 4096, false, true, true)));
+  ASSERT_EQ(d.only_one().op(), Opcode::r2t);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x52, 0, 7, d.cmd_sn - 1)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+}
+
+TEST(ConnectionTmf, LateDataOutForAbortedTaskIsDroppedSilently) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(8, write10(0, 8), 4096, false, true, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x53, 0, 8, d.cmd_sn - 1)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], 0);
+  // Data the initiator had already sent for the aborted task.
+  ASSERT_TRUE(d.send(d.data_out(8, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 0)));
+  auto out = d.drain();
+  EXPECT_TRUE(out.empty()) << "answered with opcode "
+                           << (out.empty() ? 0 : static_cast<unsigned>(out[0].op()));
+  EXPECT_FALSE(d.conn->closing());
+}
+
+TEST(ConnectionTmf, LunResetOnMissingLun) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(
+      d.send(d.tmf(TmfFunction::logical_unit_reset, 0x60, 0x0005000000000000ull, kReservedTag, 0)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::task_mgmt_response);
+  EXPECT_EQ(r.bhs.bytes[2], 2);
+}
+
+TEST(ConnectionTmf, LunResetOnExistingLunCompletes) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::logical_unit_reset, 0x61, 0, kReservedTag, 0)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], 0);
+}
+
+TEST(ConnectionTmf, UnsupportedFunction) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::clear_aca, 0x62, 0, kReservedTag, 0)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.bhs.itt(), 0x62u);
+  EXPECT_EQ(r.bhs.bytes[2], 5);
+}
+
+// ------------------------------------------------------------------ malformed input
+
+TEST(ConnectionMalformed, DataOutForUnknownTaskIsRejected) {
+  Driver d;
+  d.login();
+  std::uint32_t stat_sn = d.exp_stat_sn;
+  Bhs b = d.data_out(0xdead, 0x1111, 0, 0, true);
+  ASSERT_TRUE(d.send(b, pattern(512, 0)));
+  Out r = d.only_one();
+  EXPECT_EQ(static_cast<unsigned>(r.op()), 0x3fu);
+  EXPECT_TRUE(r.bhs.final_bit());
+  EXPECT_EQ(r.bhs.bytes[2], 0x09);
+  EXPECT_EQ(r.bhs.itt(), kReservedTag);
+  EXPECT_EQ(r.bhs.stat_sn(), stat_sn);
+  ASSERT_EQ(r.data.size(), kBhsSize);
+  b.set_data_segment_length(512);
+  EXPECT_EQ(0, std::memcmp(r.data.data(), b.bytes.data(), kBhsSize));
+  EXPECT_FALSE(d.conn->closing());
+}
+
+TEST(ConnectionMalformed, SegmentLongerThanMrdslCloses) {
+  Driver d;
+  d.login();
+  std::uint32_t max = d.conn->params().target_max_recv_data_segment_length;
+  EXPECT_FALSE(d.send(d.nop_out(0x10, kReservedTag), Bytes(max + 4, 0)));
+  EXPECT_TRUE(d.conn->closing());
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+}
+
+LoginOptions with_digests() {
+  LoginOptions o;
+  o.header_digest = "CRC32C";
+  o.data_digest = "CRC32C";
+  return o;
+}
+
+ConnectionSettings digests_allowed() {
+  ConnectionSettings s;
+  s.limits.allow_header_digest = true;
+  s.limits.allow_data_digest = true;
+  return s;
+}
+
+TEST(ConnectionDigest, NegotiatedDigestsProtectBothDirections) {
+  Driver d(digests_allowed());
+  auto r = d.login(with_digests());
+  ASSERT_EQ(r.size(), 2u);
+  auto keys = r[1].keys();
+  EXPECT_EQ(keys["HeaderDigest"], "CRC32C");
+  EXPECT_EQ(keys["DataDigest"], "CRC32C");
+  EXPECT_EQ(r[1].header_len, kBhsSize);  // the login response itself has no digest
+  Bytes ping{1, 2, 3, 4, 5, 6};
+  ASSERT_TRUE(d.send(d.nop_out(0x20, kReservedTag), ping));
+  Out p = d.only_one();
+  EXPECT_EQ(p.op(), Opcode::nop_in);
+  EXPECT_EQ(p.header_len, kBhsSize + kDigestSize);
+  EXPECT_EQ(p.header_digest, crc32c(p.bhs.bytes.data(), kBhsSize));
+  ASSERT_EQ(p.trailer.size(), 2u + kDigestSize);
+  EXPECT_EQ(load_digest(&p.trailer[2]), data_digest(ping.data(), ping.size()));
+  EXPECT_FALSE(d.conn->closing());
+}
+
+TEST(ConnectionDigest, HeaderDigestMismatchCloses) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  EXPECT_FALSE(d.send(d.nop_out(0x21, kReservedTag), {}, /*corrupt_header_digest=*/true));
+}
+
+TEST(ConnectionDigest, DataDigestMismatchRejectsAndCloses) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  Bhs b = d.nop_out(0x22, kReservedTag);
+  b.set_data_segment_length(4);
+  Bytes header(b.bytes.begin(), b.bytes.end());
+  header.resize(kBhsSize + kDigestSize);
+  store_digest(&header[kBhsSize], crc32c(header.data(), kBhsSize));
+  auto plan = d.conn->on_header(header.data(), static_cast<std::uint32_t>(header.size()), d.now);
+  ASSERT_TRUE(plan);
+  ASSERT_NE(plan->dest, nullptr);
+  std::memcpy(plan->dest, "abcd", 4);
+  std::uint8_t trailer[4];
+  store_digest(trailer, 0x12345678);
+  d.conn->on_data(trailer, 4);
+  EXPECT_TRUE(d.conn->closing());
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+  EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
+}
+
+TEST(ConnectionDigest, DroppedDataOutWithGoodDigestIsOnlyRejected) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  // Data-Out for no task: the segment is dropped (plan.dest null) but its
+  // digest is correct, so only the Reject for the unknown ITT is due.
+  ASSERT_TRUE(d.send(d.data_out(0xbeef, 0x1111, 0, 0, true), pattern(512, 3)));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+  EXPECT_EQ(out[0].bhs.bytes[2], 0x09);
+  EXPECT_FALSE(d.conn->closing());
+}
+
+}  // namespace
+}  // namespace ringtgt::iscsi

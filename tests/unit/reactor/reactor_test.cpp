@@ -1,0 +1,342 @@
+// The reactor against a real io_uring ring, run on its own thread.
+#include "ringtgt/reactor/reactor.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ringtgt::reactor {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct FnOp final : IoOp {
+  std::function<void(int)> fn;
+  explicit FnOp(std::function<void(int)> f) : fn(std::move(f)) {}
+  void on_complete(int result) override { fn(result); }
+};
+
+// A reactor running on a thread of its own; stops and joins on destruction.
+class ReactorThread {
+ public:
+  ReactorThread() {
+    try {
+      reactor = std::make_unique<Reactor>(0, 64);
+    } catch (const IoUringUnavailable& e) {
+      unavailable = e.what();
+    }
+  }
+  void start(std::function<void()> before_run = {}) {
+    thread = std::thread([this, before_run] {
+      if (before_run) before_run();
+      reactor->run();
+      engine_after_run = IoEngine::current();
+      returned.store(true);
+    });
+  }
+  ~ReactorThread() {
+    if (thread.joinable()) {
+      reactor->stop();
+      thread.join();
+    }
+  }
+  // Runs fn on the reactor thread and waits for it.
+  void call(std::function<void()> fn) {
+    std::promise<void> done;
+    reactor->post([&] {
+      fn();
+      done.set_value();
+    });
+    ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+  }
+
+  std::unique_ptr<Reactor> reactor;
+  std::string unavailable;
+  std::thread thread;
+  std::atomic<bool> returned{false};
+  IoEngine* engine_after_run = reinterpret_cast<IoEngine*>(1);
+};
+
+#define START_OR_SKIP(rt)                                                            \
+  do {                                                                               \
+    if (!(rt).reactor) GTEST_SKIP() << "io_uring unavailable: " << (rt).unavailable; \
+  } while (0)
+
+TEST(Reactor, PostRunsOnTheReactorThreadWithCurrentEngineSet) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  EXPECT_EQ(IoEngine::current(), nullptr);
+  rt.start();
+  std::thread::id where;
+  IoEngine* engine = nullptr;
+  rt.call([&] {
+    where = std::this_thread::get_id();
+    engine = IoEngine::current();
+  });
+  EXPECT_EQ(where, rt.thread.get_id());
+  EXPECT_EQ(engine, rt.reactor.get());
+  EXPECT_EQ(IoEngine::current(), nullptr);  // not on this thread
+  rt.reactor->stop();
+  rt.thread.join();
+  EXPECT_TRUE(rt.returned.load());
+  EXPECT_EQ(rt.engine_after_run, nullptr);
+}
+
+TEST(Reactor, PostedFunctionsRunInOrder) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  rt.start();
+  std::vector<int> seen;
+  for (int i = 0; i < 100; ++i) rt.reactor->post([&seen, i] { seen.push_back(i); });
+  rt.call([] {});
+  ASSERT_EQ(seen.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(seen[i], i);
+}
+
+TEST(Reactor, TickFiresAboutEveryQuarterSecond) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  std::mutex mu;
+  std::vector<Clock::time_point> ticks;
+  std::thread::id tick_thread;
+  rt.start([&] {
+    rt.reactor->on_tick([&](Clock::time_point now) {
+      std::lock_guard lock(mu);
+      ticks.push_back(now);
+      tick_thread = std::this_thread::get_id();
+    });
+  });
+  std::this_thread::sleep_for(1300ms);
+  const std::thread::id reactor_thread = rt.thread.get_id();
+  rt.reactor->stop();
+  rt.thread.join();
+  std::lock_guard lock(mu);
+  // 1.3 s at 250 ms: about 5 ticks; be lenient with a loaded machine.
+  EXPECT_GE(ticks.size(), 3u);
+  EXPECT_LE(ticks.size(), 7u);
+  for (std::size_t i = 1; i < ticks.size(); ++i) {
+    auto gap = ticks[i] - ticks[i - 1];
+    EXPECT_GE(gap, 200ms) << i;
+    EXPECT_LE(gap, 600ms) << i;
+  }
+  EXPECT_EQ(tick_thread, reactor_thread);
+}
+
+class TempFile {
+ public:
+  TempFile() {
+    char tmpl[] = "/tmp/ringtgt-reactor-XXXXXX";
+    fd = ::mkstemp(tmpl);
+    path = tmpl;
+  }
+  ~TempFile() {
+    if (fd >= 0) ::close(fd);
+    ::unlink(path.c_str());
+  }
+  int fd = -1;
+  std::string path;
+};
+
+TEST(Reactor, FileWriteReadFsyncCompleteOnTheReactorThread) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  TempFile f;
+  ASSERT_GE(f.fd, 0);
+  rt.start();
+
+  std::vector<std::uint8_t> out(4096), in(4096, 0);
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint8_t>(i * 31);
+  std::promise<void> done;
+  int write_res = 1, read_res = 1, sync_res = 1, fsync_res = 1;
+  std::vector<std::thread::id> threads;
+  FnOp fsync_op([&](int r) {
+    fsync_res = r;
+    threads.push_back(std::this_thread::get_id());
+    done.set_value();
+  });
+  FnOp sync_op([&](int r) {
+    sync_res = r;
+    threads.push_back(std::this_thread::get_id());
+    rt.reactor->fsync(f.fd, false, &fsync_op);
+  });
+  FnOp read_op([&](int r) {
+    read_res = r;
+    threads.push_back(std::this_thread::get_id());
+    rt.reactor->fsync(f.fd, true, &sync_op);
+  });
+  FnOp write_op([&](int r) {
+    write_res = r;
+    threads.push_back(std::this_thread::get_id());
+    rt.reactor->read(f.fd, in.data(), in.size(), 8192, &read_op);
+  });
+  rt.reactor->post([&] { rt.reactor->write(f.fd, out.data(), out.size(), 8192, 0, &write_op); });
+  ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(write_res, 4096);
+  EXPECT_EQ(read_res, 4096);
+  EXPECT_EQ(sync_res, 0);
+  EXPECT_EQ(fsync_res, 0);
+  EXPECT_EQ(in, out);
+  ASSERT_EQ(threads.size(), 4u);
+  for (auto id : threads) EXPECT_EQ(id, rt.thread.get_id());
+  struct stat st {};
+  ASSERT_EQ(::fstat(f.fd, &st), 0);
+  EXPECT_EQ(st.st_size, 8192 + 4096);
+}
+
+TEST(Reactor, DsyncWriteAndReadPastEnd) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  TempFile f;
+  rt.start();
+  std::vector<std::uint8_t> buf(512, 7);
+  std::promise<void> done;
+  int w = 1, r = 1;
+  FnOp read_op([&](int res) {
+    r = res;
+    done.set_value();
+  });
+  FnOp write_op([&](int res) {
+    w = res;
+    rt.reactor->read(f.fd, buf.data(), buf.size(), 1 << 20, &read_op);
+  });
+  rt.reactor->post(
+      [&] { rt.reactor->write(f.fd, buf.data(), buf.size(), 0, RWF_DSYNC, &write_op); });
+  ASSERT_EQ(done.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(w, 512);
+  EXPECT_EQ(r, 0);  // end of file
+}
+
+TEST(Reactor, ErrorsComeBackAsNegativeErrno) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  rt.start();
+  std::promise<int> done;
+  char c;
+  FnOp op([&](int r) { done.set_value(r); });
+  rt.reactor->post([&] { rt.reactor->read(-1, &c, 1, 0, &op); });
+  auto fut = done.get_future();
+  ASSERT_EQ(fut.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(fut.get(), -EBADF);
+}
+
+TEST(Reactor, RecvAndSendmsgOverASocketpair) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  rt.start();
+
+  char head[] = "hello ";
+  char tail[] = "reactor";
+  iovec iov[2] = {{head, 6}, {tail, 7}};
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = 2;
+  std::promise<int> sent;
+  FnOp send_op([&](int r) { sent.set_value(r); });
+  rt.reactor->post([&] { rt.reactor->sendmsg(sv[0], &msg, 0, &send_op); });
+  auto sf = sent.get_future();
+  ASSERT_EQ(sf.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(sf.get(), 13);
+  char got[32] = {};
+  ASSERT_EQ(::read(sv[1], got, sizeof got), 13);
+  EXPECT_STREQ(got, "hello reactor");
+
+  // A receive waits for data that arrives later.
+  char rbuf[16] = {};
+  std::promise<int> recvd;
+  std::thread::id where;
+  FnOp recv_op([&](int r) {
+    where = std::this_thread::get_id();
+    recvd.set_value(r);
+  });
+  rt.reactor->post([&] { rt.reactor->recv(sv[1], rbuf, sizeof rbuf, 0, &recv_op); });
+  auto rf = recvd.get_future();
+  EXPECT_EQ(rf.wait_for(100ms), std::future_status::timeout);
+  ASSERT_EQ(::write(sv[0], "ping", 4), 4);
+  ASSERT_EQ(rf.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(rf.get(), 4);
+  EXPECT_EQ(std::memcmp(rbuf, "ping", 4), 0);
+  EXPECT_EQ(where, rt.thread.get_id());
+
+  // The peer closes: a receive completes with 0.
+  std::promise<int> eof;
+  FnOp eof_op([&](int r) { eof.set_value(r); });
+  rt.reactor->post([&] { rt.reactor->recv(sv[1], rbuf, sizeof rbuf, 0, &eof_op); });
+  ::close(sv[0]);
+  auto ef = eof.get_future();
+  ASSERT_EQ(ef.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(ef.get(), 0);
+  ::close(sv[1]);
+}
+
+TEST(Reactor, StopWaitsForInFlightOperations) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  rt.start();
+  char buf[8] = {};
+  std::atomic<int> result{1};
+  FnOp op([&](int r) { result.store(r); });
+  rt.call([&] { rt.reactor->recv(sv[1], buf, sizeof buf, 0, &op); });
+  rt.reactor->stop();
+  std::this_thread::sleep_for(400ms);  // more than a tick
+  EXPECT_FALSE(rt.returned.load()) << "run() returned with a receive in flight";
+  ASSERT_EQ(::write(sv[0], "bye", 3), 3);
+  rt.thread.join();
+  EXPECT_TRUE(rt.returned.load());
+  EXPECT_EQ(result.load(), 3);
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
+TEST(Reactor, StopWithNothingInFlightReturnsPromptly) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  rt.start();
+  rt.call([] {});
+  auto t0 = Clock::now();
+  rt.reactor->stop();
+  rt.thread.join();
+  EXPECT_LT(Clock::now() - t0, 1s);
+}
+
+TEST(Reactor, ProbeDescriptionSaysIoUring) {
+  std::string d = Reactor::probe_description();
+  EXPECT_NE(d.find("io_uring"), std::string::npos) << d;
+}
+
+TEST(IoEngine, SetCurrentIsPerThread) {
+  struct Dummy final : IoEngine {
+    void read(int, void*, std::size_t, std::uint64_t, IoOp*) override {}
+    void write(int, const void*, std::size_t, std::uint64_t, int, IoOp*) override {}
+    void fsync(int, bool, IoOp*) override {}
+    void recv(int, void*, std::size_t, int, IoOp*) override {}
+    void sendmsg(int, const msghdr*, int, IoOp*) override {}
+  } dummy;
+  IoEngine::set_current(&dummy);
+  EXPECT_EQ(IoEngine::current(), &dummy);
+  IoEngine* other = &dummy;
+  std::thread([&] { other = IoEngine::current(); }).join();
+  EXPECT_EQ(other, nullptr);
+  IoEngine::set_current(nullptr);
+  EXPECT_EQ(IoEngine::current(), nullptr);
+}
+
+}  // namespace
+}  // namespace ringtgt::reactor
