@@ -98,9 +98,8 @@ int main(int argc, char** argv) {
   try {
     ringtgt::net::Registry registry(cfg);
     ringtgt::net::Server server(cfg, registry);
-    server.start();
-    spdlog::info("{} workers, {} targets; ready", server.worker_count(), registry.targets().size());
-
+    // Signals are caught before the portals open, so a SIGTERM that comes
+    // as soon as the port answers still drains and exits cleanly.
     boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM, SIGHUP);
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int sig) {
@@ -115,6 +114,8 @@ int main(int argc, char** argv) {
           server.shutdown();
         };
     signals.async_wait(on_signal);
+    server.start();
+    spdlog::info("{} workers, {} targets; ready", server.worker_count(), registry.targets().size());
     sd_notify(0, "READY=1\nSTATUS=serving");
     server.run();
   } catch (const ringtgt::reactor::IoUringUnavailable& e) {

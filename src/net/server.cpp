@@ -27,7 +27,23 @@ std::string endpoint_string(const tcp::endpoint& ep) {
 Server::Server(const config::Config& cfg, Registry& registry) : cfg_(cfg), registry_(registry) {}
 
 Server::~Server() {
-  for (auto& w : workers_) w->join();
+  // Workers finish their in-flight commands and close; a stuck backend must
+  // not keep the process alive forever.
+  auto deadline = std::chrono::steady_clock::now() + kDrainLimit;
+  for (auto& w : workers_) {
+    if (!stopping_) w->drain_and_stop();
+  }
+  for (auto& w : workers_) {
+    while (!w->stopped()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        spdlog::critical("workers did not stop within {}s; exiting without them",
+                         std::chrono::duration_cast<std::chrono::seconds>(kDrainLimit).count());
+        std::_Exit(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    w->join();
+  }
 }
 
 void Server::start() {
@@ -82,11 +98,6 @@ void Server::shutdown() {
     a->close(ec);
   }
   for (auto& w : workers_) w->drain_and_stop();
-  // Join the workers off the control thread, then let run() return.
-  std::thread([this] {
-    for (auto& w : workers_) w->join();
-    asio::post(io_, [this] { io_.stop(); });
-  }).detach();
 }
 
 void Server::run() {

@@ -25,6 +25,7 @@ void Worker::start() {
       std::abort();
     }
     conns_.clear();
+    done_.store(true);
   });
 }
 

@@ -79,6 +79,7 @@ Reactor::Reactor(unsigned index, unsigned ring_entries) : index_(index) {
     io_uring_queue_exit(&ring_);
     throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   }
+  completions_.reserve(ring_entries);
   tick_ts_.tv_sec = 0;
   tick_ts_.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(tick_interval).count();
 }

@@ -5,6 +5,7 @@
 #include <utility>  // Boost 1.74 asio uses std::exchange without including it
 
 #include <boost/asio.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -27,12 +28,14 @@ class Server {
   // connection and stops the workers; then run() returns.
   void shutdown();
   boost::asio::io_context& io() { return io_; }
-  // Runs the control plane on the calling thread until shutdown() is done.
+  // Runs the control plane on the calling thread until shutdown(); the
+  // destructor then waits (bounded) for the workers to drain.
   void run();
   std::size_t worker_count() const { return workers_.size(); }
 
  private:
   void accept(boost::asio::ip::tcp::acceptor& acceptor);
+  static constexpr std::chrono::seconds kDrainLimit{30};
 
   const config::Config& cfg_;
   Registry& registry_;

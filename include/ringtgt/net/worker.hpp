@@ -30,6 +30,8 @@ class Worker {
   reactor::Reactor& reactor() { return reactor_; }
   unsigned index() const { return index_; }
   std::size_t connection_count() const { return count_.load(); }
+  // The reactor loop has returned (or never started).
+  bool stopped() const { return !thread_.joinable() || done_.load(); }
 
  private:
   void tick(reactor::Clock::time_point now);
@@ -41,6 +43,7 @@ class Worker {
   std::vector<std::shared_ptr<SocketConnection>> conns_;  // reactor thread only
   std::atomic<std::size_t> count_{0};
   bool draining_ = false;
+  std::atomic<bool> done_{false};
 };
 
 }  // namespace ringtgt::net

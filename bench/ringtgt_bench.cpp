@@ -1,0 +1,1296 @@
+// ringtgt-bench: a load generator and data verifier for iSCSI targets, built on
+// libiscsi's asynchronous API (no kernel initiator needed).
+//
+// One thread. Each session is its own iscsi_context (own TCP connection and
+// iSCSI session) to the same target LUN and keeps --qd commands in flight; one
+// poll() loop services every session. See bench/README.md for the options, the
+// verify rules and the output format.
+#include <getopt.h>
+#include <iscsi/iscsi.h>
+#include <iscsi/scsi-lowlevel.h>
+#include <poll.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "block_format.hpp"
+#include "histogram.hpp"
+
+namespace ringtgt::bench {
+namespace {
+
+constexpr const char* kDefaultInitiator = "iqn.2025-01.com.jacobgade:ringtgt-bench";
+constexpr std::uint64_t kMaxBs = 1024 * 1024;
+constexpr int kMaxDetailLines = 20;
+
+volatile sig_atomic_t g_interrupted = 0;
+
+std::uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// splitmix64: small, fast, good enough to pick offsets.
+struct Rng {
+  std::uint64_t s;
+  std::uint64_t next() {
+    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  std::uint64_t below(std::uint64_t n) { return n ? next() % n : 0; }
+};
+
+enum class Mode { kRandRead, kRandWrite, kRead, kWrite, kRandRw, kRw };
+
+struct ModeName {
+  Mode mode;
+  const char* name;
+};
+constexpr ModeName kModes[] = {
+    {Mode::kRandRead, "randread"}, {Mode::kRandWrite, "randwrite"}, {Mode::kRead, "read"},
+    {Mode::kWrite, "write"},       {Mode::kRandRw, "randrw"},       {Mode::kRw, "rw"},
+};
+
+const char* mode_name(Mode m) {
+  for (const auto& e : kModes)
+    if (e.mode == m) return e.name;
+  return "?";
+}
+
+bool mode_random(Mode m) {
+  return m == Mode::kRandRead || m == Mode::kRandWrite || m == Mode::kRandRw;
+}
+
+struct Options {
+  std::string url;
+  std::string initiator = kDefaultInitiator;
+  int sessions = 1;
+  int qd = 16;
+  std::uint64_t bs = 4096;
+  Mode mode = Mode::kRandRead;
+  int rwmixread = 50;
+  double runtime_s = 0;   // 0 = not given
+  std::uint64_t ios = 0;  // 0 = not given
+  std::uint64_t offset = 0;
+  std::uint64_t range = 0;  // 0 = to the end of the LUN
+  bool verify = false;
+  bool verify_only = false;
+  std::string load_state;
+  std::string save_state;
+  double timeout_s = 10;
+  bool json = false;
+  std::uint64_t seed = 0;
+  bool seed_given = false;
+  bool quiet = false;
+};
+
+void usage(FILE* f) {
+  std::fprintf(
+      f,
+      "usage: ringtgt-bench --url iscsi://HOST[:PORT]/TARGET-IQN/LUN [options]\n"
+      "\n"
+      "workload:\n"
+      "  --rw MODE            randread|randwrite|read|write|randrw|rw (default randread)\n"
+      "  --rwmixread PCT      share of reads in randrw/rw, 0..100 (default 50)\n"
+      "  --bs BYTES           I/O size, 512..1M, multiple of the LUN block size (default 4k)\n"
+      "  --qd N               commands in flight per session, 1..4096 (default 16)\n"
+      "  --sessions N         sessions, each its own TCP connection, 1..256 (default 1)\n"
+      "  --runtime SECONDS    run time (default 10 unless --ios is given)\n"
+      "  --ios COUNT          stop after COUNT I/Os in total\n"
+      "  --offset BYTES       first byte of the LUN used (default 0)\n"
+      "  --range BYTES        bytes of the LUN used from --offset (default: to the end)\n"
+      "  --seed N             random seed (default: time based)\n"
+      "verification:\n"
+      "  --verify             write self-describing blocks, check every block read\n"
+      "  --verify-only        read every block of the range once and check it (implies\n"
+      "                       --verify; runs until done, --runtime still bounds it)\n"
+      "  --load-state FILE    start from a generation table saved by --save-state: reads\n"
+      "                       must then find the last acknowledged write of each block\n"
+      "  --save-state FILE    save the generation table at the end (also after errors)\n"
+      "connection:\n"
+      "  --initiator-name IQN (default %s)\n"
+      "  --timeout SECONDS    a command outstanding this long is an error and its session\n"
+      "                       is dropped; also bounds the drain at the end (default 10)\n"
+      "output:\n"
+      "  --json               one JSON object on stdout (the table goes to stderr)\n"
+      "  --quiet              no per-error detail lines\n"
+      "\n"
+      "URL: ':' inside the target name may be written %%3A. Sizes take K/M/G suffixes\n"
+      "(powers of 1024). Exit status: 0 ok, 1 I/O errors or verify failures, 2 usage.\n",
+      kDefaultInitiator);
+}
+
+[[noreturn]] void usage_error(const char* fmt, const char* arg) {
+  std::fprintf(stderr, "ringtgt-bench: ");
+  std::fprintf(stderr, fmt, arg);
+  std::fprintf(stderr, "\n(see ringtgt-bench --help)\n");
+  std::exit(2);
+}
+
+std::optional<std::uint64_t> parse_size(const char* s) {
+  if (!s || !*s) return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(s, &end, 10);
+  if (errno || end == s || s[0] == '-') return std::nullopt;
+  std::uint64_t mul = 1;
+  if (*end) {
+    switch (*end) {
+      case 'k':
+      case 'K':
+        mul = 1ull << 10;
+        break;
+      case 'm':
+      case 'M':
+        mul = 1ull << 20;
+        break;
+      case 'g':
+      case 'G':
+        mul = 1ull << 30;
+        break;
+      case 't':
+      case 'T':
+        mul = 1ull << 40;
+        break;
+      default:
+        return std::nullopt;
+    }
+    end++;
+    if (*end == 'i' && end[1] == 'B')
+      end += 2;
+    else if (*end == 'B' || *end == 'b')
+      end++;
+    if (*end) return std::nullopt;
+  }
+  if (v > UINT64_MAX / mul) return std::nullopt;
+  return v * mul;
+}
+
+std::optional<double> parse_seconds(const char* s) {
+  if (!s || !*s) return std::nullopt;
+  char* end = nullptr;
+  double v = std::strtod(s, &end);
+  if (end == s || *end || !(v > 0) || v > 1e7) return std::nullopt;
+  return v;
+}
+
+long parse_int(const char* s, long lo, long hi, const char* what) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) {
+    std::fprintf(stderr, "ringtgt-bench: %s must be an integer in %ld..%ld, got '%s'\n", what, lo,
+                 hi, s);
+    std::exit(2);
+  }
+  return v;
+}
+
+Options parse_options(int argc, char** argv) {
+  enum {
+    kUrl = 1000,
+    kSessions,
+    kQd,
+    kBs,
+    kRw,
+    kMix,
+    kRuntime,
+    kIos,
+    kOffset,
+    kRange,
+    kVerify,
+    kVerifyOnly,
+    kLoad,
+    kSave,
+    kJson,
+    kInit,
+    kTimeout,
+    kSeed,
+    kQuiet,
+    kHelp
+  };
+  static const option longopts[] = {
+      {"url", required_argument, nullptr, kUrl},
+      {"sessions", required_argument, nullptr, kSessions},
+      {"qd", required_argument, nullptr, kQd},
+      {"iodepth", required_argument, nullptr, kQd},
+      {"bs", required_argument, nullptr, kBs},
+      {"rw", required_argument, nullptr, kRw},
+      {"rwmixread", required_argument, nullptr, kMix},
+      {"runtime", required_argument, nullptr, kRuntime},
+      {"ios", required_argument, nullptr, kIos},
+      {"offset", required_argument, nullptr, kOffset},
+      {"range", required_argument, nullptr, kRange},
+      {"verify", no_argument, nullptr, kVerify},
+      {"verify-only", no_argument, nullptr, kVerifyOnly},
+      {"load-state", required_argument, nullptr, kLoad},
+      {"save-state", required_argument, nullptr, kSave},
+      {"json", no_argument, nullptr, kJson},
+      {"initiator-name", required_argument, nullptr, kInit},
+      {"timeout", required_argument, nullptr, kTimeout},
+      {"seed", required_argument, nullptr, kSeed},
+      {"quiet", no_argument, nullptr, kQuiet},
+      {"help", no_argument, nullptr, kHelp},
+      {nullptr, 0, nullptr, 0},
+  };
+  Options o;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", longopts, nullptr)) != -1) {
+    switch (c) {
+      case kUrl:
+        o.url = optarg;
+        break;
+      case kSessions:
+        o.sessions = static_cast<int>(parse_int(optarg, 1, 256, "--sessions"));
+        break;
+      case kQd:
+        o.qd = static_cast<int>(parse_int(optarg, 1, 4096, "--qd"));
+        break;
+      case kBs: {
+        auto v = parse_size(optarg);
+        if (!v || *v < 512 || *v > kMaxBs || *v % 512)
+          usage_error("--bs must be 512..1M and a multiple of 512, got '%s'", optarg);
+        o.bs = *v;
+        break;
+      }
+      case kRw: {
+        bool found = false;
+        for (const auto& e : kModes) {
+          if (std::strcmp(optarg, e.name) == 0) {
+            o.mode = e.mode;
+            found = true;
+          }
+        }
+        if (!found)
+          usage_error("--rw must be randread|randwrite|read|write|randrw|rw, got '%s'", optarg);
+        break;
+      }
+      case kMix:
+        o.rwmixread = static_cast<int>(parse_int(optarg, 0, 100, "--rwmixread"));
+        break;
+      case kRuntime: {
+        auto v = parse_seconds(optarg);
+        if (!v) usage_error("--runtime must be a positive number of seconds, got '%s'", optarg);
+        o.runtime_s = *v;
+        break;
+      }
+      case kIos: {
+        auto v = parse_size(optarg);
+        if (!v || *v == 0) usage_error("--ios must be a positive count, got '%s'", optarg);
+        o.ios = *v;
+        break;
+      }
+      case kOffset: {
+        auto v = parse_size(optarg);
+        if (!v) usage_error("--offset must be a byte count, got '%s'", optarg);
+        o.offset = *v;
+        break;
+      }
+      case kRange: {
+        auto v = parse_size(optarg);
+        if (!v || *v == 0) usage_error("--range must be a positive byte count, got '%s'", optarg);
+        o.range = *v;
+        break;
+      }
+      case kVerify:
+        o.verify = true;
+        break;
+      case kVerifyOnly:
+        o.verify_only = true;
+        o.verify = true;
+        break;
+      case kLoad:
+        o.load_state = optarg;
+        break;
+      case kSave:
+        o.save_state = optarg;
+        break;
+      case kJson:
+        o.json = true;
+        break;
+      case kInit:
+        o.initiator = optarg;
+        break;
+      case kTimeout: {
+        auto v = parse_seconds(optarg);
+        if (!v) usage_error("--timeout must be a positive number of seconds, got '%s'", optarg);
+        o.timeout_s = *v;
+        break;
+      }
+      case kSeed: {
+        auto v = parse_size(optarg);
+        if (!v) usage_error("--seed must be an unsigned integer, got '%s'", optarg);
+        o.seed = *v;
+        o.seed_given = true;
+        break;
+      }
+      case kQuiet:
+        o.quiet = true;
+        break;
+      case kHelp:
+      case 'h':
+        usage(stdout);
+        std::exit(0);
+      default:
+        usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) usage_error("unexpected argument '%s'", argv[optind]);
+  if (o.url.empty()) usage_error("%s", "--url is required");
+  if ((!o.load_state.empty() || !o.save_state.empty()) && !o.verify)
+    usage_error("%s", "--load-state/--save-state need --verify or --verify-only");
+  if (o.runtime_s == 0 && o.ios == 0 && !o.verify_only) o.runtime_s = 10;
+  if (!o.seed_given) o.seed = now_ns() ^ (static_cast<std::uint64_t>(getpid()) << 32);
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+
+struct OpStats {
+  std::uint64_t ios = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t errors = 0;
+  Histogram lat;  // nanoseconds
+};
+
+struct Session;
+
+struct Io {
+  Session* session = nullptr;
+  bool busy = false;
+  bool write = false;
+  bool timed_out = false;
+  std::uint64_t lba = 0;
+  std::uint32_t nblocks = 0;
+  std::uint32_t gen = 0;
+  std::uint64_t start_ns = 0;
+  scsi_task* task = nullptr;
+  std::unique_ptr<unsigned char[]> buf;  // write payload
+};
+
+enum class SessState { kConnecting, kReady, kLoggingOut, kDone, kDead };
+
+struct Session {
+  int id = 0;
+  iscsi_context* ctx = nullptr;
+  SessState state = SessState::kConnecting;
+  int inflight = 0;
+  std::vector<Io> ios;
+  std::uint64_t seq_slot = 0;  // sequential cursor, in bs-sized slots
+  Rng rng{};
+  class Bench* bench = nullptr;
+};
+
+struct BlockState {
+  std::uint32_t acked = 0;      // generation of the last acknowledged write, 0 = none
+  std::uint32_t uncertain = 0;  // highest generation written since then without an ack
+};
+
+class Bench {
+ public:
+  explicit Bench(Options o) : o_(std::move(o)) {}
+  int run();
+
+  // libiscsi callbacks land here.
+  void on_connect(Session& s, int status);
+  void on_complete(Io& io, int status);
+  void on_logout(Session& s) { s.state = SessState::kDone; }
+
+ private:
+  bool connect_all();
+  bool read_capacity();
+  bool setup_range();
+  bool load_state();
+  bool save_state();
+  void pump(int max_wait_ms);
+  void kill_session(Session& s, const char* why);
+  void sweep_dead(Session& s);
+  void top_up(Session& s);
+  bool issue(Session& s, Io& io);
+  bool pick(Session& s, bool* is_write, std::uint64_t* lba, std::uint32_t* nblocks);
+  bool try_lock(std::uint64_t lba, std::uint32_t n);
+  void unlock(std::uint64_t lba, std::uint32_t n);
+  void verify_read(const Io& io, const unsigned char* data);
+  void verify_failure(std::uint64_t lba, const char* fmt, ...)
+      __attribute__((format(printf, 3, 4)));
+  void detail(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+  void check_timeouts(std::uint64_t now);
+  void finish_sessions();
+  void report(double elapsed_s);
+  int inflight_total() const;
+  bool any_alive() const;
+
+  Options o_;
+  std::string portal_;
+  std::string target_;
+  int lun_ = 0;
+  std::string user_, passwd_;
+  std::vector<std::unique_ptr<Session>> sessions_;
+
+  std::uint32_t lbs_ = 0;         // LUN logical block size
+  std::uint64_t lun_blocks_ = 0;  // LUN capacity in blocks
+  std::uint64_t first_lba_ = 0;
+  std::uint64_t nblocks_ = 0;  // blocks in the range
+  std::uint32_t bs_blocks_ = 0;
+  std::uint64_t slots_ = 0;  // bs-sized aligned positions in the range
+
+  // Verify state, indexed by lba - first_lba_.
+  std::vector<BlockState> table_;
+  std::vector<std::uint8_t> locked_;
+  std::uint32_t next_gen_ = 1;
+  std::uint64_t verify_cursor_ = 0;  // --verify-only: next block to read (relative)
+
+  bool stopping_ = false;
+  std::uint64_t issued_ = 0;
+  OpStats rd_, wr_;
+  std::uint64_t scsi_errors_ = 0;
+  std::uint64_t transport_errors_ = 0;
+  std::uint64_t timeouts_ = 0;
+  std::uint64_t connect_errors_ = 0;
+  std::uint64_t blocks_checked_ = 0;
+  std::uint64_t verify_failures_ = 0;
+  std::uint64_t uncertain_writes_ = 0;
+  int details_ = 0;
+  int pending_connects_ = 0;
+  bool capacity_done_ = false;
+  bool capacity_ok_ = false;
+  std::vector<pollfd> pfds_;
+  std::vector<Session*> pfd_sessions_;
+};
+
+void connect_cb(iscsi_context*, int status, void*, void* priv) {
+  auto* s = static_cast<Session*>(priv);
+  s->bench->on_connect(*s, status);
+}
+
+void io_cb(iscsi_context*, int status, void*, void* priv) {
+  auto* io = static_cast<Io*>(priv);
+  io->session->bench->on_complete(*io, status);
+}
+
+void logout_cb(iscsi_context*, int, void*, void* priv) {
+  auto* s = static_cast<Session*>(priv);
+  s->bench->on_logout(*s);
+}
+
+void Bench::detail(const char* fmt, ...) {
+  if (o_.quiet) return;
+  if (details_ > kMaxDetailLines) return;
+  if (details_++ == kMaxDetailLines) {
+    std::fprintf(stderr, "ringtgt-bench: (further error details suppressed)\n");
+    return;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  std::fprintf(stderr, "ringtgt-bench: ");
+  std::vfprintf(stderr, fmt, ap);
+  std::fprintf(stderr, "\n");
+  va_end(ap);
+}
+
+int Bench::inflight_total() const {
+  int n = 0;
+  for (const auto& s : sessions_) n += s->inflight;
+  return n;
+}
+
+bool Bench::any_alive() const {
+  for (const auto& s : sessions_)
+    if (s->state == SessState::kReady) return true;
+  return false;
+}
+
+// One round of poll() over every live session, then iscsi_service for each.
+void Bench::pump(int max_wait_ms) {
+  pfds_.clear();
+  pfd_sessions_.clear();
+  for (auto& sp : sessions_) {
+    Session& s = *sp;
+    if (!s.ctx || s.state == SessState::kDead || s.state == SessState::kDone) continue;
+    pfds_.push_back({iscsi_get_fd(s.ctx), static_cast<short>(iscsi_which_events(s.ctx)), 0});
+    pfd_sessions_.push_back(&s);
+  }
+  if (pfds_.empty()) {
+    if (max_wait_ms > 0) poll(nullptr, 0, std::min(max_wait_ms, 10));
+    return;
+  }
+  int n = poll(pfds_.data(), pfds_.size(), max_wait_ms);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    std::perror("ringtgt-bench: poll");
+    return;
+  }
+  for (std::size_t i = 0; i < pfds_.size(); i++) {
+    Session& s = *pfd_sessions_[i];
+    if (s.state == SessState::kDead || !s.ctx) continue;
+    if (iscsi_service(s.ctx, pfds_[i].revents) < 0) {
+      kill_session(s, iscsi_get_error(s.ctx));
+    }
+  }
+}
+
+void Bench::on_connect(Session& s, int status) {
+  pending_connects_--;
+  if (status == SCSI_STATUS_GOOD) {
+    s.state = SessState::kReady;
+    return;
+  }
+  connect_errors_++;
+  std::fprintf(stderr, "ringtgt-bench: session %d: login to %s %s LUN %d failed: %s\n", s.id,
+               portal_.c_str(), target_.c_str(), lun_, iscsi_get_error(s.ctx));
+  s.state = SessState::kDead;
+}
+
+// Tears a session down: every command still in flight completes as an error.
+void Bench::kill_session(Session& s, const char* why) {
+  if (s.state == SessState::kDead && !s.ctx) return;
+  if (s.state == SessState::kConnecting) {
+    pending_connects_--;
+    connect_errors_++;
+  }
+  if (s.state != SessState::kDone && s.state != SessState::kDead) {
+    std::string msg = why && *why ? why : "connection lost";
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    std::fprintf(stderr, "ringtgt-bench: session %d dropped: %s\n", s.id, msg.c_str());
+  }
+  s.state = SessState::kDead;
+  if (s.ctx) {
+    iscsi_context* ctx = s.ctx;
+    // Callbacks of commands in flight run inside destroy with SCSI_STATUS_CANCELLED.
+    iscsi_destroy_context(ctx);
+    s.ctx = nullptr;
+  }
+  sweep_dead(s);
+}
+
+// Anything libiscsi did not call back for is completed here as an error.
+void Bench::sweep_dead(Session& s) {
+  for (auto& io : s.ios) {
+    if (io.busy) on_complete(io, SCSI_STATUS_CANCELLED);
+  }
+}
+
+void Bench::verify_failure(std::uint64_t lba, const char* fmt, ...) {
+  verify_failures_++;
+  if (o_.quiet || details_ > kMaxDetailLines) return;
+  if (details_++ == kMaxDetailLines) {
+    std::fprintf(stderr, "ringtgt-bench: (further error details suppressed)\n");
+    return;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  std::fprintf(stderr, "ringtgt-bench: VERIFY FAILED at LBA %" PRIu64 ": ", lba);
+  std::vfprintf(stderr, fmt, ap);
+  std::fprintf(stderr, "\n");
+  va_end(ap);
+}
+
+void Bench::verify_read(const Io& io, const unsigned char* data) {
+  for (std::uint32_t i = 0; i < io.nblocks; i++) {
+    std::uint64_t lba = io.lba + i;
+    const BlockState& st = table_[lba - first_lba_];
+    BlockInfo b = inspect_block(data + static_cast<std::size_t>(i) * lbs_, lbs_, lba);
+    blocks_checked_++;
+    bool known = st.acked != 0 || st.uncertain != 0;
+    switch (b.kind) {
+      case BlockKind::kZero:
+        if (st.acked != 0)
+          verify_failure(lba, "reads as zeros, but generation %u was acknowledged", st.acked);
+        break;
+      case BlockKind::kValid:
+        if (!known) break;  // written before this run's table: any well-formed block will do
+        if (b.gen == st.acked) break;
+        if (b.gen > st.acked && b.gen <= st.uncertain) break;  // an unacknowledged write landed
+        if (b.gen < st.acked)
+          verify_failure(lba,
+                         "stale generation %" PRIu64 " (session %u): acknowledged write %u is lost",
+                         b.gen, b.session, st.acked);
+        else
+          verify_failure(lba, "unexpected generation %" PRIu64 " (acknowledged %u, uncertain %u)",
+                         b.gen, st.acked, st.uncertain);
+        break;
+      default:
+        verify_failure(lba, "%s (block claims LBA %" PRIu64 " generation %" PRIu64 ")",
+                       block_kind_name(b.kind), b.lba, b.gen);
+        break;
+    }
+  }
+}
+
+void Bench::on_complete(Io& io, int status) {
+  if (!io.busy) return;
+  std::uint64_t lat = now_ns() - io.start_ns;
+  Session& s = *io.session;
+  OpStats& st = io.write ? wr_ : rd_;
+  scsi_task* task = io.task;
+  std::uint64_t bytes = static_cast<std::uint64_t>(io.nblocks) * lbs_;
+  bool ok = status == SCSI_STATUS_GOOD && task;
+  if (ok && !io.write && task->datain.size < 0) ok = false;
+  if (ok && !io.write && static_cast<std::uint64_t>(task->datain.size) < bytes) {
+    st.errors++;
+    transport_errors_++;
+    detail("session %d: READ(16) LBA %" PRIu64 ": short data (%d of %" PRIu64 " bytes)", s.id,
+           io.lba, task->datain.size, bytes);
+    ok = false;
+  } else if (ok) {
+    st.ios++;
+    st.bytes += bytes;
+    st.lat.record(lat);
+    if (o_.verify) {
+      if (io.write) {
+        for (std::uint32_t i = 0; i < io.nblocks; i++) {
+          BlockState& b = table_[io.lba + i - first_lba_];
+          b.acked = io.gen;
+          b.uncertain = 0;
+        }
+      } else {
+        verify_read(io, task->datain.data);
+      }
+    }
+  } else {
+    st.errors++;
+    const char* op = io.write ? "WRITE(16)" : "READ(16)";
+    if (io.timed_out) {
+      timeouts_++;
+      detail("session %d: %s LBA %" PRIu64 " x%u: no response within %.1f s", s.id, op, io.lba,
+             io.nblocks, o_.timeout_s);
+    } else if (status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_ERROR ||
+               status == SCSI_STATUS_TIMEOUT || !task) {
+      transport_errors_++;
+      detail("session %d: %s LBA %" PRIu64 " x%u: %s", s.id, op, io.lba, io.nblocks,
+             status == SCSI_STATUS_CANCELLED
+                 ? "cancelled (connection lost)"
+                 : (s.ctx ? iscsi_get_error(s.ctx) : "transport error"));
+    } else {
+      scsi_errors_++;
+      if (status == SCSI_STATUS_CHECK_CONDITION)
+        detail("session %d: %s LBA %" PRIu64 " x%u: CHECK CONDITION %s (0x%x) ASC/ASCQ 0x%04x %s",
+               s.id, op, io.lba, io.nblocks, scsi_sense_key_str(task->sense.key), task->sense.key,
+               task->sense.ascq, scsi_sense_ascq_str(task->sense.ascq));
+      else
+        detail("session %d: %s LBA %" PRIu64 " x%u: SCSI status 0x%x", s.id, op, io.lba, io.nblocks,
+               status);
+    }
+    if (o_.verify && io.write) {
+      // The write may or may not have reached the medium (or part of it).
+      uncertain_writes_++;
+      for (std::uint32_t i = 0; i < io.nblocks; i++) {
+        BlockState& b = table_[io.lba + i - first_lba_];
+        b.uncertain = std::max(b.uncertain, io.gen);
+      }
+    }
+  }
+  if (task) scsi_free_scsi_task(task);
+  io.task = nullptr;
+  io.busy = false;
+  io.timed_out = false;
+  if (o_.verify) unlock(io.lba, io.nblocks);
+  s.inflight--;
+}
+
+bool Bench::try_lock(std::uint64_t lba, std::uint32_t n) {
+  std::uint64_t rel = lba - first_lba_;
+  for (std::uint32_t i = 0; i < n; i++)
+    if (locked_[rel + i]) return false;
+  for (std::uint32_t i = 0; i < n; i++) locked_[rel + i] = 1;
+  return true;
+}
+
+void Bench::unlock(std::uint64_t lba, std::uint32_t n) {
+  std::uint64_t rel = lba - first_lba_;
+  for (std::uint32_t i = 0; i < n; i++) locked_[rel + i] = 0;
+}
+
+// Chooses the next I/O of session s; false when none can be issued now.
+bool Bench::pick(Session& s, bool* is_write, std::uint64_t* lba, std::uint32_t* nblocks) {
+  if (o_.verify_only) {
+    if (verify_cursor_ >= nblocks_) return false;
+    *is_write = false;
+    *lba = first_lba_ + verify_cursor_;
+    *nblocks =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(bs_blocks_, nblocks_ - verify_cursor_));
+    if (!try_lock(*lba, *nblocks)) return false;
+    verify_cursor_ += *nblocks;
+    return true;
+  }
+  switch (o_.mode) {
+    case Mode::kRandRead:
+    case Mode::kRead:
+      *is_write = false;
+      break;
+    case Mode::kRandWrite:
+    case Mode::kWrite:
+      *is_write = true;
+      break;
+    case Mode::kRandRw:
+    case Mode::kRw:
+      *is_write = static_cast<int>(s.rng.below(100)) >= o_.rwmixread;
+      break;
+  }
+  *nblocks = bs_blocks_;
+  // Under --verify two commands never touch the same block at once, so every
+  // read has exactly one acceptable answer (unless a write failed).
+  for (int attempt = 0; attempt < 8; attempt++) {
+    std::uint64_t slot;
+    if (mode_random(o_.mode)) {
+      slot = s.rng.below(slots_);
+    } else {
+      slot = s.seq_slot;
+    }
+    *lba = first_lba_ + slot * bs_blocks_;
+    if (!o_.verify || try_lock(*lba, *nblocks)) {
+      if (!mode_random(o_.mode)) s.seq_slot = (s.seq_slot + 1) % slots_;
+      return true;
+    }
+    if (!mode_random(o_.mode)) return false;  // wait for the block ahead to complete
+  }
+  return false;
+}
+
+bool Bench::issue(Session& s, Io& io) {
+  bool is_write = false;
+  std::uint64_t lba = 0;
+  std::uint32_t nblocks = 0;
+  if (!pick(s, &is_write, &lba, &nblocks)) return false;
+  io.write = is_write;
+  io.lba = lba;
+  io.nblocks = nblocks;
+  io.timed_out = false;
+  std::uint32_t len = nblocks * lbs_;
+  if (is_write && o_.verify) {
+    if (next_gen_ == UINT32_MAX) {
+      std::fprintf(stderr, "ringtgt-bench: generation counter exhausted\n");
+      unlock(lba, nblocks);
+      stopping_ = true;
+      return false;
+    }
+    io.gen = next_gen_++;
+    for (std::uint32_t i = 0; i < nblocks; i++)
+      fill_block(io.buf.get() + static_cast<std::size_t>(i) * lbs_, lbs_, lba + i, io.gen,
+                 static_cast<std::uint32_t>(s.id));
+  }
+  io.start_ns = now_ns();
+  if (is_write)
+    io.task = iscsi_write16_task(s.ctx, lun_, lba, io.buf.get(), len, static_cast<int>(lbs_), 0, 0,
+                                 0, 0, 0, io_cb, &io);
+  else
+    io.task =
+        iscsi_read16_task(s.ctx, lun_, lba, len, static_cast<int>(lbs_), 0, 0, 0, 0, 0, io_cb, &io);
+  if (!io.task) {
+    if (o_.verify) unlock(lba, nblocks);
+    (is_write ? wr_ : rd_).errors++;
+    transport_errors_++;
+    detail("session %d: cannot queue command: %s", s.id, iscsi_get_error(s.ctx));
+    kill_session(s, "cannot queue a command");
+    return false;
+  }
+  io.busy = true;
+  s.inflight++;
+  issued_++;
+  return true;
+}
+
+void Bench::top_up(Session& s) {
+  for (auto& io : s.ios) {
+    if (stopping_ || s.state != SessState::kReady) return;
+    if (o_.ios && issued_ >= o_.ios) return;
+    if (io.busy) continue;
+    if (!issue(s, io)) return;
+  }
+}
+
+void Bench::check_timeouts(std::uint64_t now) {
+  auto limit = static_cast<std::uint64_t>(o_.timeout_s * 1e9);
+  for (auto& sp : sessions_) {
+    Session& s = *sp;
+    if (s.state != SessState::kReady || s.inflight == 0) continue;
+    bool stuck = false;
+    for (auto& io : s.ios) {
+      if (io.busy && now > io.start_ns && now - io.start_ns > limit) {
+        io.timed_out = true;
+        stuck = true;
+      }
+    }
+    if (stuck) kill_session(s, "command timed out");
+  }
+}
+
+bool Bench::connect_all() {
+  for (int i = 0; i < o_.sessions; i++) {
+    auto s = std::make_unique<Session>();
+    s->id = i;
+    s->bench = this;
+    s->rng.s = o_.seed + 0x1000193ull * static_cast<std::uint64_t>(i + 1);
+    s->ctx = iscsi_create_context(o_.initiator.c_str());
+    if (!s->ctx) {
+      std::fprintf(stderr, "ringtgt-bench: cannot create an iSCSI context\n");
+      return false;
+    }
+    iscsi_set_targetname(s->ctx, target_.c_str());
+    iscsi_set_session_type(s->ctx, ISCSI_SESSION_NORMAL);
+    iscsi_set_header_digest(s->ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C);
+    iscsi_set_noautoreconnect(s->ctx, 1);
+    // A distinct ISID per session: each is its own I_T nexus.
+    iscsi_set_isid_random(s->ctx, static_cast<std::uint32_t>(s->rng.next() & 0xffffff),
+                          static_cast<std::uint32_t>(i));
+    if (!user_.empty()) iscsi_set_initiator_username_pwd(s->ctx, user_.c_str(), passwd_.c_str());
+    s->ios.resize(static_cast<std::size_t>(o_.qd));
+    for (auto& io : s->ios) {
+      io.session = s.get();
+      io.buf.reset(new unsigned char[o_.bs]);
+      // Incompressible payload for plain writes (verify fills blocks per write).
+      Rng r{s->rng.next()};
+      for (std::uint64_t off = 0; off + 8 <= o_.bs; off += 8) {
+        std::uint64_t w = r.next();
+        std::memcpy(io.buf.get() + off, &w, 8);
+      }
+    }
+    if (iscsi_full_connect_async(s->ctx, portal_.c_str(), lun_, connect_cb, s.get()) != 0) {
+      std::fprintf(stderr, "ringtgt-bench: session %d: connect to %s failed: %s\n", i,
+                   portal_.c_str(), iscsi_get_error(s->ctx));
+      connect_errors_++;
+      s->state = SessState::kDead;
+    } else {
+      pending_connects_++;
+    }
+    sessions_.push_back(std::move(s));
+  }
+  std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(o_.timeout_s * 1e9);
+  while (pending_connects_ > 0 && !g_interrupted) {
+    std::uint64_t now = now_ns();
+    if (now >= deadline) break;
+    pump(static_cast<int>(std::min<std::uint64_t>((deadline - now) / 1000000 + 1, 100)));
+  }
+  for (auto& s : sessions_) {
+    if (s->state == SessState::kConnecting) kill_session(*s, "login timed out");
+  }
+  return connect_errors_ == 0 && !g_interrupted;
+}
+
+void readcap_cb(iscsi_context*, int status, void* data, void* priv);
+
+struct ReadCapCtx {
+  Bench* bench;
+  bool done = false;
+  int status = 0;
+  scsi_task* task = nullptr;
+};
+
+void readcap_cb(iscsi_context*, int status, void* data, void* priv) {
+  auto* c = static_cast<ReadCapCtx*>(priv);
+  c->done = true;
+  c->status = status;
+  c->task = static_cast<scsi_task*>(data);
+}
+
+bool Bench::read_capacity() {
+  Session& s = *sessions_.front();
+  ReadCapCtx c{this};
+  scsi_task* task = iscsi_readcapacity16_task(s.ctx, lun_, readcap_cb, &c);
+  if (!task) {
+    std::fprintf(stderr, "ringtgt-bench: READ CAPACITY(16): %s\n", iscsi_get_error(s.ctx));
+    return false;
+  }
+  std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(o_.timeout_s * 1e9);
+  while (!c.done && s.state == SessState::kReady && now_ns() < deadline && !g_interrupted)
+    pump(100);
+  if (!c.done) {
+    kill_session(s, "READ CAPACITY(16) got no answer");  // calls back, then task is ours
+    if (!c.done) scsi_free_scsi_task(task);
+    return false;
+  }
+  bool ok = false;
+  if (c.status == SCSI_STATUS_GOOD) {
+    auto* rc = static_cast<scsi_readcapacity16*>(scsi_datain_unmarshall(task));
+    if (rc) {
+      lbs_ = rc->block_length;
+      lun_blocks_ = rc->returned_lba + 1;
+      ok = lbs_ >= 512 && lbs_ <= 65536;
+      if (!ok) std::fprintf(stderr, "ringtgt-bench: odd block length %u\n", lbs_);
+    } else {
+      std::fprintf(stderr, "ringtgt-bench: READ CAPACITY(16): cannot decode the answer\n");
+    }
+  } else {
+    std::fprintf(stderr, "ringtgt-bench: READ CAPACITY(16) failed: %s\n",
+                 s.ctx ? iscsi_get_error(s.ctx) : "session lost");
+  }
+  scsi_free_scsi_task(task);
+  return ok;
+}
+
+bool Bench::setup_range() {
+  std::uint64_t lun_bytes = lun_blocks_ * lbs_;
+  if (o_.bs % lbs_) {
+    std::fprintf(stderr,
+                 "ringtgt-bench: --bs %" PRIu64 " is not a multiple of the LUN block size %u\n",
+                 o_.bs, lbs_);
+    return false;
+  }
+  if (o_.offset % lbs_ || o_.range % lbs_) {
+    std::fprintf(stderr,
+                 "ringtgt-bench: --offset and --range must be multiples of the block size %u\n",
+                 lbs_);
+    return false;
+  }
+  if (o_.offset >= lun_bytes) {
+    std::fprintf(stderr,
+                 "ringtgt-bench: --offset %" PRIu64 " is beyond the LUN (%" PRIu64 " bytes)\n",
+                 o_.offset, lun_bytes);
+    return false;
+  }
+  std::uint64_t range = o_.range ? o_.range : lun_bytes - o_.offset;
+  if (range > lun_bytes - o_.offset) {
+    std::fprintf(stderr, "ringtgt-bench: --offset + --range exceed the LUN (%" PRIu64 " bytes)\n",
+                 lun_bytes);
+    return false;
+  }
+  first_lba_ = o_.offset / lbs_;
+  nblocks_ = range / lbs_;
+  bs_blocks_ = static_cast<std::uint32_t>(o_.bs / lbs_);
+  slots_ = nblocks_ / bs_blocks_;
+  if (slots_ == 0 && !o_.verify_only) {
+    std::fprintf(stderr, "ringtgt-bench: the range (%" PRIu64 " bytes) is smaller than --bs\n",
+                 range);
+    return false;
+  }
+  if (o_.verify) {
+    constexpr std::uint64_t kMaxTableBlocks = 256ull << 20;  // 2.25 GiB of tables
+    if (nblocks_ > kMaxTableBlocks) {
+      std::fprintf(stderr,
+                   "ringtgt-bench: --verify keeps 9 bytes per block; %" PRIu64
+                   " blocks is too many, limit the span with --range\n",
+                   nblocks_);
+      return false;
+    }
+    table_.assign(nblocks_, BlockState{});
+    locked_.assign(nblocks_, 0);
+  }
+  // Sequential sessions start spread over the range.
+  for (auto& s : sessions_)
+    s->seq_slot = slots_ ? slots_ * static_cast<std::uint64_t>(s->id) / sessions_.size() : 0;
+  return true;
+}
+
+// State file: "RTGTVST1", u32 version 1, u32 block size, u64 first LBA, u64 block
+// count, u32 next generation, u32 zero, then per block u32 acked, u32 uncertain.
+// Host byte order (the file is for this machine's later runs).
+struct StateHeader {
+  char magic[8];
+  std::uint32_t version;
+  std::uint32_t block_size;
+  std::uint64_t first_lba;
+  std::uint64_t nblocks;
+  std::uint32_t next_gen;
+  std::uint32_t pad;
+};
+constexpr char kStateMagic[8] = {'R', 'T', 'G', 'T', 'V', 'S', 'T', '1'};
+
+bool Bench::load_state() {
+  FILE* f = std::fopen(o_.load_state.c_str(), "rb");
+  if (!f) {
+    std::fprintf(stderr, "ringtgt-bench: --load-state %s: %s\n", o_.load_state.c_str(),
+                 std::strerror(errno));
+    return false;
+  }
+  StateHeader h{};
+  bool ok = std::fread(&h, sizeof h, 1, f) == 1 && std::memcmp(h.magic, kStateMagic, 8) == 0 &&
+            h.version == 1;
+  if (!ok) {
+    std::fprintf(stderr, "ringtgt-bench: %s is not a ringtgt-bench state file\n",
+                 o_.load_state.c_str());
+  } else if (h.block_size != lbs_ || h.first_lba != first_lba_ || h.nblocks != nblocks_) {
+    std::fprintf(stderr,
+                 "ringtgt-bench: %s was saved for block size %u, LBAs %" PRIu64 "+%" PRIu64
+                 "; this run uses block size %u, LBAs %" PRIu64 "+%" PRIu64
+                 " (use the same --offset/--range)\n",
+                 o_.load_state.c_str(), h.block_size, h.first_lba, h.nblocks, lbs_, first_lba_,
+                 nblocks_);
+    ok = false;
+  } else if (std::fread(table_.data(), sizeof(BlockState), table_.size(), f) != table_.size()) {
+    std::fprintf(stderr, "ringtgt-bench: %s is truncated\n", o_.load_state.c_str());
+    ok = false;
+  } else {
+    next_gen_ = std::max<std::uint32_t>(h.next_gen, 1);
+  }
+  std::fclose(f);
+  return ok;
+}
+
+bool Bench::save_state() {
+  std::string tmp = o_.save_state + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) {
+    std::fprintf(stderr, "ringtgt-bench: --save-state %s: %s\n", tmp.c_str(), std::strerror(errno));
+    return false;
+  }
+  StateHeader h{};
+  std::memcpy(h.magic, kStateMagic, 8);
+  h.version = 1;
+  h.block_size = lbs_;
+  h.first_lba = first_lba_;
+  h.nblocks = nblocks_;
+  h.next_gen = next_gen_;
+  bool ok = std::fwrite(&h, sizeof h, 1, f) == 1 &&
+            std::fwrite(table_.data(), sizeof(BlockState), table_.size(), f) == table_.size();
+  ok = (std::fclose(f) == 0) && ok;
+  if (ok && std::rename(tmp.c_str(), o_.save_state.c_str()) != 0) ok = false;
+  if (!ok)
+    std::fprintf(stderr, "ringtgt-bench: cannot write %s: %s\n", o_.save_state.c_str(),
+                 std::strerror(errno));
+  return ok;
+}
+
+// Logs every idle session out (bounded), then frees every context.
+void Bench::finish_sessions() {
+  int waiting = 0;
+  for (auto& sp : sessions_) {
+    Session& s = *sp;
+    if (s.state == SessState::kReady && s.inflight == 0 && s.ctx) {
+      if (iscsi_logout_async(s.ctx, logout_cb, &s) == 0) {
+        s.state = SessState::kLoggingOut;
+        waiting++;
+      }
+    }
+  }
+  std::uint64_t deadline = now_ns() + 2000000000ull;
+  while (waiting > 0 && now_ns() < deadline) {
+    pump(50);
+    waiting = 0;
+    for (auto& s : sessions_)
+      if (s->state == SessState::kLoggingOut) waiting++;
+  }
+  for (auto& sp : sessions_) {
+    Session& s = *sp;
+    if (s.ctx) {
+      s.state = SessState::kDone;  // no "dropped" message for a finished session
+      iscsi_context* ctx = s.ctx;
+      iscsi_destroy_context(ctx);
+      s.ctx = nullptr;
+      sweep_dead(s);
+    }
+  }
+}
+
+int Bench::run() {
+  iscsi_context* pctx = iscsi_create_context(o_.initiator.c_str());
+  if (!pctx) {
+    std::fprintf(stderr, "ringtgt-bench: cannot create an iSCSI context\n");
+    return 1;
+  }
+  iscsi_url* url = iscsi_parse_full_url(pctx, o_.url.c_str());
+  if (!url) {
+    std::fprintf(stderr, "ringtgt-bench: bad --url '%s': %s\n", o_.url.c_str(),
+                 iscsi_get_error(pctx));
+    iscsi_destroy_context(pctx);
+    return 2;
+  }
+  portal_ = url->portal;
+  target_ = url->target;
+  lun_ = url->lun;
+  user_ = url->user;
+  passwd_ = url->passwd;
+  iscsi_destroy_url(url);
+  iscsi_destroy_context(pctx);
+
+  bool ok = connect_all() && read_capacity();
+  int setup_rc = 1;
+  if (ok && !setup_range()) {
+    ok = false;
+    setup_rc = 2;
+  }
+  if (ok && !o_.load_state.empty() && !load_state()) {
+    ok = false;
+    setup_rc = 2;
+  }
+  if (!ok) {
+    finish_sessions();
+    return setup_rc;
+  }
+
+  std::uint64_t start = now_ns();
+  std::uint64_t end =
+      o_.runtime_s > 0 ? start + static_cast<std::uint64_t>(o_.runtime_s * 1e9) : UINT64_MAX;
+  std::uint64_t timeout_ns = static_cast<std::uint64_t>(o_.timeout_s * 1e9);
+  std::uint64_t stop_at = 0;
+  std::uint64_t next_scan = start + 100000000ull;
+  for (;;) {
+    std::uint64_t now = now_ns();
+    if (!stopping_) {
+      bool done = now >= end || g_interrupted || (o_.ios && issued_ >= o_.ios) ||
+                  (o_.verify_only && verify_cursor_ >= nblocks_) || !any_alive();
+      if (done) {
+        stopping_ = true;
+        stop_at = now;
+      }
+    }
+    if (!stopping_)
+      for (auto& s : sessions_) top_up(*s);
+    if (stopping_) {
+      if (inflight_total() == 0) break;
+      if (now - stop_at > timeout_ns) {
+        // The target stopped answering: give up on what is still in flight.
+        for (auto& s : sessions_) {
+          if (s->inflight == 0) continue;
+          for (auto& io : s->ios)
+            if (io.busy) io.timed_out = true;
+          kill_session(*s, "no answer while draining");
+        }
+        break;
+      }
+    }
+    if (now >= next_scan) {
+      check_timeouts(now_ns());
+      next_scan = now + 100000000ull;
+    }
+    int wait_ms = 100;
+    if (!stopping_ && end != UINT64_MAX)
+      wait_ms =
+          static_cast<int>(std::min<std::uint64_t>(end > now ? (end - now) / 1000000 + 1 : 0, 100));
+    pump(wait_ms);
+  }
+  double elapsed = static_cast<double>(now_ns() - start) / 1e9;
+  finish_sessions();
+  if (!o_.save_state.empty()) save_state();
+  report(elapsed);
+  std::uint64_t errors = rd_.errors + wr_.errors + connect_errors_;
+  return (errors || verify_failures_) ? 1 : 0;
+}
+
+nlohmann::json op_json(const OpStats& s, double elapsed) {
+  auto us = [](double ns) { return std::round(ns / 100.0) / 10.0; };
+  return {
+      {"ios", s.ios},
+      {"bytes", s.bytes},
+      {"iops", elapsed > 0 ? std::round(static_cast<double>(s.ios) / elapsed * 10) / 10 : 0.0},
+      {"mib_s", elapsed > 0
+                    ? std::round(static_cast<double>(s.bytes) / 1048576.0 / elapsed * 100) / 100
+                    : 0.0},
+      {"errors", s.errors},
+      {"lat_us",
+       {{"min", us(static_cast<double>(s.lat.min()))},
+        {"mean", us(s.lat.mean())},
+        {"p50", us(s.lat.percentile(0.50))},
+        {"p99", us(s.lat.percentile(0.99))},
+        {"p99_9", us(s.lat.percentile(0.999))},
+        {"max", us(static_cast<double>(s.lat.max()))}}},
+  };
+}
+
+void Bench::report(double elapsed) {
+  OpStats tot;
+  tot.ios = rd_.ios + wr_.ios;
+  tot.bytes = rd_.bytes + wr_.bytes;
+  tot.errors = rd_.errors + wr_.errors;
+  tot.lat.merge(rd_.lat);
+  tot.lat.merge(wr_.lat);
+  std::uint64_t errors = tot.errors + connect_errors_;
+
+  FILE* out = o_.json ? stderr : stdout;
+  std::fprintf(out,
+               "ringtgt-bench: %s bs=%" PRIu64 " qd=%d sessions=%d%s, LUN %u x %" PRIu64
+               " blocks, range %" PRIu64 "+%" PRIu64 " blocks, %.2f s\n",
+               o_.verify_only ? "verify-only" : mode_name(o_.mode), o_.bs, o_.qd, o_.sessions,
+               o_.verify ? " verify" : "", lbs_, lun_blocks_, first_lba_, nblocks_, elapsed);
+  std::fprintf(out, "%-6s %10s %11s %9s %10s %10s %10s %10s %7s\n", "op", "ios", "IOPS", "MiB/s",
+               "p50 us", "p99 us", "p99.9 us", "max us", "errors");
+  auto row = [&](const char* name, const OpStats& s) {
+    double iops = elapsed > 0 ? static_cast<double>(s.ios) / elapsed : 0;
+    double mib = elapsed > 0 ? static_cast<double>(s.bytes) / 1048576.0 / elapsed : 0;
+    std::fprintf(out, "%-6s %10" PRIu64 " %11.1f %9.2f %10.1f %10.1f %10.1f %10.1f %7" PRIu64 "\n",
+                 name, s.ios, iops, mib, s.lat.percentile(0.5) / 1000,
+                 s.lat.percentile(0.99) / 1000, s.lat.percentile(0.999) / 1000,
+                 static_cast<double>(s.lat.max()) / 1000, s.errors);
+  };
+  row("read", rd_);
+  row("write", wr_);
+  row("total", tot);
+  std::fprintf(out,
+               "errors: %" PRIu64 " (scsi %" PRIu64 ", transport %" PRIu64 ", timeout %" PRIu64
+               ", connect %" PRIu64 ")\n",
+               errors, scsi_errors_, transport_errors_, timeouts_, connect_errors_);
+  if (o_.verify)
+    std::fprintf(out,
+                 "verify: %" PRIu64 " blocks checked, %" PRIu64 " failures, %" PRIu64
+                 " unacknowledged writes\n",
+                 blocks_checked_, verify_failures_, uncertain_writes_);
+
+  if (!o_.json) return;
+  nlohmann::json j = {
+      {"tool", "ringtgt-bench"},
+      {"config",
+       {{"url", o_.url},
+        {"rw", o_.verify_only ? "verify-only" : mode_name(o_.mode)},
+        {"rwmixread", o_.rwmixread},
+        {"bs", o_.bs},
+        {"qd", o_.qd},
+        {"sessions", o_.sessions},
+        {"runtime_s", o_.runtime_s},
+        {"ios_limit", o_.ios},
+        {"offset", first_lba_ * lbs_},
+        {"range", nblocks_ * lbs_},
+        {"verify", o_.verify},
+        {"seed", o_.seed},
+        {"lun_block_size", lbs_},
+        {"lun_blocks", lun_blocks_}}},
+      {"elapsed_s", std::round(elapsed * 1000) / 1000},
+      {"read", op_json(rd_, elapsed)},
+      {"write", op_json(wr_, elapsed)},
+      {"total", op_json(tot, elapsed)},
+      {"iops", op_json(tot, elapsed)["iops"]},
+      {"mib_s", op_json(tot, elapsed)["mib_s"]},
+      {"errors", errors},
+      {"error_detail",
+       {{"scsi", scsi_errors_},
+        {"transport", transport_errors_},
+        {"timeout", timeouts_},
+        {"connect", connect_errors_}}},
+      {"verify",
+       {{"enabled", o_.verify},
+        {"blocks_checked", blocks_checked_},
+        {"failures", verify_failures_},
+        {"unacknowledged_writes", uncertain_writes_}}},
+      {"verify_failures", verify_failures_},
+  };
+  std::printf("%s\n", j.dump(2).c_str());
+}
+
+void on_signal(int) {
+  g_interrupted = 1;
+}
+
+}  // namespace
+}  // namespace ringtgt::bench
+
+int main(int argc, char** argv) {
+  using namespace ringtgt::bench;
+  Options o = parse_options(argc, argv);
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  Bench b(std::move(o));
+  return b.run();
+}

@@ -1,0 +1,227 @@
+# Shared helpers for the integration tests: a temporary folder, a free loopback
+# port, the daemon started in the background with its log in a file, and
+# assertions that print what was expected and the daemon's log when they fail.
+#
+# Source it from a test script: . "$(dirname "$0")/lib.sh"
+# Environment: RINGTGT_BIN (daemon binary), RINGTGT_SRC (repository root).
+
+set -euo pipefail
+
+: "${RINGTGT_BIN:?RINGTGT_BIN must name the ringtgt binary}"
+: "${RINGTGT_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+[[ -x $RINGTGT_BIN ]] || { echo "FAIL: RINGTGT_BIN=$RINGTGT_BIN is not executable" >&2; exit 1; }
+
+TEST_NAME=$(basename "$0" .sh)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/ringtgt-${TEST_NAME}.XXXXXX")
+DAEMON_PID=""
+DAEMON_LOG=""
+DAEMON_RC=""
+declare -a PICKED_PORTS=()
+declare -a ALL_LOGS=()
+declare -a BG_PIDS=()
+
+# bg_track PID: a background helper (initiator) that is killed on exit.
+bg_track() { BG_PIDS+=("$1"); }
+
+log() { printf '[%s %s] %s\n' "$TEST_NAME" "$(date +%T)" "$*"; }
+
+# Prints the tail of every daemon log this test wrote.
+dump_logs() {
+  local f
+  for f in "${ALL_LOGS[@]}"; do
+    [[ -f $f ]] || continue
+    echo "----- tail of daemon log $f -----" >&2
+    tail -n 40 "$f" >&2
+    echo "----- end of $f -----" >&2
+  done
+}
+
+fail() {
+  echo "FAIL [$TEST_NAME]: $*" >&2
+  exit 1
+}
+
+_lib_on_exit() {
+  local rc=$?
+  trap - EXIT
+  local p
+  for p in "${BG_PIDS[@]}"; do
+    # Only a still-running child of this shell, never a reused PID.
+    if [[ $(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ') == "$$" ]]; then
+      kill -KILL "$p" 2>/dev/null || true
+      wait "$p" 2>/dev/null || true
+    fi
+  done
+  if [[ -n $DAEMON_PID ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+    kill -KILL "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+  fi
+  if ((rc != 0)); then
+    dump_logs
+    echo "[$TEST_NAME] FAILED (exit $rc); temp dir removed: $TMP" >&2
+  else
+    echo "[$TEST_NAME] PASSED"
+  fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap _lib_on_exit EXIT
+
+# Prints a random loopback TCP port in 20000..59999 that nothing listens on
+# and that this test has not handed out before.
+pick_port() {
+  local port tries=0 p taken
+  while ((tries++ < 200)); do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    taken=0
+    for p in "${PICKED_PORTS[@]}"; do [[ $p == "$port" ]] && taken=1; done
+    ((taken)) && continue
+    if ! ss -Htan "( sport = :$port )" | grep -q .; then
+      PICKED_PORTS+=("$port")
+      echo "$port"
+      return 0
+    fi
+  done
+  fail "no free TCP port found in 20000..59999"
+}
+
+# True when the port has a listening socket.
+port_listening() {
+  ss -Htln "( sport = :$1 )" | grep -q .
+}
+
+# True when ::1 is configured and usable.
+have_ipv6_loopback() {
+  [[ -e /proc/net/if_inet6 ]] && grep -q '^00000000000000000000000000000001 ' /proc/net/if_inet6 &&
+    python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0))' 2>/dev/null
+}
+
+# start_daemon CONFIG PORT [EXTRA ARGS...]: starts ringtgt in the background
+# (log in $TMP/daemon.N.log, also in DAEMON_LOG) and waits up to 15 s until
+# PORT accepts connections.
+start_daemon() {
+  local config=$1 port=$2
+  shift 2
+  [[ -z $DAEMON_PID ]] || fail "start_daemon: daemon $DAEMON_PID is already running"
+  DAEMON_LOG="$TMP/daemon.${#ALL_LOGS[@]}.log"
+  ALL_LOGS+=("$DAEMON_LOG")
+  "$RINGTGT_BIN" --config "$config" "$@" >"$DAEMON_LOG" 2>&1 &
+  DAEMON_PID=$!
+  local i
+  for ((i = 0; i < 150; i++)); do
+    if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+      local rc=0
+      wait "$DAEMON_PID" || rc=$?
+      DAEMON_PID=""
+      fail "daemon exited with status $rc during start-up (config $config)"
+    fi
+    if port_listening "$port"; then
+      log "daemon $DAEMON_PID listening on port $port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "daemon did not listen on port $port within 15 s"
+}
+
+# stop_daemon [TIMEOUT_S]: SIGTERM, wait up to TIMEOUT_S (default 10) for the
+# exit, then SIGKILL and fail. The exit status lands in DAEMON_RC.
+stop_daemon() {
+  local timeout=${1:-10} i
+  [[ -n $DAEMON_PID ]] || fail "stop_daemon: no daemon running"
+  kill -TERM "$DAEMON_PID" 2>/dev/null || true
+  for ((i = 0; i < timeout * 10; i++)); do
+    kill -0 "$DAEMON_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$DAEMON_PID" 2>/dev/null; then
+    kill -KILL "$DAEMON_PID" 2>/dev/null || true
+    wait "$DAEMON_PID" 2>/dev/null || true
+    DAEMON_PID=""
+    fail "daemon did not exit within ${timeout} s of SIGTERM (killed it)"
+  fi
+  DAEMON_RC=0
+  wait "$DAEMON_PID" || DAEMON_RC=$?
+  DAEMON_PID=""
+  log "daemon stopped, exit status $DAEMON_RC"
+}
+
+# stop_daemon_ok: stop_daemon (10 s) and require exit status 0.
+stop_daemon_ok() {
+  stop_daemon 10
+  [[ $DAEMON_RC == 0 ]] || fail "daemon exited with status $DAEMON_RC after SIGTERM, expected 0"
+}
+
+# kill9_daemon: SIGKILL, reap.
+kill9_daemon() {
+  [[ -n $DAEMON_PID ]] || fail "kill9_daemon: no daemon running"
+  kill -KILL "$DAEMON_PID"
+  wait "$DAEMON_PID" 2>/dev/null || true
+  DAEMON_PID=""
+  log "daemon killed with SIGKILL"
+}
+
+# Assertions ---------------------------------------------------------------
+
+# expect_grep PATTERN FILE WHAT: FILE must contain a line matching the
+# extended regex PATTERN.
+expect_grep() {
+  local pat=$1 file=$2 what=${3:-}
+  if ! grep -Eq -- "$pat" "$file"; then
+    echo "----- $file -----" >&2
+    cat "$file" >&2
+    fail "expected a line matching /$pat/ ${what:+($what)}"
+  fi
+}
+
+# expect_no_grep PATTERN FILE WHAT
+expect_no_grep() {
+  local pat=$1 file=$2 what=${3:-}
+  if grep -Eq -- "$pat" "$file"; then
+    echo "----- $file -----" >&2
+    cat "$file" >&2
+    fail "expected no line matching /$pat/ ${what:+($what)}"
+  fi
+}
+
+# expect_eq GOT EXPECTED WHAT
+expect_eq() {
+  [[ $1 == "$2" ]] || fail "${3:-value}: expected '$2', got '$1'"
+}
+
+# run_ok OUT CMD...: runs CMD with stdout+stderr in OUT; fails with the
+# output if it exits non-zero.
+run_ok() {
+  local out=$1 rc=0
+  shift
+  "$@" >"$out" 2>&1 || rc=$?
+  if ((rc != 0)); then
+    echo "----- output of: $* -----" >&2
+    tail -n 40 "$out" >&2
+    fail "command exited with status $rc, expected 0: $*"
+  fi
+}
+
+# run_fails OUT CMD...: CMD must exit non-zero.
+run_fails() {
+  local out=$1 rc=0
+  shift
+  "$@" >"$out" 2>&1 || rc=$?
+  if ((rc == 0)); then
+    echo "----- output of: $* -----" >&2
+    tail -n 40 "$out" >&2
+    fail "command succeeded, expected it to fail: $*"
+  fi
+}
+
+# sha_of FILE [BYTES]: sha256 of the first BYTES (default: all) of FILE.
+sha_of() {
+  if [[ -n ${2:-} ]]; then
+    head -c "$2" "$1" | sha256sum | cut -d' ' -f1
+  else
+    sha256sum "$1" | cut -d' ' -f1
+  fi
+}
+
+# url_escape_iqn IQN: libiscsi URLs want ':' in the target name as %3A.
+iqn_url() { printf '%s' "${1//:/%3A}"; }
