@@ -6,8 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config clang-format
   liburing-dev libboost-dev libspdlog-dev libtomlplusplus-dev prometheus-cpp-dev
-  googletest libgtest-dev nlohmann-json3-dev libsystemd-dev libisal-dev
-  libiscsi-bin libiscsi-dev qemu-utils qemu-block-extra
+  googletest libgtest-dev nlohmann-json3-dev libsystemd-dev libisal-dev libssl-dev
+  libiscsi-bin libiscsi-dev qemu-utils qemu-block-extra python3 iproute2
 )
 
 missing=()
