@@ -106,7 +106,10 @@ std::size_t page_block_limits(const LunParams& params, std::uint8_t* out) {
   put_be16(&out[6], static_cast<std::uint16_t>(std::max<std::uint32_t>(1, 4096 / bs)));
   put_be32(&out[8], max_transfer_blocks(bs));
   put_be32(&out[12], std::max<std::uint32_t>(1, optimal_transfer_bytes / bs));
-  // No UNMAP, WRITE SAME or COMPARE AND WRITE yet: their limits stay zero.
+  out[5] = max_compare_and_write_blocks;
+  // WSNZ 0 and MAXIMUM WRITE SAME LENGTH 0: WRITE SAME takes any length,
+  // zero blocks meaning to the end of the medium. No UNMAP yet: its limits
+  // stay zero.
   return 4 + 0x3c;
 }
 

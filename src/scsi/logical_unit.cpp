@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -21,23 +23,46 @@ constexpr std::uint8_t request_sense = 0x03;
 constexpr std::uint8_t read6 = 0x08;
 constexpr std::uint8_t write6 = 0x0a;
 constexpr std::uint8_t inquiry = 0x12;
+constexpr std::uint8_t reserve6 = 0x16;
+constexpr std::uint8_t release6 = 0x17;
 constexpr std::uint8_t mode_sense6 = 0x1a;
 constexpr std::uint8_t start_stop_unit = 0x1b;
+constexpr std::uint8_t prevent_allow_medium_removal = 0x1e;
 constexpr std::uint8_t read_capacity10 = 0x25;
 constexpr std::uint8_t read10 = 0x28;
 constexpr std::uint8_t write10 = 0x2a;
+constexpr std::uint8_t write_verify10 = 0x2e;
+constexpr std::uint8_t verify10 = 0x2f;
+constexpr std::uint8_t prefetch10 = 0x34;
 constexpr std::uint8_t synchronize_cache10 = 0x35;
+constexpr std::uint8_t read_defect_data10 = 0x37;
+constexpr std::uint8_t write_same10 = 0x41;
+constexpr std::uint8_t reserve10 = 0x56;
+constexpr std::uint8_t release10 = 0x57;
 constexpr std::uint8_t mode_sense10 = 0x5a;
 constexpr std::uint8_t read16 = 0x88;
+constexpr std::uint8_t compare_and_write = 0x89;
 constexpr std::uint8_t write16 = 0x8a;
+constexpr std::uint8_t write_verify16 = 0x8e;
+constexpr std::uint8_t verify16 = 0x8f;
+constexpr std::uint8_t prefetch16 = 0x90;
 constexpr std::uint8_t synchronize_cache16 = 0x91;
+constexpr std::uint8_t write_same16 = 0x93;
 constexpr std::uint8_t service_action_in16 = 0x9e;
 constexpr std::uint8_t report_luns = 0xa0;
+constexpr std::uint8_t maintenance_in = 0xa3;
 constexpr std::uint8_t read12 = 0xa8;
 constexpr std::uint8_t write12 = 0xaa;
+constexpr std::uint8_t write_verify12 = 0xae;
+constexpr std::uint8_t verify12 = 0xaf;
+constexpr std::uint8_t read_defect_data12 = 0xb7;
 }  // namespace op
 
+constexpr std::uint8_t kReportSupportedOpcodes = 0x0c;  // service action of MAINTENANCE IN
+constexpr SenseCode kMiscompare{0x0e, 0x1d, 0x00};
+
 constexpr std::uint8_t kReadCapacity16 = 0x10;  // service action of SERVICE ACTION IN(16)
+constexpr std::uint8_t kGetLbaStatus = 0x12;    // service action of SERVICE ACTION IN(16)
 
 using Cdb = std::array<std::uint8_t, 16>;
 
@@ -69,11 +94,16 @@ BlockRange decode_rw(const Cdb& c) {
       return r;
     case op::read10:
     case op::write10:
+    case op::write_verify10:
+    case op::verify10:
+    case op::prefetch10:
       r.lba = get_be32(&c[2]);
       r.blocks = get_be16(&c[7]);
       break;
     case op::read12:
     case op::write12:
+    case op::write_verify12:
+    case op::verify12:
       r.lba = get_be32(&c[2]);
       r.blocks = get_be32(&c[6]);
       break;
@@ -84,6 +114,11 @@ BlockRange decode_rw(const Cdb& c) {
   }
   r.fua = c[1] & 0x08;
   r.protect = c[1] >> 5;
+  // WRITE AND VERIFY: bit 3 is reserved there; the verify asks for the data
+  // on the medium, which is what FUA gives.
+  if (c[0] == op::write_verify10 || c[0] == op::write_verify12 || c[0] == op::write_verify16) {
+    r.fua = true;
+  }
   return r;
 }
 
@@ -127,6 +162,75 @@ void read_done(Task& task, int result) {
   task.complete();
 }
 
+// Rare paths (a READ whose Data-In ends inside a block, VERIFY with BYTCHK)
+// read into a bounce buffer of whole blocks, aligned for O_DIRECT; its
+// address is kept in lu_scratch[3] while the read is in flight.
+constexpr std::size_t kBounceAlign = 4096;
+
+std::uint8_t* bounce_alloc(std::uint64_t bytes) {
+  const std::uint64_t rounded = (bytes + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
+  return static_cast<std::uint8_t*>(std::aligned_alloc(kBounceAlign, rounded));
+}
+
+std::uint8_t* bounce_of(const Task& task) {
+  return reinterpret_cast<std::uint8_t*>(static_cast<std::uintptr_t>(task.lu_scratch[3]));
+}
+
+void bounce_free(Task& task) {
+  std::free(bounce_of(task));
+  task.lu_scratch[3] = 0;
+}
+
+void start_bounce_read(LogicalUnit& lu, Task& task, const IoState& s, void (*done)(Task&, int)) {
+  std::uint8_t* bounce = bounce_alloc(s.bytes);
+  if (bounce == nullptr) return reject(task, sense::internal_target_failure);
+  save_io(task, s);
+  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  task.io_continuation = done;
+  lu.backend().read(bounce, s.bytes, s.lba * s.block_size, &task);
+}
+
+// READ whose Data-In room ends inside a block: the whole blocks were read
+// into the bounce buffer, and as many bytes as fit are passed on.
+void partial_read_done(Task& task, int result) {
+  const IoState s = load_io(task);
+  if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
+    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+  } else {
+    const std::uint32_t n = std::min(task.transfer_length, task.buffer_len);
+    std::memcpy(task.buffer, bounce_of(task), n);
+    task.status = Status::good;
+    task.data_in_length = n;
+  }
+  bounce_free(task);
+  task.complete();
+}
+
+// VERIFY with BYTCHK: the medium was read into the bounce buffer; compare it
+// with the Data-Out bytes (BYTCHK 01b: all of them; 11b: one block repeated).
+void verify_done(Task& task, int result) {
+  const IoState s = load_io(task);
+  const std::uint8_t* medium = bounce_of(task);
+  if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
+    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+  } else {
+    const bool one_block = ((task.cdb[1] >> 1) & 0x03) == 0x03;
+    task.status = Status::good;
+    for (std::uint64_t off = 0; off < s.bytes; off += s.block_size) {
+      const std::uint8_t* want = task.buffer + (one_block ? 0 : off);
+      if (std::memcmp(medium + off, want, s.block_size) == 0) continue;
+      std::uint64_t i = 0;
+      while (medium[off + i] == want[i]) ++i;
+      // INFORMATION: offset of the first differing byte in the Data-Out
+      // buffer (SBC-3 5.25).
+      task.fail(kMiscompare, true, one_block ? i : off + i);
+      break;
+    }
+  }
+  bounce_free(task);
+  task.complete();
+}
+
 void write_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
@@ -160,10 +264,15 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
   if (write && lu.params().read_only) return reject(task, sense::write_protected);
   if (r.blocks == 0) return good(task);
 
-  // Whatever the initiator sent (or has room for), in whole blocks; the
-  // transport reports the difference from transfer_length as a residual.
+  // Whatever the initiator sent (or has room for); the transport reports
+  // the difference from transfer_length as a residual. Writes store whole
+  // blocks only; a read whose room ends inside a block still fills it.
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
   const std::uint64_t bytes = std::min(want, room) / bs * bs;
+  if (!write && std::min(want, room) % bs != 0) {
+    const std::uint64_t whole = (std::min(want, room) + bs - 1) / bs * bs;
+    return start_bounce_read(lu, task, {r.lba, whole, bs}, &partial_read_done);
+  }
   if (bytes == 0) return good(task);
 
   save_io(task, {r.lba, bytes, bs});
@@ -176,6 +285,204 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
     task.io_continuation = &read_done;
     lu.backend().read(task.buffer, bytes, offset, &task);
   }
+}
+
+// WRITE SAME state while in flight: lu_scratch[0] the next LBA to write,
+// [1] blocks left (this chunk included), [2] block size, [3] the bounce
+// buffer holding one chunk of the pattern.
+std::uint64_t write_same_chunk_blocks(std::uint64_t bs) {
+  return detail::max_transfer_bytes / bs;
+}
+
+void write_same_issue(Task& task);
+
+void write_same_done(Task& task, int result) {
+  const std::uint64_t lba = task.lu_scratch[0];
+  const std::uint64_t left = task.lu_scratch[1];
+  const std::uint64_t bs = task.lu_scratch[2];
+  const std::uint64_t chunk = std::min(left, write_same_chunk_blocks(bs));
+  if (result < 0 || static_cast<std::uint64_t>(result) != chunk * bs) {
+    bounce_free(task);
+    task.fail(sense::write_error, true, first_failed_lba({lba, chunk * bs, bs}, result));
+    return task.complete();
+  }
+  if (left == chunk) {
+    bounce_free(task);
+    task.status = Status::good;
+    return task.complete();
+  }
+  task.lu_scratch[0] = lba + chunk;
+  task.lu_scratch[1] = left - chunk;
+  write_same_issue(task);
+}
+
+// One backend write per chunk. A backend that completes inline (the memory
+// backend) recurses once per chunk: fine for RAM-sized LUs.
+void write_same_issue(Task& task) {
+  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
+  const std::uint64_t bs = task.lu_scratch[2];
+  const std::uint64_t chunk = std::min(task.lu_scratch[1], write_same_chunk_blocks(bs));
+  task.io_continuation = &write_same_done;
+  lu.backend().write(bounce_of(task), chunk * bs, task.lu_scratch[0] * bs, false, &task);
+}
+
+// WRITE SAME(10/16): one Data-Out block (or zeros with NDOB) written to every
+// block of the range, in chunks from a bounce buffer holding the pattern. The
+// LU is fully provisioned, so nothing is unmapped. NUMBER OF LOGICAL BLOCKS 0
+// means "to the end of the medium" (WSNZ 0), and there is no length limit.
+void write_same(LogicalUnit& lu, Task& task) {
+  const auto& c = task.cdb;
+  const bool ten = c[0] == op::write_same10;
+  const std::uint64_t lba = ten ? get_be32(&c[2]) : get_be64(&c[2]);
+  const std::uint32_t blocks = ten ? get_be16(&c[7]) : get_be32(&c[10]);
+  const bool anchor = c[1] & 0x10;
+  const bool unmap = c[1] & 0x08;
+  const bool ndob = !ten && (c[1] & 0x01);
+  const std::uint64_t bs = lu.params().block_size;
+  task.transfer_length = ndob ? 0 : static_cast<std::uint32_t>(bs);
+
+  // UNMAP needs logical block provisioning (LBPME/LBPWS), which we do not
+  // report: asking for it is an error rather than a plain write.
+  if ((c[1] >> 5) != 0 || anchor || unmap) return reject(task, sense::invalid_field_in_cdb);
+  if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
+  if (lu.params().read_only) return reject(task, sense::write_protected);
+  const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
+  if (!ndob && room < bs) return reject(task, sense::invalid_field_in_cdb);
+  // lba <= block_count here; 0 blocks at the very end writes nothing.
+  const std::uint64_t total = blocks != 0 ? blocks : lu.block_count() - lba;
+  if (total == 0) return good(task);
+
+  const std::uint64_t chunk = std::min(total, write_same_chunk_blocks(bs));
+  std::uint8_t* bounce = bounce_alloc(chunk * bs);
+  if (bounce == nullptr) return reject(task, sense::internal_target_failure);
+  for (std::uint64_t off = 0; off < chunk * bs; off += bs) {
+    if (ndob) {
+      std::memset(bounce + off, 0, bs);
+    } else {
+      std::memcpy(bounce + off, task.buffer, bs);
+    }
+  }
+  task.lu_scratch[0] = lba;
+  task.lu_scratch[1] = total;
+  task.lu_scratch[2] = bs;
+  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  write_same_issue(task);
+}
+
+// COMPARE AND WRITE: lu_scratch[0] LBA, [1] bytes of one half, [2] block
+// size, [3] the bounce buffer the medium is read into.
+void caw_finish(Task& task) {
+  bounce_free(task);
+  static_cast<LogicalUnit*>(task.lu_context)->caw_unlock(task.lu_scratch[0]);
+  task.complete();
+}
+
+void caw_write_done(Task& task, int result) {
+  const IoState s = load_io(task);
+  if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
+    task.fail(sense::write_error, true, first_failed_lba(s, result));
+  } else {
+    task.status = Status::good;
+  }
+  caw_finish(task);
+}
+
+void caw_read_done(Task& task, int result) {
+  const IoState s = load_io(task);
+  if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
+    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+    return caw_finish(task);
+  }
+  const std::uint8_t* medium = bounce_of(task);
+  if (std::memcmp(medium, task.buffer, s.bytes) != 0) {
+    std::uint64_t i = 0;
+    while (medium[i] == task.buffer[i]) ++i;
+    // INFORMATION: offset of the first differing byte (SBC-3 5.2).
+    task.fail(kMiscompare, true, i);
+    return caw_finish(task);
+  }
+  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
+  task.io_continuation = &caw_write_done;
+  const bool fua = task.cdb[1] & 0x08;
+  lu.backend().write(task.buffer + s.bytes, s.bytes, s.lba * s.block_size, fua, &task);
+}
+
+// COMPARE AND WRITE: the Data-Out holds the verify blocks then the write
+// blocks. Atomic against other COMPARE AND WRITEs of overlapping ranges (the
+// LU's range lock; a second one meanwhile gets BUSY and is retried by the
+// initiator), which is what its users (VMFS ATS, cluster locks) rely on.
+void compare_and_write(LogicalUnit& lu, Task& task) {
+  const auto& c = task.cdb;
+  const std::uint64_t lba = get_be64(&c[2]);
+  const std::uint32_t blocks = c[13];
+  const std::uint64_t bs = lu.params().block_size;
+  const std::uint64_t half = std::uint64_t{blocks} * bs;
+  task.transfer_length = static_cast<std::uint32_t>(2 * half);
+
+  if ((c[1] >> 5) != 0) return reject(task, sense::invalid_field_in_cdb);
+  if (blocks > detail::max_compare_and_write_blocks) {
+    return reject(task, sense::invalid_field_in_cdb);
+  }
+  if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
+  if (lu.params().read_only) return reject(task, sense::write_protected);
+  const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
+  // Zero blocks compares and writes nothing; Data-Out sent with it means the
+  // initiator meant another length (256 does not fit the one-byte field).
+  if (blocks == 0) return room == 0 ? good(task) : reject(task, sense::invalid_field_in_cdb);
+  if (room < 2 * half) return reject(task, sense::invalid_field_in_cdb);
+  if (!lu.caw_lock(lba, blocks)) {
+    task.status = Status::busy;
+    return task.complete();
+  }
+  std::uint8_t* bounce = bounce_alloc(half);
+  if (bounce == nullptr) {
+    lu.caw_unlock(lba);
+    return reject(task, sense::internal_target_failure);
+  }
+  save_io(task, {lba, half, bs});
+  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  task.io_continuation = &caw_read_done;
+  lu.backend().read(bounce, half, lba * bs, &task);
+}
+
+// VERIFY(10/12/16). BYTCHK 00b checks the range only (the medium is a file
+// or block device whose own checks run on every read); 01b compares the
+// Data-Out blocks with the medium, 11b compares one Data-Out block with each.
+void verify(LogicalUnit& lu, Task& task) {
+  const BlockRange r = decode_rw(task.cdb);
+  const std::uint64_t bs = lu.params().block_size;
+  const std::uint8_t bytchk = (task.cdb[1] >> 1) & 0x03;
+  const std::uint64_t out_blocks = bytchk == 0x01 ? r.blocks : bytchk == 0x03 ? 1 : 0;
+  task.transfer_length =
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(out_blocks * bs, UINT32_MAX));
+
+  if (r.protect != 0 || bytchk == 0x02) return reject(task, sense::invalid_field_in_cdb);
+  if (r.blocks > detail::max_transfer_blocks(lu.params().block_size)) {
+    return reject(task, sense::invalid_field_in_cdb);
+  }
+  if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
+  if (r.blocks == 0 || bytchk == 0) return good(task);
+
+  const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
+  if (room < out_blocks * bs) return reject(task, sense::invalid_field_in_cdb);
+  start_bounce_read(lu, task, {r.lba, std::uint64_t{r.blocks} * bs, bs}, &verify_done);
+}
+
+// PRE-FETCH(10/16): the range is checked; the host page cache does the rest,
+// so GOOD (not CONDITION MET) is the answer.
+void prefetch(LogicalUnit& lu, Task& task) {
+  const auto& c = task.cdb;
+  std::uint64_t lba;
+  std::uint64_t blocks;
+  if (c[0] == op::prefetch10) {
+    lba = get_be32(&c[2]);
+    blocks = get_be16(&c[7]);
+  } else {
+    lba = get_be64(&c[2]);
+    blocks = get_be32(&c[10]);
+  }
+  if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
+  good(task);
 }
 
 void synchronize_cache(LogicalUnit& lu, Task& task) {
@@ -217,6 +524,53 @@ void read_capacity16(LogicalUnit& lu, Task& task) {
   detail::finish_data_in(task, out, sizeof out, get_be32(&task.cdb[10]));
 }
 
+// GET LBA STATUS: the LU is fully provisioned, so one descriptor says every
+// block from the starting LBA to the end (or 2^32-1 of them) is mapped.
+void get_lba_status(LogicalUnit& lu, Task& task) {
+  const std::uint64_t lba = get_be64(&task.cdb[2]);
+  const std::uint32_t alloc = get_be32(&task.cdb[10]);
+  task.transfer_length = alloc;
+  if (lba >= lu.block_count()) return reject(task, sense::lba_out_of_range);
+  std::uint8_t out[24] = {};
+  put_be32(&out[0], sizeof out - 4);  // PARAMETER DATA LENGTH
+  put_be64(&out[8], lba);
+  const std::uint64_t left = lu.block_count() - lba;
+  put_be32(&out[16], left > 0xffffffffu ? 0xffffffffu : static_cast<std::uint32_t>(left));
+  out[20] = 0x00;  // PROVISIONING STATUS: mapped
+  detail::finish_data_in(task, out, sizeof out, alloc);
+}
+
+// READ DEFECT DATA(10/12): a file or volume has no defect lists to report;
+// the header echoes the lists and format asked for, with length zero.
+void read_defect_data(Task& task) {
+  const auto& c = task.cdb;
+  std::uint8_t out[8] = {};
+  if (c[0] == op::read_defect_data10) {
+    const std::uint32_t alloc = get_be16(&c[7]);
+    out[1] = c[2] & 0x1f;  // PLISTV, GLISTV, DEFECT LIST FORMAT
+    return detail::finish_data_in(task, out, 4, alloc);
+  }
+  const std::uint32_t alloc = get_be32(&c[6]);
+  out[1] = c[1] & 0x1f;
+  detail::finish_data_in(task, out, 8, alloc);
+}
+
+// Commands an SPC-2 reservation held by another I_T nexus does not block.
+bool allowed_while_reserved(const Cdb& c) {
+  switch (c[0]) {
+    case op::inquiry:
+    case op::request_sense:
+    case op::report_luns:
+    case op::release6:
+    case op::release10:
+      return true;
+    case op::maintenance_in:
+      return (c[1] & 0x1f) == kReportSupportedOpcodes;
+    default:
+      return false;
+  }
+}
+
 // A single-LU view for REPORT LUNS sent straight to a LogicalUnit rather
 // than through its LunMap.
 struct OneLun {
@@ -239,12 +593,93 @@ LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
   block_count_ = backend_->size_bytes() / bs;
 }
 
+bool LogicalUnit::holds_reservation(const Nexus* nexus) const {
+  static const Nexus none{};
+  const Nexus& n = nexus != nullptr ? *nexus : none;
+  return holder_session_ == n.session_id && holder_initiator_ == n.initiator_name;
+}
+
+bool LogicalUnit::reservation_conflict(const Task& task) {
+  if (!reserved_.load(std::memory_order_acquire)) return false;
+  if (allowed_while_reserved(task.cdb)) return false;
+  std::lock_guard lock(reservation_mutex_);
+  return reserved_.load(std::memory_order_relaxed) && !holds_reservation(task.nexus);
+}
+
+void LogicalUnit::reserve(Task& task) {
+  const auto& c = task.cdb;
+  // Third-party and extent reservations (obsolete since SPC-2) are not supported.
+  const bool third_party = c[0] == op::reserve6 ? (c[1] & 0x11) != 0 : (c[1] & 0x13) != 0;
+  if (third_party) return reject(task, sense::invalid_field_in_cdb);
+  {
+    std::lock_guard lock(reservation_mutex_);
+    if (reserved_.load(std::memory_order_relaxed) && !holds_reservation(task.nexus)) {
+      task.status = Status::reservation_conflict;
+      return task.complete();
+    }
+    holder_initiator_ = task.nexus != nullptr ? task.nexus->initiator_name : std::string{};
+    holder_session_ = task.nexus != nullptr ? task.nexus->session_id : 0;
+    reserved_.store(true, std::memory_order_release);
+  }
+  good(task);
+}
+
+void LogicalUnit::release(Task& task) {
+  {
+    std::lock_guard lock(reservation_mutex_);
+    // From another nexus RELEASE is a no-op with GOOD status (SPC-2 7.17).
+    if (reserved_.load(std::memory_order_relaxed) && holds_reservation(task.nexus)) {
+      reserved_.store(false, std::memory_order_release);
+    }
+  }
+  good(task);
+}
+
+bool LogicalUnit::caw_lock(std::uint64_t lba, std::uint32_t blocks) {
+  std::lock_guard lock(caw_mutex_);
+  for (const auto& [first, count] : caw_ranges_) {
+    if (lba < first + count && first < lba + blocks) return false;
+  }
+  caw_ranges_.emplace_back(lba, blocks);
+  return true;
+}
+
+void LogicalUnit::caw_unlock(std::uint64_t lba) {
+  std::lock_guard lock(caw_mutex_);
+  for (auto it = caw_ranges_.begin(); it != caw_ranges_.end(); ++it) {
+    if (it->first == lba) {
+      caw_ranges_.erase(it);
+      return;
+    }
+  }
+}
+
+void LogicalUnit::nexus_lost(const Nexus& nexus) {
+  std::lock_guard lock(reservation_mutex_);
+  if (reserved_.load(std::memory_order_relaxed) && holds_reservation(&nexus)) {
+    reserved_.store(false, std::memory_order_release);
+  }
+}
+
+void LogicalUnit::reset() {
+  std::lock_guard lock(reservation_mutex_);
+  reserved_.store(false, std::memory_order_release);
+}
+
 void LogicalUnit::execute(Task& task) {
   task.reset_outcome();
   task.lu_context = this;
+  if (reservation_conflict(task)) {
+    task.status = Status::reservation_conflict;
+    return task.complete();
+  }
   switch (task.cdb[0]) {
     case op::test_unit_ready:
     case op::start_stop_unit:  // nothing to spin up or eject
+      return good(task);
+    case op::prevent_allow_medium_removal:
+      // Not removable (RMB 0): PREVENT is accepted and has nothing to lock.
+      if ((task.cdb[4] & 0x03) > 0x01) return reject(task, sense::invalid_field_in_cdb);
       return good(task);
     case op::request_sense:
       // Sense is returned with the failing command (autosense), so there is
@@ -259,8 +694,10 @@ void LogicalUnit::execute(Task& task) {
       return read_capacity10(*this, task);
     case op::service_action_in16:
       if ((task.cdb[1] & 0x1f) == kReadCapacity16) return read_capacity16(*this, task);
+      if ((task.cdb[1] & 0x1f) == kGetLbaStatus) return get_lba_status(*this, task);
       task.transfer_length = get_be32(&task.cdb[10]);
-      return reject(task, sense::invalid_field_in_cdb);
+      task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported
+      return task.complete();
     case op::read6:
     case op::read10:
     case op::read12:
@@ -270,7 +707,40 @@ void LogicalUnit::execute(Task& task) {
     case op::write10:
     case op::write12:
     case op::write16:
+    case op::write_verify10:
+    case op::write_verify12:
+    case op::write_verify16:
       return read_write(*this, task, true);
+    case op::verify10:
+    case op::verify12:
+    case op::verify16:
+      return verify(*this, task);
+    case op::prefetch10:
+    case op::prefetch16:
+      return prefetch(*this, task);
+    case op::write_same10:
+    case op::write_same16:
+      return write_same(*this, task);
+    case op::compare_and_write:
+      return compare_and_write(*this, task);
+    case op::read_defect_data10:
+    case op::read_defect_data12:
+      return read_defect_data(task);
+    case op::reserve6:
+    case op::reserve10:
+      if (!params_.spc2_reservations) return reject(task, sense::invalid_opcode);
+      return reserve(task);
+    case op::release6:
+    case op::release10:
+      if (!params_.spc2_reservations) return reject(task, sense::invalid_opcode);
+      return release(task);
+    case op::maintenance_in:
+      if ((task.cdb[1] & 0x1f) == kReportSupportedOpcodes) {
+        return detail::report_supported_opcodes(task, params_.spc2_reservations);
+      }
+      task.transfer_length = get_be32(&task.cdb[6]);
+      task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported
+      return task.complete();
     case op::synchronize_cache10:
     case op::synchronize_cache16:
       return synchronize_cache(*this, task);

@@ -112,15 +112,46 @@ std::vector<std::uint64_t> LunMap::luns() const {
   return out;
 }
 
+void LunMap::nexus_lost(const Nexus& nexus) {
+  for (auto& [lun, lu] : units_) lu->nexus_lost(nexus);
+}
+
+void LunMap::reset_all() {
+  for (auto& [lun, lu] : units_) lu->reset();
+}
+
+void LunMap::set_allowed_initiators(std::uint64_t lun, std::vector<std::string> initiators) {
+  if (initiators.empty()) {
+    masks_.erase(lun);
+  } else {
+    masks_[lun] = std::move(initiators);
+  }
+}
+
+bool LunMap::visible(std::uint64_t lun, const Nexus* nexus) const {
+  auto it = masks_.find(lun);
+  if (it == masks_.end()) return true;
+  if (nexus == nullptr) return false;
+  return std::find(it->second.begin(), it->second.end(), nexus->initiator_name) != it->second.end();
+}
+
 void LunMap::execute(Task& task) {
   const std::uint8_t opcode = task.cdb[0];
   if (opcode == kReportLuns) {
     task.reset_outcome();
-    return detail::report_luns(std::views::keys(units_), task);
+    if (masks_.empty()) return detail::report_luns(std::views::keys(units_), task);
+    std::vector<std::uint64_t> seen;
+    for (const auto& [lun, lu] : units_) {
+      if (visible(lun, task.nexus)) seen.push_back(lun);
+    }
+    return detail::report_luns(seen, task);
   }
   // Not find(): a shared_ptr copy per command would be an atomic increment
   // on the hot path. The map outlives the tasks it executes.
-  if (auto it = units_.find(task.lun); it != units_.end()) return it->second->execute(task);
+  if (auto it = units_.find(task.lun);
+      it != units_.end() && (masks_.empty() || visible(task.lun, task.nexus))) {
+    return it->second->execute(task);
+  }
 
   task.reset_outcome();
   switch (opcode) {

@@ -24,6 +24,13 @@ void Task::fail(SenseCode code, bool has_info, std::uint64_t info) {
   sense_len = 18;
 }
 
+void Task::fail_cdb_field(std::uint16_t byte, int bit) {
+  fail(sense::invalid_field_in_cdb);
+  sense[15] = 0x80 | 0x40;  // SKSV, C/D: the error is in the CDB
+  if (bit >= 0 && bit <= 7) sense[15] |= 0x08 | static_cast<std::uint8_t>(bit);  // BPV
+  put_be16(&sense[16], byte);
+}
+
 namespace detail {
 
 void finish_data_in(Task& task, const std::uint8_t* data, std::size_t produced,

@@ -19,6 +19,9 @@ inline std::uint32_t max_transfer_blocks(std::uint32_t block_size) {
   return max_transfer_bytes / block_size;
 }
 
+// MAXIMUM COMPARE AND WRITE LENGTH (VPD Block Limits), in blocks.
+inline constexpr std::uint8_t max_compare_and_write_blocks = 64;
+
 // Peripheral qualifier + device type byte: a direct-access block device that
 // is present, or "no logical unit here" (qualifier 3, type 1Fh).
 inline constexpr std::uint8_t peripheral_disk = 0x00;
@@ -39,6 +42,11 @@ void mode_sense(LogicalUnit& lu, Task& task);
 // REQUEST SENSE returning current as the sense data (as parameter data, with
 // GOOD status). Completes the task.
 void request_sense(Task& task, SenseCode current);
+
+// REPORT SUPPORTED OPERATION CODES (MAINTENANCE IN, service action 0Ch):
+// every command LogicalUnit::execute accepts (RESERVE/RELEASE only when
+// enabled). Completes the task.
+void report_supported_opcodes(Task& task, bool spc2_reservations);
 
 // REPORT LUNS, in three steps so the LUN list can be any ascending range of
 // LUN numbers without copying it. begin validates the CDB and returns false

@@ -107,6 +107,11 @@ class Task : public reactor::IoOp {
   // CHECK CONDITION with fixed-format sense data; info is put in the
   // INFORMATION field when has_info (the failing LBA of a MEDIUM ERROR).
   void fail(SenseCode code, bool has_info = false, std::uint64_t info = 0);
+  // ILLEGAL REQUEST, INVALID FIELD IN CDB with the sense-key specific field
+  // pointer (SPC-4 4.5.2.4.2) naming CDB byte `byte` (and bit `bit` when
+  // bit >= 0). Initiators use it to tell "service action not supported"
+  // (a pointer at the SERVICE ACTION field) from any other bad field.
+  void fail_cdb_field(std::uint16_t byte, int bit = -1);
   void complete() { owner->task_complete(*this); }
 };
 

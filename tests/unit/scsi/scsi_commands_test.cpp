@@ -269,6 +269,7 @@ TEST(Inquiry, BlockLimits) {
     put_be16(&expected[6], bs == 512 ? 8 : 1);
     put_be32(&expected[8], (8u << 20) / bs);
     put_be32(&expected[12], (1u << 20) / bs);
+    expected[5] = 64;  // MAXIMUM COMPARE AND WRITE LENGTH
     EXPECT_EQ(h.data_in(), expected) << "block size " << bs;
   }
 }
@@ -404,13 +405,13 @@ TEST(ReadWrite, SixByteZeroMeans256Blocks) {
   expect_good(hi);
 }
 
-TEST(ReadWrite, ShortBufferMovesWholeBlocks) {
+TEST(ReadWrite, ShortBufferReadFillsItWritesMoveWholeBlocks) {
   Harness h;
   std::memset(h.mem->data(), 0x5a, 4 * 512);
   Task& t = h.run(cdb10(0x28, 0, 0, 4), 1000);  // room for one and a bit blocks
   expect_good(t);
   EXPECT_EQ(t.transfer_length, 2048u);
-  EXPECT_EQ(t.data_in_length, 512u);
+  EXPECT_EQ(t.data_in_length, 1000u);  // iSCSI: as much Data-In as the initiator expects
 
   const Bytes partial = pattern(700, 1);
   Task& w = h.run(cdb10(0x2a, 0, 10, 4), 0, 0, &partial);
@@ -807,6 +808,51 @@ TEST(Deferred, CompletionArrivesLater) {
   EXPECT_EQ(w.status, Status::check_condition);  // 513 bytes of 1024: short
   EXPECT_EQ(get_be32(&w.sense[3]), 5u);          // the first block not written
   EXPECT_EQ(w.sense[12], 0x0c);
+}
+
+TEST(Deferred, CompareAndWriteExcludesOverlappingOnes) {
+  auto backend = std::make_unique<DeferredBackend>(64 * 512);
+  DeferredBackend* deferred = backend.get();
+  LogicalUnit lu(0, LunParams{}, std::move(backend));
+  CountingOwner owner;
+
+  Bytes out(2 * 2 * 512, 0);  // compare 2 zero blocks, write 2 blocks of 9
+  std::memset(out.data() + 1024, 9, 1024);
+  auto caw = [&](Task& t, std::uint64_t lba) {
+    t.owner = &owner;
+    t.cdb = {0x89};
+    put_be64(&t.cdb[2], lba);
+    t.cdb[13] = 2;
+    t.buffer = out.data();
+    t.buffer_len = static_cast<std::uint32_t>(out.size());
+    t.direction = DataDirection::to_device;
+    lu.execute(t);
+  };
+  Task a, b, c;
+  caw(a, 4);
+  ASSERT_EQ(deferred->pending(), 1u);  // the compare read
+  caw(b, 5);                           // overlaps a: BUSY
+  EXPECT_EQ(owner.completions, 1);
+  EXPECT_EQ(b.status, Status::busy);
+  caw(c, 10);  // disjoint: proceeds
+  EXPECT_EQ(deferred->pending(), 2u);
+  deferred->complete_next();  // a's read: equal, so a's write is issued
+  deferred->complete_next();  // c's read
+  deferred->complete_next();  // a's write
+  EXPECT_EQ(a.status, Status::good);
+  deferred->complete_next();  // c's write
+  EXPECT_EQ(c.status, Status::good);
+  EXPECT_EQ(owner.completions, 3);
+  // a is done: the range is free again, and now it miscompares (blocks 4-5 hold 9s).
+  caw(b, 4);
+  deferred->complete_next();
+  EXPECT_EQ(b.status, Status::check_condition);
+  EXPECT_EQ(b.sense[2] & 0x0f, 0x0e);
+  EXPECT_EQ(b.sense[12], 0x1d);
+  EXPECT_EQ(get_be32(&b.sense[3]), 0u);
+  caw(b, 5);
+  EXPECT_EQ(deferred->pending(), 1u);  // not BUSY: nothing holds the range
+  deferred->complete_next();
 }
 
 }  // namespace

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Runs libiscsi's iscsi-test-cu conformance suite against a private ringtgt
+# daemon and compares the outcome with tests/conformance/expected.txt.
+#
+#   tests/conformance/run.sh            # check: exit 1 if a listed test does not pass
+#   tests/conformance/run.sh --update   # rewrite expected.txt with what passes now
+#   tests/conformance/run.sh --only REGEX   # run only ALL.* tests matching REGEX (no check)
+#
+# Environment: RINGTGT_BIN (daemon, default build/ringtgt), RINGTGT_SRC (repo
+# root), PER_TEST_TIMEOUT (s, default 60), SUITE_TIMEOUT (s, default 1080),
+# RESULTS_DIR (keep logs and results there instead of a temp dir),
+# ISCSI_TEST_CU (the tool, default iscsi-test-cu).
+#
+# Every test runs in its own iscsi-test-cu process (-t ALL.Suite.Test) so a
+# hang is bounded per test and the output of each test is its own. The other
+# families (LINUX, SCSI, iSCSI) list the same test functions as ALL under the
+# same Suite.Test names; their results are taken from the ALL run.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+src=${RINGTGT_SRC:-$(cd "$here/../.." && pwd)}
+bin=${RINGTGT_BIN:-$src/build/ringtgt}
+tool=${ISCSI_TEST_CU:-iscsi-test-cu}
+per_test=${PER_TEST_TIMEOUT:-60}
+suite_budget=${SUITE_TIMEOUT:-1080}
+expected=$here/expected.txt
+excluded=$here/excluded.txt
+
+mode=check
+only=
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --update) mode=update ;;
+    --only) mode=only; only=$2; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if ! command -v "$tool" >/dev/null; then
+  echo "run.sh: $tool not installed (Debian: libiscsi-bin); skipping" >&2
+  exit 77
+fi
+if [[ ! -x $bin ]]; then
+  echo "run.sh: daemon binary $bin not found" >&2
+  exit 2
+fi
+
+work=$(mktemp -d /tmp/ringtgt-conf.XXXXXX)
+results_dir=${RESULTS_DIR:-$work}
+mkdir -p "$results_dir/logs"
+daemon_pid=
+keep_logs=   # set when a check fails: the temp dir with the logs is kept
+cleanup() {
+  if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
+    kill "$daemon_pid" 2>/dev/null
+    wait "$daemon_pid" 2>/dev/null
+  fi
+  rm -rf "$work/state" "$work"/*.img
+  if [[ $results_dir != "$work" || -z $keep_logs ]]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+iqn=iqn.2025-01.org.ringtgt:conformance
+lun=0
+init1=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test
+init2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2
+url=iscsi://127.0.0.1:$port/$iqn/$lun
+
+cat >"$work/ringtgt.toml" <<EOF
+workers = 2
+log_level = "warn"
+state_dir = "state"
+
+[[portal]]
+listen = "127.0.0.1:$port"
+
+[[target]]
+name = "$iqn"
+alias = "conformance"
+
+  [[target.lun]]
+  number = $lun
+  path = "lun0.img"
+  size = "256M"
+  block_size = 512
+  write_ack = "writethrough"
+EOF
+
+start_daemon() {
+  "$bin" --config "$work/ringtgt.toml" >>"$results_dir/daemon.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 100); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then return 0; fi
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "run.sh: daemon did not start; log:" >&2
+  tail -20 "$results_dir/daemon.log" >&2
+  return 1
+}
+start_daemon || exit 2
+
+# Leaf tests of the ALL family, minus the excluded ones.
+"$tool" -l | grep -E '^[A-Za-z]+\.[^.]+\.[^.]+$' >"$work/all-names.txt"
+grep -E '^ALL\.' "$work/all-names.txt" >"$work/run-names.txt"
+if [[ -f $excluded ]]; then
+  grep -vE '^\s*(#|$)' "$excluded" | awk '{print $1}' >"$work/excl.txt"
+  grep -vxFf "$work/excl.txt" "$work/run-names.txt" >"$work/tmp.txt" && mv "$work/tmp.txt" "$work/run-names.txt"
+fi
+if [[ $mode == only ]]; then
+  grep -E -- "$only" "$work/run-names.txt" >"$work/tmp.txt"; mv "$work/tmp.txt" "$work/run-names.txt"
+fi
+
+results=$results_dir/results.txt
+: >"$results"
+start=$SECONDS
+n=0
+total=$(wc -l <"$work/run-names.txt")
+while read -r name; do
+  n=$((n + 1))
+  log=$results_dir/logs/$name.log
+  if (( SECONDS - start > suite_budget )); then
+    echo "$name failed suite-time-budget-exhausted" >>"$results"
+    continue
+  fi
+  # The URL twice: a second session to the same LU for the MultipathIO tests.
+  timeout -k 5 "$per_test" "$tool" -d -v -i "$init1" -I "$init2" -t "$name" "$url" "$url" \
+    >"$log" 2>&1 </dev/null
+  rc=$?
+  verdict=$(python3 "$here/classify.py" "$log" "$rc")
+  if ! kill -0 "$daemon_pid" 2>/dev/null; then
+    verdict="failed daemon-died (restarted)"
+    wait "$daemon_pid" 2>/dev/null
+    echo "run.sh: daemon died during $name; restarting" >&2
+    start_daemon || exit 2
+  fi
+  echo "$name $verdict" >>"$results"
+  [[ -n ${VERBOSE:-} ]] && echo "[$n/$total] $name $verdict"
+done <"$work/run-names.txt"
+echo "run.sh: ran $total tests in $((SECONDS - start)) s" >&2
+
+# Map onto every family: FAMILY.Suite.Test takes the result of ALL.Suite.Test.
+declare -A verdict_of
+while read -r name rest; do verdict_of[${name#ALL.}]=$rest; done <"$results"
+full=$results_dir/results-all-families.txt
+: >"$full"
+while read -r name; do
+  key=${name#*.}
+  v=${verdict_of[$key]:-}
+  if [[ -z $v ]]; then
+    if [[ $mode == only ]]; then continue; fi
+    v="failed excluded"
+  fi
+  echo "$name $v" >>"$full"
+done <"$work/all-names.txt"
+
+echo
+printf '%-8s %7s %7s %8s\n' family passed failed skipped
+for fam in $(awk -F. '{print $1}' "$full" | sort -u); do
+  awk -v f="$fam" -F'[ .]' '$1==f {c[$4]++} END {printf "%-8s %7d %7d %8d\n", f, c["passed"], c["failed"], c["skipped"]}' "$full"
+done
+echo
+
+if [[ $mode == only ]]; then
+  cat "$full"
+  exit 0
+fi
+
+awk '$2=="passed" {print $1}' "$full" | sort >"$work/passed.txt"
+if [[ $mode == update ]]; then
+  if [[ -f $expected ]]; then
+    dropped=$(grep -vE '^\s*(#|$)' "$expected" | sort | comm -23 - "$work/passed.txt")
+    [[ -n $dropped ]] && { echo "run.sh: no longer passing (dropped from the list):"; echo "$dropped"; }
+  fi
+  { echo "# libiscsi iscsi-test-cu tests that pass against ringtgt; generated by"
+    echo "# tests/conformance/run.sh --update. test_conformance.sh fails if one does not pass."
+    cat "$work/passed.txt"; } >"$expected"
+  echo "run.sh: wrote $(wc -l <"$work/passed.txt") tests to $expected"
+  exit 0
+fi
+
+status=0
+if [[ -f $expected ]]; then
+  grep -vE '^\s*(#|$)' "$expected" | sort >"$work/expected.txt"
+  regress=$(comm -23 "$work/expected.txt" "$work/passed.txt")
+  if [[ -n $regress ]]; then
+    echo "REGRESSIONS: listed in expected.txt but not passing:"
+    while read -r t; do grep -m1 "^$t " "$full" || echo "$t (not run)"; done <<<"$regress"
+    status=1
+    keep_logs=1
+    echo "logs: $results_dir/logs (daemon: $results_dir/daemon.log)"
+  fi
+  new=$(comm -13 "$work/expected.txt" "$work/passed.txt")
+  if [[ -n $new ]]; then
+    echo "Passing but not in expected.txt (add with run.sh --update):"
+    echo "$new"
+  fi
+else
+  echo "run.sh: $expected missing; run with --update" >&2
+  status=1
+fi
+[[ $status == 0 ]] && echo "conformance: all $(wc -l <"$work/expected.txt") expected tests pass"
+exit $status
