@@ -4,9 +4,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <initializer_list>
@@ -217,7 +220,7 @@ class Loader {
 
   void read_root(const toml::table& root, Config& cfg) {
     check_keys(root, "the top level",
-               {"workers", "log_level", "state_dir", "portal", "iscsi", "target"});
+               {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -251,7 +254,118 @@ class Loader {
       read_iscsi(*t, cfg.iscsi);
     }
 
+    if (const toml::node* n = root.get("discovery")) {
+      const toml::table* t = n->as_table();
+      if (!t) {
+        fail(*n, std::string("'discovery' must be a table, written [discovery], not ") +
+                     type_name(n->type()));
+      }
+      check_keys(*t, "[discovery]",
+                 {"chap_user", "chap_secret_file", "mutual_user", "mutual_secret_file"});
+      cfg.discovery_chap = read_chap(*t, "[discovery]");
+    }
+
     read_targets(root, cfg);
+  }
+
+  // A CHAP secret file: a regular file that group and others cannot access, holding the
+  // secret (one trailing newline dropped), 12..255 bytes.
+  std::string read_secret(const toml::node& at, const std::string& path) const {
+    const std::string quoted = "secret file \"" + path + "\"";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+      int err = errno;
+      fail(at, "cannot open " + quoted + ": " + std::strerror(err));
+    }
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      fail(at, "cannot stat " + quoted + ": " + std::strerror(err));
+    }
+    if (!S_ISREG(st.st_mode)) fail(at, quoted + " is not a regular file");
+    if ((st.st_mode & 077) != 0) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      fail(at, quoted + " has mode " + mode +
+                   ": it must not be accessible by group or others (chmod 600 " + path + ")");
+    }
+    std::string secret;
+    char buf[512];
+    for (;;) {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        fail(at, "cannot read " + quoted + ": " + std::strerror(err));
+      }
+      if (n == 0) break;
+      secret.append(buf, static_cast<std::size_t>(n));
+      if (secret.size() > 1024) break;
+    }
+    if (!secret.empty() && secret.back() == '\n') secret.pop_back();
+    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+    if (secret.find_first_of(std::string_view("\0\n\r", 3)) != std::string::npos) {
+      fail(at, quoted + " must hold the secret on a single line");
+    }
+    if (secret.size() < 12 || secret.size() > 255) {
+      std::string n = std::to_string(secret.size());
+      std::fill(secret.begin(), secret.end(), '\0');
+      fail(at, "the secret in " + quoted + " is " + n + " bytes long; CHAP secrets must be " +
+                   "12..255 bytes");
+    }
+    return secret;
+  }
+
+  // chap_user / chap_secret_file / mutual_user / mutual_secret_file of a [discovery] or
+  // [[target]] table; nullopt when none is set.
+  std::optional<Chap> read_chap(const toml::table& t, std::string_view where) const {
+    auto user = get_string(t, "chap_user", "chap_user");
+    auto file = get_string(t, "chap_secret_file", "chap_secret_file");
+    auto muser = get_string(t, "mutual_user", "mutual_user");
+    auto mfile = get_string(t, "mutual_secret_file", "mutual_secret_file");
+    if (!user && !file && !muser && !mfile) return std::nullopt;
+    const std::string w(where);
+    if (!user) fail(t, w + " has CHAP settings but no chap_user");
+    if (!file) fail(*t.get("chap_user"), w + ": chap_user needs chap_secret_file");
+    if (muser.has_value() != mfile.has_value()) {
+      fail(muser ? *t.get("mutual_user") : *t.get("mutual_secret_file"),
+           w + ": mutual_user and mutual_secret_file go together");
+    }
+    auto check_name = [&](const std::string& name, const char* key) {
+      if (name.empty() || name.size() > 255) {
+        fail(*t.get(key), std::string(key) + " must be 1..255 bytes");
+      }
+      for (unsigned char c : name) {
+        if (c < 0x20 || c == 0x7f) {
+          fail(*t.get(key), std::string(key) + " must not hold control characters");
+        }
+      }
+    };
+    Chap chap;
+    check_name(*user, "chap_user");
+    chap.user = *user;
+    if (file->empty()) fail(*t.get("chap_secret_file"), "chap_secret_file must not be empty");
+    chap.secret_file = resolve(*file);
+    chap.secret = read_secret(*t.get("chap_secret_file"), chap.secret_file);
+    if (muser) {
+      check_name(*muser, "mutual_user");
+      chap.mutual_user = *muser;
+      if (mfile->empty()) {
+        fail(*t.get("mutual_secret_file"), "mutual_secret_file must not be empty");
+      }
+      chap.mutual_secret_file = resolve(*mfile);
+      chap.mutual_secret = read_secret(*t.get("mutual_secret_file"), chap.mutual_secret_file);
+      if (chap.mutual_secret == chap.secret) {
+        fail(*t.get("mutual_secret_file"),
+             w + ": the mutual secret must differ from the initiator's secret (RFC 7143 "
+                 "§12.1.3)");
+      }
+    }
+    return chap;
   }
 
   void read_portals(const toml::table& root, Config& cfg) {
@@ -365,7 +479,9 @@ class Loader {
     std::map<std::string, std::string> paths;  // resolved LUN path -> "target LUN n"
     for (auto&& e : *arr) {
       const toml::table& t = *e.as_table();
-      check_keys(t, "[[target]]", {"name", "alias", "allowed_initiators", "lun"});
+      check_keys(t, "[[target]]",
+                 {"name", "alias", "allowed_initiators", "chap_user", "chap_secret_file",
+                  "mutual_user", "mutual_secret_file", "lun"});
       Target tgt;
       auto name = get_string(t, "name", "target name");
       if (!name) fail(t, "[[target]] needs name = \"iqn.yyyy-mm.reversed.domain:name\"");
@@ -385,31 +501,14 @@ class Loader {
         tgt.alias = *alias;
       }
 
-      if (const toml::node* n = t.get("allowed_initiators")) {
-        const toml::array* inits = n->as_array();
-        if (!inits) {
-          fail(*n, std::string("allowed_initiators must be an array of initiator names, not ") +
-                       type_name(n->type()));
-        }
-        std::set<std::string> seen;
-        for (auto&& i : *inits) {
-          auto s = i.value_exact<std::string>();
-          if (!s) {
-            fail(i, std::string("allowed_initiators entries must be strings, not ") +
-                        type_name(i.type()));
-          }
-          if (auto problem = iscsi_name_problem(*s)) {
-            fail(i, "initiator name \"" + *s + "\" is not a valid iSCSI name: " + *problem);
-          }
-          if (!seen.insert(*s).second) fail(i, "initiator \"" + *s + "\" is listed twice");
-          tgt.allowed_initiators.push_back(*s);
-        }
-      }
+      tgt.allowed_initiators = read_initiators(t, nullptr);
+      tgt.chap = read_chap(t, "target \"" + tgt.name + "\"");
 
       if (const toml::array* luns = get_array_of_tables(t, "lun", "[[target.lun]]")) {
         std::map<std::uint32_t, unsigned> numbers;  // LUN -> line
         for (auto&& l : *luns) {
           Lun lun = read_lun(*l.as_table());
+          lun.allowed_initiators = read_initiators(*l.as_table(), &tgt);
           const toml::node& num_at = *l.as_table()->get("number");
           auto [nit, nfresh] = numbers.emplace(lun.number, num_at.source().begin.line);
           if (!nfresh) {
@@ -430,10 +529,43 @@ class Loader {
     }
   }
 
+  // allowed_initiators of a [[target]], or of a [[target.lun]] of target (whose list, when
+  // not empty, must include every name the LUN lists: others could never log in).
+  std::vector<std::string> read_initiators(const toml::table& t, const Target* target) const {
+    std::vector<std::string> out;
+    const toml::node* n = t.get("allowed_initiators");
+    if (!n) return out;
+    const toml::array* inits = n->as_array();
+    if (!inits) {
+      fail(*n, std::string("allowed_initiators must be an array of initiator names, not ") +
+                   type_name(n->type()));
+    }
+    std::set<std::string> seen;
+    for (auto&& i : *inits) {
+      auto s = i.value_exact<std::string>();
+      if (!s) {
+        fail(i,
+             std::string("allowed_initiators entries must be strings, not ") + type_name(i.type()));
+      }
+      if (auto problem = iscsi_name_problem(*s)) {
+        fail(i, "initiator name \"" + *s + "\" is not a valid iSCSI name: " + *problem);
+      }
+      if (!seen.insert(*s).second) fail(i, "initiator \"" + *s + "\" is listed twice");
+      if (target && !target->allowed_initiators.empty() &&
+          std::find(target->allowed_initiators.begin(), target->allowed_initiators.end(), *s) ==
+              target->allowed_initiators.end()) {
+        fail(i, "initiator \"" + *s + "\" may not log in to target \"" + target->name +
+                    "\" (not in its allowed_initiators), so it can never see this LUN");
+      }
+      out.push_back(*s);
+    }
+    return out;
+  }
+
   Lun read_lun(const toml::table& t) {
-    check_keys(
-        t, "[[target.lun]]",
-        {"number", "path", "size", "block_size", "read_only", "direct_io", "write_ack", "serial"});
+    check_keys(t, "[[target.lun]]",
+               {"number", "path", "size", "block_size", "read_only", "direct_io", "write_ack",
+                "serial", "allowed_initiators"});
     Lun lun;
     if (!t.get("number")) fail(t, "[[target.lun]] needs number = 0..16383");
     get_uint(t, "number", "LUN number", 0, 16383, lun.number);

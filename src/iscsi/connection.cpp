@@ -90,6 +90,9 @@ Connection::Connection(ConnectionHost& host, ConnectionSettings settings, std::s
       login_deadline_(now + settings_.login_timeout),
       last_rx_(now) {
   aborted_itts_.fill(kReservedTag);
+  negotiator_.set_auth_lookup([this](SessionType type, std::string_view target) {
+    return host_.auth_policy(type, target);
+  });
 }
 
 Connection::~Connection() {
@@ -376,6 +379,9 @@ void Connection::login_data_complete() {
                  "initiator not allowed on this target");
       return;
     }
+  }
+  if (transit && csg == LoginStage::security && negotiator_.auth_pending()) {
+    transit = false;  // CHAP still under way: answer T=0 and stay in the security stage
   }
   if (transit && csg == LoginStage::security && !negotiator_.authenticated()) {
     fail_login(LoginStatus::authentication_failed, LoginFailure::auth_failed,
@@ -904,7 +910,7 @@ void Connection::task_management(const Bhs& bhs) {
     case TmfFunction::abort_task_set:
     case TmfFunction::clear_task_set:
     case TmfFunction::logical_unit_reset:
-      if (!target_->luns->find(lun)) {
+      if (!target_->luns->find(lun) || !target_->luns->visible(lun, &nexus_)) {
         response = TmfResponse::lun_does_not_exist;
         break;
       }

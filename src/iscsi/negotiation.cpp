@@ -172,11 +172,19 @@ LoginNegotiator::LoginNegotiator(TargetLimits limits, std::string target_alias,
   authenticated_ = accepts_auth_method("None");
 }
 
+LoginNegotiator::~LoginNegotiator() = default;
+
 bool LoginNegotiator::accepts_auth_method(std::string_view method) const {
-  // Methods this negotiator can carry out; CHAP joins this list when implemented.
-  if (method != "None") return false;
+  // A session with a CHAP policy accepts CHAP only; one without, what the limits list
+  // among the methods this negotiator implements without a policy ("None").
+  if (method == "CHAP") return auth_policy_.has_value();
+  if (method != "None" || auth_policy_) return false;
   return std::find(limits_.auth_methods.begin(), limits_.auth_methods.end(), method) !=
          limits_.auth_methods.end();
+}
+
+bool LoginNegotiator::auth_pending() const {
+  return chap_ && chap_->status() == ChapExchange::Status::in_progress;
 }
 
 NegotiationError LoginNegotiator::fail(NegotiationError e, std::string detail) {
@@ -238,6 +246,10 @@ NegotiationError LoginNegotiator::negotiate(std::uint8_t stage, const std::vecto
       return fail(NegotiationError::missing_parameter,
                   "TargetName missing in first login of a normal session");
     }
+    if (auth_lookup_) {
+      auth_policy_ = auth_lookup_(params_.session_type, params_.target_name);
+      authenticated_ = accepts_auth_method("None");
+    }
   }
 
   if (stage == 1 && !authenticated_) {
@@ -247,10 +259,23 @@ NegotiationError LoginNegotiator::negotiate(std::uint8_t stage, const std::vecto
 
   std::vector<Answer> answers;
   NegotiationError result = NegotiationError::none;
+  chap_keys_.clear();
   for (const auto& kv : keys) {
     result = handle(stage, first, kv, answers);
     if (result != NegotiationError::none) break;
   }
+  if (result == NegotiationError::none && !chap_keys_.empty()) {
+    // The CHAP keys of a request are one step of the exchange (CHAP_N and CHAP_R together).
+    std::vector<std::pair<std::string, std::string>> chap_answers;
+    ChapExchange::Status st = chap_->step(chap_keys_, chap_answers);
+    for (auto& [k, v] : chap_answers) answers.push_back({std::move(k), std::move(v)});
+    if (st == ChapExchange::Status::failed) {
+      result = fail(NegotiationError::auth_failed, chap_->detail());
+    } else if (st == ChapExchange::Status::done) {
+      authenticated_ = true;
+    }
+  }
+  chap_keys_.clear();
 
   // FirstBurstLength never exceeds MaxBurstLength, whichever was negotiated first.
   params_.first_burst_length = std::min(params_.first_burst_length, params_.max_burst_length);
@@ -303,7 +328,12 @@ NegotiationError LoginNegotiator::handle(std::uint8_t stage, bool first, const K
     for (std::string_view option : split_list(kv.value)) {
       if (accepts_auth_method(option)) {
         auth_method_ = std::string(option);
-        authenticated_ = true;  // "None" completes at once
+        if (auth_method_ == "CHAP") {
+          authenticated_ = false;  // until the CHAP exchange succeeds
+          chap_ = std::make_unique<ChapExchange>(*auth_policy_);
+        } else {
+          authenticated_ = true;  // "None" completes at once
+        }
         answers.push_back({key, auth_method_});
         return NegotiationError::none;
       }
@@ -313,7 +343,14 @@ NegotiationError LoginNegotiator::handle(std::uint8_t stage, bool first, const K
     return fail(NegotiationError::auth_failed, "no acceptable AuthMethod in '" + kv.value + "'");
   }
   if (is_chap_key(key)) {
-    return fail(NegotiationError::initiator_error, key + " sent but CHAP was not negotiated");
+    if (auth_method_ != "CHAP" || !chap_) {
+      return fail(NegotiationError::initiator_error, key + " sent but CHAP was not negotiated");
+    }
+    if (stage != 0) {
+      return fail(NegotiationError::initiator_error, key + " outside the security stage");
+    }
+    chap_keys_.push_back(kv);
+    return NegotiationError::none;
   }
 
   // Operational keys (accepted in the security stage too: some initiators send them early).

@@ -45,6 +45,13 @@ iscsi::ConnectionSettings settings_from(const config::IscsiSettings& s) {
   return c;
 }
 
+iscsi::AuthPolicy policy_from(const config::Chap& c) {
+  iscsi::AuthPolicy p;
+  p.initiator = {c.user, c.secret};
+  if (c.mutual()) p.target = iscsi::ChapCredentials{c.mutual_user, c.mutual_secret};
+  return p;
+}
+
 std::string format_address(const std::string& host, std::uint16_t port) {
   if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
   return host + ":" + std::to_string(port);
@@ -54,7 +61,17 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 
 Registry::Registry(const config::Config& cfg)
     : portals_(cfg.portals), settings_(settings_from(cfg.iscsi)) {
+  if (cfg.discovery_chap) {
+    discovery_auth_ = policy_from(*cfg.discovery_chap);
+    spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,
+                 cfg.discovery_chap->mutual() ? ", mutual" : "");
+  }
   for (const auto& t : cfg.targets) {
+    if (t.chap) {
+      target_auth_.emplace(t.name, policy_from(*t.chap));
+      spdlog::info("target {}: CHAP required (user {}{})", t.name, t.chap->user,
+                   t.chap->mutual() ? ", mutual" : "");
+    }
     auto entry = std::make_shared<iscsi::TargetEntry>();
     entry->name = t.name;
     entry->alias = t.alias;
@@ -91,6 +108,12 @@ Registry::Registry(const config::Config& cfg)
                    backend->describe(), backend->size_bytes(), l.block_size,
                    storage::to_string(backend->ack_policy()), l.read_only ? ", read-only" : "");
       entry->luns->add(std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend)));
+      if (!l.allowed_initiators.empty()) {
+        entry->luns->set_allowed_initiators(l.number, l.allowed_initiators);
+        std::string who;
+        for (const auto& i : l.allowed_initiators) who += (who.empty() ? "" : ", ") + i;
+        spdlog::info("target {} LUN {}: visible only to {}", t.name, l.number, who);
+      }
     }
     targets_.push_back(std::move(entry));
   }
@@ -114,6 +137,14 @@ void Registry::append_send_targets(std::string_view initiator, std::string_view 
       iscsi::append_key(out, "TargetAddress", addr + ",1");
     }
   }
+}
+
+std::optional<iscsi::AuthPolicy> Registry::auth_policy(iscsi::SessionType type,
+                                                       std::string_view target) const {
+  if (type == iscsi::SessionType::discovery) return discovery_auth_;
+  auto it = target_auth_.find(target);
+  if (it == target_auth_.end()) return std::nullopt;
+  return it->second;
 }
 
 std::uint16_t Registry::session_started(const std::string& initiator, std::uint64_t isid,

@@ -268,6 +268,11 @@ void SocketConnection::on_tick(reactor::Clock::time_point now) {
 
 // ---------------------------------------------------------------- host
 
+std::optional<iscsi::AuthPolicy> SocketConnection::auth_policy(iscsi::SessionType type,
+                                                               std::string_view target) {
+  return registry_.auth_policy(type, target);
+}
+
 std::shared_ptr<const iscsi::TargetEntry> SocketConnection::find_target(std::string_view name) {
   return registry_.find_target(name);
 }

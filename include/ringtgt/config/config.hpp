@@ -27,12 +27,29 @@ struct Lun {
   bool direct_io = false;  // O_DIRECT
   WriteAck write_ack = WriteAck::writethrough;
   std::string serial;  // empty: derived from target name and LUN number
+  // LUN masking: the initiators that see this LUN; empty: every initiator of the target.
+  std::vector<std::string> allowed_initiators;
+};
+
+// CHAP credentials. The secrets are read from their files when the configuration is
+// loaded (files must not be accessible by group or others); never log them.
+struct Chap {
+  std::string user;         // the CHAP_N the initiator must send
+  std::string secret;       // its secret
+  std::string secret_file;  // where the secret came from
+  // Mutual CHAP (optional; empty user: none): what the target answers when the initiator
+  // asks it to authenticate itself.
+  std::string mutual_user;
+  std::string mutual_secret;
+  std::string mutual_secret_file;
+  bool mutual() const { return !mutual_user.empty(); }
 };
 
 struct Target {
   std::string name;                             // IQN (or eui./naa. name)
   std::string alias;                            // TargetAlias, may be empty
   std::vector<std::string> allowed_initiators;  // empty: every initiator may log in
+  std::optional<Chap> chap;                     // set: AuthMethod=CHAP is required
   std::vector<Lun> luns;
 };
 
@@ -61,6 +78,7 @@ struct Config {
   std::string state_dir;  // absolute; relative paths resolve against the config file's folder
   std::vector<Portal> portals;
   IscsiSettings iscsi;
+  std::optional<Chap> discovery_chap;  // [discovery]: CHAP for discovery sessions
   std::vector<Target> targets;
 };
 

@@ -55,6 +55,11 @@ class ConnectionHost {
   virtual std::uint16_t session_started(const SessionParams& params, std::uint64_t isid) = 0;
   virtual void login_failed(LoginFailure why, const std::string& initiator,
                             const std::string& target, const std::string& detail) = 0;
+  // The CHAP policy of a login to target (or of a discovery session), asked once the
+  // first login request is in; nullopt: no CHAP. Holds secrets: never log it.
+  virtual std::optional<AuthPolicy> auth_policy(SessionType type, std::string_view target) {
+    return std::nullopt;
+  }
   // Output was queued: the network layer should send.
   virtual void output_ready() = 0;
 

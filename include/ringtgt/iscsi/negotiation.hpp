@@ -4,11 +4,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "ringtgt/iscsi/chap.hpp"
 #include "ringtgt/iscsi/text.hpp"
 
 namespace ringtgt::iscsi {
@@ -29,8 +33,8 @@ struct TargetLimits {
   std::uint32_t default_time2retain = 0;
   std::uint32_t max_connections = 1;
   std::uint32_t error_recovery_level = 0;
-  // AuthMethod values the target accepts, e.g. {"None"} or {"CHAP"}. Only methods this
-  // negotiator implements can be chosen; today that is "None" (CHAP plugs in here).
+  // AuthMethod values the target accepts when no CHAP policy applies, e.g. {"None"}. When
+  // the auth lookup returns a policy for the session, only "CHAP" is accepted.
   std::vector<std::string> auth_methods{"None"};
 };
 
@@ -61,9 +65,18 @@ enum class NegotiationError {
 
 const char* to_string(NegotiationError);
 
+// The CHAP policy for a session, asked once the first login request named its type and
+// target: nullopt means no CHAP (AuthMethod=None, if TargetLimits allows it).
+using AuthLookup =
+    std::function<std::optional<AuthPolicy>(SessionType type, std::string_view target_name)>;
+
 class LoginNegotiator {
  public:
   LoginNegotiator(TargetLimits limits, std::string target_alias, std::uint16_t portal_group_tag);
+  ~LoginNegotiator();
+
+  // Set before the first negotiate(); without it no session uses CHAP.
+  void set_auth_lookup(AuthLookup lookup) { auth_lookup_ = std::move(lookup); }
 
   // Processes the keys of one complete login request (all its continuation PDUs joined), in
   // stage `stage` (0 security, 1 operational), appending the answers to `response`.
@@ -85,6 +98,9 @@ class LoginNegotiator {
   bool authenticated() const { return authenticated_; }
   // The AuthMethod chosen, or empty if none was negotiated.
   const std::string& auth_method() const { return auth_method_; }
+  // CHAP was chosen and its exchange is not over yet: a request to leave the security stage
+  // is answered without the transit (T=0) instead of failing the login.
+  bool auth_pending() const;
 
  private:
   struct Answer {
@@ -101,6 +117,10 @@ class LoginNegotiator {
   bool accepts_auth_method(std::string_view method) const;
 
   TargetLimits limits_;
+  AuthLookup auth_lookup_;
+  std::optional<AuthPolicy> auth_policy_;
+  std::unique_ptr<ChapExchange> chap_;
+  std::vector<KeyValue> chap_keys_;  // the CHAP_* keys of the request being processed
   std::string target_alias_;
   std::uint16_t portal_group_tag_;
   SessionParams params_;

@@ -7,7 +7,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ringtgt/config/config.hpp"
@@ -31,6 +33,10 @@ class Registry {
                            const std::string& local_address, std::string& out) const;
   const std::vector<std::shared_ptr<const iscsi::TargetEntry>>& targets() const { return targets_; }
   iscsi::ConnectionSettings connection_settings() const { return settings_; }
+  // The CHAP policy of a login to target (or of discovery): nullopt when none is set
+  // or the target is unknown. Holds secrets: never log it.
+  std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
+                                               std::string_view target) const;
 
   // A session reached full feature phase: returns its TSIH, and closes an
   // older session of the same initiator name and ISID (reinstatement).
@@ -48,6 +54,8 @@ class Registry {
   std::vector<std::shared_ptr<const iscsi::TargetEntry>> targets_;
   std::vector<config::Portal> portals_;
   iscsi::ConnectionSettings settings_;
+  std::optional<iscsi::AuthPolicy> discovery_auth_;
+  std::map<std::string, iscsi::AuthPolicy, std::less<>> target_auth_;  // targets with CHAP
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
   std::uint16_t next_tsih_ = 1;

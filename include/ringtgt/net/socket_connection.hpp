@@ -39,6 +39,8 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void login_failed(iscsi::LoginFailure why, const std::string& initiator,
                     const std::string& target, const std::string& detail) override;
   void output_ready() override;
+  std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
+                                               std::string_view target) override;
 
  private:
   struct Op final : reactor::IoOp {

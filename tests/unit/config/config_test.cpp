@@ -215,7 +215,7 @@ TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
   // TOML: state_dir below [[target.lun]] is a key of that LUN, not of the top level.
   EXPECT_EQ(error_of(with_lun("state_dir = \"s\"\n")),
             "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
-            "block_size, read_only, direct_io, write_ack, serial)");
+            "block_size, read_only, direct_io, write_ack, serial, allowed_initiators)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -266,7 +266,8 @@ TEST_F(TempDir, LoadFileErrorsCarryTheFileName) {
     EXPECT_EQ(std::string(e.what()),
               p.string() +
                   ":5:1: unknown key 'bogus' in [[target]] (allowed: name, alias, "
-                  "allowed_initiators, lun)");
+                  "allowed_initiators, chap_user, chap_secret_file, mutual_user, "
+                  "mutual_secret_file, lun)");
   }
 }
 
@@ -290,6 +291,148 @@ TEST_F(TempDir, DirectoryIsNotAFile) {
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()), p + ":0:0: cannot read: Is a directory");
   }
+}
+
+// --- CHAP secret files and LUN masking ---
+
+class Secrets : public TempDir {
+ protected:
+  std::string secret(const std::string& name, const std::string& content,
+                     fs::perms mode = fs::perms::owner_read | fs::perms::owner_write) {
+    fs::path p = write(name, content);
+    fs::permissions(p, mode);
+    return p.string();
+  }
+  // kHead's target with CHAP keys (line 5 on).
+  static std::string target_chap(const std::string& file, const std::string& more = "") {
+    return kHead + "chap_user = \"node2\"\nchap_secret_file = \"" + file + "\"\n" + more;
+  }
+};
+
+TEST_F(Secrets, TargetAndDiscoveryChap) {
+  std::string s1 = secret("s1", "twelve-bytes\n");
+  std::string s2 = secret("s2", "another-secret-value\r\n");
+  std::string s3 = secret("s3", "discovery-secret");
+  Config c = load_string(
+      "[discovery]\nchap_user = \"disc\"\nchap_secret_file = \"" + s3 + "\"\n" +
+          target_chap(s1, "mutual_user = \"node1\"\nmutual_secret_file = \"" + s2 + "\"\n"),
+      "t.toml");
+  ASSERT_TRUE(c.discovery_chap.has_value());
+  EXPECT_EQ(c.discovery_chap->user, "disc");
+  EXPECT_EQ(c.discovery_chap->secret, "discovery-secret");
+  EXPECT_FALSE(c.discovery_chap->mutual());
+  ASSERT_TRUE(c.targets[0].chap.has_value());
+  const Chap& chap = *c.targets[0].chap;
+  EXPECT_EQ(chap.user, "node2");
+  EXPECT_EQ(chap.secret, "twelve-bytes");  // trailing newline dropped
+  EXPECT_EQ(chap.secret_file, s1);
+  EXPECT_TRUE(chap.mutual());
+  EXPECT_EQ(chap.mutual_user, "node1");
+  EXPECT_EQ(chap.mutual_secret, "another-secret-value");
+  EXPECT_EQ(chap.mutual_secret_file, s2);
+}
+
+TEST_F(Secrets, NoChapByDefault) {
+  Config c = load_string(kHead, "t.toml");
+  EXPECT_FALSE(c.discovery_chap.has_value());
+  EXPECT_FALSE(c.targets[0].chap.has_value());
+}
+
+TEST_F(Secrets, GroupOrWorldReadableFileRefused) {
+  std::string s = secret("open", "twelve-bytes-long",
+                         fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                             fs::perms::others_read);
+  std::string e = error_of(target_chap(s));
+  EXPECT_EQ(e, "t.toml:6:20: secret file \"" + s +
+                   "\" has mode 0644: it must not be accessible by group or others (chmod 600 " +
+                   s + ")");
+  std::string g =
+      secret("group", "twelve-bytes-long", fs::perms::owner_read | fs::perms::group_read);
+  EXPECT_NE(error_of(target_chap(g)).find("has mode 0440"), std::string::npos);
+  // The secret itself never appears in an error.
+  EXPECT_EQ(e.find("twelve-bytes-long"), std::string::npos);
+}
+
+TEST_F(Secrets, BadSecretFiles) {
+  std::string shrt = secret("short", "elevenbytes\n");
+  EXPECT_EQ(error_of(target_chap(shrt)),
+            "t.toml:6:20: the secret in secret file \"" + shrt +
+                "\" is 11 bytes long; CHAP secrets must be 12..255 bytes");
+  std::string empty = secret("empty", "");
+  EXPECT_NE(error_of(target_chap(empty)).find("is 0 bytes long"), std::string::npos);
+  std::string lng = secret("long", std::string(256, 'x'));
+  EXPECT_NE(error_of(target_chap(lng)).find("is 256 bytes long"), std::string::npos);
+  std::string lines = secret("lines", "first-line-here\nsecond-line\n");
+  EXPECT_NE(error_of(target_chap(lines)).find("single line"), std::string::npos);
+  std::string missing = (dir_ / "missing").string();
+  EXPECT_EQ(error_of(target_chap(missing)),
+            "t.toml:6:20: cannot open secret file \"" + missing + "\": No such file or directory");
+  EXPECT_EQ(error_of(target_chap(dir_.string())),
+            "t.toml:6:20: secret file \"" + dir_.string() + "\" is not a regular file");
+}
+
+TEST_F(Secrets, IncompleteChapSettings) {
+  std::string s = secret("s", "twelve-bytes-long");
+  std::string m = secret("m", "mutual-secret-value");
+  EXPECT_EQ(error_of(kHead + "chap_user = \"node2\"\n"),
+            "t.toml:5:13: target \"iqn.2025-01.com.example:t\": chap_user needs chap_secret_file");
+  EXPECT_NE(error_of(kHead + "chap_secret_file = \"" + s + "\"\n").find("no chap_user"),
+            std::string::npos);
+  EXPECT_NE(error_of(target_chap(s, "mutual_user = \"node1\"\n"))
+                .find("mutual_user and mutual_secret_file go together"),
+            std::string::npos);
+  EXPECT_NE(error_of(target_chap(s, "mutual_secret_file = \"" + m + "\"\n"))
+                .find("mutual_user and mutual_secret_file go together"),
+            std::string::npos);
+  EXPECT_NE(error_of(kHead + "chap_user = \"\"\nchap_secret_file = \"" + s + "\"\n")
+                .find("chap_user must be 1..255 bytes"),
+            std::string::npos);
+  std::string same = secret("same", "twelve-bytes-long");
+  EXPECT_NE(
+      error_of(target_chap(s, "mutual_user = \"node1\"\nmutual_secret_file = \"" + same + "\"\n"))
+          .find("mutual secret must differ"),
+      std::string::npos);
+  EXPECT_NE(error_of("[discovery]\nchap_usr = \"x\"\n" + kHead)
+                .find("unknown key 'chap_usr' in [discovery]"),
+            std::string::npos);
+}
+
+TEST_F(Secrets, RelativeSecretPathResolvesAgainstTheConfigFolder) {
+  secret("etc/secrets/node2", "twelve-bytes-long");
+  fs::path p = write("etc/r.toml", target_chap("secrets/node2"));
+  Config c = load_file(p.string());
+  EXPECT_EQ(c.targets[0].chap->secret_file, (dir_ / "etc/secrets/node2").string());
+  EXPECT_EQ(c.targets[0].chap->secret, "twelve-bytes-long");
+}
+
+TEST(LunMasking, AllowedInitiatorsPerLun) {
+  Config c = load_string(with_lun("allowed_initiators = [\"iqn.2000-01.com.example:a\", "
+                                  "\"iqn.2000-01.com.example:b\"]\n"),
+                         "t.toml");
+  EXPECT_EQ(c.targets[0].luns[0].allowed_initiators,
+            (std::vector<std::string>{"iqn.2000-01.com.example:a", "iqn.2000-01.com.example:b"}));
+  EXPECT_TRUE(load_string(with_lun(), "t.toml").targets[0].luns[0].allowed_initiators.empty());
+}
+
+TEST(LunMasking, Errors) {
+  EXPECT_EQ(error_of(with_lun("allowed_initiators = [\"IQN.x\"]\n")),
+            "t.toml:8:23: initiator name \"IQN.x\" is not a valid iSCSI name: iSCSI names must be "
+            "lowercase (\"iqn.\", \"eui.\", \"naa.\")");
+  EXPECT_NE(error_of(with_lun("allowed_initiators = [\"iqn.2000-01.com.example:a\", "
+                              "\"iqn.2000-01.com.example:a\"]\n"))
+                .find("listed twice"),
+            std::string::npos);
+  // A LUN cannot admit an initiator its target refuses.
+  std::string text =
+      "[[portal]]\nlisten = \"127.0.0.1:3260\"\n[[target]]\n"
+      "name = \"iqn.2025-01.com.example:t\"\n"
+      "allowed_initiators = [\"iqn.2000-01.com.example:a\"]\n"
+      "[[target.lun]]\nnumber = 0\npath = \"/tmp/x.img\"\n"
+      "allowed_initiators = [\"iqn.2000-01.com.example:b\"]\n";
+  EXPECT_EQ(error_of(text),
+            "t.toml:9:23: initiator \"iqn.2000-01.com.example:b\" may not log in to target "
+            "\"iqn.2025-01.com.example:t\" (not in its allowed_initiators), so it can never see "
+            "this LUN");
 }
 
 TEST(ShippedConfigs, DemoParses) {
@@ -324,8 +467,37 @@ TEST(ShippedConfigs, DemoParses) {
   EXPECT_EQ(wb.luns[0].write_ack, WriteAck::writeback);
 }
 
-TEST(ShippedConfigs, Node1Parses) {
-  Config c = load_file((conf_dir() / "node1.toml").string());
+// node1.toml with its /etc/ringtgt/secrets/ files replaced by ones in a temporary folder.
+class ShippedNode1 : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ringtgt-node1-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  Config load() {
+    std::ifstream in(conf_dir() / "node1.toml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string from = "\"/etc/ringtgt/secrets/";  // in values, not comments
+    int n = 0;
+    for (std::size_t at; (at = text.find(from)) != std::string::npos;) {
+      std::size_t end = text.find('"', at + 1);
+      std::string name = text.substr(at + from.size(), end - at - from.size());
+      fs::path secret = dir_ / name;
+      if (!fs::exists(secret)) {
+        std::ofstream(secret) << "secret-of-" << name << "-" << n++ << "\n";
+        fs::permissions(secret, fs::perms::owner_read | fs::perms::owner_write);
+      }
+      text.replace(at, from.size(), "\"" + dir_.string() + "/");
+    }
+    return load_string(text, "node1.toml");
+  }
+  fs::path dir_;
+};
+
+TEST_F(ShippedNode1, Parses) {
+  Config c = load();
   ASSERT_EQ(c.portals.size(), 1u);
   EXPECT_EQ(c.portals[0].to_string(), "10.0.0.11:3260");
   ASSERT_EQ(c.targets.size(), 2u);
@@ -344,6 +516,17 @@ TEST(ShippedConfigs, Node1Parses) {
   EXPECT_EQ(c.targets[1].luns[0].number, 0u);
   EXPECT_EQ(c.targets[1].luns[0].path, "/dev/vg0/lun2");
   EXPECT_FALSE(c.targets[1].luns[0].size.has_value());
+  ASSERT_TRUE(c.discovery_chap.has_value());
+  EXPECT_EQ(c.discovery_chap->user, "discovery");
+  EXPECT_FALSE(c.discovery_chap->mutual());
+  ASSERT_TRUE(c.targets[0].chap.has_value());
+  EXPECT_EQ(c.targets[0].chap->user, "node2");
+  EXPECT_EQ(c.targets[0].chap->secret_file, (dir_ / "node2").string());
+  EXPECT_TRUE(c.targets[0].chap->secret.starts_with("secret-of-node2-"));
+  EXPECT_EQ(c.targets[0].chap->mutual_user, "node1");
+  ASSERT_TRUE(c.targets[1].chap.has_value());
+  EXPECT_EQ(c.targets[1].chap->user, "node3");
+  EXPECT_EQ(c.targets[1].chap->mutual_secret_file, (dir_ / "node1-for-node3").string());
 }
 
 TEST(IscsiName, Valid) {
@@ -397,7 +580,7 @@ TEST(Errors, TomlSyntax) {
 TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of("wrokers = 1\n" + kHead),
             "t.toml:1:1: unknown key 'wrokers' in the top level (allowed: workers, log_level, "
-            "state_dir, portal, iscsi, target)");
+            "state_dir, portal, iscsi, discovery, target)");
   EXPECT_EQ(error_of("[[portal]]\n  listen = \"127.0.0.1\"\n  port = 3260\n"),
             "t.toml:3:3: unknown key 'port' in [[portal]] (allowed: listen)");
   EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_dept = 3\n"),
@@ -406,16 +589,18 @@ TEST(Errors, UnknownKeys) {
             "immediate_data, max_outstanding_r2t, header_digest, data_digest, "
             "default_time2wait, default_time2retain, queue_depth, nop_interval, nop_timeout, "
             "login_timeout)");
-  EXPECT_EQ(error_of(kHead + "aliass = \"x\"\n"),
-            "t.toml:5:1: unknown key 'aliass' in [[target]] (allowed: name, alias, "
-            "allowed_initiators, lun)");
+  EXPECT_EQ(
+      error_of(kHead + "aliass = \"x\"\n"),
+      "t.toml:5:1: unknown key 'aliass' in [[target]] (allowed: name, alias, "
+      "allowed_initiators, chap_user, chap_secret_file, mutual_user, mutual_secret_file, lun)");
   EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
-            "block_size, read_only, direct_io, write_ack, serial)");
+            "block_size, read_only, direct_io, write_ack, serial, allowed_initiators)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
-  EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
-            "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
-            "allowed_initiators, lun)");
+  EXPECT_EQ(
+      error_of(kHead + "[[target.luns]]\n"),
+      "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
+      "allowed_initiators, chap_user, chap_secret_file, mutual_user, mutual_secret_file, lun)");
 }
 
 TEST(Errors, WrongTypes) {

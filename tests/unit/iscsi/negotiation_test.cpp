@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -151,7 +152,8 @@ TEST(Negotiation, AuthMethodTable) {
       {{"None"}, "none", "Reject", NegotiationError::auth_failed},
       {{"None"}, "", "Reject", NegotiationError::auth_failed},
       {{"CHAP"}, "None", "Reject", NegotiationError::auth_failed},
-      {{"CHAP", "None"}, "CHAP,None", "None", NegotiationError::none},  // CHAP not yet built
+      // CHAP needs a policy from the auth lookup; without one only None can be chosen.
+      {{"CHAP", "None"}, "CHAP,None", "None", NegotiationError::none},
   };
   for (const auto& c : cases) {
     TargetLimits limits;
@@ -742,6 +744,151 @@ TEST(Negotiation, OpenIscsiLogin) {
   EXPECT_EQ(p.first_burst_length, 262144u);
   EXPECT_EQ(p.initiator_max_recv_data_segment_length, 262144u);
   EXPECT_EQ(p.default_time2retain, 0u);
+}
+
+// --- CHAP through the auth lookup ---
+
+AuthPolicy chap_policy(bool mutual = false) {
+  AuthPolicy p;
+  p.initiator = {"iqn.1994-05.com.redhat:node2", "initiator-secret-1"};
+  if (mutual) p.target = ChapCredentials{"iqn.2025-01.com.jacobgade:node1", "target-secret-22"};
+  return p;
+}
+
+// Answers the CHAP challenge in response (the target's CHAP_I and CHAP_C) with secret.
+std::string chap_answer(const KVs& response, std::string_view secret, ChapAlgorithm alg) {
+  unsigned id = 0;
+  std::vector<std::uint8_t> challenge;
+  for (const auto& kv : response) {
+    if (kv.key == "CHAP_I") id = static_cast<unsigned>(std::stoul(kv.value));
+    if (kv.key == "CHAP_C") challenge = *decode_binary(kv.value);
+  }
+  return encode_hex(chap_response(alg, static_cast<std::uint8_t>(id), secret, challenge));
+}
+
+struct ChapLogin : Login {
+  explicit ChapLogin(std::optional<AuthPolicy> p = chap_policy()) {
+    n.set_auth_lookup([this, p](SessionType type, std::string_view target) {
+      asked_type = type;
+      asked_target = std::string(target);
+      ++lookups;
+      return p;
+    });
+  }
+  SessionType asked_type = SessionType::normal;
+  std::string asked_target;
+  int lookups = 0;
+};
+
+TEST(Negotiation, ChapOneWayLogin) {
+  ChapLogin l;
+  KVs first = kLeadingNormal;
+  first.back() = {"AuthMethod", "CHAP,None"};
+  ASSERT_EQ(l.security(first), NegotiationError::none) << l.n.error_detail();
+  EXPECT_EQ(l.lookups, 1);
+  EXPECT_EQ(l.asked_type, SessionType::normal);
+  EXPECT_EQ(l.asked_target, "iqn.2025-01.com.jacobgade:node2");
+  EXPECT_EQ(l.answers()[0], (KeyValue{"AuthMethod", "CHAP"}));
+  EXPECT_FALSE(l.n.authenticated());
+  EXPECT_TRUE(l.n.auth_pending());
+
+  ASSERT_EQ(l.security({{"CHAP_A", "7,5"}}), NegotiationError::none) << l.n.error_detail();
+  KVs challenge = l.answers();
+  ASSERT_EQ(challenge.size(), 3u);
+  EXPECT_EQ(challenge[0], (KeyValue{"CHAP_A", "7"}));
+  EXPECT_EQ(challenge[1].key, "CHAP_I");
+  EXPECT_EQ(challenge[2].key, "CHAP_C");
+  EXPECT_TRUE(l.n.auth_pending());
+
+  ASSERT_EQ(
+      l.security({{"CHAP_N", "iqn.1994-05.com.redhat:node2"},
+                  {"CHAP_R", chap_answer(challenge, "initiator-secret-1", ChapAlgorithm::sha256)}}),
+      NegotiationError::none)
+      << l.n.error_detail();
+  EXPECT_TRUE(l.answers().empty());
+  EXPECT_TRUE(l.n.authenticated());
+  EXPECT_FALSE(l.n.auth_pending());
+  EXPECT_EQ(l.operational({{"MaxBurstLength", "65536"}}), NegotiationError::none);
+  EXPECT_EQ(l.lookups, 1);
+}
+
+TEST(Negotiation, ChapWrongSecretFailsAuthentication) {
+  ChapLogin l;
+  KVs first = kLeadingNormal;
+  first.back() = {"AuthMethod", "CHAP"};
+  ASSERT_EQ(l.security(first), NegotiationError::none);
+  ASSERT_EQ(l.security({{"CHAP_A", "5"}}), NegotiationError::none);
+  EXPECT_EQ(
+      l.security({{"CHAP_N", "iqn.1994-05.com.redhat:node2"},
+                  {"CHAP_R", chap_answer(l.answers(), "wrong-secret-123", ChapAlgorithm::md5)}}),
+      NegotiationError::auth_failed);
+  EXPECT_NE(l.n.error_detail().find("wrong secret"), std::string::npos);
+  EXPECT_EQ(l.n.error_detail().find("initiator-secret-1"), std::string::npos);
+  EXPECT_FALSE(l.n.authenticated());
+}
+
+TEST(Negotiation, ChapMutualLogin) {
+  ChapLogin l(chap_policy(true));
+  KVs first = kLeadingNormal;
+  first.back() = {"AuthMethod", "CHAP"};
+  ASSERT_EQ(l.security(first), NegotiationError::none);
+  ASSERT_EQ(l.security({{"CHAP_A", "5"}}), NegotiationError::none);
+  const std::string their_challenge = "0x00112233445566778899aabbccddeeff";
+  ASSERT_EQ(
+      l.security({{"CHAP_N", "iqn.1994-05.com.redhat:node2"},
+                  {"CHAP_R", chap_answer(l.answers(), "initiator-secret-1", ChapAlgorithm::md5)},
+                  {"CHAP_I", "9"},
+                  {"CHAP_C", their_challenge}}),
+      NegotiationError::none)
+      << l.n.error_detail();
+  EXPECT_EQ(l.answers(),
+            (KVs{{"CHAP_N", "iqn.2025-01.com.jacobgade:node1"},
+                 {"CHAP_R", encode_hex(chap_response(ChapAlgorithm::md5, 9, "target-secret-22",
+                                                     *decode_binary(their_challenge)))}}));
+  EXPECT_TRUE(l.n.authenticated());
+}
+
+TEST(Negotiation, ChapRequiredRefusesNone) {
+  ChapLogin l;
+  EXPECT_EQ(l.security(), NegotiationError::auth_failed);  // AuthMethod=None
+  EXPECT_EQ(l.answers()[0], (KeyValue{"AuthMethod", "Reject"}));
+  EXPECT_FALSE(l.n.authenticated());
+
+  // No AuthMethod at all, straight to the operational stage.
+  ChapLogin skip;
+  skip.response.clear();
+  EXPECT_EQ(
+      skip.n.negotiate(1, {{"InitiatorName", "iqn.i"}, {"TargetName", "iqn.t"}}, skip.response),
+      NegotiationError::auth_failed);
+}
+
+TEST(Negotiation, NoPolicyKeepsNone) {
+  ChapLogin l(std::nullopt);
+  KVs first = kLeadingNormal;
+  first.back() = {"AuthMethod", "CHAP,None"};
+  ASSERT_EQ(l.security(first), NegotiationError::none);
+  EXPECT_EQ(l.answers()[0], (KeyValue{"AuthMethod", "None"}));
+  EXPECT_TRUE(l.n.authenticated());
+  EXPECT_FALSE(l.n.auth_pending());
+}
+
+TEST(Negotiation, ChapForDiscovery) {
+  ChapLogin l;
+  ASSERT_EQ(l.security(
+                {{"InitiatorName", "iqn.i"}, {"SessionType", "Discovery"}, {"AuthMethod", "CHAP"}}),
+            NegotiationError::none);
+  EXPECT_EQ(l.asked_type, SessionType::discovery);
+  EXPECT_EQ(l.asked_target, "");
+  EXPECT_TRUE(l.n.auth_pending());
+}
+
+TEST(Negotiation, ChapKeysOutsideTheSecurityStage) {
+  ChapLogin l;
+  KVs first = kLeadingNormal;
+  first.back() = {"AuthMethod", "CHAP"};
+  ASSERT_EQ(l.security(first), NegotiationError::none);
+  // Operational stage before CHAP finished: not authenticated.
+  EXPECT_EQ(l.operational({{"CHAP_A", "5"}}), NegotiationError::auth_failed);
 }
 
 TEST(Negotiation, ErrorStrings) {
