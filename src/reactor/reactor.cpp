@@ -35,7 +35,7 @@ std::string io_uring_disabled_hint() {
   return "";
 }
 
-int init_ring(io_uring& ring, unsigned entries, unsigned& flags_out) {
+int init_ring(io_uring& ring, unsigned entries, unsigned& flags_out, unsigned* features = nullptr) {
   // Prefer single-issuer deferred task running (6.1+), then cooperative
   // task running (5.19+), then plain rings.
   const unsigned candidates[] = {
@@ -50,6 +50,7 @@ int init_ring(io_uring& ring, unsigned entries, unsigned& flags_out) {
     rc = io_uring_queue_init_params(entries, &ring, &p);
     if (rc == 0) {
       flags_out = flags;
+      if (features) *features = p.features;
       return 0;
     }
     if (rc != -EINVAL) break;
@@ -62,13 +63,26 @@ int init_ring(io_uring& ring, unsigned entries, unsigned& flags_out) {
 IoEngine* IoEngine::current() {
   return current_engine;
 }
+
+void IoEngine::write_durable(int fd, const void* buf, std::size_t len, std::uint64_t offset,
+                             IoOp* op) {
+  write(fd, buf, len, offset, RWF_DSYNC, op);
+}
+
+namespace {
+// user_data of the two halves of a write_durable: the op with a low bit set.
+constexpr std::uintptr_t kDurableSyncTag = 1;
+constexpr std::uintptr_t kDurableWriteTag = 2;
+constexpr std::uintptr_t kTags = kDurableSyncTag | kDurableWriteTag;
+}  // namespace
 void IoEngine::set_current(IoEngine* engine) {
   current_engine = engine;
 }
 
 Reactor::Reactor(unsigned index, unsigned ring_entries) : index_(index) {
-  unsigned flags = 0;
-  int rc = init_ring(ring_, ring_entries, flags);
+  unsigned flags = 0, features = 0;
+  int rc = init_ring(ring_, ring_entries, flags, &features);
+  cqe_skip_ = features & IORING_FEAT_CQE_SKIP;
   if (rc < 0) {
     throw IoUringUnavailable("cannot create an io_uring ring: " + std::string(std::strerror(-rc)) +
                              io_uring_disabled_hint());
@@ -136,6 +150,23 @@ void Reactor::fsync(int fd, bool datasync, IoOp* op) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
   io_uring_sqe_set_data(sqe, op);
+  ++inflight_;
+}
+
+void Reactor::write_durable(int fd, const void* buf, std::size_t len, std::uint64_t offset,
+                            IoOp* op) {
+  if (!cqe_skip_) return IoEngine::write_durable(fd, buf, len, offset, op);
+  // A plain write linked to an fdatasync. The write posts a completion only
+  // when it fails or comes up short, and then the kernel cancels the fsync
+  // without posting its completion: op completes exactly once either way.
+  io_uring_sqe* w = next_sqe();
+  io_uring_prep_write(w, fd, buf, static_cast<unsigned>(len), offset);
+  io_uring_sqe_set_data64(w, reinterpret_cast<std::uintptr_t>(op) | kDurableWriteTag);
+  w->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe* f = next_sqe();
+  io_uring_prep_fsync(f, fd, IORING_FSYNC_DATASYNC);
+  op->durable_len = static_cast<std::uint32_t>(len);
+  io_uring_sqe_set_data64(f, reinterpret_cast<std::uintptr_t>(op) | kDurableSyncTag);
   ++inflight_;
 }
 
@@ -218,7 +249,12 @@ void Reactor::run() {
     // Completions may submit more work; collect first so the CQ ring can advance.
     completions_.clear();
     io_uring_for_each_cqe(&ring_, head, cqe) {
-      completions_.push_back({static_cast<IoOp*>(io_uring_cqe_get_data(cqe)), cqe->res});
+      auto ud = static_cast<std::uintptr_t>(io_uring_cqe_get_data64(cqe));
+      int res = cqe->res;
+      IoOp* op = reinterpret_cast<IoOp*>(ud & ~kTags);
+      if ((ud & kDurableSyncTag) && res == 0) res = static_cast<int>(op->durable_len);
+      if ((ud & kDurableWriteTag) && res >= 0) res = -EIO;  // short write
+      completions_.push_back({op, res});
       ++seen;
     }
     io_uring_cq_advance(&ring_, seen);

@@ -54,8 +54,12 @@ void FileBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoOp* o
 
 void FileBackend::write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
                         IoOp* op) {
-  int rw_flags = (policy_ == WriteAckPolicy::writethrough || fua) ? RWF_DSYNC : 0;
-  reactor::IoEngine::current()->write(fd_, buf, len, offset, rw_flags, op);
+  auto* engine = reactor::IoEngine::current();
+  if (policy_ == WriteAckPolicy::writethrough || fua) {
+    engine->write_durable(fd_, buf, len, offset, op);
+  } else {
+    engine->write(fd_, buf, len, offset, 0, op);
+  }
 }
 
 void FileBackend::flush(IoOp* op) {

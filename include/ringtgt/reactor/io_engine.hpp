@@ -17,6 +17,9 @@ class IoOp {
  public:
   virtual void on_complete(int result) = 0;
 
+  // Set by IoEngine::write_durable: the byte count reported on success.
+  std::uint32_t durable_len = 0;
+
  protected:
   ~IoOp() = default;
 };
@@ -31,6 +34,13 @@ class IoEngine {
   virtual void write(int fd, const void* buf, std::size_t len, std::uint64_t offset, int rw_flags,
                      IoOp* op) = 0;
   virtual void fsync(int fd, bool datasync, IoOp* op) = 0;
+  // A write that completes only once it is durable. The default is a write
+  // with RWF_DSYNC; a reactor instead links a plain write to an fdatasync so
+  // that concurrent durable writes to one file are not serialised behind
+  // each other's syncs (the kernel runs buffered RWF_DSYNC writes of a file
+  // one at a time, while concurrent fdatasyncs share journal commits).
+  virtual void write_durable(int fd, const void* buf, std::size_t len, std::uint64_t offset,
+                             IoOp* op);
   virtual void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) = 0;
   // msg and everything it points to must stay valid until op completes.
   virtual void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) = 0;

@@ -49,6 +49,8 @@ class Reactor final : public IoEngine {
   void write(int fd, const void* buf, std::size_t len, std::uint64_t offset, int rw_flags,
              IoOp* op) override;
   void fsync(int fd, bool datasync, IoOp* op) override;
+  void write_durable(int fd, const void* buf, std::size_t len, std::uint64_t offset,
+                     IoOp* op) override;
   void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) override;
   void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) override;
 
@@ -73,6 +75,7 @@ class Reactor final : public IoEngine {
   unsigned ring_flags_ = 0;
   __kernel_timespec tick_ts_{};
   IoOp* wake_op_ = nullptr;
+  bool cqe_skip_ = false;  // IOSQE_CQE_SKIP_SUCCESS available
   IoOp* tick_op_ = nullptr;
   std::vector<std::pair<IoOp*, int>> completions_;
 };

@@ -338,5 +338,63 @@ TEST(IoEngine, SetCurrentIsPerThread) {
   EXPECT_EQ(IoEngine::current(), nullptr);
 }
 
+TEST(Reactor, DurableWriteReportsItsLengthAndManyRunAtOnce) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  TempFile f;
+  ASSERT_GE(f.fd, 0);
+  rt.start();
+
+  constexpr int kWrites = 64;
+  std::vector<std::vector<std::uint8_t>> blocks(kWrites);
+  std::vector<int> results(kWrites, 1);
+  std::vector<std::unique_ptr<FnOp>> ops;
+  std::promise<void> done;
+  int left = kWrites;
+  for (int i = 0; i < kWrites; ++i) {
+    blocks[i].assign(4096, static_cast<std::uint8_t>(i + 1));
+    ops.push_back(std::make_unique<FnOp>([&, i](int r) {
+      results[i] = r;
+      if (--left == 0) done.set_value();
+    }));
+  }
+  rt.reactor->post([&] {
+    for (int i = 0; i < kWrites; ++i)
+      rt.reactor->write_durable(f.fd, blocks[i].data(), 4096, std::uint64_t(i) * 4096,
+                                ops[i].get());
+  });
+  ASSERT_EQ(done.get_future().wait_for(10s), std::future_status::ready);
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ(results[i], 4096) << "write " << i;
+  std::vector<std::uint8_t> in(4096);
+  for (int i = 0; i < kWrites; ++i) {
+    ASSERT_EQ(::pread(f.fd, in.data(), in.size(), i * 4096), 4096);
+    EXPECT_EQ(in, blocks[i]) << "block " << i;
+  }
+}
+
+TEST(Reactor, DurableWriteThatFailsReportsAnErrorOnceAndStopStillReturns) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  TempFile f;
+  ASSERT_GE(f.fd, 0);
+  int ro = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ro, 0);
+  rt.start();
+  std::vector<std::uint8_t> block(4096, 7);
+  std::promise<int> done;
+  int calls = 0;
+  FnOp op([&](int r) {
+    if (++calls == 1) done.set_value(r);
+  });
+  rt.reactor->post([&] { rt.reactor->write_durable(ro, block.data(), block.size(), 0, &op); });
+  auto fut = done.get_future();
+  ASSERT_EQ(fut.wait_for(5s), std::future_status::ready);
+  EXPECT_LT(fut.get(), 0);
+  rt.reactor->stop();
+  rt.thread.join();
+  EXPECT_EQ(calls, 1);
+  ::close(ro);
+}
+
 }  // namespace
 }  // namespace ringtgt::reactor
