@@ -15,6 +15,7 @@ struct IscsiTask : scsi::Task {
   enum class State { idle, receiving, executing, responding };
   struct R2tSlot {
     std::uint32_t ttt = 0, offset = 0, len = 0, received = 0;
+    std::uint32_t next_data_sn = 0;  // DataSN restarts at 0 in each R2T's sequence
     bool busy = false;
   };
 
@@ -34,6 +35,7 @@ struct IscsiTask : scsi::Task {
   std::uint32_t r2t_outstanding = 0;
   std::uint32_t r2t_sn = 0;
   std::uint32_t data_sn = 0;
+  std::uint32_t unsolicited_data_sn = 0;
   std::uint32_t pdus_pending = 0;
   std::vector<R2tSlot> r2ts;
 };
@@ -423,10 +425,16 @@ void Connection::login_data_complete() {
 
 // ---------------------------------------------------------------- commands
 
-std::uint32_t Connection::max_cmd_sn() const {
-  std::uint32_t free =
-      settings_.queue_depth > active_tasks_ ? settings_.queue_depth - active_tasks_ : 0;
-  return exp_cmd_sn_ + free - 1;
+std::uint32_t Connection::max_cmd_sn() {
+  // A task whose status is on its way out no longer holds a slot: counting it
+  // would close the window of an initiator that keeps exactly queue_depth
+  // commands outstanding. The window never moves backwards (RFC 7143 4.2.2.1).
+  std::uint32_t busy = active_tasks_ - responding_tasks_;
+  std::uint32_t free = settings_.queue_depth > busy ? settings_.queue_depth - busy : 0;
+  std::uint32_t now = exp_cmd_sn_ + free - 1;
+  if (!window_advertised_ || sn_lt(max_cmd_sn_sent_, now)) max_cmd_sn_sent_ = now;
+  window_advertised_ = true;
+  return max_cmd_sn_sent_;
 }
 
 bool Connection::check_cmd_sn(const Bhs& bhs) {
@@ -436,15 +444,12 @@ bool Connection::check_cmd_sn(const Bhs& bhs) {
     ++exp_cmd_sn_;
     return true;
   }
-  if (sn_lt(sn, exp_cmd_sn_) || sn_lt(max_cmd_sn(), sn)) {
-    spdlog::debug("{}: CmdSN {} outside window [{}, {}]; ignored", peer_, sn, exp_cmd_sn_,
-                  max_cmd_sn());
-    return false;
-  }
-  // Ahead of ExpCmdSN inside the window: on a single connection nothing can
-  // fill the gap, so take the command and move the window past it.
-  exp_cmd_sn_ = sn + 1;
-  return true;
+  // On one connection non-immediate commands arrive in CmdSN order, so a gap
+  // can only come from a broken or hostile initiator: the command is ignored,
+  // as one outside the window must be.
+  spdlog::warn("{} ({}): CmdSN {} is not ExpCmdSN {} (window ends at {}); command ignored", peer_,
+               params_.initiator_name, sn, exp_cmd_sn_, max_cmd_sn_sent_);
+  return false;
 }
 
 IscsiTask* Connection::acquire_task() {
@@ -459,6 +464,7 @@ IscsiTask* Connection::acquire_task() {
   t->r2t_outstanding = 0;
   t->r2t_sn = 0;
   t->data_sn = 0;
+  t->unsolicited_data_sn = 0;
   t->pdus_pending = 0;
   for (auto& s : t->r2ts) s = {};
   t->reset_outcome();
@@ -482,6 +488,7 @@ void Connection::release_task(IscsiTask& t) {
     active_list_ = t.next;
   if (t.next) t.next->prev = t.prev;
   t.prev = t.next = nullptr;
+  if (t.state == IscsiTask::State::responding) --responding_tasks_;
   t.state = IscsiTask::State::idle;
   --active_tasks_;
   free_tasks_.push_back(&t);
@@ -583,11 +590,21 @@ std::optional<DataPlan> Connection::data_out_header(const Bhs& bhs) {
       closing_ = true;
       return std::nullopt;
     }
+    if (bhs.data_sn() != t->unsolicited_data_sn++) {
+      reject(bhs, RejectReason::protocol_error, "Data-Out with an unexpected DataSN");
+      closing_ = true;
+      return std::nullopt;
+    }
   } else {
     bool ok = false;
     for (auto& slot : t->r2ts) {
       if (slot.busy && slot.ttt == bhs.ttt()) {
         ok = off >= slot.offset && off + dsl <= slot.offset + slot.len;
+        if (ok && bhs.data_sn() != slot.next_data_sn++) {
+          reject(bhs, RejectReason::protocol_error, "Data-Out with an unexpected DataSN");
+          closing_ = true;
+          return std::nullopt;
+        }
         break;
       }
     }
@@ -621,7 +638,7 @@ void Connection::send_r2ts(IscsiTask& t) {
     std::uint32_t len = std::min(params_.max_burst_length, t.edtl - t.r2t_next_offset);
     std::uint32_t ttt = next_ttt_++;
     if (next_ttt_ == kReservedTag) next_ttt_ = 1;
-    slot = {ttt, t.r2t_next_offset, len, 0, true};
+    slot = {ttt, t.r2t_next_offset, len, 0, 0, true};
     ++t.r2t_outstanding;
     OutPdu* pdu = new_pdu(Opcode::r2t, 0x80);
     pdu->bhs.set_lun_field(encode_lun(t.lun));
@@ -662,6 +679,7 @@ void Connection::task_complete(scsi::Task& task) {
     return;
   }
   t.state = IscsiTask::State::responding;
+  ++responding_tasks_;
   respond(t);
   if (t.pdus_pending == 0) release_task(t);
   maybe_finish_logout();
@@ -919,13 +937,16 @@ void Connection::task_management(const Bhs& bhs) {
         if (t->lun == lun && t->state != IscsiTask::State::responding) abort_task(*t);
         t = next;
       }
+      if (fn == TmfFunction::logical_unit_reset) target_->luns->find(lun)->reset();
       break;
     case TmfFunction::target_warm_reset:
+    case TmfFunction::target_cold_reset:
       for (IscsiTask* t = active_list_; t;) {
         IscsiTask* next = t->next;
         if (t->state != IscsiTask::State::responding) abort_task(*t);
         t = next;
       }
+      target_->luns->reset_all();
       break;
     case TmfFunction::task_reassign:
       response = TmfResponse::reassignment_not_supported;
@@ -1084,6 +1105,10 @@ void Connection::request_close(const char* why) {
 }
 
 void Connection::shut_down() {
+  if (!shut_down_ && target_ && phase_ != Phase::login) {
+    // The I_T nexus is gone: what the SCSI layer kept for it goes too.
+    target_->luns->nexus_lost(nexus_);
+  }
   shut_down_ = true;
   closing_ = true;
   for (IscsiTask* t = active_list_; t;) {

@@ -104,6 +104,7 @@ Registry::Registry(const config::Config& cfg)
       p.naa = lun_naa(t.name, l.number);
       p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
       p.device_name = t.name + ",lun," + std::to_string(l.number);
+      p.spc2_reservations = true;  // released on nexus loss and resets by the transport
       spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}{})", t.name, l.number,
                    backend->describe(), backend->size_bytes(), l.block_size,
                    storage::to_string(backend->ack_policy()), l.read_only ? ", read-only" : "");

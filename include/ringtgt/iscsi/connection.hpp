@@ -185,7 +185,7 @@ class Connection final : private scsi::TaskOwner {
   OutPdu* new_pdu(Opcode op, std::uint8_t flags = 0x80);
   void set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t len);
   void queue(OutPdu* pdu, bool advance_stat_sn);
-  std::uint32_t max_cmd_sn() const;
+  std::uint32_t max_cmd_sn();
 
   ConnectionHost& host_;
   ConnectionSettings settings_;
@@ -209,6 +209,9 @@ class Connection final : private scsi::TaskOwner {
   // sequence numbers
   std::uint32_t stat_sn_ = 0;
   std::uint32_t exp_cmd_sn_ = 0;
+  std::uint32_t max_cmd_sn_sent_ = 0;  // the largest MaxCmdSN advertised
+  bool window_advertised_ = false;
+  std::uint32_t responding_tasks_ = 0;
   bool digest_header_ = false, digest_data_ = false;
 
   // the PDU being received

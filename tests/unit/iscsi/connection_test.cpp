@@ -818,8 +818,9 @@ TEST(ConnectionCmdSn, CommandAtExpCmdSnIsAcceptedAndAdvancesIt) {
   Out r = d.only_one();
   EXPECT_EQ(r.op(), Opcode::scsi_response);
   EXPECT_EQ(r.bhs.exp_cmd_sn(), sn + 1);
-  // The finishing task holds its slot until its response is sent.
-  EXPECT_EQ(r.bhs.max_cmd_sn(), sn + 1 + d.settings.queue_depth - 2);
+  // The finishing task's slot already counts as free in its own response, so
+  // an initiator at exactly queue_depth outstanding commands is never stalled.
+  EXPECT_EQ(r.bhs.max_cmd_sn(), sn + 1 + d.settings.queue_depth - 1);
   ASSERT_TRUE(d.send(d.nop_out(0x30, kReservedTag)));
   EXPECT_EQ(d.only_one().bhs.max_cmd_sn(), sn + 1 + d.settings.queue_depth - 1);
 }
