@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# Quick start 2: installs what is missing, builds, and runs every test
-# (unit, integration with real initiators, conformance list).
+# Quick start 2: installs what is missing, builds, and runs every test: unit,
+# integration with real initiators, the conformance list, then the unit and
+# integration suites again on an AddressSanitizer + UBSan build.
+# Extra arguments go to ctest (e.g. -R qemu). RINGTGT_SKIP_SANITIZE=1 skips
+# the sanitizer pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh
-cd "${BUILD_DIR:-build}"
-ctest --output-on-failure --timeout 1800 "$@"
+(cd "${BUILD_DIR:-build}" && ctest --output-on-failure --timeout 1800 "$@")
+
+if [ "${RINGTGT_SKIP_SANITIZE:-0}" != 1 ]; then
+  echo "== sanitizer build (ASan + UBSan) =="
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRINGTGT_SANITIZE=ON >/dev/null
+  ninja -C build-asan
+  # The conformance suite and the benchmark smoke run are timing-heavy; the
+  # sanitizer pass covers the unit and functional integration tests.
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure --timeout 1800 -E 'conformance|bench_smoke' "$@")
+fi
