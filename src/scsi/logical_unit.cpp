@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/commands.hpp"
@@ -468,34 +469,24 @@ void verify(LogicalUnit& lu, Task& task) {
   start_bounce_read(lu, task, {r.lba, std::uint64_t{r.blocks} * bs, bs}, &verify_done);
 }
 
+// LBA and block count of the commands that share the 10-byte layout (LBA at
+// byte 2, 16-bit count at byte 7) and the 16-byte one (64-bit LBA at byte 2,
+// 32-bit count at byte 10): PRE-FETCH and SYNCHRONIZE CACHE.
+std::pair<std::uint64_t, std::uint64_t> lba_and_count_10_16(const Cdb& c) {
+  if (c[0] < 0x80) return {get_be32(&c[2]), get_be16(&c[7])};
+  return {get_be64(&c[2]), get_be32(&c[10])};
+}
+
 // PRE-FETCH(10/16): the range is checked; the host page cache does the rest,
 // so GOOD (not CONDITION MET) is the answer.
 void prefetch(LogicalUnit& lu, Task& task) {
-  const auto& c = task.cdb;
-  std::uint64_t lba;
-  std::uint64_t blocks;
-  if (c[0] == op::prefetch10) {
-    lba = get_be32(&c[2]);
-    blocks = get_be16(&c[7]);
-  } else {
-    lba = get_be64(&c[2]);
-    blocks = get_be32(&c[10]);
-  }
+  const auto [lba, blocks] = lba_and_count_10_16(task.cdb);
   if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
   good(task);
 }
 
 void synchronize_cache(LogicalUnit& lu, Task& task) {
-  const auto& c = task.cdb;
-  std::uint64_t lba;
-  std::uint64_t blocks;
-  if (c[0] == op::synchronize_cache10) {
-    lba = get_be32(&c[2]);
-    blocks = get_be16(&c[7]);
-  } else {
-    lba = get_be64(&c[2]);
-    blocks = get_be32(&c[10]);
-  }
+  const auto [lba, blocks] = lba_and_count_10_16(task.cdb);
   // blocks == 0 means "to the end of the medium": only lba is checked then.
   if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
   // IMMED is honoured by simply not returning early: we answer when it is
