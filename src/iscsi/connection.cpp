@@ -44,6 +44,7 @@ namespace {
 
 constexpr std::uint32_t kLoginSegmentLimit = 8192;
 constexpr std::size_t kMaxTextBytes = 65536;
+constexpr std::uint32_t kIgnoredCommandsLogged = 10;  // per connection, at warn
 
 std::uint64_t decode_lun(std::uint64_t field) {
   std::uint8_t method = static_cast<std::uint8_t>(field >> 62);
@@ -447,8 +448,12 @@ bool Connection::check_cmd_sn(const Bhs& bhs) {
   // On one connection non-immediate commands arrive in CmdSN order, so a gap
   // can only come from a broken or hostile initiator: the command is ignored,
   // as one outside the window must be.
-  spdlog::warn("{} ({}): CmdSN {} is not ExpCmdSN {} (window ends at {}); command ignored", peer_,
-               params_.initiator_name, sn, exp_cmd_sn_, max_cmd_sn_sent_);
+  // Logged, but a peer sending a stream of them must not flood the log.
+  auto level =
+      ++ignored_commands_ <= kIgnoredCommandsLogged ? spdlog::level::warn : spdlog::level::debug;
+  spdlog::log(level, "{} ({}): CmdSN {} is not ExpCmdSN {} (window ends at {}); command ignored{}",
+              peer_, params_.initiator_name, sn, exp_cmd_sn_, max_cmd_sn_sent_,
+              ignored_commands_ == kIgnoredCommandsLogged ? " (further ones logged at debug)" : "");
   return false;
 }
 

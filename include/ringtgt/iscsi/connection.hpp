@@ -212,6 +212,7 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t max_cmd_sn_sent_ = 0;  // the largest MaxCmdSN advertised
   bool window_advertised_ = false;
   std::uint32_t responding_tasks_ = 0;
+  std::uint32_t ignored_commands_ = 0;  // outside the CmdSN window
   bool digest_header_ = false, digest_data_ = false;
 
   // the PDU being received
