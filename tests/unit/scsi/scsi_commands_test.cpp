@@ -13,18 +13,14 @@
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/scsi/lun_addressing.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
+#include "scsi_test_support.hpp"
 
 namespace ringtgt::scsi {
 namespace {
 
 using storage::MemoryBackend;
 using storage::WriteAckPolicy;
-using Bytes = std::vector<std::uint8_t>;
-
-struct CountingOwner : TaskOwner {
-  int completions = 0;
-  void task_complete(Task&) override { ++completions; }
-};
+using namespace ringtgt::scsi::testing;
 
 // One logical unit on a MemoryBackend, and a task to run commands on it.
 class Harness {
@@ -47,23 +43,8 @@ class Harness {
   // bytes in data_out) and checks it completed exactly once, synchronously.
   Task& run(Bytes cdb, std::uint32_t buffer_len = 4096, std::uint64_t lun = 0,
             const Bytes* data_out = nullptr) {
-    task = Task{};
-    owner.completions = 0;
-    std::copy(cdb.begin(), cdb.end(), task.cdb.begin());
-    task.lun = lun;
-    task.owner = &owner;
-    if (data_out != nullptr) {
-      buffer = *data_out;
-      task.direction = DataDirection::to_device;
-    } else {
-      buffer.assign(buffer_len, 0xee);
-      task.direction = DataDirection::from_device;
-    }
-    task.buffer = buffer.data();
-    task.buffer_len = static_cast<std::uint32_t>(buffer.size());
-    map.execute(task);
-    EXPECT_EQ(owner.completions, 1);
-    return task;
+    return run_task([this](Task& t) { map.execute(t); }, task, owner, buffer, cdb, buffer_len,
+                    data_out, lun);
   }
 
   Bytes data_in() const { return Bytes(buffer.begin(), buffer.begin() + task.data_in_length); }
@@ -90,33 +71,6 @@ void expect_check(const Task& t, SenseCode code) {
   EXPECT_EQ(t.sense[12], code.asc);
   EXPECT_EQ(t.sense[13], code.ascq);
   EXPECT_EQ(t.data_in_length, 0u);
-}
-
-Bytes cdb10(std::uint8_t opcode, std::uint8_t flags, std::uint32_t lba, std::uint16_t blocks) {
-  Bytes c(10, 0);
-  c[0] = opcode;
-  c[1] = flags;
-  put_be32(&c[2], lba);
-  put_be16(&c[7], blocks);
-  return c;
-}
-
-Bytes cdb16(std::uint8_t opcode, std::uint8_t flags, std::uint64_t lba, std::uint32_t blocks) {
-  Bytes c(16, 0);
-  c[0] = opcode;
-  c[1] = flags;
-  put_be64(&c[2], lba);
-  put_be32(&c[10], blocks);
-  return c;
-}
-
-Bytes cdb12(std::uint8_t opcode, std::uint8_t flags, std::uint32_t lba, std::uint32_t blocks) {
-  Bytes c(12, 0);
-  c[0] = opcode;
-  c[1] = flags;
-  put_be32(&c[2], lba);
-  put_be32(&c[6], blocks);
-  return c;
 }
 
 Bytes pattern(std::size_t n, std::uint8_t seed) {

@@ -9,16 +9,12 @@
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
+#include "scsi_test_support.hpp"
 
 namespace ringtgt::scsi {
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
-
-struct Owner : TaskOwner {
-  int completions = 0;
-  void task_complete(Task&) override { ++completions; }
-};
+using namespace ringtgt::scsi::testing;
 
 class Lu {
  public:
@@ -32,57 +28,15 @@ class Lu {
   }
 
   Task& run(Bytes cdb, std::uint32_t room = 4096, const Bytes* out = nullptr) {
-    task = Task{};
-    owner.completions = 0;
-    std::copy(cdb.begin(), cdb.end(), task.cdb.begin());
-    task.owner = &owner;
-    if (out != nullptr) {
-      buffer = *out;
-      task.direction = DataDirection::to_device;
-    } else {
-      buffer.assign(room, 0xee);
-      task.direction = DataDirection::from_device;
-    }
-    task.buffer = buffer.data();
-    task.buffer_len = static_cast<std::uint32_t>(buffer.size());
-    lu->execute(task);
-    EXPECT_EQ(owner.completions, 1);
-    return task;
+    return run_task([this](Task& t) { lu->execute(t); }, task, owner, buffer, cdb, room, out);
   }
 
   storage::MemoryBackend* mem;
   std::unique_ptr<LogicalUnit> lu;
-  Owner owner;
+  CountingOwner owner;
   Task task;
   Bytes buffer;
 };
-
-Bytes cdb10(std::uint8_t op, std::uint8_t flags, std::uint32_t lba, std::uint16_t blocks) {
-  Bytes c(10, 0);
-  c[0] = op;
-  c[1] = flags;
-  put_be32(&c[2], lba);
-  put_be16(&c[7], blocks);
-  return c;
-}
-
-Bytes cdb12(std::uint8_t op, std::uint8_t flags, std::uint32_t lba, std::uint32_t blocks) {
-  Bytes c(12, 0);
-  c[0] = op;
-  c[1] = flags;
-  put_be32(&c[2], lba);
-  put_be32(&c[6], blocks);
-  return c;
-}
-
-Bytes cdb16(std::uint8_t op, std::uint8_t flags, std::uint64_t lba, std::uint32_t blocks) {
-  Bytes c(16, 0);
-  c[0] = op;
-  c[1] = flags;
-  put_be64(&c[2], lba);
-  put_be32(&c[10], blocks);
-  return c;
-}
 
 void expect_sense(const Task& t, std::uint8_t key, std::uint8_t asc, std::uint8_t ascq) {
   ASSERT_EQ(t.status, Status::check_condition);
