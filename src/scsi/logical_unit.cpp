@@ -653,13 +653,38 @@ void LogicalUnit::nexus_lost(const Nexus& nexus) {
 }
 
 void LogicalUnit::reset() {
-  std::lock_guard lock(reservation_mutex_);
-  reserved_.store(false, std::memory_order_release);
+  {
+    std::lock_guard lock(reservation_mutex_);
+    reserved_.store(false, std::memory_order_release);
+  }
+  reset_epoch_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+bool LogicalUnit::unit_attention_pending(Task& task) {
+  if (task.nexus == nullptr) return false;
+  // INQUIRY, REPORT LUNS and REQUEST SENSE are answered even with a unit
+  // attention pending (SPC-4 5.14).
+  std::uint8_t opcode = task.cdb[0];
+  if (opcode == 0x12 || opcode == 0xa0 || opcode == 0x03) return false;
+  std::uint32_t now = reset_epoch_.load(std::memory_order_acquire);
+  for (auto& [lu, seen] : task.nexus->lu_reset_epochs) {
+    if (lu != this) continue;
+    if (seen == now) return false;
+    seen = now;
+    return true;
+  }
+  // First command of this nexus here: nothing happened that it missed.
+  task.nexus->lu_reset_epochs.emplace_back(this, now);
+  return false;
 }
 
 void LogicalUnit::execute(Task& task) {
   task.reset_outcome();
   task.lu_context = this;
+  if (unit_attention_pending(task)) {
+    task.fail(sense::lu_reset_occurred);
+    return task.complete();
+  }
   if (reservation_conflict(task)) {
     task.status = Status::reservation_conflict;
     return task.complete();

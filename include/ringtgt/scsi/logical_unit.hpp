@@ -71,6 +71,10 @@ class LogicalUnit {
   // SPC-2 RESERVE/RELEASE: shared by every nexus of the LU. reserved_ keeps
   // the lock off the path of commands while nothing is reserved.
   std::atomic<bool> reserved_{false};
+  // Bumped by every reset; a nexus that has not seen the current value gets
+  // one UNIT ATTENTION (29h/03h) before its next command runs.
+  std::atomic<std::uint32_t> reset_epoch_{0};
+  bool unit_attention_pending(Task& task);
   std::mutex reservation_mutex_;
   std::string holder_initiator_;
   std::uint64_t holder_session_ = 0;

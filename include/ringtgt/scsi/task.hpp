@@ -4,6 +4,8 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ringtgt/reactor/io_engine.hpp"
 
@@ -43,6 +45,7 @@ inline constexpr SenseCode unrecovered_read_error{0x03, 0x11, 0x00};
 inline constexpr SenseCode write_error{0x03, 0x0c, 0x00};
 inline constexpr SenseCode internal_target_failure{0x04, 0x44, 0x00};
 inline constexpr SenseCode power_on_reset{0x06, 0x29, 0x00};
+inline constexpr SenseCode lu_reset_occurred{0x06, 0x29, 0x03};  // BUS DEVICE RESET FUNCTION
 inline constexpr SenseCode no_sense{0x00, 0x00, 0x00};
 }  // namespace sense
 
@@ -51,6 +54,9 @@ struct Nexus {
   std::string initiator_name;
   std::string target_name;
   std::uint64_t session_id = 0;  // ISID << 16 | TSIH
+  // The reset epoch of each logical unit this nexus has seen (for its unit
+  // attentions). Only the thread that runs the nexus's commands touches it.
+  mutable std::vector<std::pair<const void*, std::uint32_t>> lu_reset_epochs;
 };
 
 class Task;

@@ -306,10 +306,52 @@ TEST(Reserve, TwoNexuses) {
   EXPECT_EQ(as(a, mode_sense).status, Status::good);
   EXPECT_EQ(as(a, reserve6).status, Status::good);
   l.lu->reset();
+  // The reset released the reservation; each nexus first hears of the reset.
+  Task& ua = as(b, mode_sense);
+  EXPECT_EQ(ua.status, Status::check_condition);
+  EXPECT_EQ(ua.sense[2] & 0x0f, 0x06);
+  EXPECT_EQ(ua.sense[12], 0x29);
+  EXPECT_EQ(ua.sense[13], 0x03);
   EXPECT_EQ(as(b, mode_sense).status, Status::good);
+  EXPECT_EQ(as(a, mode_sense).status, Status::check_condition);  // a's unit attention
   // Third-party / extent reservations are not supported.
   EXPECT_EQ(as(a, Bytes{0x16, 0x01, 0, 0, 0, 0}).status, Status::check_condition);
   EXPECT_EQ(as(a, Bytes{0x56, 0x10, 0, 0, 0, 0, 0, 0, 0, 0}).status, Status::check_condition);
+}
+
+TEST(UnitAttention, ResetIsReportedOnceToEveryNexusThatUsedTheUnit) {
+  Lu l;
+  Nexus a{"iqn.a", "t", 1}, b{"iqn.b", "t", 2}, late{"iqn.c", "t", 3};
+  auto as = [&](const Nexus& n, const Bytes& cdb) -> Task& {
+    l.task = Task{};
+    l.owner.completions = 0;
+    std::copy(cdb.begin(), cdb.end(), l.task.cdb.begin());
+    l.task.owner = &l.owner;
+    l.task.nexus = &n;
+    l.buffer.assign(512, 0);
+    l.task.buffer = l.buffer.data();
+    l.task.buffer_len = 512;
+    l.task.direction = DataDirection::from_device;
+    l.lu->execute(l.task);
+    EXPECT_EQ(l.owner.completions, 1);
+    return l.task;
+  };
+  const Bytes tur{0, 0, 0, 0, 0, 0}, inquiry{0x12, 0, 0, 0, 0xff, 0};
+  EXPECT_EQ(as(a, tur).status, Status::good);
+  EXPECT_EQ(as(b, tur).status, Status::good);
+  l.lu->reset();
+  // INQUIRY does not consume the unit attention.
+  EXPECT_EQ(as(a, inquiry).status, Status::good);
+  for (const Nexus* n : {&a, &b}) {
+    Task& t = as(*n, tur);
+    ASSERT_EQ(t.status, Status::check_condition);
+    EXPECT_EQ(t.sense[2] & 0x0f, 0x06);
+    EXPECT_EQ(t.sense[12], 0x29);
+    EXPECT_EQ(t.sense[13], 0x03);
+    EXPECT_EQ(as(*n, tur).status, Status::good);  // reported once
+  }
+  // A nexus that first arrives after the reset has nothing to hear about.
+  EXPECT_EQ(as(late, tur).status, Status::good);
 }
 
 TEST(Prefetch, RangeChecked) {
