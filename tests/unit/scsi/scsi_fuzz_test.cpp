@@ -41,7 +41,7 @@ TEST(Fuzz, RandomCdbsForEveryOpcode) {
 
   std::mt19937_64 rng(12345);
   CountingOwner owner;
-  Nexus nexus{"iqn.initiator", "iqn.target", 1};
+  Nexus nexus{"iqn.initiator", "iqn.target", 1, {}};
   for (int opcode = 0; opcode < 256; ++opcode) {
     for (int i = 0; i < 300; ++i) {
       Task t;

@@ -269,7 +269,7 @@ TEST(Reserve, OffUnlessEnabled) {
 
 TEST(Reserve, TwoNexuses) {
   Lu l(false, 1024, true);
-  Nexus a{"iqn.a", "t", 1}, b{"iqn.b", "t", 2};
+  Nexus a{"iqn.a", "t", 1, {}}, b{"iqn.b", "t", 2, {}};
   auto as = [&](const Nexus& n, Bytes cdb) -> Task& {
     l.task = Task{};
     l.owner.completions = 0;
@@ -300,7 +300,7 @@ TEST(Reserve, TwoNexuses) {
   EXPECT_EQ(as(b, Bytes{0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}).status, Status::good);  // RESERVE(10)
   EXPECT_EQ(as(a, mode_sense).status, Status::reservation_conflict);
   // Same initiator name, another session: a different I_T nexus.
-  Nexus b2{"iqn.b", "t", 3};
+  Nexus b2{"iqn.b", "t", 3, {}};
   EXPECT_EQ(as(b2, mode_sense).status, Status::reservation_conflict);
   l.lu->nexus_lost(b);
   EXPECT_EQ(as(a, mode_sense).status, Status::good);
@@ -321,7 +321,7 @@ TEST(Reserve, TwoNexuses) {
 
 TEST(UnitAttention, ResetIsReportedOnceToEveryNexusThatUsedTheUnit) {
   Lu l;
-  Nexus a{"iqn.a", "t", 1}, b{"iqn.b", "t", 2}, late{"iqn.c", "t", 3};
+  Nexus a{"iqn.a", "t", 1, {}}, b{"iqn.b", "t", 2, {}}, late{"iqn.c", "t", 3, {}};
   auto as = [&](const Nexus& n, const Bytes& cdb) -> Task& {
     l.task = Task{};
     l.owner.completions = 0;
