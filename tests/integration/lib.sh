@@ -225,3 +225,19 @@ sha_of() {
 
 # url_escape_iqn IQN: libiscsi URLs want ':' in the target name as %3A.
 iqn_url() { printf '%s' "${1//:/%3A}"; }
+
+# config_prologue PORT TARGET: the start of a one-portal, one-target config
+# (two workers, state under $TMP); the caller appends the [[target.lun]] tables.
+config_prologue() {
+  cat <<CONF
+workers = 2
+log_level = "info"
+state_dir = "$TMP/state"
+
+[[portal]]
+listen = "127.0.0.1:$1"
+
+[[target]]
+name = "$2"
+CONF
+}

@@ -13,16 +13,7 @@ PORT=$(pick_port)
 TGT=iqn.2025-01.com.example:durable
 IMG512=$TMP/durable512.img
 IMG4K=$TMP/durable4k.img
-cat >"$TMP/ringtgt.toml" <<EOF
-workers = 2
-log_level = "info"
-state_dir = "$TMP/state"
-
-[[portal]]
-listen = "127.0.0.1:$PORT"
-
-[[target]]
-name = "$TGT"
+{ config_prologue "$PORT" "$TGT"; cat <<EOF; } >"$TMP/ringtgt.toml"
 
   [[target.lun]]
   number = 0
