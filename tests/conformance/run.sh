@@ -5,6 +5,7 @@
 #   tests/conformance/run.sh            # check: exit 1 if a listed test does not pass
 #   tests/conformance/run.sh --update   # rewrite expected.txt with what passes now
 #   tests/conformance/run.sh --only REGEX   # run only ALL.* tests matching REGEX (no check)
+#   tests/conformance/run.sh --peer tgt     # the same suite against Debian's tgt (root; no check)
 #
 # Environment: RINGTGT_BIN (daemon, default build/ringtgt), RINGTGT_SRC (repo
 # root), PER_TEST_TIMEOUT (s, default 60), SUITE_TIMEOUT (s, default 1080),
@@ -28,10 +29,12 @@ excluded=$here/excluded.txt
 
 mode=check
 only=
+peer=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --update) mode=update ;;
     --only) mode=only; only=$2; shift ;;
+    --peer) peer=$2; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -53,7 +56,9 @@ mkdir -p "$results_dir/logs"
 daemon_pid=
 keep_logs=   # set when a check fails: the temp dir with the logs is kept
 cleanup() {
-  if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
+  if [[ -n $peer ]]; then
+    stop_peer
+  elif [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
     kill "$daemon_pid" 2>/dev/null
     wait "$daemon_pid" 2>/dev/null
   fi
@@ -68,6 +73,11 @@ iqn=iqn.2025-01.org.ringtgt:conformance
 lun=0
 init1=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test
 init2=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test-2
+case $peer in
+  '') ;;
+  tgt) lun=1 ;;  # tgt's LUN 0 is its controller
+  *) echo "run.sh: unknown peer $peer (known: tgt)" >&2; exit 2 ;;
+esac
 url=iscsi://127.0.0.1:$port/$iqn/$lun
 
 cat >"$work/ringtgt.toml" <<EOF
@@ -102,6 +112,7 @@ start_daemon() {
   tail -20 "$results_dir/daemon.log" >&2
   return 1
 }
+[[ $peer == tgt ]] && source "$here/tgt_peer.sh"
 start_daemon || exit 2
 
 # Leaf tests of the ALL family, minus the excluded ones.
@@ -165,8 +176,8 @@ for fam in $(awk -F. '{print $1}' "$full" | sort -u); do
 done
 echo
 
-if [[ $mode == only ]]; then
-  cat "$full"
+if [[ $mode == only || -n $peer ]]; then
+  [[ $mode == only ]] && cat "$full"
   exit 0
 fi
 

@@ -1,0 +1,45 @@
+# Sourced by run.sh --peer tgt: serves the conformance LU from Debian's tgt
+# (tgtd) instead of ringtgt, with the same backing file (256 MiB sparse, 512-byte
+# blocks) and the write cache off (WCE=0), so that both targets face the same
+# suite on the same machine. Defines start_daemon and stop_peer.
+
+tgt_ctl=$((10000 + $$ % 20000))  # tgtd's management socket /var/run/tgtd/socket.N
+# Caching mode page 08h with WCE=0, the form tgt-admin writes for "write-cache off".
+tgt_wce_off=mode_page=8:0:18:0x10:0:0xff:0xff:0:0:0xff:0xff:0xff:0xff:0x80:0x14:0:0:0:0:0:0
+
+if ! command -v tgtd >/dev/null || ! command -v tgtadm >/dev/null; then
+  echo "run.sh: --peer tgt needs Debian's tgt package (tgtd, tgtadm)" >&2
+  exit 2
+fi
+if [[ $(id -u) != 0 ]]; then
+  echo "run.sh: --peer tgt must run as root (tgtd)" >&2
+  exit 2
+fi
+
+tgt_adm() { tgtadm -C "$tgt_ctl" --lld iscsi "$@"; }
+
+start_daemon() {
+  rm -f "$work/lun0.img"
+  truncate -s 256M "$work/lun0.img"
+  tgtd -f -C "$tgt_ctl" --iscsi "portal=127.0.0.1:$port" >>"$results_dir/daemon.log" 2>&1 &
+  daemon_pid=$!
+  for _ in $(seq 100); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then break; fi
+    kill -0 "$daemon_pid" 2>/dev/null || { echo "run.sh: tgtd exited; log:" >&2; tail -20 "$results_dir/daemon.log" >&2; return 1; }
+    sleep 0.1
+  done
+  tgt_adm --op new --mode target --tid 1 -T "$iqn" &&
+    tgt_adm --op new --mode logicalunit --tid 1 --lun "$lun" --backing-store "$work/lun0.img" --bstype rdwr &&
+    tgt_adm --op update --mode logicalunit --tid 1 --lun "$lun" --params "$tgt_wce_off" &&
+    tgt_adm --op bind --mode target --tid 1 -I ALL
+}
+
+stop_peer() {
+  if [[ -n $daemon_pid ]] && kill -0 "$daemon_pid" 2>/dev/null; then
+    tgt_adm --op delete --mode system >/dev/null 2>&1 || kill "$daemon_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$daemon_pid" 2>/dev/null
+    wait "$daemon_pid" 2>/dev/null
+  fi
+  rm -f "/var/run/tgtd/socket.$tgt_ctl" "/var/run/tgtd/socket.$tgt_ctl.lock"
+}
