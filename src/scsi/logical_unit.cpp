@@ -43,6 +43,7 @@ constexpr std::uint8_t release10 = 0x57;
 constexpr std::uint8_t mode_sense10 = 0x5a;
 constexpr std::uint8_t read16 = 0x88;
 constexpr std::uint8_t compare_and_write = 0x89;
+constexpr std::uint8_t orwrite16 = 0x8b;
 constexpr std::uint8_t write16 = 0x8a;
 constexpr std::uint8_t write_verify16 = 0x8e;
 constexpr std::uint8_t verify16 = 0x8f;
@@ -264,6 +265,12 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
   if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
   if (write && lu.params().read_only) return reject(task, sense::write_protected);
   if (r.blocks == 0) return good(task);
+  // A write into blocks that a COMPARE AND WRITE or ORWRITE is reading and
+  // rewriting would break their atomicity: BUSY, and the initiator retries.
+  if (write && lu.atomic_write_overlaps(r.lba, r.blocks)) {
+    task.status = Status::busy;
+    return task.complete();
+  }
 
   // Whatever the initiator sent (or has room for); the transport reports
   // the difference from transfer_length as a residual. Writes store whole
@@ -444,6 +451,67 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
   task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
   task.io_continuation = &caw_read_done;
   lu.backend().read(bounce, half, lba * bs, &task);
+}
+
+// ORWRITE(16): lu_scratch[0] LBA, [1] bytes, [2] block size, [3] the
+// bounce buffer the medium is read into, ORed with the Data-Out and written
+// back. Holds the same range lock as COMPARE AND WRITE for the whole
+// read-modify-write, so no other write lands in between.
+void orwrite_write_done(Task& task, int result) {
+  const IoState s = load_io(task);
+  if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
+    task.fail(sense::write_error, true, first_failed_lba(s, result));
+  } else {
+    task.status = Status::good;
+  }
+  caw_finish(task);
+}
+
+void orwrite_read_done(Task& task, int result) {
+  const IoState s = load_io(task);
+  if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
+    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+    return caw_finish(task);
+  }
+  std::uint8_t* medium = bounce_of(task);
+  for (std::uint64_t i = 0; i < s.bytes; ++i) medium[i] |= task.buffer[i];
+  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
+  task.io_continuation = &orwrite_write_done;
+  const bool fua = task.cdb[1] & 0x08;
+  lu.backend().write(medium, s.bytes, s.lba * s.block_size, fua, &task);
+}
+
+void orwrite(LogicalUnit& lu, Task& task) {
+  const BlockRange r = decode_rw(task.cdb);
+  const std::uint64_t bs = lu.params().block_size;
+  const std::uint64_t want = std::uint64_t{r.blocks} * bs;
+  task.transfer_length = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, UINT32_MAX));
+
+  if (r.protect != 0) return reject(task, sense::invalid_field_in_cdb);
+  if (r.blocks > detail::max_transfer_blocks(lu.params().block_size)) {
+    return reject(task, sense::invalid_field_in_cdb);
+  }
+  if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
+  if (lu.params().read_only) return reject(task, sense::write_protected);
+  if (r.blocks == 0) return good(task);
+  // Whole blocks of what the initiator sent; the rest is a residual.
+  const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
+  const std::uint64_t bytes = std::min(want, room) / bs * bs;
+  if (bytes == 0) return good(task);
+  const auto blocks = static_cast<std::uint32_t>(bytes / bs);
+  if (!lu.caw_lock(r.lba, blocks)) {
+    task.status = Status::busy;
+    return task.complete();
+  }
+  std::uint8_t* bounce = bounce_alloc(bytes);
+  if (bounce == nullptr) {
+    lu.caw_unlock(r.lba);
+    return reject(task, sense::internal_target_failure);
+  }
+  save_io(task, {r.lba, bytes, bs});
+  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  task.io_continuation = &orwrite_read_done;
+  lu.backend().read(bounce, bytes, r.lba * bs, &task);
 }
 
 // VERIFY(10/12/16). BYTCHK 00b checks the range only (the medium is a file
@@ -632,7 +700,17 @@ bool LogicalUnit::caw_lock(std::uint64_t lba, std::uint32_t blocks) {
     if (lba < first + count && first < lba + blocks) return false;
   }
   caw_ranges_.emplace_back(lba, blocks);
+  caw_active_.fetch_add(1, std::memory_order_release);
   return true;
+}
+
+bool LogicalUnit::atomic_write_overlaps(std::uint64_t lba, std::uint32_t blocks) {
+  if (caw_active_.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(caw_mutex_);
+  for (const auto& [first, count] : caw_ranges_) {
+    if (lba < first + count && first < lba + blocks) return true;
+  }
+  return false;
 }
 
 void LogicalUnit::caw_unlock(std::uint64_t lba) {
@@ -640,6 +718,7 @@ void LogicalUnit::caw_unlock(std::uint64_t lba) {
   for (auto it = caw_ranges_.begin(); it != caw_ranges_.end(); ++it) {
     if (it->first == lba) {
       caw_ranges_.erase(it);
+      caw_active_.fetch_sub(1, std::memory_order_release);
       return;
     }
   }
@@ -739,6 +818,8 @@ void LogicalUnit::execute(Task& task) {
       return write_same(*this, task);
     case op::compare_and_write:
       return compare_and_write(*this, task);
+    case op::orwrite16:
+      return orwrite(*this, task);
     case op::read_defect_data10:
     case op::read_defect_data12:
       return read_defect_data(task);

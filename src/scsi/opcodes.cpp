@@ -47,6 +47,7 @@ constexpr OpInfo kOps[] = {
     {0x88, false, 0, 16, {0x88, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // READ(16)
     {0x89, false, 0, 16, {0x89, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0, 0}},  // COMPARE AND WRITE
     {0x8a, false, 0, 16, {0x8a, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // WRITE(16)
+    {0x8b, false, 0, 16, {0x8b, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // ORWRITE(16)
     {0x8e, false, 0, 16, {0x8e, 0xf2, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // WRITE AND VERIFY(16)
     {0x8f, false, 0, 16, {0x8f, 0xf6, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // VERIFY(16)
     {0x90, false, 0, 16, {0x90, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // PRE-FETCH(16)

@@ -52,10 +52,13 @@ class LogicalUnit {
   void nexus_lost(const Nexus& nexus);
   void reset();
 
-  // For COMPARE AND WRITE: claims [lba, lba + blocks) unless an in-flight
-  // COMPARE AND WRITE overlaps it; caw_unlock(lba) gives it back.
+  // For COMPARE AND WRITE and ORWRITE: claims [lba, lba + blocks) unless an
+  // in-flight one overlaps it; caw_unlock(lba) gives it back.
   bool caw_lock(std::uint64_t lba, std::uint32_t blocks);
   void caw_unlock(std::uint64_t lba);
+  // Whether a plain write to [lba, lba + blocks) would land inside a claimed
+  // range. One atomic load while none is claimed, the usual case.
+  bool atomic_write_overlaps(std::uint64_t lba, std::uint32_t blocks);
 
  private:
   bool holds_reservation(const Nexus* nexus) const;  // reservation_mutex_ held
@@ -79,6 +82,7 @@ class LogicalUnit {
   std::string holder_initiator_;
   std::uint64_t holder_session_ = 0;
 
+  std::atomic<std::uint32_t> caw_active_{0};  // claimed ranges, for the write path
   std::mutex caw_mutex_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> caw_ranges_;  // first LBA, blocks
 };

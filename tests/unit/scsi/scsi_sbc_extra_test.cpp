@@ -221,6 +221,42 @@ TEST(CompareAndWrite, MatchWritesMismatchReports) {
   expect_sense(ro.run(c, 0, &out), 0x07, 0x27, 0x00);
 }
 
+TEST(OrWrite, OrsTheDataOutIntoTheMedium) {
+  Lu l;
+  std::memset(l.mem->data() + 4 * 512, 0x0f, 2 * 512);
+  Bytes out(2 * 512, 0x30);
+  out[5] = 0xc0;
+  Task& t = l.run(cdb16(0x8b, 0x08, 4, 2), 0, &out);
+  ASSERT_EQ(t.status, Status::good);
+  EXPECT_EQ(t.transfer_length, 1024u);
+  EXPECT_EQ(l.mem->data()[4 * 512], 0x3f);
+  EXPECT_EQ(l.mem->data()[4 * 512 + 5], 0xcf);
+  EXPECT_EQ(l.mem->data()[6 * 512 - 1], 0x3f);
+  EXPECT_EQ(l.mem->data()[6 * 512], 0x00);  // the block after: untouched
+
+  // ORPROTECT without protection information, beyond the end, read-only,
+  // zero blocks.
+  expect_sense(l.run(cdb16(0x8b, 0x20, 4, 2), 0, &out), 0x05, 0x24, 0x00);
+  expect_sense(l.run(cdb16(0x8b, 0, 1023, 2), 0, &out), 0x05, 0x21, 0x00);
+  Bytes none;
+  EXPECT_EQ(l.run(cdb16(0x8b, 0, 0, 0), 0, &none).status, Status::good);
+  Lu ro(true);
+  expect_sense(ro.run(cdb16(0x8b, 0, 4, 2), 0, &out), 0x07, 0x27, 0x00);
+}
+
+TEST(OrWrite, PlainWritesWaitOutAClaimedRange) {
+  Lu l;
+  ASSERT_TRUE(l.lu->caw_lock(8, 2));  // as a COMPARE AND WRITE in flight holds it
+  Bytes out(512, 0x44);
+  EXPECT_EQ(l.run(cdb10(0x2a, 0, 9, 1), 0, &out).status, Status::busy);
+  EXPECT_EQ(l.run(cdb16(0x8b, 0, 9, 1), 0, &out).status, Status::busy);
+  EXPECT_EQ(l.mem->data()[9 * 512], 0x00);
+  EXPECT_EQ(l.run(cdb10(0x2a, 0, 10, 1), 0, &out).status, Status::good);  // next to it: fine
+  l.lu->caw_unlock(8);
+  EXPECT_EQ(l.run(cdb10(0x2a, 0, 9, 1), 0, &out).status, Status::good);
+  EXPECT_EQ(l.mem->data()[9 * 512], 0x44);
+}
+
 TEST(GetLbaStatus, EverythingMapped) {
   Lu l;
   Bytes c = cdb16(0x9e, 0x12, 1000, 0);
