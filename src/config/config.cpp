@@ -283,6 +283,11 @@ class Loader {
     auto listen = get_string(*t, "listen", "metrics.listen");
     if (!listen) fail(*t, "[metrics] needs listen = \"IP:PORT\" (for example \"127.0.0.1:9105\")");
     cfg.metrics.listen = parse_portal(*listen, *t->get("listen"), "metrics.listen", 9105);
+    if (cfg.metrics.listen->host.find(':') != std::string::npos) {
+      // Debian's civetweb (prometheus-cpp's HTTP server) is built without IPv6.
+      fail(*t->get("listen"), "metrics.listen \"" + *listen +
+                                  "\": the metrics endpoint listens on IPv4 addresses only");
+    }
   }
 
   // A CHAP secret file: a regular file that group and others cannot access, holding the

@@ -73,7 +73,7 @@ struct IscsiSettings {
 
 // [metrics]: the Prometheus /metrics endpoint (HTTP); listen unset: no endpoint.
 struct MetricsSettings {
-  std::optional<Portal> listen;  // "IP[:PORT]", literal address, default port 9105
+  std::optional<Portal> listen;  // "A.B.C.D[:PORT]", literal IPv4 address, default port 9105
 };
 
 struct Config {

@@ -89,8 +89,9 @@ class Collector final : public prometheus::Collectable {
   std::shared_ptr<const Catalog> catalog_;
 };
 
-// The HTTP endpoint: GET /metrics on a literal address ("127.0.0.1:9105",
-// "[::1]:9105"). Throws std::runtime_error naming the address when it cannot listen.
+// The HTTP endpoint: GET /metrics on a literal IPv4 address ("127.0.0.1:9105";
+// Debian's civetweb has no IPv6). Throws std::runtime_error naming the address when it cannot
+// listen.
 class Endpoint {
  public:
   Endpoint(const std::string& listen, std::shared_ptr<Collector> collector);

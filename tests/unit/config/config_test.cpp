@@ -868,9 +868,9 @@ TEST(Metrics, ListenAddresses) {
   Config c = load_string(with_lun("[metrics]\nlisten = \"127.0.0.1:9200\"\n"), "t.toml");
   ASSERT_TRUE(c.metrics.listen.has_value());
   EXPECT_EQ(c.metrics.listen->to_string(), "127.0.0.1:9200");
-  c = load_string(with_lun("[metrics]\nlisten = \"[::1]\"\n"), "t.toml");
+  c = load_string(with_lun("[metrics]\nlisten = \"0.0.0.0\"\n"), "t.toml");
   ASSERT_TRUE(c.metrics.listen.has_value());
-  EXPECT_EQ(c.metrics.listen->to_string(), "[::1]:9105");  // default port
+  EXPECT_EQ(c.metrics.listen->to_string(), "0.0.0.0:9105");  // default port
 }
 
 TEST(Metrics, Errors) {
@@ -878,6 +878,9 @@ TEST(Metrics, Errors) {
             "t.toml:9:10: bad metrics.listen \"localhost:9105\": 'localhost' is not an IPv4 "
             "address literal (use an address such as \"0.0.0.0\", \"127.0.0.1\", or \"[::1]\" "
             "for IPv6; host names are not resolved)");
+  EXPECT_EQ(error_of(with_lun("[metrics]\nlisten = \"[::1]:9105\"\n")),
+            "t.toml:9:10: metrics.listen \"[::1]:9105\": the metrics endpoint listens on IPv4 "
+            "addresses only");
   EXPECT_EQ(error_of(with_lun("[metrics]\nlisten = \"127.0.0.1:0\"\n")),
             "t.toml:9:10: bad metrics.listen \"127.0.0.1:0\": port '0' must be a number 1..65535");
   EXPECT_EQ(error_of(with_lun("[metrics]\nlisten = 9105\n")),
