@@ -8,6 +8,8 @@ packages=(
   liburing-dev libboost-dev libspdlog-dev libtomlplusplus-dev prometheus-cpp-dev
   googletest libgtest-dev nlohmann-json3-dev libsystemd-dev libisal-dev libssl-dev
   libiscsi-bin libiscsi-dev qemu-utils qemu-block-extra python3 iproute2
+  # operations: /metrics scrapes, systemd-analyze verify, cpack -G DEB (dpkg-shlibdeps)
+  curl systemd dpkg-dev
 )
 
 missing=()

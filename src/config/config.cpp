@@ -219,8 +219,9 @@ class Loader {
   }
 
   void read_root(const toml::table& root, Config& cfg) {
-    check_keys(root, "the top level",
-               {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target"});
+    check_keys(
+        root, "the top level",
+        {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target", "metrics"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -265,7 +266,28 @@ class Loader {
       cfg.discovery_chap = read_chap(*t, "[discovery]");
     }
 
+    read_metrics(root, cfg);
     read_targets(root, cfg);
+  }
+
+  // [metrics]: where the Prometheus endpoint listens; absent: no endpoint.
+  void read_metrics(const toml::table& root, Config& cfg) {
+    const toml::node* n = root.get("metrics");
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t) {
+      fail(*n, std::string("'metrics' must be a table, written [metrics], not ") +
+                   type_name(n->type()));
+    }
+    check_keys(*t, "[metrics]", {"listen"});
+    auto listen = get_string(*t, "listen", "metrics.listen");
+    if (!listen) fail(*t, "[metrics] needs listen = \"IP:PORT\" (for example \"127.0.0.1:9105\")");
+    cfg.metrics.listen = parse_portal(*listen, *t->get("listen"), "metrics.listen", 9105);
+    if (cfg.metrics.listen->host.find(':') != std::string::npos) {
+      // Debian's civetweb (prometheus-cpp's HTTP server) is built without IPv6.
+      fail(*t->get("listen"), "metrics.listen \"" + *listen +
+                                  "\": the metrics endpoint listens on IPv4 addresses only");
+    }
   }
 
   // A CHAP secret file: a regular file that group and others cannot access, holding the
@@ -390,9 +412,11 @@ class Loader {
     }
   }
 
-  Portal parse_portal(const std::string& s, const toml::node& at) const {
-    const std::string bad = "bad portal \"" + s + "\": ";
+  Portal parse_portal(const std::string& s, const toml::node& at, const char* what = "portal",
+                      std::uint16_t default_port = 3260) const {
+    const std::string bad = std::string("bad ") + what + " \"" + s + "\": ";
     Portal p;
+    p.port = default_port;
     std::string port;
     bool has_port = false;
     if (!s.empty() && s[0] == '[') {

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 
+#include "operations.hpp"
 #include "ringtgt/config/config.hpp"
 #include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/server.hpp"
@@ -20,11 +21,14 @@ namespace {
 void usage(std::FILE* out) {
   std::fprintf(out,
                "Usage: ringtgt --config FILE [--log-level LEVEL]\n"
+               "       ringtgt --check-config --config FILE\n"
                "       ringtgt --version | --help\n\n"
                "Serves the iSCSI targets described in FILE (TOML).\n"
                "  --config FILE       configuration file (see conf/demo.toml)\n"
                "  --log-level LEVEL   trace, debug, info, warn, error, critical, off\n"
                "                      (overrides log_level in the config)\n"
+               "  --check-config      parse and validate FILE (secret files included), open\n"
+               "                      no device, bind no port; exit 0 if valid, 1 if not\n"
                "  --version           print the version and exit\n"
                "  --help              print this help and exit\n\n"
                "Signals: SIGTERM/SIGINT finish in-flight I/O and exit.\n");
@@ -34,6 +38,7 @@ void usage(std::FILE* out) {
 
 int main(int argc, char** argv) {
   std::string config_path, log_level;
+  bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* name) -> std::string {
@@ -51,6 +56,8 @@ int main(int argc, char** argv) {
       log_level = value("--log-level");
     else if (a.rfind("--log-level=", 0) == 0)
       log_level = a.substr(12);
+    else if (a == "--check-config")
+      check_only = true;
     else if (a == "--version") {
       std::printf("ringtgt %s\n", RINGTGT_VERSION);
       return 0;
@@ -79,6 +86,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ringtgt: config error: %s\n", e.what());
     return 1;
   }
+  if (check_only) {
+    std::printf(
+        "%s: OK (%zu portals, %zu targets%s)\n", config_path.c_str(), cfg.portals.size(),
+        cfg.targets.size(),
+        cfg.metrics.listen ? (", metrics on " + cfg.metrics.listen->to_string()).c_str() : "");
+    return 0;
+  }
   std::string level = log_level.empty() ? cfg.log_level : log_level;
   auto lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off") {
@@ -98,6 +112,7 @@ int main(int argc, char** argv) {
   try {
     ringtgt::net::Registry registry(cfg);
     ringtgt::net::Server server(cfg, registry);
+    ringtgt::daemon::SystemdNotifier notifier(server.io(), registry, server);
     // Signals are caught before the portals open, so a SIGTERM that comes
     // as soon as the port answers still drains and exits cleanly.
     boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM, SIGHUP);
@@ -110,13 +125,22 @@ int main(int argc, char** argv) {
             return;
           }
           spdlog::info("received {}", strsignal(sig));
-          sd_notify(0, "STOPPING=1");
+          notifier.stopping();
           server.shutdown();
         };
     signals.async_wait(on_signal);
     server.start();
+    std::shared_ptr<ringtgt::metrics::Collector> collector;
+    std::unique_ptr<ringtgt::metrics::Endpoint> metrics_endpoint;
+    if (cfg.metrics.listen) {
+      collector = std::make_shared<ringtgt::metrics::Collector>();
+      collector->set_catalog(ringtgt::daemon::build_catalog(registry, server));
+      metrics_endpoint =
+          std::make_unique<ringtgt::metrics::Endpoint>(cfg.metrics.listen->to_string(), collector);
+      spdlog::info("metrics on http://{}/metrics", cfg.metrics.listen->to_string());
+    }
     spdlog::info("{} workers, {} targets; ready", server.worker_count(), registry.targets().size());
-    sd_notify(0, "READY=1\nSTATUS=serving");
+    notifier.ready();
     server.run();
   } catch (const ringtgt::reactor::IoUringUnavailable& e) {
     spdlog::critical("{}", e.what());

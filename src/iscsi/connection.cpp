@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ringtgt/iscsi/digest.hpp"
+#include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/reactor/buffer_pool.hpp"
 
 namespace ringtgt::iscsi {
@@ -984,6 +985,7 @@ void Connection::reject(const Bhs& bhs, RejectReason reason, const char* why) {
   spdlog::warn("{} ({}): reject opcode {:#x}: {}", peer_,
                params_.initiator_name.empty() ? "?" : params_.initiator_name,
                static_cast<unsigned>(bhs.opcode()), why);
+  metrics::count_reject();
   OutPdu* pdu = new_pdu(Opcode::reject, 0x80);
   pdu->bhs.bytes[2] = static_cast<std::uint8_t>(reason);
   pdu->bhs.set_itt(kReservedTag);

@@ -7,6 +7,7 @@
 #include "ringtgt/iscsi/text.hpp"
 #include "ringtgt/net/socket_connection.hpp"
 #include "ringtgt/net/worker.hpp"
+
 #include "ringtgt/storage/file_backend.hpp"
 
 namespace ringtgt::net {
@@ -61,6 +62,7 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 
 Registry::Registry(const config::Config& cfg)
     : portals_(cfg.portals), settings_(settings_from(cfg.iscsi)) {
+  const unsigned workers = resolve_worker_count(cfg.workers);
   if (cfg.discovery_chap) {
     discovery_auth_ = policy_from(*cfg.discovery_chap);
     spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,
@@ -108,7 +110,9 @@ Registry::Registry(const config::Config& cfg)
       spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}{})", t.name, l.number,
                    backend->describe(), backend->size_bytes(), l.block_size,
                    storage::to_string(backend->ack_policy()), l.read_only ? ", read-only" : "");
-      entry->luns->add(std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend)));
+      auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
+      lu->set_stats(std::make_shared<metrics::LunStats>(workers));
+      entry->luns->add(std::move(lu));
       if (!l.allowed_initiators.empty()) {
         entry->luns->set_allowed_initiators(l.number, l.allowed_initiators);
         std::string who;
@@ -117,6 +121,7 @@ Registry::Registry(const config::Config& cfg)
       }
     }
     targets_.push_back(std::move(entry));
+    target_counters_.push_back(std::make_shared<metrics::TargetCounters>());
   }
 }
 
@@ -138,6 +143,12 @@ void Registry::append_send_targets(std::string_view initiator, std::string_view 
       iscsi::append_key(out, "TargetAddress", addr + ",1");
     }
   }
+}
+
+std::shared_ptr<metrics::TargetCounters> Registry::target_counters(std::string_view name) const {
+  for (std::size_t i = 0; i < targets_.size(); ++i)
+    if (targets_[i]->name == name) return target_counters_[i];
+  return nullptr;
 }
 
 std::optional<iscsi::AuthPolicy> Registry::auth_policy(iscsi::SessionType type,

@@ -47,7 +47,7 @@ Server::~Server() {
 }
 
 void Server::start() {
-  unsigned n = cfg_.workers != 0 ? cfg_.workers : std::max(1u, std::thread::hardware_concurrency());
+  unsigned n = resolve_worker_count(cfg_.workers);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, registry_));
   for (auto& w : workers_) w->start();
   for (const auto& p : cfg_.portals) {

@@ -252,6 +252,15 @@ void SocketConnection::maybe_finish() {
   if (registered_) {
     registry_.session_ended(conn_.initiator_name(), conn_.isid(), conn_.tsih());
     registered_ = false;
+    if (target_counters_) {
+      target_counters_->sessions.fetch_sub(1, std::memory_order_relaxed);
+      target_counters_->connections.fetch_sub(1, std::memory_order_relaxed);
+      target_counters_.reset();
+    }
+    if (discovery_counted_) {
+      metrics::global().discovery_sessions.fetch_sub(1, std::memory_order_relaxed);
+      discovery_counted_ = false;
+    }
   }
   finished_ = true;
 }
@@ -285,11 +294,33 @@ void SocketConnection::append_send_targets(std::string_view initiator, std::stri
 std::uint16_t SocketConnection::session_started(const iscsi::SessionParams& params,
                                                 std::uint64_t isid) {
   registered_ = true;
+  metrics::count_login_success();
+  if (params.session_type == iscsi::SessionType::discovery) {
+    metrics::global().discovery_sessions.fetch_add(1, std::memory_order_relaxed);
+    discovery_counted_ = true;
+  } else if ((target_counters_ = registry_.target_counters(params.target_name))) {
+    target_counters_->sessions.fetch_add(1, std::memory_order_relaxed);
+    target_counters_->connections.fetch_add(1, std::memory_order_relaxed);
+  }
   return registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this());
 }
 
 void SocketConnection::login_failed(iscsi::LoginFailure why, const std::string& initiator,
                                     const std::string& target, const std::string& detail) {
+  switch (why) {
+    case iscsi::LoginFailure::auth_failed:
+      metrics::count_login_failure(metrics::LoginFailureReason::auth);
+      break;
+    case iscsi::LoginFailure::not_authorized:
+      metrics::count_login_failure(metrics::LoginFailureReason::authorization);
+      break;
+    case iscsi::LoginFailure::bad_request:
+      metrics::count_login_failure(metrics::LoginFailureReason::bad_request);
+      break;
+    default:  // unknown target, unsupported version or session type
+      metrics::count_login_failure(metrics::LoginFailureReason::other);
+      break;
+  }
   spdlog::warn("login refused: initiator {} target {} peer {}: {} ({})",
                initiator.empty() ? "?" : initiator, target.empty() ? "?" : target, peer_,
                iscsi::to_string(why), detail);

@@ -3,10 +3,18 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+
+#include "ringtgt/metrics/counters.hpp"
+
 #include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/socket_connection.hpp"
 
 namespace ringtgt::net {
+
+unsigned resolve_worker_count(unsigned configured) {
+  return configured != 0 ? configured : std::max(1u, std::thread::hardware_concurrency());
+}
 
 Worker::Worker(unsigned index, Registry& registry)
     : index_(index), registry_(registry), reactor_(index) {}
@@ -18,6 +26,7 @@ Worker::~Worker() {
 void Worker::start() {
   reactor_.on_tick([this](reactor::Clock::time_point now) { tick(now); });
   thread_ = std::thread([this] {
+    metrics::set_thread_slot(index_);  // this worker's block in every LUN's counters
     try {
       reactor_.run();
     } catch (const std::exception& e) {

@@ -228,6 +228,7 @@ void Reactor::run() {
   });
   InternalOp tick_op([this](int) {
     auto now = Clock::now();
+    counters_.heartbeat.add();
     for (auto& fn : tick_handlers_) fn(now);
     arm_tick();
   });
@@ -237,8 +238,13 @@ void Reactor::run() {
   arm_tick();
   drain_posted();
 
+  std::uint64_t busy_since = metrics::monotonic_ns();
   while (!(stopping_.load() && inflight_ == 0)) {
+    // Busy time: everything but the wait; counted per turn, not per I/O.
+    std::uint64_t wait_start = metrics::monotonic_ns();
+    counters_.busy_ns.add(wait_start - busy_since);
     int rc = io_uring_submit_and_wait(&ring_, 1);
+    busy_since = metrics::monotonic_ns();
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
       spdlog::critical("reactor {}: io_uring_submit_and_wait: {}", index_, std::strerror(-rc));
       break;

@@ -760,6 +760,12 @@ bool LogicalUnit::unit_attention_pending(Task& task) {
 void LogicalUnit::execute(Task& task) {
   task.reset_outcome();
   task.lu_context = this;
+  if (stats_) {
+    if ((task.counters = stats_->local()) != nullptr) {
+      task.counters->started.add();
+      task.started_ns = metrics::monotonic_ns();
+    }
+  }
   if (unit_attention_pending(task)) {
     task.fail(sense::lu_reset_occurred);
     return task.complete();

@@ -31,6 +31,23 @@ void Task::fail_cdb_field(std::uint16_t byte, int bit) {
   put_be16(&sense[16], byte);
 }
 
+void Task::count_completion() {
+  const std::uint64_t ns = metrics::monotonic_ns() - started_ns;
+  std::uint64_t bytes = 0;
+  if (status == Status::good) {
+    if (direction == DataDirection::from_device)
+      bytes = data_in_length;
+    else if (direction == DataDirection::to_device)
+      bytes = buffer_len;
+  }
+  // Fixed format (70h/71h) has the sense key in byte 2, descriptor format (72h/73h) in byte 1.
+  const bool descriptor = (sense[0] & 0x7f) >= 0x72;
+  const std::uint8_t key = sense_len > 2 ? (descriptor ? sense[1] : sense[2]) : 0;
+  counters->record(metrics::op_kind(cdb[0]), ns, bytes,
+                   metrics::error_reason(static_cast<std::uint8_t>(status), key));
+  counters = nullptr;
+}
+
 namespace detail {
 
 void finish_data_in(Task& task, const std::uint8_t* data, std::size_t produced,

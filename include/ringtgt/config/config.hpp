@@ -71,6 +71,11 @@ struct IscsiSettings {
   std::uint32_t login_timeout_seconds = 15;
 };
 
+// [metrics]: the Prometheus /metrics endpoint (HTTP); listen unset: no endpoint.
+struct MetricsSettings {
+  std::optional<Portal> listen;  // "A.B.C.D[:PORT]", literal IPv4 address, default port 9105
+};
+
 struct Config {
   std::string source;    // the file it came from
   unsigned workers = 0;  // reactor threads; 0: one per core
@@ -80,6 +85,7 @@ struct Config {
   IscsiSettings iscsi;
   std::optional<Chap> discovery_chap;  // [discovery]: CHAP for discovery sessions
   std::vector<Target> targets;
+  MetricsSettings metrics;
 };
 
 // A configuration that cannot be used: says where and why.

@@ -14,6 +14,7 @@
 
 #include "ringtgt/config/config.hpp"
 #include "ringtgt/iscsi/connection.hpp"
+#include "ringtgt/metrics/counters.hpp"
 
 namespace ringtgt::net {
 
@@ -45,6 +46,13 @@ class Registry {
   void session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih);
   std::size_t session_count() const;
 
+  // Sessions and connections of a target for /metrics (null: no such target);
+  // parallel to targets().
+  std::shared_ptr<metrics::TargetCounters> target_counters(std::string_view name) const;
+  const std::vector<std::shared_ptr<metrics::TargetCounters>>& all_target_counters() const {
+    return target_counters_;
+  }
+
  private:
   struct SessionRef {
     std::uint16_t tsih;
@@ -52,6 +60,7 @@ class Registry {
     std::weak_ptr<SocketConnection> conn;
   };
   std::vector<std::shared_ptr<const iscsi::TargetEntry>> targets_;
+  std::vector<std::shared_ptr<metrics::TargetCounters>> target_counters_;
   std::vector<config::Portal> portals_;
   iscsi::ConnectionSettings settings_;
   std::optional<iscsi::AuthPolicy> discovery_auth_;

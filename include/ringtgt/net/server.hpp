@@ -32,6 +32,7 @@ class Server {
   // destructor then waits (bounded) for the workers to drain.
   void run();
   std::size_t worker_count() const { return workers_.size(); }
+  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
 
  private:
   void accept(boost::asio::ip::tcp::acceptor& acceptor);

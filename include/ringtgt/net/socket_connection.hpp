@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ringtgt/iscsi/connection.hpp"
+#include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/reactor/reactor.hpp"
 
 namespace ringtgt::net {
@@ -95,6 +96,9 @@ class SocketConnection final : public iscsi::ConnectionHost,
   bool shut_ = false;
   bool finished_ = false;
   bool registered_ = false;
+  // What this connection adds to the session gauges while it is logged in.
+  std::shared_ptr<metrics::TargetCounters> target_counters_;
+  bool discovery_counted_ = false;
 };
 
 }  // namespace ringtgt::net

@@ -14,6 +14,9 @@ namespace ringtgt::net {
 class Registry;
 class SocketConnection;
 
+// The number of workers for the configured value (0: one per core).
+unsigned resolve_worker_count(unsigned configured);
+
 class Worker {
  public:
   Worker(unsigned index, Registry& registry);

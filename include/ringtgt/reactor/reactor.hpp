@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
 
 namespace ringtgt::reactor {
@@ -54,6 +55,10 @@ class Reactor final : public IoEngine {
   void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) override;
   void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) override;
 
+  // Busy time of the loop and a heartbeat bumped on every tick: read by
+  // /metrics and by the systemd watchdog (a reactor whose heartbeat stops is stuck).
+  const metrics::WorkerCounters& counters() const { return counters_; }
+
   // What the kernel's io_uring offers, for the start-up log line.
   static std::string probe_description();
 
@@ -78,6 +83,7 @@ class Reactor final : public IoEngine {
   bool cqe_skip_ = false;  // IOSQE_CQE_SKIP_SUCCESS available
   IoOp* tick_op_ = nullptr;
   std::vector<std::pair<IoOp*, int>> completions_;
+  metrics::WorkerCounters counters_;
 };
 
 }  // namespace ringtgt::reactor

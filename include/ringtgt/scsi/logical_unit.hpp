@@ -46,6 +46,11 @@ class LogicalUnit {
   // returning. Errors are reported as status and sense, never thrown.
   void execute(Task& task);
 
+  // Per-worker counters for /metrics; set before the LU is shared. Without
+  // them the LU counts nothing.
+  void set_stats(std::shared_ptr<metrics::LunStats> stats) { stats_ = std::move(stats); }
+  const std::shared_ptr<metrics::LunStats>& stats() const { return stats_; }
+
   // For the transport. nexus_lost: the I_T nexus is gone (session closed or
   // reinstated): its SPC-2 reservation is released. reset: LOGICAL UNIT
   // RESET or a target reset: every reservation is released.
@@ -70,6 +75,7 @@ class LogicalUnit {
   LunParams params_;
   std::unique_ptr<storage::Backend> backend_;
   std::uint64_t block_count_;
+  std::shared_ptr<metrics::LunStats> stats_;
 
   // SPC-2 RESERVE/RELEASE: shared by every nexus of the LU. reserved_ keeps
   // the lock off the path of commands while nothing is reserved.

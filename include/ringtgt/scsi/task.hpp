@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
 
 namespace ringtgt::scsi {
@@ -99,6 +100,10 @@ class Task : public reactor::IoOp {
   void* lu_context = nullptr;
   std::uint64_t lu_scratch[4]{};
 
+  // --- metrics: the executing worker's block of the LU (null: not counted) ---
+  metrics::LunCounters* counters = nullptr;
+  std::uint64_t started_ns = 0;
+
   void on_complete(int result) override { io_continuation(*this, result); }
 
   // Resets the outcome fields so a pooled Task can be reused.
@@ -109,6 +114,7 @@ class Task : public reactor::IoOp {
     transfer_length = 0;
     io_continuation = nullptr;
     lu_context = nullptr;
+    counters = nullptr;
   }
   // CHECK CONDITION with fixed-format sense data; info is put in the
   // INFORMATION field when has_info (the failing LBA of a MEDIUM ERROR).
@@ -118,7 +124,13 @@ class Task : public reactor::IoOp {
   // bit >= 0). Initiators use it to tell "service action not supported"
   // (a pointer at the SERVICE ACTION field) from any other bad field.
   void fail_cdb_field(std::uint16_t byte, int bit = -1);
-  void complete() { owner->task_complete(*this); }
+  void complete() {
+    if (counters) count_completion();
+    owner->task_complete(*this);
+  }
+
+ private:
+  void count_completion();
 };
 
 }  // namespace ringtgt::scsi

@@ -41,7 +41,7 @@ std::string error_of(const std::string& text) {
 }
 
 fs::path conf_dir() {
-  return fs::path(__FILE__).parent_path() / "../../../conf";
+  return fs::path(RINGTGT_SOURCE_DIR) / "conf";
 }
 
 TEST(ConfigError, WhatHasFileLineColumn) {
@@ -580,7 +580,7 @@ TEST(Errors, TomlSyntax) {
 TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of("wrokers = 1\n" + kHead),
             "t.toml:1:1: unknown key 'wrokers' in the top level (allowed: workers, log_level, "
-            "state_dir, portal, iscsi, discovery, target)");
+            "state_dir, portal, iscsi, discovery, target, metrics)");
   EXPECT_EQ(error_of("[[portal]]\n  listen = \"127.0.0.1\"\n  port = 3260\n"),
             "t.toml:3:3: unknown key 'port' in [[portal]] (allowed: listen)");
   EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_dept = 3\n"),
@@ -850,6 +850,71 @@ TEST(Errors, WriteAckAndSerial) {
             "t.toml:8:10: serial is longer than 64 characters");
   EXPECT_EQ(error_of(kHead + "alias = \"" + std::string(256, 'a') + "\"\n"),
             "t.toml:5:9: alias is longer than 255 bytes");
+}
+
+}  // namespace
+}  // namespace ringtgt::config
+
+// ---- [metrics] (the Prometheus endpoint) ----
+namespace ringtgt::config {
+namespace {
+
+TEST(Metrics, AbsentMeansOff) {
+  Config c = load_string(with_lun(), "t.toml");
+  EXPECT_FALSE(c.metrics.listen.has_value());
+}
+
+TEST(Metrics, ListenAddresses) {
+  Config c = load_string(with_lun("[metrics]\nlisten = \"127.0.0.1:9200\"\n"), "t.toml");
+  ASSERT_TRUE(c.metrics.listen.has_value());
+  EXPECT_EQ(c.metrics.listen->to_string(), "127.0.0.1:9200");
+  c = load_string(with_lun("[metrics]\nlisten = \"0.0.0.0\"\n"), "t.toml");
+  ASSERT_TRUE(c.metrics.listen.has_value());
+  EXPECT_EQ(c.metrics.listen->to_string(), "0.0.0.0:9105");  // default port
+}
+
+TEST(Metrics, Errors) {
+  EXPECT_EQ(error_of(with_lun("[metrics]\nlisten = \"localhost:9105\"\n")),
+            "t.toml:9:10: bad metrics.listen \"localhost:9105\": 'localhost' is not an IPv4 "
+            "address literal (use an address such as \"0.0.0.0\", \"127.0.0.1\", or \"[::1]\" "
+            "for IPv6; host names are not resolved)");
+  EXPECT_EQ(error_of(with_lun("[metrics]\nlisten = \"[::1]:9105\"\n")),
+            "t.toml:9:10: metrics.listen \"[::1]:9105\": the metrics endpoint listens on IPv4 "
+            "addresses only");
+  EXPECT_EQ(error_of(with_lun("[metrics]\nlisten = \"127.0.0.1:0\"\n")),
+            "t.toml:9:10: bad metrics.listen \"127.0.0.1:0\": port '0' must be a number 1..65535");
+  EXPECT_EQ(error_of(with_lun("[metrics]\nlisten = 9105\n")),
+            "t.toml:9:10: metrics.listen must be a string, not an integer");
+  EXPECT_EQ(error_of(with_lun("[metrics]\nport = 9105\n")),
+            "t.toml:9:1: unknown key 'port' in [metrics] (allowed: listen)");
+  EXPECT_EQ(error_of(with_lun("[metrics]\n")),
+            "t.toml:8:1: [metrics] needs listen = \"IP:PORT\" "
+            "(for example \"127.0.0.1:9105\")");
+  EXPECT_EQ(error_of("metrics = \"127.0.0.1:9105\"\n" + with_lun()),
+            "t.toml:1:11: 'metrics' must be a table, written [metrics], not a string");
+}
+
+}  // namespace
+}  // namespace ringtgt::config
+
+namespace ringtgt::config {
+namespace {
+
+TEST(Metrics, ShippedConfigsServeMetrics) {
+  Config demo = load_file((conf_dir() / "demo.toml").string());
+  ASSERT_TRUE(demo.metrics.listen.has_value());
+  EXPECT_EQ(demo.metrics.listen->host, "127.0.0.1");  // the demo stays on loopback
+  Config installed = load_file((conf_dir() / "ringtgt.toml").string());
+  ASSERT_TRUE(installed.metrics.listen.has_value());
+  EXPECT_EQ(installed.metrics.listen->to_string(), "127.0.0.1:9105");
+  ASSERT_EQ(installed.portals.size(), 1u);
+  EXPECT_EQ(installed.portals[0].host, "127.0.0.1");  // a fresh install exposes nothing
+}
+
+TEST_F(ShippedNode1, MetricsOnNode1sAddress) {
+  Config c = load();
+  ASSERT_TRUE(c.metrics.listen.has_value());
+  EXPECT_EQ(c.metrics.listen->to_string(), "10.0.0.11:9105");  // Prometheus runs in K3s
 }
 
 }  // namespace

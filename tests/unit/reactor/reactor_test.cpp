@@ -398,3 +398,29 @@ TEST(Reactor, DurableWriteThatFailsReportsAnErrorOnceAndStopStillReturns) {
 
 }  // namespace
 }  // namespace ringtgt::reactor
+
+// ---- heartbeat and busy time (read by the systemd watchdog and /metrics) ----
+namespace ringtgt::reactor {
+namespace {
+
+TEST(Reactor, HeartbeatStopsWhileTheLoopIsBlockedAndBusyTimeCountsIt) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  const metrics::WorkerCounters& c = rt.reactor->counters();
+  rt.start();
+  std::this_thread::sleep_for(700ms);
+  const std::uint64_t idle_beats = c.heartbeat.get();
+  EXPECT_GE(idle_beats, 2u);                                  // ticking every 250 ms
+  EXPECT_LT(c.busy_ns.get(), 500'000'000u);                   // an idle loop is mostly waiting
+  rt.reactor->post([] { std::this_thread::sleep_for(1s); });  // a stuck reactor
+  std::this_thread::sleep_for(150ms);
+  const std::uint64_t stalled_at = c.heartbeat.get();
+  std::this_thread::sleep_for(600ms);
+  EXPECT_EQ(c.heartbeat.get(), stalled_at) << "a blocked loop must not tick";
+  std::this_thread::sleep_for(1s);  // the blockage is over
+  EXPECT_GT(c.heartbeat.get(), stalled_at);
+  EXPECT_GE(c.busy_ns.get(), 900'000'000u) << "the second spent blocked is busy time";
+}
+
+}  // namespace
+}  // namespace ringtgt::reactor

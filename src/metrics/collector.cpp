@@ -1,0 +1,199 @@
+#include "ringtgt/metrics/collector.hpp"
+
+#include <prometheus/exposer.h>
+
+#include <limits>
+#include <stdexcept>
+
+namespace ringtgt::metrics {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+ClientMetric sample(std::vector<ClientMetric::Label> labels) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  return m;
+}
+
+void add_counter(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+  ClientMetric m = sample(std::move(labels));
+  m.counter.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+void add_gauge(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+  ClientMetric m = sample(std::move(labels));
+  m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+LunTotals aggregate(const LunStats& stats) {
+  LunTotals t;
+  std::uint64_t started = 0, finished = 0;
+  for (unsigned s = 0; s < stats.slots(); ++s) {
+    const LunCounters& c = stats.slot(s);
+    // finished before started: a command counted as finished is always
+    // counted as started too, so in flight never goes below zero.
+    finished += c.finished.get();
+    started += c.started.get();
+    for (std::size_t k = 0; k < kOpKinds; ++k) {
+      const auto& in = c.kinds[k];
+      auto& out = t.kinds[k];
+      out.bytes += in.bytes.get();
+      out.latency_sum_ns += in.latency_sum_ns.get();
+      for (std::size_t b = 0; b < kLatencyBuckets; ++b) out.buckets[b] += in.buckets[b].get();
+    }
+    for (std::size_t e = 0; e < kErrorReasons; ++e) t.errors[e] += c.errors[e].get();
+  }
+  for (auto& k : t.kinds) {
+    for (auto b : k.buckets) k.operations += b;
+  }
+  t.in_flight = started > finished ? started - finished : 0;
+  return t;
+}
+
+ClientMetric::Histogram latency_histogram(const std::array<std::uint64_t, kLatencyBuckets>& buckets,
+                                          std::uint64_t sum_ns) {
+  ClientMetric::Histogram h;
+  std::uint64_t cumulative = 0;
+  for (std::size_t b = 0; b < kLatencyBuckets; ++b) {
+    cumulative += buckets[b];
+    double bound = b < kLatencyBoundsNs.size() ? static_cast<double>(kLatencyBoundsNs[b]) / 1e9
+                                               : std::numeric_limits<double>::infinity();
+    h.bucket.push_back({cumulative, bound});
+  }
+  h.sample_count = cumulative;
+  h.sample_sum = static_cast<double>(sum_ns) / 1e9;
+  return h;
+}
+
+void Collector::set_catalog(std::shared_ptr<const Catalog> catalog) {
+  std::lock_guard lock(mu_);
+  catalog_ = std::move(catalog);
+}
+
+std::vector<MetricFamily> Collector::Collect() const {
+  std::shared_ptr<const Catalog> cat;
+  {
+    std::lock_guard lock(mu_);
+    cat = catalog_;
+  }
+  auto ops = family("ringtgt_lun_operations_total", "SCSI commands completed, by kind",
+                    MetricType::Counter);
+  auto bytes = family("ringtgt_lun_bytes_total",
+                      "Data-In and Data-Out bytes of commands that completed GOOD, by kind",
+                      MetricType::Counter);
+  auto latency = family("ringtgt_lun_latency_seconds",
+                        "Time from the start of a SCSI command's execution to its status",
+                        MetricType::Histogram);
+  auto errors =
+      family("ringtgt_lun_errors_total",
+             "Commands that did not complete GOOD, by sense key or status", MetricType::Counter);
+  auto in_flight = family("ringtgt_lun_commands_in_flight",
+                          "SCSI commands executing in the logical unit", MetricType::Gauge);
+  auto sessions =
+      family("ringtgt_target_sessions", "Logged-in normal sessions per target", MetricType::Gauge);
+  auto connections = family("ringtgt_target_connections", "Full-feature connections per target",
+                            MetricType::Gauge);
+  auto discovery =
+      family("ringtgt_discovery_sessions", "Logged-in discovery sessions", MetricType::Gauge);
+  auto worker_conns = family("ringtgt_connections", "Open TCP connections (any phase) per worker",
+                             MetricType::Gauge);
+  auto busy =
+      family("ringtgt_reactor_busy_seconds_total",
+             "Time each reactor loop spent working rather than waiting", MetricType::Counter);
+  auto attempts = family("ringtgt_login_attempts_total", "Logins that ended, accepted or refused",
+                         MetricType::Counter);
+  auto failures =
+      family("ringtgt_login_failures_total", "Refused logins by reason", MetricType::Counter);
+  auto rejects = family("ringtgt_pdu_rejects_total", "Reject PDUs sent", MetricType::Counter);
+  auto digests = family("ringtgt_digest_errors_total", "Header and data digest (CRC32C) errors",
+                        MetricType::Counter);
+
+  if (cat) {
+    for (const auto& l : cat->luns) {
+      if (!l.stats) continue;
+      const LunTotals t = aggregate(*l.stats);
+      const std::string lun = std::to_string(l.lun);
+      for (std::size_t k = 0; k < kOpKinds; ++k) {
+        std::vector<ClientMetric::Label> labels = {
+            {"target", l.target}, {"lun", lun}, {"kind", to_string(static_cast<OpKind>(k))}};
+        add_counter(ops, labels, static_cast<double>(t.kinds[k].operations));
+        add_counter(bytes, labels, static_cast<double>(t.kinds[k].bytes));
+        ClientMetric m = sample(labels);
+        m.histogram = latency_histogram(t.kinds[k].buckets, t.kinds[k].latency_sum_ns);
+        latency.metric.push_back(std::move(m));
+      }
+      // Every reason, zeros included: a series that exists before its first
+      // error lets rate() and alerts see that first error.
+      for (std::size_t e = 0; e < kErrorReasons; ++e) {
+        add_counter(errors, {{"target", l.target}, {"lun", lun}, {"reason", error_reason_name(e)}},
+                    static_cast<double>(t.errors[e]));
+      }
+      add_gauge(in_flight, {{"target", l.target}, {"lun", lun}}, static_cast<double>(t.in_flight));
+    }
+    for (const auto& t : cat->targets) {
+      if (!t.counters) continue;
+      add_gauge(sessions, {{"target", t.name}},
+                static_cast<double>(t.counters->sessions.load(std::memory_order_relaxed)));
+      add_gauge(connections, {{"target", t.name}},
+                static_cast<double>(t.counters->connections.load(std::memory_order_relaxed)));
+    }
+    for (const auto& w : cat->workers) {
+      const std::string idx = std::to_string(w.index);
+      if (w.counters)
+        add_counter(busy, {{"worker", idx}}, static_cast<double>(w.counters->busy_ns.get()) / 1e9);
+      if (w.connections)
+        add_gauge(worker_conns, {{"worker", idx}}, static_cast<double>(w.connections()));
+    }
+  }
+  const GlobalCounters& g = global();
+  add_gauge(discovery, {},
+            static_cast<double>(g.discovery_sessions.load(std::memory_order_relaxed)));
+  add_counter(attempts, {}, static_cast<double>(g.login_attempts.load(std::memory_order_relaxed)));
+  for (std::size_t r = 0; r < kLoginFailureReasons; ++r) {
+    add_counter(failures, {{"reason", to_string(static_cast<LoginFailureReason>(r))}},
+                static_cast<double>(g.login_failures[r].load(std::memory_order_relaxed)));
+  }
+  add_counter(rejects, {}, static_cast<double>(g.rejects.load(std::memory_order_relaxed)));
+  add_counter(digests, {{"kind", "header"}},
+              static_cast<double>(g.digest_errors[0].load(std::memory_order_relaxed)));
+  add_counter(digests, {{"kind", "data"}},
+              static_cast<double>(g.digest_errors[1].load(std::memory_order_relaxed)));
+
+  std::vector<MetricFamily> out;
+  for (auto* f : {&ops, &bytes, &latency, &errors, &in_flight, &sessions, &connections, &discovery,
+                  &worker_conns, &busy, &attempts, &failures, &rejects, &digests}) {
+    out.push_back(std::move(*f));
+  }
+  return out;
+}
+
+Endpoint::Endpoint(const std::string& listen, std::shared_ptr<Collector> collector)
+    : collector_(std::move(collector)) {
+  try {
+    // One serving thread: scrapes are rare, and it never touches a reactor.
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("metrics endpoint " + listen + ": cannot listen: " + e.what());
+  }
+  exposer_->RegisterCollectable(collector_);
+}
+
+Endpoint::~Endpoint() = default;
+
+}  // namespace ringtgt::metrics

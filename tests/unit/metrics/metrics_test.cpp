@@ -1,0 +1,222 @@
+// metrics/: bucket logic, per-worker aggregation, the families a scrape returns.
+#include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
+
+#include <cmath>
+#include <thread>
+
+#include "ringtgt/metrics/collector.hpp"
+#include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/metrics/watchdog.hpp"
+
+namespace ringtgt::metrics {
+namespace {
+
+TEST(LatencyBucket, BoundsAreLogSpacedFrom10usTo1s) {
+  EXPECT_EQ(kLatencyBoundsNs.front(), 10'000u);
+  EXPECT_EQ(kLatencyBoundsNs.back(), 1'000'000'000u);
+  for (std::size_t i = 1; i < kLatencyBoundsNs.size(); ++i) {
+    double ratio = static_cast<double>(kLatencyBoundsNs[i]) / kLatencyBoundsNs[i - 1];
+    EXPECT_GE(ratio, 2.0) << i;
+    EXPECT_LE(ratio, 2.5) << i;
+  }
+}
+
+TEST(LatencyBucket, LeSemantics) {
+  EXPECT_EQ(latency_bucket(0), 0u);
+  EXPECT_EQ(latency_bucket(10'000), 0u);  // le="1e-05" includes 10 us exactly
+  EXPECT_EQ(latency_bucket(10'001), 1u);
+  EXPECT_EQ(latency_bucket(20'000), 1u);
+  EXPECT_EQ(latency_bucket(150'000), 4u);  // (100 us, 200 us]
+  EXPECT_EQ(latency_bucket(1'000'000'000), 15u);
+  EXPECT_EQ(latency_bucket(1'000'000'001), 16u);  // +Inf
+  EXPECT_EQ(latency_bucket(~0ull), 16u);
+  // Every bound lands in its own bucket, one past it in the next.
+  for (std::size_t i = 0; i < kLatencyBoundsNs.size(); ++i) {
+    EXPECT_EQ(latency_bucket(kLatencyBoundsNs[i]), i);
+    EXPECT_EQ(latency_bucket(kLatencyBoundsNs[i] + 1), i + 1);
+  }
+}
+
+TEST(OpKind, ByOpcode) {
+  EXPECT_EQ(op_kind(0x28), OpKind::read);
+  EXPECT_EQ(op_kind(0x88), OpKind::read);
+  EXPECT_EQ(op_kind(0x2a), OpKind::write);
+  EXPECT_EQ(op_kind(0x8a), OpKind::write);
+  EXPECT_EQ(op_kind(0x35), OpKind::flush);
+  EXPECT_EQ(op_kind(0x91), OpKind::flush);
+  EXPECT_EQ(op_kind(0x42), OpKind::unmap);
+  EXPECT_EQ(op_kind(0x12), OpKind::other);  // INQUIRY
+  EXPECT_EQ(op_kind(0x00), OpKind::other);  // TEST UNIT READY
+}
+
+TEST(ErrorReason, StatusAndSenseKey) {
+  EXPECT_EQ(error_reason(0x00, 0), kErrorReasons);  // GOOD: no error
+  EXPECT_EQ(error_reason(0x02, 0x05), 5u);
+  EXPECT_STREQ(error_reason_name(error_reason(0x02, 0x05)), "illegal_request");
+  EXPECT_STREQ(error_reason_name(error_reason(0x02, 0x03)), "medium_error");
+  EXPECT_STREQ(error_reason_name(error_reason(0x02, 0x06)), "unit_attention");
+  EXPECT_STREQ(error_reason_name(error_reason(0x18, 0)), "reservation_conflict");
+  EXPECT_STREQ(error_reason_name(error_reason(0x28, 0)), "task_set_full");
+  EXPECT_STREQ(error_reason_name(error_reason(0x08, 0)), "busy");
+}
+
+TEST(Aggregate, SumsWorkersAndDerivesInFlight) {
+  LunStats stats(3);
+  // Worker 0: two reads of 4 KiB, 15 us and 3 ms.
+  stats.slot(0).started.add(2);
+  stats.slot(0).record(OpKind::read, 15'000, 4096, kErrorReasons);
+  stats.slot(0).record(OpKind::read, 3'000'000, 4096, kErrorReasons);
+  // Worker 2: one write of 8 KiB (5 ms), one failed write, one still running.
+  stats.slot(2).started.add(3);
+  stats.slot(2).record(OpKind::write, 5'000'000, 8192, kErrorReasons);
+  stats.slot(2).record(OpKind::write, 40'000, 0, error_reason(0x02, 0x03));
+  LunTotals t = aggregate(stats);
+  const auto& rd = t.kinds[static_cast<std::size_t>(OpKind::read)];
+  const auto& wr = t.kinds[static_cast<std::size_t>(OpKind::write)];
+  EXPECT_EQ(rd.operations, 2u);
+  EXPECT_EQ(rd.bytes, 8192u);
+  EXPECT_EQ(rd.latency_sum_ns, 3'015'000u);
+  EXPECT_EQ(rd.buckets[latency_bucket(15'000)], 1u);
+  EXPECT_EQ(rd.buckets[latency_bucket(3'000'000)], 1u);
+  EXPECT_EQ(wr.operations, 2u);
+  EXPECT_EQ(wr.bytes, 8192u);
+  EXPECT_EQ(t.kinds[static_cast<std::size_t>(OpKind::flush)].operations, 0u);
+  EXPECT_EQ(t.errors[3], 1u);  // medium error
+  EXPECT_EQ(t.in_flight, 1u);
+}
+
+TEST(Histogram, CumulativeWithInfEqualToCount) {
+  std::array<std::uint64_t, kLatencyBuckets> b{};
+  b[0] = 2;
+  b[3] = 5;
+  b[kLatencyBuckets - 1] = 1;  // above 1 s
+  auto h = latency_histogram(b, 2'500'000'000ull);
+  ASSERT_EQ(h.bucket.size(), kLatencyBuckets);
+  EXPECT_EQ(h.sample_count, 8u);
+  EXPECT_DOUBLE_EQ(h.sample_sum, 2.5);
+  EXPECT_DOUBLE_EQ(h.bucket[0].upper_bound, 1e-5);
+  EXPECT_EQ(h.bucket[0].cumulative_count, 2u);
+  EXPECT_EQ(h.bucket[2].cumulative_count, 2u);
+  EXPECT_EQ(h.bucket[3].cumulative_count, 7u);
+  EXPECT_DOUBLE_EQ(h.bucket[kLatencyBuckets - 2].upper_bound, 1.0);
+  EXPECT_EQ(h.bucket[kLatencyBuckets - 2].cumulative_count, 7u);
+  EXPECT_TRUE(std::isinf(h.bucket.back().upper_bound));
+  EXPECT_EQ(h.bucket.back().cumulative_count, h.sample_count);
+}
+
+// A block written by its own thread while another reads: the reader sees
+// monotonic values and, at the end, every count (relaxed atomics, one writer).
+TEST(LunStats, OneWriterPerSlotConcurrentReader) {
+  LunStats stats(2);
+  constexpr int kOps = 200000;
+  auto writer = [&](unsigned slot) {
+    set_thread_slot(slot);
+    for (int i = 0; i < kOps; ++i) {
+      LunCounters* c = stats.local();
+      c->started.add();
+      c->record(OpKind::write, 100'000, 512, kErrorReasons);
+    }
+  };
+  std::thread a(writer, 0), b(writer, 1);
+  std::uint64_t last = 0;
+  for (int i = 0; i < 1000; ++i) {
+    auto ops = aggregate(stats).kinds[static_cast<std::size_t>(OpKind::write)].operations;
+    EXPECT_GE(ops, last);
+    last = ops;
+  }
+  a.join();
+  b.join();
+  LunTotals t = aggregate(stats);
+  EXPECT_EQ(t.kinds[static_cast<std::size_t>(OpKind::write)].operations, 2u * kOps);
+  EXPECT_EQ(t.kinds[static_cast<std::size_t>(OpKind::write)].bytes, 2ull * kOps * 512);
+  EXPECT_EQ(t.in_flight, 0u);
+}
+
+TEST(LunStats, ThreadWithoutSlotDoesNotCount) {
+  LunStats stats(2);
+  set_thread_slot(kNoSlot);
+  EXPECT_EQ(stats.local(), nullptr);
+  set_thread_slot(5);  // beyond this LUN's workers
+  EXPECT_EQ(stats.local(), nullptr);
+  set_thread_slot(1);
+  EXPECT_EQ(stats.local(), &stats.slot(1));
+  set_thread_slot(kNoSlot);
+}
+
+std::string scrape(const Collector& c) {
+  prometheus::TextSerializer s;
+  return s.Serialize(c.Collect());
+}
+
+TEST(Collector, ExposesLunTargetWorkerAndGlobalFamilies) {
+  auto lun = std::make_shared<LunStats>(1);
+  lun->slot(0).started.add(3);
+  lun->slot(0).record(OpKind::read, 30'000, 4096, kErrorReasons);
+  lun->slot(0).record(OpKind::write, 30'000, 4096, kErrorReasons);
+  lun->slot(0).record(OpKind::other, 30'000, 0, error_reason(0x02, 0x05));
+  auto target = std::make_shared<TargetCounters>();
+  target->sessions = 2;
+  target->connections = 2;
+  WorkerCounters worker;
+  worker.busy_ns.add(1'500'000'000);
+  auto cat = std::make_shared<Catalog>();
+  cat->luns.push_back({"iqn.2025-01.com.example:t", 7, lun});
+  cat->targets.push_back({"iqn.2025-01.com.example:t", target});
+  cat->workers.push_back({0, &worker, [] { return std::size_t{3}; }});
+  Collector c;
+  c.set_catalog(cat);
+  const std::string text = scrape(c);
+  const std::string l = "target=\"iqn.2025-01.com.example:t\",lun=\"7\"";
+  EXPECT_NE(text.find("ringtgt_lun_operations_total{" + l + ",kind=\"read\"} 1"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("ringtgt_lun_bytes_total{" + l + ",kind=\"write\"} 4096"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_lun_latency_seconds_bucket{" + l + ",kind=\"read\",le=\"5e-05\"} 1"),
+            std::string::npos);
+  EXPECT_NE(text.find("ringtgt_lun_latency_seconds_bucket{" + l + ",kind=\"read\",le=\"+Inf\"} 1"),
+            std::string::npos);
+  EXPECT_NE(text.find("ringtgt_lun_errors_total{" + l + ",reason=\"illegal_request\"} 1"),
+            std::string::npos);
+  // Reasons without errors are there too, at 0, so that rate() sees the first one.
+  EXPECT_NE(text.find("ringtgt_lun_errors_total{" + l + ",reason=\"medium_error\"} 0"),
+            std::string::npos);
+  EXPECT_NE(text.find("ringtgt_target_sessions{target=\"iqn.2025-01.com.example:t\"} 2"),
+            std::string::npos);
+  EXPECT_NE(text.find("ringtgt_reactor_busy_seconds_total{worker=\"0\"} 1.5"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_connections{worker=\"0\"} 3"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_digest_errors_total{kind=\"header\"}"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_login_failures_total{reason=\"auth\"}"), std::string::npos);
+}
+
+TEST(Collector, GlobalCountersMove) {
+  Collector c;  // no catalog: the process-wide families still appear
+  auto value_of = [&](const std::string& series) {
+    std::string text = scrape(c);
+    auto at = text.find("\n" + series + " ");
+    EXPECT_NE(at, std::string::npos) << series << " in\n" << text;
+    return std::stod(text.substr(at + series.size() + 2));
+  };
+  double auth = value_of("ringtgt_login_failures_total{reason=\"auth\"}");
+  double attempts = value_of("ringtgt_login_attempts_total");
+  double data = value_of("ringtgt_digest_errors_total{kind=\"data\"}");
+  count_login_failure(LoginFailureReason::auth);
+  count_login_success();
+  count_digest_error(DigestKind::data);
+  EXPECT_EQ(value_of("ringtgt_login_failures_total{reason=\"auth\"}"), auth + 1);
+  EXPECT_EQ(value_of("ringtgt_login_attempts_total"), attempts + 2);
+  EXPECT_EQ(value_of("ringtgt_digest_errors_total{kind=\"data\"}"), data + 1);
+}
+
+TEST(HeartbeatCheck, StalledUntilTheHeartbeatMoves) {
+  WorkerCounters a, b;
+  HeartbeatCheck check({&a, &b});
+  a.heartbeat.add();
+  EXPECT_EQ(check.stalled(), std::vector<unsigned>{1});
+  a.heartbeat.add();
+  b.heartbeat.add();
+  EXPECT_TRUE(check.stalled().empty());
+  EXPECT_EQ(check.stalled(), (std::vector<unsigned>{0, 1}));
+}
+
+}  // namespace
+}  // namespace ringtgt::metrics
