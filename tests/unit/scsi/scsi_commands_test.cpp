@@ -154,6 +154,7 @@ TEST(Inquiry, StandardData) {
   expected[2] = 0x06;
   expected[3] = 0x12;
   expected[4] = 91;
+  expected[5] = 0x08;  // 3PC: EXTENDED COPY
   expected[7] = 0x02;
   std::memcpy(&expected[8], "RINGTGT ", 8);
   std::memcpy(&expected[16], "ringtgt disk    ", 16);
