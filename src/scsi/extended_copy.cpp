@@ -63,6 +63,12 @@ constexpr SenseCode kCopyAborted{kSenseCopyAborted, 0x00, 0x00};
 
 std::atomic<unsigned> copies_in_flight{0};
 
+std::uint8_t log2_block_size(const LunParams& params) {
+  std::uint8_t n = 0;
+  while ((1u << n) < params.block_size) ++n;
+  return n;
+}
+
 // PARAMETER LIST LENGTH ERROR: the lengths in the header do not add up, or
 // exceed what we take.
 void fail_length(Task& task) {
@@ -512,6 +518,43 @@ void extended_copy(LogicalUnit& lu, Task& task) {
   run(task, *job);
 }
 
+std::size_t third_party_copy_page(const LunParams& params, std::uint8_t* out) {
+  std::size_t pos = 4;
+  // Supported Commands: EXTENDED COPY(LID1); RECEIVE COPY RESULTS, COPY
+  // STATUS and OPERATING PARAMETERS.
+  const std::uint8_t commands[] = {0x83, 1, 0x00, 0x84, 2, kSaCopyStatus, kSaOperatingParameters};
+  put_be16(&out[pos], 0x0001);
+  put_be16(&out[pos + 2], 8);
+  out[pos + 4] = sizeof commands;
+  std::memcpy(&out[pos + 5], commands, sizeof commands);
+  pos += 4 + 8;
+  // Parameter Data: the limits of the parameter list.
+  put_be16(&out[pos], 0x0004);
+  put_be16(&out[pos + 2], 0x1c);
+  put_be16(&out[pos + 8], kMaxCscdDescriptors);
+  put_be16(&out[pos + 10], kMaxSegmentDescriptors);
+  put_be32(&out[pos + 12], kMaxDescriptorListLength);
+  put_be32(&out[pos + 16], 0);  // MAXIMUM INLINE DATA LENGTH
+  pos += 4 + 0x1c;
+  // Supported Descriptors: block-to-block segments, identification CSCDs.
+  put_be16(&out[pos], 0x0008);
+  put_be16(&out[pos + 2], 4);
+  out[pos + 4] = 2;
+  out[pos + 5] = kSegmentBlockToBlock;
+  out[pos + 6] = kCscdIdentification;
+  pos += 4 + 4;
+  // General Copy Operations.
+  put_be16(&out[pos], 0x8001);
+  put_be16(&out[pos + 2], 0x1c);
+  put_be32(&out[pos + 4], kMaxConcurrentCopies);  // TOTAL CONCURRENT COPIES
+  put_be32(&out[pos + 8], kMaxConcurrentCopies);  // MAXIMUM IDENTIFIED CONCURRENT COPIES
+  put_be32(&out[pos + 12], kMaxSegmentBytes);
+  out[pos + 16] = log2_block_size(params);  // DATA SEGMENT GRANULARITY
+  pos += 4 + 0x1c;
+  put_be16(&out[2], static_cast<std::uint16_t>(pos - 4));
+  return pos;
+}
+
 void receive_copy_results(LogicalUnit& lu, Task& task) {
   const auto& c = task.cdb;
   const std::uint8_t sa = c[1] & 0x1f;
@@ -530,10 +573,8 @@ void receive_copy_results(LogicalUnit& lu, Task& task) {
     // TRANSFER SIZE: 0.
     put_be16(&out[34], kMaxConcurrentCopies);  // TOTAL CONCURRENT COPIES
     out[36] = kMaxConcurrentCopies;            // MAXIMUM CONCURRENT COPIES
-    std::uint8_t log2_bs = 0;
-    while ((1u << log2_bs) < lu.params().block_size) ++log2_bs;
-    out[37] = log2_bs;  // DATA SEGMENT GRANULARITY: whole blocks
-    out[43] = 2;        // IMPLEMENTED DESCRIPTOR LIST LENGTH
+    out[37] = log2_block_size(lu.params());    // DATA SEGMENT GRANULARITY: whole blocks
+    out[43] = 2;                               // IMPLEMENTED DESCRIPTOR LIST LENGTH
     out[44] = kSegmentBlockToBlock;
     out[45] = kCscdIdentification;
     return finish_data_in(task, out, sizeof out, alloc);

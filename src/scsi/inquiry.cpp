@@ -14,12 +14,15 @@ namespace {
 constexpr std::uint8_t kPageSupported = 0x00;
 constexpr std::uint8_t kPageSerial = 0x80;
 constexpr std::uint8_t kPageDeviceId = 0x83;
+constexpr std::uint8_t kPageThirdPartyCopy = 0x8f;
 constexpr std::uint8_t kPageBlockLimits = 0xb0;
 constexpr std::uint8_t kPageBlockCharacteristics = 0xb1;
 constexpr std::uint8_t kPageProvisioning = 0xb2;
 
+// In ascending order (SPC-4 7.8.16).
 constexpr std::uint8_t kSupportedPages[] = {
-    kPageSupported,    kPageSerial, kPageDeviceId, kPageBlockLimits, kPageBlockCharacteristics,
+    kPageSupported,      kPageSerial,      kPageDeviceId,
+    kPageThirdPartyCopy, kPageBlockLimits, kPageBlockCharacteristics,
     kPageProvisioning,
 };
 
@@ -175,6 +178,9 @@ void inquiry(const LogicalUnit* lu, Task& task) {
       break;
     case kPageProvisioning:
       n = page_provisioning(out);
+      break;
+    case kPageThirdPartyCopy:
+      n = third_party_copy_page(params, out);
       break;
     default:
       task.fail(sense::invalid_field_in_cdb);

@@ -58,6 +58,9 @@ void report_supported_opcodes(Task& task, bool spc2_reservations);
 // complete the task, the copy asynchronously once its last write is done.
 void extended_copy(LogicalUnit& lu, Task& task);
 void receive_copy_results(LogicalUnit& lu, Task& task);
+// The Third-party Copy VPD page (8Fh) with its header; out has room for 512
+// bytes. Returns its length.
+std::size_t third_party_copy_page(const LunParams& params, std::uint8_t* out);
 
 // REPORT LUNS, in three steps so the LUN list can be any ascending range of
 // LUN numbers without copying it. begin validates the CDB and returns false

@@ -193,7 +193,7 @@ TEST(Inquiry, InvalidFields) {
 TEST(Inquiry, SupportedPages) {
   Harness h;
   expect_good(h.run(inquiry_cdb(true, 0x00, 255)));
-  EXPECT_EQ(h.data_in(), (Bytes{0, 0, 0, 6, 0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2}));
+  EXPECT_EQ(h.data_in(), (Bytes{0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2}));
 }
 
 TEST(Inquiry, UnitSerialNumber) {

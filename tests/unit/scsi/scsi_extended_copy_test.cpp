@@ -490,5 +490,51 @@ TEST(ExtendedCopy, ReportedAsSupported) {
   EXPECT_EQ(l.buffer[5] & 0x08, 0x08);
 }
 
+TEST(ExtendedCopy, ThirdPartyCopyVpdPage) {
+  Lu l(false, 1024, 4096);
+  Bytes c(6, 0);
+  c[0] = 0x12;
+  c[1] = 0x01;
+  c[2] = 0x8f;
+  c[4] = 255;
+  Task& t = l.run(c, 255);
+  ASSERT_EQ(t.status, Status::good);
+  const std::uint8_t* d = l.buffer.data();
+  EXPECT_EQ(d[1], 0x8f);
+  const std::uint32_t len = get_be16(&d[2]);
+  ASSERT_EQ(t.data_in_length, len + 4);
+  // Walk the descriptors: each a multiple of four bytes, together the page.
+  std::vector<std::uint16_t> types;
+  std::uint32_t pos = 4;
+  while (pos < len + 4) {
+    const std::uint16_t n = get_be16(&d[pos + 2]);
+    EXPECT_EQ(n % 4, 0) << "descriptor " << get_be16(&d[pos]);
+    types.push_back(get_be16(&d[pos]));
+    const std::uint8_t* x = &d[pos];
+    switch (types.back()) {
+      case 0x0001:  // Supported Commands: 83h/00h, 84h/00h and 03h
+        EXPECT_EQ(x[4], 7);
+        EXPECT_EQ(Bytes(x + 5, x + 12), (Bytes{0x83, 1, 0x00, 0x84, 2, 0x00, 0x03}));
+        break;
+      case 0x0004:  // Parameter Data
+        EXPECT_EQ(get_be16(&x[8]), 8);
+        EXPECT_EQ(get_be16(&x[10]), 64);
+        EXPECT_EQ(get_be32(&x[12]), 4096u);
+        EXPECT_EQ(get_be32(&x[16]), 0u);
+        break;
+      case 0x0008:  // Supported Descriptors
+        EXPECT_EQ(Bytes(x + 4, x + 7), (Bytes{2, 0x02, 0xe4}));
+        break;
+      case 0x8001:  // General Copy Operations
+        EXPECT_EQ(get_be32(&x[12]), 16u << 20);
+        EXPECT_EQ(x[16], 12);  // 4096-byte blocks
+        break;
+    }
+    pos += 4 + n;
+  }
+  EXPECT_EQ(pos, len + 4);
+  EXPECT_EQ(types, (std::vector<std::uint16_t>{0x0001, 0x0004, 0x0008, 0x8001}));
+}
+
 }  // namespace
 }  // namespace ringtgt::scsi
