@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -488,6 +489,112 @@ TEST(ExtendedCopy, ReportedAsSupported) {
   Task& t = l.run(inq, 96);
   ASSERT_EQ(t.status, Status::good);
   EXPECT_EQ(l.buffer[5] & 0x08, 0x08);
+}
+
+// Completes nothing until the test says so: a backend whose I/O completes
+// later, as io_uring's does, over a memory backend's bytes.
+class DeferredBackend final : public storage::Backend {
+ public:
+  explicit DeferredBackend(std::uint64_t size) : mem_(size) {}
+  std::uint64_t size_bytes() const override { return mem_.size_bytes(); }
+  storage::WriteAckPolicy ack_policy() const override { return mem_.ack_policy(); }
+  void read(void* buf, std::size_t len, std::uint64_t offset, storage::IoOp* op) override {
+    queue_.push_back([=, this] { mem_.read(buf, len, offset, op); });
+  }
+  void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
+             storage::IoOp* op) override {
+    queue_.push_back([=, this] { mem_.write(buf, len, offset, fua, op); });
+  }
+  void flush(storage::IoOp* op) override {
+    queue_.push_back([=, this] { mem_.flush(op); });
+  }
+  std::string describe() const override { return "deferred"; }
+
+  // Completes the oldest operation; false when none is waiting.
+  bool step() {
+    if (queue_.empty()) return false;
+    auto next = std::move(queue_.front());
+    queue_.erase(queue_.begin());
+    next();
+    return true;
+  }
+  std::size_t waiting() const { return queue_.size(); }
+  std::uint8_t* data() { return mem_.data(); }
+
+ private:
+  storage::MemoryBackend mem_;
+  std::vector<std::function<void()>> queue_;
+};
+
+TEST(ExtendedCopy, CompletesAsynchronouslyChunkByChunk) {
+  auto owned = std::make_unique<DeferredBackend>(8192 * 512);
+  DeferredBackend* backend = owned.get();
+  LunParams params;
+  params.naa = kNaa;
+  LogicalUnit lu(0, params, std::move(owned));
+  for (int i = 0; i < 3000 * 512; ++i) backend->data()[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  Nexus nexus{"iqn.a", "t", 1, {}};
+
+  CountingOwner owner;
+  Task copy;
+  Bytes list = param_list({cscd()}, {b2b(0, 0, 3000, 0, 4000)}, 5);
+  copy.owner = &owner;
+  copy.nexus = &nexus;
+  copy.cdb[0] = 0x83;
+  put_be32(&copy.cdb[10], static_cast<std::uint32_t>(list.size()));
+  copy.direction = DataDirection::to_device;
+  copy.buffer = list.data();
+  copy.buffer_len = static_cast<std::uint32_t>(list.size());
+  lu.execute(copy);
+  EXPECT_EQ(owner.completions, 0);
+  ASSERT_EQ(backend->waiting(), 1u);  // one read at a time
+
+  // Meanwhile, on the same nexus: the status says in progress, and the same
+  // LIST IDENTIFIER cannot start a second copy.
+  CountingOwner other_owner;
+  Task probe;
+  Bytes buffer;
+  const Bytes rcr = rcr_cdb(0x00, 5);
+  run_task(
+      [&](Task& t) {
+        t.nexus = &nexus;
+        lu.execute(t);
+      },
+      probe, other_owner, buffer, rcr, 64, nullptr);
+  ASSERT_EQ(probe.status, Status::good);
+  EXPECT_EQ(buffer[4], 0x10);  // in progress
+  Bytes again = list;
+  run_task(
+      [&](Task& t) {
+        t.nexus = &nexus;
+        lu.execute(t);
+      },
+      probe, other_owner, buffer, Lu::xcopy_cdb(again.size()), 0, &again);
+  expect_sense(probe, 0x05, 0x00, 0x16);  // OPERATION IN PROGRESS
+  // A plain write into the segment's destination is BUSY while it copies.
+  Bytes block(512, 0xaa);
+  run_task([&](Task& t) { lu.execute(t); }, probe, other_owner, buffer, cdb10(0x2a, 0, 4100, 1), 0,
+           &block);
+  EXPECT_EQ(probe.status, Status::busy);
+
+  int steps = 0;
+  while (backend->step()) ++steps;
+  EXPECT_EQ(steps, 4);  // 3000 blocks: two 1 MiB chunks, each a read and a write
+  ASSERT_EQ(owner.completions, 1);
+  EXPECT_EQ(copy.status, Status::good);
+  EXPECT_EQ(std::memcmp(backend->data() + 4000 * 512, backend->data(), 3000 * 512), 0);
+
+  run_task(
+      [&](Task& t) {
+        t.nexus = &nexus;
+        lu.execute(t);
+      },
+      probe, other_owner, buffer, rcr, 64, nullptr);
+  ASSERT_EQ(probe.status, Status::good);
+  EXPECT_EQ(buffer[4], 0x00);
+  EXPECT_EQ(get_be32(&buffer[8]), 3000u * 512);
+  // The range lock went with the copy.
+  EXPECT_FALSE(lu.atomic_write_overlaps(4000, 3000));
 }
 
 TEST(ExtendedCopy, ThirdPartyCopyVpdPage) {
