@@ -4,6 +4,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <random>
 #include <vector>
 
 #include "ringtgt/scsi/cdb.hpp"
@@ -595,6 +596,57 @@ TEST(ExtendedCopy, CompletesAsynchronouslyChunkByChunk) {
   EXPECT_EQ(get_be32(&buffer[8]), 3000u * 512);
   // The range lock went with the copy.
   EXPECT_FALSE(lu.atomic_write_overlaps(4000, 3000));
+}
+
+// Parameter lists mutated from valid ones: every one completes exactly once
+// with a well-formed outcome, and reads nothing outside what arrived (the
+// buffer is exactly the bytes sent, for ASan and valgrind to watch).
+TEST(ExtendedCopy, MutatedParameterLists) {
+  Lu l(false, 256);
+  Nexus nexus{"iqn.a", "t", 1, {}};
+  std::mt19937_64 rng(2026);
+  const std::vector<Bytes> seeds = {
+      param_list({cscd()}, {b2b(0, 0, 8, 0, 100)}),
+      param_list({cscd(), cscd(0x6000000000000001ull)}, {b2b(0, 0, 1, 5, 6), b2b(1, 0, 2, 0, 9)}),
+      param_list({cscd(), cscd()}, std::vector<Bytes>(5, b2b(1, 0, 3, 250, 1)), 3, 0x03),
+  };
+  int good = 0, refused = 0;
+  for (int i = 0; i < 20000; ++i) {
+    Bytes list = seeds[rng() % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      // Mostly the header and the descriptors' type and length bytes.
+      static const std::size_t hot[] = {0,  1,  2,  3,  8,  9,  10, 11, 12,
+                                        15, 16, 17, 23, 45, 48, 50, 51};
+      const std::size_t at = rng() % 2 ? hot[rng() % std::size(hot)] : rng() % list.size();
+      if (at < list.size()) list[at] = static_cast<std::uint8_t>(rng());
+    }
+    if (rng() % 4 == 0) list.resize(rng() % (list.size() + 1));
+    Bytes cdb = Lu::xcopy_cdb(list.size());
+    if (rng() % 8 == 0) put_be32(&cdb[10], static_cast<std::uint32_t>(rng()));
+    Task& t = l.run_from(nexus, cdb, 0, &list);
+    ASSERT_TRUE(t.status == Status::good || t.status == Status::check_condition ||
+                t.status == Status::busy)
+        << "iteration " << i;
+    EXPECT_EQ(t.data_in_length, 0u);
+    if (t.status == Status::check_condition) {
+      ASSERT_GE(t.sense_len, 18);
+      ASSERT_LE(t.sense_len, t.sense.size());
+      EXPECT_EQ(t.sense[7], t.sense_len - 8);
+      const std::uint8_t key = t.sense[2] & 0x0f;
+      EXPECT_TRUE(key == 0x05 || key == 0x0a) << "iteration " << i << " key " << int{key};
+      ++refused;
+    } else {
+      EXPECT_EQ(t.sense_len, 0);
+      ++good;
+    }
+  }
+  // The mutations reach both outcomes.
+  EXPECT_GT(good, 100);
+  EXPECT_GT(refused, 1000);
+  // Nothing left held as in progress, and the held statuses stay bounded.
+  for (const auto& h : nexus.copy_statuses) EXPECT_FALSE(h.in_progress);
+  EXPECT_LE(nexus.copy_statuses.size(), 16u);
 }
 
 TEST(ExtendedCopy, ThirdPartyCopyVpdPage) {
