@@ -51,6 +51,7 @@ constexpr std::uint16_t kBlockToBlockLength = 0x18;  // DESCRIPTOR LENGTH: bytes
 
 constexpr std::uint8_t kSaCopyStatus = 0x00;
 constexpr std::uint8_t kSaOperatingParameters = 0x03;
+constexpr std::uint8_t kSaFailedSegmentDetails = 0x04;
 
 constexpr std::uint8_t kSenseCopyAborted = 0x0a;
 constexpr SenseCode kTooManyCscds{0x05, 0x26, 0x06};
@@ -126,7 +127,8 @@ struct Segment {
 
 struct ParsedList {
   std::uint8_t list_id = 0;
-  bool hold_status = false;
+  bool hold_status = false;   // LIST ID USAGE 00b or 10b: COPY STATUS
+  bool hold_details = false;  // 00b: FAILED SEGMENT DETAILS too
   std::uint16_t cscd_count = 0;
   Cscd cscds[kMaxCscdDescriptors];
   std::vector<Segment> segments;
@@ -155,6 +157,7 @@ bool parse_list(const LogicalUnit& lu, Task& task, const std::uint8_t* p, std::u
     return false;
   }
   out.hold_status = usage != 0x03;
+  out.hold_details = usage == 0x00;
   const std::uint64_t cscd_len = get_be16(&p[2]);
   const std::uint64_t seg_len = get_be32(&p[8]);
   const std::uint64_t inline_len = get_be32(&p[12]);
@@ -285,7 +288,8 @@ HeldCopyStatus* find_held(const Task& task, const void* lu, std::uint8_t list_id
 
 // A fresh in-progress status for (lu, list_id) on the task's nexus, or
 // nullptr when there is no room (every held one still in progress).
-HeldCopyStatus* hold_new(const Task& task, const void* lu, std::uint8_t list_id) {
+HeldCopyStatus* hold_new(const Task& task, const void* lu, std::uint8_t list_id,
+                         bool hold_details) {
   auto& held = task.nexus->copy_statuses;
   HeldCopyStatus* h = find_held(task, lu, list_id);
   if (h == nullptr) {
@@ -298,8 +302,28 @@ HeldCopyStatus* hold_new(const Task& task, const void* lu, std::uint8_t list_id)
     held.push_back({});
     h = &held.back();
   }
-  *h = HeldCopyStatus{lu, list_id, true, false, 0, 0};
+  *h = HeldCopyStatus{};
+  h->lu = lu;
+  h->list_id = list_id;
+  h->in_progress = true;
+  h->hold_details = hold_details;
   return h;
+}
+
+// The outcome of the copy task ran, into its held status.
+void record_outcome(const Task& task, HeldCopyStatus& h, std::uint16_t segments,
+                    std::uint64_t bytes) {
+  h.in_progress = false;
+  h.failed = task.status != Status::good;
+  h.segments_processed = segments;
+  h.bytes_copied = static_cast<std::uint32_t>(bytes);
+  if (h.failed && h.hold_details) {
+    h.command_status = task.status;
+    h.sense_len = task.sense_len;
+    h.sense = task.sense;
+  } else {
+    h.hold_details = false;
+  }
 }
 
 // A copy in flight; task.lu_context points at it until it completes.
@@ -339,10 +363,7 @@ void finish(Task& task, CopyJob* job) {
   if (job->claimed) job->lu->caw_unlock(job->segments[job->segment].destination_lba);
   if (job->hold_status) {
     if (HeldCopyStatus* h = find_held(task, job->lu, job->list_id)) {
-      h->in_progress = false;
-      h->failed = task.status != Status::good;
-      h->segments_processed = static_cast<std::uint16_t>(job->segment);
-      h->bytes_copied = static_cast<std::uint32_t>(job->bytes_copied);
+      record_outcome(task, *h, static_cast<std::uint16_t>(job->segment), job->bytes_copied);
     }
   }
   std::free(job->bounce);
@@ -468,7 +489,7 @@ void extended_copy(LogicalUnit& lu, Task& task) {
     task.status = Status::busy;
     return task.complete();
   }
-  if (hold && (held = hold_new(task, &lu, list.list_id)) == nullptr) {
+  if (hold && (held = hold_new(task, &lu, list.list_id, list.hold_details)) == nullptr) {
     copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
     task.status = Status::busy;
     return task.complete();
@@ -476,11 +497,8 @@ void extended_copy(LogicalUnit& lu, Task& task) {
   // From here on the copy has a status to hold, failed or not.
   if (const std::size_t failed = check_segments(lu, task, list); failed < list.segments.size()) {
     copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
-    if (held != nullptr) {
-      held->in_progress = false;
-      held->failed = true;
-      held->segments_processed = 0;  // checked before any data moved
-    }
+    // Checked before any data moved: no segment was processed.
+    if (held != nullptr) record_outcome(task, *held, 0, 0);
     return task.complete();
   }
 
@@ -499,11 +517,8 @@ void extended_copy(LogicalUnit& lu, Task& task) {
   if (job == nullptr || (chunk_blocks != 0 && bounce == nullptr)) {
     delete job;
     copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
-    if (held != nullptr) {
-      held->in_progress = false;
-      held->failed = true;
-    }
     task.fail(sense::internal_target_failure);
+    if (held != nullptr) record_outcome(task, *held, 0, 0);
     return task.complete();
   }
   job->lu = &lu;
@@ -521,13 +536,14 @@ void extended_copy(LogicalUnit& lu, Task& task) {
 std::size_t third_party_copy_page(const LunParams& params, std::uint8_t* out) {
   std::size_t pos = 4;
   // Supported Commands: EXTENDED COPY(LID1); RECEIVE COPY RESULTS, COPY
-  // STATUS and OPERATING PARAMETERS.
-  const std::uint8_t commands[] = {0x83, 1, 0x00, 0x84, 2, kSaCopyStatus, kSaOperatingParameters};
+  // STATUS, OPERATING PARAMETERS and FAILED SEGMENT DETAILS.
+  const std::uint8_t commands[] = {
+      0x83, 1, 0x00, 0x84, 3, kSaCopyStatus, kSaOperatingParameters, kSaFailedSegmentDetails};
   put_be16(&out[pos], 0x0001);
-  put_be16(&out[pos + 2], 8);
+  put_be16(&out[pos + 2], 12);  // 1 + 8 bytes, padded to a multiple of 4
   out[pos + 4] = sizeof commands;
   std::memcpy(&out[pos + 5], commands, sizeof commands);
-  pos += 4 + 8;
+  pos += 4 + 12;
   // Parameter Data: the limits of the parameter list.
   put_be16(&out[pos], 0x0004);
   put_be16(&out[pos + 2], 0x1c);
@@ -594,6 +610,26 @@ void receive_copy_results(LogicalUnit& lu, Task& task) {
     out[7] = 0x00;  // TRANSFER COUNT UNITS: bytes
     put_be32(&out[8], h->bytes_copied);
     return finish_data_in(task, out, sizeof out, alloc);
+  }
+  if (sa == kSaFailedSegmentDetails) {
+    HeldCopyStatus* h = find_held(task, &lu, c[2]);
+    if (h == nullptr) {
+      task.fail_cdb_field(2);
+      return task.complete();
+    }
+    std::uint8_t out[60 + sizeof h->sense] = {};
+    if (h->in_progress || !h->hold_details) {
+      // Nothing failed (yet), or the details were read: AVAILABLE DATA 0.
+      return finish_data_in(task, out, 4, alloc);
+    }
+    const std::size_t n = 60 + h->sense_len;
+    put_be32(&out[0], static_cast<std::uint32_t>(n - 4));  // AVAILABLE DATA
+    out[56] = static_cast<std::uint8_t>(h->command_status);
+    put_be16(&out[58], h->sense_len);
+    std::memcpy(&out[60], h->sense.data(), h->sense_len);
+    // Discarded once read in full, or when asked for none of it.
+    if (alloc == 0 || alloc >= n) h->hold_details = false;
+    return finish_data_in(task, out, n, alloc);
   }
   task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported
   task.complete();

@@ -58,6 +58,12 @@ struct HeldCopyStatus {
   bool failed = false;
   std::uint16_t segments_processed = 0;
   std::uint32_t bytes_copied = 0;
+  // FAILED SEGMENT DETAILS (LIST ID USAGE 00b only): the failed command's
+  // status and sense data, until read in full.
+  bool hold_details = false;
+  Status command_status = Status::good;
+  std::uint8_t sense_len = 0;
+  std::array<std::uint8_t, 32> sense{};
 };
 
 // Who sent the command: what reservations, masking and unit attentions key on.

@@ -403,7 +403,7 @@ TEST(ReceiveCopyResults, OperatingParameters) {
 
 TEST(ReceiveCopyResults, UnsupportedServiceActions) {
   Lu l;
-  for (std::uint8_t sa : {0x01, 0x04, 0x05, 0x1f}) {
+  for (std::uint8_t sa : {0x01, 0x02, 0x05, 0x1f}) {
     Task& t = l.run(rcr_cdb(sa, 0));
     expect_sense(t, 0x05, 0x24, 0x00);
     EXPECT_EQ(get_be16(&t.sense[16]), 1);
@@ -450,6 +450,50 @@ TEST(ReceiveCopyResults, CopyStatusIsHeldPerNexusAndListId) {
   ASSERT_EQ(l.xcopy_from(a, param_list({cscd()}, {b2b(0, 0, 1, 0, 1)}, 10, 0x02)).status,
             Status::good);
   EXPECT_EQ(l.run_from(a, rcr_cdb(0x00, 10)).status, Status::good);
+}
+
+TEST(ReceiveCopyResults, FailedSegmentDetails) {
+  Lu l;
+  Nexus a{"iqn.a", "t", 1, {}};
+  const Bytes fsd = rcr_cdb(0x04, 3);
+  // Nothing held for this LIST IDENTIFIER.
+  Task& none = l.run_from(a, fsd);
+  expect_sense(none, 0x05, 0x24, 0x00);
+  EXPECT_EQ(get_be16(&none.sense[16]), 2);
+
+  // A copy that succeeded has no details.
+  ASSERT_EQ(l.xcopy_from(a, param_list({cscd()}, {b2b(0, 0, 1, 0, 1)}, 3)).status, Status::good);
+  Task& ok = l.run_from(a, fsd);
+  ASSERT_EQ(ok.status, Status::good);
+  ASSERT_EQ(ok.data_in_length, 4u);
+  EXPECT_EQ(get_be32(&l.buffer[0]), 0u);
+
+  // One that failed keeps its status and sense data until they are read.
+  Task& f = l.xcopy_from(a, param_list({cscd()}, {b2b(0, 0, 2, 8191, 0)}, 3));
+  ASSERT_EQ(f.status, Status::check_condition);
+  const Bytes sense(f.sense.begin(), f.sense.begin() + f.sense_len);
+  Task& part = l.run_from(a, rcr_cdb(0x04, 3, 40));  // too short for all of it
+  ASSERT_EQ(part.status, Status::good);
+  EXPECT_EQ(part.data_in_length, 40u);
+  EXPECT_EQ(get_be32(&l.buffer[0]), 56u + sense.size());
+  Task& all = l.run_from(a, fsd);
+  ASSERT_EQ(all.status, Status::good);
+  ASSERT_EQ(all.data_in_length, 60u + sense.size());
+  EXPECT_EQ(l.buffer[56], 0x02);  // CHECK CONDITION
+  EXPECT_EQ(get_be16(&l.buffer[58]), sense.size());
+  EXPECT_EQ(Bytes(l.buffer.begin() + 60, l.buffer.begin() + 60 + sense.size()), sense);
+  // Read in full: discarded; COPY STATUS stays.
+  Task& gone = l.run_from(a, fsd);
+  ASSERT_EQ(gone.status, Status::good);
+  EXPECT_EQ(get_be32(&l.buffer[0]), 0u);
+  ASSERT_EQ(l.run_from(a, rcr_cdb(0x00, 3)).status, Status::good);
+  EXPECT_EQ(l.buffer[4], 0x01);
+
+  // LIST ID USAGE 10b holds the status but not the details.
+  ASSERT_EQ(l.xcopy_from(a, param_list({cscd()}, {b2b(0, 0, 2, 8191, 0)}, 4, 0x02)).status,
+            Status::check_condition);
+  ASSERT_EQ(l.run_from(a, rcr_cdb(0x04, 4)).status, Status::good);
+  EXPECT_EQ(get_be32(&l.buffer[0]), 0u);
 }
 
 TEST(ReceiveCopyResults, HeldStatusesAreBounded) {
@@ -671,9 +715,9 @@ TEST(ExtendedCopy, ThirdPartyCopyVpdPage) {
     types.push_back(get_be16(&d[pos]));
     const std::uint8_t* x = &d[pos];
     switch (types.back()) {
-      case 0x0001:  // Supported Commands: 83h/00h, 84h/00h and 03h
-        EXPECT_EQ(x[4], 7);
-        EXPECT_EQ(Bytes(x + 5, x + 12), (Bytes{0x83, 1, 0x00, 0x84, 2, 0x00, 0x03}));
+      case 0x0001:  // Supported Commands: 83h/00h, 84h/00h, 03h and 04h
+        EXPECT_EQ(x[4], 8);
+        EXPECT_EQ(Bytes(x + 5, x + 13), (Bytes{0x83, 1, 0x00, 0x84, 3, 0x00, 0x03, 0x04}));
         break;
       case 0x0004:  // Parameter Data
         EXPECT_EQ(get_be16(&x[8]), 8);
