@@ -14,12 +14,15 @@ namespace {
 constexpr std::uint8_t kPageSupported = 0x00;
 constexpr std::uint8_t kPageSerial = 0x80;
 constexpr std::uint8_t kPageDeviceId = 0x83;
+constexpr std::uint8_t kPageThirdPartyCopy = 0x8f;
 constexpr std::uint8_t kPageBlockLimits = 0xb0;
 constexpr std::uint8_t kPageBlockCharacteristics = 0xb1;
 constexpr std::uint8_t kPageProvisioning = 0xb2;
 
+// In ascending order (SPC-4 7.8.16).
 constexpr std::uint8_t kSupportedPages[] = {
-    kPageSupported,    kPageSerial, kPageDeviceId, kPageBlockLimits, kPageBlockCharacteristics,
+    kPageSupported,      kPageSerial,      kPageDeviceId,
+    kPageThirdPartyCopy, kPageBlockLimits, kPageBlockCharacteristics,
     kPageProvisioning,
 };
 
@@ -58,6 +61,8 @@ std::size_t standard_data(const LunParams& params, std::uint8_t peripheral, std:
   out[3] = 0x10 | 0x02;          // HiSup, response data format 2
   out[4] = kStandardLength - 5;  // additional length
   out[7] = 0x02;                 // CmdQue
+  // 3PC: a present LU is its own copy manager (EXTENDED COPY).
+  if (peripheral == peripheral_disk) out[5] = 0x08;
   put_padded(&out[8], 8, params.vendor);
   put_padded(&out[16], 16, params.product);
   put_padded(&out[32], 4, params.revision);
@@ -87,7 +92,7 @@ std::size_t page_device_id(const LunParams& params, std::uint8_t* out) {
   out[pos + 0] = 0x01;  // protocol identifier 0, code set binary
   out[pos + 1] = 0x03;  // PIV 0, association LU, designator type NAA
   out[pos + 3] = 8;
-  put_be64(&out[pos + 4], (params.naa & 0x0fffffffffffffffull) | 0x6000000000000000ull);
+  put_be64(&out[pos + 4], naa_designator(params));
   pos += 4 + 8;
   // T10 vendor ID based: an 8-byte vendor identification then the serial.
   out[pos + 0] = 0x02;  // code set ASCII
@@ -173,6 +178,9 @@ void inquiry(const LogicalUnit* lu, Task& task) {
       break;
     case kPageProvisioning:
       n = page_provisioning(out);
+      break;
+    case kPageThirdPartyCopy:
+      n = third_party_copy_page(params, out);
       break;
     default:
       task.fail(sense::invalid_field_in_cdb);

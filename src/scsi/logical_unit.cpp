@@ -41,6 +41,8 @@ constexpr std::uint8_t write_same10 = 0x41;
 constexpr std::uint8_t reserve10 = 0x56;
 constexpr std::uint8_t release10 = 0x57;
 constexpr std::uint8_t mode_sense10 = 0x5a;
+constexpr std::uint8_t extended_copy = 0x83;
+constexpr std::uint8_t receive_copy_results = 0x84;
 constexpr std::uint8_t read16 = 0x88;
 constexpr std::uint8_t compare_and_write = 0x89;
 constexpr std::uint8_t orwrite16 = 0x8b;
@@ -829,6 +831,10 @@ void LogicalUnit::execute(Task& task) {
     case op::read_defect_data10:
     case op::read_defect_data12:
       return read_defect_data(task);
+    case op::extended_copy:
+      return detail::extended_copy(*this, task);
+    case op::receive_copy_results:
+      return detail::receive_copy_results(*this, task);
     case op::reserve6:
     case op::reserve10:
       if (!params_.spc2_reservations) return reject(task, sense::invalid_opcode);

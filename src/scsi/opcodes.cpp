@@ -44,6 +44,10 @@ constexpr OpInfo kOps[] = {
     {0x56, false, 0, 10, {0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RESERVE(10)
     {0x57, false, 0, 10, {0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RELEASE(10)
     {0x5a, false, 0, 10, {0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0}},   // MODE SENSE(10)
+    {0x83, true, 0x00, 16, {0x83, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0}},     // EXTENDED COPY (LID1)
+    {0x84, true, 0x00, 16, {0x84, 0x1f, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0}},    // RECEIVE COPY RESULTS: COPY STATUS
+    {0x84, true, 0x03, 16, {0x84, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0}},     // RECEIVE COPY RESULTS: OPERATING PARAMETERS
+    {0x84, true, 0x04, 16, {0x84, 0x1f, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0}},    // RECEIVE COPY RESULTS: FAILED SEGMENT DETAILS
     {0x88, false, 0, 16, {0x88, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // READ(16)
     {0x89, false, 0, 16, {0x89, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0, 0, FF, 0, 0}},  // COMPARE AND WRITE
     {0x8a, false, 0, 16, {0x8a, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},  // WRITE(16)

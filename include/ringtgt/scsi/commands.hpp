@@ -22,6 +22,12 @@ inline std::uint32_t max_transfer_blocks(std::uint32_t block_size) {
 // MAXIMUM COMPARE AND WRITE LENGTH (VPD Block Limits), in blocks.
 inline constexpr std::uint8_t max_compare_and_write_blocks = 64;
 
+// The NAA designator (NAA 6, 8 bytes) VPD page 83h reports for a logical
+// unit; EXTENDED COPY names its copy targets by it.
+inline std::uint64_t naa_designator(const LunParams& params) {
+  return (params.naa & 0x0fffffffffffffffull) | 0x6000000000000000ull;
+}
+
 // Peripheral qualifier + device type byte: a direct-access block device that
 // is present, or "no logical unit here" (qualifier 3, type 1Fh).
 inline constexpr std::uint8_t peripheral_disk = 0x00;
@@ -47,6 +53,14 @@ void request_sense(Task& task, SenseCode current);
 // every command LogicalUnit::execute accepts (RESERVE/RELEASE only when
 // enabled). Completes the task.
 void report_supported_opcodes(Task& task, bool spc2_reservations);
+
+// EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (extended_copy.cpp). Both
+// complete the task, the copy asynchronously once its last write is done.
+void extended_copy(LogicalUnit& lu, Task& task);
+void receive_copy_results(LogicalUnit& lu, Task& task);
+// The Third-party Copy VPD page (8Fh) with its header; out has room for 512
+// bytes. Returns its length.
+std::size_t third_party_copy_page(const LunParams& params, std::uint8_t* out);
 
 // REPORT LUNS, in three steps so the LUN list can be any ascending range of
 // LUN numbers without copying it. begin validates the CDB and returns false

@@ -50,6 +50,23 @@ inline constexpr SenseCode lu_reset_occurred{0x06, 0x29, 0x03};  // BUS DEVICE R
 inline constexpr SenseCode no_sense{0x00, 0x00, 0x00};
 }  // namespace sense
 
+// What an EXTENDED COPY left on its I_T nexus for RECEIVE COPY RESULTS (COPY
+// STATUS) to report: one per logical unit and LIST IDENTIFIER.
+struct HeldCopyStatus {
+  const void* lu = nullptr;
+  std::uint8_t list_id = 0;
+  bool in_progress = false;
+  bool failed = false;
+  std::uint16_t segments_processed = 0;
+  std::uint32_t bytes_copied = 0;
+  // FAILED SEGMENT DETAILS (LIST ID USAGE 00b only): the failed command's
+  // status and sense data, until read in full.
+  bool hold_details = false;
+  Status command_status = Status::good;
+  std::uint8_t sense_len = 0;
+  std::array<std::uint8_t, 32> sense{};
+};
+
 // Who sent the command: what reservations, masking and unit attentions key on.
 struct Nexus {
   std::string initiator_name;
@@ -58,6 +75,9 @@ struct Nexus {
   // The reset epoch of each logical unit this nexus has seen (for its unit
   // attentions). Only the thread that runs the nexus's commands touches it.
   mutable std::vector<std::pair<const void*, std::uint32_t>> lu_reset_epochs;
+  // Copy statuses held for RECEIVE COPY RESULTS (a few; the oldest finished
+  // ones make room). They go with the nexus; same thread rule as above.
+  mutable std::vector<HeldCopyStatus> copy_statuses{};
 };
 
 class Task;

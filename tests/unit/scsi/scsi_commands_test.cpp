@@ -154,6 +154,7 @@ TEST(Inquiry, StandardData) {
   expected[2] = 0x06;
   expected[3] = 0x12;
   expected[4] = 91;
+  expected[5] = 0x08;  // 3PC: EXTENDED COPY
   expected[7] = 0x02;
   std::memcpy(&expected[8], "RINGTGT ", 8);
   std::memcpy(&expected[16], "ringtgt disk    ", 16);
@@ -192,7 +193,7 @@ TEST(Inquiry, InvalidFields) {
 TEST(Inquiry, SupportedPages) {
   Harness h;
   expect_good(h.run(inquiry_cdb(true, 0x00, 255)));
-  EXPECT_EQ(h.data_in(), (Bytes{0, 0, 0, 6, 0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2}));
+  EXPECT_EQ(h.data_in(), (Bytes{0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2}));
 }
 
 TEST(Inquiry, UnitSerialNumber) {

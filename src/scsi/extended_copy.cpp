@@ -1,0 +1,638 @@
+// EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.4, 6.18): the copy
+// offload ESXi (VAAI XCOPY) and other initiators use to clone blocks without
+// moving them over the network.
+//
+// The logical unit is its own copy manager, and the only copy target it can
+// reach is itself: a CSCD descriptor (identification descriptor, E4h) must
+// name this LU by the NAA designator of its VPD page 83h. A segment that uses
+// any other CSCD fails with COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE.
+// Only block-to-block segments (02h) are supported; no inline or held data.
+//
+// The copy runs on the task's thread through the LU's backend, one chunk at a
+// time through a bounce buffer (read, then write, then the next chunk), with
+// the task as the IoOp. The destination range of the segment in progress is
+// claimed with the COMPARE AND WRITE range lock, so a COMPARE AND WRITE or a
+// plain write into it meanwhile gets BUSY, and a copy into a range another
+// command has claimed gets BUSY itself (the initiator retries the command;
+// segments already copied are copied again, which is harmless unless the
+// segments of one command overlap each other).
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "ringtgt/scsi/cdb.hpp"
+#include "ringtgt/scsi/commands.hpp"
+
+namespace ringtgt::scsi::detail {
+
+namespace {
+
+// Limits, as RECEIVE COPY RESULTS (OPERATING PARAMETERS) reports them.
+constexpr std::uint16_t kMaxCscdDescriptors = 8;
+constexpr std::uint16_t kMaxSegmentDescriptors = 64;
+constexpr std::uint32_t kMaxDescriptorListLength = 4096;
+constexpr std::uint32_t kMaxSegmentBytes = 16u << 20;
+// Copies in flight in the whole process; each holds one bounce buffer.
+constexpr unsigned kMaxConcurrentCopies = 64;
+// Bytes moved per backend read/write.
+constexpr std::uint64_t kChunkBytes = 1u << 20;
+constexpr std::size_t kBounceAlign = 4096;
+// Copy statuses a nexus holds; the oldest finished ones make room.
+constexpr std::size_t kMaxHeldStatuses = 16;
+
+constexpr std::uint8_t kHeaderLength = 16;
+constexpr std::uint8_t kCscdIdentification = 0xe4;
+constexpr std::uint8_t kCscdLength = 32;
+constexpr std::uint8_t kSegmentBlockToBlock = 0x02;
+constexpr std::uint16_t kBlockToBlockLength = 0x18;  // DESCRIPTOR LENGTH: bytes after the fourth
+
+constexpr std::uint8_t kSaCopyStatus = 0x00;
+constexpr std::uint8_t kSaOperatingParameters = 0x03;
+constexpr std::uint8_t kSaFailedSegmentDetails = 0x04;
+
+constexpr std::uint8_t kSenseCopyAborted = 0x0a;
+constexpr SenseCode kTooManyCscds{0x05, 0x26, 0x06};
+constexpr SenseCode kUnsupportedCscdType{0x05, 0x26, 0x07};
+constexpr SenseCode kTooManySegments{0x05, 0x26, 0x08};
+constexpr SenseCode kUnsupportedSegmentType{0x05, 0x26, 0x09};
+constexpr SenseCode kOperationInProgress{0x05, 0x00, 0x16};
+constexpr SenseCode kCopyTargetNotReachable{kSenseCopyAborted, 0x0d, 0x02};
+constexpr SenseCode kCopyAborted{kSenseCopyAborted, 0x00, 0x00};
+
+std::atomic<unsigned> copies_in_flight{0};
+
+std::uint8_t log2_block_size(const LunParams& params) {
+  std::uint8_t n = 0;
+  while ((1u << n) < params.block_size) ++n;
+  return n;
+}
+
+// PARAMETER LIST LENGTH ERROR: the lengths in the header do not add up, or
+// exceed what we take.
+void fail_length(Task& task) {
+  task.fail(sense::parameter_list_length_error);
+  task.complete();
+}
+
+// ILLEGAL REQUEST about a field of the parameter list: the sense-key specific
+// field pointer (C/D 0) names its byte.
+void fail_param(Task& task, SenseCode code, std::uint64_t byte) {
+  task.fail(code);
+  if (byte <= 0xffff) {
+    task.sense[15] = 0x80;  // SKSV
+    put_be16(&task.sense[16], static_cast<std::uint16_t>(byte));
+  }
+  task.complete();
+}
+
+// Where the sense data a copy target would have returned goes (SPC-4 6.4.5):
+// a failure found on the source or on the destination of a segment.
+enum class CopyTarget { none, source, destination };
+
+// COPY ABORTED for segment `segment`. The third and fourth bytes of
+// COMMAND-SPECIFIC INFORMATION hold the segment number; when the failure is
+// one the copy target found (LBA out of range, write protected, a medium
+// error), its status byte and sense data (descriptor format, 8 bytes) follow
+// at byte 18, and the first (source) or second (destination) byte of
+// COMMAND-SPECIFIC INFORMATION points at them.
+void set_copy_aborted(Task& task, SenseCode code, std::uint16_t segment, CopyTarget target,
+                      SenseCode target_sense) {
+  task.fail(code);
+  put_be16(&task.sense[10], segment);
+  if (target == CopyTarget::none) return;
+  constexpr std::uint8_t kAt = 18;
+  task.sense[target == CopyTarget::source ? 8 : 9] = kAt;
+  task.sense[kAt] = static_cast<std::uint8_t>(Status::check_condition);
+  std::uint8_t* s = &task.sense[kAt + 1];
+  s[0] = 0x72;  // current, descriptor format
+  s[1] = target_sense.key;
+  s[2] = target_sense.asc;
+  s[3] = target_sense.ascq;
+  task.sense_len = kAt + 1 + 8;
+  task.sense[7] = task.sense_len - 8;  // ADDITIONAL SENSE LENGTH
+}
+
+struct Cscd {
+  bool reachable = false;  // names this logical unit
+};
+
+struct Segment {
+  std::uint16_t source, destination;  // CSCD indexes
+  std::uint32_t blocks;
+  std::uint64_t source_lba, destination_lba;
+};
+
+struct ParsedList {
+  std::uint8_t list_id = 0;
+  bool hold_status = false;   // LIST ID USAGE 00b or 10b: COPY STATUS
+  bool hold_details = false;  // 00b: FAILED SEGMENT DETAILS too
+  std::uint16_t cscd_count = 0;
+  Cscd cscds[kMaxCscdDescriptors];
+  std::vector<Segment> segments;
+};
+
+bool designator_names(const std::uint8_t* d, const LunParams& params) {
+  const std::uint8_t code_set = d[0] & 0x0f;
+  const std::uint8_t association = (d[1] >> 4) & 0x03;
+  const std::uint8_t type = d[1] & 0x0f;
+  if (code_set != 0x01 || association != 0x00 || type != 0x03 || d[3] != 8) return false;
+  return get_be64(&d[4]) == naa_designator(params);
+}
+
+// Checks the parameter list and fills out. Returns false after failing and
+// completing the task with the ILLEGAL REQUEST sense SPC-4 gives.
+bool parse_list(const LogicalUnit& lu, Task& task, const std::uint8_t* p, std::uint64_t len,
+                ParsedList& out) {
+  if (len < kHeaderLength) {
+    fail_length(task);
+    return false;
+  }
+  out.list_id = p[0];
+  const std::uint8_t usage = (p[1] >> 3) & 0x03;
+  if (usage == 0x01) {
+    fail_param(task, sense::invalid_field_in_parameter_list, 1);
+    return false;
+  }
+  out.hold_status = usage != 0x03;
+  out.hold_details = usage == 0x00;
+  const std::uint64_t cscd_len = get_be16(&p[2]);
+  const std::uint64_t seg_len = get_be32(&p[8]);
+  const std::uint64_t inline_len = get_be32(&p[12]);
+  if (kHeaderLength + cscd_len + seg_len + inline_len > len) {
+    fail_length(task);
+    return false;
+  }
+  if (cscd_len + seg_len > kMaxDescriptorListLength) {
+    fail_length(task);
+    return false;
+  }
+  if (inline_len != 0) {  // MAXIMUM INLINE DATA LENGTH is 0
+    fail_param(task, sense::invalid_field_in_parameter_list, 12);
+    return false;
+  }
+
+  const std::uint64_t bs = lu.params().block_size;
+  const std::uint8_t* cscd = p + kHeaderLength;
+  for (std::uint64_t pos = 0; pos < cscd_len; pos += kCscdLength) {
+    const std::uint64_t at = kHeaderLength + pos;
+    if (out.cscd_count == kMaxCscdDescriptors) {
+      fail_param(task, kTooManyCscds, at);
+      return false;
+    }
+    const std::uint8_t* d = cscd + pos;
+    if (d[0] != kCscdIdentification) {
+      fail_param(task, kUnsupportedCscdType, at);
+      return false;
+    }
+    if (pos + kCscdLength > cscd_len) {
+      fail_length(task);
+      return false;
+    }
+    // Byte 1: LU ID TYPE and NUL are obsolete in SPC-4 and ignored; the
+    // device type must be a block device, whose parameters are bytes 28..31.
+    if ((d[1] & 0x1f) != 0x00) {
+      fail_param(task, sense::invalid_field_in_parameter_list, at + 1);
+      return false;
+    }
+    if (d[7] > 20) {  // the designator must fit its 20 bytes
+      fail_param(task, sense::invalid_field_in_parameter_list, at + 7);
+      return false;
+    }
+    Cscd& c = out.cscds[out.cscd_count++];
+    c.reachable = designator_names(d + 4, lu.params());
+    // DISK BLOCK LENGTH of a copy target we know must be its block length.
+    if (c.reachable && get_be24(&d[29]) != bs) {
+      fail_param(task, sense::invalid_field_in_parameter_list, at + 29);
+      return false;
+    }
+  }
+
+  const std::uint64_t seg_base = kHeaderLength + cscd_len;
+  const std::uint8_t* seg = p + seg_base;
+  for (std::uint64_t pos = 0; pos < seg_len;) {
+    const std::uint64_t at = seg_base + pos;
+    if (out.segments.size() == kMaxSegmentDescriptors) {
+      fail_param(task, kTooManySegments, at);
+      return false;
+    }
+    const std::uint8_t* d = seg + pos;
+    if (d[0] != kSegmentBlockToBlock) {
+      fail_param(task, kUnsupportedSegmentType, at);
+      return false;
+    }
+    if (pos + 4 > seg_len || pos + 4 + get_be16(&d[2]) > seg_len) {
+      fail_length(task);
+      return false;
+    }
+    if (get_be16(&d[2]) != kBlockToBlockLength) {
+      fail_param(task, sense::invalid_field_in_parameter_list, at + 2);
+      return false;
+    }
+    Segment s;
+    s.source = get_be16(&d[4]);
+    s.destination = get_be16(&d[6]);
+    s.blocks = get_be16(&d[10]);
+    s.source_lba = get_be64(&d[12]);
+    s.destination_lba = get_be64(&d[20]);
+    // Both copy targets have the same block length, so DC (whether the
+    // count is in source or destination blocks) changes nothing.
+    if (std::uint64_t{s.blocks} * bs > kMaxSegmentBytes) {
+      fail_param(task, sense::invalid_field_in_parameter_list, at + 10);
+      return false;
+    }
+    out.segments.push_back(s);
+    pos += 4 + kBlockToBlockLength;
+  }
+  return true;
+}
+
+bool in_range(const LogicalUnit& lu, std::uint64_t lba, std::uint64_t blocks) {
+  return lba <= lu.block_count() && blocks <= lu.block_count() - lba;
+}
+
+// What the copy targets would refuse, found before any data moves. Returns
+// the number of the first segment that fails (with the task's sense set to
+// COPY ABORTED), or the number of segments when none does.
+std::size_t check_segments(const LogicalUnit& lu, Task& task, const ParsedList& list) {
+  for (std::size_t i = 0; i < list.segments.size(); ++i) {
+    const Segment& s = list.segments[i];
+    const auto n = static_cast<std::uint16_t>(i);
+    const bool reachable = s.source < list.cscd_count && s.destination < list.cscd_count &&
+                           list.cscds[s.source].reachable && list.cscds[s.destination].reachable;
+    if (!reachable) {
+      set_copy_aborted(task, kCopyTargetNotReachable, n, CopyTarget::none, {});
+    } else if (!in_range(lu, s.source_lba, s.blocks)) {
+      set_copy_aborted(task, kCopyAborted, n, CopyTarget::source, sense::lba_out_of_range);
+    } else if (!in_range(lu, s.destination_lba, s.blocks)) {
+      set_copy_aborted(task, kCopyAborted, n, CopyTarget::destination, sense::lba_out_of_range);
+    } else if (s.blocks != 0 && lu.params().read_only) {
+      set_copy_aborted(task, kCopyAborted, n, CopyTarget::destination, sense::write_protected);
+    } else {
+      continue;
+    }
+    return i;
+  }
+  return list.segments.size();
+}
+
+HeldCopyStatus* find_held(const Task& task, const void* lu, std::uint8_t list_id) {
+  if (task.nexus == nullptr) return nullptr;
+  for (auto& h : task.nexus->copy_statuses) {
+    if (h.lu == lu && h.list_id == list_id) return &h;
+  }
+  return nullptr;
+}
+
+// A fresh in-progress status for (lu, list_id) on the task's nexus, or
+// nullptr when there is no room (every held one still in progress).
+HeldCopyStatus* hold_new(const Task& task, const void* lu, std::uint8_t list_id,
+                         bool hold_details) {
+  auto& held = task.nexus->copy_statuses;
+  HeldCopyStatus* h = find_held(task, lu, list_id);
+  if (h == nullptr) {
+    if (held.size() >= kMaxHeldStatuses) {
+      auto done =
+          std::find_if(held.begin(), held.end(), [](const auto& s) { return !s.in_progress; });
+      if (done == held.end()) return nullptr;
+      held.erase(done);
+    }
+    held.push_back({});
+    h = &held.back();
+  }
+  *h = HeldCopyStatus{};
+  h->lu = lu;
+  h->list_id = list_id;
+  h->in_progress = true;
+  h->hold_details = hold_details;
+  return h;
+}
+
+// The outcome of the copy task ran, into its held status.
+void record_outcome(const Task& task, HeldCopyStatus& h, std::uint16_t segments,
+                    std::uint64_t bytes) {
+  h.in_progress = false;
+  h.failed = task.status != Status::good;
+  h.segments_processed = segments;
+  h.bytes_copied = static_cast<std::uint32_t>(bytes);
+  if (h.failed && h.hold_details) {
+    h.command_status = task.status;
+    h.sense_len = task.sense_len;
+    h.sense = task.sense;
+  } else {
+    h.hold_details = false;
+  }
+}
+
+// A copy in flight; task.lu_context points at it until it completes.
+struct CopyJob {
+  LogicalUnit* lu = nullptr;
+  std::vector<Segment> segments;
+  std::uint8_t list_id = 0;
+  bool hold_status = false;
+  std::uint64_t block_size = 0;
+  std::uint64_t chunk_blocks = 0;  // blocks the bounce buffer holds
+  std::uint8_t* bounce = nullptr;
+
+  std::size_t segment = 0;      // being copied
+  std::uint32_t done = 0;       // its blocks copied so far
+  bool backward = false;        // its ranges overlap with destination above source
+  bool claimed = false;         // its destination range holds the range lock
+  std::uint32_t in_flight = 0;  // blocks of the read or write in flight
+  bool writing = false;
+  std::uint64_t bytes_copied = 0;
+
+  bool issuing = false;      // inside a backend call
+  bool inline_done = false;  // that call completed before returning
+  int result = 0;
+};
+
+// The source and destination LBAs of the chunk of in_flight blocks: from the
+// start, or from the end when the destination overlaps the source above it,
+// so that no block is overwritten before it has been read.
+std::pair<std::uint64_t, std::uint64_t> chunk_lbas(const CopyJob& job) {
+  const Segment& s = job.segments[job.segment];
+  const std::uint64_t offset =
+      job.backward ? s.blocks - job.done - job.in_flight : std::uint64_t{job.done};
+  return {s.source_lba + offset, s.destination_lba + offset};
+}
+
+void finish(Task& task, CopyJob* job) {
+  if (job->claimed) job->lu->caw_unlock(job->segments[job->segment].destination_lba);
+  if (job->hold_status) {
+    if (HeldCopyStatus* h = find_held(task, job->lu, job->list_id)) {
+      record_outcome(task, *h, static_cast<std::uint16_t>(job->segment), job->bytes_copied);
+    }
+  }
+  std::free(job->bounce);
+  delete job;
+  copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
+  task.lu_context = nullptr;
+  task.complete();
+}
+
+// Takes in the outcome of the read or write that just completed. Returns
+// false when the copy has ended (the task is completed).
+bool take_result(Task& task, CopyJob& job) {
+  const std::uint64_t bytes = std::uint64_t{job.in_flight} * job.block_size;
+  const auto segment = static_cast<std::uint16_t>(job.segment);
+  if (job.result < 0 || static_cast<std::uint64_t>(job.result) != bytes) {
+    if (job.writing) {
+      set_copy_aborted(task, kCopyAborted, segment, CopyTarget::destination, sense::write_error);
+    } else {
+      set_copy_aborted(task, kCopyAborted, segment, CopyTarget::source,
+                       sense::unrecovered_read_error);
+    }
+    finish(task, &job);
+    return false;
+  }
+  if (!job.writing) {
+    job.writing = true;
+    return true;
+  }
+  job.writing = false;
+  job.done += job.in_flight;
+  job.bytes_copied += bytes;
+  if (job.done == job.segments[job.segment].blocks) {
+    job.lu->caw_unlock(job.segments[job.segment].destination_lba);
+    job.claimed = false;
+    ++job.segment;
+    job.done = 0;
+  }
+  return true;
+}
+
+// Issues the next read or write, and keeps going for as long as the backend
+// completes them before returning (the memory backend always does), so that
+// a long copy does not recurse once per chunk.
+void run(Task& task, CopyJob& job) {
+  for (;;) {
+    if (!job.writing) {
+      while (job.segment < job.segments.size() && job.segments[job.segment].blocks == 0) {
+        ++job.segment;
+      }
+      if (job.segment == job.segments.size()) {
+        task.status = Status::good;
+        return finish(task, &job);
+      }
+      const Segment& s = job.segments[job.segment];
+      if (job.done == 0) {
+        if (!job.lu->caw_lock(s.destination_lba, s.blocks)) {
+          task.status = Status::busy;
+          return finish(task, &job);
+        }
+        job.claimed = true;
+        job.backward =
+            s.destination_lba > s.source_lba && s.destination_lba < s.source_lba + s.blocks;
+      }
+      job.in_flight = static_cast<std::uint32_t>(
+          std::min<std::uint64_t>(s.blocks - job.done, job.chunk_blocks));
+    }
+    const auto [src, dst] = chunk_lbas(job);
+    const std::uint64_t bytes = std::uint64_t{job.in_flight} * job.block_size;
+    job.issuing = true;
+    job.inline_done = false;
+    if (job.writing) {
+      job.lu->backend().write(job.bounce, bytes, dst * job.block_size, false, &task);
+    } else {
+      job.lu->backend().read(job.bounce, bytes, src * job.block_size, &task);
+    }
+    job.issuing = false;
+    if (!job.inline_done) return;  // io_done carries on
+    if (!take_result(task, job)) return;
+  }
+}
+
+void io_done(Task& task, int result) {
+  auto& job = *static_cast<CopyJob*>(task.lu_context);
+  job.result = result;
+  if (job.issuing) {
+    job.inline_done = true;
+    return;
+  }
+  if (take_result(task, job)) run(task, job);
+}
+
+}  // namespace
+
+void extended_copy(LogicalUnit& lu, Task& task) {
+  const auto& c = task.cdb;
+  const std::uint32_t param_len = get_be32(&c[10]);
+  task.transfer_length = param_len;
+  if ((c[1] & 0x1f) != 0x00) {  // only LID1; EXTENDED COPY(LID4) is 01h
+    task.fail_cdb_field(1, 4);
+    return task.complete();
+  }
+  if (param_len == 0) {  // nothing to copy, and not an error
+    task.status = Status::good;
+    return task.complete();
+  }
+  // What arrived, whatever the CDB claims.
+  const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
+  const std::uint64_t len = std::min<std::uint64_t>(param_len, room);
+
+  ParsedList list;
+  if (!parse_list(lu, task, task.buffer, len, list)) return;
+
+  HeldCopyStatus* held = nullptr;
+  const bool hold = list.hold_status && task.nexus != nullptr;
+  if (hold) {
+    if (const HeldCopyStatus* h = find_held(task, &lu, list.list_id); h && h->in_progress) {
+      task.fail(kOperationInProgress);
+      return task.complete();
+    }
+  }
+  if (copies_in_flight.fetch_add(1, std::memory_order_relaxed) >= kMaxConcurrentCopies) {
+    copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    task.status = Status::busy;
+    return task.complete();
+  }
+  if (hold && (held = hold_new(task, &lu, list.list_id, list.hold_details)) == nullptr) {
+    copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    task.status = Status::busy;
+    return task.complete();
+  }
+  // From here on the copy has a status to hold, failed or not.
+  if (const std::size_t failed = check_segments(lu, task, list); failed < list.segments.size()) {
+    copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    // Checked before any data moved: no segment was processed.
+    if (held != nullptr) record_outcome(task, *held, 0, 0);
+    return task.complete();
+  }
+
+  auto* job = new (std::nothrow) CopyJob;
+  std::uint64_t largest = 0;
+  for (const Segment& s : list.segments) largest = std::max<std::uint64_t>(largest, s.blocks);
+  const std::uint64_t bs = lu.params().block_size;
+  const std::uint64_t chunk_blocks =
+      std::min(largest, std::max<std::uint64_t>(1, kChunkBytes / bs));
+  std::uint8_t* bounce = nullptr;
+  if (job != nullptr && chunk_blocks != 0) {
+    const std::uint64_t bytes =
+        (chunk_blocks * bs + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
+    bounce = static_cast<std::uint8_t*>(std::aligned_alloc(kBounceAlign, bytes));
+  }
+  if (job == nullptr || (chunk_blocks != 0 && bounce == nullptr)) {
+    delete job;
+    copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    task.fail(sense::internal_target_failure);
+    if (held != nullptr) record_outcome(task, *held, 0, 0);
+    return task.complete();
+  }
+  job->lu = &lu;
+  job->segments = std::move(list.segments);
+  job->list_id = list.list_id;
+  job->hold_status = hold;
+  job->block_size = bs;
+  job->chunk_blocks = chunk_blocks;
+  job->bounce = bounce;
+  task.lu_context = job;
+  task.io_continuation = &io_done;
+  run(task, *job);
+}
+
+std::size_t third_party_copy_page(const LunParams& params, std::uint8_t* out) {
+  std::size_t pos = 4;
+  // Supported Commands: EXTENDED COPY(LID1); RECEIVE COPY RESULTS, COPY
+  // STATUS, OPERATING PARAMETERS and FAILED SEGMENT DETAILS.
+  const std::uint8_t commands[] = {
+      0x83, 1, 0x00, 0x84, 3, kSaCopyStatus, kSaOperatingParameters, kSaFailedSegmentDetails};
+  put_be16(&out[pos], 0x0001);
+  put_be16(&out[pos + 2], 12);  // 1 + 8 bytes, padded to a multiple of 4
+  out[pos + 4] = sizeof commands;
+  std::memcpy(&out[pos + 5], commands, sizeof commands);
+  pos += 4 + 12;
+  // Parameter Data: the limits of the parameter list.
+  put_be16(&out[pos], 0x0004);
+  put_be16(&out[pos + 2], 0x1c);
+  put_be16(&out[pos + 8], kMaxCscdDescriptors);
+  put_be16(&out[pos + 10], kMaxSegmentDescriptors);
+  put_be32(&out[pos + 12], kMaxDescriptorListLength);
+  put_be32(&out[pos + 16], 0);  // MAXIMUM INLINE DATA LENGTH
+  pos += 4 + 0x1c;
+  // Supported Descriptors: block-to-block segments, identification CSCDs.
+  put_be16(&out[pos], 0x0008);
+  put_be16(&out[pos + 2], 4);
+  out[pos + 4] = 2;
+  out[pos + 5] = kSegmentBlockToBlock;
+  out[pos + 6] = kCscdIdentification;
+  pos += 4 + 4;
+  // General Copy Operations.
+  put_be16(&out[pos], 0x8001);
+  put_be16(&out[pos + 2], 0x1c);
+  put_be32(&out[pos + 4], kMaxConcurrentCopies);  // TOTAL CONCURRENT COPIES
+  put_be32(&out[pos + 8], kMaxConcurrentCopies);  // MAXIMUM IDENTIFIED CONCURRENT COPIES
+  put_be32(&out[pos + 12], kMaxSegmentBytes);
+  out[pos + 16] = log2_block_size(params);  // DATA SEGMENT GRANULARITY
+  pos += 4 + 0x1c;
+  put_be16(&out[2], static_cast<std::uint16_t>(pos - 4));
+  return pos;
+}
+
+void receive_copy_results(LogicalUnit& lu, Task& task) {
+  const auto& c = task.cdb;
+  const std::uint8_t sa = c[1] & 0x1f;
+  const std::uint32_t alloc = get_be32(&c[10]);
+  task.transfer_length = alloc;
+
+  if (sa == kSaOperatingParameters) {
+    std::uint8_t out[46] = {};
+    put_be32(&out[0], sizeof out - 4);  // AVAILABLE DATA
+    out[4] = 0x01;                      // SNLID: LIST ID USAGE 11b is supported
+    put_be16(&out[8], kMaxCscdDescriptors);
+    put_be16(&out[10], kMaxSegmentDescriptors);
+    put_be32(&out[12], kMaxDescriptorListLength);
+    put_be32(&out[16], kMaxSegmentBytes);
+    // MAXIMUM INLINE DATA LENGTH, HELD DATA LIMIT, MAXIMUM STREAM DEVICE
+    // TRANSFER SIZE: 0.
+    put_be16(&out[34], kMaxConcurrentCopies);  // TOTAL CONCURRENT COPIES
+    out[36] = kMaxConcurrentCopies;            // MAXIMUM CONCURRENT COPIES
+    out[37] = log2_block_size(lu.params());    // DATA SEGMENT GRANULARITY: whole blocks
+    out[43] = 2;                               // IMPLEMENTED DESCRIPTOR LIST LENGTH
+    out[44] = kSegmentBlockToBlock;
+    out[45] = kCscdIdentification;
+    return finish_data_in(task, out, sizeof out, alloc);
+  }
+  if (sa == kSaCopyStatus) {
+    const HeldCopyStatus* h = find_held(task, &lu, c[2]);
+    if (h == nullptr) {  // no copy with this LIST IDENTIFIER held here
+      task.fail_cdb_field(2);
+      return task.complete();
+    }
+    std::uint8_t out[12] = {};
+    put_be32(&out[0], sizeof out - 4);  // AVAILABLE DATA
+    // COPY MANAGER STATUS: 00h done, 01h done with errors, 10h in progress
+    // (foreground: the EXTENDED COPY command has not completed yet).
+    out[4] = h->in_progress ? 0x10 : h->failed ? 0x01 : 0x00;
+    put_be16(&out[5], h->segments_processed);
+    out[7] = 0x00;  // TRANSFER COUNT UNITS: bytes
+    put_be32(&out[8], h->bytes_copied);
+    return finish_data_in(task, out, sizeof out, alloc);
+  }
+  if (sa == kSaFailedSegmentDetails) {
+    HeldCopyStatus* h = find_held(task, &lu, c[2]);
+    if (h == nullptr) {
+      task.fail_cdb_field(2);
+      return task.complete();
+    }
+    std::uint8_t out[60 + sizeof h->sense] = {};
+    if (h->in_progress || !h->hold_details) {
+      // Nothing failed (yet), or the details were read: AVAILABLE DATA 0.
+      return finish_data_in(task, out, 4, alloc);
+    }
+    const std::size_t n = 60 + h->sense_len;
+    put_be32(&out[0], static_cast<std::uint32_t>(n - 4));  // AVAILABLE DATA
+    out[56] = static_cast<std::uint8_t>(h->command_status);
+    put_be16(&out[58], h->sense_len);
+    std::memcpy(&out[60], h->sense.data(), h->sense_len);
+    // Discarded once read in full, or when asked for none of it.
+    if (alloc == 0 || alloc >= n) h->hold_details = false;
+    return finish_data_in(task, out, n, alloc);
+  }
+  task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported
+  task.complete();
+}
+
+}  // namespace ringtgt::scsi::detail
