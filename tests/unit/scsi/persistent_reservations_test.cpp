@@ -539,6 +539,22 @@ TEST(LuPersistentReservations, Spc2ReservationBlocksPersistentOnes) {
   EXPECT_EQ(l.as(a, Bytes{0x16, 0, 0, 0, 0, 0}).status, Status::reservation_conflict);
 }
 
+TEST(LuPersistentReservations, ReportedBySupportedOperationCodes) {
+  Lu l({}, false);
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}};
+  auto one = [&](std::uint8_t opcode, std::uint16_t sa) {
+    Bytes cdb{0xa3, 0x0c, 0x02, opcode, 0, 0, 0, 0, 0x10, 0, 0, 0};
+    put_be16(&cdb[4], sa);
+    Task& t = l.as(a, cdb);
+    EXPECT_EQ(t.status, Status::good);
+    return l.buffer[1] & 0x07;
+  };
+  for (std::uint16_t sa = 0; sa <= 3; ++sa) EXPECT_EQ(one(0x5e, sa), 0x03) << sa;
+  EXPECT_EQ(one(0x5e, 4), 0x01);
+  for (std::uint16_t sa = 0; sa <= 7; ++sa) EXPECT_EQ(one(0x5f, sa), 0x03) << sa;
+  EXPECT_EQ(one(0x5f, 8), 0x01);
+}
+
 std::string temp_dir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "ringtgt-pr-XXXXXX").string();
   char* d = mkdtemp(tmpl.data());
