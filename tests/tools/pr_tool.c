@@ -64,8 +64,8 @@ static struct iscsi_context* connect_to(const char* initiator, const char* url, 
   return iscsi;
 }
 
-static int prout(struct iscsi_context* iscsi, int lun, enum scsi_persistent_out_sa sa,
-                 uint64_t key, uint64_t sark, int type, int aptpl) {
+static int prout(struct iscsi_context* iscsi, int lun, enum scsi_persistent_out_sa sa, uint64_t key,
+                 uint64_t sark, int type, int aptpl) {
   struct scsi_persistent_reserve_out_basic params;
   memset(&params, 0, sizeof params);
   params.reservation_key = key;
@@ -112,8 +112,7 @@ static int prin(struct iscsi_context* iscsi, int lun, enum scsi_persistent_in_sa
   } else {
     struct scsi_persistent_reserve_in_read_reservation* rr = data;
     if (rr->reserved) {
-      printf("RESERVATION 0x%016" PRIx64 " TYPE %u\n", rr->reservation_key,
-             (unsigned)rr->pr_type);
+      printf("RESERVATION 0x%016" PRIx64 " TYPE %u\n", rr->reservation_key, (unsigned)rr->pr_type);
     } else {
       printf("RESERVATION NONE\n");
     }
