@@ -41,6 +41,8 @@ constexpr std::uint8_t write_same10 = 0x41;
 constexpr std::uint8_t reserve10 = 0x56;
 constexpr std::uint8_t release10 = 0x57;
 constexpr std::uint8_t mode_sense10 = 0x5a;
+constexpr std::uint8_t persistent_reserve_in = 0x5e;
+constexpr std::uint8_t persistent_reserve_out = 0x5f;
 constexpr std::uint8_t extended_copy = 0x83;
 constexpr std::uint8_t receive_copy_results = 0x84;
 constexpr std::uint8_t read16 = 0x88;
@@ -652,6 +654,11 @@ LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
   }
   if (!backend_) throw std::invalid_argument("LUN " + std::to_string(lun) + ": no backend");
   block_count_ = backend_->size_bytes() / bs;
+  // Generations never repeat across LUs, so a Nexus::LuView left by a removed
+  // LU cannot pass for one of a new LU at the same address.
+  static std::atomic<std::uint64_t> next_generation{1};
+  state_generation_.store(next_generation.fetch_add(std::uint64_t{1} << 32));
+  load_reservations();
 }
 
 bool LogicalUnit::holds_reservation(const Nexus* nexus) const {
@@ -663,7 +670,7 @@ bool LogicalUnit::holds_reservation(const Nexus* nexus) const {
 bool LogicalUnit::reservation_conflict(const Task& task) {
   if (!reserved_.load(std::memory_order_acquire)) return false;
   if (allowed_while_reserved(task.cdb)) return false;
-  std::lock_guard lock(reservation_mutex_);
+  std::lock_guard lock(state_mutex_);
   return reserved_.load(std::memory_order_relaxed) && !holds_reservation(task.nexus);
 }
 
@@ -672,28 +679,36 @@ void LogicalUnit::reserve(Task& task) {
   // Third-party and extent reservations (obsolete since SPC-2) are not supported.
   const bool third_party = c[0] == op::reserve6 ? (c[1] & 0x11) != 0 : (c[1] & 0x13) != 0;
   if (third_party) return reject(task, sense::invalid_field_in_cdb);
+  Status status = Status::good;
   {
-    std::lock_guard lock(reservation_mutex_);
-    if (reserved_.load(std::memory_order_relaxed) && !holds_reservation(task.nexus)) {
-      task.status = Status::reservation_conflict;
-      return task.complete();
+    std::lock_guard lock(state_mutex_);
+    if (auto s = spc2_meets_persistent(task)) {
+      status = *s;
+    } else if (reserved_.load(std::memory_order_relaxed) && !holds_reservation(task.nexus)) {
+      status = Status::reservation_conflict;
+    } else {
+      holder_initiator_ = task.nexus != nullptr ? task.nexus->initiator_name : std::string{};
+      holder_session_ = task.nexus != nullptr ? task.nexus->session_id : 0;
+      reserved_.store(true, std::memory_order_release);
     }
-    holder_initiator_ = task.nexus != nullptr ? task.nexus->initiator_name : std::string{};
-    holder_session_ = task.nexus != nullptr ? task.nexus->session_id : 0;
-    reserved_.store(true, std::memory_order_release);
   }
-  good(task);
+  task.status = status;
+  task.complete();
 }
 
 void LogicalUnit::release(Task& task) {
+  Status status = Status::good;
   {
-    std::lock_guard lock(reservation_mutex_);
-    // From another nexus RELEASE is a no-op with GOOD status (SPC-2 7.17).
-    if (reserved_.load(std::memory_order_relaxed) && holds_reservation(task.nexus)) {
+    std::lock_guard lock(state_mutex_);
+    if (auto s = spc2_meets_persistent(task)) {
+      status = *s;
+    } else if (reserved_.load(std::memory_order_relaxed) && holds_reservation(task.nexus)) {
+      // From another nexus RELEASE is a no-op with GOOD status (SPC-2 7.17).
       reserved_.store(false, std::memory_order_release);
     }
   }
-  good(task);
+  task.status = status;
+  task.complete();
 }
 
 bool LogicalUnit::caw_lock(std::uint64_t lba, std::uint32_t blocks) {
@@ -727,36 +742,23 @@ void LogicalUnit::caw_unlock(std::uint64_t lba) {
 }
 
 void LogicalUnit::nexus_lost(const Nexus& nexus) {
-  std::lock_guard lock(reservation_mutex_);
+  const std::string port = initiator_port_name(nexus);
+  std::lock_guard lock(state_mutex_);
   if (reserved_.load(std::memory_order_relaxed) && holds_reservation(&nexus)) {
     reserved_.store(false, std::memory_order_release);
   }
+  // Its registrations stay (they are persistent); its unit attentions go,
+  // and a new nexus from the same port starts with 29h/00h.
+  unit_attentions_.forget(port);
 }
 
 void LogicalUnit::reset() {
   {
-    std::lock_guard lock(reservation_mutex_);
+    std::lock_guard lock(state_mutex_);
     reserved_.store(false, std::memory_order_release);
   }
-  reset_epoch_.fetch_add(1, std::memory_order_acq_rel);
-}
-
-bool LogicalUnit::unit_attention_pending(Task& task) {
-  if (task.nexus == nullptr) return false;
-  // INQUIRY, REPORT LUNS and REQUEST SENSE are answered even with a unit
-  // attention pending (SPC-4 5.14).
-  std::uint8_t opcode = task.cdb[0];
-  if (opcode == 0x12 || opcode == 0xa0 || opcode == 0x03) return false;
-  std::uint32_t now = reset_epoch_.load(std::memory_order_acquire);
-  for (auto& [lu, seen] : task.nexus->lu_reset_epochs) {
-    if (lu != this) continue;
-    if (seen == now) return false;
-    seen = now;
-    return true;
-  }
-  // First command of this nexus here: nothing happened that it missed.
-  task.nexus->lu_reset_epochs.emplace_back(this, now);
-  return false;
+  // Persistent reservations survive resets (SPC-4 5.12.1).
+  post_unit_attention(sense::lu_reset_occurred.asc, sense::lu_reset_occurred.ascq);
 }
 
 void LogicalUnit::execute(Task& task) {
@@ -768,10 +770,7 @@ void LogicalUnit::execute(Task& task) {
       task.started_ns = metrics::monotonic_ns();
     }
   }
-  if (unit_attention_pending(task)) {
-    task.fail(sense::lu_reset_occurred);
-    return task.complete();
-  }
+  if (nexus_state_blocks(task)) return;  // unit attention or persistent reservation conflict
   if (reservation_conflict(task)) {
     task.status = Status::reservation_conflict;
     return task.complete();
@@ -785,8 +784,8 @@ void LogicalUnit::execute(Task& task) {
       if ((task.cdb[4] & 0x03) > 0x01) return reject(task, sense::invalid_field_in_cdb);
       return good(task);
     case op::request_sense:
-      // Sense is returned with the failing command (autosense), so there is
-      // never any pending.
+      // Sense is returned with the failing command (autosense), so only a
+      // unit attention is ever pending, and nexus_state_blocks returned it.
       return detail::request_sense(task, sense::no_sense);
     case op::inquiry:
       return detail::inquiry(this, task);
@@ -843,6 +842,10 @@ void LogicalUnit::execute(Task& task) {
     case op::release10:
       if (!params_.spc2_reservations) return reject(task, sense::invalid_opcode);
       return release(task);
+    case op::persistent_reserve_in:
+      return persistent_reserve_in(task);
+    case op::persistent_reserve_out:
+      return persistent_reserve_out(task);
     case op::maintenance_in:
       if ((task.cdb[1] & 0x1f) == kReportSupportedOpcodes) {
         return detail::report_supported_opcodes(task, params_.spc2_reservations);

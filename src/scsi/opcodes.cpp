@@ -44,6 +44,18 @@ constexpr OpInfo kOps[] = {
     {0x56, false, 0, 10, {0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RESERVE(10)
     {0x57, false, 0, 10, {0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RELEASE(10)
     {0x5a, false, 0, 10, {0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0}},   // MODE SENSE(10)
+    {0x5e, true, 0, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, FF, FF, 0}},         // PERSISTENT RESERVE IN: READ KEYS
+    {0x5e, true, 1, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, FF, FF, 0}},         // PERSISTENT RESERVE IN: READ RESERVATION
+    {0x5e, true, 2, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, FF, FF, 0}},         // PERSISTENT RESERVE IN: REPORT CAPABILITIES
+    {0x5e, true, 3, 10, {0x5e, 0x1f, 0, 0, 0, 0, 0, FF, FF, 0}},         // PERSISTENT RESERVE IN: READ FULL STATUS
+    {0x5f, true, 0, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: REGISTER
+    {0x5f, true, 1, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: RESERVE
+    {0x5f, true, 2, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: RELEASE
+    {0x5f, true, 3, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: CLEAR
+    {0x5f, true, 4, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: PREEMPT
+    {0x5f, true, 5, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: PREEMPT AND ABORT
+    {0x5f, true, 6, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: REGISTER AND IGNORE EXISTING KEY
+    {0x5f, true, 7, 10, {0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0}},      // PERSISTENT RESERVE OUT: REGISTER AND MOVE
     {0x83, true, 0x00, 16, {0x83, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0}},     // EXTENDED COPY (LID1)
     {0x84, true, 0x00, 16, {0x84, 0x1f, FF, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0}},    // RECEIVE COPY RESULTS: COPY STATUS
     {0x84, true, 0x03, 16, {0x84, 0x1f, 0, 0, 0, 0, 0, 0, 0, 0, FF, FF, FF, FF, 0, 0}},     // RECEIVE COPY RESULTS: OPERATING PARAMETERS

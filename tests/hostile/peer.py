@@ -138,7 +138,24 @@ class Peer:
         for kv in data.split(b"\0"):
             if kv.startswith(b"MaxRecvDataSegmentLength="):
                 self.target_mrdsl = int(kv.split(b"=")[1])
+        if not discovery:
+            self.clear_unit_attention()
         return hdr
+
+    def clear_unit_attention(self):
+        """TEST UNIT READY until GOOD, as initiators do after login: a new
+        I_T nexus first hears POWER ON, RESET OR BUS DEVICE RESET (29h/00h)."""
+        for _ in range(10):
+            self.send(self.scsi_bhs(bytes(6), 0))
+            self.itt += 1
+            self.cmd_sn += 1
+            while True:
+                hdr, _ = self.recv_pdu()
+                if hdr[0] & 0x3F == 0x21:
+                    break
+            if hdr[3] == 0:
+                return
+        raise RuntimeError("TEST UNIT READY did not clear the unit attentions")
 
     def scsi_bhs(self, cdb, edtl, read=False, write=False, final=True, dsl=0, lun=0, cmd_sn=None):
         b = bytearray(BHS)

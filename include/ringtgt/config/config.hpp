@@ -81,6 +81,7 @@ struct Config {
   unsigned workers = 0;  // reactor threads; 0: one per core
   std::string log_level = "info";
   std::string state_dir;  // absolute; relative paths resolve against the config file's folder
+                          // (APTPL reservations: pr-<NAA>.state, one per LUN)
   std::vector<Portal> portals;
   IscsiSettings iscsi;
   std::optional<Chap> discovery_chap;  // [discovery]: CHAP for discovery sessions

@@ -6,11 +6,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "ringtgt/scsi/persistent_reservations.hpp"
 #include "ringtgt/scsi/task.hpp"
+#include "ringtgt/scsi/unit_attention.hpp"
 #include "ringtgt/storage/backend.hpp"
 
 namespace ringtgt::scsi {
@@ -31,6 +34,15 @@ struct LunParams {
   // UNIT RESET / LunMap::reset_all on target resets: without those a
   // reservation left by a vanished initiator would lock the LU out for good.
   bool spc2_reservations = false;
+  // --- unit attentions and persistent reservations ---
+  // A new I_T nexus hears POWER ON, RESET, OR BUS DEVICE RESET OCCURRED
+  // (29h/00h) on its first command (SPC-4 5.14). Off by default so that
+  // tests of other commands need not clear it first; the daemon turns it on.
+  bool power_on_unit_attention = false;
+  // Where the registrations and reservation are kept while APTPL is on
+  // (PERSISTENT RESERVE OUT with APTPL set). Empty: APTPL is accepted but
+  // nothing survives a restart.
+  std::string pr_state_path;
 };
 
 class LogicalUnit {
@@ -57,6 +69,25 @@ class LogicalUnit {
   void nexus_lost(const Nexus& nexus);
   void reset();
 
+  // Unit attention (SPC-4 5.14): establishes the condition UNIT ATTENTION
+  // asc/ascq for every I_T nexus that has used this LU, except `except`
+  // when given (the nexus whose command caused it). Each such nexus gets
+  // CHECK CONDITION with it on its next command other than INQUIRY, REPORT
+  // LUNS and REQUEST SENSE (which returns it as sense data), once; several
+  // pending conditions come out one per command, the power on / reset family
+  // (29h) first, the rest oldest first. A nexus that first arrives later
+  // does not see it (it hears 29h/00h instead, see LunParams).
+  // Thread-safe; costs one lock and bumps the LU's state generation, so the
+  // next command of every nexus takes the slow path once. Used for:
+  //   29h/03h LOGICAL UNIT RESET (reset()), 2Ah/03h-05h persistent
+  //   reservations preempted/released (internally), and, for whoever adds
+  //   them: 2Ah/09h CAPACITY DATA HAS CHANGED, 2Ah/01h MODE PARAMETERS
+  //   CHANGED (pass the nexus whose MODE SELECT changed them as except).
+  void post_unit_attention(std::uint8_t asc, std::uint8_t ascq, const Nexus* except = nullptr);
+
+  // A copy of the persistent reservation state, for tests and admin views.
+  PersistentReservations persistent_reservations();
+
   // For COMPARE AND WRITE and ORWRITE: claims [lba, lba + blocks) unless an
   // in-flight one overlaps it; caw_unlock(lba) gives it back.
   bool caw_lock(std::uint64_t lba, std::uint32_t blocks);
@@ -70,6 +101,20 @@ class LogicalUnit {
   bool reservation_conflict(const Task& task);
   void reserve(Task& task);
   void release(Task& task);
+  // SPC-4 5.12.3: RESERVE/RELEASE(6/10) while persistent reservations are in
+  // use: the status to end the command with, or nullopt when SPC-2 rules
+  // apply. state_mutex_ held.
+  std::optional<Status> spc2_meets_persistent(const Task& task) const;
+
+  // Unit attentions and persistent reservation conflicts of task's nexus
+  // (unit_attention.cpp). Returns true after completing the task.
+  bool nexus_state_blocks(Task& task);
+  bool nexus_state_slow(Task& task);
+  // PERSISTENT RESERVE IN/OUT and the APTPL file (lu_reservations.cpp).
+  void persistent_reserve_in(Task& task);
+  void persistent_reserve_out(Task& task);
+  bool store_reservations(const PersistentReservations& next);  // state_mutex_ held
+  void load_reservations();
 
   std::uint64_t lun_;
   LunParams params_;
@@ -80,11 +125,14 @@ class LogicalUnit {
   // SPC-2 RESERVE/RELEASE: shared by every nexus of the LU. reserved_ keeps
   // the lock off the path of commands while nothing is reserved.
   std::atomic<bool> reserved_{false};
-  // Bumped by every reset; a nexus that has not seen the current value gets
-  // one UNIT ATTENTION (29h/03h) before its next command runs.
-  std::atomic<std::uint32_t> reset_epoch_{0};
-  bool unit_attention_pending(Task& task);
-  std::mutex reservation_mutex_;
+  // Guards the SPC-2 holder, the unit attentions and the persistent
+  // reservations. state_generation_ changes (under it) whenever a unit
+  // attention is posted or the persistent reservations change: a nexus whose
+  // Nexus::LuView holds the current value has nothing to learn.
+  std::mutex state_mutex_;
+  std::atomic<std::uint64_t> state_generation_{1};
+  UnitAttentions unit_attentions_;
+  PersistentReservations reservations_;
   std::string holder_initiator_;
   std::uint64_t holder_session_ = 0;
 

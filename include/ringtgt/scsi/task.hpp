@@ -72,11 +72,21 @@ struct Nexus {
   std::string initiator_name;
   std::string target_name;
   std::uint64_t session_id = 0;  // ISID << 16 | TSIH
-  // The reset epoch of each logical unit this nexus has seen (for its unit
-  // attentions). Only the thread that runs the nexus's commands touches it.
-  mutable std::vector<std::pair<const void*, std::uint32_t>> lu_reset_epochs;
+  // What this nexus last learned from each logical unit it used: the LU's
+  // state generation then (unit attentions and persistent reservations) and
+  // its standing under the persistent reservation, so that a command finds
+  // nothing changed without a lock. Only the thread that runs the nexus's
+  // commands touches it.
+  struct LuView {
+    const void* lu = nullptr;
+    std::uint64_t generation = 0;  // 0: look again
+    std::uint8_t pr_type = 0;      // 0: no persistent reservation
+    bool pr_registered = false;
+    bool pr_holder = false;
+  };
+  mutable std::vector<LuView> lu_views;
   // Copy statuses held for RECEIVE COPY RESULTS (a few; the oldest finished
-  // ones make room). They go with the nexus; same thread rule as above.
+  // ones make room). They go with the nexus; same thread rule as lu_views.
   mutable std::vector<HeldCopyStatus> copy_statuses{};
 };
 

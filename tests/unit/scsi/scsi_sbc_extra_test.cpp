@@ -335,20 +335,21 @@ TEST(Reserve, TwoNexuses) {
   EXPECT_EQ(as(a, release6).status, Status::good);
   EXPECT_EQ(as(b, Bytes{0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}).status, Status::good);  // RESERVE(10)
   EXPECT_EQ(as(a, mode_sense).status, Status::reservation_conflict);
-  // Same initiator name, another session: a different I_T nexus.
-  Nexus b2{"iqn.b", "t", 3, {}};
+  // Same initiator name, another session (ISID 1): a different I_T nexus.
+  Nexus b2{"iqn.b", "t", 1ull << 16 | 3, {}};
   EXPECT_EQ(as(b2, mode_sense).status, Status::reservation_conflict);
   l.lu->nexus_lost(b);
   EXPECT_EQ(as(a, mode_sense).status, Status::good);
   EXPECT_EQ(as(a, reserve6).status, Status::good);
   l.lu->reset();
-  // The reset released the reservation; each nexus first hears of the reset.
-  Task& ua = as(b, mode_sense);
+  // The reset released the reservation; each nexus first hears of the reset
+  // (b was lost before it: only b2 and a are told).
+  Task& ua = as(b2, mode_sense);
   EXPECT_EQ(ua.status, Status::check_condition);
   EXPECT_EQ(ua.sense[2] & 0x0f, 0x06);
   EXPECT_EQ(ua.sense[12], 0x29);
   EXPECT_EQ(ua.sense[13], 0x03);
-  EXPECT_EQ(as(b, mode_sense).status, Status::good);
+  EXPECT_EQ(as(b2, mode_sense).status, Status::good);
   EXPECT_EQ(as(a, mode_sense).status, Status::check_condition);  // a's unit attention
   // Third-party / extent reservations are not supported.
   EXPECT_EQ(as(a, Bytes{0x16, 0x01, 0, 0, 0, 0}).status, Status::check_condition);

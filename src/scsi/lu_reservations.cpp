@@ -1,0 +1,286 @@
+// LogicalUnit's shared per-nexus state: unit attentions, persistent
+// reservations (PERSISTENT RESERVE IN/OUT) and their APTPL file, and how
+// SPC-2 RESERVE/RELEASE meet them. The rules themselves live in
+// persistent_reservations.cpp and unit_attention.cpp.
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "ringtgt/scsi/cdb.hpp"
+#include "ringtgt/scsi/commands.hpp"
+#include "ringtgt/scsi/logical_unit.hpp"
+
+namespace ringtgt::scsi {
+
+namespace {
+
+constexpr std::uint8_t kInquiry = 0x12;
+constexpr std::uint8_t kRequestSense = 0x03;
+constexpr std::uint8_t kReportLuns = 0xa0;
+
+// Commands a pending unit attention does not stop (SPC-4 5.14).
+bool passes_unit_attention(std::uint8_t opcode) {
+  return opcode == kInquiry || opcode == kReportLuns || opcode == kRequestSense;
+}
+
+void conflict(Task& task) {
+  task.status = Status::reservation_conflict;
+  task.complete();
+}
+
+bool write_all(int fd, const std::string& data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+bool fsync_dir(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// Replaces path with data so that a crash leaves the old or the new file,
+// never a mix: temporary file, fsync, rename, fsync of the folder.
+bool store_atomically(const std::filesystem::path& path, const std::string& data,
+                      std::string& error) {
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    error = "create " + tmp.string() + ": " + std::strerror(errno);
+    return false;
+  }
+  if (!write_all(fd, data) || ::fsync(fd) != 0) {
+    error = "write " + tmp.string() + ": " + std::strerror(errno);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = "rename to " + path.string() + ": " + std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  if (!fsync_dir(path.parent_path())) {
+    error = "fsync " + path.parent_path().string() + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// --- unit attentions and the reservation standing of a nexus ---
+
+bool LogicalUnit::nexus_state_blocks(Task& task) {
+  if (const Nexus* n = task.nexus; n != nullptr) {
+    const std::uint64_t now = state_generation_.load(std::memory_order_acquire);
+    for (const Nexus::LuView& v : n->lu_views) {
+      if (v.lu != this) continue;
+      if (v.generation != now) break;
+      // Nothing changed since this nexus last looked: no unit attention,
+      // and its standing under the reservation is the one it saw.
+      if (v.pr_type == 0) return false;
+      const PrStanding s{static_cast<PrType>(v.pr_type), v.pr_registered, v.pr_holder};
+      if (!pr_conflicts(pr_access_of(task.cdb), s)) return false;
+      conflict(task);
+      return true;
+    }
+  }
+  return nexus_state_slow(task);
+}
+
+bool LogicalUnit::nexus_state_slow(Task& task) {
+  const Nexus* n = task.nexus;
+  const std::string port = n != nullptr ? initiator_port_name(*n) : std::string{};
+  const std::uint8_t opcode = task.cdb[0];
+  SenseCode ua{};
+  bool have_ua = false;
+  PrStanding standing;
+  {
+    std::lock_guard lock(state_mutex_);
+    const std::uint64_t now = state_generation_.load(std::memory_order_relaxed);
+    standing = reservations_.standing(port);
+    if (n != nullptr) {
+      Nexus::LuView* view = nullptr;
+      for (auto& v : n->lu_views) {
+        if (v.lu == this) view = &v;
+      }
+      if (view == nullptr) {
+        view = &n->lu_views.emplace_back();
+        view->lu = this;
+        unit_attentions_.first_contact(port, params_.power_on_unit_attention);
+      }
+      if (!passes_unit_attention(opcode) || opcode == kRequestSense) {
+        have_ua = unit_attentions_.pop(port, ua);
+      }
+      view->pr_type = static_cast<std::uint8_t>(standing.type);
+      view->pr_registered = standing.registered;
+      view->pr_holder = standing.holder;
+      view->generation = unit_attentions_.pending(port) ? 0 : now;
+    }
+  }
+  if (have_ua) {
+    if (opcode == kRequestSense) {
+      detail::request_sense(task, ua);
+    } else {
+      task.fail(ua);
+      task.complete();
+    }
+    return true;
+  }
+  if (pr_conflicts(pr_access_of(task.cdb), standing)) {
+    conflict(task);
+    return true;
+  }
+  return false;
+}
+
+void LogicalUnit::post_unit_attention(std::uint8_t asc, std::uint8_t ascq, const Nexus* except) {
+  const std::string skip = except != nullptr ? initiator_port_name(*except) : std::string{};
+  std::lock_guard lock(state_mutex_);
+  unit_attentions_.post_all(asc, ascq, skip);
+  state_generation_.fetch_add(1, std::memory_order_release);
+}
+
+PersistentReservations LogicalUnit::persistent_reservations() {
+  std::lock_guard lock(state_mutex_);
+  return reservations_;
+}
+
+// --- SPC-2 RESERVE/RELEASE beside persistent reservations ---
+
+std::optional<Status> LogicalUnit::spc2_meets_persistent(const Task& task) const {
+  if (!reservations_.any()) return std::nullopt;
+  const std::string port = task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
+  const PrStanding s = reservations_.standing(port);
+  const bool shares = s.registered && (s.type == PrType::write_exclusive_registrants_only ||
+                                       s.type == PrType::exclusive_access_registrants_only ||
+                                       s.type == PrType::write_exclusive_all_registrants ||
+                                       s.type == PrType::exclusive_access_all_registrants);
+  // The holder (or a registrant sharing the reservation) gets GOOD and the
+  // persistent reservation stays as it is; everyone else conflicts.
+  return s.holder || shares ? Status::good : Status::reservation_conflict;
+}
+
+// --- PERSISTENT RESERVE IN / OUT ---
+
+void LogicalUnit::persistent_reserve_in(Task& task) {
+  const std::uint8_t action = task.cdb[1] & 0x1f;
+  const std::uint16_t alloc = get_be16(&task.cdb[7]);
+  task.transfer_length = alloc;
+  std::optional<std::vector<std::uint8_t>> data;
+  {
+    std::lock_guard lock(state_mutex_);
+    data = reservations_.in(action);
+  }
+  if (!data) {
+    task.fail_cdb_field(1, 4);  // SERVICE ACTION
+    return task.complete();
+  }
+  detail::finish_data_in(task, data->data(), data->size(), alloc);
+}
+
+void LogicalUnit::persistent_reserve_out(Task& task) {
+  const std::uint32_t len = get_be32(&task.cdb[5]);
+  task.transfer_length = len;
+  const std::size_t have = task.buffer != nullptr ? std::min<std::size_t>(task.buffer_len, len) : 0;
+  if (have < len) {
+    task.fail(sense::parameter_list_length_error);
+    return task.complete();
+  }
+  const std::string port = task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
+  PrOutcome o;
+  {
+    std::lock_guard lock(state_mutex_);
+    PersistentReservations next = reservations_;
+    o = next.out(port, task.cdb.data(), task.buffer, have);
+    if (o.changed) {
+      if ((next.aptpl() || reservations_.aptpl()) && !store_reservations(next)) {
+        o = PrOutcome{};
+        o.status = Status::check_condition;
+        o.sense = sense::internal_target_failure;
+      } else {
+        reservations_ = std::move(next);
+        for (const auto& ua : o.unit_attentions) {
+          unit_attentions_.post(ua.initiator_port, ua.asc, ua.ascq);
+        }
+        state_generation_.fetch_add(1, std::memory_order_release);
+      }
+    }
+  }
+  for (const auto& who : o.preempted) {
+    // Tasks already handed to the backend finish; the transport has no
+    // way yet to abort another session's queued tasks from here.
+    spdlog::warn("{}: PREEMPT AND ABORT by {}: {} preempted; its tasks in flight are not aborted",
+                 params_.device_name, port, who);
+  }
+  if (o.status == Status::check_condition) {
+    if (o.cdb_field >= 0) {
+      task.fail_cdb_field(static_cast<std::uint16_t>(o.cdb_field));
+    } else {
+      task.fail(o.sense);
+    }
+  } else {
+    task.status = o.status;
+  }
+  task.complete();
+}
+
+bool LogicalUnit::store_reservations(const PersistentReservations& next) {
+  if (params_.pr_state_path.empty()) return true;
+  const std::filesystem::path path = params_.pr_state_path;
+  if (next.aptpl()) {
+    std::string error;
+    if (!store_atomically(path, next.serialize(), error)) {
+      spdlog::error("{}: cannot store persistent reservations (APTPL): {}", params_.device_name,
+                    error);
+      return false;
+    }
+    return true;
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    spdlog::error("{}: cannot remove {} (APTPL turned off): {}", params_.device_name, path.string(),
+                  std::strerror(errno));
+    return false;
+  }
+  fsync_dir(path.parent_path());
+  return true;
+}
+
+void LogicalUnit::load_reservations() {
+  if (params_.pr_state_path.empty()) return;
+  std::ifstream in(params_.pr_state_path, std::ios::binary);
+  if (!in) return;  // none stored
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string error;
+  auto pr = PersistentReservations::parse(text.str(), error);
+  if (!pr) {
+    spdlog::error("{}: ignoring persistent reservation file {}: {}; starting without reservations",
+                  params_.device_name, params_.pr_state_path, error);
+    return;
+  }
+  reservations_ = std::move(*pr);
+  spdlog::info("{}: {} persistent reservation registration(s) restored from {} (APTPL)",
+               params_.device_name, reservations_.registrations().size(), params_.pr_state_path);
+}
+
+}  // namespace ringtgt::scsi
