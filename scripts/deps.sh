@@ -8,6 +8,7 @@ packages=(
   liburing-dev libboost-dev libspdlog-dev libtomlplusplus-dev prometheus-cpp-dev
   googletest libgtest-dev nlohmann-json3-dev libsystemd-dev libisal-dev libssl-dev
   libiscsi-bin libiscsi-dev qemu-utils qemu-block-extra python3 iproute2
+  clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
 )
 
 missing=()

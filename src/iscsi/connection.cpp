@@ -11,7 +11,7 @@
 namespace ringtgt::iscsi {
 
 // The iSCSI side of a SCSI task: its tags, sequence numbers and data transfer.
-struct IscsiTask : scsi::Task {
+struct IscsiTask final : scsi::Task {
   enum class State { idle, receiving, executing, responding };
   struct R2tSlot {
     std::uint32_t ttt = 0, offset = 0, len = 0, received = 0;
