@@ -121,7 +121,13 @@ std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::u
     Crc32c crc;
     crc.update(header, len - kDigestSize);
     if (crc.value() != load_digest(header + len - kDigestSize)) {
-      spdlog::warn("{}: header digest error; closing the connection (ERL 0)", peer_);
+      // Its length fields cannot be trusted, so the next PDU cannot be found:
+      // the connection goes (RFC 7143 §7.8; there are no markers).
+      ++digest_errors_.header;
+      count_digest_error(true);
+      spdlog::warn("{} ({}): header digest error (opcode byte {:#x}); closing the connection",
+                   peer_, params_.initiator_name, header[0]);
+      closing_ = true;
       return std::nullopt;
     }
   }
@@ -199,10 +205,25 @@ void Connection::on_data(const std::uint8_t* trailer, std::uint32_t trailer_len)
       crc.update(data, dsl);
       crc.update(trailer, padded(dsl) - dsl);
       if (crc.value() != load_digest(trailer + trailer_len - kDigestSize)) {
-        spdlog::warn("{}: data digest error on opcode {:#x}; rejecting and closing (ERL 0)", peer_,
-                     static_cast<unsigned>(cur_.opcode()));
+        // RFC 7143 §7.8: Reject with "data digest error" and discard the PDU.
+        // For SCSI data, recovery (a recovery R2T, or retrying the command)
+        // needs ErrorRecoveryLevel 1; at level 0 the task cannot finish, so the
+        // connection goes and the initiator recovers the session. A non-data
+        // PDU (NOP-Out, Text) needs nothing more: the connection stays.
+        ++digest_errors_.data;
+        count_digest_error(false);
+        bool scsi_data = cur_task_ != nullptr;
+        spdlog::warn("{} ({}): data digest error on opcode {:#x} ITT {:#x}; {}", peer_,
+                     params_.initiator_name, static_cast<unsigned>(cur_.opcode()), cur_.itt(),
+                     scsi_data ? "rejected, closing the connection (ErrorRecoveryLevel 0)"
+                               : "rejected and discarded");
         reject(cur_, RejectReason::data_digest_error, "data digest error");
-        closing_ = true;
+        if (scsi_data) {
+          closing_ = true;
+        } else if (cur_.opcode() == Opcode::text_request) {
+          text_in_.clear();  // the pieces before it are no use without it
+        }
+        cur_task_ = nullptr;
         return;
       }
     }

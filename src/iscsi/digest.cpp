@@ -2,6 +2,7 @@
 
 #include <isa-l/crc.h>
 
+#include <atomic>
 #include <climits>
 
 namespace ringtgt::iscsi {
@@ -37,6 +38,20 @@ std::uint32_t data_digest(const void* data, std::size_t len) {
   c.update(data, len);
   c.update_zeros((4 - len % 4) % 4);
   return c.value();
+}
+
+namespace {
+std::atomic<std::uint64_t> header_digest_errors{0};
+std::atomic<std::uint64_t> data_digest_errors{0};
+}  // namespace
+
+DigestErrorCounts digest_error_counts() {
+  return {header_digest_errors.load(std::memory_order_relaxed),
+          data_digest_errors.load(std::memory_order_relaxed)};
+}
+
+void count_digest_error(bool header) {
+  (header ? header_digest_errors : data_digest_errors).fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace ringtgt::iscsi

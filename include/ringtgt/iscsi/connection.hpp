@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/iscsi/negotiation.hpp"
 #include "ringtgt/iscsi/pdu.hpp"
 #include "ringtgt/iscsi/text.hpp"
@@ -145,6 +146,8 @@ class Connection final : private scsi::TaskOwner {
   const std::string& target_name() const { return params_.target_name; }
   const std::string& initiator_name() const { return params_.initiator_name; }
   std::uint32_t tasks_in_flight() const { return active_tasks_; }
+  // Digest errors on this connection (see digest.hpp for what each does).
+  const DigestErrorCounts& digest_errors() const { return digest_errors_; }
 
  private:
   enum class Phase { login, full_feature, logged_out };
@@ -214,6 +217,7 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t responding_tasks_ = 0;
   std::uint32_t ignored_commands_ = 0;  // outside the CmdSN window
   bool digest_header_ = false, digest_data_ = false;
+  DigestErrorCounts digest_errors_;
 
   // the PDU being received
   Bhs cur_;

@@ -1177,29 +1177,106 @@ TEST(ConnectionDigest, NegotiatedDigestsProtectBothDirections) {
 TEST(ConnectionDigest, HeaderDigestMismatchCloses) {
   Driver d(digests_allowed());
   d.login(with_digests());
+  DigestErrorCounts before = digest_error_counts();
   EXPECT_FALSE(d.send(d.nop_out(0x21, kReservedTag), {}, /*corrupt_header_digest=*/true));
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_EQ(d.conn->digest_errors().header, 1u);
+  EXPECT_EQ(d.conn->digest_errors().data, 0u);
+  EXPECT_EQ(digest_error_counts().header, before.header + 1);
 }
 
-TEST(ConnectionDigest, DataDigestMismatchRejectsAndCloses) {
-  Driver d(digests_allowed());
-  d.login(with_digests());
-  Bhs b = d.nop_out(0x22, kReservedTag);
-  b.set_data_segment_length(4);
+// Feeds one PDU whose data digest is wrong.
+void send_bad_data_digest(Driver& d, Bhs b, const Bytes& data) {
+  b.set_data_segment_length(static_cast<std::uint32_t>(data.size()));
   Bytes header(b.bytes.begin(), b.bytes.end());
   header.resize(kBhsSize + kDigestSize);
   store_digest(&header[kBhsSize], crc32c(header.data(), kBhsSize));
   auto plan = d.conn->on_header(header.data(), static_cast<std::uint32_t>(header.size()), d.now);
   ASSERT_TRUE(plan);
   ASSERT_NE(plan->dest, nullptr);
-  std::memcpy(plan->dest, "abcd", 4);
-  std::uint8_t trailer[4];
-  store_digest(trailer, 0x12345678);
-  d.conn->on_data(trailer, 4);
-  EXPECT_TRUE(d.conn->closing());
+  std::memcpy(plan->dest, data.data(), data.size());
+  Bytes trailer(padded(static_cast<std::uint32_t>(data.size())) - data.size(), 0);
+  trailer.resize(trailer.size() + kDigestSize);
+  store_digest(&trailer[trailer.size() - kDigestSize], Driver::data_digest_of(data) ^ 0x100);
+  ASSERT_EQ(plan->trailer_len, trailer.size());
+  d.conn->on_data(trailer.data(), static_cast<std::uint32_t>(trailer.size()));
+}
+
+TEST(ConnectionDigest, DataDigestErrorOnNopOutRejectsAndDiscards) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  DigestErrorCounts before = digest_error_counts();
+  send_bad_data_digest(d, d.nop_out(0x22, kReservedTag), Bytes{'a', 'b', 'c', 'd'});
+  // RFC 7143 7.8: Reject (data digest error), the PDU discarded (no NOP-In),
+  // and for a non-data PDU nothing more: the connection stays.
   auto out = d.drain();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].op(), Opcode::reject);
   EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
+  EXPECT_FALSE(d.conn->closing());
+  EXPECT_EQ(d.conn->digest_errors().data, 1u);
+  EXPECT_EQ(digest_error_counts().data, before.data + 1);
+  // The session goes on: a ping with a good digest is answered.
+  ASSERT_TRUE(d.send(d.nop_out(0x23, kReservedTag), Bytes{1, 2, 3, 4}));
+  EXPECT_EQ(d.only_one().op(), Opcode::nop_in);
+}
+
+TEST(ConnectionDigest, DataDigestErrorOnImmediateDataRejectsAndCloses) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  send_bad_data_digest(d, d.command(0x30, write10(0, 8), 4096, false, true), pattern(4096, 1));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+  EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
+  EXPECT_TRUE(d.conn->closing());
+  // Nothing reached the disk.
+  EXPECT_EQ(d.host.mem->data()[0], 0);
+  EXPECT_EQ(d.conn->digest_errors().data, 1u);
+}
+
+TEST(ConnectionDigest, DataDigestErrorOnDataOutRejectsAndCloses) {
+  Driver d(digests_allowed());
+  LoginOptions o = with_digests();
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(0x31, write10(0, 8), 4096, false, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  // The R2T carries a header digest and no data.
+  EXPECT_EQ(r2t.header_len, kBhsSize + kDigestSize);
+  EXPECT_EQ(r2t.header_digest, crc32c(r2t.bhs.bytes.data(), kBhsSize));
+  EXPECT_TRUE(r2t.trailer.empty());
+  send_bad_data_digest(d, d.data_out(0x31, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 2));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+  EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_EQ(d.host.mem->data()[0], 0);
+}
+
+TEST(ConnectionDigest, DataInAndResponsesCarryDigests) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  Bytes data = pattern(4096, 9);
+  ASSERT_TRUE(d.send(d.command(0x40, write10(0, 8), 4096, false, true), data));
+  Out rsp = d.only_one();
+  ASSERT_EQ(rsp.op(), Opcode::scsi_response);
+  EXPECT_EQ(rsp.header_digest, crc32c(rsp.bhs.bytes.data(), kBhsSize));
+  ASSERT_TRUE(d.send(d.command(0x41, read10(0, 8), 4096, true, false)));
+  auto out = d.drain();
+  ASSERT_FALSE(out.empty());
+  Bytes got;
+  for (auto& o : out) {
+    ASSERT_EQ(o.op(), Opcode::data_in);
+    EXPECT_EQ(o.header_len, kBhsSize + kDigestSize);
+    EXPECT_EQ(o.header_digest, crc32c(o.bhs.bytes.data(), kBhsSize));
+    ASSERT_EQ(o.trailer.size(), kDigestSize);  // 4096-byte multiples: no padding
+    EXPECT_EQ(load_digest(o.trailer.data()), data_digest(o.data.data(), o.data.size()));
+    got.insert(got.end(), o.data.begin(), o.data.end());
+  }
+  EXPECT_EQ(got, data);
 }
 
 TEST(ConnectionDigest, DroppedDataOutWithGoodDigestIsOnlyRejected) {
