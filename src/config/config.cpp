@@ -219,8 +219,9 @@ class Loader {
   }
 
   void read_root(const toml::table& root, Config& cfg) {
-    check_keys(root, "the top level",
-               {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target"});
+    check_keys(
+        root, "the top level",
+        {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target", "limits"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -252,6 +253,14 @@ class Loader {
         fail(*n,
              std::string("'iscsi' must be a table, written [iscsi], not ") + type_name(n->type()));
       read_iscsi(*t, cfg.iscsi);
+    }
+
+    if (const toml::node* n = root.get("limits")) {
+      const toml::table* t = n->as_table();
+      if (!t)
+        fail(*n, std::string("'limits' must be a table, written [limits], not ") +
+                     type_name(n->type()));
+      read_limits(*t, cfg.limits);
     }
 
     if (const toml::node* n = root.get("discovery")) {
@@ -468,6 +477,29 @@ class Loader {
     get_uint(t, "nop_interval", "iscsi.nop_interval", 0, 3600, s.nop_interval_seconds);
     get_uint(t, "nop_timeout", "iscsi.nop_timeout", 0, 3600, s.nop_timeout_seconds);
     get_uint(t, "login_timeout", "iscsi.login_timeout", 1, 3600, s.login_timeout_seconds);
+  }
+
+  void read_limits(const toml::table& t, Limits& l) {
+    check_keys(
+        t, "[limits]",
+        {"max_sessions", "max_sessions_per_initiator", "max_connections", "max_buffer_memory"});
+    get_uint(t, "max_sessions", "limits.max_sessions", 1, 65535, l.max_sessions);
+    get_uint(t, "max_sessions_per_initiator", "limits.max_sessions_per_initiator", 1, 65535,
+             l.max_sessions_per_initiator);
+    get_uint(t, "max_connections", "limits.max_connections", 1, 1000000, l.max_connections);
+    if (const toml::node* n = t.get("max_buffer_memory")) {
+      // Half of it is always left for buffers in use (workers keep at most the
+      // other half for reuse), and the largest command (8 MiB) must fit there.
+      constexpr std::uint64_t kMin = 16ull << 20;
+      std::uint64_t v = parse_size(*n);
+      if (v < kMin) {
+        fail(*n,
+             "limits.max_buffer_memory must be at least 16M (twice the largest command "
+             "buffer), not " +
+                 std::to_string(v) + " bytes");
+      }
+      l.max_buffer_memory = v;
+    }
   }
 
   void read_targets(const toml::table& root, Config& cfg) {

@@ -74,6 +74,8 @@ const char* to_string(LoginFailure f) {
       return "auth_failed";
     case LoginFailure::unsupported:
       return "unsupported";
+    case LoginFailure::limit_reached:
+      return "limit_reached";
   }
   return "unknown";
 }
@@ -418,6 +420,11 @@ void Connection::login_data_complete() {
       negotiator_.finish(response);
       params_ = negotiator_.params();
       tsih_ = host_.session_started(params_, isid_);
+      if (tsih_ == 0) {
+        fail_login(LoginStatus::out_of_resources, LoginFailure::limit_reached,
+                   "session limit reached");
+        return;
+      }
       send_login_response(LoginStatus::success, std::move(response), true, csg, nsg);
       phase_ = Phase::full_feature;
       // Digests apply from the first PDU after the final login response.
@@ -577,8 +584,26 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
     t->buf_size = std::max<std::size_t>(t->edtl, reactor::BufferPool::kMinSize);
     t->buf = reactor::BufferPool::local().acquire(t->buf_size);
     if (t->buf == nullptr) {
+      // Over limits.max_buffer_memory (or out of memory): a status initiators
+      // retry after a while (Linux and QEMU both do), never a failed command.
+      // TASK SET FULL when the session has other commands whose completion
+      // frees memory, BUSY when it has none (SAM-5 5.3).
       t->buf_size = 0;
-      return fail_now(scsi::sense::internal_target_failure);
+      scsi::Status st = active_tasks_ > 1 ? scsi::Status::task_set_full : scsi::Status::busy;
+      auto level =
+          ++busy_commands_ <= kIgnoredCommandsLogged ? spdlog::level::warn : spdlog::level::debug;
+      spdlog::log(level,
+                  "{} ({}): no buffer memory for a {}-byte command (limits.max_buffer_memory); "
+                  "answered {}",
+                  peer_, params_.initiator_name, t->edtl,
+                  st == scsi::Status::busy ? "BUSY" : "TASK SET FULL");
+      // Data-Out already on its way for it is dropped without a Reject.
+      aborted_itts_[aborted_next_++ % aborted_itts_.size()] = t->itt;
+      t->state = IscsiTask::State::executing;
+      t->owner = this;
+      t->status = st;
+      task_complete(*t);
+      return DataPlan{};
     }
   }
   if (params_.initial_r2t) t->unsolicited_done = true;

@@ -61,6 +61,7 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 
 Registry::Registry(const config::Config& cfg)
     : portals_(cfg.portals), settings_(settings_from(cfg.iscsi)) {
+  limits_ = cfg.limits;
   if (cfg.discovery_chap) {
     discovery_auth_ = policy_from(*cfg.discovery_chap);
     spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,
@@ -151,10 +152,28 @@ std::optional<iscsi::AuthPolicy> Registry::auth_policy(iscsi::SessionType type,
 std::uint16_t Registry::session_started(const std::string& initiator, std::uint64_t isid,
                                         Worker* worker, std::weak_ptr<SocketConnection> conn) {
   std::lock_guard lock(mu_);
-  std::uint16_t tsih = next_tsih_++;
-  if (next_tsih_ == 0) next_tsih_ = 1;
   auto key = std::make_pair(initiator, isid);
   auto it = sessions_.find(key);
+  // [limits]: a reinstatement replaces a session and is always let in.
+  if (it == sessions_.end()) {
+    if (sessions_.size() >= limits_.max_sessions) {
+      spdlog::warn("login refused: initiator {}: {} sessions open (limits.max_sessions)", initiator,
+                   sessions_.size());
+      return 0;
+    }
+    std::size_t mine = 0;
+    for (auto s = sessions_.lower_bound({initiator, 0});
+         s != sessions_.end() && s->first.first == initiator; ++s)
+      ++mine;
+    if (mine >= limits_.max_sessions_per_initiator) {
+      spdlog::warn(
+          "login refused: initiator {}: {} sessions of it open (limits.max_sessions_per_initiator)",
+          initiator, mine);
+      return 0;
+    }
+  }
+  std::uint16_t tsih = next_tsih_++;
+  if (next_tsih_ == 0) next_tsih_ = 1;
   if (it != sessions_.end()) {
     spdlog::info(
         "session reinstatement: initiator {} ISID {:012x}: closing the old session (tsih {})",

@@ -284,8 +284,10 @@ void SocketConnection::append_send_targets(std::string_view initiator, std::stri
 
 std::uint16_t SocketConnection::session_started(const iscsi::SessionParams& params,
                                                 std::uint64_t isid) {
-  registered_ = true;
-  return registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this());
+  std::uint16_t tsih =
+      registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this());
+  registered_ = tsih != 0;
+  return tsih;
 }
 
 void SocketConnection::login_failed(iscsi::LoginFailure why, const std::string& initiator,

@@ -40,6 +40,9 @@ class Registry {
 
   // A session reached full feature phase: returns its TSIH, and closes an
   // older session of the same initiator name and ISID (reinstatement).
+  // Returns 0 (and logs why, naming the initiator) when [limits]
+  // max_sessions or max_sessions_per_initiator is reached; a reinstatement
+  // replaces a session, so it is never refused.
   std::uint16_t session_started(const std::string& initiator, std::uint64_t isid, Worker* worker,
                                 std::weak_ptr<SocketConnection> conn);
   void session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih);
@@ -59,6 +62,7 @@ class Registry {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
   std::uint16_t next_tsih_ = 1;
+  config::Limits limits_;
 };
 
 // A stable 64-bit identity for a LUN, from its target name and number, so

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/iscsi/pdu.hpp"
 #include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/reactor/buffer_pool.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
 
@@ -64,6 +66,7 @@ class FakeHost final : public ConnectionHost {
     }
   }
   std::uint16_t session_started(const SessionParams& params, std::uint64_t isid) override {
+    if (refuse_sessions) return 0;
     ++sessions;
     session_params = params;
     session_isid = isid;
@@ -80,6 +83,7 @@ class FakeHost final : public ConnectionHost {
   std::vector<Failure> failures;
   int output_ready_calls = 0;
   int sessions = 0;
+  bool refuse_sessions = false;  // as the registry does past a session limit
   SessionParams session_params;
   std::uint64_t session_isid = 0;
   std::string send_targets_initiator;
@@ -1290,6 +1294,78 @@ TEST(ConnectionDigest, DroppedDataOutWithGoodDigestIsOnlyRejected) {
   EXPECT_EQ(out[0].op(), Opcode::reject);
   EXPECT_EQ(out[0].bhs.bytes[2], 0x09);
   EXPECT_FALSE(d.conn->closing());
+}
+
+TEST(ConnectionLimits, SessionRefusedByTheHostFailsLoginOutOfResources) {
+  Driver d;
+  d.host.refuse_sessions = true;
+  std::string sec;
+  append_key(sec, "InitiatorName", kInitiator);
+  append_key(sec, "TargetName", kTarget);
+  append_key(sec, "AuthMethod", "None");
+  ASSERT_TRUE(
+      d.send(Driver::login_request(LoginStage::security, LoginStage::full_feature, true, 1, 0),
+             Bytes(sec.begin(), sec.end())));
+  Out r = d.only_one();
+  ASSERT_EQ(r.op(), Opcode::login_response);
+  EXPECT_EQ(r.bhs.login_status(), LoginStatus::out_of_resources);  // 0x0302
+  EXPECT_EQ(r.bhs.tsih(), 0);
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_FALSE(d.conn->full_feature());
+  ASSERT_EQ(d.host.failures.size(), 1u);
+  EXPECT_EQ(d.host.failures[0].why, LoginFailure::limit_reached);
+  EXPECT_EQ(d.host.failures[0].initiator, kInitiator);
+}
+
+// limits.max_buffer_memory for the tests below; "no budget" again afterwards.
+struct BufferBudget {
+  explicit BufferBudget(std::size_t extra) {
+    reactor::BufferPool::set_memory_budget(reactor::BufferPool::memory_held() + extra, 1);
+  }
+  ~BufferBudget() {
+    reactor::BufferPool::set_memory_budget(std::numeric_limits<std::size_t>::max(), 1);
+  }
+};
+
+TEST(ConnectionLimits, NoBufferMemoryAnswersBusyThenTaskSetFull) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  o.immediate_data = "No";
+  d.login(o);
+  reactor::BufferPool::local().set_retain_limit(0);  // nothing kept: the budget is all in use
+  BufferBudget budget(64 * 1024);
+  // Alone in its session and too big: BUSY, no sense, not executed.
+  ASSERT_TRUE(d.send(d.command(0x50, read10(0, 256), 128 * 1024, true, false)));
+  Out busy = d.only_one();
+  ASSERT_EQ(busy.op(), Opcode::scsi_response);
+  EXPECT_EQ(busy.bhs.itt(), 0x50u);
+  EXPECT_EQ(busy.bhs.bytes[3], static_cast<std::uint8_t>(scsi::Status::busy));
+  EXPECT_TRUE(busy.data.empty());
+  // A WRITE waiting for its Data-Out holds 64 KiB: the budget.
+  ASSERT_TRUE(d.send(d.command(0x51, write10(0, 128), 64 * 1024, false, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  // With a command of the session in flight the answer is TASK SET FULL.
+  ASSERT_TRUE(d.send(d.command(0x52, read10(0, 8), 4096, true, false)));
+  Out full = d.only_one();
+  ASSERT_EQ(full.op(), Opcode::scsi_response);
+  EXPECT_EQ(full.bhs.itt(), 0x52u);
+  EXPECT_EQ(full.bhs.bytes[3], static_cast<std::uint8_t>(scsi::Status::task_set_full));
+  // The WRITE finishes and gives its buffer back; the retried READ runs.
+  Bytes data = pattern(64 * 1024, 5);
+  ASSERT_TRUE(d.send(d.data_out(0x51, r2t.bhs.ttt(), 0, 0, true), data));
+  Out w = d.only_one();
+  ASSERT_EQ(w.op(), Opcode::scsi_response);
+  EXPECT_EQ(w.bhs.bytes[3], 0);
+  ASSERT_TRUE(d.send(d.command(0x53, read10(0, 8), 4096, true, false)));
+  auto out = d.drain();
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back().op(), Opcode::data_in);
+  EXPECT_EQ(out.back().bhs.bytes[3], 0);
+  EXPECT_EQ(Bytes(out.back().data.begin(), out.back().data.end()),
+            Bytes(data.begin(), data.begin() + 4096));
+  reactor::BufferPool::local().set_retain_limit(256u << 20);
 }
 
 }  // namespace
