@@ -479,6 +479,39 @@ class Loader {
     get_uint(t, "login_timeout", "iscsi.login_timeout", 1, 3600, s.login_timeout_seconds);
   }
 
+  // target.portals: a subset of the [[portal]] listen values.
+  std::vector<Portal> read_target_portals(const toml::table& t, const Config& cfg) const {
+    std::vector<Portal> out;
+    const toml::node* n = t.get("portals");
+    if (!n) return out;
+    const toml::array* arr = n->as_array();
+    if (!arr || arr->empty()) {
+      fail(*n,
+           "portals must be a non-empty array of \"IP:PORT\" strings, e.g. "
+           "[\"127.0.0.1:3260\"]");
+    }
+    for (auto&& e : *arr) {
+      auto s = e.value<std::string>();
+      if (!s) fail(e, std::string("portals entries must be strings, not ") + type_name(e.type()));
+      Portal p = parse_portal(*s, e);
+      bool listed = false;
+      std::string all;
+      for (const auto& q : cfg.portals) {
+        listed = listed || q.to_string() == p.to_string();
+        all += (all.empty() ? "" : ", ") + q.to_string();
+      }
+      if (!listed) {
+        fail(e, "portal " + p.to_string() + " is not one of the [[portal]] listen values (" + all +
+                    ")");
+      }
+      for (const auto& q : out) {
+        if (q.to_string() == p.to_string()) fail(e, "portal " + p.to_string() + " listed twice");
+      }
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+
   void read_limits(const toml::table& t, Limits& l) {
     check_keys(
         t, "[limits]",
@@ -513,7 +546,7 @@ class Loader {
       const toml::table& t = *e.as_table();
       check_keys(t, "[[target]]",
                  {"name", "alias", "allowed_initiators", "chap_user", "chap_secret_file",
-                  "mutual_user", "mutual_secret_file", "lun"});
+                  "mutual_user", "mutual_secret_file", "lun", "portals"});
       Target tgt;
       auto name = get_string(t, "name", "target name");
       if (!name) fail(t, "[[target]] needs name = \"iqn.yyyy-mm.reversed.domain:name\"");
@@ -534,6 +567,7 @@ class Loader {
       }
 
       tgt.allowed_initiators = read_initiators(t, nullptr);
+      tgt.portals = read_target_portals(t, cfg);
       tgt.chap = read_chap(t, "target \"" + tgt.name + "\"");
 
       if (const toml::array* luns = get_array_of_tables(t, "lun", "[[target.lun]]")) {

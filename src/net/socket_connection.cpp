@@ -274,6 +274,11 @@ std::optional<iscsi::AuthPolicy> SocketConnection::auth_policy(iscsi::SessionTyp
 }
 
 std::shared_ptr<const iscsi::TargetEntry> SocketConnection::find_target(std::string_view name) {
+  // A target limited to other portals is not there for this connection.
+  if (!registry_.offered_on(name, local_)) {
+    spdlog::info("{}: target {} is not offered on portal {} (target.portals)", peer_, name, local_);
+    return nullptr;
+  }
   return registry_.find_target(name);
 }
 

@@ -51,6 +51,9 @@ struct Target {
   std::vector<std::string> allowed_initiators;  // empty: every initiator may log in
   std::optional<Chap> chap;                     // set: AuthMethod=CHAP is required
   std::vector<Lun> luns;
+  // The [[portal]]s it is offered on (SendTargets) and reachable through
+  // (login); each one of the listen values. Empty: every portal.
+  std::vector<Portal> portals;
 };
 
 // Operational values the target offers or enforces in login negotiation.

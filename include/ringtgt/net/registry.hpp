@@ -29,6 +29,9 @@ class Registry {
   explicit Registry(const config::Config& cfg);
 
   std::shared_ptr<const iscsi::TargetEntry> find_target(std::string_view name) const;
+  // Whether target is offered on the portal a connection came in through
+  // (its local address, "127.0.0.1:3260"): target.portals, or every portal.
+  bool offered_on(std::string_view target, const std::string& local_address) const;
   void append_send_targets(std::string_view initiator, std::string_view which,
                            const std::string& local_address, std::string& out) const;
   const std::vector<std::shared_ptr<const iscsi::TargetEntry>>& targets() const { return targets_; }
@@ -63,6 +66,7 @@ class Registry {
   std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
   std::uint16_t next_tsih_ = 1;
   config::Limits limits_;
+  std::map<std::string, std::vector<config::Portal>, std::less<>> target_portals_;  // if limited
 };
 
 // A stable 64-bit identity for a LUN, from its target name and number, so

@@ -65,5 +65,38 @@ TEST(Limits, Errors) {
             std::string::npos);
 }
 
+// target.portals: lines 1-4 two portals, 5-6 the target, 7 its portals.
+const std::string kTwoPortals =
+    "[[portal]]\n"
+    "listen = \"127.0.0.1:3260\"\n"
+    "[[portal]]\n"
+    "listen = \"[::1]:3261\"\n"
+    "[[target]]\n"
+    "name = \"iqn.2025-01.com.example:t\"\n";
+
+TEST(TargetPortals, DefaultIsEveryPortal) {
+  Config c = load_string(kTwoPortals, "t.toml");
+  EXPECT_TRUE(c.targets.at(0).portals.empty());
+}
+
+TEST(TargetPortals, SubsetRead) {
+  Config c = load_string(kTwoPortals + "portals = [\"[::1]:3261\"]\n", "t.toml");
+  ASSERT_EQ(c.targets.at(0).portals.size(), 1u);
+  EXPECT_EQ(c.targets.at(0).portals[0].to_string(), "[::1]:3261");
+}
+
+TEST(TargetPortals, Errors) {
+  EXPECT_EQ(error_of(kTwoPortals + "portals = [\"127.0.0.1:3262\"]\n"),
+            "t.toml:7:12: portal 127.0.0.1:3262 is not one of the [[portal]] listen values "
+            "(127.0.0.1:3260, [::1]:3261)");
+  EXPECT_EQ(error_of(kTwoPortals + "portals = []\n").substr(0, 12), "t.toml:7:11:");
+  EXPECT_EQ(error_of(kTwoPortals + "portals = [3260]\n"),
+            "t.toml:7:12: portals entries must be strings, not an integer");
+  EXPECT_EQ(error_of(kTwoPortals + "portals = [\"127.0.0.1:3260\", \"127.0.0.1:3260\"]\n"),
+            "t.toml:7:30: portal 127.0.0.1:3260 listed twice");
+  EXPECT_NE(error_of(kTwoPortals + "portals = [\"nohost\"]\n").find("t.toml:7:12: bad portal"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace ringtgt::config
