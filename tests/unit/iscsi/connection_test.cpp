@@ -1317,6 +1317,34 @@ TEST(ConnectionLimits, SessionRefusedByTheHostFailsLoginOutOfResources) {
   EXPECT_EQ(d.host.failures[0].initiator, kInitiator);
 }
 
+// Login text past the limits of text.hpp (256 keys, 63-byte names) fails the
+// login with 0x0200 and is logged, whatever else it holds.
+TEST(ConnectionLimits, LoginKeyLimitsFailTheLogin) {
+  auto attempt = [](const std::string& extra) {
+    Driver d;
+    std::string sec;
+    append_key(sec, "InitiatorName", kInitiator);
+    append_key(sec, "TargetName", kTarget);
+    append_key(sec, "AuthMethod", "None");
+    sec += extra;
+    bool open =
+        d.send(Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0),
+               Bytes(sec.begin(), sec.end()));
+    auto out = d.drain();
+    EXPECT_TRUE(open);
+    EXPECT_EQ(out.size(), 1u);
+    EXPECT_TRUE(d.conn->closing());
+    EXPECT_EQ(d.host.failures.size(), 1u);
+    return out.empty() ? LoginStatus::success : out[0].bhs.login_status();
+  };
+  std::string many;
+  for (int i = 0; i < 300; ++i) append_key(many, "X#k" + std::to_string(i), "1");
+  EXPECT_EQ(attempt(many), LoginStatus::initiator_error);
+  std::string long_key;
+  append_key(long_key, "X#" + std::string(70, 'k'), "1");
+  EXPECT_EQ(attempt(long_key), LoginStatus::initiator_error);
+}
+
 // limits.max_buffer_memory for the tests below; "no budget" again afterwards.
 struct BufferBudget {
   explicit BufferBudget(std::size_t extra) {
