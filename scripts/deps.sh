@@ -10,6 +10,7 @@ packages=(
   libiscsi-bin libiscsi-dev qemu-utils qemu-block-extra python3 iproute2
   # operations: /metrics scrapes, systemd-analyze verify, cpack -G DEB (dpkg-shlibdeps)
   curl systemd dpkg-dev
+  clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
 )
 
 missing=()

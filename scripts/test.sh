@@ -3,12 +3,18 @@
 # integration with real initiators, the conformance list, then the unit and
 # integration suites again on an AddressSanitizer + UBSan build.
 # Extra arguments go to ctest (e.g. -R qemu). RINGTGT_SKIP_SANITIZE=1 skips
-# the sanitizer pass.
+# the sanitizer pass; RINGTGT_SKIP_FUZZ=1 skips the fuzzers (tests/fuzz/run.sh,
+# FUZZ_SECONDS per target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure --timeout 1800 "$@")
+
+if [ "${RINGTGT_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== libFuzzer targets (clang, ASan + UBSan), ${FUZZ_SECONDS:-20}s each =="
+  tests/fuzz/run.sh
+fi
 
 if [ "${RINGTGT_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "== sanitizer build (ASan + UBSan) =="

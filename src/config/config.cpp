@@ -219,9 +219,9 @@ class Loader {
   }
 
   void read_root(const toml::table& root, Config& cfg) {
-    check_keys(
-        root, "the top level",
-        {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target", "metrics"});
+    check_keys(root, "the top level",
+               {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target",
+                "limits", "metrics"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -253,6 +253,14 @@ class Loader {
         fail(*n,
              std::string("'iscsi' must be a table, written [iscsi], not ") + type_name(n->type()));
       read_iscsi(*t, cfg.iscsi);
+    }
+
+    if (const toml::node* n = root.get("limits")) {
+      const toml::table* t = n->as_table();
+      if (!t)
+        fail(*n, std::string("'limits' must be a table, written [limits], not ") +
+                     type_name(n->type()));
+      read_limits(*t, cfg.limits);
     }
 
     if (const toml::node* n = root.get("discovery")) {
@@ -494,6 +502,62 @@ class Loader {
     get_uint(t, "login_timeout", "iscsi.login_timeout", 1, 3600, s.login_timeout_seconds);
   }
 
+  // target.portals: a subset of the [[portal]] listen values.
+  std::vector<Portal> read_target_portals(const toml::table& t, const Config& cfg) const {
+    std::vector<Portal> out;
+    const toml::node* n = t.get("portals");
+    if (!n) return out;
+    const toml::array* arr = n->as_array();
+    if (!arr || arr->empty()) {
+      fail(*n,
+           "portals must be a non-empty array of \"IP:PORT\" strings, e.g. "
+           "[\"127.0.0.1:3260\"]");
+    }
+    for (auto&& e : *arr) {
+      auto s = e.value<std::string>();
+      if (!s) fail(e, std::string("portals entries must be strings, not ") + type_name(e.type()));
+      Portal p = parse_portal(*s, e);
+      bool listed = false;
+      std::string all;
+      for (const auto& q : cfg.portals) {
+        listed = listed || q.to_string() == p.to_string();
+        all += (all.empty() ? "" : ", ") + q.to_string();
+      }
+      if (!listed) {
+        fail(e, "portal " + p.to_string() + " is not one of the [[portal]] listen values (" + all +
+                    ")");
+      }
+      for (const auto& q : out) {
+        if (q.to_string() == p.to_string()) fail(e, "portal " + p.to_string() + " listed twice");
+      }
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+
+  void read_limits(const toml::table& t, Limits& l) {
+    check_keys(
+        t, "[limits]",
+        {"max_sessions", "max_sessions_per_initiator", "max_connections", "max_buffer_memory"});
+    get_uint(t, "max_sessions", "limits.max_sessions", 1, 65535, l.max_sessions);
+    get_uint(t, "max_sessions_per_initiator", "limits.max_sessions_per_initiator", 1, 65535,
+             l.max_sessions_per_initiator);
+    get_uint(t, "max_connections", "limits.max_connections", 1, 1000000, l.max_connections);
+    if (const toml::node* n = t.get("max_buffer_memory")) {
+      // Half of it is always left for buffers in use (workers keep at most the
+      // other half for reuse), and the largest command (8 MiB) must fit there.
+      constexpr std::uint64_t kMin = 16ull << 20;
+      std::uint64_t v = parse_size(*n);
+      if (v < kMin) {
+        fail(*n,
+             "limits.max_buffer_memory must be at least 16M (twice the largest command "
+             "buffer), not " +
+                 std::to_string(v) + " bytes");
+      }
+      l.max_buffer_memory = v;
+    }
+  }
+
   void read_targets(const toml::table& root, Config& cfg) {
     const toml::array* arr = get_array_of_tables(root, "target", "[[target]]");
     if (!arr || arr->empty()) {
@@ -505,7 +569,7 @@ class Loader {
       const toml::table& t = *e.as_table();
       check_keys(t, "[[target]]",
                  {"name", "alias", "allowed_initiators", "chap_user", "chap_secret_file",
-                  "mutual_user", "mutual_secret_file", "lun"});
+                  "mutual_user", "mutual_secret_file", "lun", "portals"});
       Target tgt;
       auto name = get_string(t, "name", "target name");
       if (!name) fail(t, "[[target]] needs name = \"iqn.yyyy-mm.reversed.domain:name\"");
@@ -526,6 +590,7 @@ class Loader {
       }
 
       tgt.allowed_initiators = read_initiators(t, nullptr);
+      tgt.portals = read_target_portals(t, cfg);
       tgt.chap = read_chap(t, "target \"" + tgt.name + "\"");
 
       if (const toml::array* luns = get_array_of_tables(t, "lun", "[[target.lun]]")) {

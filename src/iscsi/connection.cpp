@@ -12,7 +12,7 @@
 namespace ringtgt::iscsi {
 
 // The iSCSI side of a SCSI task: its tags, sequence numbers and data transfer.
-struct IscsiTask : scsi::Task {
+struct IscsiTask final : scsi::Task {
   enum class State { idle, receiving, executing, responding };
   struct R2tSlot {
     std::uint32_t ttt = 0, offset = 0, len = 0, received = 0;
@@ -75,6 +75,8 @@ const char* to_string(LoginFailure f) {
       return "auth_failed";
     case LoginFailure::unsupported:
       return "unsupported";
+    case LoginFailure::limit_reached:
+      return "limit_reached";
   }
   return "unknown";
 }
@@ -122,7 +124,13 @@ std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::u
     Crc32c crc;
     crc.update(header, len - kDigestSize);
     if (crc.value() != load_digest(header + len - kDigestSize)) {
-      spdlog::warn("{}: header digest error; closing the connection (ERL 0)", peer_);
+      // Its length fields cannot be trusted, so the next PDU cannot be found:
+      // the connection goes (RFC 7143 §7.8; there are no markers).
+      ++digest_errors_.header;
+      count_digest_error(true);
+      spdlog::warn("{} ({}): header digest error (opcode byte {:#x}); closing the connection",
+                   peer_, params_.initiator_name, header[0]);
+      closing_ = true;
       return std::nullopt;
     }
   }
@@ -200,10 +208,25 @@ void Connection::on_data(const std::uint8_t* trailer, std::uint32_t trailer_len)
       crc.update(data, dsl);
       crc.update(trailer, padded(dsl) - dsl);
       if (crc.value() != load_digest(trailer + trailer_len - kDigestSize)) {
-        spdlog::warn("{}: data digest error on opcode {:#x}; rejecting and closing (ERL 0)", peer_,
-                     static_cast<unsigned>(cur_.opcode()));
+        // RFC 7143 §7.8: Reject with "data digest error" and discard the PDU.
+        // For SCSI data, recovery (a recovery R2T, or retrying the command)
+        // needs ErrorRecoveryLevel 1; at level 0 the task cannot finish, so the
+        // connection goes and the initiator recovers the session. A non-data
+        // PDU (NOP-Out, Text) needs nothing more: the connection stays.
+        ++digest_errors_.data;
+        count_digest_error(false);
+        bool scsi_data = cur_task_ != nullptr;
+        spdlog::warn("{} ({}): data digest error on opcode {:#x} ITT {:#x}; {}", peer_,
+                     params_.initiator_name, static_cast<unsigned>(cur_.opcode()), cur_.itt(),
+                     scsi_data ? "rejected, closing the connection (ErrorRecoveryLevel 0)"
+                               : "rejected and discarded");
         reject(cur_, RejectReason::data_digest_error, "data digest error");
-        closing_ = true;
+        if (scsi_data) {
+          closing_ = true;
+        } else if (cur_.opcode() == Opcode::text_request) {
+          text_in_.clear();  // the pieces before it are no use without it
+        }
+        cur_task_ = nullptr;
         return;
       }
     }
@@ -398,6 +421,11 @@ void Connection::login_data_complete() {
       negotiator_.finish(response);
       params_ = negotiator_.params();
       tsih_ = host_.session_started(params_, isid_);
+      if (tsih_ == 0) {
+        fail_login(LoginStatus::out_of_resources, LoginFailure::limit_reached,
+                   "session limit reached");
+        return;
+      }
       send_login_response(LoginStatus::success, std::move(response), true, csg, nsg);
       phase_ = Phase::full_feature;
       // Digests apply from the first PDU after the final login response.
@@ -557,8 +585,26 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
     t->buf_size = std::max<std::size_t>(t->edtl, reactor::BufferPool::kMinSize);
     t->buf = reactor::BufferPool::local().acquire(t->buf_size);
     if (t->buf == nullptr) {
+      // Over limits.max_buffer_memory (or out of memory): a status initiators
+      // retry after a while (Linux and QEMU both do), never a failed command.
+      // TASK SET FULL when the session has other commands whose completion
+      // frees memory, BUSY when it has none (SAM-5 5.3).
       t->buf_size = 0;
-      return fail_now(scsi::sense::internal_target_failure);
+      scsi::Status st = active_tasks_ > 1 ? scsi::Status::task_set_full : scsi::Status::busy;
+      auto level =
+          ++busy_commands_ <= kIgnoredCommandsLogged ? spdlog::level::warn : spdlog::level::debug;
+      spdlog::log(level,
+                  "{} ({}): no buffer memory for a {}-byte command (limits.max_buffer_memory); "
+                  "answered {}",
+                  peer_, params_.initiator_name, t->edtl,
+                  st == scsi::Status::busy ? "BUSY" : "TASK SET FULL");
+      // Data-Out already on its way for it is dropped without a Reject.
+      aborted_itts_[aborted_next_++ % aborted_itts_.size()] = t->itt;
+      t->state = IscsiTask::State::executing;
+      t->owner = this;
+      t->status = st;
+      task_complete(*t);
+      return DataPlan{};
     }
   }
   if (params_.initial_r2t) t->unsolicited_done = true;

@@ -63,6 +63,14 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 Registry::Registry(const config::Config& cfg)
     : portals_(cfg.portals), settings_(settings_from(cfg.iscsi)) {
   const unsigned workers = resolve_worker_count(cfg.workers);
+  limits_ = cfg.limits;
+  for (const auto& t : cfg.targets) {
+    if (t.portals.empty()) continue;
+    target_portals_.emplace(t.name, t.portals);
+    std::string where;
+    for (const auto& p : t.portals) where += (where.empty() ? "" : ", ") + p.to_string();
+    spdlog::info("target {}: offered only on {}", t.name, where);
+  }
   if (cfg.discovery_chap) {
     discovery_auth_ = policy_from(*cfg.discovery_chap);
     spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,
@@ -135,13 +143,35 @@ std::shared_ptr<const iscsi::TargetEntry> Registry::find_target(std::string_view
   return nullptr;
 }
 
+namespace {
+// A portal matches a connection's local address when they are the same, or
+// the portal is a wildcard on the same port.
+bool portal_matches(const config::Portal& p, const std::string& local_address) {
+  if (p.to_string() == local_address) return true;
+  bool wildcard = p.host == "0.0.0.0" || p.host == "::";
+  std::string port = ":" + std::to_string(p.port);
+  return wildcard && local_address.size() > port.size() && local_address.ends_with(port);
+}
+}  // namespace
+
+bool Registry::offered_on(std::string_view target, const std::string& local_address) const {
+  auto it = target_portals_.find(target);
+  if (it == target_portals_.end()) return true;
+  for (const auto& p : it->second)
+    if (portal_matches(p, local_address)) return true;
+  return false;
+}
+
 void Registry::append_send_targets(std::string_view initiator, std::string_view which,
                                    const std::string& local_address, std::string& out) const {
   for (const auto& t : targets_) {
     if (which != "All" && which != t->name) continue;
     if (!t->allows(initiator)) continue;
+    if (!offered_on(t->name, local_address)) continue;
+    auto limited = target_portals_.find(t->name);
+    const auto& portals = limited != target_portals_.end() ? limited->second : portals_;
     iscsi::append_key(out, "TargetName", t->name);
-    for (const auto& p : portals_) {
+    for (const auto& p : portals) {
       bool wildcard = p.host == "0.0.0.0" || p.host == "::";
       std::string addr = wildcard ? local_address : format_address(p.host, p.port);
       iscsi::append_key(out, "TargetAddress", addr + ",1");
@@ -166,10 +196,28 @@ std::optional<iscsi::AuthPolicy> Registry::auth_policy(iscsi::SessionType type,
 std::uint16_t Registry::session_started(const std::string& initiator, std::uint64_t isid,
                                         Worker* worker, std::weak_ptr<SocketConnection> conn) {
   std::lock_guard lock(mu_);
-  std::uint16_t tsih = next_tsih_++;
-  if (next_tsih_ == 0) next_tsih_ = 1;
   auto key = std::make_pair(initiator, isid);
   auto it = sessions_.find(key);
+  // [limits]: a reinstatement replaces a session and is always let in.
+  if (it == sessions_.end()) {
+    if (sessions_.size() >= limits_.max_sessions) {
+      spdlog::warn("login refused: initiator {}: {} sessions open (limits.max_sessions)", initiator,
+                   sessions_.size());
+      return 0;
+    }
+    std::size_t mine = 0;
+    for (auto s = sessions_.lower_bound({initiator, 0});
+         s != sessions_.end() && s->first.first == initiator; ++s)
+      ++mine;
+    if (mine >= limits_.max_sessions_per_initiator) {
+      spdlog::warn(
+          "login refused: initiator {}: {} sessions of it open (limits.max_sessions_per_initiator)",
+          initiator, mine);
+      return 0;
+    }
+  }
+  std::uint16_t tsih = next_tsih_++;
+  if (next_tsih_ == 0) next_tsih_ = 1;
   if (it != sessions_.end()) {
     spdlog::info(
         "session reinstatement: initiator {} ISID {:012x}: closing the old session (tsih {})",

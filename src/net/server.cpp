@@ -5,6 +5,8 @@
 
 #include <thread>
 
+#include "ringtgt/reactor/buffer_pool.hpp"
+
 namespace ringtgt::net {
 
 namespace asio = boost::asio;
@@ -49,6 +51,7 @@ Server::~Server() {
 void Server::start() {
   unsigned n = resolve_worker_count(cfg_.workers);
   for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, registry_));
+  reactor::BufferPool::set_memory_budget(cfg_.limits.max_buffer_memory, n);
   for (auto& w : workers_) w->start();
   for (const auto& p : cfg_.portals) {
     boost::system::error_code ec;
@@ -78,7 +81,19 @@ void Server::accept(tcp::acceptor& acceptor) {
       boost::system::error_code e1, e2;
       auto peer = socket.remote_endpoint(e1);
       auto local = socket.local_endpoint(e2);
-      if (!e1 && !e2) {
+      std::size_t open = 0;
+      for (auto& w : workers_) open += w->connection_count();
+      if (!e1 && !e2 && open >= cfg_.limits.max_connections) {
+        // Accepted and closed at once: the peer sees the connection reset,
+        // and a flood costs one log line per thousand.
+        if (refused_connections_++ % 1000 == 0) {
+          spdlog::warn(
+              "connection from {} to {} closed: {} connections open "
+              "(limits.max_connections; {} refused so far)",
+              endpoint_string(peer), endpoint_string(local), open, refused_connections_);
+        }
+        socket.close(e1);
+      } else if (!e1 && !e2) {
         socket.set_option(tcp::no_delay(true), e1);
         int fd = socket.release();
         Worker& w = *workers_[next_worker_++ % workers_.size()];

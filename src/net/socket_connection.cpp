@@ -283,6 +283,11 @@ std::optional<iscsi::AuthPolicy> SocketConnection::auth_policy(iscsi::SessionTyp
 }
 
 std::shared_ptr<const iscsi::TargetEntry> SocketConnection::find_target(std::string_view name) {
+  // A target limited to other portals is not there for this connection.
+  if (!registry_.offered_on(name, local_)) {
+    spdlog::info("{}: target {} is not offered on portal {} (target.portals)", peer_, name, local_);
+    return nullptr;
+  }
   return registry_.find_target(name);
 }
 
@@ -293,7 +298,10 @@ void SocketConnection::append_send_targets(std::string_view initiator, std::stri
 
 std::uint16_t SocketConnection::session_started(const iscsi::SessionParams& params,
                                                 std::uint64_t isid) {
-  registered_ = true;
+  const std::uint16_t tsih =
+      registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this());
+  registered_ = tsih != 0;
+  if (!registered_) return 0;  // over a session limit: the login is refused
   metrics::count_login_success();
   if (params.session_type == iscsi::SessionType::discovery) {
     metrics::global().discovery_sessions.fetch_add(1, std::memory_order_relaxed);
@@ -302,7 +310,7 @@ std::uint16_t SocketConnection::session_started(const iscsi::SessionParams& para
     target_counters_->sessions.fetch_add(1, std::memory_order_relaxed);
     target_counters_->connections.fetch_add(1, std::memory_order_relaxed);
   }
-  return registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this());
+  return tsih;
 }
 
 void SocketConnection::login_failed(iscsi::LoginFailure why, const std::string& initiator,
@@ -316,6 +324,9 @@ void SocketConnection::login_failed(iscsi::LoginFailure why, const std::string& 
       break;
     case iscsi::LoginFailure::bad_request:
       metrics::count_login_failure(metrics::LoginFailureReason::bad_request);
+      break;
+    case iscsi::LoginFailure::limit_reached:
+      metrics::count_login_failure(metrics::LoginFailureReason::limit);
       break;
     default:  // unknown target, unsupported version or session type
       metrics::count_login_failure(metrics::LoginFailureReason::other);

@@ -1,13 +1,54 @@
 #include "ringtgt/reactor/buffer_pool.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstdlib>
+#include <limits>
 
 namespace ringtgt::reactor {
 
-BufferPool::~BufferPool() {
-  for (auto& list : free_)
+namespace {
+// Touched only when a pool allocates from or frees to the heap, not when it
+// reuses a buffer: a warm pool costs no shared-memory traffic per I/O.
+std::atomic<std::size_t> g_held{0};
+std::size_t g_budget = std::numeric_limits<std::size_t>::max();
+std::size_t g_retain_cap = std::numeric_limits<std::size_t>::max();
+
+bool reserve(std::size_t bytes) {
+  if (g_held.fetch_add(bytes, std::memory_order_relaxed) + bytes <= g_budget) return true;
+  g_held.fetch_sub(bytes, std::memory_order_relaxed);
+  return false;
+}
+void unreserve(std::size_t bytes) {
+  g_held.fetch_sub(bytes, std::memory_order_relaxed);
+}
+}  // namespace
+
+void BufferPool::set_memory_budget(std::size_t bytes, unsigned pools) {
+  g_budget = bytes;
+  g_retain_cap = bytes / 2 / std::max(1u, pools);
+}
+
+std::size_t BufferPool::memory_held() {
+  return g_held.load(std::memory_order_relaxed);
+}
+
+std::size_t BufferPool::retain_cap() const {
+  return std::min(retain_limit_, g_retain_cap);
+}
+
+void BufferPool::trim() {
+  for (auto& list : free_) {
     for (auto* p : list) std::free(p);
+    list.clear();
+  }
+  unreserve(retained_);
+  retained_ = 0;
+}
+
+BufferPool::~BufferPool() {
+  trim();
 }
 
 unsigned BufferPool::size_class(std::size_t size) {
@@ -25,15 +66,24 @@ std::uint8_t* BufferPool::acquire(std::size_t size) {
     retained_ -= kMinSize << c;
     return p;
   }
-  return static_cast<std::uint8_t*>(std::aligned_alloc(kAlignment, kMinSize << c));
+  std::size_t bytes = kMinSize << c;
+  if (!reserve(bytes)) {
+    // Kept buffers of other sizes may be what stands in the way.
+    trim();
+    if (!reserve(bytes)) return nullptr;
+  }
+  auto* p = static_cast<std::uint8_t*>(std::aligned_alloc(kAlignment, bytes));
+  if (p == nullptr) unreserve(bytes);
+  return p;
 }
 
 void BufferPool::release(std::uint8_t* buf, std::size_t size) {
   if (buf == nullptr) return;
   unsigned c = size_class(size);
   std::size_t bytes = kMinSize << c;
-  if (retained_ + bytes > retain_limit_) {
+  if (retained_ + bytes > retain_cap()) {
     std::free(buf);
+    unreserve(bytes);
     return;
   }
   free_[c].push_back(buf);

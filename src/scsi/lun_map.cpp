@@ -139,7 +139,6 @@ void LunMap::execute(Task& task) {
   const std::uint8_t opcode = task.cdb[0];
   if (opcode == kReportLuns) {
     task.reset_outcome();
-    if (masks_.empty()) return detail::report_luns(std::views::keys(units_), task);
     std::vector<std::uint64_t> seen;
     for (const auto& [lun, lu] : units_) {
       if (visible(lun, task.nexus)) seen.push_back(lun);

@@ -23,6 +23,10 @@ listen = "127.0.0.1:$PORT"
 [iscsi]
 login_timeout = 3
 
+# 2000 idle connections are one of the attacks: above the default limit.
+[limits]
+max_connections = 4096
+
 [[target]]
 name = "$TGT"
 

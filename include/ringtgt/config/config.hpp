@@ -51,6 +51,9 @@ struct Target {
   std::vector<std::string> allowed_initiators;  // empty: every initiator may log in
   std::optional<Chap> chap;                     // set: AuthMethod=CHAP is required
   std::vector<Lun> luns;
+  // The [[portal]]s it is offered on (SendTargets) and reachable through
+  // (login); each one of the listen values. Empty: every portal.
+  std::vector<Portal> portals;
 };
 
 // Operational values the target offers or enforces in login negotiation.
@@ -76,6 +79,22 @@ struct MetricsSettings {
   std::optional<Portal> listen;  // "A.B.C.D[:PORT]", literal IPv4 address, default port 9105
 };
 
+// [limits]: what one host gives all initiators together, so a hostile or
+// broken one cannot exhaust it. Defaults protect a small host.
+struct Limits {
+  // Sessions in full feature phase (normal and discovery); a login over the
+  // limit gets status 0x0302 (out of resources) and a log line naming it.
+  std::uint32_t max_sessions = 64;
+  std::uint32_t max_sessions_per_initiator = 16;  // by InitiatorName
+  // TCP connections, logged in or not; one over it is accepted and closed at
+  // once with a log line.
+  std::uint32_t max_connections = 1024;
+  // Bytes of command data buffers (Data-Out and Data-In) all workers may hold;
+  // a command that does not fit gets TASK SET FULL (or BUSY when its session
+  // has nothing else in flight), which initiators retry.
+  std::uint64_t max_buffer_memory = 512ull << 20;
+};
+
 struct Config {
   std::string source;    // the file it came from
   unsigned workers = 0;  // reactor threads; 0: one per core
@@ -85,6 +104,7 @@ struct Config {
   std::vector<Portal> portals;
   IscsiSettings iscsi;
   std::optional<Chap> discovery_chap;  // [discovery]: CHAP for discovery sessions
+  Limits limits;                       // [limits]
   std::vector<Target> targets;
   MetricsSettings metrics;
 };

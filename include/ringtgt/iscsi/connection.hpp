@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/iscsi/negotiation.hpp"
 #include "ringtgt/iscsi/pdu.hpp"
 #include "ringtgt/iscsi/text.hpp"
@@ -37,7 +38,8 @@ enum class LoginFailure {
   unknown_target,
   not_authorized,  // initiator not on the target's list
   auth_failed,
-  unsupported,  // version, session type, adding a connection to a session
+  unsupported,    // version, session type, adding a connection to a session
+  limit_reached,  // [limits] max_sessions / max_sessions_per_initiator
 };
 const char* to_string(LoginFailure f);
 
@@ -51,7 +53,9 @@ class ConnectionHost {
   virtual void append_send_targets(std::string_view initiator, std::string_view which,
                                    std::string& out) = 0;
   // The session passed login: returns its TSIH. Reinstatement of an older
-  // session with the same initiator name and ISID happens here.
+  // session with the same initiator name and ISID happens here. 0: refused
+  // (a session limit is reached; the host logs which): the login fails with
+  // status 0x0302, out of resources.
   virtual std::uint16_t session_started(const SessionParams& params, std::uint64_t isid) = 0;
   virtual void login_failed(LoginFailure why, const std::string& initiator,
                             const std::string& target, const std::string& detail) = 0;
@@ -145,6 +149,8 @@ class Connection final : private scsi::TaskOwner {
   const std::string& target_name() const { return params_.target_name; }
   const std::string& initiator_name() const { return params_.initiator_name; }
   std::uint32_t tasks_in_flight() const { return active_tasks_; }
+  // Digest errors on this connection (see digest.hpp for what each does).
+  const DigestErrorCounts& digest_errors() const { return digest_errors_; }
 
  private:
   enum class Phase { login, full_feature, logged_out };
@@ -213,7 +219,9 @@ class Connection final : private scsi::TaskOwner {
   bool window_advertised_ = false;
   std::uint32_t responding_tasks_ = 0;
   std::uint32_t ignored_commands_ = 0;  // outside the CmdSN window
+  std::uint32_t busy_commands_ = 0;     // answered BUSY/TASK SET FULL: no buffer memory
   bool digest_header_ = false, digest_data_ = false;
+  DigestErrorCounts digest_errors_;
 
   // the PDU being received
   Bhs cur_;

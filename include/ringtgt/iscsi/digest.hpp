@@ -41,4 +41,22 @@ inline std::uint32_t load_digest(const std::uint8_t* p) {
          std::uint32_t{p[3]} << 24;
 }
 
+// Digest errors seen on received PDUs (RFC 7143 §7.8). A header digest error
+// closes the connection; a data digest error is answered with a Reject
+// (reason 0x02 "data digest error") and, for SCSI data (Data-Out, immediate
+// data), closes the connection too, since ErrorRecoveryLevel 0 cannot
+// recover a task. Each is logged with the peer and initiator name.
+struct DigestErrorCounts {
+  std::uint64_t header = 0;
+  std::uint64_t data = 0;
+};
+
+// Process-wide totals since start, over every connection on every reactor
+// (relaxed atomics in metrics::global(), exported as
+// ringtgt_digest_errors_total{kind="header"|"data"}).
+DigestErrorCounts digest_error_counts();
+// Called by the protocol engine when it finds one (also bumps its own
+// per-connection count, Connection::digest_errors()).
+void count_digest_error(bool header);
+
 }  // namespace ringtgt::iscsi

@@ -226,8 +226,8 @@ struct TargetCounters {
   std::atomic<std::int64_t> connections{0};
 };
 
-enum class LoginFailureReason : std::uint8_t { auth, authorization, bad_request, other };
-inline constexpr std::size_t kLoginFailureReasons = 4;
+enum class LoginFailureReason : std::uint8_t { auth, authorization, bad_request, limit, other };
+inline constexpr std::size_t kLoginFailureReasons = 5;
 constexpr const char* to_string(LoginFailureReason r) {
   switch (r) {
     case LoginFailureReason::auth:
@@ -236,6 +236,8 @@ constexpr const char* to_string(LoginFailureReason r) {
       return "authorization";
     case LoginFailureReason::bad_request:
       return "bad_request";
+    case LoginFailureReason::limit:  // [limits] max_sessions / max_sessions_per_initiator
+      return "limit";
     case LoginFailureReason::other:
       return "other";
   }

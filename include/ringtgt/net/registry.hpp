@@ -30,6 +30,9 @@ class Registry {
   explicit Registry(const config::Config& cfg);
 
   std::shared_ptr<const iscsi::TargetEntry> find_target(std::string_view name) const;
+  // Whether target is offered on the portal a connection came in through
+  // (its local address, "127.0.0.1:3260"): target.portals, or every portal.
+  bool offered_on(std::string_view target, const std::string& local_address) const;
   void append_send_targets(std::string_view initiator, std::string_view which,
                            const std::string& local_address, std::string& out) const;
   const std::vector<std::shared_ptr<const iscsi::TargetEntry>>& targets() const { return targets_; }
@@ -41,6 +44,9 @@ class Registry {
 
   // A session reached full feature phase: returns its TSIH, and closes an
   // older session of the same initiator name and ISID (reinstatement).
+  // Returns 0 (and logs why, naming the initiator) when [limits]
+  // max_sessions or max_sessions_per_initiator is reached; a reinstatement
+  // replaces a session, so it is never refused.
   std::uint16_t session_started(const std::string& initiator, std::uint64_t isid, Worker* worker,
                                 std::weak_ptr<SocketConnection> conn);
   void session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih);
@@ -68,6 +74,8 @@ class Registry {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
   std::uint16_t next_tsih_ = 1;
+  config::Limits limits_;
+  std::map<std::string, std::vector<config::Portal>, std::less<>> target_portals_;  // if limited
 };
 
 // A stable 64-bit identity for a LUN, from its target name and number, so

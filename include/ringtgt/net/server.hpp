@@ -44,6 +44,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   unsigned next_worker_ = 0;
+  std::uint64_t refused_connections_ = 0;  // over limits.max_connections
   bool stopping_ = false;
 };
 

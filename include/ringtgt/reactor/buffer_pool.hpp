@@ -29,8 +29,19 @@ class BufferPool {
 
   static BufferPool& local();
 
+  // A process-wide cap on the bytes all pools hold (buffers in use plus those
+  // kept for reuse), set once before the workers start: past it acquire()
+  // returns nullptr. Each of `pools` pools keeps at most budget / 2 / pools
+  // bytes for reuse, so at least half the budget is always there for buffers
+  // in use whichever thread asks. Default: no cap.
+  static void set_memory_budget(std::size_t bytes, unsigned pools);
+  // Bytes all pools hold now (in use + kept), for metrics and tests.
+  static std::size_t memory_held();
+
  private:
   static unsigned size_class(std::size_t size);
+  std::size_t retain_cap() const;
+  void trim();                           // gives every kept buffer back to the heap
   std::vector<std::uint8_t*> free_[13];  // 4 KiB .. 16 MiB
   std::size_t retained_ = 0;
   std::size_t retain_limit_ = 256u << 20;

@@ -267,7 +267,7 @@ TEST_F(TempDir, LoadFileErrorsCarryTheFileName) {
               p.string() +
                   ":5:1: unknown key 'bogus' in [[target]] (allowed: name, alias, "
                   "allowed_initiators, chap_user, chap_secret_file, mutual_user, "
-                  "mutual_secret_file, lun)");
+                  "mutual_secret_file, lun, portals)");
   }
 }
 
@@ -580,7 +580,7 @@ TEST(Errors, TomlSyntax) {
 TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of("wrokers = 1\n" + kHead),
             "t.toml:1:1: unknown key 'wrokers' in the top level (allowed: workers, log_level, "
-            "state_dir, portal, iscsi, discovery, target, metrics)");
+            "state_dir, portal, iscsi, discovery, target, limits, metrics)");
   EXPECT_EQ(error_of("[[portal]]\n  listen = \"127.0.0.1\"\n  port = 3260\n"),
             "t.toml:3:3: unknown key 'port' in [[portal]] (allowed: listen)");
   EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_dept = 3\n"),
@@ -589,18 +589,18 @@ TEST(Errors, UnknownKeys) {
             "immediate_data, max_outstanding_r2t, header_digest, data_digest, "
             "default_time2wait, default_time2retain, queue_depth, nop_interval, nop_timeout, "
             "login_timeout)");
-  EXPECT_EQ(
-      error_of(kHead + "aliass = \"x\"\n"),
-      "t.toml:5:1: unknown key 'aliass' in [[target]] (allowed: name, alias, "
-      "allowed_initiators, chap_user, chap_secret_file, mutual_user, mutual_secret_file, lun)");
+  EXPECT_EQ(error_of(kHead + "aliass = \"x\"\n"),
+            "t.toml:5:1: unknown key 'aliass' in [[target]] (allowed: name, alias, "
+            "allowed_initiators, chap_user, chap_secret_file, mutual_user, mutual_secret_file, "
+            "lun, portals)");
   EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
             "block_size, read_only, direct_io, write_ack, serial, allowed_initiators)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
-  EXPECT_EQ(
-      error_of(kHead + "[[target.luns]]\n"),
-      "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
-      "allowed_initiators, chap_user, chap_secret_file, mutual_user, mutual_secret_file, lun)");
+  EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
+            "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
+            "allowed_initiators, chap_user, chap_secret_file, mutual_user, mutual_secret_file, "
+            "lun, portals)");
 }
 
 TEST(Errors, WrongTypes) {

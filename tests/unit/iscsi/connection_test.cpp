@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/iscsi/pdu.hpp"
 #include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/reactor/buffer_pool.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
 
@@ -64,6 +66,7 @@ class FakeHost final : public ConnectionHost {
     }
   }
   std::uint16_t session_started(const SessionParams& params, std::uint64_t isid) override {
+    if (refuse_sessions) return 0;
     ++sessions;
     session_params = params;
     session_isid = isid;
@@ -80,6 +83,7 @@ class FakeHost final : public ConnectionHost {
   std::vector<Failure> failures;
   int output_ready_calls = 0;
   int sessions = 0;
+  bool refuse_sessions = false;  // as the registry does past a session limit
   SessionParams session_params;
   std::uint64_t session_isid = 0;
   std::string send_targets_initiator;
@@ -1177,29 +1181,106 @@ TEST(ConnectionDigest, NegotiatedDigestsProtectBothDirections) {
 TEST(ConnectionDigest, HeaderDigestMismatchCloses) {
   Driver d(digests_allowed());
   d.login(with_digests());
+  DigestErrorCounts before = digest_error_counts();
   EXPECT_FALSE(d.send(d.nop_out(0x21, kReservedTag), {}, /*corrupt_header_digest=*/true));
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_EQ(d.conn->digest_errors().header, 1u);
+  EXPECT_EQ(d.conn->digest_errors().data, 0u);
+  EXPECT_EQ(digest_error_counts().header, before.header + 1);
 }
 
-TEST(ConnectionDigest, DataDigestMismatchRejectsAndCloses) {
-  Driver d(digests_allowed());
-  d.login(with_digests());
-  Bhs b = d.nop_out(0x22, kReservedTag);
-  b.set_data_segment_length(4);
+// Feeds one PDU whose data digest is wrong.
+void send_bad_data_digest(Driver& d, Bhs b, const Bytes& data) {
+  b.set_data_segment_length(static_cast<std::uint32_t>(data.size()));
   Bytes header(b.bytes.begin(), b.bytes.end());
   header.resize(kBhsSize + kDigestSize);
   store_digest(&header[kBhsSize], crc32c(header.data(), kBhsSize));
   auto plan = d.conn->on_header(header.data(), static_cast<std::uint32_t>(header.size()), d.now);
   ASSERT_TRUE(plan);
   ASSERT_NE(plan->dest, nullptr);
-  std::memcpy(plan->dest, "abcd", 4);
-  std::uint8_t trailer[4];
-  store_digest(trailer, 0x12345678);
-  d.conn->on_data(trailer, 4);
-  EXPECT_TRUE(d.conn->closing());
+  std::memcpy(plan->dest, data.data(), data.size());
+  Bytes trailer(padded(static_cast<std::uint32_t>(data.size())) - data.size(), 0);
+  trailer.resize(trailer.size() + kDigestSize);
+  store_digest(&trailer[trailer.size() - kDigestSize], Driver::data_digest_of(data) ^ 0x100);
+  ASSERT_EQ(plan->trailer_len, trailer.size());
+  d.conn->on_data(trailer.data(), static_cast<std::uint32_t>(trailer.size()));
+}
+
+TEST(ConnectionDigest, DataDigestErrorOnNopOutRejectsAndDiscards) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  DigestErrorCounts before = digest_error_counts();
+  send_bad_data_digest(d, d.nop_out(0x22, kReservedTag), Bytes{'a', 'b', 'c', 'd'});
+  // RFC 7143 7.8: Reject (data digest error), the PDU discarded (no NOP-In),
+  // and for a non-data PDU nothing more: the connection stays.
   auto out = d.drain();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].op(), Opcode::reject);
   EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
+  EXPECT_FALSE(d.conn->closing());
+  EXPECT_EQ(d.conn->digest_errors().data, 1u);
+  EXPECT_EQ(digest_error_counts().data, before.data + 1);
+  // The session goes on: a ping with a good digest is answered.
+  ASSERT_TRUE(d.send(d.nop_out(0x23, kReservedTag), Bytes{1, 2, 3, 4}));
+  EXPECT_EQ(d.only_one().op(), Opcode::nop_in);
+}
+
+TEST(ConnectionDigest, DataDigestErrorOnImmediateDataRejectsAndCloses) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  send_bad_data_digest(d, d.command(0x30, write10(0, 8), 4096, false, true), pattern(4096, 1));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+  EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
+  EXPECT_TRUE(d.conn->closing());
+  // Nothing reached the disk.
+  EXPECT_EQ(d.host.mem->data()[0], 0);
+  EXPECT_EQ(d.conn->digest_errors().data, 1u);
+}
+
+TEST(ConnectionDigest, DataDigestErrorOnDataOutRejectsAndCloses) {
+  Driver d(digests_allowed());
+  LoginOptions o = with_digests();
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(0x31, write10(0, 8), 4096, false, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  // The R2T carries a header digest and no data.
+  EXPECT_EQ(r2t.header_len, kBhsSize + kDigestSize);
+  EXPECT_EQ(r2t.header_digest, crc32c(r2t.bhs.bytes.data(), kBhsSize));
+  EXPECT_TRUE(r2t.trailer.empty());
+  send_bad_data_digest(d, d.data_out(0x31, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 2));
+  auto out = d.drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].op(), Opcode::reject);
+  EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_EQ(d.host.mem->data()[0], 0);
+}
+
+TEST(ConnectionDigest, DataInAndResponsesCarryDigests) {
+  Driver d(digests_allowed());
+  d.login(with_digests());
+  Bytes data = pattern(4096, 9);
+  ASSERT_TRUE(d.send(d.command(0x40, write10(0, 8), 4096, false, true), data));
+  Out rsp = d.only_one();
+  ASSERT_EQ(rsp.op(), Opcode::scsi_response);
+  EXPECT_EQ(rsp.header_digest, crc32c(rsp.bhs.bytes.data(), kBhsSize));
+  ASSERT_TRUE(d.send(d.command(0x41, read10(0, 8), 4096, true, false)));
+  auto out = d.drain();
+  ASSERT_FALSE(out.empty());
+  Bytes got;
+  for (auto& o : out) {
+    ASSERT_EQ(o.op(), Opcode::data_in);
+    EXPECT_EQ(o.header_len, kBhsSize + kDigestSize);
+    EXPECT_EQ(o.header_digest, crc32c(o.bhs.bytes.data(), kBhsSize));
+    ASSERT_EQ(o.trailer.size(), kDigestSize);  // 4096-byte multiples: no padding
+    EXPECT_EQ(load_digest(o.trailer.data()), data_digest(o.data.data(), o.data.size()));
+    got.insert(got.end(), o.data.begin(), o.data.end());
+  }
+  EXPECT_EQ(got, data);
 }
 
 TEST(ConnectionDigest, DroppedDataOutWithGoodDigestIsOnlyRejected) {
@@ -1213,6 +1294,106 @@ TEST(ConnectionDigest, DroppedDataOutWithGoodDigestIsOnlyRejected) {
   EXPECT_EQ(out[0].op(), Opcode::reject);
   EXPECT_EQ(out[0].bhs.bytes[2], 0x09);
   EXPECT_FALSE(d.conn->closing());
+}
+
+TEST(ConnectionLimits, SessionRefusedByTheHostFailsLoginOutOfResources) {
+  Driver d;
+  d.host.refuse_sessions = true;
+  std::string sec;
+  append_key(sec, "InitiatorName", kInitiator);
+  append_key(sec, "TargetName", kTarget);
+  append_key(sec, "AuthMethod", "None");
+  ASSERT_TRUE(
+      d.send(Driver::login_request(LoginStage::security, LoginStage::full_feature, true, 1, 0),
+             Bytes(sec.begin(), sec.end())));
+  Out r = d.only_one();
+  ASSERT_EQ(r.op(), Opcode::login_response);
+  EXPECT_EQ(r.bhs.login_status(), LoginStatus::out_of_resources);  // 0x0302
+  EXPECT_EQ(r.bhs.tsih(), 0);
+  EXPECT_TRUE(d.conn->closing());
+  EXPECT_FALSE(d.conn->full_feature());
+  ASSERT_EQ(d.host.failures.size(), 1u);
+  EXPECT_EQ(d.host.failures[0].why, LoginFailure::limit_reached);
+  EXPECT_EQ(d.host.failures[0].initiator, kInitiator);
+}
+
+// Login text past the limits of text.hpp (256 keys, 63-byte names) fails the
+// login with 0x0200 and is logged, whatever else it holds.
+TEST(ConnectionLimits, LoginKeyLimitsFailTheLogin) {
+  auto attempt = [](const std::string& extra) {
+    Driver d;
+    std::string sec;
+    append_key(sec, "InitiatorName", kInitiator);
+    append_key(sec, "TargetName", kTarget);
+    append_key(sec, "AuthMethod", "None");
+    sec += extra;
+    bool open =
+        d.send(Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0),
+               Bytes(sec.begin(), sec.end()));
+    auto out = d.drain();
+    EXPECT_TRUE(open);
+    EXPECT_EQ(out.size(), 1u);
+    EXPECT_TRUE(d.conn->closing());
+    EXPECT_EQ(d.host.failures.size(), 1u);
+    return out.empty() ? LoginStatus::success : out[0].bhs.login_status();
+  };
+  std::string many;
+  for (int i = 0; i < 300; ++i) append_key(many, "X#k" + std::to_string(i), "1");
+  EXPECT_EQ(attempt(many), LoginStatus::initiator_error);
+  std::string long_key;
+  append_key(long_key, "X#" + std::string(70, 'k'), "1");
+  EXPECT_EQ(attempt(long_key), LoginStatus::initiator_error);
+}
+
+// limits.max_buffer_memory for the tests below; "no budget" again afterwards.
+struct BufferBudget {
+  explicit BufferBudget(std::size_t extra) {
+    reactor::BufferPool::set_memory_budget(reactor::BufferPool::memory_held() + extra, 1);
+  }
+  ~BufferBudget() {
+    reactor::BufferPool::set_memory_budget(std::numeric_limits<std::size_t>::max(), 1);
+  }
+};
+
+TEST(ConnectionLimits, NoBufferMemoryAnswersBusyThenTaskSetFull) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  o.immediate_data = "No";
+  d.login(o);
+  reactor::BufferPool::local().set_retain_limit(0);  // nothing kept: the budget is all in use
+  BufferBudget budget(64 * 1024);
+  // Alone in its session and too big: BUSY, no sense, not executed.
+  ASSERT_TRUE(d.send(d.command(0x50, read10(0, 256), 128 * 1024, true, false)));
+  Out busy = d.only_one();
+  ASSERT_EQ(busy.op(), Opcode::scsi_response);
+  EXPECT_EQ(busy.bhs.itt(), 0x50u);
+  EXPECT_EQ(busy.bhs.bytes[3], static_cast<std::uint8_t>(scsi::Status::busy));
+  EXPECT_TRUE(busy.data.empty());
+  // A WRITE waiting for its Data-Out holds 64 KiB: the budget.
+  ASSERT_TRUE(d.send(d.command(0x51, write10(0, 128), 64 * 1024, false, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  // With a command of the session in flight the answer is TASK SET FULL.
+  ASSERT_TRUE(d.send(d.command(0x52, read10(0, 8), 4096, true, false)));
+  Out full = d.only_one();
+  ASSERT_EQ(full.op(), Opcode::scsi_response);
+  EXPECT_EQ(full.bhs.itt(), 0x52u);
+  EXPECT_EQ(full.bhs.bytes[3], static_cast<std::uint8_t>(scsi::Status::task_set_full));
+  // The WRITE finishes and gives its buffer back; the retried READ runs.
+  Bytes data = pattern(64 * 1024, 5);
+  ASSERT_TRUE(d.send(d.data_out(0x51, r2t.bhs.ttt(), 0, 0, true), data));
+  Out w = d.only_one();
+  ASSERT_EQ(w.op(), Opcode::scsi_response);
+  EXPECT_EQ(w.bhs.bytes[3], 0);
+  ASSERT_TRUE(d.send(d.command(0x53, read10(0, 8), 4096, true, false)));
+  auto out = d.drain();
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back().op(), Opcode::data_in);
+  EXPECT_EQ(out.back().bhs.bytes[3], 0);
+  EXPECT_EQ(Bytes(out.back().data.begin(), out.back().data.end()),
+            Bytes(data.begin(), data.begin() + 4096));
+  reactor::BufferPool::local().set_retain_limit(256u << 20);
 }
 
 }  // namespace
