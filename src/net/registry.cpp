@@ -105,9 +105,18 @@ Registry::Registry(const config::Config& cfg)
       p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
       p.device_name = t.name + ",lun," + std::to_string(l.number);
       p.spc2_reservations = true;  // released on nexus loss and resets by the transport
-      spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}{})", t.name, l.number,
-                   backend->describe(), backend->size_bytes(), l.block_size,
-                   storage::to_string(backend->ack_policy()), l.read_only ? ", read-only" : "");
+      if (l.provisioning == config::Provisioning::thin && !backend->can_unmap()) {
+        throw std::runtime_error("target " + t.name + " LUN " + std::to_string(l.number) +
+                                 ": provisioning = \"thin\" but " + l.path +
+                                 " cannot deallocate (no hole punching / WRITE ZEROES); use "
+                                 "provisioning = \"full\"");
+      }
+      p.thin_provisioned =
+          l.provisioning ? *l.provisioning == config::Provisioning::thin : backend->can_unmap();
+      spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{})", t.name,
+                   l.number, backend->describe(), backend->size_bytes(), l.block_size,
+                   storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
+                   l.read_only ? ", read-only" : "");
       entry->luns->add(std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend)));
       if (!l.allowed_initiators.empty()) {
         entry->luns->set_allowed_initiators(l.number, l.allowed_initiators);

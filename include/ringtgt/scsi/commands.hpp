@@ -45,8 +45,46 @@ void request_sense(Task& task, SenseCode current);
 
 // REPORT SUPPORTED OPERATION CODES (MAINTENANCE IN, service action 0Ch):
 // every command LogicalUnit::execute accepts (RESERVE/RELEASE only when
-// enabled). Completes the task.
-void report_supported_opcodes(Task& task, bool spc2_reservations);
+// enabled, UNMAP only on a thin-provisioned LU). Completes the task.
+void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin_provisioned = false);
+
+// --- logical block provisioning (provisioning.cpp) ---
+
+// UNMAP limits, as VPD Block Limits reports them and UNMAP enforces them.
+inline constexpr std::uint32_t max_unmap_lba_count = 1u << 20;
+inline constexpr std::uint32_t max_unmap_descriptors = 256;
+inline std::uint32_t optimal_unmap_granularity(std::uint32_t block_size) {
+  return block_size >= 4096 ? 1 : 4096 / block_size;
+}
+
+// LBPRZ (READ CAPACITY(16), VPD B2h): deallocated blocks read as zeroes,
+// which is true of every thin LU here. It is claimed for 512-byte blocks
+// only: QEMU 7.2's iscsi driver, seeing LBPRZ, asks GET LBA STATUS about a
+// range of BDRV_REQUEST_MAX_BYTES (a multiple of 512, not of 4096) and
+// aborts on its own alignment assertion for larger blocks. LBPRZ 0 merely
+// promises nothing about what unmapped blocks read as.
+inline bool reports_lbprz(const LunParams& params) {
+  return params.thin_provisioned && params.block_size == 512;
+}
+
+// UNMAP on a thin-provisioned LU. Completes the task.
+void unmap(LogicalUnit& lu, Task& task);
+
+// WRITE SAME whose every block is zeroes (NDOB, or a Data-Out block of
+// zeroes), range already checked: with UNMAP on a thin LU the blocks are
+// deallocated (they read back as zeroes: LBPRZ), otherwise zeroed in place
+// by the backend. Falls back to write_same_pattern when the backend cannot
+// zero. Completes the task.
+void write_same_zeroes(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint64_t blocks,
+                       bool unmap);
+// WRITE SAME by writing the pattern (Data-Out block, or zeroes when
+// pattern is null) block by block (logical_unit.cpp). Completes the task.
+void write_same_pattern(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint64_t blocks,
+                        const std::uint8_t* pattern);
+
+// GET LBA STATUS on a thin LU, lba checked: mapped and deallocated extents
+// from the backend. Completes the task.
+void get_lba_status_thin(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint32_t alloc);
 
 // REPORT LUNS, in three steps so the LUN list can be any ascending range of
 // LUN numbers without copying it. begin validates the CDB and returns false

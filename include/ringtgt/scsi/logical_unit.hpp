@@ -31,6 +31,10 @@ struct LunParams {
   // UNIT RESET / LunMap::reset_all on target resets: without those a
   // reservation left by a vanished initiator would lock the LU out for good.
   bool spc2_reservations = false;
+  // Thin provisioning (LBPME): UNMAP and WRITE SAME with UNMAP deallocate,
+  // GET LBA STATUS reports what the backend holds. Needs a backend that can
+  // unmap (the LogicalUnit constructor refuses otherwise).
+  bool thin_provisioned = false;
 };
 
 class LogicalUnit {
