@@ -330,9 +330,9 @@ void write_same_issue(Task& task) {
 
 // WRITE SAME(10/16): one Data-Out block (or zeros with NDOB) written to every
 // block of the range. NUMBER OF LOGICAL BLOCKS 0 means "to the end of the
-// medium" (WSNZ 0), and there is no length limit. Zeroes go to the backend
-// as one zeroing or, with UNMAP on a thin LU, one deallocation
-// (provisioning.cpp); any other pattern is written chunk by chunk.
+// medium" (WSNZ 0), and there is no length limit. UNMAP on a thin LU is one
+// deallocation, zeroes one zeroing (provisioning.cpp); any other pattern is
+// written chunk by chunk.
 void write_same(LogicalUnit& lu, Task& task) {
   const auto& c = task.cdb;
   const bool ten = c[0] == op::write_same10;
@@ -356,9 +356,12 @@ void write_same(LogicalUnit& lu, Task& task) {
   // lba <= block_count here; 0 blocks at the very end writes nothing.
   const std::uint64_t total = blocks != 0 ? blocks : lu.block_count() - lba;
   if (total == 0) return good(task);
+  // UNMAP on a thin LU deallocates whatever the Data-Out block holds, as
+  // initiators expect (libiscsi's WriteSame*.UnmapUntilEnd sends 0xff with
+  // UNMAP and reads back zeroes); SBC lets the device server deallocate.
   const bool zeroes =
       ndob || std::all_of(task.buffer, task.buffer + bs, [](std::uint8_t b) { return b == 0; });
-  if (zeroes) return detail::write_same_zeroes(lu, task, lba, total, unmap);
+  if (unmap || zeroes) return detail::write_same_zeroes(lu, task, lba, total, unmap);
   detail::write_same_pattern(lu, task, lba, total, task.buffer);
 }
 

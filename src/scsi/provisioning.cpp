@@ -23,7 +23,8 @@ void complete_with(Task& task, SenseCode code) {
 }
 
 // UNMAP while in flight: lu_scratch[0] the next descriptor, [1] how many
-// there are, [2] the block size. The descriptors stay in the Data-Out
+// there are, [2] the block size, [3] the last one with blocks to unmap (its
+// unmap makes them all durable). The descriptors stay in the Data-Out
 // buffer, which the transport keeps until the task completes.
 void unmap_next(Task& task);
 
@@ -49,8 +50,9 @@ void unmap_next(Task& task) {
       continue;
     }
     task.io_continuation = &unmap_done;
+    const bool more_follow = task.lu_scratch[0] < task.lu_scratch[3];
     // The backend may complete before returning: nothing is touched after.
-    return lu.backend().unmap(lba * bs, std::uint64_t{blocks} * bs, &task);
+    return lu.backend().unmap(lba * bs, std::uint64_t{blocks} * bs, &task, more_follow);
   }
   task.status = Status::good;
   task.complete();
@@ -106,7 +108,7 @@ void unmap(LogicalUnit& lu, Task& task) {
   if (count > max_unmap_descriptors) {
     return complete_with(task, sense::invalid_field_in_parameter_list);
   }
-  std::uint64_t total = 0;
+  std::uint64_t total = 0, last = 0;
   for (std::uint64_t i = 0; i < count; ++i) {
     const std::uint8_t* d = p + kUnmapHeader + i * kUnmapDescriptor;
     const std::uint64_t lba = get_be64(d);
@@ -116,6 +118,7 @@ void unmap(LogicalUnit& lu, Task& task) {
       return task.complete();
     }
     total += blocks;
+    if (blocks != 0) last = i;
   }
   if (total > max_unmap_lba_count) {
     return complete_with(task, sense::invalid_field_in_parameter_list);
@@ -123,6 +126,7 @@ void unmap(LogicalUnit& lu, Task& task) {
   task.lu_scratch[0] = 0;
   task.lu_scratch[1] = count;
   task.lu_scratch[2] = lu.params().block_size;
+  task.lu_scratch[3] = last;
   unmap_next(task);
 }
 

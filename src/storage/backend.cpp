@@ -5,7 +5,7 @@
 
 namespace ringtgt::storage {
 
-void Backend::unmap(std::uint64_t, std::uint64_t, IoOp* op) {
+void Backend::unmap(std::uint64_t, std::uint64_t, IoOp* op, bool) {
   op->on_complete(-EOPNOTSUPP);
 }
 

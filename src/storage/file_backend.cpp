@@ -98,10 +98,10 @@ void FileBackend::flush(IoOp* op) {
   reactor::IoEngine::current()->fsync(fd_, true, op);
 }
 
-void FileBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op) {
+void FileBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
   if (!can_unmap_) return op->on_complete(-EOPNOTSUPP);
   auto* engine = reactor::IoEngine::current();
-  if (policy_ == WriteAckPolicy::writethrough) {
+  if (policy_ == WriteAckPolicy::writethrough && !more_follow) {
     engine->fallocate_durable(fd_, kPunch, offset, len, op);
   } else {
     engine->fallocate(fd_, kPunch, offset, len, op);

@@ -54,11 +54,12 @@ void MemoryBackend::flush(IoOp* op) {
   op->on_complete(0);
 }
 
-void MemoryBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op) {
+void MemoryBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
   if (!unmap_supported_) return op->on_complete(-EOPNOTSUPP);
   if (!in_bounds(offset, len)) return op->on_complete(-EINVAL);
   if (failing(offset, len)) return op->on_complete(-err_);
   ++unmaps_;
+  if (!more_follow) ++final_unmaps_;
   std::memset(data_.data() + offset, 0, len);
   set_mapped(offset, len, false);
   op->on_complete(0);

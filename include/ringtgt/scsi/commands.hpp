@@ -70,11 +70,10 @@ inline bool reports_lbprz(const LunParams& params) {
 // UNMAP on a thin-provisioned LU. Completes the task.
 void unmap(LogicalUnit& lu, Task& task);
 
-// WRITE SAME whose every block is zeroes (NDOB, or a Data-Out block of
-// zeroes), range already checked: with UNMAP on a thin LU the blocks are
-// deallocated (they read back as zeroes: LBPRZ), otherwise zeroed in place
-// by the backend. Falls back to write_same_pattern when the backend cannot
-// zero. Completes the task.
+// WRITE SAME, range already checked, that deallocates (UNMAP on a thin LU:
+// the blocks then read back as zeroes) or writes zeroes (NDOB, or a
+// Data-Out block of zeroes: zeroed in place by the backend, falling back to
+// write_same_pattern where it cannot). Completes the task.
 void write_same_zeroes(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint64_t blocks,
                        bool unmap);
 // WRITE SAME by writing the pattern (Data-Out block, or zeroes when

@@ -45,9 +45,11 @@ class Backend {
   // thin-provisioned LUN needs, and what LBPME reports.
   virtual bool can_unmap() const { return false; }
   // Deallocates [offset, offset + len): later reads of it return zeroes.
-  // Completes with 0 or -errno; under writethrough the deallocation is
-  // durable before it completes.
-  virtual void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op);
+  // Completes with 0 or -errno. Under writethrough this deallocation, and
+  // any earlier ones, are durable before it completes, unless more_follow:
+  // the caller's next unmap (of the same command) will make them durable
+  // with its own, so a list of ranges costs one sync.
+  virtual void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow = false);
   // Makes [offset, offset + len) read as zeroes and keeps it allocated,
   // without moving the zeroes through memory. Completes with 0 or -errno;
   // -EOPNOTSUPP when the store cannot (the caller then writes zeroes).

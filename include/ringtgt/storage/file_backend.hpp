@@ -38,7 +38,7 @@ class FileBackend final : public Backend {
   void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
   void flush(IoOp* op) override;
   bool can_unmap() const override { return can_unmap_; }
-  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op) override;
+  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow = false) override;
   void write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) override;
   Extent extent_at(std::uint64_t offset, std::uint64_t max_len) override;
   std::string describe() const override { return path_; }

@@ -21,7 +21,7 @@ class MemoryBackend final : public Backend {
   void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
   void flush(IoOp* op) override;
   bool can_unmap() const override { return unmap_supported_; }
-  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op) override;
+  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow = false) override;
   void write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) override;
   Extent extent_at(std::uint64_t offset, std::uint64_t max_len) override;
   std::string describe() const override { return "memory"; }
@@ -29,6 +29,8 @@ class MemoryBackend final : public Backend {
   // Tests of a store that cannot deallocate.
   void set_unmap_supported(bool on) { unmap_supported_ = on; }
   unsigned unmap_count() const { return unmaps_; }
+  // Unmaps that were to be durable on completion (not more_follow).
+  unsigned final_unmap_count() const { return final_unmaps_; }
   unsigned write_zeroes_count() const { return zeroings_; }
   // Mapping is tracked in units of kMapUnit bytes; a fresh backend is all
   // deallocated (it reads zeroes), a write maps what it touches, and an
@@ -54,7 +56,7 @@ class MemoryBackend final : public Backend {
   unsigned flushes_ = 0, fua_writes_ = 0;
   std::vector<bool> mapped_;  // one per kMapUnit
   bool unmap_supported_ = true;
-  unsigned unmaps_ = 0, zeroings_ = 0;
+  unsigned unmaps_ = 0, final_unmaps_ = 0, zeroings_ = 0;
 };
 
 }  // namespace ringtgt::storage

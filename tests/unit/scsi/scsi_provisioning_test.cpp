@@ -210,6 +210,7 @@ TEST(Unmap, DeallocatesEveryDescriptorAndReadsZeroes) {
   Task& t = l.unmap(unmap_list({{16, 8}, {100, 1}, {kBlocks - 4, 4}}));
   ASSERT_EQ(t.status, Status::good);
   EXPECT_EQ(l.mem->unmap_count(), 3u);
+  EXPECT_EQ(l.mem->final_unmap_count(), 1u);  // one sync for the whole list
   for (std::uint64_t lba = 0; lba < kBlocks; ++lba) {
     const bool gone = (lba >= 16 && lba < 24) || lba == 100 || lba >= kBlocks - 4;
     ASSERT_TRUE(l.block_is(lba, gone ? 0x00 : 0xaa)) << "LBA " << lba;
@@ -305,15 +306,21 @@ TEST(WriteSameProvisioning, UnmapWithZeroesOrNdobDeallocates) {
   EXPECT_TRUE(l.block_is(kBlocks - 11, 0xaa));
 }
 
-TEST(WriteSameProvisioning, UnmapWithDataWritesIt) {
+TEST(WriteSameProvisioning, UnmapDeallocatesWhateverTheData) {
   Lu l(true);
+  l.fill(0xaa);
   Bytes pattern(512, 0x3c);
   ASSERT_EQ(l.run(cdb10(0x41, 0x08, 0, 4), 0, &pattern).status, Status::good);
-  EXPECT_EQ(l.mem->unmap_count(), 0u);
+  EXPECT_EQ(l.mem->unmap_count(), 1u);
   for (int lba = 0; lba < 4; ++lba) {
-    EXPECT_TRUE(l.block_is(lba, 0x3c));
-    EXPECT_TRUE(l.mapped(lba));
+    EXPECT_TRUE(l.block_is(lba, 0x00));
+    EXPECT_FALSE(l.mapped(lba));
   }
+  EXPECT_TRUE(l.block_is(4, 0xaa));
+  // Without UNMAP the same pattern is written.
+  ASSERT_EQ(l.run(cdb10(0x41, 0, 0, 2), 0, &pattern).status, Status::good);
+  EXPECT_TRUE(l.block_is(0, 0x3c) && l.block_is(1, 0x3c));
+  EXPECT_TRUE(l.mapped(0));
 }
 
 TEST(WriteSameProvisioning, ZeroesWithoutUnmapStayMapped) {

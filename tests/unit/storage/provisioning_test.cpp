@@ -150,6 +150,21 @@ TEST_F(FileProvisioningTest, UnmapDeallocatesAndReadsZeroesDurablyUnderWritethro
   EXPECT_EQ(std::filesystem::file_size(dir + "/lun.img"), 1u << 20);
 }
 
+TEST_F(FileProvisioningTest, UnmapsOfOneCommandShareTheLastOnesSync) {
+  FileBackend b(opts(WriteAckPolicy::writethrough));
+  fill(b, 0x11);
+  Result r1, r2;
+  b.unmap(0, 4096, &r1, true);
+  b.unmap(8192, 4096, &r2, false);
+  EXPECT_EQ(r1.value, 0);
+  EXPECT_EQ(r2.value, 0);
+  ASSERT_EQ(engine.calls.size(), 2u);
+  EXPECT_FALSE(engine.calls[0].durable);
+  EXPECT_TRUE(engine.calls[1].durable);
+  EXPECT_EQ(read_back(b, 0, 4096), Bytes(4096, 0));
+  EXPECT_EQ(read_back(b, 8192, 4096), Bytes(4096, 0));
+}
+
 TEST_F(FileProvisioningTest, WritebackUnmapIsNotSynced) {
   FileBackend b(opts(WriteAckPolicy::writeback));
   Result r;
