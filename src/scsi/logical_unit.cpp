@@ -26,6 +26,7 @@ constexpr std::uint8_t write6 = 0x0a;
 constexpr std::uint8_t inquiry = 0x12;
 constexpr std::uint8_t reserve6 = 0x16;
 constexpr std::uint8_t release6 = 0x17;
+constexpr std::uint8_t mode_select6 = 0x15;
 constexpr std::uint8_t mode_sense6 = 0x1a;
 constexpr std::uint8_t start_stop_unit = 0x1b;
 constexpr std::uint8_t prevent_allow_medium_removal = 0x1e;
@@ -41,6 +42,7 @@ constexpr std::uint8_t write_same10 = 0x41;
 constexpr std::uint8_t unmap = 0x42;
 constexpr std::uint8_t reserve10 = 0x56;
 constexpr std::uint8_t release10 = 0x57;
+constexpr std::uint8_t mode_select10 = 0x55;
 constexpr std::uint8_t mode_sense10 = 0x5a;
 constexpr std::uint8_t read16 = 0x88;
 constexpr std::uint8_t compare_and_write = 0x89;
@@ -263,7 +265,7 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
     return reject(task, sense::invalid_field_in_cdb);
   }
   if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
-  if (write && lu.params().read_only) return reject(task, sense::write_protected);
+  if (write && lu.write_protected()) return reject(task, lu.write_protected_sense());
   if (r.blocks == 0) return good(task);
 
   // Whatever the initiator sent (or has room for); the transport reports
@@ -350,7 +352,7 @@ void write_same(LogicalUnit& lu, Task& task) {
   if ((c[1] >> 5) != 0 || anchor) return reject(task, sense::invalid_field_in_cdb);
   if (unmap && !lu.params().thin_provisioned) return reject(task, sense::invalid_field_in_cdb);
   if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
-  if (lu.params().read_only) return reject(task, sense::write_protected);
+  if (lu.write_protected()) return reject(task, lu.write_protected_sense());
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
   if (!ndob && room != bs) return reject(task, sense::invalid_field_in_cdb);
   // lba <= block_count here; 0 blocks at the very end writes nothing.
@@ -444,7 +446,7 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
     return reject(task, sense::invalid_field_in_cdb);
   }
   if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
-  if (lu.params().read_only) return reject(task, sense::write_protected);
+  if (lu.write_protected()) return reject(task, lu.write_protected_sense());
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
   // Zero blocks compares and writes nothing; Data-Out sent with it means the
   // initiator meant another length (256 does not fit the one-byte field).
@@ -710,6 +712,7 @@ bool LogicalUnit::unit_attention_pending(Task& task) {
 void LogicalUnit::execute(Task& task) {
   task.reset_outcome();
   task.lu_context = this;
+  task.descriptor_sense = descriptor_sense();
   if (unit_attention_pending(task)) {
     task.fail(sense::lu_reset_occurred);
     return task.complete();
@@ -735,6 +738,9 @@ void LogicalUnit::execute(Task& task) {
     case op::mode_sense6:
     case op::mode_sense10:
       return detail::mode_sense(*this, task);
+    case op::mode_select6:
+    case op::mode_select10:
+      return mode_select(task);
     case op::read_capacity10:
       return read_capacity10(*this, task);
     case op::service_action_in16:

@@ -27,6 +27,7 @@ constexpr OpInfo kOps[] = {
     {0x08, false, 0, 6, {0x08, 0x1f, FF, FF, FF, 0}},                 // READ(6)
     {0x0a, false, 0, 6, {0x0a, 0x1f, FF, FF, FF, 0}},                 // WRITE(6)
     {0x12, false, 0, 6, {0x12, 0x01, FF, FF, FF, 0}},                 // INQUIRY
+    {0x15, false, 0, 6, {0x15, 0x11, 0, 0, FF, 0}},                   // MODE SELECT(6)
     {0x16, false, 0, 6, {0x16, 0, 0, 0, 0, 0}},                       // RESERVE(6)
     {0x17, false, 0, 6, {0x17, 0, 0, 0, 0, 0}},                       // RELEASE(6)
     {0x1a, false, 0, 6, {0x1a, 0x08, FF, FF, FF, 0}},                 // MODE SENSE(6)
@@ -42,6 +43,7 @@ constexpr OpInfo kOps[] = {
     {0x37, false, 0, 10, {0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, 0}},     // READ DEFECT DATA(10)
     {0x41, false, 0, 10, {0x41, 0xf8, FF, FF, FF, FF, 0, FF, FF, 0}}, // WRITE SAME(10)
     {0x42, false, 0, 10, {0x42, 0x01, 0, 0, 0, 0, 0, FF, FF, 0}},     // UNMAP
+    {0x55, false, 0, 10, {0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, 0}},     // MODE SELECT(10)
     {0x56, false, 0, 10, {0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RESERVE(10)
     {0x57, false, 0, 10, {0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RELEASE(10)
     {0x5a, false, 0, 10, {0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0}},   // MODE SENSE(10)

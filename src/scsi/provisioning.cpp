@@ -89,7 +89,7 @@ void unmap(LogicalUnit& lu, Task& task) {
     task.fail_cdb_field(1, 0);
     return task.complete();
   }
-  if (lu.params().read_only) return complete_with(task, sense::write_protected);
+  if (lu.write_protected()) return complete_with(task, lu.write_protected_sense());
   if (param_len == 0) {  // nothing to unmap, and not an error
     task.status = Status::good;
     return task.complete();

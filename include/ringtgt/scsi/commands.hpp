@@ -39,6 +39,11 @@ void inquiry(const LogicalUnit* lu, Task& task);
 // MODE SENSE(6) and (10). Completes the task.
 void mode_sense(LogicalUnit& lu, Task& task);
 
+enum PageControl : std::uint8_t { current = 0, changeable = 1, default_values = 2, saved = 3 };
+// Writes mode page `page` (no subpages) as MODE SENSE reports it for pc and
+// returns its length, or 0 for a page we do not have. out has room for 64.
+std::size_t mode_page(LogicalUnit& lu, std::uint8_t page, PageControl pc, std::uint8_t* out);
+
 // REQUEST SENSE returning current as the sense data (as parameter data, with
 // GOOD status). Completes the task.
 void request_sense(Task& task, SenseCode current);

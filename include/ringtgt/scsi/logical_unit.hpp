@@ -56,6 +56,19 @@ class LogicalUnit {
   void nexus_lost(const Nexus& nexus);
   void reset();
 
+  // --- mode parameters a MODE SELECT changes (mode_select.cpp) ---
+  // MODE SELECT(6)/(10). Completes the task.
+  void mode_select(Task& task);
+  // Control mode page D_SENSE: sense data in descriptor format.
+  bool descriptor_sense() const { return d_sense_.load(std::memory_order_relaxed); }
+  // Medium-changing commands are refused: a read_only LUN, or the control
+  // mode page's SWP set by MODE SELECT.
+  bool write_protected() const { return params_.read_only || swp_.load(std::memory_order_relaxed); }
+  bool software_write_protect() const { return swp_.load(std::memory_order_relaxed); }
+  // The sense of a refused medium-changing command: WRITE PROTECTED (27h/00h)
+  // for a read_only LUN, SOFTWARE WRITE PROTECTED (27h/02h) for SWP.
+  SenseCode write_protected_sense() const;
+
   // For COMPARE AND WRITE: claims [lba, lba + blocks) unless an in-flight
   // COMPARE AND WRITE overlaps it; caw_unlock(lba) gives it back.
   bool caw_lock(std::uint64_t lba, std::uint32_t blocks);
@@ -82,6 +95,14 @@ class LogicalUnit {
   std::mutex reservation_mutex_;
   std::string holder_initiator_;
   std::uint64_t holder_session_ = 0;
+
+  // Called after a MODE SELECT by `by` changed a mode parameter. The hook
+  // for the MODE PARAMETERS CHANGED unit attention (2Ah/01h) to every other
+  // I_T nexus of this LU, to be wired to the unit-attention queue; it does
+  // nothing until then.
+  void mode_parameters_changed(const Nexus& by);
+  std::atomic<bool> d_sense_{false};
+  std::atomic<bool> swp_{false};
 
   std::mutex caw_mutex_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> caw_ranges_;  // first LBA, blocks
