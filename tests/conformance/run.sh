@@ -192,8 +192,13 @@ with open(out, "w") as o:
             line = v + " [" + r + " LU]"
         elif any(v == "passed" for _, v in vs):
             line = "passed"
-        else:
-            line = vs[0][1]
+        else:  # skipped everywhere: each run's reason, once if they agree
+            reasons = []
+            for r, v in vs:
+                if all(v != seen for _, seen in reasons):
+                    reasons.append((r, v))
+            line = vs[0][1] if len(reasons) == 1 else "; ".join(
+                v + " [" + r + " LU]" for r, v in reasons)
         o.write(name + " " + line + "\n")
 PY
 
