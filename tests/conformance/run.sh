@@ -7,7 +7,7 @@
 #   tests/conformance/run.sh --only REGEX   # run only ALL.* tests matching REGEX (no check)
 #
 # Environment: RINGTGT_BIN (daemon, default build/ringtgt), RINGTGT_SRC (repo
-# root), PER_TEST_TIMEOUT (s, default 60), SUITE_TIMEOUT (s, default 1080),
+# root), PER_TEST_TIMEOUT (s, default 60), SUITE_TIMEOUT (s per run, default 840),
 # RESULTS_DIR (keep logs and results there instead of a temp dir),
 # ISCSI_TEST_CU (the tool, default iscsi-test-cu).
 #
@@ -27,7 +27,7 @@ src=${RINGTGT_SRC:-$(cd "$here/../.." && pwd)}
 bin=${RINGTGT_BIN:-$src/build/ringtgt}
 tool=${ISCSI_TEST_CU:-iscsi-test-cu}
 per_test=${PER_TEST_TIMEOUT:-60}
-suite_budget=${SUITE_TIMEOUT:-1080}
+suite_budget=${SUITE_TIMEOUT:-840}
 expected=$here/expected.txt
 excluded=$here/excluded.txt
 
