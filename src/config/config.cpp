@@ -654,7 +654,7 @@ class Loader {
   Lun read_lun(const toml::table& t) {
     check_keys(t, "[[target.lun]]",
                {"number", "path", "size", "block_size", "read_only", "direct_io", "write_ack",
-                "serial", "allowed_initiators"});
+                "serial", "allowed_initiators", "provisioning"});
     Lun lun;
     if (!t.get("number")) fail(t, "[[target.lun]] needs number = 0..16383");
     get_uint(t, "number", "LUN number", 0, 16383, lun.number);
@@ -691,6 +691,21 @@ class Loader {
       } else {
         fail(*t.get("write_ack"),
              "write_ack \"" + *wa + "\" is not one of \"writethrough\", \"writeback\"");
+      }
+    }
+
+    if (auto prov = get_string(t, "provisioning", "provisioning")) {
+      if (*prov == "thin") {
+        lun.provisioning = Provisioning::thin;
+      } else if (*prov == "full") {
+        lun.provisioning = Provisioning::full;
+      } else {
+        fail(*t.get("provisioning"),
+             "provisioning \"" + *prov + "\" is not one of \"thin\", \"full\"");
+      }
+      if (lun.provisioning == Provisioning::thin && lun.read_only) {
+        fail(*t.get("provisioning"),
+             "provisioning \"thin\" on a read_only LUN: nothing could be unmapped");
       }
     }
 

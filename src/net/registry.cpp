@@ -115,13 +115,22 @@ Registry::Registry(const config::Config& cfg)
       p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
       p.device_name = t.name + ",lun," + std::to_string(l.number);
       p.spc2_reservations = true;  // released on nexus loss and resets by the transport
+      if (l.provisioning == config::Provisioning::thin && !backend->can_unmap()) {
+        throw std::runtime_error("target " + t.name + " LUN " + std::to_string(l.number) +
+                                 ": provisioning = \"thin\" but " + l.path +
+                                 " cannot deallocate (no hole punching / WRITE ZEROES); use "
+                                 "provisioning = \"full\"");
+      }
+      p.thin_provisioned =
+          l.provisioning ? *l.provisioning == config::Provisioning::thin : backend->can_unmap();
       // Unit attentions and persistent reservations: a new nexus hears 29h/00h,
       // and APTPL state lives in state_dir, one file per LUN named by its NAA.
       p.power_on_unit_attention = true;
       p.pr_state_path = fmt::format("{}/pr-{:016x}.state", cfg.state_dir, p.naa);
-      spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}{})", t.name, l.number,
-                   backend->describe(), backend->size_bytes(), l.block_size,
-                   storage::to_string(backend->ack_policy()), l.read_only ? ", read-only" : "");
+      spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{})", t.name,
+                   l.number, backend->describe(), backend->size_bytes(), l.block_size,
+                   storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
+                   l.read_only ? ", read-only" : "");
       auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
       lu->set_stats(std::make_shared<metrics::LunStats>(workers));
       entry->luns->add(std::move(lu));

@@ -113,8 +113,14 @@ std::size_t page_block_limits(const LunParams& params, std::uint8_t* out) {
   put_be32(&out[12], std::max<std::uint32_t>(1, optimal_transfer_bytes / bs));
   out[5] = max_compare_and_write_blocks;
   // WSNZ 0 and MAXIMUM WRITE SAME LENGTH 0: WRITE SAME takes any length,
-  // zero blocks meaning to the end of the medium. No UNMAP yet: its limits
-  // stay zero.
+  // zero blocks meaning to the end of the medium. UNMAP limits only where
+  // UNMAP works (a thin LU); zero otherwise.
+  if (params.thin_provisioned) {
+    put_be32(&out[20], max_unmap_lba_count);
+    put_be32(&out[24], max_unmap_descriptors);
+    put_be32(&out[28], optimal_unmap_granularity(bs));
+    out[32] = 0x80;  // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
+  }
   return 4 + 0x3c;
 }
 
@@ -124,9 +130,17 @@ std::size_t page_block_characteristics(std::uint8_t* out) {
   return 4 + 0x3c;
 }
 
-std::size_t page_provisioning(std::uint8_t* out) {
-  // Fully provisioned, no UNMAP or WRITE SAME unmapping: all zero.
+std::size_t page_provisioning(const LunParams& params, std::uint8_t* out) {
   put_be16(&out[2], 0x0004);
+  // Fully provisioned: no UNMAP or WRITE SAME unmapping, provisioning type
+  // not reported; all zero. Thin: UNMAP (LBPU), WRITE SAME(16) and (10) with
+  // UNMAP (LBPWS, LBPWS10), unmapped blocks read as zeroes (LBPRZ 001b; see
+  // reports_lbprz), no
+  // anchored state (ANC_SUP 0), PROVISIONING TYPE 010b.
+  if (params.thin_provisioned) {
+    out[5] = 0x80 | 0x40 | 0x20 | (reports_lbprz(params) ? 0x04 : 0x00);
+    out[6] = 0x02;
+  }
   return 4 + 4;
 }
 
@@ -177,7 +191,7 @@ void inquiry(const LogicalUnit* lu, Task& task) {
       n = page_block_characteristics(out);
       break;
     case kPageProvisioning:
-      n = page_provisioning(out);
+      n = page_provisioning(params, out);
       break;
     case kPageThirdPartyCopy:
       n = third_party_copy_page(params, out);

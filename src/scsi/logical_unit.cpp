@@ -26,6 +26,7 @@ constexpr std::uint8_t write6 = 0x0a;
 constexpr std::uint8_t inquiry = 0x12;
 constexpr std::uint8_t reserve6 = 0x16;
 constexpr std::uint8_t release6 = 0x17;
+constexpr std::uint8_t mode_select6 = 0x15;
 constexpr std::uint8_t mode_sense6 = 0x1a;
 constexpr std::uint8_t start_stop_unit = 0x1b;
 constexpr std::uint8_t prevent_allow_medium_removal = 0x1e;
@@ -38,8 +39,10 @@ constexpr std::uint8_t prefetch10 = 0x34;
 constexpr std::uint8_t synchronize_cache10 = 0x35;
 constexpr std::uint8_t read_defect_data10 = 0x37;
 constexpr std::uint8_t write_same10 = 0x41;
+constexpr std::uint8_t unmap = 0x42;
 constexpr std::uint8_t reserve10 = 0x56;
 constexpr std::uint8_t release10 = 0x57;
+constexpr std::uint8_t mode_select10 = 0x55;
 constexpr std::uint8_t mode_sense10 = 0x5a;
 constexpr std::uint8_t persistent_reserve_in = 0x5e;
 constexpr std::uint8_t persistent_reserve_out = 0x5f;
@@ -267,7 +270,7 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
     return reject(task, sense::invalid_field_in_cdb);
   }
   if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
-  if (write && lu.params().read_only) return reject(task, sense::write_protected);
+  if (write && lu.write_protected()) return reject(task, lu.write_protected_sense());
   if (r.blocks == 0) return good(task);
   // A write into blocks that a COMPARE AND WRITE or ORWRITE is reading and
   // rewriting would break their atomicity: BUSY, and the initiator retries.
@@ -339,9 +342,10 @@ void write_same_issue(Task& task) {
 }
 
 // WRITE SAME(10/16): one Data-Out block (or zeros with NDOB) written to every
-// block of the range, in chunks from a bounce buffer holding the pattern. The
-// LU is fully provisioned, so nothing is unmapped. NUMBER OF LOGICAL BLOCKS 0
-// means "to the end of the medium" (WSNZ 0), and there is no length limit.
+// block of the range. NUMBER OF LOGICAL BLOCKS 0 means "to the end of the
+// medium" (WSNZ 0), and there is no length limit. UNMAP on a thin LU is one
+// deallocation, zeroes one zeroing (provisioning.cpp); any other pattern is
+// written chunk by chunk.
 void write_same(LogicalUnit& lu, Task& task) {
   const auto& c = task.cdb;
   const bool ten = c[0] == op::write_same10;
@@ -353,25 +357,40 @@ void write_same(LogicalUnit& lu, Task& task) {
   const std::uint64_t bs = lu.params().block_size;
   task.transfer_length = ndob ? 0 : static_cast<std::uint32_t>(bs);
 
-  // UNMAP needs logical block provisioning (LBPME/LBPWS), which we do not
-  // report: asking for it is an error rather than a plain write.
-  if ((c[1] >> 5) != 0 || anchor || unmap) return reject(task, sense::invalid_field_in_cdb);
+  // ANCHOR: there is no anchored state (ANC_SUP 0). UNMAP needs logical
+  // block provisioning (LBPWS/LBPWS10): on a fully provisioned LU asking for
+  // it is an error rather than a plain write.
+  if ((c[1] >> 5) != 0 || anchor) return reject(task, sense::invalid_field_in_cdb);
+  if (unmap && !lu.params().thin_provisioned) return reject(task, sense::invalid_field_in_cdb);
   if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
-  if (lu.params().read_only) return reject(task, sense::write_protected);
+  if (lu.write_protected()) return reject(task, lu.write_protected_sense());
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
-  if (!ndob && room < bs) return reject(task, sense::invalid_field_in_cdb);
+  if (!ndob && room != bs) return reject(task, sense::invalid_field_in_cdb);
   // lba <= block_count here; 0 blocks at the very end writes nothing.
   const std::uint64_t total = blocks != 0 ? blocks : lu.block_count() - lba;
   if (total == 0) return good(task);
+  // UNMAP on a thin LU deallocates whatever the Data-Out block holds, as
+  // initiators expect (libiscsi's WriteSame*.UnmapUntilEnd sends 0xff with
+  // UNMAP and reads back zeroes); SBC lets the device server deallocate.
+  const bool zeroes =
+      ndob || std::all_of(task.buffer, task.buffer + bs, [](std::uint8_t b) { return b == 0; });
+  if (unmap || zeroes) return detail::write_same_zeroes(lu, task, lba, total, unmap);
+  detail::write_same_pattern(lu, task, lba, total, task.buffer);
+}
 
+}  // namespace
+
+void detail::write_same_pattern(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint64_t total,
+                                const std::uint8_t* pattern) {
+  const std::uint64_t bs = lu.params().block_size;
   const std::uint64_t chunk = std::min(total, write_same_chunk_blocks(bs));
   std::uint8_t* bounce = bounce_alloc(chunk * bs);
   if (bounce == nullptr) return reject(task, sense::internal_target_failure);
   for (std::uint64_t off = 0; off < chunk * bs; off += bs) {
-    if (ndob) {
+    if (pattern == nullptr) {
       std::memset(bounce + off, 0, bs);
     } else {
-      std::memcpy(bounce + off, task.buffer, bs);
+      std::memcpy(bounce + off, pattern, bs);
     }
   }
   task.lu_scratch[0] = lba;
@@ -380,6 +399,8 @@ void write_same(LogicalUnit& lu, Task& task) {
   task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
   write_same_issue(task);
 }
+
+namespace {
 
 // COMPARE AND WRITE: lu_scratch[0] LBA, [1] bytes of one half, [2] block
 // size, [3] the bounce buffer the medium is read into.
@@ -436,7 +457,7 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
     return reject(task, sense::invalid_field_in_cdb);
   }
   if (!in_range(lu, lba, blocks)) return reject(task, sense::lba_out_of_range);
-  if (lu.params().read_only) return reject(task, sense::write_protected);
+  if (lu.write_protected()) return reject(task, lu.write_protected_sense());
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
   // Zero blocks compares and writes nothing; Data-Out sent with it means the
   // initiator meant another length (256 does not fit the one-byte field).
@@ -583,17 +604,21 @@ void read_capacity16(LogicalUnit& lu, Task& task) {
   std::uint8_t out[32] = {};
   put_be64(&out[0], last_lba(lu));
   put_be32(&out[8], lu.params().block_size);
-  // PROT_EN 0, LBPPBE 0 (one logical block per physical block), LBPME 0.
+  // PROT_EN 0, LBPPBE 0 (one logical block per physical block). A thin LU
+  // reports LBPME, and LBPRZ where detail::reports_lbprz says.
+  if (lu.params().thin_provisioned) out[14] = 0x80;
+  if (detail::reports_lbprz(lu.params())) out[14] |= 0x40;
   detail::finish_data_in(task, out, sizeof out, get_be32(&task.cdb[10]));
 }
 
-// GET LBA STATUS: the LU is fully provisioned, so one descriptor says every
-// block from the starting LBA to the end (or 2^32-1 of them) is mapped.
+// GET LBA STATUS: a fully provisioned LU has every block mapped, so one
+// descriptor says so from the starting LBA to the end (or 2^32-1 of them).
 void get_lba_status(LogicalUnit& lu, Task& task) {
   const std::uint64_t lba = get_be64(&task.cdb[2]);
   const std::uint32_t alloc = get_be32(&task.cdb[10]);
   task.transfer_length = alloc;
   if (lba >= lu.block_count()) return reject(task, sense::lba_out_of_range);
+  if (lu.params().thin_provisioned) return detail::get_lba_status_thin(lu, task, lba, alloc);
   std::uint8_t out[24] = {};
   put_be32(&out[0], sizeof out - 4);  // PARAMETER DATA LENGTH
   put_be64(&out[8], lba);
@@ -653,6 +678,12 @@ LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
                                 std::to_string(bs) + " is not a power of two in 512..65536");
   }
   if (!backend_) throw std::invalid_argument("LUN " + std::to_string(lun) + ": no backend");
+  if (params_.thin_provisioned && !backend_->can_unmap()) {
+    throw std::invalid_argument("LUN " + std::to_string(lun) +
+                                ": thin provisioning needs a backend "
+                                "that can unmap, and " +
+                                backend_->describe() + " cannot");
+  }
   block_count_ = backend_->size_bytes() / bs;
   // Generations never repeat across LUs, so a Nexus::LuView left by a removed
   // LU cannot pass for one of a new LU at the same address.
@@ -770,6 +801,7 @@ void LogicalUnit::execute(Task& task) {
       task.started_ns = metrics::monotonic_ns();
     }
   }
+  task.descriptor_sense = descriptor_sense();
   if (nexus_state_blocks(task)) return;  // unit attention or persistent reservation conflict
   if (reservation_conflict(task)) {
     task.status = Status::reservation_conflict;
@@ -792,6 +824,9 @@ void LogicalUnit::execute(Task& task) {
     case op::mode_sense6:
     case op::mode_sense10:
       return detail::mode_sense(*this, task);
+    case op::mode_select6:
+    case op::mode_select10:
+      return mode_select(task);
     case op::read_capacity10:
       return read_capacity10(*this, task);
     case op::service_action_in16:
@@ -823,6 +858,9 @@ void LogicalUnit::execute(Task& task) {
     case op::write_same10:
     case op::write_same16:
       return write_same(*this, task);
+    case op::unmap:
+      if (!params_.thin_provisioned) return reject(task, sense::invalid_opcode);
+      return detail::unmap(*this, task);
     case op::compare_and_write:
       return compare_and_write(*this, task);
     case op::orwrite16:
@@ -848,7 +886,8 @@ void LogicalUnit::execute(Task& task) {
       return persistent_reserve_out(task);
     case op::maintenance_in:
       if ((task.cdb[1] & 0x1f) == kReportSupportedOpcodes) {
-        return detail::report_supported_opcodes(task, params_.spc2_reservations);
+        return detail::report_supported_opcodes(task, params_.spc2_reservations,
+                                                params_.thin_provisioned);
       }
       task.transfer_length = get_be32(&task.cdb[6]);
       task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported

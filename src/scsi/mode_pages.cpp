@@ -1,7 +1,8 @@
 // MODE SENSE(6)/(10) and the mode pages we report (SPC-4 6.11, 6.12, 7.5;
-// SBC-3 6.4). No page is changeable and none can be saved: MODE SELECT is not
-// supported, and the write-cache setting comes from the LUN's configured
-// write-ack policy.
+// SBC-3 6.4). Changeable (MODE SELECT, mode_select.cpp): the control page's
+// D_SENSE and SWP. Nothing is saved: saved values are the defaults. The
+// write-cache setting (WCE) comes from the LUN's configured write-ack policy
+// and is not changeable.
 #include <cstring>
 
 #include "ringtgt/scsi/cdb.hpp"
@@ -18,8 +19,6 @@ constexpr std::uint8_t kAllPages = 0x3f;
 
 constexpr std::uint8_t kModeSense10 = 0x5a;
 
-enum PageControl : std::uint8_t { current = 0, changeable = 1, default_values = 2, saved = 3 };
-
 std::size_t caching_page(LogicalUnit& lu, PageControl pc, std::uint8_t* out) {
   out[0] = kPageCaching;
   out[1] = 0x12;
@@ -27,13 +26,22 @@ std::size_t caching_page(LogicalUnit& lu, PageControl pc, std::uint8_t* out) {
   return 2 + 0x12;
 }
 
-std::size_t control_page(PageControl pc, std::uint8_t* out) {
+std::size_t control_page(LogicalUnit& lu, PageControl pc, std::uint8_t* out) {
   out[0] = kPageControl;
   out[1] = 0x0a;
-  // TST 0 (one task set), D_SENSE 0 (fixed-format sense), QErr 0, TAS 0.
-  // Queue algorithm modifier 1: simple tasks may run and complete in any
-  // order, which is what the reactors do.
-  if (pc != changeable) out[3] = 0x10;
+  if (pc == changeable) {
+    out[2] = 0x04;  // D_SENSE
+    out[4] = 0x08;  // SWP
+    return 2 + 0x0a;
+  }
+  // TST 0 (one task set), QErr 0, TAS 0. Queue algorithm modifier 1: simple
+  // tasks may run and complete in any order, which is what the reactors do.
+  // D_SENSE and SWP default to 0 (fixed-format sense, writable).
+  out[3] = 0x10;
+  if (pc == current) {
+    if (lu.descriptor_sense()) out[2] |= 0x04;
+    if (lu.software_write_protect()) out[4] |= 0x08;
+  }
   return 2 + 0x0a;
 }
 
@@ -46,12 +54,27 @@ std::size_t informational_exceptions_page(PageControl pc, std::uint8_t* out) {
 
 }  // namespace
 
+std::size_t mode_page(LogicalUnit& lu, std::uint8_t page, PageControl pc, std::uint8_t* out) {
+  switch (page) {
+    case kPageCaching:
+      return caching_page(lu, pc, out);
+    case kPageControl:
+      return control_page(lu, pc, out);
+    case kPageInformationalExceptions:
+      return informational_exceptions_page(pc, out);
+    default:
+      return 0;
+  }
+}
+
 void mode_sense(LogicalUnit& lu, Task& task) {
   const auto& c = task.cdb;
   const bool ten = c[0] == kModeSense10;
   const bool dbd = c[1] & 0x08;
   const bool llbaa = ten && (c[1] & 0x10);
-  const auto pc = static_cast<PageControl>(c[2] >> 6);
+  // Nothing is ever saved, so the saved values are the defaults.
+  auto pc = static_cast<PageControl>(c[2] >> 6);
+  if (pc == saved) pc = default_values;
   const std::uint8_t page = c[2] & 0x3f;
   const std::uint8_t subpage = c[3];
   const std::uint32_t alloc = ten ? get_be16(&c[7]) : c[4];
@@ -69,7 +92,7 @@ void mode_sense(LogicalUnit& lu, Task& task) {
   const std::size_t header = ten ? 8 : 4;
   std::size_t pos = header;
 
-  const std::uint8_t device_specific = (lu.params().read_only ? 0x80 : 0x00) | 0x10;  // WP, DPOFUA
+  const std::uint8_t device_specific = (lu.write_protected() ? 0x80 : 0x00) | 0x10;  // WP, DPOFUA
   std::size_t descriptor = 0;
   if (!dbd) {
     const std::uint64_t blocks = lu.block_count();
@@ -87,7 +110,7 @@ void mode_sense(LogicalUnit& lu, Task& task) {
   }
 
   if (page == kPageCaching || page == kAllPages) pos += caching_page(lu, pc, &out[pos]);
-  if (page == kPageControl || page == kAllPages) pos += control_page(pc, &out[pos]);
+  if (page == kPageControl || page == kAllPages) pos += control_page(lu, pc, &out[pos]);
   if (page == kPageInformationalExceptions || page == kAllPages) {
     pos += informational_exceptions_page(pc, &out[pos]);
   }

@@ -27,6 +27,7 @@ constexpr OpInfo kOps[] = {
     {0x08, false, 0, 6, {0x08, 0x1f, FF, FF, FF, 0}},                 // READ(6)
     {0x0a, false, 0, 6, {0x0a, 0x1f, FF, FF, FF, 0}},                 // WRITE(6)
     {0x12, false, 0, 6, {0x12, 0x01, FF, FF, FF, 0}},                 // INQUIRY
+    {0x15, false, 0, 6, {0x15, 0x11, 0, 0, FF, 0}},                   // MODE SELECT(6)
     {0x16, false, 0, 6, {0x16, 0, 0, 0, 0, 0}},                       // RESERVE(6)
     {0x17, false, 0, 6, {0x17, 0, 0, 0, 0, 0}},                       // RELEASE(6)
     {0x1a, false, 0, 6, {0x1a, 0x08, FF, FF, FF, 0}},                 // MODE SENSE(6)
@@ -41,6 +42,8 @@ constexpr OpInfo kOps[] = {
     {0x35, false, 0, 10, {0x35, 0x02, FF, FF, FF, FF, 0, FF, FF, 0}}, // SYNCHRONIZE CACHE(10)
     {0x37, false, 0, 10, {0x37, 0, 0x1f, 0, 0, 0, 0, FF, FF, 0}},     // READ DEFECT DATA(10)
     {0x41, false, 0, 10, {0x41, 0xf8, FF, FF, FF, FF, 0, FF, FF, 0}}, // WRITE SAME(10)
+    {0x42, false, 0, 10, {0x42, 0x01, 0, 0, 0, 0, 0, FF, FF, 0}},     // UNMAP
+    {0x55, false, 0, 10, {0x55, 0x11, 0, 0, 0, 0, 0, FF, FF, 0}},     // MODE SELECT(10)
     {0x56, false, 0, 10, {0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RESERVE(10)
     {0x57, false, 0, 10, {0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0}},          // RELEASE(10)
     {0x5a, false, 0, 10, {0x5a, 0x18, FF, FF, 0, 0, 0, FF, FF, 0}},   // MODE SENSE(10)
@@ -94,6 +97,15 @@ bool is_reservation(std::uint8_t opcode) {
   return opcode == 0x16 || opcode == 0x17 || opcode == 0x56 || opcode == 0x57;
 }
 
+bool is_provisioning(std::uint8_t opcode) {
+  return opcode == 0x42;
+}
+
+// Whether this LU runs op at all.
+bool offered(const OpInfo& op, bool reservations, bool thin) {
+  return (reservations || !is_reservation(op.opcode)) && (thin || !is_provisioning(op.opcode));
+}
+
 bool opcode_has_sa(std::uint8_t opcode) {
   for (const OpInfo& op : kOps) {
     if (op.opcode == opcode && op.has_sa) return true;
@@ -101,10 +113,11 @@ bool opcode_has_sa(std::uint8_t opcode) {
   return false;
 }
 
-const OpInfo* find_op(std::uint8_t opcode, bool with_sa, std::uint16_t sa, bool reservations) {
+const OpInfo* find_op(std::uint8_t opcode, bool with_sa, std::uint16_t sa, bool reservations,
+                      bool thin) {
   for (const OpInfo& op : kOps) {
     if (op.opcode != opcode) continue;
-    if (!reservations && is_reservation(op.opcode)) return nullptr;
+    if (!offered(op, reservations, thin)) return nullptr;
     if (!op.has_sa || !with_sa || op.sa == sa) return &op;
   }
   return nullptr;
@@ -112,7 +125,7 @@ const OpInfo* find_op(std::uint8_t opcode, bool with_sa, std::uint16_t sa, bool 
 
 }  // namespace
 
-void report_supported_opcodes(Task& task, bool spc2_reservations) {
+void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin) {
   const auto& c = task.cdb;
   const bool rctd = c[2] & 0x80;
   const std::uint8_t options = c[2] & 0x07;
@@ -126,7 +139,7 @@ void report_supported_opcodes(Task& task, bool spc2_reservations) {
   if (options == 0) {
     pos = 4;
     for (const OpInfo& op : kOps) {
-      if (!spc2_reservations && is_reservation(op.opcode)) continue;
+      if (!offered(op, spc2_reservations, thin)) continue;
       std::uint8_t* d = &out[pos];
       d[0] = op.opcode;
       put_be16(&d[2], op.sa);
@@ -149,18 +162,18 @@ void report_supported_opcodes(Task& task, bool spc2_reservations) {
         task.fail_cdb_field(2, 2);
         return task.complete();
       }
-      op = find_op(req_op, false, 0, spc2_reservations);
+      op = find_op(req_op, false, 0, spc2_reservations, thin);
       break;
     case 2:  // opcode and service action: invalid for one that has none
-      if (!opcode_has_sa(req_op) && find_op(req_op, false, 0, spc2_reservations) != nullptr) {
+      if (!opcode_has_sa(req_op) && find_op(req_op, false, 0, spc2_reservations, thin) != nullptr) {
         task.fail_cdb_field(2, 2);
         return task.complete();
       }
-      op = find_op(req_op, true, req_sa, spc2_reservations);
+      op = find_op(req_op, true, req_sa, spc2_reservations, thin);
       break;
     case 3:  // either
-      op = opcode_has_sa(req_op) ? find_op(req_op, true, req_sa, spc2_reservations)
-                                 : find_op(req_op, false, 0, spc2_reservations);
+      op = opcode_has_sa(req_op) ? find_op(req_op, true, req_sa, spc2_reservations, thin)
+                                 : find_op(req_op, false, 0, spc2_reservations, thin);
       break;
     default:
       task.fail_cdb_field(2, 2);

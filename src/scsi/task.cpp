@@ -12,6 +12,24 @@ void Task::fail(SenseCode code, bool has_info, std::uint64_t info) {
   status = Status::check_condition;
   data_in_length = 0;
   sense.fill(0);
+  if (descriptor_sense) {
+    // SPC-4 4.5.2: an 8-byte header, then an information descriptor (00h)
+    // carrying all 64 bits when there is INFORMATION to give.
+    sense[0] = 0x72;
+    sense[1] = code.key & 0x0f;
+    sense[2] = code.asc;
+    sense[3] = code.ascq;
+    sense_len = 8;
+    if (has_info) {
+      sense[8] = 0x00;
+      sense[9] = 0x0a;
+      sense[10] = 0x80;  // VALID
+      put_be64(&sense[12], info);
+      sense_len = 20;
+    }
+    sense[7] = static_cast<std::uint8_t>(sense_len - 8);
+    return;
+  }
   // Fixed format has four bytes of INFORMATION; a value that does not fit is
   // reported as not valid rather than truncated (SPC-4 4.5.3).
   const bool valid = has_info && info <= 0xffffffffu;
@@ -26,9 +44,19 @@ void Task::fail(SenseCode code, bool has_info, std::uint64_t info) {
 
 void Task::fail_cdb_field(std::uint16_t byte, int bit) {
   fail(sense::invalid_field_in_cdb);
-  sense[15] = 0x80 | 0x40;  // SKSV, C/D: the error is in the CDB
-  if (bit >= 0 && bit <= 7) sense[15] |= 0x08 | static_cast<std::uint8_t>(bit);  // BPV
-  put_be16(&sense[16], byte);
+  std::uint8_t* sks = &sense[15];
+  if (descriptor_sense) {
+    // Sense key specific descriptor (02h) after the header.
+    std::uint8_t* d = &sense[sense_len];
+    d[0] = 0x02;
+    d[1] = 0x06;
+    sks = &d[4];
+    sense_len = static_cast<std::uint8_t>(sense_len + 8);
+    sense[7] = static_cast<std::uint8_t>(sense_len - 8);
+  }
+  sks[0] = 0x80 | 0x40;  // SKSV, C/D: the error is in the CDB
+  if (bit >= 0 && bit <= 7) sks[0] |= 0x08 | static_cast<std::uint8_t>(bit);  // BPV
+  put_be16(&sks[1], byte);
 }
 
 void Task::count_completion() {

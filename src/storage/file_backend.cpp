@@ -6,7 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/sysmacros.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <fstream>
+#include <string>
 #include <system_error>
 
 namespace ringtgt::storage {
@@ -14,6 +19,32 @@ namespace ringtgt::storage {
 namespace {
 [[noreturn]] void fail(const std::string& what, const std::string& path) {
   throw std::system_error(errno, std::generic_category(), what + " " + path);
+}
+
+constexpr int kPunch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+constexpr int kZero = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+
+// A regular file deallocates when its file system punches holes. Probed by
+// punching past the end of the file (KEEP_SIZE: no size change, no data
+// touched): a file system without hole punching refuses the mode itself.
+bool file_can_punch(int fd, std::uint64_t size) {
+  const std::uint64_t past_end = (size + 4095) / 4096 * 4096;
+  return ::fallocate(fd, kPunch, static_cast<off_t>(past_end), 4096) == 0;
+}
+
+// A block device: fallocate(PUNCH_HOLE) is a WRITE ZEROES that may unmap
+// and never falls back to writing zeroes, so it works exactly when the
+// device takes WRITE ZEROES (write_zeroes_max_bytes > 0; partitions share
+// their disk's queue).
+bool device_can_punch(const struct stat& st) {
+  const std::string dev = "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" +
+                          std::to_string(minor(st.st_rdev));
+  for (const char* queue : {"/queue/write_zeroes_max_bytes", "/../queue/write_zeroes_max_bytes"}) {
+    std::ifstream f(dev + queue);
+    std::uint64_t max_bytes = 0;
+    if (f >> max_bytes) return max_bytes > 0;
+  }
+  return false;
 }
 }  // namespace
 
@@ -42,6 +73,7 @@ FileBackend::FileBackend(const FileBackendOptions& o) : path_(o.path), policy_(o
     errno = EINVAL;
     fail("empty backing store (give the LUN a size):", path_);
   }
+  if (!o.read_only) can_unmap_ = block_device_ ? device_can_punch(st) : file_can_punch(fd_, size_);
 }
 
 FileBackend::~FileBackend() {
@@ -64,6 +96,40 @@ void FileBackend::write(const void* buf, std::size_t len, std::uint64_t offset, 
 
 void FileBackend::flush(IoOp* op) {
   reactor::IoEngine::current()->fsync(fd_, true, op);
+}
+
+void FileBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
+  if (!can_unmap_) return op->on_complete(-EOPNOTSUPP);
+  auto* engine = reactor::IoEngine::current();
+  if (policy_ == WriteAckPolicy::writethrough && !more_follow) {
+    engine->fallocate_durable(fd_, kPunch, offset, len, op);
+  } else {
+    engine->fallocate(fd_, kPunch, offset, len, op);
+  }
+}
+
+void FileBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) {
+  auto* engine = reactor::IoEngine::current();
+  if (policy_ == WriteAckPolicy::writethrough || fua) {
+    engine->fallocate_durable(fd_, kZero, offset, len, op);
+  } else {
+    engine->fallocate(fd_, kZero, offset, len, op);
+  }
+}
+
+Backend::Extent FileBackend::extent_at(std::uint64_t offset, std::uint64_t max_len) {
+  if (block_device_ || max_len == 0) return {true, max_len};
+  const auto at = static_cast<off_t>(offset);
+  const off_t data = ::lseek(fd_, at, SEEK_DATA);
+  if (data < 0) {
+    // ENXIO: no data from offset to the end of the file. Anything else: we
+    // cannot tell, so it counts as mapped.
+    return {errno != ENXIO, max_len};
+  }
+  if (data > at) return {false, std::min<std::uint64_t>(max_len, data - at)};
+  const off_t hole = ::lseek(fd_, at, SEEK_HOLE);
+  if (hole <= at) return {true, max_len};
+  return {true, std::min<std::uint64_t>(max_len, hole - at)};
 }
 
 }  // namespace ringtgt::storage

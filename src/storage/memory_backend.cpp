@@ -1,5 +1,6 @@
 #include "ringtgt/storage/memory_backend.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -10,7 +11,16 @@ const char* to_string(WriteAckPolicy p) {
 }
 
 MemoryBackend::MemoryBackend(std::uint64_t size_bytes, WriteAckPolicy policy)
-    : data_(size_bytes), policy_(policy) {}
+    : data_(size_bytes), policy_(policy), mapped_((size_bytes + kMapUnit - 1) / kMapUnit) {}
+
+void MemoryBackend::set_mapped(std::uint64_t offset, std::uint64_t len, bool mapped) {
+  if (len == 0) return;
+  // Mapping: every unit touched. Deallocating: only units covered whole.
+  std::uint64_t first = mapped ? offset / kMapUnit : (offset + kMapUnit - 1) / kMapUnit;
+  std::uint64_t end = mapped ? (offset + len + kMapUnit - 1) / kMapUnit : (offset + len) / kMapUnit;
+  if (!mapped && offset + len == data_.size()) end = mapped_.size();
+  for (std::uint64_t u = first; u < end; ++u) mapped_[u] = mapped;
+}
 
 bool MemoryBackend::failing(std::uint64_t offset, std::uint64_t len) const {
   return err_ != 0 && offset < err_offset_ + err_len_ && err_offset_ < offset + len;
@@ -34,6 +44,7 @@ void MemoryBackend::write(const void* buf, std::size_t len, std::uint64_t offset
   if (offset > data_.size() || len > data_.size() - offset) return op->on_complete(-EINVAL);
   if (failing(offset, len)) return op->on_complete(-err_);
   std::memcpy(data_.data() + offset, buf, len);
+  set_mapped(offset, len, true);
   if (fua) ++fua_writes_;
   op->on_complete(static_cast<int>(len));
 }
@@ -41,6 +52,39 @@ void MemoryBackend::write(const void* buf, std::size_t len, std::uint64_t offset
 void MemoryBackend::flush(IoOp* op) {
   ++flushes_;
   op->on_complete(0);
+}
+
+void MemoryBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
+  if (!unmap_supported_) return op->on_complete(-EOPNOTSUPP);
+  if (!in_bounds(offset, len)) return op->on_complete(-EINVAL);
+  if (failing(offset, len)) return op->on_complete(-err_);
+  ++unmaps_;
+  if (!more_follow) ++final_unmaps_;
+  std::memset(data_.data() + offset, 0, len);
+  set_mapped(offset, len, false);
+  op->on_complete(0);
+}
+
+void MemoryBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) {
+  if (!in_bounds(offset, len)) return op->on_complete(-EINVAL);
+  if (failing(offset, len)) return op->on_complete(-err_);
+  ++zeroings_;
+  std::memset(data_.data() + offset, 0, len);
+  set_mapped(offset, len, true);
+  if (fua) ++fua_writes_;
+  op->on_complete(0);
+}
+
+Backend::Extent MemoryBackend::extent_at(std::uint64_t offset, std::uint64_t max_len) {
+  std::uint64_t u = offset / kMapUnit;
+  if (max_len == 0 || u >= mapped_.size()) return {true, max_len};
+  const bool state = mapped_[u];
+  std::uint64_t end = u + 1;
+  while (end < mapped_.size() && mapped_[end] == state && (end * kMapUnit - offset) < max_len) {
+    ++end;
+  }
+  const std::uint64_t bytes = std::min<std::uint64_t>(end * kMapUnit, data_.size()) - offset;
+  return {state, std::min(bytes, max_len)};
 }
 
 }  // namespace ringtgt::storage

@@ -8,7 +8,7 @@
 #   tests/conformance/run.sh --peer tgt     # the same suite against Debian's tgt (root; no check)
 #
 # Environment: RINGTGT_BIN (daemon, default build/ringtgt), RINGTGT_SRC (repo
-# root), PER_TEST_TIMEOUT (s, default 60), SUITE_TIMEOUT (s, default 1080),
+# root), PER_TEST_TIMEOUT (s, default 60), SUITE_TIMEOUT (s per run, default 840),
 # RESULTS_DIR (keep logs and results there instead of a temp dir),
 # ISCSI_TEST_CU (the tool, default iscsi-test-cu).
 #
@@ -16,6 +16,11 @@
 # hang is bounded per test and the output of each test is its own. The other
 # families (LINUX, SCSI, iSCSI) list the same test functions as ALL under the
 # same Suite.Test names; their results are taken from the ALL run.
+#
+# The suite runs twice, one after the other, against two targets of one
+# daemon: a fully provisioned LU and a thin-provisioned one (RUNS="full thin"
+# by default; RUNS=thin runs one). A name's verdict is judged over the runs:
+# failed if it failed in any, else passed if it passed in any, else skipped.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,7 +28,7 @@ src=${RINGTGT_SRC:-$(cd "$here/../.." && pwd)}
 bin=${RINGTGT_BIN:-$src/build/ringtgt}
 tool=${ISCSI_TEST_CU:-iscsi-test-cu}
 per_test=${PER_TEST_TIMEOUT:-60}
-suite_budget=${SUITE_TIMEOUT:-1080}
+suite_budget=${SUITE_TIMEOUT:-840}
 expected=$here/expected.txt
 excluded=$here/excluded.txt
 
@@ -78,7 +83,7 @@ case $peer in
   tgt) lun=1 ;;  # tgt's LUN 0 is its controller
   *) echo "run.sh: unknown peer $peer (known: tgt)" >&2; exit 2 ;;
 esac
-url=iscsi://127.0.0.1:$port/$iqn/$lun
+runs=${RUNS:-full thin}
 
 cat >"$work/ringtgt.toml" <<EOF
 workers = 2
@@ -89,15 +94,28 @@ state_dir = "state"
 listen = "127.0.0.1:$port"
 
 [[target]]
-name = "$iqn"
-alias = "conformance"
+name = "$iqn-full"
+alias = "conformance-full"
 
   [[target.lun]]
   number = $lun
-  path = "lun0.img"
+  path = "lun-full.img"
   size = "256M"
   block_size = 512
   write_ack = "writethrough"
+  provisioning = "full"
+
+[[target]]
+name = "$iqn-thin"
+alias = "conformance-thin"
+
+  [[target.lun]]
+  number = $lun
+  path = "lun-thin.img"
+  size = "256M"
+  block_size = 512
+  write_ack = "writethrough"
+  provisioning = "thin"
 EOF
 
 start_daemon() {
@@ -126,33 +144,74 @@ if [[ $mode == only ]]; then
   grep -E -- "$only" "$work/run-names.txt" >"$work/tmp.txt"; mv "$work/tmp.txt" "$work/run-names.txt"
 fi
 
-results=$results_dir/results.txt
-: >"$results"
-start=$SECONDS
-n=0
+# run_suite RUN: every name of run-names.txt against the LU of target
+# $iqn-RUN; one line "NAME VERDICT" per test in results-RUN.txt, logs in
+# logs/RUN/.
+run_suite() {
+  local run=$1 url=iscsi://127.0.0.1:$port/$iqn-$1/$lun
+  local out=$results_dir/results-$run.txt n=0 start=$SECONDS name log rc verdict
+  mkdir -p "$results_dir/logs/$run"
+  : >"$out"
+  while read -r name; do
+    n=$((n + 1))
+    log=$results_dir/logs/$run/$name.log
+    if (( SECONDS - start > suite_budget )); then
+      echo "$name failed suite-time-budget-exhausted" >>"$out"
+      continue
+    fi
+    # The URL twice: a second session to the same LU for the MultipathIO tests.
+    timeout -k 5 "$per_test" "$tool" -d -v -i "$init1" -I "$init2" -t "$name" "$url" "$url" \
+      >"$log" 2>&1 </dev/null
+    rc=$?
+    verdict=$(python3 "$here/classify.py" "$log" "$rc")
+    if ! kill -0 "$daemon_pid" 2>/dev/null; then
+      verdict="failed daemon-died (restarted)"
+      wait "$daemon_pid" 2>/dev/null
+      echo "run.sh: daemon died during $name ($run LU); restarting" >&2
+      start_daemon || exit 2
+    fi
+    echo "$name $verdict" >>"$out"
+    [[ -n ${VERBOSE:-} ]] && echo "[$run $n/$total] $name $verdict"
+  done <"$work/run-names.txt"
+  echo "run.sh: ran $total tests on the $run LU in $((SECONDS - start)) s" >&2
+}
+
 total=$(wc -l <"$work/run-names.txt")
-while read -r name; do
-  n=$((n + 1))
-  log=$results_dir/logs/$name.log
-  if (( SECONDS - start > suite_budget )); then
-    echo "$name failed suite-time-budget-exhausted" >>"$results"
-    continue
-  fi
-  # The URL twice: a second session to the same LU for the MultipathIO tests.
-  timeout -k 5 "$per_test" "$tool" -d -v -i "$init1" -I "$init2" -t "$name" "$url" "$url" \
-    >"$log" 2>&1 </dev/null
-  rc=$?
-  verdict=$(python3 "$here/classify.py" "$log" "$rc")
-  if ! kill -0 "$daemon_pid" 2>/dev/null; then
-    verdict="failed daemon-died (restarted)"
-    wait "$daemon_pid" 2>/dev/null
-    echo "run.sh: daemon died during $name; restarting" >&2
-    start_daemon || exit 2
-  fi
-  echo "$name $verdict" >>"$results"
-  [[ -n ${VERBOSE:-} ]] && echo "[$n/$total] $name $verdict"
-done <"$work/run-names.txt"
-echo "run.sh: ran $total tests in $((SECONDS - start)) s" >&2
+for run in $runs; do run_suite "$run"; done
+
+# One verdict per name over the runs: failed in any run -> failed (with that
+# run's reason), else passed in any -> passed, else skipped.
+results=$results_dir/results.txt
+python3 - "$results" $(for run in $runs; do echo "$results_dir/results-$run.txt"; done) <<'PY'
+import sys
+out, files = sys.argv[1], sys.argv[2:]
+order, verdicts = [], {}
+for f in files:
+    run = f.rsplit("results-", 1)[1][:-len(".txt")]
+    for line in open(f):
+        name, _, verdict = line.rstrip("\n").partition(" ")
+        if name not in verdicts:
+            order.append(name)
+            verdicts[name] = []
+        verdicts[name].append((run, verdict))
+with open(out, "w") as o:
+    for name in order:
+        vs = verdicts[name]
+        failed = [(r, v) for r, v in vs if v.startswith("failed")]
+        if failed:
+            r, v = failed[0]
+            line = v + " [" + r + " LU]"
+        elif any(v == "passed" for _, v in vs):
+            line = "passed"
+        else:  # skipped everywhere: each run's reason, once if they agree
+            reasons = []
+            for r, v in vs:
+                if all(v != seen for _, seen in reasons):
+                    reasons.append((r, v))
+            line = vs[0][1] if len(reasons) == 1 else "; ".join(
+                v + " [" + r + " LU]" for r, v in reasons)
+        o.write(name + " " + line + "\n")
+PY
 
 # Map onto every family: FAMILY.Suite.Test takes the result of ALL.Suite.Test.
 declare -A verdict_of

@@ -1,7 +1,9 @@
-# Sourced by run.sh --peer tgt: serves the conformance LU from Debian's tgt
-# (tgtd) instead of ringtgt, with the same backing file (256 MiB sparse, 512-byte
-# blocks) and the write cache off (WCE=0), so that both targets face the same
-# suite on the same machine. Defines start_daemon and stop_peer.
+# Sourced by run.sh --peer tgt: serves the conformance LUs from Debian's tgt
+# (tgtd) instead of ringtgt: targets $iqn-full and $iqn-thin (tgt's
+# thin_provisioning=1), each with the same kind of backing file (256 MiB
+# sparse, 512-byte blocks) and the write cache off (WCE=0), so that both
+# targets face the same suite on the same machine. Defines start_daemon and
+# stop_peer.
 
 tgt_ctl=$((10000 + $$ % 20000))  # tgtd's management socket /var/run/tgtd/socket.N
 # Caching mode page 08h with WCE=0, the form tgt-admin writes for "write-cache off".
@@ -19,8 +21,6 @@ fi
 tgt_adm() { tgtadm -C "$tgt_ctl" --lld iscsi "$@"; }
 
 start_daemon() {
-  rm -f "$work/lun0.img"
-  truncate -s 256M "$work/lun0.img"
   tgtd -f -C "$tgt_ctl" --iscsi "portal=127.0.0.1:$port" >>"$results_dir/daemon.log" 2>&1 &
   daemon_pid=$!
   for _ in $(seq 100); do
@@ -28,10 +28,19 @@ start_daemon() {
     kill -0 "$daemon_pid" 2>/dev/null || { echo "run.sh: tgtd exited; log:" >&2; tail -20 "$results_dir/daemon.log" >&2; return 1; }
     sleep 0.1
   done
-  tgt_adm --op new --mode target --tid 1 -T "$iqn" &&
-    tgt_adm --op new --mode logicalunit --tid 1 --lun "$lun" --backing-store "$work/lun0.img" --bstype rdwr &&
-    tgt_adm --op update --mode logicalunit --tid 1 --lun "$lun" --params "$tgt_wce_off" &&
-    tgt_adm --op bind --mode target --tid 1 -I ALL
+  local tid=0 kind
+  for kind in full thin; do
+    tid=$((tid + 1))
+    rm -f "$work/lun-$kind.img"
+    truncate -s 256M "$work/lun-$kind.img"
+    tgt_adm --op new --mode target --tid "$tid" -T "$iqn-$kind" &&
+      tgt_adm --op new --mode logicalunit --tid "$tid" --lun "$lun" --backing-store "$work/lun-$kind.img" --bstype rdwr &&
+      tgt_adm --op update --mode logicalunit --tid "$tid" --lun "$lun" --params "$tgt_wce_off" &&
+      tgt_adm --op bind --mode target --tid "$tid" -I ALL || return 1
+    if [[ $kind == thin ]]; then
+      tgt_adm --op update --mode logicalunit --tid "$tid" --lun "$lun" --params thin_provisioning=1 || return 1
+    fi
+  done
 }
 
 stop_peer() {

@@ -18,6 +18,13 @@ struct Portal {
 
 enum class WriteAck { writethrough, writeback };
 
+// Logical block provisioning of a LUN: thin (UNMAP and WRITE SAME with UNMAP
+// deallocate; LBPME=1) or full. Unset: thin when the backend can unmap
+// (probed when it is opened), else full. "thin" on a backend that cannot
+// unmap stops the daemon at startup naming the LUN; on a read_only LUN it is
+// a config error.
+enum class Provisioning { thin, full };
+
 struct Lun {
   std::uint32_t number = 0;
   std::string path;                   // file or block device; absolute
@@ -26,7 +33,8 @@ struct Lun {
   bool read_only = false;
   bool direct_io = false;  // O_DIRECT
   WriteAck write_ack = WriteAck::writethrough;
-  std::string serial;  // empty: derived from target name and LUN number
+  std::optional<Provisioning> provisioning;  // unset: thin if the backend can unmap
+  std::string serial;                        // empty: derived from target name and LUN number
   // LUN masking: the initiators that see this LUN; empty: every initiator of the target.
   std::vector<std::string> allowed_initiators;
 };

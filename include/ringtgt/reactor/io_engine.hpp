@@ -19,6 +19,8 @@ class IoOp {
 
   // Set by IoEngine::write_durable: the byte count reported on success.
   std::uint32_t durable_len = 0;
+  // Set by IoEngine::fallocate_durable: the file to sync once it succeeded.
+  int durable_fd = -1;
 
  protected:
   ~IoOp() = default;
@@ -41,6 +43,14 @@ class IoEngine {
   // one at a time, while concurrent fdatasyncs share journal commits).
   virtual void write_durable(int fd, const void* buf, std::size_t len, std::uint64_t offset,
                              IoOp* op);
+  // fallocate(2) as an operation (FALLOC_FL_* mode): completes with 0 or
+  // -errno. The default runs the syscall inline; a reactor queues it.
+  virtual void fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t len, IoOp* op);
+  // fallocate followed by an fsync: completes once the change is durable
+  // (a punched hole or zeroed range survives a power cut). The default runs
+  // both syscalls inline; a reactor links them on its ring.
+  virtual void fallocate_durable(int fd, int mode, std::uint64_t offset, std::uint64_t len,
+                                 IoOp* op);
   virtual void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) = 0;
   // msg and everything it points to must stay valid until op completes.
   virtual void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) = 0;

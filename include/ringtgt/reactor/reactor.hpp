@@ -52,6 +52,9 @@ class Reactor final : public IoEngine {
   void fsync(int fd, bool datasync, IoOp* op) override;
   void write_durable(int fd, const void* buf, std::size_t len, std::uint64_t offset,
                      IoOp* op) override;
+  void fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t len, IoOp* op) override;
+  void fallocate_durable(int fd, int mode, std::uint64_t offset, std::uint64_t len,
+                         IoOp* op) override;
   void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) override;
   void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) override;
 

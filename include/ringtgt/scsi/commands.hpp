@@ -45,14 +45,56 @@ void inquiry(const LogicalUnit* lu, Task& task);
 // MODE SENSE(6) and (10). Completes the task.
 void mode_sense(LogicalUnit& lu, Task& task);
 
+enum PageControl : std::uint8_t { current = 0, changeable = 1, default_values = 2, saved = 3 };
+// Writes mode page `page` (no subpages) as MODE SENSE reports it for pc and
+// returns its length, or 0 for a page we do not have. out has room for 64.
+std::size_t mode_page(LogicalUnit& lu, std::uint8_t page, PageControl pc, std::uint8_t* out);
+
 // REQUEST SENSE returning current as the sense data (as parameter data, with
 // GOOD status). Completes the task.
 void request_sense(Task& task, SenseCode current);
 
 // REPORT SUPPORTED OPERATION CODES (MAINTENANCE IN, service action 0Ch):
 // every command LogicalUnit::execute accepts (RESERVE/RELEASE only when
-// enabled). Completes the task.
-void report_supported_opcodes(Task& task, bool spc2_reservations);
+// enabled, UNMAP only on a thin-provisioned LU). Completes the task.
+void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin_provisioned = false);
+
+// --- logical block provisioning (provisioning.cpp) ---
+
+// UNMAP limits, as VPD Block Limits reports them and UNMAP enforces them.
+inline constexpr std::uint32_t max_unmap_lba_count = 1u << 20;
+inline constexpr std::uint32_t max_unmap_descriptors = 256;
+inline std::uint32_t optimal_unmap_granularity(std::uint32_t block_size) {
+  return block_size >= 4096 ? 1 : 4096 / block_size;
+}
+
+// LBPRZ (READ CAPACITY(16), VPD B2h): deallocated blocks read as zeroes,
+// which is true of every thin LU here. It is claimed for 512-byte blocks
+// only: QEMU 7.2's iscsi driver, seeing LBPRZ, asks GET LBA STATUS about a
+// range of BDRV_REQUEST_MAX_BYTES (a multiple of 512, not of 4096) and
+// aborts on its own alignment assertion for larger blocks. LBPRZ 0 merely
+// promises nothing about what unmapped blocks read as.
+inline bool reports_lbprz(const LunParams& params) {
+  return params.thin_provisioned && params.block_size == 512;
+}
+
+// UNMAP on a thin-provisioned LU. Completes the task.
+void unmap(LogicalUnit& lu, Task& task);
+
+// WRITE SAME, range already checked, that deallocates (UNMAP on a thin LU:
+// the blocks then read back as zeroes) or writes zeroes (NDOB, or a
+// Data-Out block of zeroes: zeroed in place by the backend, falling back to
+// write_same_pattern where it cannot). Completes the task.
+void write_same_zeroes(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint64_t blocks,
+                       bool unmap);
+// WRITE SAME by writing the pattern (Data-Out block, or zeroes when
+// pattern is null) block by block (logical_unit.cpp). Completes the task.
+void write_same_pattern(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint64_t blocks,
+                        const std::uint8_t* pattern);
+
+// GET LBA STATUS on a thin LU, lba checked: mapped and deallocated extents
+// from the backend. Completes the task.
+void get_lba_status_thin(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint32_t alloc);
 
 // EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (extended_copy.cpp). Both
 // complete the task, the copy asynchronously once its last write is done.

@@ -43,6 +43,10 @@ struct LunParams {
   // (PERSISTENT RESERVE OUT with APTPL set). Empty: APTPL is accepted but
   // nothing survives a restart.
   std::string pr_state_path;
+  // Thin provisioning (LBPME): UNMAP and WRITE SAME with UNMAP deallocate,
+  // GET LBA STATUS reports what the backend holds. Needs a backend that can
+  // unmap (the LogicalUnit constructor refuses otherwise).
+  bool thin_provisioned = false;
 };
 
 class LogicalUnit {
@@ -68,6 +72,19 @@ class LogicalUnit {
   // RESET or a target reset: every reservation is released.
   void nexus_lost(const Nexus& nexus);
   void reset();
+
+  // --- mode parameters a MODE SELECT changes (mode_select.cpp) ---
+  // MODE SELECT(6)/(10). Completes the task.
+  void mode_select(Task& task);
+  // Control mode page D_SENSE: sense data in descriptor format.
+  bool descriptor_sense() const { return d_sense_.load(std::memory_order_relaxed); }
+  // Medium-changing commands are refused: a read_only LUN, or the control
+  // mode page's SWP set by MODE SELECT.
+  bool write_protected() const { return params_.read_only || swp_.load(std::memory_order_relaxed); }
+  bool software_write_protect() const { return swp_.load(std::memory_order_relaxed); }
+  // The sense of a refused medium-changing command: WRITE PROTECTED (27h/00h)
+  // for a read_only LUN, SOFTWARE WRITE PROTECTED (27h/02h) for SWP.
+  SenseCode write_protected_sense() const;
 
   // Unit attention (SPC-4 5.14): establishes the condition UNIT ATTENTION
   // asc/ascq for every I_T nexus that has used this LU, except `except`
@@ -137,6 +154,12 @@ class LogicalUnit {
   std::uint64_t holder_session_ = 0;
 
   std::atomic<std::uint32_t> caw_active_{0};  // claimed ranges, for the write path
+  // Called after a MODE SELECT by `by` changed a mode parameter: MODE
+  // PARAMETERS CHANGED (2Ah/01h) to every other I_T nexus of this LU.
+  void mode_parameters_changed(const Nexus* by);
+  std::atomic<bool> d_sense_{false};
+  std::atomic<bool> swp_{false};
+
   std::mutex caw_mutex_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> caw_ranges_;  // first LBA, blocks
 };

@@ -42,6 +42,7 @@ inline constexpr SenseCode lba_out_of_range{0x05, 0x21, 0x00};
 inline constexpr SenseCode lun_not_supported{0x05, 0x25, 0x00};
 inline constexpr SenseCode parameter_list_length_error{0x05, 0x1a, 0x00};
 inline constexpr SenseCode write_protected{0x07, 0x27, 0x00};
+inline constexpr SenseCode software_write_protected{0x07, 0x27, 0x02};
 inline constexpr SenseCode unrecovered_read_error{0x03, 0x11, 0x00};
 inline constexpr SenseCode write_error{0x03, 0x0c, 0x00};
 inline constexpr SenseCode internal_target_failure{0x04, 0x44, 0x00};
@@ -119,6 +120,8 @@ class Task : public reactor::IoOp {
   TaskOwner* owner = nullptr;
 
   // --- set by the logical unit ---
+  // Build sense data in descriptor format (the LU's D_SENSE) rather than fixed.
+  bool descriptor_sense = false;
   Status status = Status::good;
   std::array<std::uint8_t, 32> sense{};  // sense data, fixed or descriptor format
   std::uint8_t sense_len = 0;
@@ -138,6 +141,7 @@ class Task : public reactor::IoOp {
 
   // Resets the outcome fields so a pooled Task can be reused.
   void reset_outcome() {
+    descriptor_sense = false;
     status = Status::good;
     sense_len = 0;
     data_in_length = 0;

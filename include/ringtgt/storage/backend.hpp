@@ -40,6 +40,34 @@ class Backend {
   // Makes every completed write durable.
   virtual void flush(IoOp* op) = 0;
 
+  // --- logical block provisioning ---
+  // Whether unmap works on this store (probed when it is opened): what a
+  // thin-provisioned LUN needs, and what LBPME reports.
+  virtual bool can_unmap() const { return false; }
+  // Deallocates [offset, offset + len): later reads of it return zeroes.
+  // Completes with 0 or -errno. Under writethrough this deallocation, and
+  // any earlier ones, are durable before it completes, unless more_follow:
+  // the caller's next unmap (of the same command) will make them durable
+  // with its own, so a list of ranges costs one sync.
+  virtual void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow = false);
+  // Makes [offset, offset + len) read as zeroes and keeps it allocated,
+  // without moving the zeroes through memory. Completes with 0 or -errno;
+  // -EOPNOTSUPP when the store cannot (the caller then writes zeroes).
+  // Durable before completion under writethrough or with fua.
+  virtual void write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op);
+  // The provisioning state at offset: whether it is mapped, and for how many
+  // bytes (at most max_len) that state lasts. Synchronous (lseek on a file:
+  // metadata only, and GET LBA STATUS is rare); a store that cannot tell
+  // reports everything mapped.
+  struct Extent {
+    bool mapped;
+    std::uint64_t length;
+  };
+  virtual Extent extent_at(std::uint64_t offset, std::uint64_t max_len) {
+    (void)offset;
+    return {true, max_len};
+  }
+
   // For log lines and errors: the file, device or "memory".
   virtual std::string describe() const = 0;
 };

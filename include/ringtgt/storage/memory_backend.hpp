@@ -20,7 +20,22 @@ class MemoryBackend final : public Backend {
   void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override;
   void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
   void flush(IoOp* op) override;
+  bool can_unmap() const override { return unmap_supported_; }
+  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow = false) override;
+  void write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) override;
+  Extent extent_at(std::uint64_t offset, std::uint64_t max_len) override;
   std::string describe() const override { return "memory"; }
+
+  // Tests of a store that cannot deallocate.
+  void set_unmap_supported(bool on) { unmap_supported_ = on; }
+  unsigned unmap_count() const { return unmaps_; }
+  // Unmaps that were to be durable on completion (not more_follow).
+  unsigned final_unmap_count() const { return final_unmaps_; }
+  unsigned write_zeroes_count() const { return zeroings_; }
+  // Mapping is tracked in units of kMapUnit bytes; a fresh backend is all
+  // deallocated (it reads zeroes), a write maps what it touches, and an
+  // unmap deallocates the units it covers whole (and zeroes the rest).
+  static constexpr std::uint64_t kMapUnit = 512;
 
   void inject_error(std::uint64_t offset, std::uint64_t len, int err);
   std::uint8_t* data() { return data_.data(); }
@@ -29,12 +44,19 @@ class MemoryBackend final : public Backend {
 
  private:
   bool failing(std::uint64_t offset, std::uint64_t len) const;
+  void set_mapped(std::uint64_t offset, std::uint64_t len, bool mapped);
+  bool in_bounds(std::uint64_t offset, std::uint64_t len) const {
+    return offset <= data_.size() && len <= data_.size() - offset;
+  }
 
   std::vector<std::uint8_t> data_;
   WriteAckPolicy policy_;
   std::uint64_t err_offset_ = 0, err_len_ = 0;
   int err_ = 0;
   unsigned flushes_ = 0, fua_writes_ = 0;
+  std::vector<bool> mapped_;  // one per kMapUnit
+  bool unmap_supported_ = true;
+  unsigned unmaps_ = 0, final_unmaps_ = 0, zeroings_ = 0;
 };
 
 }  // namespace ringtgt::storage

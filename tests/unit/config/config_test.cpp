@@ -213,9 +213,10 @@ TEST(Load, SizeSuffixes) {
 
 TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
   // TOML: state_dir below [[target.lun]] is a key of that LUN, not of the top level.
-  EXPECT_EQ(error_of(with_lun("state_dir = \"s\"\n")),
-            "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
-            "block_size, read_only, direct_io, write_ack, serial, allowed_initiators)");
+  EXPECT_EQ(
+      error_of(with_lun("state_dir = \"s\"\n")),
+      "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
+      "block_size, read_only, direct_io, write_ack, serial, allowed_initiators, provisioning)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -435,6 +436,31 @@ TEST(LunMasking, Errors) {
             "this LUN");
 }
 
+TEST(Provisioning, ThinFullOrUnset) {
+  EXPECT_FALSE(load_string(with_lun(), "t.toml").targets[0].luns[0].provisioning.has_value());
+  EXPECT_EQ(
+      load_string(with_lun("provisioning = \"thin\"\n"), "t.toml").targets[0].luns[0].provisioning,
+      Provisioning::thin);
+  EXPECT_EQ(
+      load_string(with_lun("provisioning = \"full\"\n"), "t.toml").targets[0].luns[0].provisioning,
+      Provisioning::full);
+  // Full on a read-only LUN is fine: it is what a read-only LUN is.
+  EXPECT_EQ(load_string(with_lun("read_only = true\nprovisioning = \"full\"\n"), "t.toml")
+                .targets[0]
+                .luns[0]
+                .provisioning,
+            Provisioning::full);
+}
+
+TEST(Provisioning, Errors) {
+  EXPECT_EQ(error_of(with_lun("provisioning = \"thick\"\n")),
+            "t.toml:8:16: provisioning \"thick\" is not one of \"thin\", \"full\"");
+  EXPECT_EQ(error_of(with_lun("provisioning = true\n")),
+            "t.toml:8:16: provisioning must be a string, not a boolean");
+  EXPECT_EQ(error_of(with_lun("read_only = true\nprovisioning = \"thin\"\n")),
+            "t.toml:9:16: provisioning \"thin\" on a read_only LUN: nothing could be unmapped");
+}
+
 TEST(ShippedConfigs, DemoParses) {
   fs::path p = conf_dir() / "demo.toml";
   Config c = load_file(p.string());
@@ -595,7 +621,8 @@ TEST(Errors, UnknownKeys) {
             "lun, portals)");
   EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
-            "block_size, read_only, direct_io, write_ack, serial, allowed_initiators)");
+            "block_size, read_only, direct_io, write_ack, serial, allowed_initiators, "
+            "provisioning)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
   EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
             "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "

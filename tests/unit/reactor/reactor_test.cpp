@@ -396,6 +396,63 @@ TEST(Reactor, DurableWriteThatFailsReportsAnErrorOnceAndStopStillReturns) {
   ::close(ro);
 }
 
+TEST(Reactor, DurableHolePunchReadsZeroesAndLeavesAHole) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  TempFile f;
+  ASSERT_GE(f.fd, 0);
+  std::vector<std::uint8_t> data(64 * 1024, 0x5a);
+  ASSERT_EQ(::pwrite(f.fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  rt.start();
+  std::promise<int> punched, zeroed;
+  FnOp punch([&](int r) { punched.set_value(r); });
+  FnOp zero([&](int r) { zeroed.set_value(r); });
+  rt.reactor->post([&] {
+    rt.reactor->fallocate_durable(f.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 16384, 16384,
+                                  &punch);
+    rt.reactor->fallocate(f.fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 4096, 4096, &zero);
+  });
+  auto p = punched.get_future();
+  auto z = zeroed.get_future();
+  ASSERT_EQ(p.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(z.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(p.get(), 0);
+  EXPECT_EQ(z.get(), 0);
+  std::vector<std::uint8_t> in(data.size());
+  ASSERT_EQ(::pread(f.fd, in.data(), in.size(), 0), static_cast<ssize_t>(in.size()));
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    const bool zeroes = (i >= 4096 && i < 8192) || (i >= 16384 && i < 32768);
+    ASSERT_EQ(in[i], zeroes ? 0 : 0x5a) << "byte " << i;
+  }
+  EXPECT_EQ(::lseek(f.fd, 16384, SEEK_HOLE), 16384);
+  EXPECT_EQ(::lseek(f.fd, 16384, SEEK_DATA), 32768);
+}
+
+TEST(Reactor, DurableFallocateThatFailsReportsAnErrorOnce) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  TempFile f;
+  ASSERT_GE(f.fd, 0);
+  int ro = ::open(f.path.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ro, 0);
+  rt.start();
+  std::promise<int> done;
+  int calls = 0;
+  FnOp op([&](int r) {
+    if (++calls == 1) done.set_value(r);
+  });
+  rt.reactor->post([&] {
+    rt.reactor->fallocate_durable(ro, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096, &op);
+  });
+  auto fut = done.get_future();
+  ASSERT_EQ(fut.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(fut.get(), -EBADF);
+  rt.reactor->stop();
+  rt.thread.join();
+  EXPECT_EQ(calls, 1);
+  ::close(ro);
+}
+
 }  // namespace
 }  // namespace ringtgt::reactor
 
