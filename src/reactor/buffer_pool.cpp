@@ -38,6 +38,11 @@ std::size_t BufferPool::retain_cap() const {
   return std::min(retain_limit_, g_retain_cap);
 }
 
+void BufferPool::set_retain_limit(std::size_t bytes) {
+  retain_limit_ = bytes;
+  if (retained_ > retain_cap()) trim();
+}
+
 void BufferPool::trim() {
   for (auto& list : free_) {
     for (auto* p : list) std::free(p);

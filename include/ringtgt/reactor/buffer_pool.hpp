@@ -24,7 +24,8 @@ class BufferPool {
   void release(std::uint8_t* buf, std::size_t size);
 
   // Buffers kept per class before they are given back to the heap.
-  void set_retain_limit(std::size_t bytes) { retain_limit_ = bytes; }
+  // At most this many bytes kept for reuse; kept buffers over it are freed now.
+  void set_retain_limit(std::size_t bytes);
   std::size_t bytes_retained() const { return retained_; }
 
   static BufferPool& local();
