@@ -584,6 +584,10 @@ LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
   block_count_ = backend_->size_bytes() / bs;
 }
 
+void LogicalUnit::set_block_count(std::uint64_t blocks) {
+  block_count_.store(blocks, std::memory_order_relaxed);
+}
+
 bool LogicalUnit::holds_reservation(const Nexus* nexus) const {
   static const Nexus none{};
   const Nexus& n = nexus != nullptr ? *nexus : none;

@@ -71,6 +71,17 @@ struct IscsiSettings {
   std::uint32_t login_timeout_seconds = 15;
 };
 
+// --- admin socket (ringtgtctl) ---
+// [admin] socket = PATH (default kDefaultAdminSocket; relative: against the config file's
+// folder), group = NAME (optional: its members may use the socket besides root and the
+// daemon's own user). Changing either needs a restart.
+inline constexpr const char* kDefaultAdminSocket = "/run/ringtgt/admin.sock";
+struct AdminSettings {
+  std::string socket = kDefaultAdminSocket;
+  std::string group;  // empty: only root and the daemon's uid
+};
+// --- end admin socket ---
+
 struct Config {
   std::string source;    // the file it came from
   unsigned workers = 0;  // reactor threads; 0: one per core
@@ -80,6 +91,7 @@ struct Config {
   IscsiSettings iscsi;
   std::optional<Chap> discovery_chap;  // [discovery]: CHAP for discovery sessions
   std::vector<Target> targets;
+  AdminSettings admin;
 };
 
 // A configuration that cannot be used: says where and why.
@@ -103,5 +115,16 @@ std::optional<std::string> iscsi_name_problem(std::string_view name);
 // Parses and validates; throws ConfigError ("FILE:LINE:COLUMN: message").
 Config load_file(const std::string& path);
 Config load_string(const std::string& text, const std::string& source_name);
+
+// --- writing (live changes, config.write) ---
+// TOML text that load_string reads back to c: every key explicit, paths absolute, CHAP by
+// secret file. Starts with a comment saying ringtgt wrote it and comments were not kept.
+std::string to_toml(const Config& c);
+// c as load_string sees it: throws ConfigError (locations in to_toml(c)) when a change
+// made in code broke a rule of the loader; one set of rules for files and live changes.
+Config validate(const Config& c);
+// Replaces path with text: temporary file beside it, fsync, rename, fsync of the folder.
+// Throws std::runtime_error naming the path.
+void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace ringtgt::config

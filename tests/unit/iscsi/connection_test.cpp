@@ -48,7 +48,7 @@ class FakeHost final : public ConnectionHost {
     luns->add(std::make_shared<scsi::LogicalUnit>(0, lp, std::move(backend)));
     target = std::make_shared<TargetEntry>();
     target->name = kTarget;
-    target->luns = luns;
+    target->set_luns(luns);
   }
 
   std::shared_ptr<const TargetEntry> find_target(std::string_view name) override {
@@ -424,7 +424,7 @@ TEST(ConnectionLogin, UnknownTargetIsRefusedWith0203) {
 
 TEST(ConnectionLogin, InitiatorNotOnTheListIsRefusedWith0202) {
   Driver d;
-  d.host.target->allowed_initiators = {"iqn.2025-01.com.example:someone-else"};
+  d.host.target->set_allowed_initiators({"iqn.2025-01.com.example:someone-else"});
   auto data = Driver::text({{"InitiatorName", kInitiator},
                             {"TargetName", kTarget},
                             {"SessionType", "Normal"},
@@ -436,7 +436,7 @@ TEST(ConnectionLogin, InitiatorNotOnTheListIsRefusedWith0202) {
 
 TEST(ConnectionLogin, AllowedInitiatorLogsIn) {
   Driver d;
-  d.host.target->allowed_initiators = {"iqn.x:other", kInitiator};
+  d.host.target->set_allowed_initiators({"iqn.x:other", kInitiator});
   auto r = d.login();
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[1].bhs.login_status(), LoginStatus::success);
@@ -1213,6 +1213,38 @@ TEST(ConnectionDigest, DroppedDataOutWithGoodDigestIsOnlyRejected) {
   EXPECT_EQ(out[0].op(), Opcode::reject);
   EXPECT_EQ(out[0].bhs.bytes[2], 0x09);
   EXPECT_FALSE(d.conn->closing());
+}
+
+// ------------------------------------------------------------------ live LUN map changes
+
+// The control plane publishes a new LUN map while the session runs: the session's next
+// command sees it (a removed LUN answers LOGICAL UNIT NOT SUPPORTED, a returned one works).
+TEST(ConnectionLiveLuns, NextCommandSeesThePublishedMap) {
+  Driver d;
+  d.login();
+  auto original = d.host.target->luns();
+  ASSERT_TRUE(d.send(d.command(0x900, read10(0, 1), 512, true, false)));
+  for (auto& o : d.drain())
+    if (o.op() == Opcode::scsi_response) {
+      EXPECT_EQ(o.bhs.bytes[3], 0x00);
+    }
+
+  d.host.target->set_luns(std::make_shared<scsi::LunMap>());
+  ASSERT_TRUE(d.send(d.command(0x901, read10(0, 1), 512, true, false)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.bytes[3], 0x02);  // CHECK CONDITION
+  ASSERT_GE(r.data.size(), 2u + 14u);
+  EXPECT_EQ(r.data[2 + 2] & 0x0f, 0x05);  // ILLEGAL REQUEST
+  EXPECT_EQ(r.data[2 + 12], 0x25);        // LOGICAL UNIT NOT SUPPORTED
+
+  d.host.target->set_luns(original);
+  ASSERT_TRUE(d.send(d.command(0x902, read10(0, 1), 512, true, false)));
+  bool good = false;
+  for (auto& o : d.drain())
+    if (o.op() == Opcode::scsi_response || (o.op() == Opcode::data_in && (o.bhs.bytes[1] & 0x01)))
+      good = o.bhs.bytes[3] == 0x00;
+  EXPECT_TRUE(good);
 }
 
 }  // namespace
