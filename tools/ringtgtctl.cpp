@@ -484,12 +484,21 @@ int main(int argc, char** argv) {
     if (auto v = a.opt("isid")) params["isid"] = *v;
     if (!params.contains("tsih") && !params.contains("initiator"))
       usage_error("session close needs --tsih N or --initiator IQN");
+    show = [](const json& r) {
+      for (const auto& c : r["closed"])
+        std::printf("closed session tsih %s of %s (%s)\n", cell(c["tsih"]).c_str(),
+                    cell(c["initiator"]).c_str(), cell(c["peer"]).c_str());
+    };
   } else if (cmd("connection", "close")) {
     auto a = parse(in, i + 2, {}, {}, 1);
     if (a.words.empty())
       usage_error("connection close needs the connection's ID (session list --all)");
     method = "connection.close";
     params["id"] = parse_uint(a.words[0], "connection ID");
+    show = [](const json& r) {
+      std::printf("closed connection %s (%s)\n", cell(r["closed"]["connection_id"]).c_str(),
+                  cell(r["closed"]["peer"]).c_str());
+    };
   } else if (noun == "reload") {
     parse(in, i + 1, {}, {}, 0);
     method = "config.reload";

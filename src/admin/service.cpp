@@ -38,6 +38,7 @@ json session_json(const net::SessionInfo& s) {
          {"peer", s.peer},
          {"local", s.local},
          {"logged_in", s.logged_in},
+         {"closing", s.closing},
          {"type", s.discovery ? "discovery" : "normal"},
          {"initiator", s.initiator},
          {"target", s.target},
@@ -372,7 +373,7 @@ void Service::add_methods() {
     bool all = p.flag("all", false);  // also connections still logging in, and discovery
     server_.visit_sessions(
         [only, all](net::SocketConnection&, const net::SessionInfo& s) {
-          if (!all && (!s.logged_in || s.discovery)) return false;
+          if (!all && (!s.logged_in || s.discovery || s.closing)) return false;
           return !only || s.target == *only;
         },
         [r](std::vector<net::SessionInfo> sessions) {
@@ -519,7 +520,10 @@ void Service::add_methods() {
 
   auto portal_of = [](const std::string& listen) {
     try {
-      auto c = config::load_string("[[portal]]\nlisten = " + json(listen).dump() + "\n", "listen");
+      // The loader's own portal rules; it wants a target, so it gets a stand-in.
+      auto c = config::load_string("[[portal]]\nlisten = " + json(listen).dump() +
+                                       "\n[[target]]\nname = \"iqn.2000-01.com.example:x\"\n",
+                                   "listen");
       return c.portals.at(0);
     } catch (const config::ConfigError& e) {
       throw RpcError(rpc_error::invalid_params, bare_message(e));
@@ -552,7 +556,7 @@ void Service::add_methods() {
     auto isid = p.optional_string("isid");
     server_.visit_sessions(
         [tsih, initiator, isid](net::SocketConnection& c, const net::SessionInfo& s) {
-          if (!s.logged_in || s.discovery) return false;
+          if (!s.logged_in || s.discovery || s.closing) return false;
           if (tsih && s.tsih != *tsih) return false;
           if (initiator && s.initiator != *initiator) return false;
           if (isid && isid_hex(s.isid) != *isid) return false;

@@ -115,6 +115,7 @@ SessionInfo describe(const SocketConnection& c, unsigned worker) {
   s.peer = c.peer();
   s.local = c.local();
   s.logged_in = p.full_feature();
+  s.closing = c.closing();
   s.params = p.params();
   s.discovery = s.params.session_type == iscsi::SessionType::discovery;
   s.initiator = p.initiator_name();

@@ -24,6 +24,7 @@ struct SessionInfo {
   unsigned worker = 0;
   std::string peer, local;
   bool logged_in = false;  // full feature phase
+  bool closing = false;    // being closed (logout, administrator, error)
   bool discovery = false;
   std::string initiator, target;
   std::uint64_t isid = 0;

@@ -37,6 +37,7 @@ class SocketConnection final : public iscsi::ConnectionHost,
   const std::string& local() const { return local_; }
   std::uint64_t bytes_in() const { return bytes_in_; }
   std::uint64_t bytes_out() const { return bytes_out_; }
+  bool closing() const { return closing_; }
 
   // iscsi::ConnectionHost
   std::shared_ptr<const iscsi::TargetEntry> find_target(std::string_view name) override;
