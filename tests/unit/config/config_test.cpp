@@ -442,6 +442,7 @@ TEST(ShippedConfigs, DemoParses) {
   EXPECT_EQ(c.workers, 0u);
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.state_dir, state.string());
+  EXPECT_EQ(c.admin.socket, (state / "admin.sock").string());
   ASSERT_EQ(c.portals.size(), 1u);
   EXPECT_EQ(c.portals[0].to_string(), "127.0.0.1:3260");
   ASSERT_EQ(c.targets.size(), 2u);
