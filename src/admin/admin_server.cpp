@@ -26,8 +26,13 @@ class AdminServer::Client : public std::enable_shared_from_this<Client> {
         socket_(std::move(socket)),
         in_(kMaxMessageBytes + 1),
         timer_(server.io_),
-        who_(std::move(who)) {}
-  ~Client() { --server_.clients_; }
+        who_(std::move(who)),
+        count_(server.clients_) {
+    ++*count_;
+  }
+  // The count outlives the server: clients still queued when the io_context is
+  // destroyed at exit are destroyed after the AdminServer.
+  ~Client() { --*count_; }
 
   void start() { read(); }
 
@@ -104,6 +109,7 @@ class AdminServer::Client : public std::enable_shared_from_this<Client> {
   asio::steady_timer timer_;
   std::vector<std::string> out_;
   std::string who_;
+  std::shared_ptr<std::size_t> count_;
   bool closing_ = false;
 };
 
@@ -213,7 +219,6 @@ void AdminServer::accept() {
     bool known = ::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0;
     std::string who = known ? "uid " + std::to_string(cred.uid) + " pid " + std::to_string(cred.pid)
                             : "unknown peer";
-    ++clients_;
     auto client = std::make_shared<Client>(*this, std::move(socket), who);
     if (!known || !permitted(cred.uid, cred.gid)) {
       spdlog::warn("admin socket: refused {}: not root, uid {}{}", who, ::geteuid(),
@@ -221,7 +226,7 @@ void AdminServer::accept() {
       client->refuse(rpc_error::permission_denied,
                      "permission denied: " + who + " is not root, the daemon's user" +
                          (group_.empty() ? std::string() : " or a member of group " + group_));
-    } else if (clients_ > kMaxClients) {
+    } else if (*clients_ > kMaxClients) {
       spdlog::warn("admin socket: refused {}: {} clients connected already", who, kMaxClients);
       client->refuse(rpc_error::refused, "too many admin clients connected; try again later");
     } else {

@@ -250,6 +250,7 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
   if (portals_changed) registry_.set_portals(next.portals);
   for (const auto& n : plan.needs_restart) spdlog::warn("admin: not applied: {}", n);
   running_ = next;
+  ++generation_;
   return json{{"applied", applied}, {"needs_restart", plan.needs_restart}};
 }
 

@@ -41,7 +41,7 @@ class AdminServer {
   std::string path_;
   std::string group_;
   std::optional<gid_t> gid_;
-  std::size_t clients_ = 0;
+  std::shared_ptr<std::size_t> clients_ = std::make_shared<std::size_t>(0);
   bool stopped_ = false;
 };
 

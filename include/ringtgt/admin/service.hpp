@@ -48,6 +48,7 @@ class Service {
   config::Target& target_of(config::Config& c, const std::string& name);
 
   config::Config running_;
+  std::uint64_t generation_ = 0;  // changes applied so far
   std::string version_;
   net::Registry& registry_;
   net::Server& server_;
