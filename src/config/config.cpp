@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -221,7 +222,7 @@ class Loader {
   void read_root(const toml::table& root, Config& cfg) {
     check_keys(root, "the top level",
                {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target",
-                "limits", "metrics"});
+                "limits", "metrics", "admin"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -276,6 +277,46 @@ class Loader {
 
     read_metrics(root, cfg);
     read_targets(root, cfg);
+    read_admin(root, cfg.admin);
+  }
+
+  // [admin]: the ringtgtctl socket.
+  void read_admin(const toml::table& root, AdminSettings& a) const {
+    const toml::node* n = root.get("admin");
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t) {
+      fail(*n,
+           std::string("'admin' must be a table, written [admin], not ") + type_name(n->type()));
+    }
+    check_keys(*t, "[admin]", {"socket", "group"});
+    if (auto s = get_string(*t, "socket", "admin.socket")) {
+      const toml::node& at = *t->get("socket");
+      if (s->empty()) fail(at, "admin.socket must not be empty");
+      std::string path = resolve(*s);
+      // sun_path holds 108 bytes with the terminating NUL.
+      if (path.size() > 107) {
+        fail(at, "admin.socket \"" + path + "\" is " + std::to_string(path.size()) +
+                     " bytes long; a Unix socket path must be at most 107 bytes");
+      }
+      if (path.back() == '/') fail(at, "admin.socket must name a file, not a folder");
+      a.socket = path;
+    }
+    if (auto g = get_string(*t, "group", "admin.group")) {
+      const toml::node& at = *t->get("group");
+      bool ok = !g->empty() && g->size() <= 32;
+      for (char c : *g) {
+        ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.');
+      }
+      if (!ok) {
+        fail(at, "admin.group \"" + *g + "\" is not a group name (1..32 of a-z A-Z 0-9 _ - .)");
+      }
+      if (::getgrnam(g->c_str()) == nullptr) {
+        fail(at, "admin.group \"" + *g + "\": no such group on this host");
+      }
+      a.group = *g;
+    }
   }
 
   // [metrics]: where the Prometheus endpoint listens; absent: no endpoint.

@@ -11,6 +11,8 @@
 #include <string>
 
 #include "operations.hpp"
+#include "ringtgt/admin/admin_server.hpp"
+#include "ringtgt/admin/service.hpp"
 #include "ringtgt/config/config.hpp"
 #include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/server.hpp"
@@ -31,7 +33,9 @@ void usage(std::FILE* out) {
                "                      no device, bind no port; exit 0 if valid, 1 if not\n"
                "  --version           print the version and exit\n"
                "  --help              print this help and exit\n\n"
-               "Signals: SIGTERM/SIGINT finish in-flight I/O and exit.\n");
+               "Signals: SIGTERM/SIGINT finish in-flight I/O and exit; SIGHUP reloads FILE\n"
+               "(only the differences are applied; an invalid file is refused whole).\n"
+               "Administration: ringtgtctl, over the [admin] socket.\n");
 }
 
 }  // namespace
@@ -113,6 +117,8 @@ int main(int argc, char** argv) {
     ringtgt::net::Registry registry(cfg);
     ringtgt::net::Server server(cfg, registry);
     ringtgt::daemon::SystemdNotifier notifier(server.io(), registry, server);
+    ringtgt::admin::Service admin(cfg, RINGTGT_VERSION, registry, server);
+    ringtgt::admin::AdminServer admin_socket(server.io(), admin.dispatcher());
     // Signals are caught before the portals open, so a SIGTERM that comes
     // as soon as the port answers still drains and exits cleanly.
     boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM, SIGHUP);
@@ -120,12 +126,14 @@ int main(int argc, char** argv) {
         [&](const boost::system::error_code& ec, int sig) {
           if (ec) return;
           if (sig == SIGHUP) {
-            spdlog::warn("SIGHUP: live reload is not implemented yet; the running config stays");
+            spdlog::info("SIGHUP: reloading the configuration");
+            admin.reload_from_signal();
             signals.async_wait(on_signal);
             return;
           }
           spdlog::info("received {}", strsignal(sig));
           notifier.stopping();
+          admin_socket.stop();
           server.shutdown();
         };
     signals.async_wait(on_signal);
@@ -138,6 +146,18 @@ int main(int argc, char** argv) {
       metrics_endpoint =
           std::make_unique<ringtgt::metrics::Endpoint>(cfg.metrics.listen->to_string(), collector);
       spdlog::info("metrics on http://{}/metrics", cfg.metrics.listen->to_string());
+      // Targets and LUNs added or removed live are scraped from then on.
+      admin.on_applied(
+          [&] { collector->set_catalog(ringtgt::daemon::build_catalog(registry, server)); });
+    }
+    try {
+      admin_socket.start(cfg.admin.socket, cfg.admin.group);
+    } catch (const std::exception& e) {
+      // The targets matter more than the admin socket: serve them anyway.
+      spdlog::error(
+          "{}; serving without it (ringtgtctl and config.reload unavailable; "
+          "SIGHUP still reloads)",
+          e.what());
     }
     spdlog::info("{} workers, {} targets; ready", server.worker_count(), registry.targets().size());
     notifier.ready();

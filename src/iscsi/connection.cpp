@@ -38,6 +38,7 @@ struct IscsiTask final : scsi::Task {
   std::uint32_t data_sn = 0;
   std::uint32_t unsolicited_data_sn = 0;
   std::uint32_t pdus_pending = 0;
+  bool on_retired_luns = false;  // started on a LUN map replaced since
   std::vector<R2tSlot> r2ts;
 };
 
@@ -82,9 +83,44 @@ const char* to_string(LoginFailure f) {
 }
 
 bool TargetEntry::allows(std::string_view initiator) const {
-  if (allowed_initiators.empty()) return true;
-  return std::find(allowed_initiators.begin(), allowed_initiators.end(), initiator) !=
-         allowed_initiators.end();
+  std::lock_guard lock(mu_);
+  if (allowed_initiators_.empty()) return true;
+  return std::find(allowed_initiators_.begin(), allowed_initiators_.end(), initiator) !=
+         allowed_initiators_.end();
+}
+
+std::vector<std::string> TargetEntry::allowed_initiators() const {
+  std::lock_guard lock(mu_);
+  return allowed_initiators_;
+}
+
+void TargetEntry::set_allowed_initiators(std::vector<std::string> initiators) {
+  std::lock_guard lock(mu_);
+  allowed_initiators_ = std::move(initiators);
+}
+
+std::shared_ptr<scsi::LunMap> TargetEntry::luns() const {
+  std::lock_guard lock(mu_);
+  return luns_;
+}
+
+void TargetEntry::set_luns(std::shared_ptr<scsi::LunMap> map) {
+  std::lock_guard lock(mu_);
+  luns_ = std::move(map);
+  luns_version_.fetch_add(1, std::memory_order_release);
+}
+
+void Connection::refresh_luns() {
+  // Commands executing now keep running on the maps they started on.
+  for (IscsiTask* t = active_list_; t; t = t->next) {
+    if (t->state == IscsiTask::State::executing && !t->on_retired_luns) {
+      t->on_retired_luns = true;
+      ++tasks_on_retired_luns_;
+    }
+  }
+  if (luns_ && tasks_on_retired_luns_ > 0) retired_luns_.push_back(std::move(luns_));
+  luns_version_ = target_->luns_version();
+  luns_ = target_->luns();
 }
 
 Connection::Connection(ConnectionHost& host, ConnectionSettings settings, std::string peer,
@@ -523,6 +559,10 @@ void Connection::release_task(IscsiTask& t) {
   if (t.next) t.next->prev = t.prev;
   t.prev = t.next = nullptr;
   if (t.state == IscsiTask::State::responding) --responding_tasks_;
+  if (t.on_retired_luns) {
+    t.on_retired_luns = false;
+    if (--tasks_on_retired_luns_ == 0) retired_luns_.clear();
+  }
   t.state = IscsiTask::State::idle;
   --active_tasks_;
   free_tasks_.push_back(&t);
@@ -705,6 +745,7 @@ void Connection::send_r2ts(IscsiTask& t) {
 }
 
 void Connection::execute(IscsiTask& t) {
+  if (target_->luns_version() != luns_version_ || !luns_) refresh_luns();
   t.state = IscsiTask::State::executing;
   t.buffer = t.buf;
   t.buffer_len = t.writing ? std::min(t.received, t.edtl) : (t.reading ? t.edtl : 0);
@@ -714,7 +755,7 @@ void Connection::execute(IscsiTask& t) {
                             : scsi::DataDirection::none;
   t.nexus = &nexus_;
   t.owner = this;
-  target_->luns->execute(t);
+  luns_->execute(t);
 }
 
 void Connection::fail_task(IscsiTask& t, scsi::SenseCode code) {
@@ -980,7 +1021,8 @@ void Connection::task_management(const Bhs& bhs) {
     case TmfFunction::abort_task_set:
     case TmfFunction::clear_task_set:
     case TmfFunction::logical_unit_reset:
-      if (!target_->luns->find(lun) || !target_->luns->visible(lun, &nexus_)) {
+      if (target_->luns_version() != luns_version_ || !luns_) refresh_luns();
+      if (!luns_->find(lun) || !luns_->visible(lun, &nexus_)) {
         response = TmfResponse::lun_does_not_exist;
         break;
       }
@@ -989,7 +1031,7 @@ void Connection::task_management(const Bhs& bhs) {
         if (t->lun == lun && t->state != IscsiTask::State::responding) abort_task(*t);
         t = next;
       }
-      if (fn == TmfFunction::logical_unit_reset) target_->luns->find(lun)->reset();
+      if (fn == TmfFunction::logical_unit_reset) luns_->find(lun)->reset();
       break;
     case TmfFunction::target_warm_reset:
     case TmfFunction::target_cold_reset:
@@ -998,7 +1040,8 @@ void Connection::task_management(const Bhs& bhs) {
         if (t->state != IscsiTask::State::responding) abort_task(*t);
         t = next;
       }
-      target_->luns->reset_all();
+      if (target_->luns_version() != luns_version_ || !luns_) refresh_luns();
+      luns_->reset_all();
       break;
     case TmfFunction::task_reassign:
       response = TmfResponse::reassignment_not_supported;
@@ -1160,7 +1203,7 @@ void Connection::request_close(const char* why) {
 void Connection::shut_down() {
   if (!shut_down_ && target_ && phase_ != Phase::login) {
     // The I_T nexus is gone: what the SCSI layer kept for it goes too.
-    target_->luns->nexus_lost(nexus_);
+    if (auto map = target_->luns()) map->nexus_lost(nexus_);
   }
   shut_down_ = true;
   closing_ = true;

@@ -61,93 +61,211 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 }  // namespace
 
 Registry::Registry(const config::Config& cfg)
-    : portals_(cfg.portals), settings_(settings_from(cfg.iscsi)) {
-  const unsigned workers = resolve_worker_count(cfg.workers);
-  limits_ = cfg.limits;
-  for (const auto& t : cfg.targets) {
-    if (t.portals.empty()) continue;
-    target_portals_.emplace(t.name, t.portals);
-    std::string where;
-    for (const auto& p : t.portals) where += (where.empty() ? "" : ", ") + p.to_string();
-    spdlog::info("target {}: offered only on {}", t.name, where);
-  }
+    : settings_(settings_from(cfg.iscsi)),
+      limits_(cfg.limits),
+      state_dir_(cfg.state_dir),
+      workers_(resolve_worker_count(cfg.workers)) {
   if (cfg.discovery_chap) {
     discovery_auth_ = policy_from(*cfg.discovery_chap);
     spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,
                  cfg.discovery_chap->mutual() ? ", mutual" : "");
   }
-  for (const auto& t : cfg.targets) {
-    if (t.chap) {
-      target_auth_.emplace(t.name, policy_from(*t.chap));
-      spdlog::info("target {}: CHAP required (user {}{})", t.name, t.chap->user,
-                   t.chap->mutual() ? ", mutual" : "");
-    }
-    auto entry = std::make_shared<iscsi::TargetEntry>();
-    entry->name = t.name;
-    entry->alias = t.alias;
-    entry->allowed_initiators = t.allowed_initiators;
-    entry->luns = std::make_shared<scsi::LunMap>();
-    for (const auto& l : t.luns) {
-      storage::FileBackendOptions o;
-      o.path = l.path;
-      o.create_size = l.size;
-      o.read_only = l.read_only;
-      o.direct_io = l.direct_io;
-      o.policy = l.write_ack == config::WriteAck::writeback ? storage::WriteAckPolicy::writeback
-                                                            : storage::WriteAckPolicy::writethrough;
-      std::unique_ptr<storage::Backend> backend;
-      try {
-        backend = std::make_unique<storage::FileBackend>(o);
-      } catch (const std::exception& e) {
-        throw std::runtime_error("target " + t.name + " LUN " + std::to_string(l.number) + ": " +
-                                 e.what());
-      }
-      if (backend->size_bytes() % l.block_size != 0) {
-        throw std::runtime_error("target " + t.name + " LUN " + std::to_string(l.number) + ": " +
-                                 l.path + " is " + std::to_string(backend->size_bytes()) +
-                                 " bytes, not a multiple of the block size " +
-                                 std::to_string(l.block_size));
-      }
-      scsi::LunParams p;
-      p.block_size = l.block_size;
-      p.read_only = l.read_only;
-      p.naa = lun_naa(t.name, l.number);
-      p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
-      p.device_name = t.name + ",lun," + std::to_string(l.number);
-      p.spc2_reservations = true;  // released on nexus loss and resets by the transport
-      if (l.provisioning == config::Provisioning::thin && !backend->can_unmap()) {
-        throw std::runtime_error("target " + t.name + " LUN " + std::to_string(l.number) +
-                                 ": provisioning = \"thin\" but " + l.path +
-                                 " cannot deallocate (no hole punching / WRITE ZEROES); use "
-                                 "provisioning = \"full\"");
-      }
-      p.thin_provisioned =
-          l.provisioning ? *l.provisioning == config::Provisioning::thin : backend->can_unmap();
-      // Unit attentions and persistent reservations: a new nexus hears 29h/00h,
-      // and APTPL state lives in state_dir, one file per LUN named by its NAA.
-      p.power_on_unit_attention = true;
-      p.pr_state_path = fmt::format("{}/pr-{:016x}.state", cfg.state_dir, p.naa);
-      spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{})", t.name,
-                   l.number, backend->describe(), backend->size_bytes(), l.block_size,
-                   storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
-                   l.read_only ? ", read-only" : "");
-      auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
-      lu->set_stats(std::make_shared<metrics::LunStats>(workers));
-      entry->luns->add(std::move(lu));
-      if (!l.allowed_initiators.empty()) {
-        entry->luns->set_allowed_initiators(l.number, l.allowed_initiators);
-        std::string who;
-        for (const auto& i : l.allowed_initiators) who += (who.empty() ? "" : ", ") + i;
-        spdlog::info("target {} LUN {}: visible only to {}", t.name, l.number, who);
-      }
-    }
-    targets_.push_back(std::move(entry));
-    target_counters_.push_back(std::make_shared<metrics::TargetCounters>());
+  auto first = std::make_shared<Snapshot>();
+  first->portals = cfg.portals;
+  publish(std::move(first));
+  for (const auto& t : cfg.targets) add_target(t);
+}
+
+std::shared_ptr<const Registry::Snapshot> Registry::snapshot() const {
+  std::lock_guard lock(snapshot_mu_);
+  return snapshot_;
+}
+
+void Registry::publish(std::shared_ptr<const Snapshot> next) {
+  std::lock_guard lock(snapshot_mu_);
+  snapshot_ = std::move(next);
+}
+
+std::shared_ptr<iscsi::TargetEntry> Registry::entry(const std::string& target) const {
+  for (const auto& t : snapshot()->targets)
+    if (t->name == target) return t;
+  throw std::runtime_error("no target named " + target);
+}
+
+std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
+                                                      const config::Lun& l) const {
+  storage::FileBackendOptions o;
+  o.path = l.path;
+  o.create_size = l.size;
+  o.read_only = l.read_only;
+  o.direct_io = l.direct_io;
+  o.policy = l.write_ack == config::WriteAck::writeback ? storage::WriteAckPolicy::writeback
+                                                        : storage::WriteAckPolicy::writethrough;
+  const std::string what = "target " + target + " LUN " + std::to_string(l.number) + ": ";
+  std::unique_ptr<storage::Backend> backend;
+  try {
+    backend = std::make_unique<storage::FileBackend>(o);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(what + e.what());
   }
+  if (backend->size_bytes() % l.block_size != 0) {
+    throw std::runtime_error(what + l.path + " is " + std::to_string(backend->size_bytes()) +
+                             " bytes, not a multiple of the block size " +
+                             std::to_string(l.block_size));
+  }
+  scsi::LunParams p;
+  p.block_size = l.block_size;
+  p.read_only = l.read_only;
+  p.naa = lun_naa(target, l.number);
+  p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
+  p.device_name = target + ",lun," + std::to_string(l.number);
+  p.spc2_reservations = true;  // released on nexus loss and resets by the transport
+  if (l.provisioning == config::Provisioning::thin && !backend->can_unmap()) {
+    throw std::runtime_error(what + "provisioning = \"thin\" but " + l.path +
+                             " cannot deallocate (no hole punching / WRITE ZEROES); use "
+                             "provisioning = \"full\"");
+  }
+  p.thin_provisioned =
+      l.provisioning ? *l.provisioning == config::Provisioning::thin : backend->can_unmap();
+  // Unit attentions and persistent reservations: a new nexus hears 29h/00h,
+  // and APTPL state lives in state_dir, one file per LUN named by its NAA.
+  p.power_on_unit_attention = true;
+  p.pr_state_path = fmt::format("{}/pr-{:016x}.state", state_dir_, p.naa);
+  spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{})", target,
+               l.number, backend->describe(), backend->size_bytes(), l.block_size,
+               storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
+               l.read_only ? ", read-only" : "");
+  auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
+  lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
+  return lu;
+}
+
+void Registry::add_target(const config::Target& t,
+                          std::map<std::uint32_t, std::shared_ptr<scsi::LogicalUnit>> opened) {
+  auto old = snapshot();
+  for (const auto& e : old->targets)
+    if (e->name == t.name) throw std::runtime_error("target " + t.name + " exists already");
+  auto entry = std::make_shared<iscsi::TargetEntry>();
+  entry->name = t.name;
+  entry->alias = t.alias;
+  entry->set_allowed_initiators(t.allowed_initiators);
+  auto map = std::make_shared<scsi::LunMap>();
+  for (const auto& l : t.luns) {
+    auto it = opened.find(l.number);
+    map->add(it != opened.end() ? it->second : open_lun(t.name, l));
+    if (!l.allowed_initiators.empty()) {
+      map->set_allowed_initiators(l.number, l.allowed_initiators);
+      std::string who;
+      for (const auto& i : l.allowed_initiators) who += (who.empty() ? "" : ", ") + i;
+      spdlog::info("target {} LUN {}: visible only to {}", t.name, l.number, who);
+    }
+  }
+  entry->set_luns(std::move(map));
+  auto next = std::make_shared<Snapshot>(*old);
+  if (t.chap) {
+    next->target_auth.insert_or_assign(t.name, policy_from(*t.chap));
+    spdlog::info("target {}: CHAP required (user {}{})", t.name, t.chap->user,
+                 t.chap->mutual() ? ", mutual" : "");
+  }
+  if (!t.portals.empty()) {
+    next->target_portals.insert_or_assign(t.name, t.portals);
+    std::string where;
+    for (const auto& p : t.portals) where += (where.empty() ? "" : ", ") + p.to_string();
+    spdlog::info("target {}: offered only on {}", t.name, where);
+  }
+  next->targets.push_back(std::move(entry));
+  next->counters.push_back(std::make_shared<metrics::TargetCounters>());
+  publish(std::move(next));
+}
+
+void Registry::remove_target(const std::string& name) {
+  auto old = snapshot();
+  auto next = std::make_shared<Snapshot>(*old);
+  next->targets.clear();
+  next->counters.clear();
+  for (std::size_t i = 0; i < old->targets.size(); ++i) {
+    if (old->targets[i]->name == name) continue;
+    next->targets.push_back(old->targets[i]);
+    next->counters.push_back(old->counters[i]);
+  }
+  if (next->targets.size() == old->targets.size())
+    throw std::runtime_error("no target named " + name);
+  next->target_auth.erase(name);
+  next->target_portals.erase(name);
+  publish(std::move(next));
+  spdlog::info("target {}: removed (its sessions keep running until they log out)", name);
+}
+
+void Registry::set_target_initiators(const std::string& target,
+                                     std::vector<std::string> initiators) {
+  entry(target)->set_allowed_initiators(std::move(initiators));
+}
+
+void Registry::set_target_chap(const std::string& target, const std::optional<config::Chap>& chap) {
+  entry(target);
+  auto next = std::make_shared<Snapshot>(*snapshot());
+  if (chap) {
+    next->target_auth.insert_or_assign(target, policy_from(*chap));
+  } else {
+    next->target_auth.erase(target);
+  }
+  publish(std::move(next));
+}
+
+void Registry::put_lun(const std::string& target, const config::Lun& l,
+                       std::shared_ptr<scsi::LogicalUnit> lu) {
+  auto e = entry(target);
+  auto map = std::make_shared<scsi::LunMap>(*e->luns());
+  map->remove(l.number);
+  map->add(std::move(lu));
+  map->set_allowed_initiators(l.number, l.allowed_initiators);
+  e->set_luns(std::move(map));
+}
+
+void Registry::remove_lun(const std::string& target, std::uint32_t lun) {
+  auto e = entry(target);
+  auto map = std::make_shared<scsi::LunMap>(*e->luns());
+  if (!map->find(lun))
+    throw std::runtime_error("target " + target + " has no LUN " + std::to_string(lun));
+  map->remove(lun);
+  e->set_luns(std::move(map));
+  spdlog::info("target {} LUN {}: removed", target, lun);
+}
+
+void Registry::set_lun_initiators(const std::string& target, std::uint32_t lun,
+                                  std::vector<std::string> initiators) {
+  auto e = entry(target);
+  auto map = std::make_shared<scsi::LunMap>(*e->luns());
+  map->set_allowed_initiators(lun, std::move(initiators));
+  e->set_luns(std::move(map));
+}
+
+void Registry::resize_lun(const std::string& target, std::uint32_t lun, std::uint64_t bytes) {
+  auto lu = entry(target)->luns()->find(lun);
+  if (!lu) throw std::runtime_error("target " + target + " has no LUN " + std::to_string(lun));
+  const std::uint32_t bs = lu->params().block_size;
+  if (bytes % bs != 0) {
+    throw std::runtime_error("size " + std::to_string(bytes) +
+                             " is not a multiple of the block size " + std::to_string(bs));
+  }
+  lu->backend().grow_to(bytes);
+  lu->set_block_count(bytes / bs);
+  spdlog::info("target {} LUN {}: resized to {} bytes ({} blocks)", target, lun, bytes, bytes / bs);
+}
+
+void Registry::set_portals(std::vector<config::Portal> portals) {
+  auto next = std::make_shared<Snapshot>(*snapshot());
+  next->portals = std::move(portals);
+  publish(std::move(next));
+}
+
+std::vector<std::shared_ptr<iscsi::TargetEntry>> Registry::targets() const {
+  return snapshot()->targets;
 }
 
 std::shared_ptr<const iscsi::TargetEntry> Registry::find_target(std::string_view name) const {
-  for (const auto& t : targets_)
+  auto snap = snapshot();
+  for (const auto& t : snap->targets)
     if (t->name == name) return t;
   return nullptr;
 }
@@ -164,8 +282,9 @@ bool portal_matches(const config::Portal& p, const std::string& local_address) {
 }  // namespace
 
 bool Registry::offered_on(std::string_view target, const std::string& local_address) const {
-  auto it = target_portals_.find(target);
-  if (it == target_portals_.end()) return true;
+  auto snap = snapshot();
+  auto it = snap->target_portals.find(target);
+  if (it == snap->target_portals.end()) return true;
   for (const auto& p : it->second)
     if (portal_matches(p, local_address)) return true;
   return false;
@@ -173,12 +292,13 @@ bool Registry::offered_on(std::string_view target, const std::string& local_addr
 
 void Registry::append_send_targets(std::string_view initiator, std::string_view which,
                                    const std::string& local_address, std::string& out) const {
-  for (const auto& t : targets_) {
+  auto snap = snapshot();
+  for (const auto& t : snap->targets) {
     if (which != "All" && which != t->name) continue;
     if (!t->allows(initiator)) continue;
     if (!offered_on(t->name, local_address)) continue;
-    auto limited = target_portals_.find(t->name);
-    const auto& portals = limited != target_portals_.end() ? limited->second : portals_;
+    auto limited = snap->target_portals.find(t->name);
+    const auto& portals = limited != snap->target_portals.end() ? limited->second : snap->portals;
     iscsi::append_key(out, "TargetName", t->name);
     for (const auto& p : portals) {
       bool wildcard = p.host == "0.0.0.0" || p.host == "::";
@@ -189,16 +309,22 @@ void Registry::append_send_targets(std::string_view initiator, std::string_view 
 }
 
 std::shared_ptr<metrics::TargetCounters> Registry::target_counters(std::string_view name) const {
-  for (std::size_t i = 0; i < targets_.size(); ++i)
-    if (targets_[i]->name == name) return target_counters_[i];
+  auto snap = snapshot();
+  for (std::size_t i = 0; i < snap->targets.size(); ++i)
+    if (snap->targets[i]->name == name) return snap->counters[i];
   return nullptr;
+}
+
+std::vector<std::shared_ptr<metrics::TargetCounters>> Registry::all_target_counters() const {
+  return snapshot()->counters;
 }
 
 std::optional<iscsi::AuthPolicy> Registry::auth_policy(iscsi::SessionType type,
                                                        std::string_view target) const {
   if (type == iscsi::SessionType::discovery) return discovery_auth_;
-  auto it = target_auth_.find(target);
-  if (it == target_auth_.end()) return std::nullopt;
+  auto snap = snapshot();
+  auto it = snap->target_auth.find(target);
+  if (it == snap->target_auth.end()) return std::nullopt;
   return it->second;
 }
 

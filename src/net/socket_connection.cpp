@@ -5,12 +5,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/worker.hpp"
 
 namespace ringtgt::net {
+
+namespace {
+std::atomic<std::uint64_t> next_connection_id{1};  // once per accepted connection
+}  // namespace
 
 SocketConnection::SocketConnection(Worker& worker, Registry& registry, int fd, std::string peer,
                                    std::string local)
@@ -19,6 +24,7 @@ SocketConnection::SocketConnection(Worker& worker, Registry& registry, int fd, s
       fd_(fd),
       peer_(std::move(peer)),
       local_(std::move(local)),
+      id_(next_connection_id.fetch_add(1, std::memory_order_relaxed)),
       conn_(*this, registry.connection_settings(), peer_, reactor::Clock::now()),
       rx_(new std::uint8_t[kRxSize]) {
   recv_op_.self = this;
@@ -68,6 +74,7 @@ void SocketConnection::on_recv(int result) {
     begin_shutdown();
     return;
   }
+  bytes_in_ += static_cast<std::uint64_t>(result);
   if (direct_recv_) {
     data_have_ += static_cast<std::uint32_t>(result);
   } else {
@@ -206,6 +213,7 @@ void SocketConnection::on_sent(int result) {
     begin_shutdown();
     return;
   }
+  bytes_out_ += static_cast<std::uint64_t>(result);
   std::size_t done = tx_skip_ + static_cast<std::size_t>(result);
   while (tx_head_) {
     iscsi::OutPdu* p = tx_head_;

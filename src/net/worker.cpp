@@ -64,6 +64,15 @@ void Worker::drain_and_stop() {
   });
 }
 
+void Worker::visit_connections(std::function<void(SocketConnection&)> visit,
+                               std::function<void()> done) {
+  reactor_.post([this, visit = std::move(visit), done = std::move(done)] {
+    for (auto& c : conns_)
+      if (!c->finished()) visit(*c);
+    done();
+  });
+}
+
 void Worker::tick(reactor::Clock::time_point now) {
   for (std::size_t i = 0; i < conns_.size();) {
     conns_[i]->on_tick(now);

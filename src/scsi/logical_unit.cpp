@@ -692,6 +692,13 @@ LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
   load_reservations();
 }
 
+void LogicalUnit::set_block_count(std::uint64_t blocks) {
+  if (block_count_.exchange(blocks, std::memory_order_relaxed) == blocks) return;
+  // Every nexus hears CAPACITY DATA HAS CHANGED (SBC-4 4.11) before its next
+  // command, so initiators read the capacity again.
+  post_unit_attention(0x2a, 0x09);
+}
+
 bool LogicalUnit::holds_reservation(const Nexus* nexus) const {
   static const Nexus none{};
   const Nexus& n = nexus != nullptr ? *nexus : none;

@@ -100,6 +100,16 @@ void LunMap::add(std::shared_ptr<LogicalUnit> lu) {
   units_[lun] = std::move(lu);
 }
 
+void LunMap::remove(std::uint64_t lun) {
+  units_.erase(lun);
+  masks_.erase(lun);
+}
+
+std::vector<std::string> LunMap::allowed_initiators(std::uint64_t lun) const {
+  auto it = masks_.find(lun);
+  return it == masks_.end() ? std::vector<std::string>{} : it->second;
+}
+
 std::shared_ptr<LogicalUnit> LunMap::find(std::uint64_t lun) const {
   auto it = units_.find(lun);
   return it == units_.end() ? nullptr : it->second;

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <fstream>
 #include <string>
+#include <stdexcept>
 #include <system_error>
 
 namespace ringtgt::storage {
@@ -58,7 +59,9 @@ FileBackend::FileBackend(const FileBackendOptions& o) : path_(o.path), policy_(o
   if (::fstat(fd_, &st) != 0) fail("cannot stat", path_);
   if (S_ISBLK(st.st_mode)) {
     block_device_ = true;
-    if (::ioctl(fd_, BLKGETSIZE64, &size_) != 0) fail("cannot read the size of", path_);
+    std::uint64_t bytes = 0;
+    if (::ioctl(fd_, BLKGETSIZE64, &bytes) != 0) fail("cannot read the size of", path_);
+    size_ = bytes;
   } else if (S_ISREG(st.st_mode)) {
     size_ = static_cast<std::uint64_t>(st.st_size);
     if (o.create_size && size_ < *o.create_size && !o.read_only) {
@@ -78,6 +81,26 @@ FileBackend::FileBackend(const FileBackendOptions& o) : path_(o.path), policy_(o
 
 FileBackend::~FileBackend() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+void FileBackend::grow_to(std::uint64_t bytes) {
+  const std::uint64_t now = size_.load();
+  if (bytes < now) {
+    throw std::runtime_error(path_ + " is " + std::to_string(now) + " bytes; shrinking to " +
+                             std::to_string(bytes) + " is not supported");
+  }
+  if (block_device_) {
+    std::uint64_t dev = 0;
+    if (::ioctl(fd_, BLKGETSIZE64, &dev) != 0) fail("cannot read the size of", path_);
+    if (dev < bytes) {
+      throw std::runtime_error("block device " + path_ + " is " + std::to_string(dev) +
+                               " bytes, less than " + std::to_string(bytes) +
+                               ": extend the volume first (lvextend)");
+    }
+  } else if (bytes > now && ::ftruncate(fd_, static_cast<off_t>(bytes)) != 0) {
+    fail("cannot grow", path_);
+  }
+  size_ = bytes;
 }
 
 void FileBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) {

@@ -3,11 +3,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 namespace ringtgt::storage {
 
 const char* to_string(WriteAckPolicy p) {
   return p == WriteAckPolicy::writeback ? "writeback" : "writethrough";
+}
+
+void Backend::grow_to(std::uint64_t bytes) {
+  throw std::runtime_error(describe() + " cannot be resized");
 }
 
 MemoryBackend::MemoryBackend(std::uint64_t size_bytes, WriteAckPolicy policy)

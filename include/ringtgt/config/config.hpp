@@ -14,6 +14,7 @@ struct Portal {
   std::string host;  // IPv4 or IPv6 literal ("127.0.0.1", "::1", "0.0.0.0", "::")
   std::uint16_t port = 3260;
   std::string to_string() const;  // "127.0.0.1:3260", "[::1]:3260"
+  bool operator==(const Portal&) const = default;
 };
 
 enum class WriteAck { writethrough, writeback };
@@ -102,6 +103,16 @@ struct Limits {
   // has nothing else in flight), which initiators retry.
   std::uint64_t max_buffer_memory = 512ull << 20;
 };
+// --- admin socket (ringtgtctl) ---
+// [admin] socket = PATH (default kDefaultAdminSocket; relative: against the config file's
+// folder), group = NAME (optional: its members may use the socket besides root and the
+// daemon's own user). Changing either needs a restart.
+inline constexpr const char* kDefaultAdminSocket = "/run/ringtgt/admin.sock";
+struct AdminSettings {
+  std::string socket = kDefaultAdminSocket;
+  std::string group;  // empty: only root and the daemon's uid
+};
+// --- end admin socket ---
 
 struct Config {
   std::string source;    // the file it came from
@@ -115,6 +126,7 @@ struct Config {
   Limits limits;                       // [limits]
   std::vector<Target> targets;
   MetricsSettings metrics;
+  AdminSettings admin;
 };
 
 // A configuration that cannot be used: says where and why.
@@ -138,5 +150,16 @@ std::optional<std::string> iscsi_name_problem(std::string_view name);
 // Parses and validates; throws ConfigError ("FILE:LINE:COLUMN: message").
 Config load_file(const std::string& path);
 Config load_string(const std::string& text, const std::string& source_name);
+
+// --- writing (live changes, config.write) ---
+// TOML text that load_string reads back to c: every key explicit, paths absolute, CHAP by
+// secret file. Starts with a comment saying ringtgt wrote it and comments were not kept.
+std::string to_toml(const Config& c);
+// c as load_string sees it: throws ConfigError (locations in to_toml(c)) when a change
+// made in code broke a rule of the loader; one set of rules for files and live changes.
+Config validate(const Config& c);
+// Replaces path with text: temporary file beside it, fsync, rename, fsync of the folder.
+// Throws std::runtime_error naming the path.
+void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace ringtgt::config

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -22,13 +24,31 @@ namespace ringtgt::iscsi {
 
 using Clock = std::chrono::steady_clock;
 
-// A target as the protocol engine sees it.
-struct TargetEntry {
+// A target as the protocol engine sees it. Its name and alias are fixed; its initiator
+// list and LUN map can be changed live by the control plane while sessions run: a changed
+// LUN map is published as a new map (copy, change, set_luns) and each connection picks it
+// up before its next command, keeping the map its in-flight commands run on alive until
+// they finish. Readers on the I/O path only load an atomic version number.
+class TargetEntry {
+ public:
   std::string name;
   std::string alias;
-  std::vector<std::string> allowed_initiators;  // empty: everyone
-  std::shared_ptr<scsi::LunMap> luns;
+
   bool allows(std::string_view initiator) const;
+  std::vector<std::string> allowed_initiators() const;  // empty: everyone
+  void set_allowed_initiators(std::vector<std::string> initiators);
+
+  std::shared_ptr<scsi::LunMap> luns() const;
+  // Publishes map; it must not be changed afterwards.
+  void set_luns(std::shared_ptr<scsi::LunMap> map);
+  // Bumped by every set_luns.
+  std::uint64_t luns_version() const { return luns_version_.load(std::memory_order_acquire); }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> allowed_initiators_;
+  std::shared_ptr<scsi::LunMap> luns_;
+  std::atomic<std::uint64_t> luns_version_{0};
 };
 
 // Why a login was refused, for logs and (later) metrics.
@@ -151,6 +171,8 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t tasks_in_flight() const { return active_tasks_; }
   // Digest errors on this connection (see digest.hpp for what each does).
   const DigestErrorCounts& digest_errors() const { return digest_errors_; }
+  // Normal session: the target it logged in to (null before that, or discovery).
+  const std::shared_ptr<const TargetEntry>& target() const { return target_; }
 
  private:
   enum class Phase { login, full_feature, logged_out };
@@ -204,6 +226,13 @@ class Connection final : private scsi::TaskOwner {
   LoginNegotiator negotiator_;
   SessionParams params_;
   std::shared_ptr<const TargetEntry> target_;
+  // The LUN map commands run on (target_->luns() as of luns_version_), and the maps
+  // replaced since that commands still executing were started on.
+  void refresh_luns();
+  std::shared_ptr<scsi::LunMap> luns_;
+  std::uint64_t luns_version_ = 0;
+  std::vector<std::shared_ptr<scsi::LunMap>> retired_luns_;
+  std::uint32_t tasks_on_retired_luns_ = 0;
   std::uint64_t isid_ = 0;
   std::uint16_t tsih_ = 0;
   std::uint32_t itt_login_ = 0;

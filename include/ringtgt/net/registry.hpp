@@ -15,13 +15,16 @@
 #include "ringtgt/config/config.hpp"
 #include "ringtgt/iscsi/connection.hpp"
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/scsi/logical_unit.hpp"
 
 namespace ringtgt::net {
 
 class Worker;
 class SocketConnection;
 
-// Targets are built once from the config and only read afterwards; the
+// The targets being served, as an immutable snapshot that the control plane
+// replaces whole (live changes, reload) while reactors read it at login and
+// discovery; sessions keep their TargetEntry alive through its shared_ptr. The
 // session table is touched at login and logout only, never per I/O.
 class Registry {
  public:
@@ -35,12 +38,33 @@ class Registry {
   bool offered_on(std::string_view target, const std::string& local_address) const;
   void append_send_targets(std::string_view initiator, std::string_view which,
                            const std::string& local_address, std::string& out) const;
-  const std::vector<std::shared_ptr<const iscsi::TargetEntry>>& targets() const { return targets_; }
+  std::vector<std::shared_ptr<iscsi::TargetEntry>> targets() const;
   iscsi::ConnectionSettings connection_settings() const { return settings_; }
   // The CHAP policy of a login to target (or of discovery): nullopt when none is set
   // or the target is unknown. Holds secrets: never log it.
   std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
                                                std::string_view target) const;
+
+  // --- live changes: control-plane thread only ---
+  // Opens the backing store of a LUN of target (creating a sparse file when l.size
+  // says so) and builds its LogicalUnit, not yet served. Throws std::runtime_error.
+  std::shared_ptr<scsi::LogicalUnit> open_lun(const std::string& target,
+                                              const config::Lun& l) const;
+  // Serves t with the LUs opened for it (by LUN number; missing ones are opened).
+  void add_target(const config::Target& t,
+                  std::map<std::uint32_t, std::shared_ptr<scsi::LogicalUnit>> opened = {});
+  void remove_target(const std::string& name);
+  void set_target_initiators(const std::string& target, std::vector<std::string> initiators);
+  void set_target_chap(const std::string& target, const std::optional<config::Chap>& chap);
+  // Adds lu (or puts it in place of the LUN of that number) with l's masking.
+  void put_lun(const std::string& target, const config::Lun& l,
+               std::shared_ptr<scsi::LogicalUnit> lu);
+  void remove_lun(const std::string& target, std::uint32_t lun);
+  void set_lun_initiators(const std::string& target, std::uint32_t lun,
+                          std::vector<std::string> initiators);
+  // Grows the LUN's backing store to bytes and its block count with it.
+  void resize_lun(const std::string& target, std::uint32_t lun, std::uint64_t bytes);
+  void set_portals(std::vector<config::Portal> portals);
 
   // A session reached full feature phase: returns its TSIH, and closes an
   // older session of the same initiator name and ISID (reinstatement).
@@ -55,9 +79,9 @@ class Registry {
   // Sessions and connections of a target for /metrics (null: no such target);
   // parallel to targets().
   std::shared_ptr<metrics::TargetCounters> target_counters(std::string_view name) const;
-  const std::vector<std::shared_ptr<metrics::TargetCounters>>& all_target_counters() const {
-    return target_counters_;
-  }
+  // Parallel to targets() (same order) while no change comes between the two calls:
+  // call both from the control-plane thread, which makes every change.
+  std::vector<std::shared_ptr<metrics::TargetCounters>> all_target_counters() const;
 
  private:
   struct SessionRef {
@@ -65,17 +89,28 @@ class Registry {
     Worker* worker;
     std::weak_ptr<SocketConnection> conn;
   };
-  std::vector<std::shared_ptr<const iscsi::TargetEntry>> targets_;
-  std::vector<std::shared_ptr<metrics::TargetCounters>> target_counters_;
-  std::vector<config::Portal> portals_;
+  struct Snapshot {
+    std::vector<std::shared_ptr<iscsi::TargetEntry>> targets;
+    std::vector<config::Portal> portals;
+    std::map<std::string, iscsi::AuthPolicy, std::less<>> target_auth;  // targets with CHAP
+    std::vector<std::shared_ptr<metrics::TargetCounters>> counters;     // parallel to targets
+    // Targets limited to some portals (target.portals); the others: every portal.
+    std::map<std::string, std::vector<config::Portal>, std::less<>> target_portals;
+  };
+  std::shared_ptr<const Snapshot> snapshot() const;
+  void publish(std::shared_ptr<const Snapshot> next);
+  std::shared_ptr<iscsi::TargetEntry> entry(const std::string& target) const;  // or throws
+
+  mutable std::mutex snapshot_mu_;
+  std::shared_ptr<const Snapshot> snapshot_;
   iscsi::ConnectionSettings settings_;
   std::optional<iscsi::AuthPolicy> discovery_auth_;
-  std::map<std::string, iscsi::AuthPolicy, std::less<>> target_auth_;  // targets with CHAP
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
   std::uint16_t next_tsih_ = 1;
   config::Limits limits_;
-  std::map<std::string, std::vector<config::Portal>, std::less<>> target_portals_;  // if limited
+  std::string state_dir_;  // APTPL reservation files of the LUNs
+  unsigned workers_;       // reactor threads: one LUN counter block each
 };
 
 // A stable 64-bit identity for a LUN, from its target name and number, so

@@ -31,6 +31,14 @@ class SocketConnection final : public iscsi::ConnectionHost,
   // Closed and every task returned: the worker may drop it.
   bool finished() const { return finished_; }
   const iscsi::Connection& protocol() const { return conn_; }
+  // For the admin socket (read on the reactor thread only): a number unique in this
+  // process, the peer and local addresses, and the bytes moved so far.
+  std::uint64_t id() const { return id_; }
+  const std::string& peer() const { return peer_; }
+  const std::string& local() const { return local_; }
+  std::uint64_t bytes_in() const { return bytes_in_; }
+  std::uint64_t bytes_out() const { return bytes_out_; }
+  bool closing() const { return closing_; }
 
   // iscsi::ConnectionHost
   std::shared_ptr<const iscsi::TargetEntry> find_target(std::string_view name) override;
@@ -63,6 +71,8 @@ class SocketConnection final : public iscsi::ConnectionHost,
   Registry& registry_;
   int fd_;
   std::string peer_, local_;
+  std::uint64_t id_;
+  std::uint64_t bytes_in_ = 0, bytes_out_ = 0;
   iscsi::Connection conn_;
 
   // receiving

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -28,6 +29,9 @@ class Worker {
   // Thread-safe: closes every connection once its in-flight work is done,
   // then stops the reactor.
   void drain_and_stop();
+  // Thread-safe: runs visit on the reactor thread with each of its connections, then
+  // done (also on the reactor thread). How the control plane looks at sessions.
+  void visit_connections(std::function<void(SocketConnection&)> visit, std::function<void()> done);
   void join();
 
   reactor::Reactor& reactor() { return reactor_; }

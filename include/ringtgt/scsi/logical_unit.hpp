@@ -54,7 +54,11 @@ class LogicalUnit {
   LogicalUnit(std::uint64_t lun, LunParams params, std::unique_ptr<storage::Backend> backend);
 
   std::uint64_t lun() const { return lun_; }
-  std::uint64_t block_count() const { return block_count_; }
+  // Read by every reactor serving the LU while the control plane may resize it.
+  std::uint64_t block_count() const { return block_count_.load(std::memory_order_relaxed); }
+  // The LU now has this many blocks (its backend was grown first). Control plane only.
+  // Every I_T nexus then gets CAPACITY DATA HAS CHANGED (2Ah/09h) once.
+  void set_block_count(std::uint64_t blocks);
   const LunParams& params() const { return params_; }
   storage::Backend& backend() { return *backend_; }
 
@@ -136,7 +140,7 @@ class LogicalUnit {
   std::uint64_t lun_;
   LunParams params_;
   std::unique_ptr<storage::Backend> backend_;
-  std::uint64_t block_count_;
+  std::atomic<std::uint64_t> block_count_;
   std::shared_ptr<metrics::LunStats> stats_;
 
   // SPC-2 RESERVE/RELEASE: shared by every nexus of the LU. reserved_ keeps
@@ -169,6 +173,11 @@ class LogicalUnit {
 class LunMap {
  public:
   void add(std::shared_ptr<LogicalUnit> lu);
+  // Takes lun (and its mask) out of the map. Only on a map not yet shared: live changes
+  // copy the map, change the copy and publish it (iscsi::TargetEntry::set_luns).
+  void remove(std::uint64_t lun);
+  // The initiators lun is masked to (empty: not masked).
+  std::vector<std::string> allowed_initiators(std::uint64_t lun) const;
   std::shared_ptr<LogicalUnit> find(std::uint64_t lun) const;
   std::vector<std::uint64_t> luns() const;
 

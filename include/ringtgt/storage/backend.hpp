@@ -67,6 +67,10 @@ class Backend {
     (void)offset;
     return {true, max_len};
   }
+  // Makes the store at least bytes long (a file grows sparse; a block device is sized
+  // again after the volume was extended). Control plane only; throws std::runtime_error
+  // saying why it cannot.
+  virtual void grow_to(std::uint64_t bytes);
 
   // For log lines and errors: the file, device or "memory".
   virtual std::string describe() const = 0;

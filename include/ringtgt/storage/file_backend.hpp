@@ -1,6 +1,7 @@
 // A file or block device driven through the calling thread's io_uring ring.
 #pragma once
 
+#include <atomic>
 #include <optional>
 #include <string>
 
@@ -32,7 +33,8 @@ class FileBackend final : public Backend {
   FileBackend(const FileBackend&) = delete;
   FileBackend& operator=(const FileBackend&) = delete;
 
-  std::uint64_t size_bytes() const override { return size_; }
+  std::uint64_t size_bytes() const override { return size_.load(std::memory_order_relaxed); }
+  void grow_to(std::uint64_t bytes) override;
   WriteAckPolicy ack_policy() const override { return policy_; }
   void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override;
   void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
@@ -48,7 +50,7 @@ class FileBackend final : public Backend {
  private:
   std::string path_;
   int fd_ = -1;
-  std::uint64_t size_ = 0;
+  std::atomic<std::uint64_t> size_{0};
   bool block_device_ = false;
   bool can_unmap_ = false;  // probed at open
   WriteAckPolicy policy_;

@@ -468,6 +468,7 @@ TEST(ShippedConfigs, DemoParses) {
   EXPECT_EQ(c.workers, 0u);
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.state_dir, state.string());
+  EXPECT_EQ(c.admin.socket, (state / "admin.sock").string());
   ASSERT_EQ(c.portals.size(), 1u);
   EXPECT_EQ(c.portals[0].to_string(), "127.0.0.1:3260");
   ASSERT_EQ(c.targets.size(), 2u);
@@ -606,7 +607,7 @@ TEST(Errors, TomlSyntax) {
 TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of("wrokers = 1\n" + kHead),
             "t.toml:1:1: unknown key 'wrokers' in the top level (allowed: workers, log_level, "
-            "state_dir, portal, iscsi, discovery, target, limits, metrics)");
+            "state_dir, portal, iscsi, discovery, target, limits, metrics, admin)");
   EXPECT_EQ(error_of("[[portal]]\n  listen = \"127.0.0.1\"\n  port = 3260\n"),
             "t.toml:3:3: unknown key 'port' in [[portal]] (allowed: listen)");
   EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_dept = 3\n"),
@@ -942,6 +943,120 @@ TEST_F(ShippedNode1, MetricsOnNode1sAddress) {
   Config c = load();
   ASSERT_TRUE(c.metrics.listen.has_value());
   EXPECT_EQ(c.metrics.listen->to_string(), "10.0.0.11:9105");  // Prometheus runs in K3s
+}
+
+}  // namespace
+}  // namespace ringtgt::config
+
+// --- [admin] ---
+namespace ringtgt::config {
+namespace {
+
+TEST(Admin, DefaultsWhenAbsent) {
+  Config c = load_string(kHead, "t.toml");
+  EXPECT_EQ(c.admin.socket, "/run/ringtgt/admin.sock");
+  EXPECT_EQ(c.admin.group, "");
+}
+
+TEST(Admin, SocketResolvesAndGroupIsKept) {
+  Config c =
+      load_string(kHead + "[admin]\nsocket = \"/tmp/x/admin.sock\"\ngroup = \"root\"\n", "t.toml");
+  EXPECT_EQ(c.admin.socket, "/tmp/x/admin.sock");
+  EXPECT_EQ(c.admin.group, "root");
+  Config rel = load_string(kHead + "[admin]\nsocket = \"run/a.sock\"\n", "t.toml");
+  EXPECT_EQ(rel.admin.socket, (fs::current_path() / "run/a.sock").lexically_normal().string());
+}
+
+TEST(Admin, Errors) {
+  EXPECT_EQ(error_of("admin = 3\n" + kHead),
+            "t.toml:1:9: 'admin' must be a table, written [admin], not an integer");
+  EXPECT_EQ(error_of(kHead + "[admin]\nsockt = \"/a\"\n"),
+            "t.toml:6:1: unknown key 'sockt' in [admin] (allowed: socket, group)");
+  EXPECT_EQ(error_of(kHead + "[admin]\nsocket = \"\"\n"),
+            "t.toml:6:10: admin.socket must not be empty");
+  EXPECT_EQ(error_of(kHead + "[admin]\nsocket = 5\n"),
+            "t.toml:6:10: admin.socket must be a string, not an integer");
+  const std::string long_path = "/" + std::string(120, 'a');
+  EXPECT_EQ(error_of(kHead + "[admin]\nsocket = \"" + long_path + "\"\n"),
+            "t.toml:6:10: admin.socket \"" + long_path +
+                "\" is 121 bytes long; a Unix socket path must be at most 107 bytes");
+  EXPECT_EQ(error_of(kHead + "[admin]\ngroup = \"a b\"\n"),
+            "t.toml:6:9: admin.group \"a b\" is not a group name (1..32 of a-z A-Z 0-9 _ - .)");
+  EXPECT_EQ(error_of(kHead + "[admin]\ngroup = \"no-such-group-rt\"\n"),
+            "t.toml:6:9: admin.group \"no-such-group-rt\": no such group on this host");
+}
+
+}  // namespace
+}  // namespace ringtgt::config
+
+// --- to_toml / validate / write_file_atomically ---
+namespace ringtgt::config {
+namespace {
+
+TEST(Writer, RoundTripsEveryKey) {
+  const std::string text = kHead +
+                           "alias = \"a\"\n"
+                           "allowed_initiators = [\"iqn.2000-01.com.example:a\"]\n"
+                           "[[target.lun]]\nnumber = 3\npath = \"/tmp/x.img\"\nsize = \"1M\"\n"
+                           "block_size = 4096\nread_only = true\nwrite_ack = \"writeback\"\n"
+                           "serial = \"S1\"\nallowed_initiators = [\"iqn.2000-01.com.example:a\"]\n"
+                           "[iscsi]\nqueue_depth = 7\nnop_interval = 0\n"
+                           "[admin]\nsocket = \"/tmp/r/admin.sock\"\ngroup = \"root\"\n";
+  Config a = load_string(text, "t.toml");
+  std::string written = to_toml(a);
+  EXPECT_EQ(written.rfind("# Written by ringtgt", 0), 0u) << written;
+  Config b = load_string(written, "t.toml");
+  EXPECT_EQ(to_toml(b), written);
+  ASSERT_EQ(b.targets.size(), 1u);
+  EXPECT_EQ(b.targets[0].alias, "a");
+  EXPECT_EQ(b.targets[0].allowed_initiators, a.targets[0].allowed_initiators);
+  ASSERT_EQ(b.targets[0].luns.size(), 1u);
+  const Lun& l = b.targets[0].luns[0];
+  EXPECT_EQ(l.number, 3u);
+  EXPECT_EQ(l.size, std::optional<std::uint64_t>(1u << 20));
+  EXPECT_EQ(l.block_size, 4096u);
+  EXPECT_TRUE(l.read_only);
+  EXPECT_EQ(l.write_ack, WriteAck::writeback);
+  EXPECT_EQ(l.serial, "S1");
+  EXPECT_EQ(l.allowed_initiators.size(), 1u);
+  EXPECT_EQ(b.iscsi.queue_depth, 7u);
+  EXPECT_EQ(b.iscsi.nop_interval_seconds, 0u);
+  EXPECT_EQ(b.admin.socket, "/tmp/r/admin.sock");
+  EXPECT_EQ(b.admin.group, "root");
+}
+
+TEST(Writer, ValidateAppliesTheLoadersRules) {
+  Config c = load_string(with_lun(), "t.toml");
+  EXPECT_NO_THROW(validate(c));
+  Config bad = c;
+  bad.targets[0].luns.push_back(bad.targets[0].luns[0]);  // duplicate LUN 0
+  bad.targets[0].luns[1].path = "/tmp/y.img";
+  try {
+    validate(bad);
+    FAIL() << "duplicate LUN accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("duplicate LUN number 0"), std::string::npos) << e.what();
+  }
+  Config bs = c;
+  bs.targets[0].luns[0].block_size = 1000;
+  EXPECT_THROW(validate(bs), ConfigError);
+}
+
+TEST(Writer, WriteFileAtomicallyReplacesTheFile) {
+  fs::path dir = fs::temp_directory_path() / ("ringtgt-writer-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::path f = dir / "c.toml";
+  { std::ofstream(f) << "old\n"; }
+  write_file_atomically(f.string(), "new text\n");
+  std::ifstream in(f);
+  std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(got, "new text\n");
+  std::size_t files = 0;
+  for ([[maybe_unused]] auto& e : fs::directory_iterator(dir)) ++files;
+  EXPECT_EQ(files, 1u);  // no temporary file left behind
+  EXPECT_THROW(write_file_atomically((dir / "no/such/dir/c.toml").string(), "x"),
+               std::runtime_error);
+  fs::remove_all(dir);
 }
 
 }  // namespace

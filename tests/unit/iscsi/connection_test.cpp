@@ -50,7 +50,7 @@ class FakeHost final : public ConnectionHost {
     luns->add(std::make_shared<scsi::LogicalUnit>(0, lp, std::move(backend)));
     target = std::make_shared<TargetEntry>();
     target->name = kTarget;
-    target->luns = luns;
+    target->set_luns(luns);
   }
 
   std::shared_ptr<const TargetEntry> find_target(std::string_view name) override {
@@ -428,7 +428,7 @@ TEST(ConnectionLogin, UnknownTargetIsRefusedWith0203) {
 
 TEST(ConnectionLogin, InitiatorNotOnTheListIsRefusedWith0202) {
   Driver d;
-  d.host.target->allowed_initiators = {"iqn.2025-01.com.example:someone-else"};
+  d.host.target->set_allowed_initiators({"iqn.2025-01.com.example:someone-else"});
   auto data = Driver::text({{"InitiatorName", kInitiator},
                             {"TargetName", kTarget},
                             {"SessionType", "Normal"},
@@ -440,7 +440,7 @@ TEST(ConnectionLogin, InitiatorNotOnTheListIsRefusedWith0202) {
 
 TEST(ConnectionLogin, AllowedInitiatorLogsIn) {
   Driver d;
-  d.host.target->allowed_initiators = {"iqn.x:other", kInitiator};
+  d.host.target->set_allowed_initiators({"iqn.x:other", kInitiator});
   auto r = d.login();
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[1].bhs.login_status(), LoginStatus::success);
@@ -1394,6 +1394,101 @@ TEST(ConnectionLimits, NoBufferMemoryAnswersBusyThenTaskSetFull) {
   EXPECT_EQ(Bytes(out.back().data.begin(), out.back().data.end()),
             Bytes(data.begin(), data.begin() + 4096));
   reactor::BufferPool::local().set_retain_limit(256u << 20);
+}
+
+// ------------------------------------------------------------------ live LUN map changes
+
+// The control plane publishes a new LUN map while the session runs: the session's next
+// command sees it (a removed LUN answers LOGICAL UNIT NOT SUPPORTED, a returned one works).
+TEST(ConnectionLiveLuns, NextCommandSeesThePublishedMap) {
+  Driver d;
+  d.login();
+  auto original = d.host.target->luns();
+  ASSERT_TRUE(d.send(d.command(0x900, read10(0, 1), 512, true, false)));
+  for (auto& o : d.drain())
+    if (o.op() == Opcode::scsi_response) {
+      EXPECT_EQ(o.bhs.bytes[3], 0x00);
+    }
+
+  d.host.target->set_luns(std::make_shared<scsi::LunMap>());
+  ASSERT_TRUE(d.send(d.command(0x901, read10(0, 1), 512, true, false)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.bytes[3], 0x02);  // CHECK CONDITION
+  ASSERT_GE(r.data.size(), 2u + 14u);
+  EXPECT_EQ(r.data[2 + 2] & 0x0f, 0x05);  // ILLEGAL REQUEST
+  EXPECT_EQ(r.data[2 + 12], 0x25);        // LOGICAL UNIT NOT SUPPORTED
+
+  d.host.target->set_luns(original);
+  ASSERT_TRUE(d.send(d.command(0x902, read10(0, 1), 512, true, false)));
+  bool good = false;
+  for (auto& o : d.drain())
+    if (o.op() == Opcode::scsi_response || (o.op() == Opcode::data_in && (o.bhs.bytes[1] & 0x01)))
+      good = o.bhs.bytes[3] == 0x00;
+  EXPECT_TRUE(good);
+}
+
+// A backend that keeps its one operation until the test completes it.
+class HeldBackend final : public storage::Backend {
+ public:
+  std::uint64_t size_bytes() const override { return kLunBytes; }
+  storage::WriteAckPolicy ack_policy() const override {
+    return storage::WriteAckPolicy::writethrough;
+  }
+  void read(void* buf, std::size_t len, std::uint64_t, storage::IoOp* op) override {
+    std::memset(buf, 0x3c, len);
+    held = op;
+    held_len = static_cast<int>(len);
+  }
+  void write(const void*, std::size_t len, std::uint64_t, bool, storage::IoOp* op) override {
+    held = op;
+    held_len = static_cast<int>(len);
+  }
+  void flush(storage::IoOp* op) override { op->on_complete(0); }
+  std::string describe() const override { return "held"; }
+  void complete() {
+    auto* op = std::exchange(held, nullptr);
+    op->on_complete(held_len);
+  }
+  storage::IoOp* held = nullptr;
+  int held_len = 0;
+};
+
+// A command in flight when its LUN is removed completes on the LU it started on; the
+// replaced map (and the LU with it) is let go only once that command is done.
+TEST(ConnectionLiveLuns, InFlightCommandKeepsItsMapUntilItCompletes) {
+  Driver d;
+  d.login();
+  auto backend = std::make_unique<HeldBackend>();
+  HeldBackend* held = backend.get();
+  scsi::LunParams lp;
+  lp.block_size = kBlock;
+  auto map = std::make_shared<scsi::LunMap>();
+  map->add(std::make_shared<scsi::LogicalUnit>(0, lp, std::move(backend)));
+  std::weak_ptr<scsi::LunMap> watch = map;
+  d.host.target->set_luns(std::move(map));
+
+  ASSERT_TRUE(d.send(d.command(0xa00, read10(0, 1), 512, true, false)));
+  ASSERT_NE(held->held, nullptr);  // the read is in flight
+  EXPECT_TRUE(d.drain().empty());
+
+  d.host.target->set_luns(std::make_shared<scsi::LunMap>());  // LUN 0 removed
+  ASSERT_TRUE(d.send(d.command(0xa01, tur(), 0, false, false)));
+  Out r = d.only_one();  // the new command already sees the new map
+  EXPECT_EQ(r.bhs.itt(), 0xa01u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x02);
+  EXPECT_FALSE(watch.expired());  // still held for the read in flight
+
+  held->complete();
+  bool good = false;
+  for (auto& o : d.drain()) {
+    if (o.bhs.itt() != 0xa00u) continue;
+    if (o.op() == Opcode::data_in) EXPECT_EQ(o.data, Bytes(512, 0x3c));
+    if (o.op() == Opcode::scsi_response || (o.op() == Opcode::data_in && (o.bhs.bytes[1] & 0x01)))
+      good = o.bhs.bytes[3] == 0x00;
+  }
+  EXPECT_TRUE(good);
+  EXPECT_TRUE(watch.expired());  // let go once the read finished
 }
 
 }  // namespace

@@ -1,0 +1,65 @@
+// The admin methods: what ringtgtctl can ask and change, on the control-plane thread.
+// Every change (an RPC or a reload) goes the same way: a candidate Config is built
+// from the running one, validated by the config loader's rules, diffed against the
+// running one (change_plan.hpp), and only the difference is applied; the candidate
+// then becomes the running config. Changes are applied one at a time.
+#pragma once
+
+#include <utility>  // Boost 1.74 asio uses std::exchange without including it
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <string>
+
+#include "ringtgt/admin/change_plan.hpp"
+#include "ringtgt/admin/json_rpc.hpp"
+#include "ringtgt/config/config.hpp"
+#include "ringtgt/net/registry.hpp"
+#include "ringtgt/net/server.hpp"
+
+namespace ringtgt::admin {
+
+class Service {
+ public:
+  Service(config::Config running, std::string version, net::Registry& registry,
+          net::Server& server);
+
+  const Dispatcher& dispatcher() const { return dispatcher_; }
+  const config::Config& running() const { return running_; }
+  // SIGHUP: the same as config.reload, with the outcome in the log only.
+  void reload_from_signal();
+  // Called on the control-plane thread after every change that was applied (e.g. to
+  // give the metrics collector the new set of targets and LUNs).
+  void on_applied(std::function<void()> f) { on_applied_ = std::move(f); }
+
+ private:
+  using Done = std::function<void(const json& result)>;
+  using Fail = std::function<void(int code, const std::string& message)>;
+
+  void add_methods();
+  // Runs job once every change queued before it is done; job calls release when done.
+  void exclusive(std::function<void(std::function<void()> release)> job);
+  void run_next();
+  // Validates next and applies its difference from the running config. force: also
+  // when a session uses a target whose LUNs go away or change.
+  void change(config::Config next, bool force, Done done, Fail fail, bool from_file = false);
+  json apply(const ChangePlan& plan, const config::Config& next);
+  void reload(Done done, Fail fail);
+
+  config::Target& target_of(config::Config& c, const std::string& name);
+
+  config::Config running_;
+  std::uint64_t generation_ = 0;  // changes applied so far
+  std::string version_;
+  net::Registry& registry_;
+  net::Server& server_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  Dispatcher dispatcher_;
+  std::deque<std::function<void(std::function<void()>)>> queue_;
+  bool busy_ = false;
+  std::function<void()> on_applied_;
+};
+
+}  // namespace ringtgt::admin

@@ -1,0 +1,617 @@
+#include "ringtgt/admin/service.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "ringtgt/storage/backend.hpp"
+
+namespace ringtgt::admin {
+
+namespace asio = boost::asio;
+using Kind = ChangeStep::Kind;
+
+namespace {
+
+// The message of a ConfigError without its "file:line:col: " (the location is in
+// generated text, meaningless to whoever sent the RPC).
+std::string bare_message(const config::ConfigError& e) {
+  std::string prefix =
+      e.file() + ":" + std::to_string(e.line()) + ":" + std::to_string(e.column()) + ": ";
+  std::string w = e.what();
+  return w.rfind(prefix, 0) == 0 ? w.substr(prefix.size()) : w;
+}
+
+std::string isid_hex(std::uint64_t isid) {
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%012llx", static_cast<unsigned long long>(isid));
+  return buf;
+}
+
+json session_json(const net::SessionInfo& s) {
+  const auto& p = s.params;
+  json j{{"connection_id", s.connection_id},
+         {"worker", s.worker},
+         {"peer", s.peer},
+         {"local", s.local},
+         {"logged_in", s.logged_in},
+         {"closing", s.closing},
+         {"type", s.discovery ? "discovery" : "normal"},
+         {"initiator", s.initiator},
+         {"target", s.target},
+         {"isid", isid_hex(s.isid)},
+         {"tsih", s.tsih},
+         {"commands_in_flight", s.commands_in_flight},
+         {"bytes_in", s.bytes_in},
+         {"bytes_out", s.bytes_out}};
+  if (s.logged_in) {
+    j["negotiated"] = {
+        {"HeaderDigest", p.header_digest ? "CRC32C" : "None"},
+        {"DataDigest", p.data_digest ? "CRC32C" : "None"},
+        {"InitialR2T", p.initial_r2t},
+        {"ImmediateData", p.immediate_data},
+        {"MaxRecvDataSegmentLength", p.target_max_recv_data_segment_length},
+        {"InitiatorMaxRecvDataSegmentLength", p.initiator_max_recv_data_segment_length},
+        {"MaxBurstLength", p.max_burst_length},
+        {"FirstBurstLength", p.first_burst_length},
+        {"MaxOutstandingR2T", p.max_outstanding_r2t},
+        {"DefaultTime2Wait", p.default_time2wait},
+        {"DefaultTime2Retain", p.default_time2retain},
+        {"ErrorRecoveryLevel", p.error_recovery_level}};
+  }
+  return j;
+}
+
+void add_unique(std::vector<std::string>& v, const std::string& s) {
+  if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+}
+
+}  // namespace
+
+Service::Service(config::Config running, std::string version, net::Registry& registry,
+                 net::Server& server)
+    : running_(std::move(running)),
+      version_(std::move(version)),
+      registry_(registry),
+      server_(server) {
+  add_methods();
+}
+
+config::Target& Service::target_of(config::Config& c, const std::string& name) {
+  for (auto& t : c.targets)
+    if (t.name == name) return t;
+  throw RpcError(rpc_error::invalid_params,
+                 "no target named " + name + " (ringtgtctl target list shows them)");
+}
+
+void Service::exclusive(std::function<void(std::function<void()>)> job) {
+  queue_.push_back(std::move(job));
+  if (!busy_) run_next();
+}
+
+void Service::run_next() {
+  if (queue_.empty()) {
+    busy_ = false;
+    return;
+  }
+  busy_ = true;
+  auto job = std::move(queue_.front());
+  queue_.pop_front();
+  job([this] { asio::post(server_.io(), [this] { run_next(); }); });
+}
+
+void Service::change(config::Config next, bool force, Done done, Fail fail, bool from_file) {
+  exclusive([this, next = std::move(next), force, done, fail,
+             from_file](std::function<void()> release) mutable {
+    auto finish_fail = [fail, release](int code, const std::string& m) {
+      fail(code, m);
+      release();
+    };
+    config::Config valid;
+    try {
+      valid = from_file ? std::move(next) : config::validate(next);
+    } catch (const config::ConfigError& e) {
+      return finish_fail(rpc_error::invalid_params, bare_message(e));
+    }
+    valid.source = running_.source;
+    ChangePlan plan = plan_changes(running_, valid);
+    std::set<std::string> touched;  // targets whose LUNs go away or change under sessions
+    std::set<std::string> removed;
+    for (const auto& s : plan.steps) {
+      if (s.kind == Kind::remove_target) removed.insert(s.target);
+      if (s.kind == Kind::remove_target || s.kind == Kind::remove_lun ||
+          s.kind == Kind::replace_lun)
+        touched.insert(s.target);
+    }
+    auto commit = [this, plan, valid, removed, done, finish_fail, release]() {
+      json result;
+      try {
+        result = apply(plan, valid);
+      } catch (const RpcError& e) {
+        return finish_fail(e.code, e.what());
+      } catch (const std::exception& e) {
+        spdlog::warn("admin: change refused: {}", e.what());
+        return finish_fail(rpc_error::refused, e.what());
+      }
+      if (!removed.empty()) {
+        server_.visit_sessions(
+            [removed](net::SocketConnection& c, const net::SessionInfo& s) {
+              if (!removed.contains(s.target)) return false;
+              c.close("target removed by the administrator");
+              return true;
+            },
+            [](std::vector<net::SessionInfo> closed) {
+              for (const auto& s : closed)
+                spdlog::info("admin: closed session of {} to removed target {}", s.initiator,
+                             s.target);
+            });
+      }
+      done(result);
+      release();
+    };
+    if (touched.empty() || force) return commit();
+    server_.visit_sessions(
+        [](net::SocketConnection&, const net::SessionInfo&) { return true; },
+        [touched, commit, finish_fail](std::vector<net::SessionInfo> sessions) {
+          std::map<std::string, std::vector<std::string>> users;
+          for (const auto& s : sessions)
+            if (s.logged_in && touched.contains(s.target))
+              users[s.target].push_back(s.initiator + " from " + s.peer);
+          if (users.empty()) return commit();
+          std::string msg;
+          for (const auto& [t, who] : users) {
+            msg += (msg.empty() ? "" : "; ") + std::string("target ") + t + " is in use by " +
+                   std::to_string(who.size()) + " session(s) (";
+            for (std::size_t i = 0; i < who.size(); ++i) msg += (i ? ", " : "") + who[i];
+            msg += ")";
+          }
+          spdlog::warn("admin: change refused: {}", msg);
+          finish_fail(rpc_error::refused,
+                      msg + ": close them first (ringtgtctl session close) or use --force");
+        });
+  });
+}
+
+json Service::apply(const ChangePlan& plan, const config::Config& next) {
+  // Prepare everything that can fail (open backing stores, bind portals, grow files)
+  // before anything serves: a change that cannot be made in full is not made at all.
+  std::map<std::pair<std::string, std::uint32_t>, std::shared_ptr<scsi::LogicalUnit>> opened;
+  std::vector<config::Portal> bound;
+  bool portals_changed = false;
+  try {
+    for (const auto& s : plan.steps) {
+      switch (s.kind) {
+        case Kind::add_portal:
+          server_.open_portal(s.portal);
+          bound.push_back(s.portal);
+          portals_changed = true;
+          break;
+        case Kind::add_target:
+          for (const auto& l : s.target_cfg.luns)
+            opened[{s.target, l.number}] = registry_.open_lun(s.target, l);
+          break;
+        case Kind::add_lun:
+        case Kind::replace_lun:
+          opened[{s.target, s.lun}] = registry_.open_lun(s.target, s.lun_cfg);
+          break;
+        default:
+          break;
+      }
+    }
+    for (const auto& s : plan.steps)
+      if (s.kind == Kind::resize_lun) registry_.resize_lun(s.target, s.lun, *s.lun_cfg.size);
+  } catch (...) {
+    for (const auto& p : bound) server_.close_portal(p);
+    throw;
+  }
+
+  json applied = json::array();
+  for (const auto& s : plan.steps) {
+    switch (s.kind) {
+      case Kind::add_portal:
+      case Kind::resize_lun:
+        break;  // done above
+      case Kind::remove_portal:
+        server_.close_portal(s.portal);
+        portals_changed = true;
+        break;
+      case Kind::add_target: {
+        std::map<std::uint32_t, std::shared_ptr<scsi::LogicalUnit>> luns;
+        for (const auto& l : s.target_cfg.luns) luns[l.number] = opened[{s.target, l.number}];
+        registry_.add_target(s.target_cfg, std::move(luns));
+        break;
+      }
+      case Kind::remove_target:
+        registry_.remove_target(s.target);
+        break;
+      case Kind::set_target_initiators:
+        registry_.set_target_initiators(s.target, s.target_cfg.allowed_initiators);
+        break;
+      case Kind::set_target_chap:
+        registry_.set_target_chap(s.target, s.target_cfg.chap);
+        break;
+      case Kind::add_lun:
+      case Kind::replace_lun:
+        registry_.put_lun(s.target, s.lun_cfg, opened[{s.target, s.lun}]);
+        break;
+      case Kind::remove_lun:
+        registry_.remove_lun(s.target, s.lun);
+        break;
+      case Kind::set_lun_initiators:
+        registry_.set_lun_initiators(s.target, s.lun, s.lun_cfg.allowed_initiators);
+        break;
+    }
+    spdlog::info("admin: {}", s.description);
+    applied.push_back(s.description);
+  }
+  if (portals_changed) registry_.set_portals(next.portals);
+  for (const auto& n : plan.needs_restart) spdlog::warn("admin: not applied: {}", n);
+  running_ = next;
+  ++generation_;
+  if (on_applied_) on_applied_();
+  return json{{"applied", applied}, {"needs_restart", plan.needs_restart}};
+}
+
+void Service::reload(Done done, Fail fail) {
+  config::Config next;
+  try {
+    next = config::load_file(running_.source);
+  } catch (const config::ConfigError& e) {
+    spdlog::error("reload refused, the running configuration stays: {}", e.what());
+    return fail(rpc_error::config_invalid,
+                std::string(e.what()) + " (reload refused; the running configuration stays)");
+  }
+  spdlog::info("reloading {}", running_.source);
+  // The file is the operator's intent: LUNs and targets it drops go even when in use.
+  change(std::move(next), true, std::move(done), std::move(fail), true);
+}
+
+void Service::reload_from_signal() {
+  reload(
+      [](const json& r) {
+        spdlog::info("reload done: {} change(s) applied, {} left for a restart",
+                     r["applied"].size(), r["needs_restart"].size());
+      },
+      [](int, const std::string& m) { spdlog::error("reload failed: {}", m); });
+}
+
+void Service::add_methods() {
+  auto& d = dispatcher_;
+
+  d.add("version", [this](const Params& p, const Responder& r) {
+    p.only({});
+    auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                               started_);
+    r.ok({{"version", version_},
+          {"uptime_seconds", up.count()},
+          {"pid", ::getpid()},
+          {"config", running_.source},
+          {"workers", server_.worker_count()}});
+  });
+
+  // ---------------------------------------------------------------- lists
+  d.add("target.list", [this](const Params& p, const Responder& r) {
+    p.only({});
+    server_.visit_sessions(
+        [](net::SocketConnection&, const net::SessionInfo& s) { return s.logged_in; },
+        [this, r](std::vector<net::SessionInfo> sessions) {
+          json out = json::array();
+          for (const auto& t : running_.targets) {
+            std::size_t n = std::count_if(sessions.begin(), sessions.end(),
+                                          [&](const auto& s) { return s.target == t.name; });
+            out.push_back({{"name", t.name},
+                           {"alias", t.alias},
+                           {"luns", t.luns.size()},
+                           {"sessions", n},
+                           {"chap", t.chap.has_value()},
+                           {"allowed_initiators", t.allowed_initiators}});
+          }
+          r.ok(out);
+        });
+  });
+
+  d.add("lun.list", [this](const Params& p, const Responder& r) {
+    p.only({"target"});
+    auto only = p.optional_string("target");
+    if (only) target_of(running_, *only);
+    json out = json::array();
+    for (const auto& entry : registry_.targets()) {
+      if (only && entry->name != *only) continue;
+      auto map = entry->luns();
+      const config::Target* tc = nullptr;
+      for (const auto& t : running_.targets)
+        if (t.name == entry->name) tc = &t;
+      for (auto n : map->luns()) {
+        auto lu = map->find(n);
+        json j{{"target", entry->name},
+               {"lun", n},
+               {"path", lu->backend().describe()},
+               {"size", lu->backend().size_bytes()},
+               {"block_size", lu->params().block_size},
+               {"blocks", lu->block_count()},
+               {"write_ack", storage::to_string(lu->backend().ack_policy())},
+               {"read_only", lu->params().read_only},
+               {"allowed_initiators", map->allowed_initiators(n)}};
+        if (tc)
+          for (const auto& l : tc->luns)
+            if (l.number == n) j["direct_io"] = l.direct_io;
+        out.push_back(j);
+      }
+    }
+    r.ok(out);
+  });
+
+  d.add("acl.list", [this](const Params& p, const Responder& r) {
+    p.only({"target"});
+    auto only = p.optional_string("target");
+    if (only) target_of(running_, *only);
+    json out = json::array();
+    for (const auto& t : running_.targets) {
+      if (only && t.name != *only) continue;
+      json luns = json::object();
+      for (const auto& l : t.luns)
+        if (!l.allowed_initiators.empty()) luns[std::to_string(l.number)] = l.allowed_initiators;
+      out.push_back({{"target", t.name},
+                     {"allowed_initiators", t.allowed_initiators},
+                     {"lun_allowed_initiators", luns},
+                     {"chap", t.chap.has_value()}});
+    }
+    r.ok(out);
+  });
+
+  d.add("portal.list", [this](const Params& p, const Responder& r) {
+    p.only({});
+    json out = json::array();
+    for (const auto& portal : running_.portals) out.push_back({{"listen", portal.to_string()}});
+    r.ok(out);
+  });
+
+  d.add("session.list", [this](const Params& p, const Responder& r) {
+    p.only({"target", "all"});
+    auto only = p.optional_string("target");
+    bool all = p.flag("all", false);  // also connections still logging in, and discovery
+    server_.visit_sessions(
+        [only, all](net::SocketConnection&, const net::SessionInfo& s) {
+          if (!all && (!s.logged_in || s.discovery || s.closing)) return false;
+          return !only || s.target == *only;
+        },
+        [r](std::vector<net::SessionInfo> sessions) {
+          std::sort(sessions.begin(), sessions.end(),
+                    [](const auto& a, const auto& b) { return a.connection_id < b.connection_id; });
+          json out = json::array();
+          for (const auto& s : sessions) out.push_back(session_json(s));
+          r.ok(out);
+        });
+  });
+
+  // ---------------------------------------------------------------- changes
+  auto respond = [](const Responder& r) {
+    return std::make_pair([r](const json& result) { r.ok(result); },
+                          [r](int code, const std::string& m) { r.fail(code, m); });
+  };
+
+  d.add("target.add", [this, respond](const Params& p, const Responder& r) {
+    p.only({"name", "alias", "allowed_initiators"});
+    config::Config next = running_;
+    config::Target t;
+    t.name = p.string("name");
+    for (const auto& e : next.targets)
+      if (e.name == t.name)
+        throw RpcError(rpc_error::invalid_params, "target " + t.name + " exists already");
+    t.alias = p.optional_string("alias").value_or("");
+    t.allowed_initiators =
+        p.optional_strings("allowed_initiators").value_or(std::vector<std::string>{});
+    next.targets.push_back(std::move(t));
+    auto [ok, fail] = respond(r);
+    change(std::move(next), false, ok, fail);
+  });
+
+  d.add("target.remove", [this, respond](const Params& p, const Responder& r) {
+    p.only({"name", "force"});
+    config::Config next = running_;
+    std::string name = p.string("name");
+    target_of(next, name);
+    std::erase_if(next.targets, [&](const auto& t) { return t.name == name; });
+    auto [ok, fail] = respond(r);
+    change(std::move(next), p.flag("force", false), ok, fail);
+  });
+
+  d.add("lun.add", [this, respond](const Params& p, const Responder& r) {
+    p.only({"target", "lun", "path", "size", "block_size", "read_only", "direct_io", "write_ack",
+            "serial", "allowed_initiators"});
+    config::Config next = running_;
+    config::Target& t = target_of(next, p.string("target"));
+    config::Lun l;
+    l.number = static_cast<std::uint32_t>(p.uint("lun", 0, 16383));
+    for (const auto& e : t.luns)
+      if (e.number == l.number)
+        throw RpcError(rpc_error::invalid_params,
+                       "target " + t.name + " has a LUN " + std::to_string(l.number) + " already");
+    l.path = p.string("path");
+    if (l.path.front() != '/')
+      throw RpcError(rpc_error::invalid_params, "path must be absolute, not \"" + l.path + "\"");
+    if (auto size = p.optional_uint("size", 1, std::uint64_t{1} << 62)) l.size = *size;
+    l.block_size =
+        static_cast<std::uint32_t>(p.optional_uint("block_size", 512, 4096).value_or(512));
+    l.read_only = p.flag("read_only", false);
+    l.direct_io = p.flag("direct_io", false);
+    std::string ack = p.optional_string("write_ack").value_or("writethrough");
+    if (ack != "writethrough" && ack != "writeback")
+      throw RpcError(rpc_error::invalid_params,
+                     "write_ack must be \"writethrough\" or \"writeback\", not \"" + ack + "\"");
+    l.write_ack = ack == "writeback" ? config::WriteAck::writeback : config::WriteAck::writethrough;
+    l.serial = p.optional_string("serial").value_or("");
+    l.allowed_initiators =
+        p.optional_strings("allowed_initiators").value_or(std::vector<std::string>{});
+    t.luns.push_back(std::move(l));
+    auto [ok, fail] = respond(r);
+    change(std::move(next), false, ok, fail);
+  });
+
+  d.add("lun.remove", [this, respond](const Params& p, const Responder& r) {
+    p.only({"target", "lun", "force"});
+    config::Config next = running_;
+    config::Target& t = target_of(next, p.string("target"));
+    auto n = static_cast<std::uint32_t>(p.uint("lun", 0, 16383));
+    if (std::erase_if(t.luns, [n](const auto& l) { return l.number == n; }) == 0)
+      throw RpcError(rpc_error::invalid_params,
+                     "target " + t.name + " has no LUN " + std::to_string(n));
+    auto [ok, fail] = respond(r);
+    change(std::move(next), p.flag("force", false), ok, fail);
+  });
+
+  d.add("lun.resize", [this, respond](const Params& p, const Responder& r) {
+    p.only({"target", "lun", "size"});
+    config::Config next = running_;
+    config::Target& t = target_of(next, p.string("target"));
+    auto n = static_cast<std::uint32_t>(p.uint("lun", 0, 16383));
+    std::uint64_t size = p.uint("size", 1, std::uint64_t{1} << 62);
+    auto it =
+        std::find_if(t.luns.begin(), t.luns.end(), [n](const auto& l) { return l.number == n; });
+    if (it == t.luns.end())
+      throw RpcError(rpc_error::invalid_params,
+                     "target " + t.name + " has no LUN " + std::to_string(n));
+    auto lu = registry_.find_target(t.name)->luns()->find(n);
+    std::uint64_t now = lu ? lu->backend().size_bytes() : 0;
+    if (size < now)
+      throw RpcError(rpc_error::invalid_params,
+                     "size " + std::to_string(size) + " is smaller than the LUN (" +
+                         std::to_string(now) + " bytes): shrinking is not supported");
+    if (size == now) return r.ok({{"applied", json::array()}, {"needs_restart", json::array()}});
+    it->size = size;
+    // The running config may remember a smaller size than the LUN has (a grown file).
+    auto [ok, fail] = respond(r);
+    change(std::move(next), false, ok, fail);
+  });
+
+  auto acl = [this, respond](bool add) {
+    return [this, respond, add](const Params& p, const Responder& r) {
+      p.only({"target", "initiator", "lun"});
+      config::Config next = running_;
+      config::Target& t = target_of(next, p.string("target"));
+      std::string who = p.string("initiator");
+      if (auto problem = config::iscsi_name_problem(who))
+        throw RpcError(rpc_error::invalid_params,
+                       "\"" + who + "\" is not a valid iSCSI name: " + *problem);
+      std::vector<std::string>* list = &t.allowed_initiators;
+      std::string where = "target " + t.name;
+      if (auto n = p.optional_uint("lun", 0, 16383)) {
+        auto it = std::find_if(t.luns.begin(), t.luns.end(),
+                               [&](const auto& l) { return l.number == *n; });
+        if (it == t.luns.end())
+          throw RpcError(rpc_error::invalid_params,
+                         "target " + t.name + " has no LUN " + std::to_string(*n));
+        list = &it->allowed_initiators;
+        where += " LUN " + std::to_string(*n);
+      }
+      if (add) {
+        add_unique(*list, who);
+      } else {
+        if (std::erase(*list, who) == 0)
+          throw RpcError(rpc_error::invalid_params, who + " is not on the list of " + where);
+      }
+      auto [ok, fail] = respond(r);
+      change(std::move(next), false, ok, fail);
+    };
+  };
+  d.add("acl.add", acl(true));
+  d.add("acl.remove", acl(false));
+
+  auto portal_of = [](const std::string& listen) {
+    try {
+      // The loader's own portal rules; it wants a target, so it gets a stand-in.
+      auto c = config::load_string("[[portal]]\nlisten = " + json(listen).dump() +
+                                       "\n[[target]]\nname = \"iqn.2000-01.com.example:x\"\n",
+                                   "listen");
+      return c.portals.at(0);
+    } catch (const config::ConfigError& e) {
+      throw RpcError(rpc_error::invalid_params, bare_message(e));
+    }
+  };
+  d.add("portal.add", [this, respond, portal_of](const Params& p, const Responder& r) {
+    p.only({"listen"});
+    config::Config next = running_;
+    next.portals.push_back(portal_of(p.string("listen")));
+    auto [ok, fail] = respond(r);
+    change(std::move(next), false, ok, fail);
+  });
+  d.add("portal.remove", [this, respond, portal_of](const Params& p, const Responder& r) {
+    p.only({"listen"});
+    config::Config next = running_;
+    std::string name = portal_of(p.string("listen")).to_string();
+    if (std::erase_if(next.portals, [&](const auto& q) { return q.to_string() == name; }) == 0)
+      throw RpcError(rpc_error::invalid_params, "no portal " + name + " (ringtgtctl portal list)");
+    auto [ok, fail] = respond(r);
+    change(std::move(next), false, ok, fail);
+  });
+
+  // ---------------------------------------------------------------- sessions
+  d.add("session.close", [this](const Params& p, const Responder& r) {
+    p.only({"tsih", "initiator", "isid"});
+    auto tsih = p.optional_uint("tsih", 1, 65535);
+    auto initiator = p.optional_string("initiator");
+    if (!tsih && !initiator)
+      throw RpcError(rpc_error::invalid_params, "give \"tsih\" or \"initiator\" (and \"isid\")");
+    auto isid = p.optional_string("isid");
+    server_.visit_sessions(
+        [tsih, initiator, isid](net::SocketConnection& c, const net::SessionInfo& s) {
+          if (!s.logged_in || s.discovery || s.closing) return false;
+          if (tsih && s.tsih != *tsih) return false;
+          if (initiator && s.initiator != *initiator) return false;
+          if (isid && isid_hex(s.isid) != *isid) return false;
+          c.close("closed by the administrator");
+          return true;
+        },
+        [r](std::vector<net::SessionInfo> closed) {
+          if (closed.empty())
+            return r.fail(rpc_error::invalid_params,
+                          "no such session (ringtgtctl session list shows them)");
+          json out = json::array();
+          for (const auto& s : closed) {
+            spdlog::info("admin: closed session tsih {} of {} ({})", s.tsih, s.initiator, s.peer);
+            out.push_back(session_json(s));
+          }
+          r.ok({{"closed", out}});
+        });
+  });
+
+  d.add("connection.close", [this](const Params& p, const Responder& r) {
+    p.only({"id"});
+    std::uint64_t id = p.uint("id", 1, std::numeric_limits<std::uint64_t>::max());
+    server_.visit_sessions(
+        [id](net::SocketConnection& c, const net::SessionInfo& s) {
+          if (s.connection_id != id) return false;
+          c.close("closed by the administrator");
+          return true;
+        },
+        [r, id](std::vector<net::SessionInfo> closed) {
+          if (closed.empty())
+            return r.fail(rpc_error::invalid_params, "no connection " + std::to_string(id) +
+                                                         " (ringtgtctl session list --all)");
+          spdlog::info("admin: closed connection {} ({})", id, closed[0].peer);
+          r.ok({{"closed", session_json(closed[0])}});
+        });
+  });
+
+  // ---------------------------------------------------------------- config file
+  d.add("config.reload", [this, respond](const Params& p, const Responder& r) {
+    p.only({});
+    auto [ok, fail] = respond(r);
+    reload(ok, fail);
+  });
+
+  d.add("config.write", [this](const Params& p, const Responder& r) {
+    p.only({"path"});
+    std::string path = p.optional_string("path").value_or(running_.source);
+    if (path.front() != '/' && path != running_.source)
+      throw RpcError(rpc_error::invalid_params, "path must be absolute, not \"" + path + "\"");
+    config::write_file_atomically(path, config::to_toml(running_));
+    spdlog::info("admin: running configuration written to {}", path);
+    r.ok({{"path", path}});
+  });
+}
+
+}  // namespace ringtgt::admin

@@ -1,0 +1,178 @@
+// Config -> TOML text that load_string reads back to the same Config, and the
+// atomic write of it over a config file (config.write, live changes).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include <toml++/toml.h>
+
+#include "ringtgt/config/config.hpp"
+
+namespace ringtgt::config {
+
+namespace {
+
+toml::array strings(const std::vector<std::string>& v) {
+  toml::array a;
+  for (const auto& s : v) a.push_back(s);
+  return a;
+}
+
+void put_chap(toml::table& t, const Chap& c) {
+  t.insert("chap_user", c.user);
+  t.insert("chap_secret_file", c.secret_file);
+  if (c.mutual()) {
+    t.insert("mutual_user", c.mutual_user);
+    t.insert("mutual_secret_file", c.mutual_secret_file);
+  }
+}
+
+std::int64_t i64(std::uint64_t v) {
+  return static_cast<std::int64_t>(v);
+}
+
+}  // namespace
+
+std::string to_toml(const Config& c) {
+  toml::table root;
+  root.insert("workers", i64(c.workers));
+  root.insert("log_level", c.log_level);
+  root.insert("state_dir", c.state_dir);
+  toml::array portals;
+  for (const auto& p : c.portals) portals.push_back(toml::table{{"listen", p.to_string()}});
+  root.insert("portal", std::move(portals));
+
+  const IscsiSettings& s = c.iscsi;
+  root.insert("iscsi", toml::table{
+                           {"max_recv_data_segment_length", i64(s.max_recv_data_segment_length)},
+                           {"max_burst_length", i64(s.max_burst_length)},
+                           {"first_burst_length", i64(s.first_burst_length)},
+                           {"initial_r2t", s.initial_r2t},
+                           {"immediate_data", s.immediate_data},
+                           {"max_outstanding_r2t", i64(s.max_outstanding_r2t)},
+                           {"header_digest", s.header_digest},
+                           {"data_digest", s.data_digest},
+                           {"default_time2wait", i64(s.default_time2wait)},
+                           {"default_time2retain", i64(s.default_time2retain)},
+                           {"queue_depth", i64(s.queue_depth)},
+                           {"nop_interval", i64(s.nop_interval_seconds)},
+                           {"nop_timeout", i64(s.nop_timeout_seconds)},
+                           {"login_timeout", i64(s.login_timeout_seconds)},
+                       });
+  if (c.discovery_chap) {
+    toml::table d;
+    put_chap(d, *c.discovery_chap);
+    root.insert("discovery", std::move(d));
+  }
+  root.insert("limits",
+              toml::table{
+                  {"max_sessions", i64(c.limits.max_sessions)},
+                  {"max_sessions_per_initiator", i64(c.limits.max_sessions_per_initiator)},
+                  {"max_connections", i64(c.limits.max_connections)},
+                  {"max_buffer_memory", i64(c.limits.max_buffer_memory)},
+              });
+  if (c.metrics.listen)
+    root.insert("metrics", toml::table{{"listen", c.metrics.listen->to_string()}});
+  toml::table admin{{"socket", c.admin.socket}};
+  if (!c.admin.group.empty()) admin.insert("group", c.admin.group);
+  root.insert("admin", std::move(admin));
+
+  toml::array targets;
+  for (const auto& t : c.targets) {
+    toml::table tt{{"name", t.name}};
+    if (!t.alias.empty()) tt.insert("alias", t.alias);
+    if (!t.allowed_initiators.empty())
+      tt.insert("allowed_initiators", strings(t.allowed_initiators));
+    if (t.chap) put_chap(tt, *t.chap);
+    if (!t.portals.empty()) {
+      toml::array tp;
+      for (const auto& p : t.portals) tp.push_back(p.to_string());
+      tt.insert("portals", std::move(tp));
+    }
+    toml::array luns;
+    for (const auto& l : t.luns) {
+      toml::table lt{
+          {"number", i64(l.number)},
+          {"path", l.path},
+          {"block_size", i64(l.block_size)},
+          {"read_only", l.read_only},
+          {"direct_io", l.direct_io},
+          {"write_ack", l.write_ack == WriteAck::writeback ? "writeback" : "writethrough"}};
+      if (l.size) lt.insert("size", i64(*l.size));
+      if (!l.serial.empty()) lt.insert("serial", l.serial);
+      if (l.provisioning) {
+        lt.insert("provisioning", *l.provisioning == Provisioning::thin ? "thin" : "full");
+      }
+      if (!l.allowed_initiators.empty())
+        lt.insert("allowed_initiators", strings(l.allowed_initiators));
+      luns.push_back(std::move(lt));
+    }
+    if (!luns.empty()) tt.insert("lun", std::move(luns));
+    targets.push_back(std::move(tt));
+  }
+  root.insert("target", std::move(targets));
+
+  std::ostringstream out;
+  out << "# Written by ringtgt (ringtgtctl config write / config.write): the running\n"
+         "# configuration. Comments and the layout of the file it replaced were not kept;\n"
+         "# conf/demo.toml documents every key.\n\n"
+      << toml::toml_formatter(root) << "\n";
+  return out.str();
+}
+
+Config validate(const Config& candidate) {
+  Config c = load_string(to_toml(candidate), candidate.source);
+  c.source = candidate.source;
+  return c;
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
+  int fd = ::mkstemp(tmp.data());
+  auto fail = [&](const char* what) {
+    int err = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    throw std::runtime_error(std::string(what) + " " + path + ": " + std::strerror(err));
+  };
+  if (fd < 0) {
+    int err = errno;
+    throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " +
+                             std::strerror(err));
+  }
+  struct stat old {};
+  mode_t mode = ::stat(path.c_str(), &old) == 0 ? (old.st_mode & 07777) : 0644;
+  if (::fchmod(fd, mode) != 0) fail("cannot chmod the temporary file for");
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      fail("cannot write the temporary file for");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) fail("cannot fsync the temporary file for");
+  if (::close(fd) != 0) {
+    fd = -1;
+    fail("cannot close the temporary file for");
+  }
+  fd = -1;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename the temporary file onto");
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);  // the rename itself is durable
+    ::close(dfd);
+  }
+}
+
+}  // namespace ringtgt::config
