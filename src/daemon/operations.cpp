@@ -15,8 +15,9 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const auto& t = *targets[i];
     cat->targets.push_back({t.name, i < counters.size() ? counters[i] : nullptr});
-    for (std::uint64_t n : t.luns->luns()) {
-      if (auto lu = t.luns->find(n)) cat->luns.push_back({t.name, n, lu->stats()});
+    const auto map = t.luns();
+    for (std::uint64_t n : map->luns()) {
+      if (auto lu = map->find(n)) cat->luns.push_back({t.name, n, lu->stats()});
     }
   }
   for (const auto& w : server.workers()) {
