@@ -68,6 +68,7 @@ constexpr std::uint8_t read_defect_data12 = 0xb7;
 }  // namespace op
 
 constexpr std::uint8_t kReportSupportedOpcodes = 0x0c;  // service action of MAINTENANCE IN
+constexpr std::uint8_t kReportSupportedTmfs = 0x0d;     // service action of MAINTENANCE IN
 constexpr SenseCode kMiscompare{0x0e, 0x1d, 0x00};
 
 constexpr std::uint8_t kReadCapacity16 = 0x10;  // service action of SERVICE ACTION IN(16)
@@ -653,10 +654,25 @@ bool allowed_while_reserved(const Cdb& c) {
     case op::release10:
       return true;
     case op::maintenance_in:
-      return (c[1] & 0x1f) == kReportSupportedOpcodes;
+      return (c[1] & 0x1f) == kReportSupportedOpcodes || (c[1] & 0x1f) == kReportSupportedTmfs;
     default:
       return false;
   }
+}
+
+// REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.40): what the iSCSI
+// layer answers with "function complete" — ABORT TASK, ABORT TASK SET,
+// CLEAR TASK SET, LOGICAL UNIT RESET and TARGET (warm/cold) RESET; QUERY TASK
+// and I_T NEXUS RESET are not offered. REPD asks for the extended form (no
+// timeouts reported: TMFTMOV 0).
+void report_supported_tmfs(Task& task) {
+  const auto& c = task.cdb;
+  const std::uint32_t alloc = get_be32(&c[6]);
+  const bool repd = c[2] & 0x80;
+  std::array<std::uint8_t, 16> d{};
+  d[0] = 0x80 | 0x40 | 0x10 | 0x08 | 0x02;  // ATS, ATSS, CTSS, LURS, TRS
+  d[3] = repd ? 0x0c : 0x00;                // ADDITIONAL DATA LENGTH
+  detail::finish_data_in(task, d.data(), repd ? 16 : 4, alloc);
 }
 
 // A single-LU view for REPORT LUNS sent straight to a LogicalUnit rather
@@ -896,6 +912,7 @@ void LogicalUnit::execute(Task& task) {
         return detail::report_supported_opcodes(task, params_.spc2_reservations,
                                                 params_.thin_provisioned);
       }
+      if ((task.cdb[1] & 0x1f) == kReportSupportedTmfs) return report_supported_tmfs(task);
       task.transfer_length = get_be32(&task.cdb[6]);
       task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported
       return task.complete();

@@ -76,6 +76,7 @@ constexpr OpInfo kOps[] = {
     {0x9e, true, 0x12, 16, {0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}}, // GET LBA STATUS
     {0xa0, false, 0, 12, {0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0}},                      // REPORT LUNS
     {0xa3, true, 0x0c, 12, {0xa3, 0x1f, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, 0}},            // REPORT SUPPORTED OPERATION CODES
+    {0xa3, true, 0x0d, 12, {0xa3, 0x1f, 0x80, 0, 0, 0, FF, FF, FF, FF, 0, 0}},              // REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS
     {0xa8, false, 0, 12, {0xa8, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},                // READ(12)
     {0xaa, false, 0, 12, {0xaa, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},                // WRITE(12)
     {0xae, false, 0, 12, {0xae, 0xf2, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}},                // WRITE AND VERIFY(12)

@@ -503,3 +503,47 @@ TEST(ReportSupportedOpcodes, OneCommand) {
 
 }  // namespace
 }  // namespace ringtgt::scsi
+
+namespace ringtgt::scsi {
+namespace {
+
+using namespace ringtgt::scsi::testing;
+
+Bytes report_tmfs_cdb(bool repd, std::uint32_t alloc) {
+  Bytes c(12, 0);
+  c[0] = 0xa3;
+  c[1] = 0x0d;
+  c[2] = repd ? 0x80 : 0x00;
+  put_be32(&c[6], alloc);
+  return c;
+}
+
+TEST(ReportSupportedTmfs, WhatTheTransportCompletes) {
+  auto backend = std::make_unique<storage::MemoryBackend>(512 * 64);
+  LogicalUnit lu(0, LunParams{}, std::move(backend));
+  CountingOwner owner;
+  Task task;
+  Bytes buffer;
+  auto run = [&](const Bytes& cdb, std::uint32_t room) -> Task& {
+    return run_task([&](Task& t) { lu.execute(t); }, task, owner, buffer, cdb, room, nullptr);
+  };
+  Task& t = run(report_tmfs_cdb(false, 64), 64);
+  ASSERT_EQ(t.status, Status::good);
+  ASSERT_EQ(t.data_in_length, 4u);
+  EXPECT_EQ(buffer[0], 0xda);  // ABORT TASK, ABORT TASK SET, CLEAR TASK SET, LU RESET, TARGET RESET
+  EXPECT_EQ(buffer[1], 0x00);  // no QUERY TASK (SET), no I_T NEXUS RESET
+  EXPECT_EQ(buffer[3], 0x00);
+
+  Task& e = run(report_tmfs_cdb(true, 64), 64);  // REPD: the extended form
+  ASSERT_EQ(e.status, Status::good);
+  ASSERT_EQ(e.data_in_length, 16u);
+  EXPECT_EQ(buffer[0], 0xda);
+  EXPECT_EQ(buffer[3], 0x0c);
+
+  Task& s = run(report_tmfs_cdb(true, 2), 64);  // the allocation length truncates
+  ASSERT_EQ(s.status, Status::good);
+  EXPECT_EQ(s.data_in_length, 2u);
+}
+
+}  // namespace
+}  // namespace ringtgt::scsi
