@@ -126,6 +126,7 @@ class DigestPeer(Peer):
         if b"MaxRecvDataSegmentLength" in got:
             self.target_mrdsl = int(got[b"MaxRecvDataSegmentLength"])
         self.digests = True  # from the first PDU after the final login response
+        self.clear_unit_attention()  # a new nexus first hears 29h/00h (power on)
 
     def nop(self, payload):
         self.send(self.nop_out(payload), payload)
