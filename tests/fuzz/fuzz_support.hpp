@@ -62,7 +62,7 @@ class FuzzHost final : public iscsi::ConnectionHost {
     luns->set_allowed_initiators(1, {"iqn.2025-01.com.example:other"});
     target_ = std::make_shared<iscsi::TargetEntry>();
     target_->name = kTarget;
-    target_->luns = luns;
+    target_->set_luns(luns);
   }
 
   std::shared_ptr<const iscsi::TargetEntry> find_target(std::string_view name) override {
