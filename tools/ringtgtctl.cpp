@@ -40,6 +40,7 @@ const char* kHelp =
     "  target add IQN [--alias NAME] [--allow INITIATOR]...\n"
     "  target remove IQN [--force]              --force: even while sessions use it\n"
     "  lun list [--target IQN]\n"
+    "  lun stats [--target IQN]                 operations, bytes, errors since start\n"
     "  lun add --target IQN --lun N --path FILE [--size SIZE] [--block-size 512|4096]\n"
     "          [--read-only] [--direct-io] [--write-ack writethrough|writeback]\n"
     "          [--serial S] [--allow INITIATOR]...\n"
@@ -288,7 +289,8 @@ void table(const json& rows, const std::vector<std::pair<std::string, std::strin
     std::vector<std::string> line;
     for (const auto& c : columns) {
       const json& v = r.contains(c.second) ? r[c.second] : json(nullptr);
-      bool bytes = c.second == "size" || c.second == "bytes_in" || c.second == "bytes_out";
+      bool bytes = c.second == "size" || c.second == "bytes_in" || c.second == "bytes_out" ||
+                   c.second == "read_bytes" || c.second == "write_bytes";
       line.push_back(bytes && v.is_number() ? human_bytes(v.get<std::uint64_t>()) : cell(v));
     }
     out.push_back(line);
@@ -407,6 +409,20 @@ int main(int argc, char** argv) {
                 {"RO", "read_only"},
                 {"PATH", "path"},
                 {"ALLOWED INITIATORS", "allowed_initiators"}});
+    };
+  } else if (cmd("lun", "stats")) {
+    auto a = parse(in, i + 2, {"target"}, {}, 0);
+    method = "lun.stats";
+    if (auto v = a.opt("target")) params["target"] = *v;
+    show = [](const json& r) {
+      table(r, {{"TARGET", "target"},
+                {"LUN", "lun"},
+                {"READS", "reads"},
+                {"WRITES", "writes"},
+                {"READ", "read_bytes"},
+                {"WRITTEN", "write_bytes"},
+                {"ERRORS", "error_total"},
+                {"IN FLIGHT", "in_flight"}});
     };
   } else if (cmd("lun", "add")) {
     auto a = parse(in, i + 2,

@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/storage/backend.hpp"
 
 namespace ringtgt::admin {
@@ -339,6 +340,48 @@ void Service::add_methods() {
           for (const auto& l : tc->luns)
             if (l.number == n) j["direct_io"] = l.direct_io;
         out.push_back(j);
+      }
+    }
+    r.ok(out);
+  });
+
+  // Per-LUN counters since start: the sums over workers of what /metrics exports
+  // (metrics::aggregate), so both always agree.
+  d.add("lun.stats", [this](const Params& p, const Responder& r) {
+    p.only({"target"});
+    auto only = p.optional_string("target");
+    if (only) target_of(running_, *only);
+    json out = json::array();
+    for (const auto& entry : registry_.targets()) {
+      if (only && entry->name != *only) continue;
+      auto map = entry->luns();
+      for (auto n : map->luns()) {
+        auto lu = map->find(n);
+        if (!lu || !lu->stats()) continue;
+        const metrics::LunTotals t = metrics::aggregate(*lu->stats());
+        json ops = json::object(), bytes = json::object(), errors = json::object();
+        std::uint64_t error_total = 0;
+        for (std::size_t k = 0; k < metrics::kOpKinds; ++k) {
+          const char* kind = metrics::to_string(static_cast<metrics::OpKind>(k));
+          ops[kind] = t.kinds[k].operations;
+          bytes[kind] = t.kinds[k].bytes;
+        }
+        for (std::size_t e = 0; e < metrics::kErrorReasons; ++e) {
+          if (t.errors[e] == 0) continue;
+          errors[metrics::error_reason_name(e)] = t.errors[e];
+          error_total += t.errors[e];
+        }
+        out.push_back({{"target", entry->name},
+                       {"lun", n},
+                       {"operations", ops},
+                       {"bytes", bytes},
+                       {"errors", errors},
+                       {"reads", ops["read"]},
+                       {"writes", ops["write"]},
+                       {"read_bytes", bytes["read"]},
+                       {"write_bytes", bytes["write"]},
+                       {"error_total", error_total},
+                       {"in_flight", t.in_flight}});
       }
     }
     r.ok(out);

@@ -275,6 +275,23 @@ for c, _ in idle:
 PY
 run_ok "$TMP/version2.out" ctl version
 
+log "lun stats: the counters of $T1 LUN 1 follow a known amount of I/O"
+stat_of() { # FILE FIELD: that field of $T1 LUN 1 in a lun stats --json answer
+  python3 -c 'import json,sys; r=[x for x in json.load(open(sys.argv[1])) if x["lun"]==1]; print(r[0][sys.argv[2]])' "$1" "$2"
+}
+run_ok "$TMP/stats0.out" ctl --json lun stats --target "$T1"
+w0=$(stat_of "$TMP/stats0.out" writes)
+b0=$(stat_of "$TMP/stats0.out" write_bytes)
+run_ok "$TMP/stats-io.out" qemu-io -f raw -c "write -P 0x5c 0 4k" -c "write -P 0x5d 64k 4k" \
+  -c "write -P 0x5e 128k 4k" "iscsi://127.0.0.1:$PORT/$T1/1"
+run_ok "$TMP/stats1.out" ctl --json lun stats --target "$T1"
+[[ $(stat_of "$TMP/stats1.out" writes) == $((w0 + 3)) ]] ||
+  fail "lun stats: writes $(stat_of "$TMP/stats1.out" writes), expected $((w0 + 3))"
+[[ $(stat_of "$TMP/stats1.out" write_bytes) == $((b0 + 12288)) ]] ||
+  fail "lun stats: write_bytes $(stat_of "$TMP/stats1.out" write_bytes), expected $((b0 + 12288))"
+run_ok "$TMP/stats-table.out" ctl lun stats
+expect_grep "^TARGET +LUN +READS +WRITES" "$TMP/stats-table.out" "lun stats table header"
+
 rc=0
 "$RINGTGTCTL" --socket "$TMP/none.sock" version >"$TMP/nosock.out" 2>&1 || rc=$?
 [[ $rc == 3 ]] || fail "no daemon: exit $rc, expected 3"

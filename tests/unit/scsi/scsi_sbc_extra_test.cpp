@@ -356,6 +356,65 @@ TEST(Reserve, TwoNexuses) {
   EXPECT_EQ(as(a, Bytes{0x56, 0x10, 0, 0, 0, 0, 0, 0, 0, 0}).status, Status::check_condition);
 }
 
+TEST(UnitAttention, CapacityAndModeChangesAreReportedToTheOtherNexuses) {
+  Lu l;
+  Nexus a{"iqn.a", "t", 1, {}}, b{"iqn.b", "t", 2, {}};
+  auto as = [&](const Nexus& n, const Bytes& cdb, const Bytes* out = nullptr) -> Task& {
+    l.task = Task{};
+    l.owner.completions = 0;
+    std::copy(cdb.begin(), cdb.end(), l.task.cdb.begin());
+    l.task.owner = &l.owner;
+    l.task.nexus = &n;
+    l.buffer.assign(512, 0);
+    if (out != nullptr) std::copy(out->begin(), out->end(), l.buffer.begin());
+    l.task.buffer = l.buffer.data();
+    l.task.buffer_len = out != nullptr ? static_cast<std::uint32_t>(out->size()) : 512;
+    l.task.direction = out != nullptr ? DataDirection::to_device : DataDirection::from_device;
+    l.lu->execute(l.task);
+    EXPECT_EQ(l.owner.completions, 1);
+    return l.task;
+  };
+  auto expect_ua = [](const Task& t, std::uint8_t asc, std::uint8_t ascq) {
+    ASSERT_EQ(t.status, Status::check_condition);
+    EXPECT_EQ(t.sense[2] & 0x0f, 0x06);
+    EXPECT_EQ(t.sense[12], asc);
+    EXPECT_EQ(t.sense[13], ascq);
+  };
+  const Bytes tur{0, 0, 0, 0, 0, 0}, capacity{0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(as(a, tur).status, Status::good);
+  EXPECT_EQ(as(b, tur).status, Status::good);
+
+  // A resize (ringtgtctl lun resize): CAPACITY DATA HAS CHANGED to everyone, once.
+  l.lu->set_block_count(2048);
+  for (const Nexus* n : {&a, &b}) {
+    expect_ua(as(*n, tur), 0x2a, 0x09);
+    Task& rc = as(*n, capacity);
+    ASSERT_EQ(rc.status, Status::good);
+    EXPECT_EQ(get_be32(&l.buffer[0]), 2047u);  // the new last LBA
+  }
+  l.lu->set_block_count(2048);  // no change: no unit attention
+  EXPECT_EQ(as(a, tur).status, Status::good);
+
+  // MODE SELECT(6) by a, setting D_SENSE in the control page: b hears MODE
+  // PARAMETERS CHANGED, a (who made the change) does not.
+  const Bytes sense6{0x1a, 0, 0x0a, 0, 0xff, 0};
+  Task& ms = as(a, sense6);
+  ASSERT_EQ(ms.status, Status::good);
+  Bytes page(l.buffer.begin(), l.buffer.begin() + ms.data_in_length);
+  page[0] = 0;                    // MODE DATA LENGTH: reserved in MODE SELECT
+  page[4 + page[3] + 2] |= 0x04;  // D_SENSE
+  const Bytes select6{0x15, 0x10, 0, 0, static_cast<std::uint8_t>(page.size()), 0};
+  ASSERT_EQ(as(a, select6, &page).status, Status::good);
+  EXPECT_EQ(as(a, tur).status, Status::good);
+  Task& t = as(b, tur);
+  ASSERT_EQ(t.status, Status::check_condition);
+  // D_SENSE is on now: descriptor format (72h), sense key in byte 1, ASC/ASCQ in 2/3.
+  ASSERT_EQ(t.sense[0] & 0x7f, 0x72);
+  EXPECT_EQ(t.sense[1] & 0x0f, 0x06);
+  EXPECT_EQ(t.sense[2], 0x2a);
+  EXPECT_EQ(t.sense[3], 0x01);
+}
+
 TEST(UnitAttention, ResetIsReportedOnceToEveryNexusThatUsedTheUnit) {
   Lu l;
   Nexus a{"iqn.a", "t", 1, {}}, b{"iqn.b", "t", 2, {}}, late{"iqn.c", "t", 3, {}};
