@@ -75,6 +75,8 @@ void global_differences(const config::Config& a, const config::Config& b,
   num("max_outstanding_r2t", x.max_outstanding_r2t, y.max_outstanding_r2t);
   flag("header_digest", x.header_digest, y.header_digest);
   flag("data_digest", x.data_digest, y.data_digest);
+  flag("header_digest required", x.require_header_digest, y.require_header_digest);
+  flag("data_digest required", x.require_data_digest, y.require_data_digest);
   num("default_time2wait", x.default_time2wait, y.default_time2wait);
   num("default_time2retain", x.default_time2retain, y.default_time2retain);
   num("queue_depth", x.queue_depth, y.queue_depth);

@@ -182,6 +182,22 @@ class Loader {
                                std::string_view what) const {
     return get<bool>(t, key, what, "true or false");
   }
+  // A digest setting: true, false, or "required".
+  void get_digest(const toml::table& t, std::string_view key, std::string_view what, bool& allowed,
+                  bool& required) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return;
+    if (auto b = n->value<bool>(); b && n->is_boolean()) {
+      allowed = *b;
+      required = false;
+      return;
+    }
+    if (auto s = n->value<std::string>(); s && n->is_string() && *s == "required") {
+      allowed = required = true;
+      return;
+    }
+    fail(*n, std::string(what) + " must be true, false or \"required\"");
+  }
   std::optional<std::string> get_string(const toml::table& t, std::string_view key,
                                         std::string_view what) const {
     return get<std::string>(t, key, what, "a string");
@@ -533,8 +549,8 @@ class Loader {
     if (auto v = get_bool(t, "immediate_data", "iscsi.immediate_data")) s.immediate_data = *v;
     get_uint(t, "max_outstanding_r2t", "iscsi.max_outstanding_r2t", 1, 65535,
              s.max_outstanding_r2t);
-    if (auto v = get_bool(t, "header_digest", "iscsi.header_digest")) s.header_digest = *v;
-    if (auto v = get_bool(t, "data_digest", "iscsi.data_digest")) s.data_digest = *v;
+    get_digest(t, "header_digest", "iscsi.header_digest", s.header_digest, s.require_header_digest);
+    get_digest(t, "data_digest", "iscsi.data_digest", s.data_digest, s.require_data_digest);
     get_uint(t, "default_time2wait", "iscsi.default_time2wait", 0, 3600, s.default_time2wait);
     get_uint(t, "default_time2retain", "iscsi.default_time2retain", 0, 3600, s.default_time2retain);
     get_uint(t, "queue_depth", "iscsi.queue_depth", 1, 4096, s.queue_depth);

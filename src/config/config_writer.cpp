@@ -39,6 +39,15 @@ std::int64_t i64(std::uint64_t v) {
 
 }  // namespace
 
+// A digest setting as the loader reads it: true, false or "required".
+static void put_digest(toml::table& t, std::string_view key, bool allowed, bool required) {
+  if (required) {
+    t.insert(key, "required");
+  } else {
+    t.insert(key, allowed);
+  }
+}
+
 std::string to_toml(const Config& c) {
   toml::table root;
   root.insert("workers", i64(c.workers));
@@ -49,22 +58,23 @@ std::string to_toml(const Config& c) {
   root.insert("portal", std::move(portals));
 
   const IscsiSettings& s = c.iscsi;
-  root.insert("iscsi", toml::table{
-                           {"max_recv_data_segment_length", i64(s.max_recv_data_segment_length)},
-                           {"max_burst_length", i64(s.max_burst_length)},
-                           {"first_burst_length", i64(s.first_burst_length)},
-                           {"initial_r2t", s.initial_r2t},
-                           {"immediate_data", s.immediate_data},
-                           {"max_outstanding_r2t", i64(s.max_outstanding_r2t)},
-                           {"header_digest", s.header_digest},
-                           {"data_digest", s.data_digest},
-                           {"default_time2wait", i64(s.default_time2wait)},
-                           {"default_time2retain", i64(s.default_time2retain)},
-                           {"queue_depth", i64(s.queue_depth)},
-                           {"nop_interval", i64(s.nop_interval_seconds)},
-                           {"nop_timeout", i64(s.nop_timeout_seconds)},
-                           {"login_timeout", i64(s.login_timeout_seconds)},
-                       });
+  toml::table iscsi{
+      {"max_recv_data_segment_length", i64(s.max_recv_data_segment_length)},
+      {"max_burst_length", i64(s.max_burst_length)},
+      {"first_burst_length", i64(s.first_burst_length)},
+      {"initial_r2t", s.initial_r2t},
+      {"immediate_data", s.immediate_data},
+      {"max_outstanding_r2t", i64(s.max_outstanding_r2t)},
+      {"default_time2wait", i64(s.default_time2wait)},
+      {"default_time2retain", i64(s.default_time2retain)},
+      {"queue_depth", i64(s.queue_depth)},
+      {"nop_interval", i64(s.nop_interval_seconds)},
+      {"nop_timeout", i64(s.nop_timeout_seconds)},
+      {"login_timeout", i64(s.login_timeout_seconds)},
+  };
+  put_digest(iscsi, "header_digest", s.header_digest, s.require_header_digest);
+  put_digest(iscsi, "data_digest", s.data_digest, s.require_data_digest);
+  root.insert("iscsi", std::move(iscsi));
   if (c.discovery_chap) {
     toml::table d;
     put_chap(d, *c.discovery_chap);

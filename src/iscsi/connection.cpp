@@ -454,6 +454,10 @@ void Connection::login_data_complete() {
   if (transit) {
     login_stage_ = nsg;
     if (nsg == LoginStage::full_feature) {
+      if (std::string why = negotiator_.unmet_digest_requirement(); !why.empty()) {
+        fail_login(LoginStatus::initiator_error, LoginFailure::bad_request, why);
+        return;
+      }
       negotiator_.finish(response);
       params_ = negotiator_.params();
       tsih_ = host_.session_started(params_, isid_);
@@ -482,7 +486,10 @@ void Connection::login_data_complete() {
           "login: initiator {} target {} peer {} session {} tsih {} ({})", params_.initiator_name,
           params_.session_type == SessionType::discovery ? "(discovery)" : params_.target_name,
           peer_, params_.session_type == SessionType::discovery ? "discovery" : "normal", tsih_,
-          params_.header_digest || params_.data_digest ? "digests" : "no digests");
+          params_.header_digest && params_.data_digest ? "header and data digests"
+          : params_.header_digest                      ? "header digest"
+          : params_.data_digest                        ? "data digest"
+                                                       : "no digests");
       return;
     }
   }

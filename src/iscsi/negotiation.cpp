@@ -193,6 +193,17 @@ NegotiationError LoginNegotiator::fail(NegotiationError e, std::string detail) {
   return e;
 }
 
+std::string LoginNegotiator::unmet_digest_requirement() const {
+  if (params_.session_type != SessionType::normal) return "";
+  if (limits_.require_header_digest && !params_.header_digest) {
+    return "this target requires HeaderDigest=CRC32C";
+  }
+  if (limits_.require_data_digest && !params_.data_digest) {
+    return "this target requires DataDigest=CRC32C";
+  }
+  return "";
+}
+
 void LoginNegotiator::reject(const KeyValue& kv, std::vector<Answer>& answers,
                              std::string_view why) {
   // A rejected offer leaves the key at its default; the initiator may offer it again.
@@ -356,11 +367,13 @@ NegotiationError LoginNegotiator::handle(std::uint8_t stage, bool first, const K
   // Operational keys (accepted in the security stage too: some initiators send them early).
   if (key == "HeaderDigest" || key == "DataDigest") {
     const bool header = key == "HeaderDigest";
-    const bool crc_allowed = header ? limits_.allow_header_digest : limits_.allow_data_digest;
+    const bool required = header ? limits_.require_header_digest : limits_.require_data_digest;
+    const bool crc_allowed =
+        required || (header ? limits_.allow_header_digest : limits_.allow_data_digest);
     bool SessionParams::*field =
         header ? &SessionParams::header_digest : &SessionParams::data_digest;
     for (std::string_view option : split_list(kv.value)) {
-      if (option == "None" || (option == "CRC32C" && crc_allowed)) {
+      if ((option == "None" && !required) || (option == "CRC32C" && crc_allowed)) {
         params_.*field = option == "CRC32C";
         answers.push_back({key, std::string(option)});
         return NegotiationError::none;

@@ -37,6 +37,8 @@ iscsi::ConnectionSettings settings_from(const config::IscsiSettings& s) {
   c.limits.max_outstanding_r2t = s.max_outstanding_r2t;
   c.limits.allow_header_digest = s.header_digest;
   c.limits.allow_data_digest = s.data_digest;
+  c.limits.require_header_digest = s.require_header_digest;
+  c.limits.require_data_digest = s.require_data_digest;
   c.limits.default_time2wait = s.default_time2wait;
   c.limits.default_time2retain = s.default_time2retain;
   c.queue_depth = s.queue_depth;

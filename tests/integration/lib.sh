@@ -237,6 +237,9 @@ state_dir = "$TMP/state"
 [[portal]]
 listen = "127.0.0.1:$1"
 
+[admin]
+socket = "$TMP/admin.sock"
+
 [[target]]
 name = "$2"
 CONF

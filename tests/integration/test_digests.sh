@@ -32,11 +32,64 @@ cat "$TMP/digests.out"
 expect_grep '^4 passed, 0 failed$' "$TMP/digests.out" "every digest scenario"
 
 init='iqn\.2025-01\.com\.example:digests'
-expect_grep "peer 127\.0\.0\.1:[0-9]+ session normal .*\(digests\)" "$DAEMON_LOG" "sessions used digests"
+expect_grep "peer 127\.0\.0\.1:[0-9]+ session normal .*\(header and data digests\)" "$DAEMON_LOG" \
+  "sessions used digests"
 expect_grep "\($init\): data digest error on opcode 0x0 .*rejected and discarded" "$DAEMON_LOG" \
   "the NOP-Out data digest error logged"
 expect_grep "\($init\): data digest error on opcode 0x1 .*closing the connection" "$DAEMON_LOG" \
   "the WRITE data digest error logged"
 expect_grep "\($init\): header digest error .*closing the connection" "$DAEMON_LOG" \
   "the header digest error logged"
+stop_daemon_ok
+
+# libiscsi (iscsi-test-cu, qemu) offers HeaderDigest=None,CRC32C and DataDigest=None:
+# with header_digest = "required" the target takes CRC32C, so the conformance
+# tests below run with a CRC32C on every PDU header; a login that offers only
+# None is refused.
+log "iscsi-test-cu with header digests required"
+PORT2=$(pick_port)
+{
+  config_prologue "$PORT2" "$TGT"
+  cat <<CONF
+
+  [[target.lun]]
+  number = 0
+  path = "$TMP/lun1.img"
+  size = "64M"
+
+[iscsi]
+header_digest = "required"
+CONF
+} >"$TMP/required.toml"
+start_daemon "$TMP/required.toml" "$PORT2"
+URL="iscsi://127.0.0.1:$PORT2/$TGT/0"
+for t in ALL.Read10.Simple ALL.Write10.Simple ALL.Read16.Simple ALL.Write16.Simple \
+  ALL.CompareAndWrite.Simple ALL.iSCSIResiduals.Write10Residuals ALL.iSCSIResiduals.Read10Residuals \
+  ALL.Inquiry.Standard ALL.iSCSITMF.AbortTaskSimpleAsync ALL.Unmap.Simple; do
+  run_ok "$TMP/$t.out" timeout 120 iscsi-test-cu -d -t "$t" "$URL"
+  python3 "$RINGTGT_SRC/tests/conformance/classify.py" "$TMP/$t.out" 0 >"$TMP/$t.verdict"
+  grep -qx passed "$TMP/$t.verdict" || fail "$t with header digests: $(cat "$TMP/$t.verdict")"
+done
+expect_grep "initiator iqn\.2007-10\.com\.github:sahlberg:libiscsi:iscsi-test .*\(header digest\)" \
+  "$DAEMON_LOG" "iscsi-test-cu sessions used header digests"
+! grep -q "libiscsi:iscsi-test .*(no digests)" "$DAEMON_LOG" || fail "an iscsi-test-cu session ran without digests"
+run_ok "$TMP/qemu-hd.out" qemu-io -f raw -c "write -P 0x7e 0 64k" -c "read -P 0x7e 0 64k" "$URL"
+# An initiator that offers no digest (the Python peer sends no HeaderDigest key).
+python3 - "$RINGTGT_SRC/tests/hostile" "$PORT2" "$TGT" >"$TMP/nodigest.out" 2>&1 <<'PY' ||
+import sys
+sys.path.insert(0, sys.argv[1])
+from peer import Peer
+p = Peer("127.0.0.1", int(sys.argv[2]))
+try:
+    p.login(sys.argv[3])
+except RuntimeError as e:
+    print("refused:", e)
+    sys.exit(0)
+print("logged in without a digest")
+sys.exit(1)
+PY
+  fail "a login without header digests was not refused: $(cat "$TMP/nodigest.out")"
+expect_grep "refused: operational login failed: 0x2/0x0" "$TMP/nodigest.out" "login status 0x0200"
+expect_grep "login refused: .*this target requires HeaderDigest=CRC32C" "$DAEMON_LOG" \
+  "the refusal logged with its reason"
 stop_daemon_ok

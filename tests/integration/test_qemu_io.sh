@@ -174,7 +174,7 @@ EOF
     "read -P 0 $((32 * MiB)) $MiB"
 
   if ((digest)); then
-    expect_grep "initiator iqn.2008-11.org.linux-kvm target $TGT .*\\(digests\\)" "$DAEMON_LOG" \
+    expect_grep "initiator iqn.2008-11.org.linux-kvm target $TGT .*\\(header digest\\)" "$DAEMON_LOG" \
       "[$name] sessions logged in with CRC32C digests"
     expect_no_grep "target $TGT .*\\(no digests\\)" "$DAEMON_LOG" "[$name] every session used digests"
   fi

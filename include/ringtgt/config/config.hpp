@@ -73,8 +73,13 @@ struct IscsiSettings {
   bool initial_r2t = false;
   bool immediate_data = true;
   std::uint32_t max_outstanding_r2t = 1;
-  bool header_digest = false;  // accept CRC32C when the initiator offers it
+  // Digests: false: None only; true: CRC32C when the initiator offers it first
+  // (RFC 7143: the target takes the first value of the initiator's list that it
+  // supports); "required" in the file: CRC32C only, None refused.
+  bool header_digest = false;
   bool data_digest = false;
+  bool require_header_digest = false;
+  bool require_data_digest = false;
   std::uint32_t default_time2wait = 2;
   std::uint32_t default_time2retain = 0;
   std::uint32_t queue_depth = 128;          // commands outstanding per session (MaxCmdSN window)

@@ -29,6 +29,8 @@ struct TargetLimits {
   std::uint32_t max_outstanding_r2t = 1;
   bool allow_header_digest = false;  // accept CRC32C when offered
   bool allow_data_digest = false;
+  bool require_header_digest = false;  // refuse None: CRC32C or no session
+  bool require_data_digest = false;
   std::uint32_t default_time2wait = 2;
   std::uint32_t default_time2retain = 0;
   std::uint32_t max_connections = 1;
@@ -91,6 +93,9 @@ class LoginNegotiator {
   void finish(std::string& response);
 
   const SessionParams& params() const { return params_; }
+  // For a normal session entering full feature phase: why the negotiated digests fall
+  // short of what TargetLimits requires ("" when they do not).
+  std::string unmet_digest_requirement() const;
   std::string error_detail() const { return detail_; }
 
   // Whether the initiator may enter full feature phase as far as authentication goes:

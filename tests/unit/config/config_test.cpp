@@ -1061,3 +1061,22 @@ TEST(Writer, WriteFileAtomicallyReplacesTheFile) {
 
 }  // namespace
 }  // namespace ringtgt::config
+
+namespace ringtgt::config {
+namespace {
+
+TEST(Digests, TrueFalseOrRequired) {
+  Config c =
+      load_string(kHead + "[iscsi]\nheader_digest = \"required\"\ndata_digest = true\n", "t.toml");
+  EXPECT_TRUE(c.iscsi.header_digest);
+  EXPECT_TRUE(c.iscsi.require_header_digest);
+  EXPECT_TRUE(c.iscsi.data_digest);
+  EXPECT_FALSE(c.iscsi.require_data_digest);
+  EXPECT_EQ(error_of(kHead + "[iscsi]\nheader_digest = \"always\"\n"),
+            "t.toml:6:17: iscsi.header_digest must be true, false or \"required\"");
+  EXPECT_EQ(error_of(kHead + "[iscsi]\ndata_digest = 1\n"),
+            "t.toml:6:15: iscsi.data_digest must be true, false or \"required\"");
+}
+
+}  // namespace
+}  // namespace ringtgt::config

@@ -424,6 +424,16 @@ TEST(Negotiation, OperationalOfferTable) {
        {{"HeaderDigest", "CRC32C"}},
        {{"HeaderDigest", "Reject"}},
        [](const SessionParams& p) { EXPECT_FALSE(p.header_digest); }},
+      {"HeaderDigest required: CRC32C though the initiator lists None first",
+       [](TargetLimits& t) { t.require_header_digest = true; },
+       {{"HeaderDigest", "None,CRC32C"}},
+       {{"HeaderDigest", "CRC32C"}},
+       [](const SessionParams& p) { EXPECT_TRUE(p.header_digest); }},
+      {"HeaderDigest required, only None offered",
+       [](TargetLimits& t) { t.require_header_digest = true; },
+       {{"HeaderDigest", "None"}},
+       {{"HeaderDigest", "Reject"}},
+       [](const SessionParams& p) { EXPECT_FALSE(p.header_digest); }},
       {"HeaderDigest unknown option skipped",
        [](TargetLimits& t) { t.allow_header_digest = true; },
        {{"HeaderDigest", "MD5,CRC32C"}},
@@ -896,6 +906,28 @@ TEST(Negotiation, ErrorStrings) {
                  NegotiationError::missing_parameter, NegotiationError::auth_failed}) {
     EXPECT_NE(std::string(to_string(e)), "unknown");
   }
+}
+
+}  // namespace
+}  // namespace ringtgt::iscsi
+
+namespace ringtgt::iscsi {
+namespace {
+
+TEST(Negotiation, RequiredDigestsMustBeNegotiatedForANormalSession) {
+  TargetLimits limits;
+  limits.require_data_digest = true;
+  Login without(limits);
+  ASSERT_EQ(without.security(), NegotiationError::none);
+  ASSERT_EQ(without.operational({{"DataDigest", "None"}}), NegotiationError::none);
+  EXPECT_EQ(without.n.unmet_digest_requirement(), "this target requires DataDigest=CRC32C");
+  Login silent(limits);  // never offered: the default, None, stands
+  ASSERT_EQ(silent.security(), NegotiationError::none);
+  EXPECT_EQ(silent.n.unmet_digest_requirement(), "this target requires DataDigest=CRC32C");
+  Login with(limits);
+  ASSERT_EQ(with.security(), NegotiationError::none);
+  ASSERT_EQ(with.operational({{"DataDigest", "None,CRC32C"}}), NegotiationError::none);
+  EXPECT_EQ(with.n.unmet_digest_requirement(), "");
 }
 
 }  // namespace
