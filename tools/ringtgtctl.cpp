@@ -150,39 +150,18 @@ std::uint64_t parse_uint(const std::string& s, const std::string& what) {
 }
 
 std::uint64_t parse_size(const std::string& s) {
-  std::string digits = s;
-  int shift = 0;
-  if (!digits.empty()) {
-    switch (digits.back()) {
-      case 'K':
-      case 'k':
-        shift = 10;
-        break;
-      case 'M':
-      case 'm':
-        shift = 20;
-        break;
-      case 'G':
-      case 'g':
-        shift = 30;
-        break;
-      case 'T':
-      case 't':
-        shift = 40;
-        break;
-      default:
-        break;
-    }
-    if (shift) digits.pop_back();
+  std::uint64_t v = 0;
+  switch (ringtgt::config::parse_size_text(s, v)) {
+    case ringtgt::config::SizeProblem::none:
+      break;
+    case ringtgt::config::SizeProblem::zero:
+      usage_error("size must be greater than 0");
+    case ringtgt::config::SizeProblem::too_large:
+      usage_error("size '" + s + "' is too large");
+    case ringtgt::config::SizeProblem::not_a_size:
+      usage_error("size '" + s + "' is not a size (bytes, or a number with K, M, G or T)");
   }
-  if (digits.empty() || digits.size() > 19 ||
-      digits.find_first_not_of("0123456789") != std::string::npos)
-    usage_error("size '" + s + "' is not a size (bytes, or a number with K, M, G or T)");
-  std::uint64_t v = std::stoull(digits);
-  if (v == 0) usage_error("size must be greater than 0");
-  if (v > (std::numeric_limits<std::uint64_t>::max() >> 2 >> shift))
-    usage_error("size '" + s + "' is too large");
-  return v << shift;
+  return v;
 }
 
 // One request, one answer. Exits with kNoConnection when the daemon cannot be reached.

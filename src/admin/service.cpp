@@ -17,6 +17,18 @@ using Kind = ChangeStep::Kind;
 
 namespace {
 
+// Calls f(target entry, its LUN map, LUN number, LU) for every LU served, of the
+// target named `only` or of all targets.
+template <typename F>
+void for_each_lu(const net::Registry& registry, const std::optional<std::string>& only, F&& f) {
+  for (const auto& entry : registry.targets()) {
+    if (only && entry->name != *only) continue;
+    auto map = entry->luns();
+    for (auto n : map->luns())
+      if (auto lu = map->find(n)) f(*entry, *map, n, *lu);
+  }
+}
+
 // The message of a ConfigError without its "file:line:col: " (the location is in
 // generated text, meaningless to whoever sent the RPC).
 std::string bare_message(const config::ConfigError& e) {
@@ -319,29 +331,24 @@ void Service::add_methods() {
     auto only = p.optional_string("target");
     if (only) target_of(running_, *only);
     json out = json::array();
-    for (const auto& entry : registry_.targets()) {
-      if (only && entry->name != *only) continue;
-      auto map = entry->luns();
-      const config::Target* tc = nullptr;
-      for (const auto& t : running_.targets)
-        if (t.name == entry->name) tc = &t;
-      for (auto n : map->luns()) {
-        auto lu = map->find(n);
-        json j{{"target", entry->name},
-               {"lun", n},
-               {"path", lu->backend().describe()},
-               {"size", lu->backend().size_bytes()},
-               {"block_size", lu->params().block_size},
-               {"blocks", lu->block_count()},
-               {"write_ack", storage::to_string(lu->backend().ack_policy())},
-               {"read_only", lu->params().read_only},
-               {"allowed_initiators", map->allowed_initiators(n)}};
-        if (tc)
-          for (const auto& l : tc->luns)
-            if (l.number == n) j["direct_io"] = l.direct_io;
-        out.push_back(j);
-      }
-    }
+    for_each_lu(registry_, only,
+                [&](const iscsi::TargetEntry& entry, const scsi::LunMap& map, std::uint64_t n,
+                    scsi::LogicalUnit& lu) {
+                  json j{{"target", entry.name},
+                         {"lun", n},
+                         {"path", lu.backend().describe()},
+                         {"size", lu.backend().size_bytes()},
+                         {"block_size", lu.params().block_size},
+                         {"blocks", lu.block_count()},
+                         {"write_ack", storage::to_string(lu.backend().ack_policy())},
+                         {"read_only", lu.params().read_only},
+                         {"allowed_initiators", map.allowed_initiators(n)}};
+                  for (const auto& t : running_.targets)
+                    if (t.name == entry.name)
+                      for (const auto& l : t.luns)
+                        if (l.number == n) j["direct_io"] = l.direct_io;
+                  out.push_back(j);
+                });
     r.ok(out);
   });
 
@@ -352,38 +359,35 @@ void Service::add_methods() {
     auto only = p.optional_string("target");
     if (only) target_of(running_, *only);
     json out = json::array();
-    for (const auto& entry : registry_.targets()) {
-      if (only && entry->name != *only) continue;
-      auto map = entry->luns();
-      for (auto n : map->luns()) {
-        auto lu = map->find(n);
-        if (!lu || !lu->stats()) continue;
-        const metrics::LunTotals t = metrics::aggregate(*lu->stats());
-        json ops = json::object(), bytes = json::object(), errors = json::object();
-        std::uint64_t error_total = 0;
-        for (std::size_t k = 0; k < metrics::kOpKinds; ++k) {
-          const char* kind = metrics::to_string(static_cast<metrics::OpKind>(k));
-          ops[kind] = t.kinds[k].operations;
-          bytes[kind] = t.kinds[k].bytes;
-        }
-        for (std::size_t e = 0; e < metrics::kErrorReasons; ++e) {
-          if (t.errors[e] == 0) continue;
-          errors[metrics::error_reason_name(e)] = t.errors[e];
-          error_total += t.errors[e];
-        }
-        out.push_back({{"target", entry->name},
-                       {"lun", n},
-                       {"operations", ops},
-                       {"bytes", bytes},
-                       {"errors", errors},
-                       {"reads", ops["read"]},
-                       {"writes", ops["write"]},
-                       {"read_bytes", bytes["read"]},
-                       {"write_bytes", bytes["write"]},
-                       {"error_total", error_total},
-                       {"in_flight", t.in_flight}});
-      }
-    }
+    for_each_lu(registry_, only,
+                [&](const iscsi::TargetEntry& entry, const scsi::LunMap&, std::uint64_t n,
+                    scsi::LogicalUnit& lu) {
+                  if (!lu.stats()) return;
+                  const metrics::LunTotals t = metrics::aggregate(*lu.stats());
+                  json ops = json::object(), bytes = json::object(), errors = json::object();
+                  std::uint64_t error_total = 0;
+                  for (std::size_t k = 0; k < metrics::kOpKinds; ++k) {
+                    const char* kind = metrics::to_string(static_cast<metrics::OpKind>(k));
+                    ops[kind] = t.kinds[k].operations;
+                    bytes[kind] = t.kinds[k].bytes;
+                  }
+                  for (std::size_t e = 0; e < metrics::kErrorReasons; ++e) {
+                    if (t.errors[e] == 0) continue;
+                    errors[metrics::error_reason_name(e)] = t.errors[e];
+                    error_total += t.errors[e];
+                  }
+                  out.push_back({{"target", entry.name},
+                                 {"lun", n},
+                                 {"operations", ops},
+                                 {"bytes", bytes},
+                                 {"errors", errors},
+                                 {"reads", ops["read"]},
+                                 {"writes", ops["write"]},
+                                 {"read_bytes", bytes["read"]},
+                                 {"write_bytes", bytes["write"]},
+                                 {"error_total", error_total},
+                                 {"in_flight", t.in_flight}});
+                });
     r.ok(out);
   });
 

@@ -788,40 +788,18 @@ class Loader {
     }
     auto s = n.value_exact<std::string>();
     if (!s) fail(n, std::string("size must be an integer or a string, not ") + type_name(n.type()));
-    std::string digits = *s;
-    unsigned shift = 0;
-    if (!digits.empty()) {
-      switch (digits.back()) {
-        case 'K':
-        case 'k':
-          shift = 10;
-          break;
-        case 'M':
-        case 'm':
-          shift = 20;
-          break;
-        case 'G':
-        case 'g':
-          shift = 30;
-          break;
-        case 'T':
-        case 't':
-          shift = 40;
-          break;
-        default:
-          break;
-      }
-      if (shift) digits.pop_back();
+    std::uint64_t v = 0;
+    switch (parse_size_text(*s, v)) {
+      case SizeProblem::none:
+        return v;
+      case SizeProblem::zero:
+        fail(n, "size must be greater than 0" + hint);
+      case SizeProblem::too_large:
+        fail(n, "size \"" + *s + "\" is too large");
+      case SizeProblem::not_a_size:
+        break;
     }
-    bool ok = !digits.empty() && digits.size() <= 19;
-    for (char c : digits) ok = ok && c >= '0' && c <= '9';
-    if (!ok) fail(n, "size \"" + *s + "\" is not a size" + hint);
-    std::uint64_t v = std::stoull(digits);
-    if (v == 0) fail(n, "size must be greater than 0" + hint);
-    if (v > (std::numeric_limits<std::uint64_t>::max() >> 1 >> shift)) {
-      fail(n, "size \"" + *s + "\" is too large");
-    }
-    return v << shift;
+    fail(n, "size \"" + *s + "\" is not a size" + hint);
   }
 
   std::string file_;
@@ -829,6 +807,41 @@ class Loader {
 };
 
 }  // namespace
+
+SizeProblem parse_size_text(std::string_view text, std::uint64_t& bytes) {
+  unsigned shift = 0;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 'K':
+      case 'k':
+        shift = 10;
+        break;
+      case 'M':
+      case 'm':
+        shift = 20;
+        break;
+      case 'G':
+      case 'g':
+        shift = 30;
+        break;
+      case 'T':
+      case 't':
+        shift = 40;
+        break;
+      default:
+        break;
+    }
+    if (shift) text.remove_suffix(1);
+  }
+  if (text.empty() || text.size() > 19) return SizeProblem::not_a_size;
+  for (char c : text)
+    if (c < '0' || c > '9') return SizeProblem::not_a_size;
+  const std::uint64_t v = std::stoull(std::string(text));
+  if (v == 0) return SizeProblem::zero;
+  if (v > (std::numeric_limits<std::uint64_t>::max() >> 1 >> shift)) return SizeProblem::too_large;
+  bytes = v << shift;
+  return SizeProblem::none;
+}
 
 Config load_string(const std::string& text, const std::string& source_name) {
   std::error_code ec;

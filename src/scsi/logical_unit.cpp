@@ -483,16 +483,6 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
 // bounce buffer the medium is read into, ORed with the Data-Out and written
 // back. Holds the same range lock as COMPARE AND WRITE for the whole
 // read-modify-write, so no other write lands in between.
-void orwrite_write_done(Task& task, int result) {
-  const IoState s = load_io(task);
-  if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::write_error, true, first_failed_lba(s, result));
-  } else {
-    task.status = Status::good;
-  }
-  caw_finish(task);
-}
-
 void orwrite_read_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
@@ -502,7 +492,7 @@ void orwrite_read_done(Task& task, int result) {
   std::uint8_t* medium = bounce_of(task);
   for (std::uint64_t i = 0; i < s.bytes; ++i) medium[i] |= task.buffer[i];
   auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
-  task.io_continuation = &orwrite_write_done;
+  task.io_continuation = &caw_write_done;  // the same ending as COMPARE AND WRITE
   const bool fua = task.cdb[1] & 0x08;
   lu.backend().write(medium, s.bytes, s.lba * s.block_size, fua, &task);
 }

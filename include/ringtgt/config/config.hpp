@@ -152,6 +152,11 @@ class ConfigError : public std::runtime_error {
 // a-z 0-9 '-' '.' ':'), or nullopt when it is valid. For target and initiator names alike.
 std::optional<std::string> iscsi_name_problem(std::string_view name);
 
+// A size as people write it: a number of bytes, or a number with the suffix K, M, G or
+// T (powers of 1024). For the config's size keys and for ringtgtctl's --size.
+enum class SizeProblem { none, not_a_size, zero, too_large };
+SizeProblem parse_size_text(std::string_view text, std::uint64_t& bytes);
+
 // Parses and validates; throws ConfigError ("FILE:LINE:COLUMN: message").
 Config load_file(const std::string& path);
 Config load_string(const std::string& text, const std::string& source_name);

@@ -31,6 +31,23 @@ class Lu {
     return run_task([this](Task& t) { lu->execute(t); }, task, owner, buffer, cdb, room, out);
   }
 
+  // A command from nexus n: Data-Out from *out, or up to 512 bytes of Data-In.
+  Task& run_as(const Nexus& n, const Bytes& cdb, const Bytes* out = nullptr) {
+    task = Task{};
+    owner.completions = 0;
+    std::copy(cdb.begin(), cdb.end(), task.cdb.begin());
+    task.owner = &owner;
+    task.nexus = &n;
+    buffer.assign(512, 0);
+    if (out != nullptr) std::copy(out->begin(), out->end(), buffer.begin());
+    task.buffer = buffer.data();
+    task.buffer_len = out != nullptr ? static_cast<std::uint32_t>(out->size()) : 512;
+    task.direction = out != nullptr ? DataDirection::to_device : DataDirection::from_device;
+    lu->execute(task);
+    EXPECT_EQ(owner.completions, 1);
+    return task;
+  }
+
   storage::MemoryBackend* mem;
   std::unique_ptr<LogicalUnit> lu;
   CountingOwner owner;
@@ -360,19 +377,7 @@ TEST(UnitAttention, CapacityAndModeChangesAreReportedToTheOtherNexuses) {
   Lu l;
   Nexus a{"iqn.a", "t", 1, {}}, b{"iqn.b", "t", 2, {}};
   auto as = [&](const Nexus& n, const Bytes& cdb, const Bytes* out = nullptr) -> Task& {
-    l.task = Task{};
-    l.owner.completions = 0;
-    std::copy(cdb.begin(), cdb.end(), l.task.cdb.begin());
-    l.task.owner = &l.owner;
-    l.task.nexus = &n;
-    l.buffer.assign(512, 0);
-    if (out != nullptr) std::copy(out->begin(), out->end(), l.buffer.begin());
-    l.task.buffer = l.buffer.data();
-    l.task.buffer_len = out != nullptr ? static_cast<std::uint32_t>(out->size()) : 512;
-    l.task.direction = out != nullptr ? DataDirection::to_device : DataDirection::from_device;
-    l.lu->execute(l.task);
-    EXPECT_EQ(l.owner.completions, 1);
-    return l.task;
+    return l.run_as(n, cdb, out);
   };
   auto expect_ua = [](const Task& t, std::uint8_t asc, std::uint8_t ascq) {
     ASSERT_EQ(t.status, Status::check_condition);
@@ -418,20 +423,7 @@ TEST(UnitAttention, CapacityAndModeChangesAreReportedToTheOtherNexuses) {
 TEST(UnitAttention, ResetIsReportedOnceToEveryNexusThatUsedTheUnit) {
   Lu l;
   Nexus a{"iqn.a", "t", 1, {}}, b{"iqn.b", "t", 2, {}}, late{"iqn.c", "t", 3, {}};
-  auto as = [&](const Nexus& n, const Bytes& cdb) -> Task& {
-    l.task = Task{};
-    l.owner.completions = 0;
-    std::copy(cdb.begin(), cdb.end(), l.task.cdb.begin());
-    l.task.owner = &l.owner;
-    l.task.nexus = &n;
-    l.buffer.assign(512, 0);
-    l.task.buffer = l.buffer.data();
-    l.task.buffer_len = 512;
-    l.task.direction = DataDirection::from_device;
-    l.lu->execute(l.task);
-    EXPECT_EQ(l.owner.completions, 1);
-    return l.task;
-  };
+  auto as = [&](const Nexus& n, const Bytes& cdb) -> Task& { return l.run_as(n, cdb); };
   const Bytes tur{0, 0, 0, 0, 0, 0}, inquiry{0x12, 0, 0, 0, 0xff, 0};
   EXPECT_EQ(as(a, tur).status, Status::good);
   EXPECT_EQ(as(b, tur).status, Status::good);
