@@ -123,13 +123,6 @@ Bytes param_list(const std::vector<Bytes>& cscds, const std::vector<Bytes>& segm
   return p;
 }
 
-void expect_sense(const Task& t, std::uint8_t key, std::uint8_t asc, std::uint8_t ascq) {
-  ASSERT_EQ(t.status, Status::check_condition);
-  EXPECT_EQ(t.sense[2] & 0x0f, key);
-  EXPECT_EQ(t.sense[12], asc);
-  EXPECT_EQ(t.sense[13], ascq);
-}
-
 // COPY ABORTED for segment `segment`, carrying the sense a copy target
 // (source: byte 8 points at it; destination: byte 9) would have returned.
 void expect_copy_aborted(const Task& t, std::uint16_t segment, bool destination, std::uint8_t key,

@@ -60,13 +60,6 @@ class Lu {
   Bytes buffer;
 };
 
-void expect_sense(const Task& t, std::uint8_t key, std::uint8_t asc, std::uint8_t ascq) {
-  ASSERT_EQ(t.status, Status::check_condition);
-  EXPECT_EQ(t.sense[2] & 0x0f, key);
-  EXPECT_EQ(t.sense[12], asc);
-  EXPECT_EQ(t.sense[13], ascq);
-}
-
 TEST(ModeSelect, ChangeableAndDefaultControlPage) {
   Lu l;
   const Bytes ch = l.sense_page(0x0a, 1);

@@ -78,13 +78,6 @@ Bytes unmap_list(std::initializer_list<std::pair<std::uint64_t, std::uint32_t>> 
   return p;
 }
 
-void expect_sense(const Task& t, std::uint8_t key, std::uint8_t asc, std::uint8_t ascq) {
-  ASSERT_EQ(t.status, Status::check_condition);
-  EXPECT_EQ(t.sense[2] & 0x0f, key);
-  EXPECT_EQ(t.sense[12], asc);
-  EXPECT_EQ(t.sense[13], ascq);
-}
-
 Bytes inquiry_vpd(std::uint8_t page) {
   Bytes c(6, 0);
   c[0] = 0x12;

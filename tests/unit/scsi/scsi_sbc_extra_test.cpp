@@ -55,13 +55,6 @@ class Lu {
   Bytes buffer;
 };
 
-void expect_sense(const Task& t, std::uint8_t key, std::uint8_t asc, std::uint8_t ascq) {
-  ASSERT_EQ(t.status, Status::check_condition);
-  EXPECT_EQ(t.sense[2] & 0x0f, key);
-  EXPECT_EQ(t.sense[12], asc);
-  EXPECT_EQ(t.sense[13], ascq);
-}
-
 TEST(PartialRead, DataInEndingInsideABlockIsFilled) {
   Lu l;
   for (int i = 0; i < 1024; ++i) l.mem->data()[i] = static_cast<std::uint8_t>(i * 7);

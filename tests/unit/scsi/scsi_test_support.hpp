@@ -75,4 +75,12 @@ inline Bytes cdb16(std::uint8_t opcode, std::uint8_t flags, std::uint64_t lba,
   return c;
 }
 
+// CHECK CONDITION with fixed-format sense key/ASC/ASCQ.
+inline void expect_sense(const Task& t, std::uint8_t key, std::uint8_t asc, std::uint8_t ascq) {
+  ASSERT_EQ(t.status, Status::check_condition);
+  EXPECT_EQ(t.sense[2] & 0x0f, key);
+  EXPECT_EQ(t.sense[12], asc);
+  EXPECT_EQ(t.sense[13], ascq);
+}
+
 }  // namespace ringtgt::scsi::testing
