@@ -221,7 +221,10 @@ TEST(PrStateMachine, RegisterAndMove) {
   Out self = o;
   put_be64(&self.params[0], 0xbb);
   const Bytes tid_b = transport_id(B);
-  std::copy(tid_b.begin(), tid_b.end(), self.params.begin() + 24);
+  self.params.resize(24);
+  self.params.insert(self.params.end(), tid_b.begin(), tid_b.end());
+  put_be32(&self.params[20], static_cast<std::uint32_t>(tid_b.size()));
+  put_be32(&self.cdb[5], static_cast<std::uint32_t>(self.params.size()));
   EXPECT_EQ(run(pr, B, self).sense.asc, 0x26);
 }
 
