@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "operations.hpp"
@@ -112,6 +113,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("{}", uring);
+
+  // The state folder holds the demo's sparse LUN files, APTPL reservation files and,
+  // by default in the demo, the admin socket: make it on first start.
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.state_dir, ec);
+  if (ec) {
+    spdlog::critical("cannot create state_dir {}: {}", cfg.state_dir, ec.message());
+    return 1;
+  }
 
   try {
     ringtgt::net::Registry registry(cfg);
