@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <fstream>
-#include <string>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 
 namespace ringtgt::storage {
