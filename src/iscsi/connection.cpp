@@ -28,6 +28,10 @@ struct IscsiTask final : scsi::Task {
   std::uint32_t edtl = 0;
   bool reading = false, writing = false;
   bool aborted = false;
+  // Some of its Data-Out was lost or out of order (a DataSN error or a data
+  // digest error, RFC 7143 §7.8 and §7.12): once all its data is in, it ends
+  // with CHECK CONDITION instead of running.
+  bool data_failed = false;
   std::uint8_t* buf = nullptr;
   std::size_t buf_size = 0;
   std::uint32_t received = 0;  // Data-Out bytes in
@@ -47,6 +51,9 @@ namespace {
 constexpr std::uint32_t kLoginSegmentLimit = 8192;
 constexpr std::size_t kMaxTextBytes = 65536;
 constexpr std::uint32_t kIgnoredCommandsLogged = 10;  // per connection, at warn
+// ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR: RFC 7143 §11.4.7.2, for a
+// command whose Data-Out was lost to a digest or DataSN error.
+constexpr scsi::SenseCode kProtocolServiceCrcError{0x0b, 0x47, 0x05};
 
 std::uint64_t decode_lun(std::uint64_t field) {
   std::uint8_t method = static_cast<std::uint8_t>(field >> 62);
@@ -245,25 +252,34 @@ void Connection::on_data(const std::uint8_t* trailer, std::uint32_t trailer_len)
       crc.update(trailer, padded(dsl) - dsl);
       if (crc.value() != load_digest(trailer + trailer_len - kDigestSize)) {
         // RFC 7143 §7.8: Reject with "data digest error" and discard the PDU.
-        // For SCSI data, recovery (a recovery R2T, or retrying the command)
-        // needs ErrorRecoveryLevel 1; at level 0 the task cannot finish, so the
-        // connection goes and the initiator recovers the session. A non-data
-        // PDU (NOP-Out, Text) needs nothing more: the connection stays.
+        // A Data-Out: its task ends with CHECK CONDITION, PROTOCOL SERVICE
+        // CRC ERROR once the rest of its data is in (option b; a recovery
+        // R2T would need ErrorRecoveryLevel 1), and the connection stays.
+        // Immediate data in a SCSI Command: the command itself is lost, a
+        // hole in the CmdSN order that only ErrorRecoveryLevel 1 could fill,
+        // so the connection goes and the initiator recovers the session. A
+        // non-data PDU (NOP-Out, Text) needs nothing more.
         ++digest_errors_.data;
         count_digest_error(false);
-        bool scsi_data = cur_task_ != nullptr;
+        const bool data_out = cur_task_ != nullptr && cur_.opcode() == Opcode::data_out;
+        const bool command = cur_task_ != nullptr && !data_out;
         spdlog::warn("{} ({}): data digest error on opcode {:#x} ITT {:#x}; {}", peer_,
                      params_.initiator_name, static_cast<unsigned>(cur_.opcode()), cur_.itt(),
-                     scsi_data ? "rejected, closing the connection (ErrorRecoveryLevel 0)"
+                     data_out  ? "rejected; the command will end with CHECK CONDITION"
+                     : command ? "rejected, closing the connection (ErrorRecoveryLevel 0)"
                                : "rejected and discarded");
         reject(cur_, RejectReason::data_digest_error, "data digest error");
-        if (scsi_data) {
-          closing_ = true;
-        } else if (cur_.opcode() == Opcode::text_request) {
-          text_in_.clear();  // the pieces before it are no use without it
+        if (data_out) {
+          cur_task_->data_failed = true;  // counted below, so the sequence can end
+        } else {
+          if (command) {
+            closing_ = true;
+          } else if (cur_.opcode() == Opcode::text_request) {
+            text_in_.clear();  // the pieces before it are no use without it
+          }
+          cur_task_ = nullptr;
+          return;
         }
-        cur_task_ = nullptr;
-        return;
       }
     }
   }
@@ -535,6 +551,7 @@ IscsiTask* Connection::acquire_task() {
   free_tasks_.pop_back();
   t->state = IscsiTask::State::receiving;
   t->aborted = false;
+  t->data_failed = false;
   t->received = 0;
   t->unsolicited_done = false;
   t->r2t_next_offset = 0;
@@ -689,21 +706,13 @@ std::optional<DataPlan> Connection::data_out_header(const Bhs& bhs) {
       closing_ = true;
       return std::nullopt;
     }
-    if (bhs.data_sn() != t->unsolicited_data_sn++) {
-      reject(bhs, RejectReason::protocol_error, "Data-Out with an unexpected DataSN");
-      closing_ = true;
-      return std::nullopt;
-    }
+    if (bhs.data_sn() != t->unsolicited_data_sn++) data_sn_error(*t, bhs);
   } else {
     bool ok = false;
     for (auto& slot : t->r2ts) {
       if (slot.busy && slot.ttt == bhs.ttt()) {
         ok = off >= slot.offset && off + dsl <= slot.offset + slot.len;
-        if (ok && bhs.data_sn() != slot.next_data_sn++) {
-          reject(bhs, RejectReason::protocol_error, "Data-Out with an unexpected DataSN");
-          closing_ = true;
-          return std::nullopt;
-        }
+        if (ok && bhs.data_sn() != slot.next_data_sn++) data_sn_error(*t, bhs);
         break;
       }
     }
@@ -721,6 +730,13 @@ std::optional<DataPlan> Connection::data_out_header(const Bhs& bhs) {
 void Connection::data_received(IscsiTask& t) {
   if (t.state != IscsiTask::State::receiving) return;
   if (t.received >= t.edtl || !t.writing) {
+    if (t.data_failed) {
+      // Later Data-Out of it (a repeated offset can make the count look
+      // complete early) is dropped without a Reject.
+      aborted_itts_[aborted_next_++ % aborted_itts_.size()] = t.itt;
+      t.state = IscsiTask::State::executing;
+      return fail_task(t, kProtocolServiceCrcError);
+    }
     execute(t);
     return;
   }
@@ -763,6 +779,20 @@ void Connection::execute(IscsiTask& t) {
   t.nexus = &nexus_;
   t.owner = this;
   luns_->execute(t);
+}
+
+void Connection::data_sn_error(IscsiTask& t, const Bhs& bhs) {
+  // RFC 7143 §7.12: a DataSN out of order means an earlier Data-Out was lost
+  // (an implied digest error), handled as §7.8 says for a data PDU. No
+  // Reject: the PDU itself is sound, and initiators end a command they see
+  // rejected, so the CHECK CONDITION that follows would match nothing.
+  if (!t.data_failed) {
+    spdlog::warn(
+        "{} ({}): Data-Out for ITT {:#x} with DataSN {} out of order; the command "
+        "will end with CHECK CONDITION",
+        peer_, params_.initiator_name, t.itt, bhs.data_sn());
+  }
+  t.data_failed = true;
 }
 
 void Connection::fail_task(IscsiTask& t, scsi::SenseCode code) {

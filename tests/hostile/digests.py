@@ -7,8 +7,13 @@ every PDU the target sends, writes and reads back data (immediate data, R2T
 and Data-Out, multi-PDU Data-In), then corrupts digests the way a bad NIC
 would and checks the RFC 7143 7.8 answer:
   data digest error on a NOP-Out   -> Reject (reason 0x02), connection stays
-  data digest error on WRITE data  -> Reject (reason 0x02), connection closed,
-                                      nothing written (ErrorRecoveryLevel 0)
+  data digest error on immediate    -> Reject (reason 0x02), connection closed,
+  data of a WRITE                     nothing written (ErrorRecoveryLevel 0: the
+                                      command itself is lost)
+  data digest error on a Data-Out  -> Reject (reason 0x02); after the rest of the
+                                      sequence the WRITE ends with CHECK CONDITION,
+                                      ABORTED COMMAND 47h/05h; nothing written, the
+                                      connection stays
   header digest error              -> connection closed
 After each, another session works.
 
@@ -224,6 +229,66 @@ def scenario_bad_data_digest_write(host, port, target):
         q.close()
 
 
+def scenario_bad_data_digest_data_out(host, port, target):
+    lba = 3072
+    before = os.urandom(16384)
+    p = DigestPeer(host, port)
+    try:
+        p.login_digests(target)
+        if p.write10(lba, before) != 0:
+            return "setup WRITE failed"
+        # A WRITE with no immediate data: the target sends an R2T for it all
+        # (FirstBurstLength 16384 < 32 KiB, so a solicited sequence).
+        bad = os.urandom(32768)
+        cdb = bytes([0x2A, 0]) + lba.to_bytes(4, "big") + bytes([0, 0, 64, 0])
+        itt = p.itt
+        p.send(p.scsi_bhs(cdb, len(bad), write=True, dsl=0))
+        p.itt += 1
+        p.cmd_sn += 1
+        hdr, _ = p.recv_pdu()
+        if hdr[0] & 0x3F != 0x31:
+            return f"expected an R2T, got opcode {hdr[0] & 0x3f:#x}"
+        ttt = int.from_bytes(hdr[20:24], "big")
+        want = int.from_bytes(hdr[44:48], "big")
+        chunk = min(p.target_mrdsl, 8192)
+        rejects, sent, sn = 0, 0, 0
+        while sent < want:
+            n = min(chunk, want - sent)
+            p.corrupt_data = sn == 1  # the second Data-Out of the sequence
+            p.send(p.data_out_bhs(itt, ttt, sent, n, sent + n == want, sn), bad[sent:sent + n])
+            sent += n
+            sn += 1
+        while True:
+            hdr, data = p.recv_pdu()
+            op = hdr[0] & 0x3F
+            if op == 0x3F:
+                if hdr[2] != 0x02:
+                    return f"Reject with reason {hdr[2]:#x}, wanted 0x02"
+                rejects += 1
+                continue
+            if op != 0x21:
+                return f"unexpected opcode {op:#x} after the Data-Out"
+            break
+        if rejects != 1:
+            return f"{rejects} Rejects for one bad data digest"
+        if hdr[3] != 0x02:
+            return f"WRITE with a lost Data-Out ended with status {hdr[3]:#x}, wanted CHECK CONDITION"
+        sense = data[2:]
+        if len(sense) < 14 or sense[2] & 0x0F != 0x0B or sense[12] != 0x47 or sense[13] != 0x05:
+            return f"sense {sense[:14].hex()}, wanted ABORTED COMMAND 47h/05h"
+        # The same connection goes on, and the blocks hold what they held.
+        st, back = p.read10(lba, 32)
+        if st != 0:
+            return f"READ after it: status {st:#x}"
+        if back != before:
+            return "data of a WRITE with a bad data digest reached the disk"
+        return None
+    except DigestError as e:
+        return str(e)
+    finally:
+        p.close()
+
+
 def scenario_bad_header_digest(host, port, target):
     p = DigestPeer(host, port)
     try:
@@ -266,6 +331,7 @@ def main():
     for name, fn in (("write_read_with_digests", scenario_write_read),
                      ("bad_data_digest_nop_out", scenario_bad_data_digest_nop),
                      ("bad_data_digest_write", scenario_bad_data_digest_write),
+                     ("bad_data_digest_data_out", scenario_bad_data_digest_data_out),
                      ("bad_header_digest", scenario_bad_header_digest)):
         try:
             problem = fn(host, port, target)
@@ -278,7 +344,7 @@ def main():
         failed += problem is not None
         print(("PASS " if problem is None else "FAIL ") + name + (f": {problem}" if problem else ""),
               flush=True)
-    print(f"{4 - failed} passed, {failed} failed")
+    print(f"{5 - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

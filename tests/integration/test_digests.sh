@@ -29,7 +29,7 @@ start_daemon "$TMP/ringtgt.toml" "$PORT"
 run_ok "$TMP/digests.out" timeout 300 python3 "$RINGTGT_SRC/tests/hostile/digests.py" \
   127.0.0.1 "$PORT" "$TGT"
 cat "$TMP/digests.out"
-expect_grep '^4 passed, 0 failed$' "$TMP/digests.out" "every digest scenario"
+expect_grep '^5 passed, 0 failed$' "$TMP/digests.out" "every digest scenario"
 
 init='iqn\.2025-01\.com\.example:digests'
 expect_grep "peer 127\.0\.0\.1:[0-9]+ session normal .*\(header and data digests\)" "$DAEMON_LOG" \

@@ -203,6 +203,7 @@ class Connection final : private scsi::TaskOwner {
   void respond(IscsiTask& t);
   void send_scsi_response(IscsiTask& t, bool with_data_in);
   void reject(const Bhs& bhs, RejectReason reason, const char* why);
+  void data_sn_error(IscsiTask& t, const Bhs& bhs);
   void fail_task(IscsiTask& t, scsi::SenseCode code);
   void abort_task(IscsiTask& t);
 

@@ -658,6 +658,47 @@ TEST(ConnectionScsi, SolicitedDataWithSmallMaxBurstSendsOneR2tAtATime) {
   EXPECT_EQ(0, std::memcmp(d.host.mem->data() + 100 * kBlock, payload.data(), payload.size()));
 }
 
+// RFC 7143 §7.12/§7.8: a Data-Out whose DataSN is out of order means one was
+// lost. The rest of the sequence is taken in, then the WRITE ends with CHECK
+// CONDITION (ABORTED COMMAND, 47h/05h); nothing reaches the disk, no Reject is
+// sent for the sound PDU, and the connection stays.
+TEST(ConnectionScsi, DataSnOutOfOrderEndsTheWriteWithCheckCondition) {
+  for (std::uint32_t first_sn : {1u, 0u}) {
+    Driver d;
+    LoginOptions o;
+    o.initial_r2t = "Yes";
+    d.login(o);
+    Bytes payload = pattern(4096, 9);
+    ASSERT_TRUE(d.send(d.command(0x600, write10(8, 8), 4096, false, true, true)));
+    Out r2t = d.only_one();
+    ASSERT_EQ(r2t.op(), Opcode::r2t);
+    // (1, 0): reversed; (0, 0): the second repeats the first's DataSN.
+    ASSERT_TRUE(d.send(d.data_out(0x600, r2t.bhs.ttt(), first_sn, 0, false),
+                       Bytes(payload.begin(), payload.begin() + 2048)));
+    EXPECT_TRUE(d.drain().empty());
+    ASSERT_TRUE(d.send(d.data_out(0x600, r2t.bhs.ttt(), 0, 2048, true),
+                       Bytes(payload.begin() + 2048, payload.end())));
+    Out resp = d.only_one();
+    ASSERT_EQ(resp.op(), Opcode::scsi_response) << "DataSN " << first_sn << ", 0";
+    EXPECT_EQ(resp.bhs.bytes[3], 0x02);  // CHECK CONDITION
+    ASSERT_GE(resp.data.size(), 2u + 14u);
+    EXPECT_EQ(resp.data[2 + 2] & 0x0f, 0x0b);  // ABORTED COMMAND
+    EXPECT_EQ(resp.data[2 + 12], 0x47);
+    EXPECT_EQ(resp.data[2 + 13], 0x05);
+    EXPECT_FALSE(d.conn->closing());
+    EXPECT_NE(0, std::memcmp(d.host.mem->data() + 8 * kBlock, payload.data(), payload.size()));
+    // The session goes on: the same WRITE with proper DataSNs succeeds.
+    ASSERT_TRUE(d.send(d.command(0x601, write10(8, 8), 4096, false, true, true)));
+    Out again = d.only_one();
+    ASSERT_EQ(again.op(), Opcode::r2t);
+    ASSERT_TRUE(d.send(d.data_out(0x601, again.bhs.ttt(), 0, 0, true), payload));
+    Out ok = d.only_one();
+    ASSERT_EQ(ok.op(), Opcode::scsi_response);
+    EXPECT_EQ(ok.bhs.bytes[3], 0);
+    EXPECT_EQ(0, std::memcmp(d.host.mem->data() + 8 * kBlock, payload.data(), payload.size()));
+  }
+}
+
 TEST(ConnectionScsi, MaxOutstandingR2tTwoKeepsTwoInFlight) {
   ConnectionSettings s;
   s.limits.max_outstanding_r2t = 2;
