@@ -602,12 +602,12 @@ class Loader {
     get_uint(t, "max_connections", "limits.max_connections", 1, 1000000, l.max_connections);
     if (const toml::node* n = t.get("max_buffer_memory")) {
       // Half of it is always left for buffers in use (workers keep at most the
-      // other half for reuse), and the largest command (8 MiB) must fit there.
-      constexpr std::uint64_t kMin = 16ull << 20;
+      // other half for reuse), and the largest command (32 MiB) must fit there.
+      constexpr std::uint64_t kMin = 64ull << 20;
       std::uint64_t v = parse_size(*n);
       if (v < kMin) {
         fail(*n,
-             "limits.max_buffer_memory must be at least 16M (twice the largest command "
+             "limits.max_buffer_memory must be at least 64M (twice the largest command "
              "buffer), not " +
                  std::to_string(v) + " bytes");
       }

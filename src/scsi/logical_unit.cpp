@@ -307,7 +307,7 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
 // [1] blocks left (this chunk included), [2] block size, [3] the bounce
 // buffer holding one chunk of the pattern.
 std::uint64_t write_same_chunk_blocks(std::uint64_t bs) {
-  return detail::max_transfer_bytes / bs;
+  return detail::write_same_chunk_bytes / bs;
 }
 
 void write_same_issue(Task& task);

@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
 """[limits] against a running ringtgt started with
     max_sessions = 3, max_sessions_per_initiator = 2, max_connections = 8,
-    max_buffer_memory = "16M"
+    max_buffer_memory = "64M" (the smallest allowed: twice the 32 MiB
+    largest command)
 Scenarios:
   sessions        a 3rd session of one initiator, then a 4th in all: login
                   status 0x0302 (out of resources); room again once one ends
   connections     the 9th TCP connection is closed at once; a login works
                   again once the others are gone
-  buffer_budget   one session queues 120 WRITEs of 1 MiB and sends almost all
+  buffer_budget   one session queues 200 WRITEs of 1 MiB and sends almost all
                   of each one's data: the commands past the budget get TASK
                   SET FULL, the daemon's VmRSS grows by far less than the
-                  120 MiB asked for; meanwhile another session's WRITE gets
+                  200 MiB asked for; meanwhile another session's WRITE gets
                   BUSY (never CHECK CONDITION), and once the hog is gone the
                   retried WRITE succeeds and reads back
 Usage: limits.py HOST PORT TARGET_IQN DAEMON_PID
@@ -29,6 +30,7 @@ INIT_A = "iqn.2025-01.com.example:limits-a"
 INIT_B = "iqn.2025-01.com.example:limits-b"
 INIT_C = "iqn.2025-01.com.example:limits-c"
 MiB = 1 << 20
+BUDGET_MIB = 64  # max_buffer_memory in test_limits.sh
 
 
 def rss_kib(pid):
@@ -160,7 +162,7 @@ def scenario_buffer_budget(host, port, target, pid):
     normal = None
     try:
         hog.login_big(target, INIT_A)
-        n = 120
+        n = 200
         first_itt = hog.itt
         for i in range(n):
             lba = (i * MiB // 512) % (60 * MiB // 512)
@@ -202,10 +204,10 @@ def scenario_buffer_budget(host, port, target, pid):
             return f"unexpected answers (opcode, status): {other[:5]}"
         if full == 0:
             return "no TASK SET FULL: the budget was not enforced"
-        if r2ts > 16:
-            return f"{r2ts} commands of 1 MiB got buffers under a 16 MiB budget"
-        if grown > 40 * 1024:
-            return f"VmRSS grew by {grown} KiB under a 16 MiB buffer budget"
+        if r2ts > BUDGET_MIB:
+            return f"{r2ts} commands of 1 MiB got buffers under a {BUDGET_MIB} MiB budget"
+        if grown > (BUDGET_MIB + 24) * 1024:
+            return f"VmRSS grew by {grown} KiB under a {BUDGET_MIB} MiB buffer budget"
         # Another session meanwhile: BUSY (retry later), never a failed command.
         normal = Peer(host, port)
         normal.login(target, initiator=INIT_B)

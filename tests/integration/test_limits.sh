@@ -21,7 +21,7 @@ TGT=iqn.2025-01.com.example:limits
 max_sessions = 3
 max_sessions_per_initiator = 2
 max_connections = 8
-max_buffer_memory = "16M"
+max_buffer_memory = "64M"
 CONF
 } >"$TMP/ringtgt.toml"
 start_daemon "$TMP/ringtgt.toml" "$PORT"

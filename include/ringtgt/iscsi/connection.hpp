@@ -121,7 +121,7 @@ struct ConnectionSettings {
   std::chrono::seconds nop_interval{15};
   std::chrono::seconds nop_timeout{30};
   std::chrono::seconds login_timeout{15};
-  std::uint32_t max_transfer_length = 8u << 20;  // largest EDTL accepted
+  std::uint32_t max_transfer_length = 32u << 20;  // largest EDTL accepted
 };
 
 class Connection final : private scsi::TaskOwner {

@@ -13,7 +13,7 @@ namespace ringtgt::reactor {
 class BufferPool {
  public:
   static constexpr std::size_t kMinSize = 4096;
-  static constexpr std::size_t kMaxSize = 16u << 20;
+  static constexpr std::size_t kMaxSize = 32u << 20;
   static constexpr std::size_t kAlignment = 4096;
 
   ~BufferPool();
@@ -43,7 +43,7 @@ class BufferPool {
   static unsigned size_class(std::size_t size);
   std::size_t retain_cap() const;
   void trim();                           // gives every kept buffer back to the heap
-  std::vector<std::uint8_t*> free_[13];  // 4 KiB .. 16 MiB
+  std::vector<std::uint8_t*> free_[14];  // 4 KiB .. 32 MiB
   std::size_t retained_ = 0;
   std::size_t retain_limit_ = 256u << 20;
 };

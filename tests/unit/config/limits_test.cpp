@@ -38,15 +38,15 @@ TEST(Limits, ValuesRead) {
                              "max_sessions = 3\n"
                              "max_sessions_per_initiator = 2\n"
                              "max_connections = 10\n"
-                             "max_buffer_memory = \"32M\"\n",
+                             "max_buffer_memory = \"96M\"\n",
                          "t.toml");
   EXPECT_EQ(c.limits.max_sessions, 3u);
   EXPECT_EQ(c.limits.max_sessions_per_initiator, 2u);
   EXPECT_EQ(c.limits.max_connections, 10u);
-  EXPECT_EQ(c.limits.max_buffer_memory, 32ull << 20);
+  EXPECT_EQ(c.limits.max_buffer_memory, 96ull << 20);
   EXPECT_EQ(
-      load_string(kHead + "max_buffer_memory = 20000000\n", "t.toml").limits.max_buffer_memory,
-      20000000u);
+      load_string(kHead + "max_buffer_memory = 70000000\n", "t.toml").limits.max_buffer_memory,
+      70000000u);
 }
 
 TEST(Limits, Errors) {
@@ -56,7 +56,7 @@ TEST(Limits, Errors) {
             "t.toml:6:30: limits.max_sessions_per_initiator must be 1..65535, not 70000");
   EXPECT_EQ(error_of(kHead + "max_connections = \"many\"\n").substr(0, 12), "t.toml:6:19:");
   EXPECT_EQ(error_of(kHead + "max_buffer_memory = \"8M\"\n"),
-            "t.toml:6:21: limits.max_buffer_memory must be at least 16M (twice the largest "
+            "t.toml:6:21: limits.max_buffer_memory must be at least 64M (twice the largest "
             "command buffer), not 8388608 bytes");
   EXPECT_NE(error_of(kHead + "max_buffer_memory = \"lots\"\n").find("t.toml:6:21:"),
             std::string::npos);

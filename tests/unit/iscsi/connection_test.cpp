@@ -1280,7 +1280,9 @@ TEST(ConnectionDigest, DataDigestErrorOnImmediateDataRejectsAndCloses) {
   EXPECT_EQ(d.conn->digest_errors().data, 1u);
 }
 
-TEST(ConnectionDigest, DataDigestErrorOnDataOutRejectsAndCloses) {
+// RFC 7143 §7.8 option b: Reject the Data-Out, then end its command with
+// CHECK CONDITION, PROTOCOL SERVICE CRC ERROR; the connection stays.
+TEST(ConnectionDigest, DataDigestErrorOnDataOutRejectsThenCheckCondition) {
   Driver d(digests_allowed());
   LoginOptions o = with_digests();
   o.initial_r2t = "Yes";
@@ -1294,10 +1296,17 @@ TEST(ConnectionDigest, DataDigestErrorOnDataOutRejectsAndCloses) {
   EXPECT_TRUE(r2t.trailer.empty());
   send_bad_data_digest(d, d.data_out(0x31, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 2));
   auto out = d.drain();
-  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0].op(), Opcode::reject);
   EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
-  EXPECT_TRUE(d.conn->closing());
+  ASSERT_EQ(out[1].op(), Opcode::scsi_response);
+  EXPECT_EQ(out[1].bhs.itt(), 0x31u);
+  EXPECT_EQ(out[1].bhs.bytes[3], 0x02);  // CHECK CONDITION
+  ASSERT_GE(out[1].data.size(), 2u + 14u);
+  EXPECT_EQ(out[1].data[2 + 2] & 0x0f, 0x0b);  // ABORTED COMMAND
+  EXPECT_EQ(out[1].data[2 + 12], 0x47);
+  EXPECT_EQ(out[1].data[2 + 13], 0x05);
+  EXPECT_FALSE(d.conn->closing());
   EXPECT_EQ(d.host.mem->data()[0], 0);
 }
 

@@ -222,7 +222,7 @@ TEST(Inquiry, BlockLimits) {
     expected[1] = 0xb0;
     expected[3] = 0x3c;
     put_be16(&expected[6], bs == 512 ? 8 : 1);
-    put_be32(&expected[8], (8u << 20) / bs);
+    put_be32(&expected[8], (32u << 20) / bs);
     put_be32(&expected[12], (1u << 20) / bs);
     expected[5] = 64;  // MAXIMUM COMPARE AND WRITE LENGTH
     EXPECT_EQ(h.data_in(), expected) << "block size " << bs;
@@ -413,11 +413,11 @@ TEST(ReadWrite, LbaOutOfRange) {
 }
 
 TEST(ReadWrite, TransferLengthAboveBlockLimits) {
-  Harness h(512, 65536);
-  expect_check(h.run(cdb16(0x88, 0, 0, 16385)), sense::invalid_field_in_cdb);
+  Harness h(512, 65536 + 8);
+  expect_check(h.run(cdb16(0x88, 0, 0, 65537)), sense::invalid_field_in_cdb);
   expect_check(h.run(cdb12(0xaa, 0, 0, 0xffffffff)), sense::invalid_field_in_cdb);
   EXPECT_EQ(h.task.transfer_length, 0xffffffffu);  // saturated, not wrapped
-  expect_good(h.run(cdb16(0x88, 0, 0, 16384), 8u << 20));
+  expect_good(h.run(cdb16(0x88, 0, 0, 65536), 32u << 20));
 }
 
 TEST(ReadWrite, ProtectionFieldsRejected) {
