@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <bit>
 
 #include <algorithm>
 #include <map>
@@ -339,6 +340,7 @@ void Service::add_methods() {
                          {"path", lu.backend().describe()},
                          {"size", lu.backend().size_bytes()},
                          {"block_size", lu.params().block_size},
+                         {"physical_block_size", lu.params().physical_block_size()},
                          {"blocks", lu.block_count()},
                          {"write_ack", storage::to_string(lu.backend().ack_policy())},
                          {"read_only", lu.params().read_only},
@@ -467,8 +469,8 @@ void Service::add_methods() {
   });
 
   d.add("lun.add", [this, respond](const Params& p, const Responder& r) {
-    p.only({"target", "lun", "path", "size", "block_size", "read_only", "direct_io", "write_ack",
-            "serial", "allowed_initiators"});
+    p.only({"target", "lun", "path", "size", "block_size", "physical_block_size", "read_only",
+            "direct_io", "write_ack", "serial", "allowed_initiators"});
     config::Config next = running_;
     config::Target& t = target_of(next, p.string("target"));
     config::Lun l;
@@ -483,6 +485,15 @@ void Service::add_methods() {
     if (auto size = p.optional_uint("size", 1, std::uint64_t{1} << 62)) l.size = *size;
     l.block_size =
         static_cast<std::uint32_t>(p.optional_uint("block_size", 512, 4096).value_or(512));
+    if (l.block_size != 512 && l.block_size != 4096)
+      throw RpcError(rpc_error::invalid_params,
+                     "block_size must be 512 or 4096, not " + std::to_string(l.block_size));
+    if (auto pbs = p.optional_uint("physical_block_size", l.block_size, 1u << 20)) {
+      if (!std::has_single_bit(*pbs))
+        throw RpcError(rpc_error::invalid_params,
+                       "physical_block_size must be a power of two, not " + std::to_string(*pbs));
+      l.physical_block_size = static_cast<std::uint32_t>(*pbs);
+    }
     l.read_only = p.flag("read_only", false);
     l.direct_io = p.flag("direct_io", false);
     std::string ack = p.optional_string("write_ack").value_or("writethrough");

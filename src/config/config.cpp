@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <bit>
 
 #include <algorithm>
 #include <cerrno>
@@ -710,8 +711,8 @@ class Loader {
 
   Lun read_lun(const toml::table& t) {
     check_keys(t, "[[target.lun]]",
-               {"number", "path", "size", "block_size", "read_only", "direct_io", "write_ack",
-                "serial", "allowed_initiators", "provisioning"});
+               {"number", "path", "size", "block_size", "physical_block_size", "read_only",
+                "direct_io", "write_ack", "serial", "allowed_initiators", "provisioning"});
     Lun lun;
     if (!t.get("number")) fail(t, "[[target.lun]] needs number = 0..16383");
     get_uint(t, "number", "LUN number", 0, 16383, lun.number);
@@ -726,6 +727,16 @@ class Loader {
         fail(*t.get("block_size"), "block_size must be 512 or 4096, not " + std::to_string(*bs));
       }
       lun.block_size = static_cast<std::uint32_t>(*bs);
+    }
+    if (auto pbs =
+            get<std::int64_t>(t, "physical_block_size", "physical_block_size", "an integer")) {
+      if (*pbs < lun.block_size || *pbs > (std::int64_t{1} << 20) ||
+          !std::has_single_bit(static_cast<std::uint64_t>(*pbs))) {
+        fail(*t.get("physical_block_size"),
+             "physical_block_size must be a power of two from block_size (" +
+                 std::to_string(lun.block_size) + ") to 1048576, not " + std::to_string(*pbs));
+      }
+      lun.physical_block_size = static_cast<std::uint32_t>(*pbs);
     }
 
     if (const toml::node* n = t.get("size")) {

@@ -115,6 +115,7 @@ std::string to_toml(const Config& c) {
           {"direct_io", l.direct_io},
           {"write_ack", l.write_ack == WriteAck::writeback ? "writeback" : "writethrough"}};
       if (l.size) lt.insert("size", i64(*l.size));
+      if (l.physical_block_size) lt.insert("physical_block_size", i64(l.physical_block_size));
       if (!l.serial.empty()) lt.insert("serial", l.serial);
       if (l.provisioning) {
         lt.insert("provisioning", *l.provisioning == Provisioning::thin ? "thin" : "full");

@@ -1,6 +1,7 @@
 #include "ringtgt/net/registry.hpp"
 
 #include <spdlog/spdlog.h>
+#include <bit>
 
 #include <stdexcept>
 
@@ -117,6 +118,10 @@ std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
   }
   scsi::LunParams p;
   p.block_size = l.block_size;
+  p.physical_block_exponent =
+      static_cast<std::uint8_t>(l.physical_block_size > l.block_size
+                                    ? std::bit_width(l.physical_block_size / l.block_size) - 1
+                                    : 0);
   p.read_only = l.read_only;
   p.naa = lun_naa(target, l.number);
   p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;

@@ -108,7 +108,10 @@ std::size_t page_device_id(const LunParams& params, std::uint8_t* out) {
 std::size_t page_block_limits(const LunParams& params, std::uint8_t* out) {
   const std::uint32_t bs = params.block_size;
   put_be16(&out[2], 0x3c);
-  put_be16(&out[6], static_cast<std::uint16_t>(std::max<std::uint32_t>(1, 4096 / bs)));
+  // OPTIMAL TRANSFER LENGTH GRANULARITY: a physical block, at least 4 KiB
+  // (the page and file-system block under a file-backed LU).
+  const std::uint32_t granule = std::max<std::uint32_t>(4096, params.physical_block_size());
+  put_be16(&out[6], static_cast<std::uint16_t>(std::max<std::uint32_t>(1, granule / bs)));
   put_be32(&out[8], max_transfer_blocks(bs));
   put_be32(&out[12], std::max<std::uint32_t>(1, optimal_transfer_bytes / bs));
   out[5] = max_compare_and_write_blocks;
@@ -118,7 +121,7 @@ std::size_t page_block_limits(const LunParams& params, std::uint8_t* out) {
   if (params.thin_provisioned) {
     put_be32(&out[20], max_unmap_lba_count);
     put_be32(&out[24], max_unmap_descriptors);
-    put_be32(&out[28], optimal_unmap_granularity(bs));
+    put_be32(&out[28], std::max(optimal_unmap_granularity(bs), granule / bs));
     out[32] = 0x80;  // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
   }
   return 4 + 0x3c;

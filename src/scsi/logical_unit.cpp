@@ -463,7 +463,9 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
   // Zero blocks compares and writes nothing; Data-Out sent with it means the
   // initiator meant another length (256 does not fit the one-byte field).
   if (blocks == 0) return room == 0 ? good(task) : reject(task, sense::invalid_field_in_cdb);
-  if (room < 2 * half) return reject(task, sense::invalid_field_in_cdb);
+  // The Data-Out is the verify data and the write data, exactly: more or less
+  // means the CDB's NUMBER OF LOGICAL BLOCKS is not what the initiator meant.
+  if (room != 2 * half) return reject(task, sense::invalid_field_in_cdb);
   if (!lu.caw_lock(lba, blocks)) {
     task.status = Status::busy;
     return task.complete();
@@ -595,8 +597,10 @@ void read_capacity16(LogicalUnit& lu, Task& task) {
   std::uint8_t out[32] = {};
   put_be64(&out[0], last_lba(lu));
   put_be32(&out[8], lu.params().block_size);
-  // PROT_EN 0, LBPPBE 0 (one logical block per physical block). A thin LU
-  // reports LBPME, and LBPRZ where detail::reports_lbprz says.
+  // PROT_EN 0; LBPPBE from the configured physical block size, LOWEST
+  // ALIGNED LBA 0. A thin LU reports LBPME, and LBPRZ where
+  // detail::reports_lbprz says.
+  out[13] = lu.params().physical_block_exponent & 0x0f;
   if (lu.params().thin_provisioned) out[14] = 0x80;
   if (detail::reports_lbprz(lu.params())) out[14] |= 0x40;
   detail::finish_data_in(task, out, sizeof out, get_be32(&task.cdb[10]));

@@ -17,10 +17,13 @@
 # families (LINUX, SCSI, iSCSI) list the same test functions as ALL under the
 # same Suite.Test names; their results are taken from the ALL run.
 #
-# The suite runs twice, one after the other, against two targets of one
-# daemon: a fully provisioned LU and a thin-provisioned one (RUNS="full thin"
-# by default; RUNS=thin runs one). A name's verdict is judged over the runs:
-# failed if it failed in any, else passed if it passed in any, else skipped.
+# The suite runs against three targets of one daemon, one after the other: a
+# fully provisioned LU, a thin-provisioned one, and a thin one with 4 KiB
+# physical blocks (RUNS="full thin thin4k" by default; RUNS=thin runs one). A
+# run with a list run-RUN.txt beside this script runs only the tests listed
+# there (thin4k: those that need several logical blocks per physical block).
+# A name's verdict is judged over the runs that ran it: failed if it failed
+# in any, else passed if it passed in any, else skipped.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -83,7 +86,7 @@ case $peer in
   tgt) lun=1 ;;  # tgt's LUN 0 is its controller
   *) echo "run.sh: unknown peer $peer (known: tgt)" >&2; exit 2 ;;
 esac
-runs=${RUNS:-full thin}
+runs=${RUNS:-full thin thin4k}
 
 cat >"$work/ringtgt.toml" <<EOF
 workers = 2
@@ -114,6 +117,19 @@ alias = "conformance-thin"
   path = "lun-thin.img"
   size = "256M"
   block_size = 512
+  write_ack = "writethrough"
+  provisioning = "thin"
+
+[[target]]
+name = "$iqn-thin4k"
+alias = "conformance-thin4k"
+
+  [[target.lun]]
+  number = $lun
+  path = "lun-thin4k.img"
+  size = "256M"
+  block_size = 512
+  physical_block_size = 4096
   write_ack = "writethrough"
   provisioning = "thin"
 EOF
@@ -150,6 +166,11 @@ fi
 run_suite() {
   local run=$1 url=iscsi://127.0.0.1:$port/$iqn-$1/$lun
   local out=$results_dir/results-$run.txt n=0 start=$SECONDS name log rc verdict
+  local names=$work/run-names.txt subset=$here/run-$run.txt
+  if [[ -f $subset ]]; then
+    names=$work/run-names-$run.txt
+    grep -vE '^\s*(#|$)' "$subset" | awk '{print $1}' | grep -xFf - "$work/run-names.txt" >"$names"
+  fi
   mkdir -p "$results_dir/logs/$run"
   : >"$out"
   while read -r name; do
@@ -171,12 +192,11 @@ run_suite() {
       start_daemon || exit 2
     fi
     echo "$name $verdict" >>"$out"
-    [[ -n ${VERBOSE:-} ]] && echo "[$run $n/$total] $name $verdict"
-  done <"$work/run-names.txt"
-  echo "run.sh: ran $total tests on the $run LU in $((SECONDS - start)) s" >&2
+    [[ -n ${VERBOSE:-} ]] && echo "[$run $n] $name $verdict"
+  done <"$names"
+  echo "run.sh: ran $n tests on the $run LU in $((SECONDS - start)) s" >&2
 }
 
-total=$(wc -l <"$work/run-names.txt")
 for run in $runs; do run_suite "$run"; done
 
 # One verdict per name over the runs: failed in any run -> failed (with that

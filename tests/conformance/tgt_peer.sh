@@ -1,6 +1,6 @@
 # Sourced by run.sh --peer tgt: serves the conformance LUs from Debian's tgt
-# (tgtd) instead of ringtgt: targets $iqn-full and $iqn-thin (tgt's
-# thin_provisioning=1), each with the same kind of backing file (256 MiB
+# (tgtd) instead of ringtgt: targets $iqn-full, $iqn-thin and $iqn-thin4k
+# (tgt's thin_provisioning=1; thin4k also lbppbe=3, 4 KiB physical blocks), each with the same kind of backing file (256 MiB
 # sparse, 512-byte blocks) and the write cache off (WCE=0), so that both
 # targets face the same suite on the same machine. Defines start_daemon and
 # stop_peer.
@@ -29,7 +29,7 @@ start_daemon() {
     sleep 0.1
   done
   local tid=0 kind
-  for kind in full thin; do
+  for kind in full thin thin4k; do
     tid=$((tid + 1))
     rm -f "$work/lun-$kind.img"
     truncate -s 256M "$work/lun-$kind.img"
@@ -37,8 +37,11 @@ start_daemon() {
       tgt_adm --op new --mode logicalunit --tid "$tid" --lun "$lun" --backing-store "$work/lun-$kind.img" --bstype rdwr &&
       tgt_adm --op update --mode logicalunit --tid "$tid" --lun "$lun" --params "$tgt_wce_off" &&
       tgt_adm --op bind --mode target --tid "$tid" -I ALL || return 1
-    if [[ $kind == thin ]]; then
+    if [[ $kind == thin* ]]; then
       tgt_adm --op update --mode logicalunit --tid "$tid" --lun "$lun" --params thin_provisioning=1 || return 1
+    fi
+    if [[ $kind == thin4k ]]; then
+      tgt_adm --op update --mode logicalunit --tid "$tid" --lun "$lun" --params lbppbe=3 || return 1
     fi
   done
 }

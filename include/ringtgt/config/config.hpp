@@ -31,6 +31,9 @@ struct Lun {
   std::string path;                   // file or block device; absolute
   std::optional<std::uint64_t> size;  // bytes; a missing file is created sparse at this size
   std::uint32_t block_size = 512;     // 512 or 4096
+  // Physical block size reported to initiators (READ CAPACITY(16) LBPPBE), so
+  // they align I/O to the medium's real blocks; 0: the same as block_size.
+  std::uint32_t physical_block_size = 0;
   bool read_only = false;
   bool direct_io = false;  // O_DIRECT
   WriteAck write_ack = WriteAck::writethrough;

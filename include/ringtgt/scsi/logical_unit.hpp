@@ -20,6 +20,9 @@ namespace ringtgt::scsi {
 
 struct LunParams {
   std::uint32_t block_size = 512;  // 512 or 4096
+  // 2^n logical blocks per physical block (READ CAPACITY(16) LBPPBE).
+  std::uint8_t physical_block_exponent = 0;
+  std::uint32_t physical_block_size() const { return block_size << physical_block_exponent; }
   bool read_only = false;
   // Identity reported by INQUIRY and its VPD pages; stable across restarts
   // because it is derived from the configuration, not from run time.

@@ -213,10 +213,10 @@ TEST(Load, SizeSuffixes) {
 
 TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
   // TOML: state_dir below [[target.lun]] is a key of that LUN, not of the top level.
-  EXPECT_EQ(
-      error_of(with_lun("state_dir = \"s\"\n")),
-      "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
-      "block_size, read_only, direct_io, write_ack, serial, allowed_initiators, provisioning)");
+  EXPECT_EQ(error_of(with_lun("state_dir = \"s\"\n")),
+            "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
+            "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
+            "allowed_initiators, provisioning)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -622,8 +622,8 @@ TEST(Errors, UnknownKeys) {
             "lun, portals)");
   EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
-            "block_size, read_only, direct_io, write_ack, serial, allowed_initiators, "
-            "provisioning)");
+            "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
+            "allowed_initiators, provisioning)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
   EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
             "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
@@ -843,6 +843,23 @@ TEST(Errors, BlockSize) {
             "t.toml:8:14: block_size must be 512 or 4096, not 0");
   EXPECT_EQ(error_of(with_lun("block_size = \"4K\"\n")),
             "t.toml:8:14: block_size must be an integer, not a string");
+}
+
+TEST(Errors, PhysicalBlockSize) {
+  EXPECT_EQ(load_string(with_lun("physical_block_size = 4096\n"), "t.toml")
+                .targets[0]
+                .luns[0]
+                .physical_block_size,
+            4096u);
+  EXPECT_EQ(error_of(with_lun("physical_block_size = 256\n")),
+            "t.toml:8:23: physical_block_size must be a power of two from block_size (512) to "
+            "1048576, not 256");
+  EXPECT_EQ(error_of(with_lun("physical_block_size = 6144\n")),
+            "t.toml:8:23: physical_block_size must be a power of two from block_size (512) to "
+            "1048576, not 6144");
+  EXPECT_EQ(error_of(with_lun("block_size = 4096\nphysical_block_size = 512\n")),
+            "t.toml:9:23: physical_block_size must be a power of two from block_size (4096) to "
+            "1048576, not 512");
 }
 
 TEST(Errors, Size) {

@@ -27,11 +27,12 @@ class Harness {
  public:
   explicit Harness(std::uint32_t block_size = 512, std::uint64_t blocks = 2048,
                    WriteAckPolicy policy = WriteAckPolicy::writethrough, bool read_only = false,
-                   std::uint64_t lun = 0) {
+                   std::uint64_t lun = 0, std::uint8_t physical_block_exponent = 0) {
     auto backend = std::make_unique<MemoryBackend>(block_size * blocks, policy);
     mem = backend.get();
     LunParams params;
     params.block_size = block_size;
+    params.physical_block_exponent = physical_block_exponent;
     params.read_only = read_only;
     params.serial = "SN0001";
     params.naa = 0x1234567890abcdefull;
@@ -269,6 +270,23 @@ TEST(ReadCapacity, TenAndSixteen) {
   EXPECT_EQ(h.run(rc16).data_in_length, 12u);
   rc16[1] = 0x11;  // another SERVICE ACTION IN(16) action
   expect_check(h.run(rc16), sense::invalid_field_in_cdb);
+}
+
+// physical_block_size = 4096 on 512-byte blocks: LBPPBE 3 (eight logical
+// blocks per physical block), and Block Limits' OPTIMAL TRANSFER LENGTH
+// GRANULARITY follows; 64 KiB physical blocks raise it further.
+TEST(ReadCapacity, SixteenReportsPhysicalBlockExponent) {
+  for (std::uint8_t exp : {0, 3, 7}) {
+    Harness h(512, 2048, WriteAckPolicy::writethrough, false, 0, exp);
+    Bytes rc16(16, 0);
+    rc16[0] = 0x9e;
+    rc16[1] = 0x10;
+    rc16[13] = 32;
+    expect_good(h.run(rc16));
+    EXPECT_EQ(h.data_in()[13], exp);
+    expect_good(h.run(inquiry_cdb(true, 0xb0, 255)));
+    EXPECT_EQ(get_be16(&h.data_in()[6]), exp <= 3 ? 8u : (1u << exp)) << int(exp);
+  }
 }
 
 // A LU of more than 2^32 blocks, without allocating it: a backend that only

@@ -211,7 +211,7 @@ TEST(CompareAndWrite, MatchWritesMismatchReports) {
   EXPECT_EQ(get_be32(&m.sense[3]), 0u);
   EXPECT_EQ(l.mem->data()[8 * 512], 0x22);  // unchanged
 
-  // Checks: range, length limit, protection, short Data-Out, zero blocks.
+  // Checks: range, length limit, protection, short and long Data-Out, zero blocks.
   Bytes oob = cdb16(0x89, 0, 1023, 0);
   oob[13] = 2;
   expect_sense(l.run(oob, 0, &out), 0x05, 0x21, 0x00);
@@ -223,6 +223,10 @@ TEST(CompareAndWrite, MatchWritesMismatchReports) {
   expect_sense(l.run(prot, 0, &out), 0x05, 0x24, 0x00);
   Bytes short_out(3 * 512, 0);
   expect_sense(l.run(c, 0, &short_out), 0x05, 0x24, 0x00);
+  Bytes one = c;
+  one[13] = 1;  // 4 blocks of Data-Out for 1 block: too much
+  expect_sense(l.run(one, 0, &out), 0x05, 0x24, 0x00);
+  EXPECT_EQ(l.mem->data()[8 * 512], 0x22);  // unchanged
   Bytes zero = cdb16(0x89, 0, 0, 0);
   Bytes none;  // no Data-Out: nothing to do
   EXPECT_EQ(l.run(zero, 0, &none).status, Status::good);
