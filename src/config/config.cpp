@@ -771,10 +771,6 @@ class Loader {
         fail(*t.get("provisioning"),
              "provisioning \"" + *prov + "\" is not one of \"thin\", \"full\"");
       }
-      if (lun.provisioning == Provisioning::thin && lun.read_only) {
-        fail(*t.get("provisioning"),
-             "provisioning \"thin\" on a read_only LUN: nothing could be unmapped");
-      }
     }
 
     if (auto serial = get_string(t, "serial", "serial")) {

@@ -127,7 +127,9 @@ std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
   p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
   p.device_name = target + ",lun," + std::to_string(l.number);
   p.spc2_reservations = true;  // released on nexus loss and resets by the transport
-  if (l.provisioning == config::Provisioning::thin && !backend->can_unmap()) {
+  // A read_only LUN may be thin: it reports which blocks its image holds
+  // (LBPME, GET LBA STATUS), and UNMAP gets DATA PROTECT like any write.
+  if (l.provisioning == config::Provisioning::thin && !backend->can_unmap() && !l.read_only) {
     throw std::runtime_error(what + "provisioning = \"thin\" but " + l.path +
                              " cannot deallocate (no hole punching / WRITE ZEROES); use "
                              "provisioning = \"full\"");

@@ -688,7 +688,7 @@ LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
                                 std::to_string(bs) + " is not a power of two in 512..65536");
   }
   if (!backend_) throw std::invalid_argument("LUN " + std::to_string(lun) + ": no backend");
-  if (params_.thin_provisioned && !backend_->can_unmap()) {
+  if (params_.thin_provisioned && !backend_->can_unmap() && !params_.read_only) {
     throw std::invalid_argument("LUN " + std::to_string(lun) +
                                 ": thin provisioning needs a backend "
                                 "that can unmap, and " +

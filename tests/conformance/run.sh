@@ -17,11 +17,13 @@
 # families (LINUX, SCSI, iSCSI) list the same test functions as ALL under the
 # same Suite.Test names; their results are taken from the ALL run.
 #
-# The suite runs against three targets of one daemon, one after the other: a
-# fully provisioned LU, a thin-provisioned one, and a thin one with 4 KiB
-# physical blocks (RUNS="full thin thin4k" by default; RUNS=thin runs one). A
-# run with a list run-RUN.txt beside this script runs only the tests listed
-# there (thin4k: those that need several logical blocks per physical block).
+# The suite runs against four targets of one daemon, one after the other: a
+# fully provisioned LU, a thin-provisioned one, a thin one with 4 KiB
+# physical blocks and a read-only one (RUNS="full thin thin4k readonly" by
+# default; RUNS=thin runs one). A run with a list run-RUN.txt beside this
+# script runs only the tests listed there (thin4k: those that need several
+# logical blocks per physical block; readonly: those that need a
+# write-protected LU).
 # A name's verdict is judged over the runs that ran it: failed if it failed
 # in any, else passed if it passed in any, else skipped.
 set -uo pipefail
@@ -86,7 +88,7 @@ case $peer in
   tgt) lun=1 ;;  # tgt's LUN 0 is its controller
   *) echo "run.sh: unknown peer $peer (known: tgt)" >&2; exit 2 ;;
 esac
-runs=${RUNS:-full thin thin4k}
+runs=${RUNS:-full thin thin4k readonly}
 
 cat >"$work/ringtgt.toml" <<EOF
 workers = 2
@@ -132,6 +134,18 @@ alias = "conformance-thin4k"
   physical_block_size = 4096
   write_ack = "writethrough"
   provisioning = "thin"
+
+[[target]]
+name = "$iqn-readonly"
+alias = "conformance-readonly"
+
+  [[target.lun]]
+  number = $lun
+  path = "lun-readonly.img"
+  size = "256M"
+  block_size = 512
+  read_only = true
+  provisioning = "thin"
 EOF
 
 start_daemon() {
@@ -147,6 +161,8 @@ start_daemon() {
   return 1
 }
 [[ $peer == tgt ]] && source "$here/tgt_peer.sh"
+# A read-only LUN is never created by the daemon: make its (empty) file.
+truncate -s 256M "$work/lun-readonly.img"
 start_daemon || exit 2
 
 # Leaf tests of the ALL family, minus the excluded ones.

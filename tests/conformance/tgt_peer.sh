@@ -1,6 +1,7 @@
 # Sourced by run.sh --peer tgt: serves the conformance LUs from Debian's tgt
-# (tgtd) instead of ringtgt: targets $iqn-full, $iqn-thin and $iqn-thin4k
-# (tgt's thin_provisioning=1; thin4k also lbppbe=3, 4 KiB physical blocks), each with the same kind of backing file (256 MiB
+# (tgtd) instead of ringtgt: targets $iqn-full, $iqn-thin, $iqn-thin4k
+# (tgt's thin_provisioning=1; thin4k also lbppbe=3, 4 KiB physical blocks) and
+# $iqn-readonly (readonly=1), each with the same kind of backing file (256 MiB
 # sparse, 512-byte blocks) and the write cache off (WCE=0), so that both
 # targets face the same suite on the same machine. Defines start_daemon and
 # stop_peer.
@@ -29,7 +30,7 @@ start_daemon() {
     sleep 0.1
   done
   local tid=0 kind
-  for kind in full thin thin4k; do
+  for kind in full thin thin4k readonly; do
     tid=$((tid + 1))
     rm -f "$work/lun-$kind.img"
     truncate -s 256M "$work/lun-$kind.img"
@@ -42,6 +43,9 @@ start_daemon() {
     fi
     if [[ $kind == thin4k ]]; then
       tgt_adm --op update --mode logicalunit --tid "$tid" --lun "$lun" --params lbppbe=3 || return 1
+    fi
+    if [[ $kind == readonly ]]; then
+      tgt_adm --op update --mode logicalunit --tid "$tid" --lun "$lun" --params readonly=1 || return 1
     fi
   done
 }

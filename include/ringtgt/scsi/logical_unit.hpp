@@ -48,7 +48,8 @@ struct LunParams {
   std::string pr_state_path;
   // Thin provisioning (LBPME): UNMAP and WRITE SAME with UNMAP deallocate,
   // GET LBA STATUS reports what the backend holds. Needs a backend that can
-  // unmap (the LogicalUnit constructor refuses otherwise).
+  // unmap (the LogicalUnit constructor refuses otherwise), unless read_only:
+  // then it only reports, and UNMAP gets DATA PROTECT.
   bool thin_provisioned = false;
 };
 

@@ -450,6 +450,12 @@ TEST(Provisioning, ThinFullOrUnset) {
                 .luns[0]
                 .provisioning,
             Provisioning::full);
+  // Thin on a read-only LUN: it reports what the image holds (UNMAP gets DATA PROTECT).
+  EXPECT_EQ(load_string(with_lun("read_only = true\nprovisioning = \"thin\"\n"), "t.toml")
+                .targets[0]
+                .luns[0]
+                .provisioning,
+            Provisioning::thin);
 }
 
 TEST(Provisioning, Errors) {
@@ -457,8 +463,6 @@ TEST(Provisioning, Errors) {
             "t.toml:8:16: provisioning \"thick\" is not one of \"thin\", \"full\"");
   EXPECT_EQ(error_of(with_lun("provisioning = true\n")),
             "t.toml:8:16: provisioning must be a string, not a boolean");
-  EXPECT_EQ(error_of(with_lun("read_only = true\nprovisioning = \"thin\"\n")),
-            "t.toml:9:16: provisioning \"thin\" on a read_only LUN: nothing could be unmapped");
 }
 
 TEST(ShippedConfigs, DemoParses) {

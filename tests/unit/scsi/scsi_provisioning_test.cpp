@@ -128,6 +128,13 @@ TEST(Provisioning, ThinNeedsABackendThatCanUnmap) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("LUN 7"), std::string::npos) << e.what();
   }
+  // Read-only, it only reports provisioning: accepted, and UNMAP is refused
+  // as a write (DATA PROTECT) before the backend is asked.
+  auto ro_backend = std::make_unique<storage::MemoryBackend>(512 * 64);
+  ro_backend->set_unmap_supported(false);
+  params.read_only = true;
+  auto ro = std::make_shared<LogicalUnit>(7, params, std::move(ro_backend));
+  EXPECT_TRUE(ro->params().thin_provisioned);
 }
 
 TEST(Provisioning, FullLuReportsNoProvisioningAndRefusesUnmap) {
