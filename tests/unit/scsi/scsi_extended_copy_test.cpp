@@ -1084,11 +1084,11 @@ TEST(ExtendedCopyBetweenUnits, OtherUnitOutlivesItsRemovalAndIsCheckedPerSegment
                  Bytes{0x15, 0x10, 0, 0, static_cast<std::uint8_t>(select.size()), 0}, 0, &select);
     ASSERT_EQ(sel.status, Status::good);
   }
-  while (backend->step()) {
-  }
+  // The completion that ends the copy drops the last hold on B, and B's
+  // backend with it: step no more after that.
+  while (!watch.expired()) ASSERT_TRUE(backend->step()) << "the copy ended but still holds B";
   ASSERT_EQ(owner.completions, 1);
   expect_copy_aborted(copy, 1, true, 0x07, 0x27, 0x02);
-  EXPECT_TRUE(watch.expired());  // the copy let go of it
   Task& s = a.run_from(nexus, rcr_cdb(0x00, 6));
   ASSERT_EQ(s.status, Status::good);
   EXPECT_EQ(a.buffer[4], 0x01);          // completed with errors
