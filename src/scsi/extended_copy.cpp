@@ -18,7 +18,10 @@
 // when its turn comes, so that a reservation or SWP set meanwhile stops the
 // copy at the next segment. Unit attentions pending for the nexus on another
 // LU stay pending (they are for its next command to that LU; the copy
-// manager's reads and writes are not commands of that nexus).
+// manager's reads and writes are not commands of that nexus). A thin
+// provisioned destination gets every block written, zeroes included, as a
+// WRITE of them would: the copy allocates, and holes in the source are not
+// carried over.
 //
 // Copy targets of different block lengths: BLOCK DEVICE NUMBER OF BLOCKS
 // counts source blocks, or destination blocks when DC is set (SPC-4 6.4.6.5).
