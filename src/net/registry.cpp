@@ -146,6 +146,10 @@ std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
                l.read_only ? ", read-only" : "");
   auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
   lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
+  // The registry outlives every reactor, and so every command an LU runs.
+  lu->set_copy_targets([this](std::uint64_t designator, const scsi::Nexus& nexus) {
+    return find_copy_target(designator, nexus);
+  });
   return lu;
 }
 
@@ -338,7 +342,8 @@ std::optional<iscsi::AuthPolicy> Registry::auth_policy(iscsi::SessionType type,
 }
 
 std::uint16_t Registry::session_started(const std::string& initiator, std::uint64_t isid,
-                                        Worker* worker, std::weak_ptr<SocketConnection> conn) {
+                                        Worker* worker, std::weak_ptr<SocketConnection> conn,
+                                        std::string local_address) {
   std::lock_guard lock(mu_);
   auto key = std::make_pair(initiator, isid);
   auto it = sessions_.find(key);
@@ -371,7 +376,7 @@ std::uint16_t Registry::session_started(const std::string& initiator, std::uint6
       if (auto c = old.lock()) c->close("session reinstated by a new login");
     });
   }
-  sessions_[key] = SessionRef{tsih, worker, std::move(conn)};
+  sessions_[key] = SessionRef{tsih, worker, std::move(conn), std::move(local_address)};
   return tsih;
 }
 
@@ -379,6 +384,52 @@ void Registry::session_ended(const std::string& initiator, std::uint64_t isid, s
   std::lock_guard lock(mu_);
   auto it = sessions_.find(std::make_pair(initiator, isid));
   if (it != sessions_.end() && it->second.tsih == tsih) sessions_.erase(it);
+}
+
+namespace {
+// A LUN of map whose VPD page 83h designator is `designator` and that nexus sees.
+std::shared_ptr<scsi::LogicalUnit> visible_lu(const scsi::LunMap& map, std::uint64_t designator,
+                                              const scsi::Nexus& nexus) {
+  for (const std::uint64_t lun : map.luns()) {
+    auto lu = map.find(lun);
+    if (lu && scsi::naa_designator(lu->params()) == designator && map.visible(lun, &nexus)) {
+      return lu;
+    }
+  }
+  return nullptr;
+}
+}  // namespace
+
+std::shared_ptr<scsi::LogicalUnit> Registry::find_copy_target(std::uint64_t designator,
+                                                              const scsi::Nexus& nexus) const {
+  auto snap = snapshot();
+  // Where the nexus's session came in: what "could log in from there" means.
+  std::optional<std::string> portal;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find({nexus.initiator_name, nexus.session_id >> 16});
+    if (it != sessions_.end() && it->second.tsih == (nexus.session_id & 0xffff)) {
+      portal = it->second.local_address;
+    }
+  }
+  auto own_auth = snap->target_auth.find(nexus.target_name);
+  for (const auto& t : snap->targets) {
+    if (t->name != nexus.target_name) {
+      if (!t->allows(nexus.initiator_name)) continue;
+      if (auto auth = snap->target_auth.find(t->name); auth != snap->target_auth.end()) {
+        // The secret it proved at login is the only one we know it has.
+        if (own_auth == snap->target_auth.end()) continue;
+        const iscsi::ChapCredentials& mine = own_auth->second.initiator;
+        const iscsi::ChapCredentials& theirs = auth->second.initiator;
+        if (mine.user != theirs.user || mine.secret != theirs.secret) continue;
+      }
+      if (portal ? !offered_on(t->name, *portal) : snap->target_portals.contains(t->name)) continue;
+    }
+    if (auto map = t->luns()) {
+      if (auto lu = visible_lu(*map, designator, nexus)) return lu;
+    }
+  }
+  return nullptr;
 }
 
 std::size_t Registry::session_count() const {

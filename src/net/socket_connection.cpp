@@ -307,7 +307,7 @@ void SocketConnection::append_send_targets(std::string_view initiator, std::stri
 std::uint16_t SocketConnection::session_started(const iscsi::SessionParams& params,
                                                 std::uint64_t isid) {
   const std::uint16_t tsih =
-      registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this());
+      registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this(), local_);
   registered_ = tsih != 0;
   if (!registered_) return 0;  // over a session limit: the login is refused
   metrics::count_login_success();

@@ -2,24 +2,47 @@
 // offload ESXi (VAAI XCOPY) and other initiators use to clone blocks without
 // moving them over the network.
 //
-// The logical unit is its own copy manager, and the only copy target it can
-// reach is itself: a CSCD descriptor (identification descriptor, E4h) must
-// name this LU by the NAA designator of its VPD page 83h. A segment that uses
-// any other CSCD fails with COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE.
-// Only block-to-block segments (02h) are supported; no inline or held data.
+// The logical unit is the copy manager. A CSCD descriptor (identification
+// descriptor, E4h) names a copy target by the NAA designator of its VPD page
+// 83h: this LU, or another LU of the daemon that the initiator of the I_T
+// nexus may use, as the LU's CopyTargetResolver (installed by the transport)
+// finds it. A segment that uses any other CSCD fails with COPY ABORTED, COPY
+// TARGET DEVICE NOT REACHABLE. Only block-to-block segments (02h) are
+// supported; no inline or held data.
 //
-// The copy runs on the task's thread through the LU's backend, one chunk at a
-// time through a bounce buffer (read, then write, then the next chunk), with
-// the task as the IoOp. The destination range of the segment in progress is
-// claimed with the COMPARE AND WRITE range lock, so a COMPARE AND WRITE or a
-// plain write into it meanwhile gets BUSY, and a copy into a range another
-// command has claimed gets BUSY itself (the initiator retries the command;
-// segments already copied are copied again, which is harmless unless the
-// segments of one command overlap each other).
+// A copy target is read and written as a READ or WRITE from the same nexus
+// would be: a reservation it would conflict with, a write-protected
+// destination or an LBA out of range aborts the copy with the status or
+// sense that command would have had, embedded in the COPY ABORTED sense data
+// (SPC-4 6.4.5). Every segment is checked before any data moves, and again
+// when its turn comes, so that a reservation or SWP set meanwhile stops the
+// copy at the next segment. Unit attentions pending for the nexus on another
+// LU stay pending (they are for its next command to that LU; the copy
+// manager's reads and writes are not commands of that nexus). A thin
+// provisioned destination gets every block written, zeroes included, as a
+// WRITE of them would: the copy allocates, and holes in the source are not
+// carried over.
+//
+// Copy targets of different block lengths: BLOCK DEVICE NUMBER OF BLOCKS
+// counts source blocks, or destination blocks when DC is set (SPC-4 6.4.6.5).
+// A segment whose bytes do not fill whole blocks on both sides (an inexact
+// segment) fails with COPY ABORTED, UNEXPECTED INEXACT SEGMENT before any data
+// moves: residues are neither padded (PAD) nor carried into the next segment
+// (CAT).
+//
+// The copy runs on the task's thread through the copy targets' backends, one
+// chunk at a time through a bounce buffer (read, then write, then the next
+// chunk), with the task as the IoOp. The destination range of the segment in
+// progress is claimed with the destination LU's COMPARE AND WRITE range lock,
+// so a COMPARE AND WRITE or a plain write into it meanwhile gets BUSY, and a
+// copy into a range another command has claimed gets BUSY itself (the
+// initiator retries the command; segments already copied are copied again,
+// which is harmless unless the segments of one command overlap each other).
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <vector>
 
@@ -37,7 +60,8 @@ constexpr std::uint32_t kMaxDescriptorListLength = 4096;
 constexpr std::uint32_t kMaxSegmentBytes = 16u << 20;
 // Copies in flight in the whole process; each holds one bounce buffer.
 constexpr unsigned kMaxConcurrentCopies = 64;
-// Bytes moved per backend read/write.
+// Bytes moved per backend read/write: a multiple of every block length
+// (at most 64 KiB), so a chunk is whole blocks on both copy targets.
 constexpr std::uint64_t kChunkBytes = 1u << 20;
 constexpr std::size_t kBounceAlign = 4096;
 // Copy statuses a nexus holds; the oldest finished ones make room.
@@ -60,6 +84,7 @@ constexpr SenseCode kTooManySegments{0x05, 0x26, 0x08};
 constexpr SenseCode kUnsupportedSegmentType{0x05, 0x26, 0x09};
 constexpr SenseCode kOperationInProgress{0x05, 0x00, 0x16};
 constexpr SenseCode kCopyTargetNotReachable{kSenseCopyAborted, 0x0d, 0x02};
+constexpr SenseCode kUnexpectedInexactSegment{kSenseCopyAborted, 0x26, 0x0a};
 constexpr SenseCode kCopyAborted{kSenseCopyAborted, 0x00, 0x00};
 
 std::atomic<unsigned> copies_in_flight{0};
@@ -88,40 +113,61 @@ void fail_param(Task& task, SenseCode code, std::uint64_t byte) {
   task.complete();
 }
 
-// Where the sense data a copy target would have returned goes (SPC-4 6.4.5):
-// a failure found on the source or on the destination of a segment.
-enum class CopyTarget { none, source, destination };
+// Which copy target of a segment refused it (SPC-4 6.4.5): where the status
+// and sense data it returned go in the COPY ABORTED sense data.
+enum class Side { none, source, destination };
+
+// What a copy target would have answered a READ or WRITE of the copy with:
+// CHECK CONDITION with sense, or a status without sense data (RESERVATION
+// CONFLICT).
+struct TargetAnswer {
+  Status status = Status::check_condition;
+  SenseCode sense{};
+};
+
+TargetAnswer checked(SenseCode sense) {
+  return {Status::check_condition, sense};
+}
+
+constexpr TargetAnswer kConflict{Status::reservation_conflict, {}};
 
 // COPY ABORTED for segment `segment`. The third and fourth bytes of
-// COMMAND-SPECIFIC INFORMATION hold the segment number; when the failure is
-// one the copy target found (LBA out of range, write protected, a medium
-// error), its status byte and sense data (descriptor format, 8 bytes) follow
-// at byte 18, and the first (source) or second (destination) byte of
-// COMMAND-SPECIFIC INFORMATION points at them.
-void set_copy_aborted(Task& task, SenseCode code, std::uint16_t segment, CopyTarget target,
-                      SenseCode target_sense) {
+// COMMAND-SPECIFIC INFORMATION hold the segment number; when a copy target
+// refused (LBA out of range, write protected, a reservation, a medium
+// error), its status byte (and, for CHECK CONDITION, its sense data in
+// descriptor format, 8 bytes) follow at byte 18, and the first (source) or
+// second (destination) byte of COMMAND-SPECIFIC INFORMATION points at them.
+void set_copy_aborted(Task& task, SenseCode code, std::uint16_t segment, Side side = Side::none,
+                      TargetAnswer answer = {}) {
   task.fail(code);
   put_be16(&task.sense[10], segment);
-  if (target == CopyTarget::none) return;
+  if (side == Side::none) return;
   constexpr std::uint8_t kAt = 18;
-  task.sense[target == CopyTarget::source ? 8 : 9] = kAt;
-  task.sense[kAt] = static_cast<std::uint8_t>(Status::check_condition);
-  std::uint8_t* s = &task.sense[kAt + 1];
-  s[0] = 0x72;  // current, descriptor format
-  s[1] = target_sense.key;
-  s[2] = target_sense.asc;
-  s[3] = target_sense.ascq;
-  task.sense_len = kAt + 1 + 8;
+  task.sense[side == Side::source ? 8 : 9] = kAt;
+  task.sense[kAt] = static_cast<std::uint8_t>(answer.status);
+  task.sense_len = kAt + 1;
+  if (answer.status == Status::check_condition) {
+    std::uint8_t* s = &task.sense[kAt + 1];
+    s[0] = 0x72;  // current, descriptor format
+    s[1] = answer.sense.key;
+    s[2] = answer.sense.asc;
+    s[3] = answer.sense.ascq;
+    task.sense_len += 8;
+  }
   task.sense[7] = task.sense_len - 8;  // ADDITIONAL SENSE LENGTH
 }
 
 struct Cscd {
-  bool reachable = false;  // names this logical unit
+  std::uint64_t designator = 0;  // NAA; 0 when the descriptor has none we know
+  LogicalUnit* lu = nullptr;     // null: not a copy target we can reach
+  // Another LU than the copy manager's: held until the copy ends.
+  std::shared_ptr<LogicalUnit> keep;
 };
 
 struct Segment {
   std::uint16_t source, destination;  // CSCD indexes
   std::uint32_t blocks;
+  bool dc;  // blocks counts destination blocks, not source blocks
   std::uint64_t source_lba, destination_lba;
 };
 
@@ -134,17 +180,42 @@ struct ParsedList {
   std::vector<Segment> segments;
 };
 
-bool designator_names(const std::uint8_t* d, const LunParams& params) {
+// The NAA designator of an identification CSCD descriptor's designator
+// (binary, associated with the LU, 8 bytes), or 0.
+std::uint64_t naa_of(const std::uint8_t* d) {
   const std::uint8_t code_set = d[0] & 0x0f;
   const std::uint8_t association = (d[1] >> 4) & 0x03;
   const std::uint8_t type = d[1] & 0x0f;
-  if (code_set != 0x01 || association != 0x00 || type != 0x03 || d[3] != 8) return false;
-  return get_be64(&d[4]) == naa_designator(params);
+  if (code_set != 0x01 || association != 0x00 || type != 0x03 || d[3] != 8) return 0;
+  return get_be64(&d[4]);
 }
 
-// Checks the parameter list and fills out. Returns false after failing and
-// completing the task with the ILLEGAL REQUEST sense SPC-4 gives.
-bool parse_list(const LogicalUnit& lu, Task& task, const std::uint8_t* p, std::uint64_t len,
+// Finds the copy target c names: this LU, one named by an earlier CSCD
+// descriptor of the list, or one the resolver lets the task's nexus use.
+void resolve(LogicalUnit& lu, const Task& task, ParsedList& list, Cscd& c) {
+  if (c.designator == 0) return;
+  if (c.designator == naa_designator(lu.params())) {
+    c.lu = &lu;
+    return;
+  }
+  for (const Cscd* other = list.cscds; other != &c; ++other) {
+    if (other->designator == c.designator) {
+      c.lu = other->lu;
+      c.keep = other->keep;
+      return;
+    }
+  }
+  if (!lu.copy_targets() || task.nexus == nullptr) return;
+  c.keep = lu.copy_targets()(c.designator, *task.nexus);
+  // Whatever the resolver says, only an LU that is what the descriptor names.
+  if (c.keep && naa_designator(c.keep->params()) != c.designator) c.keep.reset();
+  c.lu = c.keep.get();
+}
+
+// Checks the parameter list and fills out, resolving the copy targets its
+// CSCD descriptors name. Returns false after failing and completing the task
+// with the ILLEGAL REQUEST sense SPC-4 gives.
+bool parse_list(LogicalUnit& lu, Task& task, const std::uint8_t* p, std::uint64_t len,
                 ParsedList& out) {
   if (len < kHeaderLength) {
     fail_length(task);
@@ -174,7 +245,7 @@ bool parse_list(const LogicalUnit& lu, Task& task, const std::uint8_t* p, std::u
     return false;
   }
 
-  const std::uint64_t bs = lu.params().block_size;
+  std::uint32_t block_lengths[kMaxCscdDescriptors] = {};  // DISK BLOCK LENGTH of each
   const std::uint8_t* cscd = p + kHeaderLength;
   for (std::uint64_t pos = 0; pos < cscd_len; pos += kCscdLength) {
     const std::uint64_t at = kHeaderLength + pos;
@@ -201,10 +272,12 @@ bool parse_list(const LogicalUnit& lu, Task& task, const std::uint8_t* p, std::u
       fail_param(task, sense::invalid_field_in_parameter_list, at + 7);
       return false;
     }
+    block_lengths[out.cscd_count] = get_be24(&d[29]);
     Cscd& c = out.cscds[out.cscd_count++];
-    c.reachable = designator_names(d + 4, lu.params());
+    c.designator = naa_of(d + 4);
+    resolve(lu, task, out, c);
     // DISK BLOCK LENGTH of a copy target we know must be its block length.
-    if (c.reachable && get_be24(&d[29]) != bs) {
+    if (c.lu != nullptr && block_lengths[out.cscd_count - 1] != c.lu->params().block_size) {
       fail_param(task, sense::invalid_field_in_parameter_list, at + 29);
       return false;
     }
@@ -232,14 +305,16 @@ bool parse_list(const LogicalUnit& lu, Task& task, const std::uint8_t* p, std::u
       return false;
     }
     Segment s;
+    s.dc = d[1] & 0x02;
     s.source = get_be16(&d[4]);
     s.destination = get_be16(&d[6]);
     s.blocks = get_be16(&d[10]);
     s.source_lba = get_be64(&d[12]);
     s.destination_lba = get_be64(&d[20]);
-    // Both copy targets have the same block length, so DC (whether the
-    // count is in source or destination blocks) changes nothing.
-    if (std::uint64_t{s.blocks} * bs > kMaxSegmentBytes) {
+    // MAXIMUM SEGMENT LENGTH, in the blocks of the side the count is in.
+    const std::uint16_t counted = s.dc ? s.destination : s.source;
+    const std::uint64_t block_length = counted < out.cscd_count ? block_lengths[counted] : 0;
+    if (std::uint64_t{s.blocks} * block_length > kMaxSegmentBytes) {
       fail_param(task, sense::invalid_field_in_parameter_list, at + 10);
       return false;
     }
@@ -253,29 +328,64 @@ bool in_range(const LogicalUnit& lu, std::uint64_t lba, std::uint64_t blocks) {
   return lba <= lu.block_count() && blocks <= lu.block_count() - lba;
 }
 
-// What the copy targets would refuse, found before any data moves. Returns
-// the number of the first segment that fails (with the task's sense set to
-// COPY ABORTED), or the number of segments when none does.
-std::size_t check_segments(const LogicalUnit& lu, Task& task, const ParsedList& list) {
-  for (std::size_t i = 0; i < list.segments.size(); ++i) {
-    const Segment& s = list.segments[i];
-    const auto n = static_cast<std::uint16_t>(i);
-    const bool reachable = s.source < list.cscd_count && s.destination < list.cscd_count &&
-                           list.cscds[s.source].reachable && list.cscds[s.destination].reachable;
-    if (!reachable) {
-      set_copy_aborted(task, kCopyTargetNotReachable, n, CopyTarget::none, {});
-    } else if (!in_range(lu, s.source_lba, s.blocks)) {
-      set_copy_aborted(task, kCopyAborted, n, CopyTarget::source, sense::lba_out_of_range);
-    } else if (!in_range(lu, s.destination_lba, s.blocks)) {
-      set_copy_aborted(task, kCopyAborted, n, CopyTarget::destination, sense::lba_out_of_range);
-    } else if (s.blocks != 0 && lu.params().read_only) {
-      set_copy_aborted(task, kCopyAborted, n, CopyTarget::destination, sense::write_protected);
-    } else {
-      continue;
-    }
-    return i;
+// A segment as the copy moves it: bytes from one copy target to another.
+struct Extent {
+  LogicalUnit* source = nullptr;  // null: a copy target is not reachable
+  LogicalUnit* destination = nullptr;
+  std::uint64_t bytes = 0;
+  std::uint64_t source_offset = 0, destination_offset = 0;  // bytes
+  bool exact = true;                                        // whole blocks on both sides
+  std::uint64_t source_blocks() const { return bytes / source->params().block_size; }
+  std::uint64_t destination_blocks() const { return bytes / destination->params().block_size; }
+};
+
+Extent extent_of(const ParsedList& list, const Segment& s) {
+  Extent e;
+  if (s.source >= list.cscd_count || s.destination >= list.cscd_count) return e;
+  e.source = list.cscds[s.source].lu;
+  e.destination = list.cscds[s.destination].lu;
+  if (e.source == nullptr || e.destination == nullptr) {
+    e.source = e.destination = nullptr;
+    return e;
   }
-  return list.segments.size();
+  const std::uint64_t sbs = e.source->params().block_size;
+  const std::uint64_t dbs = e.destination->params().block_size;
+  e.bytes = std::uint64_t{s.blocks} * (s.dc ? dbs : sbs);
+  // Block lengths are powers of two: a multiple of the larger is one of both.
+  e.exact = e.bytes % std::max(sbs, dbs) == 0;
+  // An LBA past the end is refused before these are used; this cannot wrap
+  // for an LBA within a LU's 64-bit byte size.
+  e.source_offset = s.source_lba * sbs;
+  e.destination_offset = s.destination_lba * dbs;
+  return e;
+}
+
+// What the copy targets would refuse of segment i, as the nexus of the
+// command would meet it with a READ of the source and a WRITE of the
+// destination. Returns true with the task's sense set to COPY ABORTED.
+bool segment_refused(const ParsedList& list, std::size_t i, const Nexus* nexus, Task& task) {
+  const Segment& s = list.segments[i];
+  const auto n = static_cast<std::uint16_t>(i);
+  const Extent e = extent_of(list, s);
+  if (e.source == nullptr) {
+    set_copy_aborted(task, kCopyTargetNotReachable, n);
+  } else if (!e.exact) {
+    set_copy_aborted(task, kUnexpectedInexactSegment, n);
+  } else if (e.bytes != 0 && e.source->reservation_blocks(nexus, PrAccess::read)) {
+    set_copy_aborted(task, kCopyAborted, n, Side::source, kConflict);
+  } else if (!in_range(*e.source, s.source_lba, e.source_blocks())) {
+    set_copy_aborted(task, kCopyAborted, n, Side::source, checked(sense::lba_out_of_range));
+  } else if (e.bytes != 0 && e.destination->reservation_blocks(nexus, PrAccess::write)) {
+    set_copy_aborted(task, kCopyAborted, n, Side::destination, kConflict);
+  } else if (!in_range(*e.destination, s.destination_lba, e.destination_blocks())) {
+    set_copy_aborted(task, kCopyAborted, n, Side::destination, checked(sense::lba_out_of_range));
+  } else if (e.bytes != 0 && e.destination->write_protected()) {
+    set_copy_aborted(task, kCopyAborted, n, Side::destination,
+                     checked(e.destination->write_protected_sense()));
+  } else {
+    return false;
+  }
+  return true;
 }
 
 HeldCopyStatus* find_held(const Task& task, const void* lu, std::uint8_t list_id) {
@@ -328,19 +438,18 @@ void record_outcome(const Task& task, HeldCopyStatus& h, std::uint16_t segments,
 
 // A copy in flight; task.lu_context points at it until it completes.
 struct CopyJob {
-  LogicalUnit* lu = nullptr;
-  std::vector<Segment> segments;
-  std::uint8_t list_id = 0;
+  LogicalUnit* lu = nullptr;  // the copy manager
+  ParsedList list;            // its copy targets, held until the copy ends
   bool hold_status = false;
-  std::uint64_t block_size = 0;
-  std::uint64_t chunk_blocks = 0;  // blocks the bounce buffer holds
+  std::uint64_t chunk_bytes = 0;  // what the bounce buffer holds
   std::uint8_t* bounce = nullptr;
 
-  std::size_t segment = 0;      // being copied
-  std::uint32_t done = 0;       // its blocks copied so far
-  bool backward = false;        // its ranges overlap with destination above source
-  bool claimed = false;         // its destination range holds the range lock
-  std::uint32_t in_flight = 0;  // blocks of the read or write in flight
+  std::size_t segment = 0;         // being copied
+  Extent extent;                   // of that segment
+  std::uint64_t done = 0;          // its bytes copied so far
+  bool backward = false;           // its ranges overlap with destination above source
+  LogicalUnit* claimed = nullptr;  // holds the range lock of its destination range
+  std::uint64_t in_flight = 0;     // bytes of the read or write in flight
   bool writing = false;
   std::uint64_t bytes_copied = 0;
 
@@ -349,25 +458,30 @@ struct CopyJob {
   int result = 0;
 };
 
-// The source and destination LBAs of the chunk of in_flight blocks: from the
-// start, or from the end when the destination overlaps the source above it,
-// so that no block is overwritten before it has been read.
-std::pair<std::uint64_t, std::uint64_t> chunk_lbas(const CopyJob& job) {
-  const Segment& s = job.segments[job.segment];
-  const std::uint64_t offset =
-      job.backward ? s.blocks - job.done - job.in_flight : std::uint64_t{job.done};
-  return {s.source_lba + offset, s.destination_lba + offset};
+// The source and destination byte offsets of the chunk of in_flight bytes:
+// from the start, or from the end when the destination overlaps the source
+// above it, so that no block is overwritten before it has been read.
+std::pair<std::uint64_t, std::uint64_t> chunk_offsets(const CopyJob& job) {
+  const Extent& e = job.extent;
+  const std::uint64_t offset = job.backward ? e.bytes - job.done - job.in_flight : job.done;
+  return {e.source_offset + offset, e.destination_offset + offset};
+}
+
+void release_claim(CopyJob& job) {
+  if (job.claimed == nullptr) return;
+  job.claimed->caw_unlock(job.list.segments[job.segment].destination_lba);
+  job.claimed = nullptr;
 }
 
 void finish(Task& task, CopyJob* job) {
-  if (job->claimed) job->lu->caw_unlock(job->segments[job->segment].destination_lba);
+  release_claim(*job);
   if (job->hold_status) {
-    if (HeldCopyStatus* h = find_held(task, job->lu, job->list_id)) {
+    if (HeldCopyStatus* h = find_held(task, job->lu, job->list.list_id)) {
       record_outcome(task, *h, static_cast<std::uint16_t>(job->segment), job->bytes_copied);
     }
   }
   std::free(job->bounce);
-  delete job;
+  delete job;  // and with it the hold on the other copy targets
   copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
   task.lu_context = nullptr;
   task.complete();
@@ -376,14 +490,13 @@ void finish(Task& task, CopyJob* job) {
 // Takes in the outcome of the read or write that just completed. Returns
 // false when the copy has ended (the task is completed).
 bool take_result(Task& task, CopyJob& job) {
-  const std::uint64_t bytes = std::uint64_t{job.in_flight} * job.block_size;
   const auto segment = static_cast<std::uint16_t>(job.segment);
-  if (job.result < 0 || static_cast<std::uint64_t>(job.result) != bytes) {
+  if (job.result < 0 || static_cast<std::uint64_t>(job.result) != job.in_flight) {
     if (job.writing) {
-      set_copy_aborted(task, kCopyAborted, segment, CopyTarget::destination, sense::write_error);
+      set_copy_aborted(task, kCopyAborted, segment, Side::destination, checked(sense::write_error));
     } else {
-      set_copy_aborted(task, kCopyAborted, segment, CopyTarget::source,
-                       sense::unrecovered_read_error);
+      set_copy_aborted(task, kCopyAborted, segment, Side::source,
+                       checked(sense::unrecovered_read_error));
     }
     finish(task, &job);
     return false;
@@ -394,13 +507,35 @@ bool take_result(Task& task, CopyJob& job) {
   }
   job.writing = false;
   job.done += job.in_flight;
-  job.bytes_copied += bytes;
-  if (job.done == job.segments[job.segment].blocks) {
-    job.lu->caw_unlock(job.segments[job.segment].destination_lba);
-    job.claimed = false;
+  job.bytes_copied += job.in_flight;
+  if (job.done == job.extent.bytes) {
+    release_claim(job);
     ++job.segment;
     job.done = 0;
   }
+  return true;
+}
+
+// Starts segment job.segment: checks it again against the copy targets as
+// they are now, and claims its destination range. Returns false after
+// finishing the copy.
+bool begin_segment(Task& task, CopyJob& job) {
+  if (segment_refused(job.list, job.segment, task.nexus, task)) {
+    finish(task, &job);
+    return false;
+  }
+  const Segment& s = job.list.segments[job.segment];
+  job.extent = extent_of(job.list, s);
+  Extent& e = job.extent;
+  if (!e.destination->caw_lock(s.destination_lba,
+                               static_cast<std::uint32_t>(e.destination_blocks()))) {
+    task.status = Status::busy;
+    finish(task, &job);
+    return false;
+  }
+  job.claimed = e.destination;
+  job.backward = e.source == e.destination && e.destination_offset > e.source_offset &&
+                 e.destination_offset < e.source_offset + e.bytes;
   return true;
 }
 
@@ -408,36 +543,27 @@ bool take_result(Task& task, CopyJob& job) {
 // completes them before returning (the memory backend always does), so that
 // a long copy does not recurse once per chunk.
 void run(Task& task, CopyJob& job) {
+  const auto& segments = job.list.segments;
   for (;;) {
     if (!job.writing) {
-      while (job.segment < job.segments.size() && job.segments[job.segment].blocks == 0) {
+      while (job.segment < segments.size() && job.done == 0 &&
+             extent_of(job.list, segments[job.segment]).bytes == 0) {
         ++job.segment;
       }
-      if (job.segment == job.segments.size()) {
+      if (job.segment == segments.size()) {
         task.status = Status::good;
         return finish(task, &job);
       }
-      const Segment& s = job.segments[job.segment];
-      if (job.done == 0) {
-        if (!job.lu->caw_lock(s.destination_lba, s.blocks)) {
-          task.status = Status::busy;
-          return finish(task, &job);
-        }
-        job.claimed = true;
-        job.backward =
-            s.destination_lba > s.source_lba && s.destination_lba < s.source_lba + s.blocks;
-      }
-      job.in_flight = static_cast<std::uint32_t>(
-          std::min<std::uint64_t>(s.blocks - job.done, job.chunk_blocks));
+      if (job.done == 0 && !begin_segment(task, job)) return;
+      job.in_flight = std::min(job.extent.bytes - job.done, job.chunk_bytes);
     }
-    const auto [src, dst] = chunk_lbas(job);
-    const std::uint64_t bytes = std::uint64_t{job.in_flight} * job.block_size;
+    const auto [src, dst] = chunk_offsets(job);
     job.issuing = true;
     job.inline_done = false;
     if (job.writing) {
-      job.lu->backend().write(job.bounce, bytes, dst * job.block_size, false, &task);
+      job.extent.destination->backend().write(job.bounce, job.in_flight, dst, false, &task);
     } else {
-      job.lu->backend().read(job.bounce, bytes, src * job.block_size, &task);
+      job.extent.source->backend().read(job.bounce, job.in_flight, src, &task);
     }
     job.issuing = false;
     if (!job.inline_done) return;  // io_done carries on
@@ -473,7 +599,13 @@ void extended_copy(LogicalUnit& lu, Task& task) {
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
   const std::uint64_t len = std::min<std::uint64_t>(param_len, room);
 
-  ParsedList list;
+  // Owned here until the copy starts; then finish() deletes it.
+  std::unique_ptr<CopyJob> owned(new (std::nothrow) CopyJob);
+  if (!owned) {
+    task.fail(sense::internal_target_failure);
+    return task.complete();
+  }
+  ParsedList& list = owned->list;
   if (!parse_list(lu, task, task.buffer, len, list)) return;
 
   HeldCopyStatus* held = nullptr;
@@ -494,39 +626,36 @@ void extended_copy(LogicalUnit& lu, Task& task) {
     task.status = Status::busy;
     return task.complete();
   }
-  // From here on the copy has a status to hold, failed or not.
-  if (const std::size_t failed = check_segments(lu, task, list); failed < list.segments.size()) {
+  // From here on the copy has a status to hold, failed or not. What the copy
+  // targets would refuse is found before any data moves: no segment was
+  // processed then.
+  for (std::size_t i = 0; i < list.segments.size(); ++i) {
+    if (!segment_refused(list, i, task.nexus, task)) continue;
     copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
-    // Checked before any data moved: no segment was processed.
     if (held != nullptr) record_outcome(task, *held, 0, 0);
     return task.complete();
   }
 
-  auto* job = new (std::nothrow) CopyJob;
   std::uint64_t largest = 0;
-  for (const Segment& s : list.segments) largest = std::max<std::uint64_t>(largest, s.blocks);
-  const std::uint64_t bs = lu.params().block_size;
-  const std::uint64_t chunk_blocks =
-      std::min(largest, std::max<std::uint64_t>(1, kChunkBytes / bs));
+  for (const Segment& s : list.segments) {
+    largest = std::max(largest, extent_of(list, s).bytes);
+  }
+  const std::uint64_t chunk_bytes = std::min(largest, kChunkBytes);
   std::uint8_t* bounce = nullptr;
-  if (job != nullptr && chunk_blocks != 0) {
-    const std::uint64_t bytes =
-        (chunk_blocks * bs + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
+  if (chunk_bytes != 0) {
+    const std::uint64_t bytes = (chunk_bytes + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
     bounce = static_cast<std::uint8_t*>(std::aligned_alloc(kBounceAlign, bytes));
+    if (bounce == nullptr) {
+      copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
+      task.fail(sense::internal_target_failure);
+      if (held != nullptr) record_outcome(task, *held, 0, 0);
+      return task.complete();
+    }
   }
-  if (job == nullptr || (chunk_blocks != 0 && bounce == nullptr)) {
-    delete job;
-    copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
-    task.fail(sense::internal_target_failure);
-    if (held != nullptr) record_outcome(task, *held, 0, 0);
-    return task.complete();
-  }
+  CopyJob* job = owned.release();
   job->lu = &lu;
-  job->segments = std::move(list.segments);
-  job->list_id = list.list_id;
   job->hold_status = hold;
-  job->block_size = bs;
-  job->chunk_blocks = chunk_blocks;
+  job->chunk_bytes = chunk_bytes;
   job->bounce = bounce;
   task.lu_context = job;
   task.io_continuation = &io_done;

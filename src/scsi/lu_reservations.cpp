@@ -160,6 +160,16 @@ void LogicalUnit::post_unit_attention(std::uint8_t asc, std::uint8_t ascq, const
   state_generation_.fetch_add(1, std::memory_order_release);
 }
 
+bool LogicalUnit::reservation_blocks(const Nexus* nexus, PrAccess access) {
+  if (access == PrAccess::unrestricted) return false;
+  const std::string port = nexus != nullptr ? initiator_port_name(*nexus) : std::string{};
+  std::lock_guard lock(state_mutex_);
+  // The SPC-2 holder is one I_T nexus (holds_reservation); every command
+  // from any other conflicts, reads included.
+  if (reserved_.load(std::memory_order_relaxed) && !holds_reservation(nexus)) return true;
+  return pr_conflicts(access, reservations_.standing(port));
+}
+
 PersistentReservations LogicalUnit::persistent_reservations() {
   std::lock_guard lock(state_mutex_);
   return reservations_;

@@ -45,6 +45,16 @@ class Registry {
   std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
                                                std::string_view target) const;
 
+  // EXTENDED COPY between LUs (the CopyTargetResolver open_lun installs on every LU): the
+  // LU whose VPD page 83h NAA designator is `designator`, if the initiator of nexus may
+  // use it, else null. That is a LUN of the nexus's own target it sees (LUN masking), or
+  // a LUN it would see in another target it could log in to from where its session is:
+  // the target's allowed_initiators admit it, the target is offered on the portal the
+  // session came in through, and the target asks no CHAP or the same initiator
+  // credentials as the nexus's own target. Any thread.
+  std::shared_ptr<scsi::LogicalUnit> find_copy_target(std::uint64_t designator,
+                                                      const scsi::Nexus& nexus) const;
+
   // --- live changes: control-plane thread only ---
   // Opens the backing store of a LUN of target (creating a sparse file when l.size
   // says so) and builds its LogicalUnit, not yet served. Throws std::runtime_error.
@@ -66,13 +76,14 @@ class Registry {
   void resize_lun(const std::string& target, std::uint32_t lun, std::uint64_t bytes);
   void set_portals(std::vector<config::Portal> portals);
 
-  // A session reached full feature phase: returns its TSIH, and closes an
-  // older session of the same initiator name and ISID (reinstatement).
+  // A session reached full feature phase through the portal at local_address: returns its
+  // TSIH, and closes an older session of the same initiator name and ISID (reinstatement).
   // Returns 0 (and logs why, naming the initiator) when [limits]
   // max_sessions or max_sessions_per_initiator is reached; a reinstatement
   // replaces a session, so it is never refused.
   std::uint16_t session_started(const std::string& initiator, std::uint64_t isid, Worker* worker,
-                                std::weak_ptr<SocketConnection> conn);
+                                std::weak_ptr<SocketConnection> conn,
+                                std::string local_address = {});
   void session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih);
   std::size_t session_count() const;
 
@@ -88,6 +99,7 @@ class Registry {
     std::uint16_t tsih;
     Worker* worker;
     std::weak_ptr<SocketConnection> conn;
+    std::string local_address;  // the portal it came in through
   };
   struct Snapshot {
     std::vector<std::shared_ptr<iscsi::TargetEntry>> targets;

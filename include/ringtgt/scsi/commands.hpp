@@ -24,12 +24,6 @@ inline std::uint32_t max_transfer_blocks(std::uint32_t block_size) {
 // MAXIMUM COMPARE AND WRITE LENGTH (VPD Block Limits), in blocks.
 inline constexpr std::uint8_t max_compare_and_write_blocks = 64;
 
-// The NAA designator (NAA 6, 8 bytes) VPD page 83h reports for a logical
-// unit; EXTENDED COPY names its copy targets by it.
-inline std::uint64_t naa_designator(const LunParams& params) {
-  return (params.naa & 0x0fffffffffffffffull) | 0x6000000000000000ull;
-}
-
 // Peripheral qualifier + device type byte: a direct-access block device that
 // is present, or "no logical unit here" (qualifier 3, type 1Fh).
 inline constexpr std::uint8_t peripheral_disk = 0x00;

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -53,6 +54,22 @@ struct LunParams {
   bool thin_provisioned = false;
 };
 
+// The NAA designator (NAA 6, 8 bytes) VPD page 83h reports for a logical
+// unit; EXTENDED COPY names its copy targets by it.
+inline std::uint64_t naa_designator(const LunParams& params) {
+  return (params.naa & 0x0fffffffffffffffull) | 0x6000000000000000ull;
+}
+
+class LogicalUnit;
+
+// Finds a logical unit other than the one an EXTENDED COPY was sent to, for
+// that copy to read or write: the LU whose NAA designator (VPD page 83h) is
+// `designator`, if the initiator of `nexus` may use it; null otherwise. The
+// copy holds what it returns until it ends, so the LU may leave its target
+// (a live LUN removal) meanwhile. Called on the thread of the command.
+using CopyTargetResolver =
+    std::function<std::shared_ptr<LogicalUnit>(std::uint64_t designator, const Nexus& nexus)>;
+
 class LogicalUnit {
  public:
   LogicalUnit(std::uint64_t lun, LunParams params, std::unique_ptr<storage::Backend> backend);
@@ -74,6 +91,11 @@ class LogicalUnit {
   // them the LU counts nothing.
   void set_stats(std::shared_ptr<metrics::LunStats> stats) { stats_ = std::move(stats); }
   const std::shared_ptr<metrics::LunStats>& stats() const { return stats_; }
+
+  // Where EXTENDED COPY finds copy targets other than this LU; set by the
+  // transport before the LU is shared. Without it a copy reaches this LU only.
+  void set_copy_targets(CopyTargetResolver resolver) { copy_targets_ = std::move(resolver); }
+  const CopyTargetResolver& copy_targets() const { return copy_targets_; }
 
   // For the transport. nexus_lost: the I_T nexus is gone (session closed or
   // reinstated): its SPC-2 reservation is released. reset: LOGICAL UNIT
@@ -109,6 +131,13 @@ class LogicalUnit {
   //   them: 2Ah/09h CAPACITY DATA HAS CHANGED, 2Ah/01h MODE PARAMETERS
   //   CHANGED (pass the nexus whose MODE SELECT changed them as except).
   void post_unit_attention(std::uint8_t asc, std::uint8_t ascq, const Nexus* except = nullptr);
+
+  // Whether a command of kind `access` from nexus (null: no nexus) would end
+  // in RESERVATION CONFLICT: a persistent reservation it does not hold, or
+  // an SPC-2 reservation of another I_T nexus. Leaves the nexus's unit
+  // attentions alone: it is how EXTENDED COPY reads and writes a copy target
+  // as that nexus, without being one of its commands to the LU.
+  bool reservation_blocks(const Nexus* nexus, PrAccess access);
 
   // A copy of the persistent reservation state, for tests and admin views.
   PersistentReservations persistent_reservations();
@@ -146,6 +175,7 @@ class LogicalUnit {
   std::unique_ptr<storage::Backend> backend_;
   std::atomic<std::uint64_t> block_count_;
   std::shared_ptr<metrics::LunStats> stats_;
+  CopyTargetResolver copy_targets_;
 
   // SPC-2 RESERVE/RELEASE: shared by every nexus of the LU. reserved_ keeps
   // the lock off the path of commands while nothing is reserved.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "ringtgt/net/registry.hpp"
 
@@ -115,6 +116,117 @@ TEST(RegistryLive, OpenLunFailureNamesTargetAndLun) {
               std::string::npos)
         << e.what();
   }
+}
+
+// --- EXTENDED COPY copy targets: what an initiator may reach from its session ---
+
+// Target a (the session's): LUNs 0 and 1, LUN 2 masked to iqn.other. b admits iqn.me,
+// c only iqn.other, d asks CHAP with a's credentials (when a has them), e other ones,
+// f is offered on the second portal only.
+config::Config copy_targets_config(const fs::path& dir, bool a_has_chap) {
+  auto secret = [&](const std::string& name, const std::string& value) {
+    const fs::path p = dir / name;
+    { std::ofstream(p) << value; }
+    fs::permissions(p, fs::perms::owner_read | fs::perms::owner_write);
+    return p.string();
+  };
+  const std::string same = secret("same.secret", "same-secret-0123");
+  const std::string other = secret("other.secret", "other-secret-0123");
+  auto lun_text = [&](const std::string& file, int n, const std::string& more = "") {
+    return "  [[target.lun]]\n  number = " + std::to_string(n) + "\n  path = \"" +
+           (dir / file).string() + "\"\n  size = \"1M\"\n" + more;
+  };
+  std::string t = "state_dir = \"" + dir.string() +
+                  "\"\n"
+                  "[[portal]]\nlisten = \"127.0.0.1:3260\"\n"
+                  "[[portal]]\nlisten = \"127.0.0.2:3260\"\n";
+  t += "[[target]]\nname = \"iqn.2025-01.com.example:a\"\n";
+  if (a_has_chap) t += "chap_user = \"u\"\nchap_secret_file = \"" + same + "\"\n";
+  t += lun_text("a0.img", 0) + lun_text("a1.img", 1) +
+       lun_text("a2.img", 2, "  allowed_initiators = [\"iqn.2025-01.com.example:other\"]\n");
+  t += "[[target]]\nname = \"iqn.2025-01.com.example:b\"\n"
+       "allowed_initiators = [\"iqn.2025-01.com.example:me\"]\n" +
+       lun_text("b0.img", 0);
+  t += "[[target]]\nname = \"iqn.2025-01.com.example:c\"\n"
+       "allowed_initiators = [\"iqn.2025-01.com.example:other\"]\n" +
+       lun_text("c0.img", 0);
+  t +=
+      "[[target]]\nname = \"iqn.2025-01.com.example:d\"\nchap_user = \"u\"\nchap_secret_file = \"" +
+      same + "\"\n" + lun_text("d0.img", 0);
+  t +=
+      "[[target]]\nname = \"iqn.2025-01.com.example:e\"\nchap_user = \"u\"\nchap_secret_file = \"" +
+      other + "\"\n" + lun_text("e0.img", 0);
+  t += "[[target]]\nname = \"iqn.2025-01.com.example:f\"\nportals = [\"127.0.0.2:3260\"]\n" +
+       lun_text("f0.img", 0);
+  return config::load_string(t, "t.toml");
+}
+
+std::uint64_t designator_of(const Registry& reg, const std::string& target, std::uint64_t lun) {
+  return scsi::naa_designator(reg.find_target(target)->luns()->find(lun)->params());
+}
+
+TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
+  TempDir tmp;
+  Registry reg(copy_targets_config(tmp.path, false));
+  const std::string me = "iqn.2025-01.com.example:me";
+  const std::uint64_t isid = 0x23d000000001ull;
+  const std::uint16_t tsih = reg.session_started(me, isid, nullptr, {}, "127.0.0.1:3260");
+  ASSERT_NE(tsih, 0);
+  const scsi::Nexus nexus{me, "iqn.2025-01.com.example:a", isid << 16 | tsih, {}};
+  auto find = [&](const std::string& target, std::uint64_t lun) {
+    return reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:" + target, lun),
+                                nexus);
+  };
+  auto a1 = reg.find_target("iqn.2025-01.com.example:a")->luns()->find(1);
+  EXPECT_EQ(find("a", 1), a1);
+  EXPECT_TRUE(find("a", 0));
+  EXPECT_FALSE(find("a", 2));  // masked to another initiator
+  EXPECT_TRUE(find("b", 0));   // its ACL admits me
+  EXPECT_FALSE(find("c", 0));  // its ACL does not
+  EXPECT_FALSE(find("d", 0));  // CHAP, and the session proved no secret
+  EXPECT_FALSE(find("e", 0));
+  EXPECT_FALSE(find("f", 0));  // not offered on the portal the session came in through
+  EXPECT_FALSE(reg.find_copy_target(0x6000000000000001ull, nexus));
+
+  // The LUs carry it as their resolver.
+  EXPECT_EQ(a1->copy_targets()(designator_of(reg, "iqn.2025-01.com.example:b", 0), nexus),
+            reg.find_target("iqn.2025-01.com.example:b")->luns()->find(0));
+
+  // From the second portal, f is there.
+  const std::uint64_t isid2 = 0x23d000000002ull;
+  const std::uint16_t tsih2 = reg.session_started(me, isid2, nullptr, {}, "127.0.0.2:3260");
+  const scsi::Nexus there{me, "iqn.2025-01.com.example:a", isid2 << 16 | tsih2, {}};
+  EXPECT_TRUE(reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:f", 0), there));
+  // A nexus whose session the registry does not know: no portal, so only targets
+  // offered everywhere.
+  const scsi::Nexus unknown{me, "iqn.2025-01.com.example:a", 0x77, {}};
+  EXPECT_FALSE(reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:f", 0), unknown));
+  EXPECT_TRUE(reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:b", 0), unknown));
+
+  // Live changes count: b's ACL no longer admits me; LUN 1 of a is removed (what a copy
+  // already holds stays valid).
+  reg.set_target_initiators("iqn.2025-01.com.example:b", {"iqn.2025-01.com.example:other"});
+  EXPECT_FALSE(find("b", 0));
+  const std::uint64_t a1_designator = designator_of(reg, "iqn.2025-01.com.example:a", 1);
+  auto held = reg.find_copy_target(a1_designator, nexus);
+  reg.remove_lun("iqn.2025-01.com.example:a", 1);
+  EXPECT_FALSE(reg.find_copy_target(a1_designator, nexus));
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->block_count(), 2048u);
+}
+
+TEST(RegistryCopyTargets, ChapTargetsNeedTheCredentialsTheSessionProved) {
+  TempDir tmp;
+  Registry reg(copy_targets_config(tmp.path, true));
+  const std::string me = "iqn.2025-01.com.example:me";
+  const std::uint16_t tsih = reg.session_started(me, 1, nullptr, {}, "127.0.0.1:3260");
+  const scsi::Nexus nexus{me, "iqn.2025-01.com.example:a", std::uint64_t{1} << 16 | tsih, {}};
+  auto find = [&](const std::string& target) {
+    return reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:" + target, 0), nexus);
+  };
+  EXPECT_TRUE(find("d"));   // the same user and secret as a
+  EXPECT_FALSE(find("e"));  // another secret
+  EXPECT_TRUE(find("b"));   // no CHAP at all
 }
 
 }  // namespace

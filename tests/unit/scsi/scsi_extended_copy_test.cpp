@@ -22,14 +22,16 @@ constexpr std::uint64_t kDesignator = 0x6123456789abcdefull;  // as VPD 83h repo
 
 class Lu {
  public:
-  explicit Lu(bool read_only = false, std::uint64_t blocks = 8192, std::uint32_t bs = 512) {
+  explicit Lu(bool read_only = false, std::uint64_t blocks = 8192, std::uint32_t bs = 512,
+              std::uint64_t naa = kNaa, std::uint64_t lun = 0) {
     auto backend = std::make_unique<storage::MemoryBackend>(std::uint64_t{bs} * blocks);
     mem = backend.get();
     LunParams params;
     params.read_only = read_only;
     params.block_size = bs;
-    params.naa = kNaa;
-    lu = std::make_unique<LogicalUnit>(0, params, std::move(backend));
+    params.naa = naa;
+    params.spc2_reservations = true;
+    lu = std::make_shared<LogicalUnit>(lun, params, std::move(backend));
   }
 
   Task& run(const Bytes& cdb, std::uint32_t room = 4096, const Bytes* out = nullptr) {
@@ -59,7 +61,7 @@ class Lu {
   }
 
   storage::MemoryBackend* mem;
-  std::unique_ptr<LogicalUnit> lu;
+  std::shared_ptr<LogicalUnit> lu;
   CountingOwner owner;
   Task task;
   Bytes buffer;
@@ -730,6 +732,368 @@ TEST(ExtendedCopy, ThirdPartyCopyVpdPage) {
   }
   EXPECT_EQ(pos, len + 4);
   EXPECT_EQ(types, (std::vector<std::uint16_t>{0x0001, 0x0004, 0x0008, 0x8001}));
+}
+
+// --- copies between logical units ---
+
+constexpr std::uint64_t kNaaB = 0x0fedcba987654321ull;
+constexpr std::uint64_t kDesignatorB = 0x6fedcba987654321ull;
+constexpr std::uint64_t kNaaC = 0x0000000000c0ffeeull;
+constexpr std::uint64_t kDesignatorC = 0x6000000000c0ffeeull;
+
+// What the transport would install: the LUs of the daemon, and which
+// initiators may use which of them. Counts the look-ups.
+struct FakeResolver {
+  std::vector<std::shared_ptr<LogicalUnit>> units;
+  std::vector<std::pair<std::string, std::uint64_t>> allowed;  // initiator, designator
+  int calls = 0;
+
+  std::shared_ptr<LogicalUnit> find(std::uint64_t designator, const Nexus& nexus) {
+    ++calls;
+    for (const auto& [who, d] : allowed) {
+      if (who != nexus.initiator_name || d != designator) continue;
+      for (const auto& lu : units) {
+        if (naa_designator(lu->params()) == designator) return lu;
+      }
+    }
+    return nullptr;
+  }
+  void install_on(LogicalUnit& lu) {
+    lu.set_copy_targets([this](std::uint64_t d, const Nexus& n) { return find(d, n); });
+  }
+};
+
+// Two (or three) logical units of 512-byte blocks, each the copy manager of
+// copies it is sent, "iqn.a" allowed to use every one.
+struct Units {
+  Lu a{false, 8192, 512, kNaa, 0};
+  Lu b;
+  FakeResolver resolver;
+  Nexus na{"iqn.a", "t", 1, {}};
+  Nexus nb{"iqn.b", "t", 2, {}};
+
+  explicit Units(bool b_read_only = false, std::uint32_t b_block_size = 512)
+      : b(b_read_only, 8192 * 512 / b_block_size, b_block_size, kNaaB, 1) {
+    resolver.units = {a.lu, b.lu};
+    resolver.allowed = {{"iqn.a", kDesignator},
+                        {"iqn.a", kDesignatorB},
+                        {"iqn.b", kDesignator},
+                        {"iqn.b", kDesignatorB}};
+    resolver.install_on(*a.lu);
+    resolver.install_on(*b.lu);
+  }
+};
+
+// COPY ABORTED for segment `segment`, with the status (no sense data) a copy
+// target returned: RESERVATION CONFLICT.
+void expect_copy_target_status(const Task& t, std::uint16_t segment, bool destination,
+                               Status status) {
+  expect_sense(t, 0x0a, 0x00, 0x00);
+  EXPECT_EQ(get_be16(&t.sense[10]), segment);
+  EXPECT_EQ(t.sense[destination ? 8 : 9], 0);
+  ASSERT_EQ(t.sense[destination ? 9 : 8], 18);
+  ASSERT_EQ(t.sense_len, 19);
+  EXPECT_EQ(t.sense[7], 11);
+  EXPECT_EQ(t.sense[18], static_cast<std::uint8_t>(status));
+}
+
+// PERSISTENT RESERVE OUT: the CDB and its 24-byte parameter list.
+std::pair<Bytes, Bytes> prout(std::uint8_t sa, std::uint8_t type, std::uint64_t key,
+                              std::uint64_t sark) {
+  Bytes c(10, 0);
+  c[0] = 0x5f;
+  c[1] = sa;
+  c[2] = type;
+  c[8] = 24;
+  Bytes p(24, 0);
+  put_be64(&p[0], key);
+  put_be64(&p[8], sark);
+  return {c, p};
+}
+
+Task& prout_from(Lu& l, const Nexus& n, std::uint8_t sa, std::uint8_t type, std::uint64_t key,
+                 std::uint64_t sark) {
+  auto [c, p] = prout(sa, type, key, sark);
+  return l.run_from(n, c, 0, &p);
+}
+
+TEST(ExtendedCopyBetweenUnits, CopiesFromOneUnitToAnotherAndBack) {
+  Units u;
+  fill(u.a.mem, 10, 3000, 7);  // more than one 1 MiB chunk
+  const Bytes from_a(u.a.mem->data() + 10 * 512, u.a.mem->data() + 3010 * 512);
+  // Sent to A: A is the source, B the destination.
+  Task& t =
+      u.a.xcopy_from(u.na, param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 3000, 10, 500)}));
+  ASSERT_EQ(t.status, Status::good);
+  EXPECT_EQ(std::memcmp(u.b.mem->data() + 500 * 512, from_a.data(), from_a.size()), 0);
+  EXPECT_EQ(u.b.mem->data()[499 * 512 + 511], 0);  // nothing around it
+  EXPECT_EQ(u.b.mem->data()[3500 * 512], 0);
+  EXPECT_EQ(std::memcmp(u.a.mem->data() + 10 * 512, from_a.data(), from_a.size()), 0);
+
+  // Sent to A again, the other way: B is the source, A the destination.
+  fill(u.b.mem, 7000, 40, 3);
+  const Bytes from_b(u.b.mem->data() + 7000 * 512, u.b.mem->data() + 7040 * 512);
+  Task& r = u.a.xcopy_from(
+      u.na, param_list({cscd(kDesignatorB), cscd()}, {b2b(0, 1, 40, 7000, 6000)}, 9));
+  ASSERT_EQ(r.status, Status::good);
+  EXPECT_EQ(std::memcmp(u.a.mem->data() + 6000 * 512, from_b.data(), from_b.size()), 0);
+  // The copy manager (A) holds its status.
+  Task& s = u.a.run_from(u.na, rcr_cdb(0x00, 9));
+  ASSERT_EQ(s.status, Status::good);
+  EXPECT_EQ(u.a.buffer[4], 0x00);
+  EXPECT_EQ(get_be32(&u.a.buffer[8]), 40u * 512);
+
+  // Sent to B, naming A: copies within A, and from A into B, in one command.
+  Task& w = u.b.xcopy_from(u.na, param_list({cscd(kDesignatorB), cscd()},
+                                            {b2b(1, 1, 8, 10, 8000), b2b(1, 0, 8, 10, 100)}));
+  ASSERT_EQ(w.status, Status::good);
+  EXPECT_EQ(std::memcmp(u.a.mem->data() + 8000 * 512, from_a.data(), 8 * 512), 0);
+  EXPECT_EQ(std::memcmp(u.b.mem->data() + 100 * 512, from_a.data(), 8 * 512), 0);
+  // One look-up per command for B's designator on A, for A's on B.
+  EXPECT_EQ(u.resolver.calls, 3);
+}
+
+TEST(ExtendedCopyBetweenUnits, OnlyWhatTheResolverFindsForTheNexusIsReachable) {
+  Units u;
+  fill(u.a.mem, 0, 4, 1);
+  const Bytes list = param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 4, 0, 10)});
+  // An initiator the resolver does not let use B.
+  Nexus stranger{"iqn.stranger", "t", 3, {}};
+  Task& t = u.a.xcopy_from(stranger, list);
+  expect_sense(t, 0x0a, 0x0d, 0x02);
+  EXPECT_EQ(get_be16(&t.sense[10]), 0);
+  // No nexus: no initiator to ask for, and the resolver is not asked.
+  const int before = u.resolver.calls;
+  expect_sense(u.a.xcopy(list), 0x0a, 0x0d, 0x02);
+  EXPECT_EQ(u.resolver.calls, before);
+  // A designator no LU has.
+  expect_sense(
+      u.a.xcopy_from(u.na, param_list({cscd(), cscd(kDesignatorC)}, {b2b(0, 1, 4, 0, 10)})), 0x0a,
+      0x0d, 0x02);
+  // A resolver that answers with an LU of another designator is not believed.
+  u.a.lu->set_copy_targets([&](std::uint64_t, const Nexus&) { return u.b.lu; });
+  expect_sense(
+      u.a.xcopy_from(u.na, param_list({cscd(), cscd(kDesignatorC)}, {b2b(0, 1, 4, 0, 10)})), 0x0a,
+      0x0d, 0x02);
+  EXPECT_EQ(u.b.mem->data()[10 * 512], 0);  // nothing was copied
+  // Without a resolver an LU reaches itself only, as before.
+  u.a.lu->set_copy_targets(nullptr);
+  expect_sense(u.a.xcopy_from(u.na, list), 0x0a, 0x0d, 0x02);
+  EXPECT_EQ(u.a.xcopy_from(u.na, param_list({cscd()}, {b2b(0, 0, 4, 0, 10)})).status, Status::good);
+}
+
+TEST(ExtendedCopyBetweenUnits, WriteProtectedDestination) {
+  {
+    Units u(true);  // B read_only
+    Task& t = u.a.xcopy_from(u.na, param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 1, 0, 1)}));
+    expect_copy_aborted(t, 0, true, 0x07, 0x27, 0x00);
+    // Reading it is fine.
+    fill(u.b.mem, 0, 1, 5);
+    EXPECT_EQ(
+        u.a.xcopy_from(u.na, param_list({cscd(), cscd(kDesignatorB)}, {b2b(1, 0, 1, 0, 1)})).status,
+        Status::good);
+    EXPECT_EQ(std::memcmp(u.a.mem->data() + 512, u.b.mem->data(), 512), 0);
+  }
+  Units u;
+  // SWP on B (MODE SELECT of the control page): SOFTWARE WRITE PROTECTED.
+  Task& ms = u.b.run(Bytes{0x1a, 0x08, 0x0a, 0, 255, 0}, 255);
+  ASSERT_EQ(ms.status, Status::good);
+  Bytes select(4, 0);
+  select.insert(select.end(), u.b.buffer.begin() + 4, u.b.buffer.begin() + ms.data_in_length);
+  select[4 + 4] |= 0x08;
+  ASSERT_EQ(
+      u.b.run(Bytes{0x15, 0x10, 0, 0, static_cast<std::uint8_t>(select.size()), 0}, 0, &select)
+          .status,
+      Status::good);
+  ASSERT_TRUE(u.b.lu->software_write_protect());
+  fill(u.a.mem, 0, 1, 5);
+  Task& t = u.a.xcopy_from(
+      u.na, param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 0, 1, 0, 1), b2b(0, 1, 1, 0, 1)}));
+  expect_copy_aborted(t, 1, true, 0x07, 0x27, 0x02);
+  EXPECT_EQ(u.b.mem->data()[512], 0);
+  EXPECT_EQ(u.a.mem->data()[512], 0);  // checked before anything moved
+}
+
+TEST(ExtendedCopyBetweenUnits, ReservationsOfTheOtherUnitApplyToTheNexus) {
+  Units u;
+  fill(u.a.mem, 0, 8, 2);
+  fill(u.b.mem, 100, 8, 9);
+  const Bytes a_to_b = param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 8, 0, 10)});
+  const Bytes b_to_a = param_list({cscd(), cscd(kDesignatorB)}, {b2b(1, 0, 8, 100, 20)});
+  // iqn.b registers with B and reserves it WRITE EXCLUSIVE.
+  ASSERT_EQ(prout_from(u.b, u.nb, 0x00, 0, 0, 0xbb).status, Status::good);
+  ASSERT_EQ(prout_from(u.b, u.nb, 0x01, 0x01, 0xbb, 0).status, Status::good);
+  // iqn.a's WRITE to B would conflict: so does its copy into B.
+  Task& t = u.a.xcopy_from(u.na, a_to_b);
+  expect_copy_target_status(t, 0, true, Status::reservation_conflict);
+  EXPECT_EQ(u.b.mem->data()[10 * 512], 0);
+  // Reads are allowed under WRITE EXCLUSIVE: B as the source is fine.
+  ASSERT_EQ(u.a.xcopy_from(u.na, b_to_a).status, Status::good);
+  EXPECT_EQ(std::memcmp(u.a.mem->data() + 20 * 512, u.b.mem->data() + 100 * 512, 8 * 512), 0);
+  // The holder copies into B through A.
+  ASSERT_EQ(u.a.xcopy_from(u.nb, a_to_b).status, Status::good);
+  EXPECT_EQ(std::memcmp(u.b.mem->data() + 10 * 512, u.a.mem->data(), 8 * 512), 0);
+
+  // EXCLUSIVE ACCESS: iqn.a may not read B either.
+  ASSERT_EQ(prout_from(u.b, u.nb, 0x02, 0x01, 0xbb, 0).status, Status::good);  // RELEASE
+  ASSERT_EQ(prout_from(u.b, u.nb, 0x01, 0x03, 0xbb, 0).status, Status::good);
+  expect_copy_target_status(u.a.xcopy_from(u.na, b_to_a), 0, false, Status::reservation_conflict);
+  ASSERT_EQ(prout_from(u.b, u.nb, 0x02, 0x03, 0xbb, 0).status, Status::good);
+  EXPECT_EQ(u.a.xcopy_from(u.na, b_to_a).status, Status::good);
+
+  // An SPC-2 RESERVE(6) of B by iqn.b (unregistered first: SPC-2 reservations
+  // do not mix with registrations): every command of another nexus conflicts.
+  ASSERT_EQ(prout_from(u.b, u.nb, 0x00, 0, 0xbb, 0).status, Status::good);
+  ASSERT_EQ(u.b.run_from(u.nb, Bytes{0x16, 0, 0, 0, 0, 0}).status, Status::good);
+  expect_copy_target_status(u.a.xcopy_from(u.na, b_to_a), 0, false, Status::reservation_conflict);
+  expect_copy_target_status(u.a.xcopy_from(u.na, a_to_b), 0, true, Status::reservation_conflict);
+  EXPECT_EQ(u.a.xcopy_from(u.nb, a_to_b).status, Status::good);
+  ASSERT_EQ(u.b.run_from(u.nb, Bytes{0x17, 0, 0, 0, 0, 0}).status, Status::good);
+  EXPECT_EQ(u.a.xcopy_from(u.na, a_to_b).status, Status::good);
+}
+
+TEST(ExtendedCopyBetweenUnits, UnitAttentionsOfTheOtherUnitStayPending) {
+  Units u;
+  // iqn.a has used B; then B grows: iqn.a has CAPACITY DATA HAS CHANGED to hear.
+  ASSERT_EQ(u.b.run_from(u.na, Bytes{0x00, 0, 0, 0, 0, 0}).status, Status::good);
+  u.b.lu->post_unit_attention(0x2a, 0x09);
+  // The copy through A neither reports nor clears it...
+  fill(u.a.mem, 0, 2, 4);
+  ASSERT_EQ(
+      u.a.xcopy_from(u.na, param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 2, 0, 2)})).status,
+      Status::good);
+  EXPECT_EQ(std::memcmp(u.b.mem->data() + 2 * 512, u.a.mem->data(), 2 * 512), 0);
+  // ...iqn.a's next command to B does.
+  expect_sense(u.b.run_from(u.na, Bytes{0x00, 0, 0, 0, 0, 0}), 0x06, 0x2a, 0x09);
+  EXPECT_EQ(u.b.run_from(u.na, Bytes{0x00, 0, 0, 0, 0, 0}).status, Status::good);
+}
+
+TEST(ExtendedCopyBetweenUnits, DestinationRangeLockOfTheOtherUnit) {
+  Units u;
+  fill(u.a.mem, 0, 8, 2);
+  const Bytes list = param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 8, 0, 16)});
+  ASSERT_TRUE(u.b.lu->caw_lock(20, 4));
+  EXPECT_EQ(u.a.xcopy_from(u.na, list).status, Status::busy);
+  EXPECT_EQ(u.b.mem->data()[16 * 512], 0);
+  // A's own range with the same LBAs is not B's.
+  ASSERT_TRUE(u.a.lu->caw_lock(16, 8));
+  u.b.lu->caw_unlock(20);
+  EXPECT_EQ(u.a.xcopy_from(u.na, list).status, Status::good);
+  u.a.lu->caw_unlock(16);
+  EXPECT_FALSE(u.b.lu->atomic_write_overlaps(0, 8192));
+}
+
+TEST(ExtendedCopyBetweenUnits, DifferentBlockLengths) {
+  Units u(false, 4096);  // A: 8192 blocks of 512; B: 1024 blocks of 4096
+  fill(u.a.mem, 0, 200, 6);
+  const Bytes b_cscd = cscd(kDesignatorB, 4096);
+  // 16 source blocks (DC 0) are 2 destination blocks.
+  ASSERT_EQ(u.a.xcopy_from(u.na, param_list({cscd(), b_cscd}, {b2b(0, 1, 16, 8, 2)})).status,
+            Status::good);
+  EXPECT_EQ(std::memcmp(u.b.mem->data() + 2 * 4096, u.a.mem->data() + 8 * 512, 16 * 512), 0);
+  EXPECT_EQ(u.b.mem->data()[4 * 4096], 0);
+  // DC 1: 3 destination blocks are 24 source blocks.
+  Bytes dc = b2b(0, 1, 3, 100, 10);
+  dc[1] = 0x02;
+  ASSERT_EQ(u.a.xcopy_from(u.na, param_list({cscd(), b_cscd}, {dc})).status, Status::good);
+  EXPECT_EQ(std::memcmp(u.b.mem->data() + 10 * 4096, u.a.mem->data() + 100 * 512, 24 * 512), 0);
+  EXPECT_EQ(u.b.mem->data()[13 * 4096], 0);
+  // And back: 2 blocks of B are 16 of A.
+  ASSERT_EQ(u.a.xcopy_from(u.na, param_list({b_cscd, cscd()}, {b2b(0, 1, 2, 10, 4000)})).status,
+            Status::good);
+  EXPECT_EQ(std::memcmp(u.a.mem->data() + 4000 * 512, u.b.mem->data() + 10 * 4096, 2 * 4096), 0);
+
+  // 3 source blocks do not fill whole destination blocks: UNEXPECTED INEXACT
+  // SEGMENT, before the first (exact) segment moved anything.
+  Task& t = u.a.xcopy_from(
+      u.na, param_list({cscd(), b_cscd}, {b2b(0, 1, 8, 0, 500), b2b(0, 1, 3, 0, 600)}));
+  expect_sense(t, 0x0a, 0x26, 0x0a);
+  EXPECT_EQ(get_be16(&t.sense[10]), 1);
+  EXPECT_EQ(u.b.mem->data()[500 * 4096], 0);
+  // DC 1 from B to A: 1 destination block of 512 is an eighth of a source block.
+  Bytes part = b2b(0, 1, 1, 0, 7000);
+  part[1] = 0x02;
+  expect_sense(u.a.xcopy_from(u.na, param_list({b_cscd, cscd()}, {part})), 0x0a, 0x26, 0x0a);
+  // The range is checked in each copy target's own blocks.
+  EXPECT_EQ(u.a.xcopy_from(u.na, param_list({cscd(), b_cscd}, {b2b(0, 1, 8, 0, 1023)})).status,
+            Status::good);
+  expect_copy_aborted(u.a.xcopy_from(u.na, param_list({cscd(), b_cscd}, {b2b(0, 1, 16, 0, 1023)})),
+                      0, true, 0x05, 0x21, 0x00);
+  // A CSCD descriptor naming B with A's block length is a bad field.
+  Task& w = u.a.xcopy_from(u.na, param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 8, 0, 0)}));
+  expect_sense(w, 0x05, 0x26, 0x00);
+  EXPECT_EQ(get_be16(&w.sense[16]), 16 + 32 + 29);
+  // MAXIMUM SEGMENT LENGTH counts the bytes: 4096 blocks of 4096 are 16 MiB, 4097 too many.
+  Bytes big = b2b(0, 1, 4097, 0, 0);
+  big[1] = 0x02;
+  Task& m = u.a.xcopy_from(u.na, param_list({cscd(), b_cscd}, {big}));
+  expect_sense(m, 0x05, 0x26, 0x00);
+  EXPECT_EQ(get_be16(&m.sense[16]), 16 + 64 + 10);
+}
+
+// A copy in flight holds the other LU: removed from everywhere else (a live
+// LUN removal), it lives until the copy is done, then goes. And a segment is
+// checked again when its turn comes.
+TEST(ExtendedCopyBetweenUnits, OtherUnitOutlivesItsRemovalAndIsCheckedPerSegment) {
+  Lu a;
+  fill(a.mem, 0, 3000, 8);
+  auto owned = std::make_unique<DeferredBackend>(8192 * 512);
+  DeferredBackend* backend = owned.get();
+  LunParams params;
+  params.naa = kNaaB;
+  auto b = std::make_shared<LogicalUnit>(1, params, std::move(owned));
+  FakeResolver resolver;
+  resolver.units = {a.lu, b};
+  resolver.allowed = {{"iqn.a", kDesignatorB}};
+  resolver.install_on(*a.lu);
+  Nexus nexus{"iqn.a", "t", 1, {}};
+
+  CountingOwner owner;
+  Task copy;
+  Bytes list =
+      param_list({cscd(), cscd(kDesignatorB)}, {b2b(0, 1, 3000, 0, 100), b2b(0, 1, 1, 0, 5000)}, 6);
+  copy.owner = &owner;
+  copy.nexus = &nexus;
+  copy.cdb[0] = 0x83;
+  put_be32(&copy.cdb[10], static_cast<std::uint32_t>(list.size()));
+  copy.direction = DataDirection::to_device;
+  copy.buffer = list.data();
+  copy.buffer_len = static_cast<std::uint32_t>(list.size());
+  a.lu->execute(copy);
+  ASSERT_EQ(owner.completions, 0);
+  ASSERT_EQ(backend->waiting(), 1u);  // A's read completed inline; B's write waits
+
+  std::weak_ptr<LogicalUnit> watch = b;
+  resolver.units.clear();
+  b.reset();
+  EXPECT_FALSE(watch.expired());
+  // SWP set on B meanwhile: the segment in progress finishes, the next does not start.
+  {
+    auto lu = watch.lock();
+    CountingOwner o;
+    Task t;
+    Bytes buffer;
+    Task& ms = run_task([&](Task& x) { lu->execute(x); }, t, o, buffer,
+                        Bytes{0x1a, 0x08, 0x0a, 0, 255, 0}, 255, nullptr);
+    ASSERT_EQ(ms.status, Status::good);
+    Bytes select(4, 0);
+    select.insert(select.end(), buffer.begin() + 4, buffer.begin() + ms.data_in_length);
+    select[8] |= 0x08;
+    Task& sel =
+        run_task([&](Task& x) { lu->execute(x); }, t, o, buffer,
+                 Bytes{0x15, 0x10, 0, 0, static_cast<std::uint8_t>(select.size()), 0}, 0, &select);
+    ASSERT_EQ(sel.status, Status::good);
+  }
+  // The completion that ends the copy drops the last hold on B, and B's
+  // backend with it: step no more after that.
+  while (!watch.expired()) ASSERT_TRUE(backend->step()) << "the copy ended but still holds B";
+  ASSERT_EQ(owner.completions, 1);
+  expect_copy_aborted(copy, 1, true, 0x07, 0x27, 0x02);
+  Task& s = a.run_from(nexus, rcr_cdb(0x00, 6));
+  ASSERT_EQ(s.status, Status::good);
+  EXPECT_EQ(a.buffer[4], 0x01);          // completed with errors
+  EXPECT_EQ(get_be16(&a.buffer[5]), 1);  // after one segment
+  EXPECT_EQ(get_be32(&a.buffer[8]), 3000u * 512);
 }
 
 }  // namespace
