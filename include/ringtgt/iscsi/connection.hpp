@@ -213,7 +213,8 @@ class Connection final : private scsi::TaskOwner {
   void reject(const Bhs& bhs, RejectReason reason, const char* why);
   void fail_task(IscsiTask& t, scsi::SenseCode code);
   void abort_task(IscsiTask& t);
-  // An aborted task came back from the SCSI layer: the abort waits on it end.
+  // An aborted task came back from the SCSI layer: the aborts waiting for
+  // it may be over.
   void abort_wait_over(IscsiTask& t);
 
   // plumbing
