@@ -148,6 +148,9 @@ Connection::~Connection() {
   for (auto& t : task_store_) {
     if (t->buf) reactor::BufferPool::local().release(t->buf, t->buf_size);
   }
+  // Only an idle connection is destroyed, so no abort is still waiting; if
+  // one were, its PREEMPT AND ABORT must not wait forever.
+  for (auto& w : abort_waits_) w.done();
 }
 
 // ---------------------------------------------------------------- receiving
@@ -291,6 +294,11 @@ void Connection::on_data(const std::uint8_t* trailer, std::uint32_t trailer_len)
       if (cur_task_) {
         IscsiTask& t = *cur_task_;
         cur_task_ = nullptr;
+        if (t.aborted) {
+          // Aborted while this segment was arriving into its buffer.
+          release_task(t);
+          break;
+        }
         t.received += dsl;
         if (cur_.opcode() == Opcode::data_out && cur_.ttt() != kReservedTag) {
           for (auto& slot : t.r2ts) {
@@ -804,6 +812,7 @@ void Connection::fail_task(IscsiTask& t, scsi::SenseCode code) {
 void Connection::task_complete(scsi::Task& task) {
   auto& t = static_cast<IscsiTask&>(task);
   if (shut_down_ || t.aborted) {
+    abort_wait_over(t);
     release_task(t);
     maybe_finish_logout();
     return;
@@ -1102,9 +1111,52 @@ void Connection::abort_task(IscsiTask& t) {
   // Not yet running: it ends here. Running: it ends, silently, when the
   // SCSI layer gives it back (the backend may already have the data).
   if (t.state == IscsiTask::State::receiving) {
-    if (cur_task_ == &t) cur_task_ = nullptr;
+    // A data segment being received into its buffer (an abort from another
+    // session can come between a Data-Out's header and its data): the
+    // buffer is let go once that segment is in (on_data).
+    if (cur_task_ == &t) return;
     release_task(t);
   }
+}
+
+void Connection::abort_preempted_tasks(std::uint64_t lun, const scsi::Task* keep,
+                                       std::function<void()> done) {
+  AbortWait wait;
+  std::uint32_t aborted = 0;
+  for (IscsiTask* t = active_list_; t;) {
+    IscsiTask* next = t->next;
+    if (t->lun == lun && t != keep && t->state != IscsiTask::State::responding) {
+      ++aborted;
+      const bool executing = t->state == IscsiTask::State::executing;
+      abort_task(*t);
+      // This session's own PREEMPT AND ABORT, waiting for its aborts, is
+      // not waited for: those may be waiting for this one.
+      if (executing && !t->awaiting_aborts) wait.tasks.push_back(t);
+    }
+    t = next;
+  }
+  if (aborted > 0) {
+    spdlog::info("{} ({}): PREEMPT AND ABORT: {} task(s) for LUN {} aborted, {} still executing",
+                 peer_, params_.initiator_name, aborted, lun, wait.tasks.size());
+  }
+  if (wait.tasks.empty()) return done();
+  wait.done = std::move(done);
+  abort_waits_.push_back(std::move(wait));
+}
+
+void Connection::abort_wait_over(IscsiTask& t) {
+  if (abort_waits_.empty()) return;
+  std::vector<std::function<void()>> over;
+  for (auto it = abort_waits_.begin(); it != abort_waits_.end();) {
+    std::erase(it->tasks, &t);
+    if (it->tasks.empty()) {
+      over.push_back(std::move(it->done));
+      it = abort_waits_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& done : over) done();
 }
 
 void Connection::reject(const Bhs& bhs, RejectReason reason, const char* why) {

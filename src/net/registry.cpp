@@ -1,8 +1,9 @@
 #include "ringtgt/net/registry.hpp"
 
 #include <spdlog/spdlog.h>
-#include <bit>
 
+#include <atomic>
+#include <bit>
 #include <stdexcept>
 
 #include "ringtgt/iscsi/text.hpp"
@@ -149,6 +150,11 @@ std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
   // The registry outlives every reactor, and so every command an LU runs.
   lu->set_copy_targets([this](std::uint64_t designator, const scsi::Nexus& nexus) {
     return find_copy_target(designator, nexus);
+  });
+  lu->set_task_set_aborter([this, target, lun = std::uint64_t{l.number}](
+                               std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
+                               std::function<void()> done) {
+    abort_preempted(target, lun, std::move(ports), keep, std::move(done));
   });
   return lu;
 }
@@ -375,6 +381,7 @@ std::uint16_t Registry::session_started(const std::string& initiator, std::uint6
     it->second.worker->reactor().post([old] {
       if (auto c = old.lock()) c->close("session reinstated by a new login");
     });
+    retiring_.emplace(key, it->second);
   }
   sessions_[key] = SessionRef{tsih, worker, std::move(conn), std::move(local_address)};
   return tsih;
@@ -382,8 +389,67 @@ std::uint16_t Registry::session_started(const std::string& initiator, std::uint6
 
 void Registry::session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih) {
   std::lock_guard lock(mu_);
-  auto it = sessions_.find(std::make_pair(initiator, isid));
-  if (it != sessions_.end() && it->second.tsih == tsih) sessions_.erase(it);
+  const auto key = std::make_pair(initiator, isid);
+  auto it = sessions_.find(key);
+  if (it != sessions_.end() && it->second.tsih == tsih) {
+    sessions_.erase(it);
+    return;
+  }
+  auto [first, last] = retiring_.equal_range(key);
+  for (auto r = first; r != last; ++r) {
+    if (r->second.tsih == tsih) {
+      retiring_.erase(r);
+      return;
+    }
+  }
+}
+
+void Registry::abort_preempted(const std::string& target, std::uint64_t lun,
+                               std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
+                               std::function<void()> done) const {
+  // The PERSISTENT RESERVE OUT completes on its own worker, whose reactor is
+  // the one running this.
+  auto* home = dynamic_cast<reactor::Reactor*>(reactor::IoEngine::current());
+  if (home == nullptr) {
+    spdlog::error("target {} LUN {}: PREEMPT AND ABORT outside a worker; tasks not aborted", target,
+                  lun);
+    return done();
+  }
+  // One answer from every session asked, plus one for this function, so
+  // that the last of them (on whichever worker) posts the completion home.
+  struct Pending {
+    std::atomic<std::size_t> left{1};
+    reactor::Reactor* home;
+    std::function<void()> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->home = home;
+  pending->done = std::move(done);
+  auto answer = [pending] {
+    if (pending->left.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      pending->home->post(std::move(pending->done));
+  };
+  const scsi::Task* keep_ptr = &keep;
+  auto ask = [&](const SessionRef& ref) {
+    pending->left.fetch_add(1, std::memory_order_relaxed);
+    ref.worker->reactor().post([conn = ref.conn, target, lun, keep_ptr, answer] {
+      // A session gone since has no task left to abort.
+      if (auto c = conn.lock()) return c->abort_preempted_tasks(target, lun, keep_ptr, answer);
+      answer();
+    });
+  };
+  {
+    // Posting under mu_ keeps every asked worker running until it answers:
+    // a worker stops only after its last session ended, which takes mu_.
+    std::lock_guard lock(mu_);
+    for (const auto& p : ports) {
+      const auto key = std::make_pair(p.initiator_name, p.isid);
+      if (auto it = sessions_.find(key); it != sessions_.end()) ask(it->second);
+      auto [first, last] = retiring_.equal_range(key);
+      for (auto r = first; r != last; ++r) ask(r->second);
+    }
+  }
+  answer();
 }
 
 namespace {

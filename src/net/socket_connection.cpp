@@ -273,6 +273,12 @@ void SocketConnection::maybe_finish() {
   finished_ = true;
 }
 
+void SocketConnection::abort_preempted_tasks(const std::string& target, std::uint64_t lun,
+                                             const scsi::Task* keep, std::function<void()> done) {
+  if (conn_.target_name() != target) return done();
+  conn_.abort_preempted_tasks(lun, keep, std::move(done));
+}
+
 void SocketConnection::on_tick(reactor::Clock::time_point now) {
   if (shut_) {
     maybe_finish();

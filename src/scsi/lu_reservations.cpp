@@ -236,12 +236,6 @@ void LogicalUnit::persistent_reserve_out(Task& task) {
       }
     }
   }
-  for (const auto& who : o.preempted) {
-    // Tasks already handed to the backend finish; the transport has no
-    // way yet to abort another session's queued tasks from here.
-    spdlog::warn("{}: PREEMPT AND ABORT by {}: {} preempted; its tasks in flight are not aborted",
-                 params_.device_name, port, who);
-  }
   if (o.status == Status::check_condition) {
     if (o.cdb_field >= 0) {
       task.fail_cdb_field(static_cast<std::uint16_t>(o.cdb_field));
@@ -251,7 +245,34 @@ void LogicalUnit::persistent_reserve_out(Task& task) {
   } else {
     task.status = o.status;
   }
+  if (!o.abort_tasks_of.empty()) return abort_preempted(task, port, o.abort_tasks_of);
   task.complete();
+}
+
+void LogicalUnit::abort_preempted(Task& task, const std::string& by,
+                                  const std::vector<std::string>& nexuses) {
+  std::vector<InitiatorPort> ports;
+  std::string names;
+  for (const auto& n : nexuses) {
+    names += (names.empty() ? "" : ", ") + n;
+    if (auto p = parse_initiator_port_name(n)) {
+      ports.push_back(std::move(*p));
+    } else {
+      spdlog::error("{}: PREEMPT AND ABORT: cannot find the sessions of {}: not a port name",
+                    params_.device_name, n);
+    }
+  }
+  if (!aborter_) {
+    spdlog::warn("{}: PREEMPT AND ABORT by {}: {} preempted; no transport to abort their tasks",
+                 params_.device_name, by, names);
+    return task.complete();
+  }
+  spdlog::info("{}: PREEMPT AND ABORT by {}: aborting the tasks of {}", params_.device_name, by,
+               names);
+  // GOOD only once none of those tasks can still write: a fencing node must
+  // not see a stale write of the node it fenced land after this.
+  task.awaiting_aborts = true;
+  aborter_(std::move(ports), task, [&task] { task.complete(); });
 }
 
 bool LogicalUnit::store_reservations(const PersistentReservations& next) {

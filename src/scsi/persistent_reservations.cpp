@@ -299,13 +299,21 @@ PrOutcome PersistentReservations::preempt(const std::string& port, std::uint64_t
   const PrRegistration* reg = find(port);
   if (reg == nullptr || reg->key != key) return conflict();
   PrOutcome o = changed();
+  // PREEMPT AND ABORT acts on every nexus registered with the key, whether
+  // its registration goes or (the preempting one's) stays.
+  std::vector<std::string> abort_set;
+  if (abort) {
+    const bool everyone = sark == 0 && all_registrants();
+    for (const auto& r : registrations_) {
+      if (everyone || r.key == sark) abort_set.push_back(r.initiator_port);
+    }
+  }
   // Removes the registrations other than the preempting one that match.
   auto remove = [&](auto&& match) {
     std::size_t n = 0;
     std::erase_if(registrations_, [&](const PrRegistration& r) {
       if (r.initiator_port == port || !match(r)) return false;
       o.unit_attentions.push_back({r.initiator_port, 0x2a, 0x05});
-      if (abort) o.preempted.push_back(r.initiator_port);
       ++n;
       return true;
     });
@@ -334,6 +342,7 @@ PrOutcome PersistentReservations::preempt(const std::string& port, std::uint64_t
     if (remove([&](const PrRegistration& r) { return r.key == sark; }) == 0) return conflict();
   }
   ++generation_;
+  o.abort_tasks_of = std::move(abort_set);
   return o;
 }
 

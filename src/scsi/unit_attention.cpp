@@ -3,12 +3,26 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 
 namespace ringtgt::scsi {
 
 std::string initiator_port_name(const Nexus& nexus) {
   return fmt::format("{},i,0x{:012x}", nexus.initiator_name,
                      (nexus.session_id >> 16) & 0xffffffffffffull);
+}
+
+std::optional<InitiatorPort> parse_initiator_port_name(std::string_view port) {
+  constexpr std::string_view kSeparator = ",i,0x";
+  const std::size_t at = port.rfind(kSeparator);
+  if (at == std::string_view::npos || at == 0) return std::nullopt;
+  const std::string_view hex = port.substr(at + kSeparator.size());
+  InitiatorPort out;
+  if (hex.size() != 12) return std::nullopt;
+  auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), out.isid, 16);
+  if (ec != std::errc{} || end != hex.data() + hex.size()) return std::nullopt;
+  out.initiator_name = std::string(port.substr(0, at));
+  return out;
 }
 
 namespace {

@@ -110,7 +110,7 @@ class Peer:
         b[28:32] = self.exp_stat_sn.to_bytes(4, "big")
         return b
 
-    def login(self, target, initiator=INITIATOR, discovery=False):
+    def login(self, target, initiator=INITIATOR, discovery=False, immediate_data=True):
         k = [("InitiatorName", initiator), ("SessionType", "Discovery" if discovery else "Normal")]
         if not discovery:
             k.append(("TargetName", target))
@@ -125,7 +125,7 @@ class Peer:
             ("DataDigest", "None"),
             ("MaxRecvDataSegmentLength", "262144"),
             ("InitialR2T", "Yes"),
-            ("ImmediateData", "Yes"),
+            ("ImmediateData", "Yes" if immediate_data else "No"),
             ("MaxBurstLength", "262144"),
             ("FirstBurstLength", "65536"),
             ("MaxOutstandingR2T", "1"),

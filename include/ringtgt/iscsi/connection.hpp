@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -160,6 +161,13 @@ class Connection final : private scsi::TaskOwner {
   bool closing() const { return closing_; }
   // Another login reinstated this session, or the operator closed it.
   void request_close(const char* why);
+  // A PREEMPT AND ABORT (SPC-4 5.13.11.2.6) preempted this session's I_T
+  // nexus on LUN lun: its tasks for that LUN are aborted as by ABORT TASK SET,
+  // with no task management response and no status for any of them (TAS 0),
+  // except `keep` (the PERSISTENT RESERVE OUT, when it came on this
+  // connection). done is called on this thread, maybe before this returns,
+  // once none of the aborted tasks is still executing in the SCSI layer.
+  void abort_preempted_tasks(std::uint64_t lun, const scsi::Task* keep, std::function<void()> done);
 
   bool full_feature() const { return phase_ == Phase::full_feature; }
   const SessionParams& params() const { return params_; }
@@ -206,6 +214,9 @@ class Connection final : private scsi::TaskOwner {
   void data_sn_error(IscsiTask& t, const Bhs& bhs);
   void fail_task(IscsiTask& t, scsi::SenseCode code);
   void abort_task(IscsiTask& t);
+  // An aborted task came back from the SCSI layer: the aborts waiting for
+  // it may be over.
+  void abort_wait_over(IscsiTask& t);
 
   // plumbing
   IscsiTask* acquire_task();
@@ -276,6 +287,12 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t next_ttt_ = 1;
   std::array<std::uint32_t, 16> aborted_itts_;
   std::uint32_t aborted_next_ = 0;
+  // PREEMPT AND ABORTs waiting for executing tasks they aborted to come back.
+  struct AbortWait {
+    std::vector<IscsiTask*> tasks;
+    std::function<void()> done;
+  };
+  std::vector<AbortWait> abort_waits_;
   scsi::Nexus nexus_;
 
   // output

@@ -112,6 +112,12 @@ class Registry {
   std::shared_ptr<const Snapshot> snapshot() const;
   void publish(std::shared_ptr<const Snapshot> next);
   std::shared_ptr<iscsi::TargetEntry> entry(const std::string& target) const;  // or throws
+  // The scsi::TaskSetAborter of LUN lun of target: finds the sessions of the
+  // preempted initiator ports, has each one's worker abort its tasks, and
+  // completes on the PERSISTENT RESERVE OUT's worker when all have answered.
+  void abort_preempted(const std::string& target, std::uint64_t lun,
+                       std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
+                       std::function<void()> done) const;
 
   mutable std::mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_;
@@ -119,6 +125,9 @@ class Registry {
   std::optional<iscsi::AuthPolicy> discovery_auth_;
   mutable std::mutex mu_;
   std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
+  // Sessions replaced by a reinstatement and still closing: their commands
+  // in flight are those of the same initiator port.
+  std::multimap<std::pair<std::string, std::uint64_t>, SessionRef> retiring_;
   std::uint16_t next_tsih_ = 1;
   config::Limits limits_;
   std::string state_dir_;  // APTPL reservation files of the LUNs

@@ -26,6 +26,11 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void start();
   // Reactor thread: flush what is queued, then close.
   void close(const char* why);
+  // Reactor thread: a PREEMPT AND ABORT preempted this session's nexus on
+  // LUN lun of target (iscsi::Connection::abort_preempted_tasks). A session
+  // of another target has nothing to abort there: done at once.
+  void abort_preempted_tasks(const std::string& target, std::uint64_t lun, const scsi::Task* keep,
+                             std::function<void()> done);
   // Called on every tick: time-outs, and the last step of a close.
   void on_tick(reactor::Clock::time_point now);
   // Closed and every task returned: the worker may drop it.

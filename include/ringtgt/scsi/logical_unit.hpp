@@ -70,6 +70,17 @@ class LogicalUnit;
 using CopyTargetResolver =
     std::function<std::shared_ptr<LogicalUnit>(std::uint64_t designator, const Nexus& nexus)>;
 
+// The transport's half of PREEMPT AND ABORT (SPC-4 5.13.11.2.6): the tasks of
+// the preempted I_T nexuses are in their sessions, which only the transport
+// reaches. Called on the thread of `keep`, the PERSISTENT RESERVE OUT, after
+// the reservation changed: aborts every task for this LUN from the nexuses of
+// `ports` except keep, as ABORT TASK SET would, and with no status for any of
+// them (the control mode page's TAS is 0); then calls done, on keep's thread,
+// once none of them can touch the medium any more (a task already in the
+// backend is waited for). done is called exactly once, maybe before return.
+using TaskSetAborter = std::function<void(std::vector<InitiatorPort> ports, const Task& keep,
+                                          std::function<void()> done)>;
+
 class LogicalUnit {
  public:
   LogicalUnit(std::uint64_t lun, LunParams params, std::unique_ptr<storage::Backend> backend);
@@ -91,6 +102,10 @@ class LogicalUnit {
   // them the LU counts nothing.
   void set_stats(std::shared_ptr<metrics::LunStats> stats) { stats_ = std::move(stats); }
   const std::shared_ptr<metrics::LunStats>& stats() const { return stats_; }
+  // How PREEMPT AND ABORT reaches other sessions' tasks; set before the LU is
+  // shared. Without it (unit tests, an LU outside a target) the preempted
+  // nexuses lose their registrations but their tasks in flight run on.
+  void set_task_set_aborter(TaskSetAborter aborter) { aborter_ = std::move(aborter); }
 
   // Where EXTENDED COPY finds copy targets other than this LU; set by the
   // transport before the LU is shared. Without it a copy reaches this LU only.
@@ -167,6 +182,9 @@ class LogicalUnit {
   // PERSISTENT RESERVE IN/OUT and the APTPL file (lu_reservations.cpp).
   void persistent_reserve_in(Task& task);
   void persistent_reserve_out(Task& task);
+  // Completes task (the PREEMPT AND ABORT of port `by`) once the transport
+  // aborted the tasks of `nexuses` (initiator port names).
+  void abort_preempted(Task& task, const std::string& by, const std::vector<std::string>& nexuses);
   bool store_reservations(const PersistentReservations& next);  // state_mutex_ held
   void load_reservations();
 
@@ -176,6 +194,7 @@ class LogicalUnit {
   std::atomic<std::uint64_t> block_count_;
   std::shared_ptr<metrics::LunStats> stats_;
   CopyTargetResolver copy_targets_;
+  TaskSetAborter aborter_;
 
   // SPC-2 RESERVE/RELEASE: shared by every nexus of the LU. reserved_ keeps
   // the lock off the path of commands while nothing is reserved.

@@ -63,8 +63,13 @@ struct PrOutcome {
   SenseCode sense{};   // when status is check_condition
   int cdb_field = -1;  // >= 0: INVALID FIELD IN CDB naming this byte
   std::vector<PrUnitAttention> unit_attentions;
-  std::vector<std::string> preempted;  // PREEMPT AND ABORT: their tasks are to be aborted
-  bool changed = false;                // the state differs (store it when APTPL is on)
+  // PREEMPT AND ABORT (SPC-4 5.13.11.2.6): the I_T nexuses whose tasks are to
+  // be aborted, all but the PERSISTENT RESERVE OUT itself: every one that was
+  // registered with the SERVICE ACTION RESERVATION KEY, the preempting nexus
+  // included when the key is its own, or, with the key zero under an
+  // all-registrants reservation, every registered one. Empty on failure.
+  std::vector<std::string> abort_tasks_of;
+  bool changed = false;  // the state differs (store it when APTPL is on)
 };
 
 namespace pr_sense {

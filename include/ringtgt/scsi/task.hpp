@@ -127,6 +127,10 @@ class Task : public reactor::IoOp {
   std::uint8_t sense_len = 0;
   std::uint32_t data_in_length = 0;   // bytes of buffer holding Data-In
   std::uint32_t transfer_length = 0;  // bytes the CDB asks to move (residual reference)
+  // A PREEMPT AND ABORT whose only work left is to wait for the tasks it
+  // aborted: it touches the medium no more, so an abort that meets it does
+  // not wait for it (two such could otherwise wait for each other).
+  bool awaiting_aborts = false;
 
   // --- the logical unit's continuation for its backend operation ---
   void (*io_continuation)(Task&, int result) = nullptr;
@@ -146,6 +150,7 @@ class Task : public reactor::IoOp {
     sense_len = 0;
     data_in_length = 0;
     transfer_length = 0;
+    awaiting_aborts = false;
     io_continuation = nullptr;
     lu_context = nullptr;
     counters = nullptr;

@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ringtgt/scsi/task.hpp"
@@ -16,6 +18,16 @@ namespace ringtgt::scsi {
 // 7143 / SPC-4 TransportID format 01b). What reservations and unit
 // attentions key on: another session with the same ISID is the same port.
 std::string initiator_port_name(const Nexus& nexus);
+
+// An initiator port as its parts: what a transport finds its sessions by.
+struct InitiatorPort {
+  std::string initiator_name;
+  std::uint64_t isid = 0;
+  bool operator==(const InitiatorPort&) const = default;
+};
+// The parts of a name initiator_port_name() made (or one normalised from a
+// TransportID); nullopt for anything else.
+std::optional<InitiatorPort> parse_initiator_port_name(std::string_view port);
 
 class UnitAttentions {
  public:

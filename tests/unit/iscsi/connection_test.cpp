@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -1155,6 +1156,138 @@ TEST(ConnectionTmf, UnsupportedFunction) {
   EXPECT_EQ(r.bhs.bytes[2], 5);
 }
 
+// ------------------------------------------------------------------ PREEMPT AND ABORT
+
+// A PERSISTENT RESERVE OUT CDB with its 24-byte parameter list.
+Bytes prout_cdb(std::uint8_t sa, std::uint8_t type) {
+  Bytes c(16, 0);
+  c[0] = 0x5f;
+  c[1] = sa;
+  c[2] = type;
+  store_be32(&c[5], 24);
+  return c;
+}
+Bytes prout_params(std::uint64_t key, std::uint64_t sark) {
+  Bytes p(24, 0);
+  store_be64(&p[0], key);
+  store_be64(&p[8], sark);
+  return p;
+}
+
+// What the LU handed the transport for its PREEMPT AND ABORT, to be run later
+// as a worker would run it (posted, not inside the LU's call).
+struct HeldAbort {
+  const scsi::Task* keep = nullptr;
+  std::function<void()> done;
+};
+
+std::shared_ptr<scsi::LogicalUnit> lun0(Driver& d) {
+  return d.host.target->luns()->find(0);
+}
+
+// Its own key: the PR OUT's session is among the preempted; its WRITE waiting
+// for Data-Out goes without status, the PR OUT itself is spared and answered.
+TEST(ConnectionPreemptAbort, SelfPreemptDropsItsWaitingWriteAndAnswersThePrOut) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  HeldAbort held;
+  lun0(d)->set_task_set_aborter([&](std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
+                                    std::function<void()> done) {
+    ASSERT_EQ(ports.size(), 1u);
+    EXPECT_EQ(ports[0].initiator_name, kInitiator);
+    EXPECT_EQ(ports[0].isid, kIsid);
+    held = {&keep, std::move(done)};
+  });
+  auto good = [&](std::uint32_t itt, const Bytes& cdb, const Bytes& params) {
+    ASSERT_TRUE(d.send(d.command(itt, cdb, 24, false, true), params));
+    Out r = d.only_one();
+    EXPECT_EQ(r.op(), Opcode::scsi_response);
+    EXPECT_EQ(r.bhs.itt(), itt);
+    EXPECT_EQ(r.bhs.bytes[3], 0x00);
+  };
+  good(0x10, prout_cdb(0, 0), prout_params(0, 0xaa));  // REGISTER
+  good(0x11, prout_cdb(1, 1), prout_params(0xaa, 0));  // RESERVE Write Exclusive
+
+  ASSERT_TRUE(d.send(d.command(0x12, write10(0, 8), 4096, false, true, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  ASSERT_TRUE(d.send(d.command(0x13, prout_cdb(5, 3), 24, false, true), prout_params(0xaa, 0xaa)));
+  ASSERT_NE(held.keep, nullptr);
+  EXPECT_TRUE(d.drain().empty());  // no GOOD before the aborts are done
+  EXPECT_EQ(d.conn->tasks_in_flight(), 2u);
+
+  d.conn->abort_preempted_tasks(0, held.keep, std::move(held.done));
+  Out r = d.only_one();  // the PR OUT's GOOD, nothing for the WRITE
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.itt(), 0x13u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x00);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+  // The initiator's Data-Out for the aborted WRITE is dropped without a Reject.
+  ASSERT_TRUE(d.send(d.data_out(0x12, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 9)));
+  EXPECT_TRUE(d.drain().empty());
+  EXPECT_FALSE(d.conn->closing());
+  EXPECT_EQ(d.host.mem->data()[0], 0);  // nothing written
+  EXPECT_EQ(lun0(d)->persistent_reservations().type(), scsi::PrType::exclusive_access);
+}
+
+// Preempted by another session: a WRITE waiting for Data-Out (R2T sent) ends
+// at once, without status; its late Data-Out is dropped without a Reject, and
+// other LUNs' and later commands are untouched.
+TEST(ConnectionPreemptAbort, WriteWaitingForDataOutIsDroppedSilently) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(0x20, write10(0, 8), 4096, false, true, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  int done = 0;
+  d.conn->abort_preempted_tasks(1, nullptr, [&] { ++done; });  // another LUN: nothing
+  EXPECT_EQ(done, 1);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
+  d.conn->abort_preempted_tasks(0, nullptr, [&] { ++done; });
+  EXPECT_EQ(done, 2);  // nothing was executing: done at once
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+  EXPECT_TRUE(d.drain().empty());  // no status, no TMF response
+  ASSERT_TRUE(d.send(d.data_out(0x20, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 3)));
+  EXPECT_TRUE(d.drain().empty());
+  EXPECT_FALSE(d.conn->closing());
+  EXPECT_EQ(d.host.mem->data()[0], 0);
+  ASSERT_TRUE(d.send(d.command(0x21, tur(), 0, false, false)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.bhs.itt(), 0x21u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x00);
+}
+
+// An abort that comes between a Data-Out's header and its data: the data
+// still lands in the task's buffer (the socket is receiving into it), and the
+// task goes once it is in.
+TEST(ConnectionPreemptAbort, AbortBetweenDataOutHeaderAndDataKeepsTheBufferUntilItIsIn) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(0x30, write10(0, 8), 4096, false, true, true)));
+  Out r2t = d.only_one();
+  Bhs h = d.data_out(0x30, r2t.bhs.ttt(), 0, 0, true);
+  h.set_data_segment_length(4096);
+  auto plan = d.conn->on_header(h.bytes.data(), kBhsSize, d.now);
+  ASSERT_TRUE(plan);
+  ASSERT_NE(plan->dest, nullptr);
+  int done = 0;
+  d.conn->abort_preempted_tasks(0, nullptr, [&] { ++done; });
+  EXPECT_EQ(done, 1);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 1u);  // its buffer is still being filled
+  Bytes data = pattern(4096, 5);
+  std::memcpy(plan->dest, data.data(), data.size());
+  d.conn->on_data(nullptr, 0);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+  EXPECT_TRUE(d.drain().empty());
+  EXPECT_EQ(d.host.mem->data()[0], 0);
+}
+
 // ------------------------------------------------------------------ malformed input
 
 TEST(ConnectionMalformed, DataOutForUnknownTaskIsRejected) {
@@ -1539,6 +1672,34 @@ TEST(ConnectionLiveLuns, InFlightCommandKeepsItsMapUntilItCompletes) {
   }
   EXPECT_TRUE(good);
   EXPECT_TRUE(watch.expired());  // let go once the read finished
+}
+
+// A command already in the backend when its session is preempted: the abort
+// is done only when the backend gives it back, and it then ends without status.
+TEST(ConnectionPreemptAbort, WaitsForATaskInTheBackendThenDropsIt) {
+  Driver d;
+  d.login();
+  auto backend = std::make_unique<HeldBackend>();
+  HeldBackend* held = backend.get();
+  scsi::LunParams lp;
+  lp.block_size = kBlock;
+  auto map = std::make_shared<scsi::LunMap>();
+  map->add(std::make_shared<scsi::LogicalUnit>(0, lp, std::move(backend)));
+  d.host.target->set_luns(std::move(map));
+
+  ASSERT_TRUE(d.send(d.command(0xb00, write10(0, 1), 512, false, true), pattern(512, 1)));
+  ASSERT_NE(held->held, nullptr);  // the write is in flight
+  int done = 0;
+  d.conn->abort_preempted_tasks(0, nullptr, [&] { ++done; });
+  EXPECT_EQ(done, 0);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
+  // Another command of the session runs meanwhile.
+  ASSERT_TRUE(d.send(d.command(0xb01, tur(), 0, false, false)));
+  EXPECT_EQ(d.only_one().bhs.itt(), 0xb01u);
+  held->complete();
+  EXPECT_EQ(done, 1);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+  EXPECT_TRUE(d.drain().empty());  // no status for the aborted write
 }
 
 }  // namespace

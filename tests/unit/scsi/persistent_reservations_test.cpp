@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -175,8 +176,8 @@ TEST(PrStateMachine, Preempt) {
   EXPECT_TRUE(pr.standing(A).holder);
   EXPECT_EQ(pr.type(), PrType::write_exclusive);
   EXPECT_FALSE(pr.registered(B));
-  ASSERT_EQ(p.preempted.size(), 1u);  // PREEMPT AND ABORT names whose tasks go
-  EXPECT_EQ(p.preempted[0], B);
+  ASSERT_EQ(p.abort_tasks_of.size(), 1u);  // PREEMPT AND ABORT names whose tasks go
+  EXPECT_EQ(p.abort_tasks_of[0], B);
   // All registrants with SARK 0: every other registration goes.
   run(pr, B, prout(0, 0, 0xb));
   run(pr, C, prout(0, 0, 0xc));
@@ -188,6 +189,67 @@ TEST(PrStateMachine, Preempt) {
   EXPECT_TRUE(pr.standing(C).holder);
   EXPECT_EQ(pr.type(), PrType::exclusive_access);
   EXPECT_EQ(all.unit_attentions.size(), 2u);
+}
+
+TEST(PrStateMachine, PreemptAndAbortNamesEveryNexusRegisteredWithTheKey) {
+  const std::string B2 = "iqn.b,i,0x000000000022";  // another port of b, same key
+  PersistentReservations pr;
+  run(pr, A, prout(0, 0, 0xa));
+  run(pr, B, prout(0, 0, 0xb));
+  run(pr, B2, prout(0, 0, 0xb));
+  run(pr, C, prout(0, 0, 0xc));
+  ASSERT_EQ(run(pr, B, prout(1, 0xb, 0, WE)).status, Status::good);
+  // Plain PREEMPT aborts nothing.
+  PersistentReservations plain = pr;
+  auto p = run(plain, A, prout(4, 0xa, 0xb, WE));
+  EXPECT_EQ(p.status, Status::good);
+  EXPECT_TRUE(p.abort_tasks_of.empty());
+  // PREEMPT AND ABORT: both of b's nexuses, not c (another key), not a.
+  auto pa = run(pr, A, prout(5, 0xa, 0xb, WE));
+  EXPECT_EQ(pa.status, Status::good);
+  EXPECT_EQ(pa.abort_tasks_of, (std::vector<std::string>{B, B2}));
+  EXPECT_TRUE(pr.standing(A).holder);
+  EXPECT_FALSE(pr.registered(B2));
+  // Failed ones abort nothing: a key no one has, a wrong own key, SARK 0
+  // without an all-registrants reservation.
+  EXPECT_EQ(run(pr, A, prout(5, 0xa, 0xb, WE)).status, Status::reservation_conflict);
+  EXPECT_TRUE(run(pr, A, prout(5, 0xa, 0xb, WE)).abort_tasks_of.empty());
+  auto wrong = run(pr, C, prout(5, 0xa, 0xa, WE));
+  EXPECT_EQ(wrong.status, Status::reservation_conflict);
+  EXPECT_TRUE(wrong.abort_tasks_of.empty());
+  auto zero = run(pr, C, prout(5, 0xc, 0, WE));
+  EXPECT_EQ(zero.status, Status::check_condition);
+  EXPECT_TRUE(zero.abort_tasks_of.empty());
+  EXPECT_TRUE(pr.standing(A).holder);
+}
+
+TEST(PrStateMachine, PreemptAndAbortOfItsOwnKeyAbortsItsOwnTasksToo) {
+  // The holder preempts itself (SPC-4 5.13.11.2.4.3): it keeps its
+  // registration and gets the new type, yet its nexus is one registered
+  // with the key, so its other tasks go (5.13.11.2.6); so do those of
+  // another nexus with the same key, whose registration goes.
+  const std::string A2 = "iqn.a,i,0x000000000011";
+  PersistentReservations pr;
+  run(pr, A, prout(0, 0, 0xa));
+  run(pr, A2, prout(0, 0, 0xa));
+  run(pr, B, prout(0, 0, 0xb));
+  ASSERT_EQ(run(pr, A, prout(1, 0xa, 0, WE)).status, Status::good);
+  auto self = run(pr, A, prout(5, 0xa, 0xa, EA));
+  EXPECT_EQ(self.status, Status::good);
+  EXPECT_EQ(self.abort_tasks_of, (std::vector<std::string>{A, A2}));
+  EXPECT_TRUE(pr.registered(A));
+  EXPECT_FALSE(pr.registered(A2));
+  EXPECT_TRUE(pr.registered(B));
+  EXPECT_EQ(pr.type(), PrType::exclusive_access);
+  // All registrants and SARK 0: every registered nexus, the preempting one too.
+  run(pr, A, prout(2, 0xa, 0, EA));
+  run(pr, C, prout(0, 0, 0xc));
+  ASSERT_EQ(run(pr, B, prout(1, 0xb, 0, WEAR)).status, Status::good);
+  auto all = run(pr, C, prout(5, 0xc, 0, WE));
+  EXPECT_EQ(all.status, Status::good);
+  EXPECT_EQ(all.abort_tasks_of, (std::vector<std::string>{A, B, C}));
+  EXPECT_EQ(pr.registrations().size(), 1u);
+  EXPECT_TRUE(pr.standing(C).holder);
 }
 
 Bytes transport_id(const std::string& port) {
@@ -369,6 +431,18 @@ TEST(UnitAttentionQueue, PrecedenceDedupAndLimit) {
 TEST(UnitAttentionQueue, PortNameFromNexus) {
   Nexus n{"iqn.x", "t", 0x023d00000001ull << 16 | 7, {}};
   EXPECT_EQ(initiator_port_name(n), "iqn.x,i,0x023d00000001");
+}
+
+TEST(UnitAttentionQueue, PortNameBackToItsParts) {
+  Nexus n{"iqn.2025-01.com.example:node-b", "t", 0x80123456789aull << 16 | 3, {}};
+  auto p = parse_initiator_port_name(initiator_port_name(n));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->initiator_name, "iqn.2025-01.com.example:node-b");
+  EXPECT_EQ(p->isid, 0x80123456789aull);
+  for (const char* bad : {"", "iqn.x", ",i,0x000000000001", "iqn.x,i,0x1", "iqn.x,i,0x00000000000g",
+                          "iqn.x,i,0x0000000000001", "iqn.x,t,0x000000000001"}) {
+    EXPECT_FALSE(parse_initiator_port_name(bad)) << bad;
+  }
 }
 
 // --- through a LogicalUnit ---
@@ -558,6 +632,116 @@ TEST(LuPersistentReservations, ReportedBySupportedOperationCodes) {
   EXPECT_EQ(one(0x5f, 8), 0x01);
 }
 
+// --- PREEMPT AND ABORT through a LogicalUnit, with a stand-in transport ---
+
+struct FakeAborter {
+  int calls = 0;
+  std::vector<InitiatorPort> ports;
+  const Task* keep = nullptr;
+  std::function<void()> done;
+
+  TaskSetAborter hook() {
+    return [this](std::vector<InitiatorPort> p, const Task& k, std::function<void()> d) {
+      ++calls;
+      ports = std::move(p);
+      keep = &k;
+      done = std::move(d);
+    };
+  }
+};
+
+// Starts a PERSISTENT RESERVE OUT on l's task without requiring it to
+// complete before execute returns.
+Task& start_out(Lu& l, const Nexus& n, std::uint8_t sa, std::uint64_t key, std::uint64_t sark,
+                std::uint8_t type) {
+  Out o = prout(sa, key, sark, type);
+  l.task = Task{};
+  l.owner.completions = 0;
+  std::copy(o.cdb, o.cdb + 10, l.task.cdb.begin());
+  l.task.owner = &l.owner;
+  l.task.nexus = &n;
+  l.buffer = o.params;
+  l.task.direction = DataDirection::to_device;
+  l.task.buffer = l.buffer.data();
+  l.task.buffer_len = static_cast<std::uint32_t>(l.buffer.size());
+  l.lu->execute(l.task);
+  return l.task;
+}
+
+TEST(LuPreemptAndAbort, CompletesOnlyOnceTheTransportAbortedThePreemptedTasks) {
+  Lu l({}, false);
+  FakeAborter f;
+  l.lu->set_task_set_aborter(f.hook());
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}},
+      c{"iqn.c", "t", 3ull << 16 | 3, {}};
+  EXPECT_EQ(l.out(a, 0, 0, 0xa), Status::good);
+  EXPECT_EQ(l.out(b, 0, 0, 0xb), Status::good);
+  EXPECT_EQ(l.out(c, 0, 0, 0xc), Status::good);
+  EXPECT_EQ(l.out(b, 1, 0xb, 0, WE), Status::good);
+  // Plain PREEMPT of c's registration: the transport is not asked.
+  EXPECT_EQ(l.out(a, 4, 0xa, 0xc, WE), Status::good);
+  EXPECT_EQ(f.calls, 0);
+  // A failed PREEMPT AND ABORT (a key no one has) asks nothing either.
+  EXPECT_EQ(l.out(a, 5, 0xa, 0xc, WE), Status::reservation_conflict);
+  EXPECT_EQ(f.calls, 0);
+
+  Task& t = start_out(l, a, 5, 0xa, 0xb, WE);
+  ASSERT_EQ(f.calls, 1);
+  ASSERT_EQ(f.ports.size(), 1u);
+  EXPECT_EQ(f.ports[0], (InitiatorPort{"iqn.b", 2}));
+  EXPECT_EQ(f.keep, &t);
+  EXPECT_TRUE(t.awaiting_aborts);
+  // The reservation changed at once: b's next command is told and refused...
+  const Bytes write10 = cdb10(0x2a, 0, 0, 1);
+  const Bytes block(512, 0x5a);
+  Task other;
+  CountingOwner other_owner;
+  Bytes other_buffer;
+  auto as_b = [&](const Bytes& cdb, const Bytes* data) -> Task& {
+    return run_task(
+        [&](Task& x) {
+          x.nexus = &b;
+          l.lu->execute(x);
+        },
+        other, other_owner, other_buffer, cdb, 512, data);
+  };
+  expect_ua(as_b(write10, &block), 0x2a, 0x05);
+  EXPECT_EQ(as_b(write10, &block).status, Status::reservation_conflict);
+  // ...but GOOD for the PREEMPT AND ABORT only once the transport is done.
+  EXPECT_EQ(l.owner.completions, 0);
+  f.done();
+  EXPECT_EQ(l.owner.completions, 1);
+  EXPECT_EQ(t.status, Status::good);
+  EXPECT_TRUE(l.lu->persistent_reservations().standing("iqn.a,i,0x000000000001").holder);
+}
+
+TEST(LuPreemptAndAbort, SelfPreemptAsksForItsOwnNexusToo) {
+  Lu l({}, false);
+  FakeAborter f;
+  l.lu->set_task_set_aborter(f.hook());
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}};
+  EXPECT_EQ(l.out(a, 0, 0, 0xa), Status::good);
+  EXPECT_EQ(l.out(a, 1, 0xa, 0, WE), Status::good);
+  Task& t = start_out(l, a, 5, 0xa, 0xa, EA);
+  ASSERT_EQ(f.calls, 1);
+  ASSERT_EQ(f.ports.size(), 1u);
+  EXPECT_EQ(f.ports[0], (InitiatorPort{"iqn.a", 1}));
+  EXPECT_EQ(f.keep, &t);  // the transport spares this command
+  f.done();
+  EXPECT_EQ(l.owner.completions, 1);
+  EXPECT_EQ(t.status, Status::good);
+  EXPECT_EQ(l.lu->persistent_reservations().type(), PrType::exclusive_access);
+}
+
+TEST(LuPreemptAndAbort, WithoutATransportItCompletesAtOnce) {
+  Lu l({}, false);
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}};
+  EXPECT_EQ(l.out(a, 0, 0, 0xa), Status::good);
+  EXPECT_EQ(l.out(b, 0, 0, 0xb), Status::good);
+  EXPECT_EQ(l.out(a, 5, 0xa, 0xb, WE), Status::good);  // run_task checks the one completion
+  EXPECT_FALSE(l.lu->persistent_reservations().registered("iqn.b,i,0x000000000002"));
+}
+
 std::string temp_dir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "ringtgt-pr-XXXXXX").string();
   char* d = mkdtemp(tmpl.data());
@@ -601,6 +785,26 @@ TEST(LuPersistentReservations, AptplSurvivesARebuildAndOffRemovesTheFile) {
     Lu l(path);
     EXPECT_TRUE(l.lu->persistent_reservations().registrations().empty());
   }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LuPreemptAndAbort, NothingIsAbortedWhenTheAptplStateCannotBeStored) {
+  const std::string dir = temp_dir();
+  const std::string path = dir + "/state/pr.state";
+  Lu l(path, false);
+  FakeAborter f;
+  l.lu->set_task_set_aborter(f.hook());
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}};
+  EXPECT_EQ(l.out(a, 0, 0, 0xa, 0, 0x01), Status::good);  // APTPL on
+  EXPECT_EQ(l.out(b, 0, 0, 0xb, 0, 0x01), Status::good);
+  // The state folder turns into a file: the next change cannot be stored.
+  std::filesystem::remove_all(dir + "/state");
+  std::ofstream(dir + "/state") << "in the way\n";
+  Task& t = start_out(l, a, 5, 0xa, 0xb, WE);
+  EXPECT_EQ(l.owner.completions, 1);
+  EXPECT_EQ(f.calls, 0);
+  expect_sense(t, 0x04, 0x44, 0x00);  // INTERNAL TARGET FAILURE
+  EXPECT_TRUE(l.lu->persistent_reservations().registered("iqn.b,i,0x000000000002"));
   std::filesystem::remove_all(dir);
 }
 
