@@ -27,41 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tool_login.h"
+
 static int usage(void) {
   fprintf(stderr,
           "usage: pr_tool [-i INITIATOR] URL register KEY [aptpl] | reserve KEY TYPE |\n"
           "       release KEY TYPE | clear KEY | read-keys | read-reservation | write\n");
   return 2;
-}
-
-static struct iscsi_context* connect_to(const char* initiator, const char* url, int* lun) {
-  struct iscsi_context* iscsi = iscsi_create_context(initiator);
-  if (iscsi == NULL) {
-    fprintf(stderr, "cannot create an iSCSI context\n");
-    return NULL;
-  }
-  struct iscsi_url* u = iscsi_parse_full_url(iscsi, url);
-  if (u == NULL) {
-    fprintf(stderr, "bad URL %s: %s\n", url, iscsi_get_error(iscsi));
-    iscsi_destroy_context(iscsi);
-    return NULL;
-  }
-  /* Registrations belong to the initiator port (name + ISID): a fixed ISID
-   * makes every run the same port, as open-iscsi's per-interface one is. */
-  iscsi_set_isid_random(iscsi, 0x5a5a5a, 1);
-  iscsi_set_targetname(iscsi, u->target);
-  iscsi_set_session_type(iscsi, ISCSI_SESSION_NORMAL);
-  iscsi_set_header_digest(iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
-  *lun = u->lun;
-  /* Logs in and clears the unit attentions of a new nexus with TEST UNIT READY. */
-  if (iscsi_full_connect_sync(iscsi, u->portal, u->lun) != 0) {
-    fprintf(stderr, "login to %s failed: %s\n", url, iscsi_get_error(iscsi));
-    iscsi_destroy_url(u);
-    iscsi_destroy_context(iscsi);
-    return NULL;
-  }
-  iscsi_destroy_url(u);
-  return iscsi;
 }
 
 static int prout(struct iscsi_context* iscsi, int lun, enum scsi_persistent_out_sa sa, uint64_t key,
@@ -168,7 +140,9 @@ int main(int argc, char** argv) {
   const int nargs = argc - optind - 2;
 
   int lun = 0;
-  struct iscsi_context* iscsi = connect_to(initiator, url, &lun);
+  /* Registrations belong to the initiator port (name + ISID): a fixed ISID
+   * makes every run the same port. */
+  struct iscsi_context* iscsi = tool_login(initiator, url, &lun, 0x5a5a5a);
   if (iscsi == NULL) return 3;
   int rc;
   if (strcmp(cmd, "register") == 0 && (nargs == 1 || nargs == 2)) {

@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tool_login.h"
+
 enum { kCscdLength = 32, kSegmentLength = 28, kMaxSegments = 64, kListId = 1 };
 static const uint64_t kMaxSegmentBytes = 16u << 20;
 
@@ -57,33 +59,6 @@ static uint64_t get_be64(const unsigned char* p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
   return v;
-}
-
-static struct iscsi_context* connect_to(const char* initiator, const char* url, int* lun) {
-  struct iscsi_context* iscsi = iscsi_create_context(initiator);
-  if (iscsi == NULL) {
-    fprintf(stderr, "cannot create an iSCSI context\n");
-    return NULL;
-  }
-  struct iscsi_url* u = iscsi_parse_full_url(iscsi, url);
-  if (u == NULL) {
-    fprintf(stderr, "bad URL %s: %s\n", url, iscsi_get_error(iscsi));
-    iscsi_destroy_context(iscsi);
-    return NULL;
-  }
-  iscsi_set_targetname(iscsi, u->target);
-  iscsi_set_session_type(iscsi, ISCSI_SESSION_NORMAL);
-  iscsi_set_header_digest(iscsi, ISCSI_HEADER_DIGEST_NONE_CRC32C);
-  *lun = u->lun;
-  /* Logs in and clears the unit attentions of a new nexus with TEST UNIT READY. */
-  if (iscsi_full_connect_sync(iscsi, u->portal, u->lun) != 0) {
-    fprintf(stderr, "login to %s failed: %s\n", url, iscsi_get_error(iscsi));
-    iscsi_destroy_url(u);
-    iscsi_destroy_context(iscsi);
-    return NULL;
-  }
-  iscsi_destroy_url(u);
-  return iscsi;
 }
 
 /* The NAA designator (binary, associated with the LU, 8 bytes) of VPD page
@@ -257,7 +232,7 @@ int main(int argc, char** argv) {
   }
 
   int lun = 0;
-  struct iscsi_context* iscsi = connect_to(initiator, url, &lun);
+  struct iscsi_context* iscsi = tool_login(initiator, url, &lun, 0);
   if (iscsi == NULL) return 3;
   const int rc = strcmp(what, "designator") == 0
                      ? show_designator(iscsi, lun)
