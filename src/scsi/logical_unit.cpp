@@ -260,18 +260,30 @@ void flush_done(Task& task, int result) {
   task.complete();
 }
 
+// What READ, WRITE, ORWRITE and VERIFY check before any I/O, in this order:
+// protection fields (none supported), the Block Limits maximum, the range,
+// and for a command that changes the medium, write protection (read_only or
+// SWP). Returns false after rejecting the task.
+bool rw_checks_pass(LogicalUnit& lu, Task& task, const BlockRange& r, bool changes_medium) {
+  if (r.protect != 0 || r.blocks > detail::max_transfer_blocks(lu.params().block_size)) {
+    reject(task, sense::invalid_field_in_cdb);
+  } else if (!in_range(lu, r.lba, r.blocks)) {
+    reject(task, sense::lba_out_of_range);
+  } else if (changes_medium && lu.write_protected()) {
+    reject(task, lu.write_protected_sense());
+  } else {
+    return true;
+  }
+  return false;
+}
+
 void read_write(LogicalUnit& lu, Task& task, bool write) {
   const BlockRange r = decode_rw(task.cdb);
   const std::uint64_t bs = lu.params().block_size;
   const std::uint64_t want = std::uint64_t{r.blocks} * bs;
   task.transfer_length = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, UINT32_MAX));
 
-  if (r.protect != 0) return reject(task, sense::invalid_field_in_cdb);
-  if (r.blocks > detail::max_transfer_blocks(lu.params().block_size)) {
-    return reject(task, sense::invalid_field_in_cdb);
-  }
-  if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
-  if (write && lu.write_protected()) return reject(task, lu.write_protected_sense());
+  if (!rw_checks_pass(lu, task, r, write)) return;
   if (r.blocks == 0) return good(task);
   // A write into blocks that a COMPARE AND WRITE or ORWRITE is reading and
   // rewriting would break their atomicity: BUSY, and the initiator retries.
@@ -505,12 +517,7 @@ void orwrite(LogicalUnit& lu, Task& task) {
   const std::uint64_t want = std::uint64_t{r.blocks} * bs;
   task.transfer_length = static_cast<std::uint32_t>(std::min<std::uint64_t>(want, UINT32_MAX));
 
-  if (r.protect != 0) return reject(task, sense::invalid_field_in_cdb);
-  if (r.blocks > detail::max_transfer_blocks(lu.params().block_size)) {
-    return reject(task, sense::invalid_field_in_cdb);
-  }
-  if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
-  if (lu.params().read_only) return reject(task, sense::write_protected);
+  if (!rw_checks_pass(lu, task, r, true)) return;
   if (r.blocks == 0) return good(task);
   // Whole blocks of what the initiator sent; the rest is a residual.
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;
@@ -543,11 +550,8 @@ void verify(LogicalUnit& lu, Task& task) {
   task.transfer_length =
       static_cast<std::uint32_t>(std::min<std::uint64_t>(out_blocks * bs, UINT32_MAX));
 
-  if (r.protect != 0 || bytchk == 0x02) return reject(task, sense::invalid_field_in_cdb);
-  if (r.blocks > detail::max_transfer_blocks(lu.params().block_size)) {
-    return reject(task, sense::invalid_field_in_cdb);
-  }
-  if (!in_range(lu, r.lba, r.blocks)) return reject(task, sense::lba_out_of_range);
+  if (bytchk == 0x02) return reject(task, sense::invalid_field_in_cdb);
+  if (!rw_checks_pass(lu, task, r, false)) return;
   if (r.blocks == 0 || bytchk == 0) return good(task);
 
   const std::uint64_t room = task.buffer != nullptr ? task.buffer_len : 0;

@@ -90,6 +90,7 @@ TEST(ModeSelect, SwpWriteProtectsUntilCleared) {
   Bytes block(512, 0x42);
   expect_sense(l.run(cdb10(0x2a, 0, 0, 1), 0, &block), 0x07, 0x27, 0x02);
   expect_sense(l.run(cdb10(0x41, 0, 0, 1), 0, &block), 0x07, 0x27, 0x02);
+  expect_sense(l.run(cdb16(0x8b, 0, 0, 1), 0, &block), 0x07, 0x27, 0x02);  // ORWRITE(16)
   EXPECT_EQ(l.mem->data()[0], 0);
   EXPECT_EQ(l.run(cdb10(0x28, 0, 0, 1), 512).status, Status::good);  // reads still work
 
