@@ -51,9 +51,6 @@ namespace {
 constexpr std::uint32_t kLoginSegmentLimit = 8192;
 constexpr std::size_t kMaxTextBytes = 65536;
 constexpr std::uint32_t kIgnoredCommandsLogged = 10;  // per connection, at warn
-// ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR: RFC 7143 §11.4.7.2, for a
-// command whose Data-Out was lost to a digest or DataSN error.
-constexpr scsi::SenseCode kProtocolServiceCrcError{0x0b, 0x47, 0x05};
 
 std::uint64_t decode_lun(std::uint64_t field) {
   std::uint8_t method = static_cast<std::uint8_t>(field >> 62);
@@ -743,7 +740,7 @@ void Connection::data_received(IscsiTask& t) {
       // complete early) is dropped without a Reject.
       aborted_itts_[aborted_next_++ % aborted_itts_.size()] = t.itt;
       t.state = IscsiTask::State::executing;
-      return fail_task(t, kProtocolServiceCrcError);
+      return fail_task(t, scsi::sense::protocol_service_crc_error);
     }
     execute(t);
     return;

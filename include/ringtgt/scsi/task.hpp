@@ -49,6 +49,9 @@ inline constexpr SenseCode internal_target_failure{0x04, 0x44, 0x00};
 inline constexpr SenseCode power_on_reset{0x06, 0x29, 0x00};
 inline constexpr SenseCode lu_reset_occurred{0x06, 0x29, 0x03};  // BUS DEVICE RESET FUNCTION
 inline constexpr SenseCode no_sense{0x00, 0x00, 0x00};
+// ABORTED COMMAND: a command whose Data-Out was lost to a digest or DataSN
+// error (RFC 7143 §11.4.7.2).
+inline constexpr SenseCode protocol_service_crc_error{0x0b, 0x47, 0x05};
 }  // namespace sense
 
 // What an EXTENDED COPY left on its I_T nexus for RECEIVE COPY RESULTS (COPY
