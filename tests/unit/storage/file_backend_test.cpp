@@ -17,11 +17,13 @@
 #include <vector>
 
 #include "ringtgt/storage/memory_backend.hpp"
+#include "storage_test_support.hpp"
 
 namespace ringtgt::storage {
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
+using testing::Result;
 
 struct RecordedOp {
   enum Kind { read, write, fsync } kind;
@@ -57,39 +59,7 @@ class RecordingEngine final : public reactor::IoEngine {
   std::vector<RecordedOp> ops;
 };
 
-struct Result final : IoOp {
-  int value = 1234567;
-  int calls = 0;
-  void on_complete(int r) override {
-    value = r;
-    ++calls;
-  }
-};
-
-class FileBackendTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ringtgt-fb-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    reactor::IoEngine::set_current(&engine);
-  }
-  void TearDown() override {
-    reactor::IoEngine::set_current(nullptr);
-    std::filesystem::remove_all(dir);
-  }
-  std::string path(const char* name) const { return dir + "/" + name; }
-  FileBackendOptions opts(WriteAckPolicy policy, std::uint64_t size = 1 << 20) const {
-    FileBackendOptions o;
-    o.path = path("lun.img");
-    o.create_size = size;
-    o.policy = policy;
-    return o;
-  }
-
-  std::string dir;
-  RecordingEngine engine;
-};
+using FileBackendTest = testing::FileBackendFixture<RecordingEngine>;
 
 TEST_F(FileBackendTest, WritethroughWritesCarryDsync) {
   FileBackend b(opts(WriteAckPolicy::writethrough));

@@ -14,11 +14,13 @@
 
 #include "ringtgt/storage/file_backend.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
+#include "storage_test_support.hpp"
 
 namespace ringtgt::storage {
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
+using testing::Result;
 
 // Runs every operation with a plain syscall through IoEngine's defaults,
 // recording the fallocate calls.
@@ -54,34 +56,8 @@ class InlineEngine final : public reactor::IoEngine {
   std::vector<Fallocate> calls;
 };
 
-struct Result final : reactor::IoOp {
-  int value = 1234567;
-  int calls = 0;
-  void on_complete(int r) override {
-    value = r;
-    ++calls;
-  }
-};
-
-class FileProvisioningTest : public ::testing::Test {
+class FileProvisioningTest : public testing::FileBackendFixture<InlineEngine> {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ringtgt-prov-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir = tmpl;
-    reactor::IoEngine::set_current(&engine);
-  }
-  void TearDown() override {
-    reactor::IoEngine::set_current(nullptr);
-    std::filesystem::remove_all(dir);
-  }
-  FileBackendOptions opts(WriteAckPolicy policy) const {
-    FileBackendOptions o;
-    o.path = dir + "/lun.img";
-    o.create_size = 1 << 20;
-    o.policy = policy;
-    return o;
-  }
   Bytes read_back(FileBackend& b, std::uint64_t offset, std::size_t len) {
     Bytes in(len, 0xee);
     Result r;
@@ -95,9 +71,6 @@ class FileProvisioningTest : public ::testing::Test {
     b.write(data.data(), data.size(), 0, false, &r);
     ASSERT_EQ(r.value, 1 << 20);
   }
-
-  std::string dir;
-  InlineEngine engine;
 };
 
 TEST_F(FileProvisioningTest, ProbeFindsHolePunchingOnTheTestFileSystem) {
