@@ -11,6 +11,9 @@ packages=(
   # operations: /metrics scrapes, systemd-analyze verify, cpack -G DEB (dpkg-shlibdeps)
   curl systemd dpkg-dev file  # file: CPackDeb's shlibdeps needs it
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
+  # alert rules and scrape config (conf/prometheus): promtool, and a real
+  # Prometheus run on loopback by tests/integration/test_prometheus_alerts.sh
+  prometheus python3-yaml
 )
 
 missing=()
@@ -28,3 +31,6 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The prometheus package enables (and where systemd runs, starts) its own
+# service on :9090. The tests never use it: they run the binary on a loopback
+# port of their own with their own storage, so it is left as the admin wants it.

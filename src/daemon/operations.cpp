@@ -3,7 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <limits>
 #include <string>
+
+#include "ringtgt/reactor/buffer_pool.hpp"
 
 namespace ringtgt::daemon {
 
@@ -25,6 +28,10 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
     cat->workers.push_back({worker->index(), &w->reactor().counters(),
                             [worker] { return worker->connection_count(); }});
   }
+  cat->buffer_memory_held = [] { return reactor::BufferPool::memory_held(); };
+  if (std::size_t budget = reactor::BufferPool::memory_budget();
+      budget != std::numeric_limits<std::size_t>::max())
+    cat->buffer_memory_limit = budget;
   return cat;
 }
 

@@ -619,6 +619,7 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
   }
   IscsiTask* t = acquire_task();
   if (t == nullptr) {
+    metrics::count_refused_command(metrics::RefusalCause::task_slots);
     OutPdu* pdu = new_pdu(Opcode::scsi_response, 0x80);
     pdu->bhs.bytes[3] = static_cast<std::uint8_t>(scsi::Status::task_set_full);
     pdu->bhs.set_itt(bhs.itt());
@@ -666,6 +667,7 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
       // frees memory, BUSY when it has none (SAM-5 5.3).
       t->buf_size = 0;
       scsi::Status st = active_tasks_ > 1 ? scsi::Status::task_set_full : scsi::Status::busy;
+      metrics::count_refused_command(metrics::RefusalCause::buffer_memory);
       auto level =
           ++busy_commands_ <= kIgnoredCommandsLogged ? spdlog::level::warn : spdlog::level::debug;
       spdlog::log(level,

@@ -116,6 +116,20 @@ std::vector<MetricFamily> Collector::Collect() const {
   auto busy =
       family("ringtgt_reactor_busy_seconds_total",
              "Time each reactor loop spent working rather than waiting", MetricType::Counter);
+  auto ticks = family("ringtgt_reactor_ticks_total",
+                      "Ticks of each reactor loop (4 a second); flat while the loop is stuck",
+                      MetricType::Counter);
+  auto buffer_held =
+      family("ringtgt_buffer_memory_bytes",
+             "Command data buffer memory held by all workers (in use and kept for reuse)",
+             MetricType::Gauge);
+  auto buffer_limit = family("ringtgt_buffer_memory_limit_bytes",
+                             "limits.max_buffer_memory: past it commands are answered "
+                             "TASK SET FULL or BUSY",
+                             MetricType::Gauge);
+  auto refused = family("ringtgt_commands_refused_total",
+                        "Commands answered BUSY or TASK SET FULL before reaching a LUN, by cause",
+                        MetricType::Counter);
   auto attempts = family("ringtgt_login_attempts_total", "Logins that ended, accepted or refused",
                          MetricType::Counter);
   auto failures =
@@ -155,11 +169,17 @@ std::vector<MetricFamily> Collector::Collect() const {
     }
     for (const auto& w : cat->workers) {
       const std::string idx = std::to_string(w.index);
-      if (w.counters)
+      if (w.counters) {
         add_counter(busy, {{"worker", idx}}, static_cast<double>(w.counters->busy_ns.get()) / 1e9);
+        add_counter(ticks, {{"worker", idx}}, static_cast<double>(w.counters->heartbeat.get()));
+      }
       if (w.connections)
         add_gauge(worker_conns, {{"worker", idx}}, static_cast<double>(w.connections()));
     }
+    if (cat->buffer_memory_held)
+      add_gauge(buffer_held, {}, static_cast<double>(cat->buffer_memory_held()));
+    if (cat->buffer_memory_limit > 0)
+      add_gauge(buffer_limit, {}, static_cast<double>(cat->buffer_memory_limit));
   }
   const GlobalCounters& g = global();
   add_gauge(discovery, {},
@@ -175,9 +195,15 @@ std::vector<MetricFamily> Collector::Collect() const {
   add_counter(digests, {{"kind", "data"}},
               static_cast<double>(g.digest_errors[1].load(std::memory_order_relaxed)));
 
+  for (std::size_t c = 0; c < kRefusalCauses; ++c) {
+    add_counter(refused, {{"cause", to_string(static_cast<RefusalCause>(c))}},
+                static_cast<double>(g.refused_commands[c].load(std::memory_order_relaxed)));
+  }
+
   std::vector<MetricFamily> out;
   for (auto* f : {&ops, &bytes, &latency, &errors, &in_flight, &sessions, &connections, &discovery,
-                  &worker_conns, &busy, &attempts, &failures, &rejects, &digests}) {
+                  &worker_conns, &busy, &ticks, &buffer_held, &buffer_limit, &attempts, &failures,
+                  &rejects, &digests, &refused}) {
     out.push_back(std::move(*f));
   }
   return out;

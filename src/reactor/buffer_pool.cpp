@@ -34,6 +34,10 @@ std::size_t BufferPool::memory_held() {
   return g_held.load(std::memory_order_relaxed);
 }
 
+std::size_t BufferPool::memory_budget() {
+  return g_budget;
+}
+
 std::size_t BufferPool::retain_cap() const {
   return std::min(retain_limit_, g_retain_cap);
 }

@@ -6,7 +6,11 @@
                                                       formed (buckets cumulative and ascending,
                                                       +Inf bucket == _count); prints how many
   metrics_check.py FILE names                         prints every metric family name
+  metrics_check.py FILE dashboard DASHBOARD.json      every ringtgt_ metric a query of the Grafana
+                                                      dashboard names is in FILE (exit 1 naming
+                                                      those that are not); prints how many
 """
+import json
 import math
 import re
 import sys
@@ -34,6 +38,22 @@ def key(name, labels):
     return name + '{' + ','.join(f'{k}="{v}"' for k, v in labels) + '}'
 
 
+def dashboard_queries(node):
+    """Every PromQL string of a Grafana dashboard: panel targets' expr and
+    template variables' query (a string or {"query": ...})."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == 'expr' and isinstance(v, str):
+                yield v
+            elif k == 'query' and isinstance(v, str) and 'ringtgt_' in v:
+                yield v
+            else:
+                yield from dashboard_queries(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from dashboard_queries(v)
+
+
 def main():
     path, cmd = sys.argv[1], sys.argv[2]
     samples = parse(path)
@@ -49,6 +69,18 @@ def main():
     if cmd == 'names':
         for n in sorted({n for n, _, _ in samples}):
             print(n)
+        return
+    if cmd == 'dashboard':
+        with open(sys.argv[3]) as f:
+            queries = list(dashboard_queries(json.load(f)))
+        used = {m for q in queries for m in re.findall(r'\bringtgt_[a-zA-Z0-9_:]*', q)}
+        if not used:
+            sys.exit(f'{sys.argv[3]}: no query names a ringtgt_ metric')
+        exported = {n for n, _, _ in samples}
+        missing = sorted(used - exported)
+        if missing:
+            sys.exit(f'{sys.argv[3]} uses metrics the scrape does not have: {", ".join(missing)}')
+        print(len(used))
         return
     if cmd == 'histograms':
         base = sys.argv[3]

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # [limits]: sessions per initiator and in all, TCP connections, and the
 # buffer memory budget, against the real daemon (tests/hostile/limits.py),
-# each refusal logged naming the initiator or peer.
+# each refusal logged naming the initiator or peer and counted in /metrics.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v python3 >/dev/null || fail "python3 is missing"
 PORT=$(pick_port)
+MPORT=$(pick_port)
 TGT=iqn.2025-01.com.example:limits
 {
   config_prologue "$PORT" "$TGT"
@@ -22,6 +23,9 @@ max_sessions = 3
 max_sessions_per_initiator = 2
 max_connections = 8
 max_buffer_memory = "64M"
+
+[metrics]
+listen = "127.0.0.1:$MPORT"
 CONF
 } >"$TMP/ringtgt.toml"
 start_daemon "$TMP/ringtgt.toml" "$PORT"
@@ -41,4 +45,14 @@ expect_grep 'connection from 127\.0\.0\.1:[0-9]+ to .* closed: 8 connections ope
   "$DAEMON_LOG" "the refused connection logged"
 expect_grep 'no buffer memory for a 1048576-byte command \(limits\.max_buffer_memory\); answered TASK SET FULL' \
   "$DAEMON_LOG" "the budget logged"
+
+curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/scrape.txt" || fail "GET /metrics"
+val() { python3 "$RINGTGT_SRC/tests/integration/metrics_check.py" "$TMP/scrape.txt" value "$1" ||
+  fail "series $1 missing"; }
+refused=$(val 'ringtgt_commands_refused_total{cause="buffer_memory"}')
+((refused > 0)) || fail "TASK SET FULL for lack of buffer memory not counted ($refused)"
+expect_eq "$(val ringtgt_buffer_memory_limit_bytes)" $((64 << 20)) "the buffer memory limit exported"
+val ringtgt_buffer_memory_bytes >/dev/null
+limit=$(val 'ringtgt_login_failures_total{reason="limit"}')
+((limit >= 2)) || fail "session-limit refusals counted $limit times, expected 2 or more"
 stop_daemon_ok

@@ -146,17 +146,17 @@ val "$S3" 'ringtgt_digest_errors_total{kind="data"}' >/dev/null
 val "$S3" 'ringtgt_pdu_rejects_total' >/dev/null
 
 DASH="$RINGTGT_SRC/conf/grafana/ringtgt.json"
-if [[ -f $DASH ]]; then
-  log "every metric the Grafana dashboard uses is in a scrape"
-  python3 -m json.tool "$DASH" >/dev/null || fail "$DASH is not valid JSON"
-  $CHECK "$S3" names >"$TMP/names.txt"
-  # Families as exposed, plus the _bucket/_sum/_count series of histograms.
-  grep -oE 'ringtgt_[a-z_]+' "$DASH" | sort -u >"$TMP/used.txt"
-  [[ -s $TMP/used.txt ]] || fail "the dashboard uses no ringtgt_ metric"
-  while read -r m; do
-    grep -qx "$m" "$TMP/names.txt" || fail "dashboard metric $m is not in a scrape"
-  done <"$TMP/used.txt"
-fi
+log "every metric the Grafana dashboard uses is in a scrape"
+python3 -m json.tool "$DASH" >/dev/null || fail "$DASH is not valid JSON"
+$CHECK "$S3" names >"$TMP/names.txt"
+# Families as exposed, plus the _bucket/_sum/_count series of histograms.
+grep -oE 'ringtgt_[a-z_]+' "$DASH" | sort -u >"$TMP/used.txt"
+[[ -s $TMP/used.txt ]] || fail "the dashboard uses no ringtgt_ metric"
+while read -r m; do
+  grep -qx "$m" "$TMP/names.txt" || fail "dashboard metric $m is not in a scrape"
+done <"$TMP/used.txt"
+# The same for the names in its queries only (expr, template queries).
+$CHECK "$S3" dashboard "$DASH" >/dev/null || fail "the dashboard's queries use metrics not in a scrape"
 
 log "the endpoint answers only /metrics"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/nothing-here")

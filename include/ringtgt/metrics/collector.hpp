@@ -17,6 +17,12 @@
 //   pdu_rejects_total                         counter  Reject PDUs sent
 //   digest_errors_total{kind}                 counter  header|data (metrics::count_digest_error)
 //   reactor_busy_seconds_total{worker}        counter  loop time not spent waiting
+//   reactor_ticks_total{worker}               counter  the reactor's 250 ms tick (its heartbeat):
+//                                                      flat while the loop is stuck
+//   buffer_memory_bytes, buffer_memory_limit_bytes  gauges  command data buffers held, and
+//                                                      limits.max_buffer_memory
+//   commands_refused_total{cause}             counter  BUSY / TASK SET FULL before the LUN:
+//                                                      buffer_memory|task_slots
 #pragma once
 
 #include <prometheus/collectable.h>
@@ -58,6 +64,10 @@ struct Catalog {
   std::vector<Lun> luns;
   std::vector<Target> targets;
   std::vector<Worker> workers;
+  // Command data buffers of all workers: bytes held now (in use and kept for
+  // reuse; thread-safe) and their cap (0: none). Unset: not exported.
+  std::function<std::size_t()> buffer_memory_held;
+  std::size_t buffer_memory_limit = 0;
 };
 
 // The sums over workers of one LUN's blocks.

@@ -255,6 +255,15 @@ constexpr const char* to_string(LoginFailureReason r) {
 
 enum class DigestKind : std::uint8_t { header, data };
 
+// Why a command was answered BUSY or TASK SET FULL before it reached a LUN
+// (so it is not in that LUN's error counts): no room under
+// limits.max_buffer_memory, or every task slot of the connection taken.
+enum class RefusalCause : std::uint8_t { buffer_memory, task_slots };
+inline constexpr std::size_t kRefusalCauses = 2;
+constexpr const char* to_string(RefusalCause c) {
+  return c == RefusalCause::buffer_memory ? "buffer_memory" : "task_slots";
+}
+
 // Process-wide counters of events that are rare by nature (a login, a
 // protocol error), so one shared atomic each is fine.
 struct GlobalCounters {
@@ -262,6 +271,7 @@ struct GlobalCounters {
   std::array<std::atomic<std::uint64_t>, kLoginFailureReasons> login_failures{};
   std::atomic<std::uint64_t> rejects{0};  // Reject PDUs sent
   std::array<std::atomic<std::uint64_t>, 2> digest_errors{};
+  std::array<std::atomic<std::uint64_t>, kRefusalCauses> refused_commands{};
   std::atomic<std::int64_t> discovery_sessions{0};
 };
 
@@ -280,6 +290,12 @@ inline void count_digest_error(DigestKind kind) {
 // A Reject PDU was sent: ringtgt_pdu_rejects_total.
 inline void count_reject() {
   global().rejects.fetch_add(1, std::memory_order_relaxed);
+}
+// A command was answered BUSY / TASK SET FULL before reaching its LUN:
+// ringtgt_commands_refused_total{cause}. Any thread; rare (the initiator backs off).
+inline void count_refused_command(RefusalCause cause) {
+  global().refused_commands[static_cast<std::size_t>(cause)].fetch_add(1,
+                                                                       std::memory_order_relaxed);
 }
 // A login ended: ringtgt_login_attempts_total, and ringtgt_login_failures_total{reason}.
 inline void count_login_success() {

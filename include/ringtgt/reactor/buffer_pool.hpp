@@ -38,6 +38,8 @@ class BufferPool {
   static void set_memory_budget(std::size_t bytes, unsigned pools);
   // Bytes all pools hold now (in use + kept), for metrics and tests.
   static std::size_t memory_held();
+  // The cap set_memory_budget set (SIZE_MAX when none).
+  static std::size_t memory_budget();
 
  private:
   static unsigned size_class(std::size_t size);

@@ -160,7 +160,10 @@ TEST(Collector, ExposesLunTargetWorkerAndGlobalFamilies) {
   target->connections = 2;
   WorkerCounters worker;
   worker.busy_ns.add(1'500'000'000);
+  worker.heartbeat.add(42);
   auto cat = std::make_shared<Catalog>();
+  cat->buffer_memory_held = [] { return std::size_t{3} << 20; };
+  cat->buffer_memory_limit = std::size_t{64} << 20;
   cat->luns.push_back({"iqn.2025-01.com.example:t", 7, lun});
   cat->targets.push_back({"iqn.2025-01.com.example:t", target});
   cat->workers.push_back({0, &worker, [] { return std::size_t{3}; }});
@@ -184,6 +187,9 @@ TEST(Collector, ExposesLunTargetWorkerAndGlobalFamilies) {
             std::string::npos);
   EXPECT_NE(text.find("ringtgt_reactor_busy_seconds_total{worker=\"0\"} 1.5"), std::string::npos);
   EXPECT_NE(text.find("ringtgt_connections{worker=\"0\"} 3"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_reactor_ticks_total{worker=\"0\"} 42"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_buffer_memory_bytes 3145728"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_buffer_memory_limit_bytes 67108864"), std::string::npos);
   EXPECT_NE(text.find("ringtgt_digest_errors_total{kind=\"header\"}"), std::string::npos);
   EXPECT_NE(text.find("ringtgt_login_failures_total{reason=\"auth\"}"), std::string::npos);
 }
@@ -200,14 +206,19 @@ TEST(Collector, GlobalCountersMove) {
   double attempts = value_of("ringtgt_login_attempts_total");
   double data = value_of("ringtgt_digest_errors_total{kind=\"data\"}");
   double negotiation = value_of("ringtgt_login_failures_total{reason=\"negotiation\"}");
+  double memory = value_of("ringtgt_commands_refused_total{cause=\"buffer_memory\"}");
+  double slots = value_of("ringtgt_commands_refused_total{cause=\"task_slots\"}");
   count_login_failure(LoginFailureReason::auth);
   count_login_failure(LoginFailureReason::negotiation);
   count_login_success();
   count_digest_error(DigestKind::data);
+  count_refused_command(RefusalCause::buffer_memory);
   EXPECT_EQ(value_of("ringtgt_login_failures_total{reason=\"auth\"}"), auth + 1);
   EXPECT_EQ(value_of("ringtgt_login_failures_total{reason=\"negotiation\"}"), negotiation + 1);
   EXPECT_EQ(value_of("ringtgt_login_attempts_total"), attempts + 3);
   EXPECT_EQ(value_of("ringtgt_digest_errors_total{kind=\"data\"}"), data + 1);
+  EXPECT_EQ(value_of("ringtgt_commands_refused_total{cause=\"buffer_memory\"}"), memory + 1);
+  EXPECT_EQ(value_of("ringtgt_commands_refused_total{cause=\"task_slots\"}"), slots);
 }
 
 TEST(HeartbeatCheck, StalledUntilTheHeartbeatMoves) {
