@@ -500,7 +500,8 @@ void Service::add_methods() {
     if (ack != "writethrough" && ack != "writeback")
       throw RpcError(rpc_error::invalid_params,
                      "write_ack must be \"writethrough\" or \"writeback\", not \"" + ack + "\"");
-    l.write_ack = ack == "writeback" ? config::WriteAck::writeback : config::WriteAck::writethrough;
+    l.write_ack = ack == "writeback" ? config::WriteAckPolicy::writeback
+                                     : config::WriteAckPolicy::writethrough;
     l.serial = p.optional_string("serial").value_or("");
     l.allowed_initiators =
         p.optional_strings("allowed_initiators").value_or(std::vector<std::string>{});

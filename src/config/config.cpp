@@ -752,14 +752,12 @@ class Loader {
     if (auto v = get_bool(t, "direct_io", "direct_io")) lun.direct_io = *v;
 
     if (auto wa = get_string(t, "write_ack", "write_ack")) {
-      if (*wa == "writethrough") {
-        lun.write_ack = WriteAck::writethrough;
-      } else if (*wa == "writeback") {
-        lun.write_ack = WriteAck::writeback;
-      } else {
+      auto policy = storage::write_ack_policy_named(*wa);
+      if (!policy) {
         fail(*t.get("write_ack"),
              "write_ack \"" + *wa + "\" is not one of \"writethrough\", \"writeback\"");
       }
+      lun.write_ack = *policy;
     }
 
     if (auto prov = get_string(t, "provisioning", "provisioning")) {

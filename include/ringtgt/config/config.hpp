@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "ringtgt/storage/write_ack_policy.hpp"
+
 namespace ringtgt::config {
 
 struct Portal {
@@ -17,7 +19,8 @@ struct Portal {
   bool operator==(const Portal&) const = default;
 };
 
-enum class WriteAck { writethrough, writeback };
+// write_ack = "writethrough" | "writeback": storage's policy, named as storage names it.
+using storage::WriteAckPolicy;
 
 // Logical block provisioning of a LUN: thin (UNMAP and WRITE SAME with UNMAP
 // deallocate; LBPME=1) or full. Unset: thin when the backend can unmap
@@ -36,7 +39,7 @@ struct Lun {
   std::uint32_t physical_block_size = 0;
   bool read_only = false;
   bool direct_io = false;  // O_DIRECT
-  WriteAck write_ack = WriteAck::writethrough;
+  WriteAckPolicy write_ack = WriteAckPolicy::writethrough;
   std::optional<Provisioning> provisioning;  // unset: thin if the backend can unmap
   std::string serial;                        // empty: derived from target name and LUN number
   // LUN masking: the initiators that see this LUN; empty: every initiator of the target.

@@ -157,7 +157,7 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_EQ(a.block_size, 4096u);
   EXPECT_TRUE(a.read_only);
   EXPECT_TRUE(a.direct_io);
-  EXPECT_EQ(a.write_ack, WriteAck::writeback);
+  EXPECT_EQ(a.write_ack, WriteAckPolicy::writeback);
   EXPECT_EQ(a.serial, "SN-0001");
   const Lun& b = t.luns[1];
   EXPECT_EQ(b.number, 0u);
@@ -167,7 +167,7 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_EQ(b.block_size, 512u);
   EXPECT_FALSE(b.read_only);
   EXPECT_FALSE(b.direct_io);
-  EXPECT_EQ(b.write_ack, WriteAck::writethrough);
+  EXPECT_EQ(b.write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(b.serial, "");
 
   EXPECT_EQ(c.targets[1].name, "naa.60014051234567890123456789abcdef");
@@ -484,18 +484,18 @@ TEST(ShippedConfigs, DemoParses) {
   EXPECT_EQ(t.luns[0].number, 1u);
   EXPECT_EQ(t.luns[0].path, (state / "demo-lun1.img").string());
   EXPECT_EQ(t.luns[0].size, std::optional<std::uint64_t>(1ull << 30));
-  EXPECT_EQ(t.luns[0].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(t.luns[0].write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(t.luns[1].number, 2u);
   EXPECT_EQ(t.luns[1].path, (state / "demo-lun2.img").string());
   EXPECT_EQ(t.luns[1].size, std::optional<std::uint64_t>(1ull << 30));
-  EXPECT_EQ(t.luns[1].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(t.luns[1].write_ack, WriteAckPolicy::writethrough);
   const Target& wb = c.targets[1];
   EXPECT_EQ(wb.name, "iqn.2025-01.com.jacobgade:demo-writeback");
   ASSERT_EQ(wb.luns.size(), 1u);
   EXPECT_EQ(wb.luns[0].number, 1u);
   EXPECT_EQ(wb.luns[0].path, (state / "demo-wb.img").string());
   EXPECT_EQ(wb.luns[0].size, std::optional<std::uint64_t>(512ull << 20));
-  EXPECT_EQ(wb.luns[0].write_ack, WriteAck::writeback);
+  EXPECT_EQ(wb.luns[0].write_ack, WriteAckPolicy::writeback);
 }
 
 // node1.toml with its /etc/ringtgt/secrets/ files replaced by ones in a temporary folder.
@@ -539,7 +539,7 @@ TEST_F(ShippedNode1, Parses) {
   EXPECT_EQ(c.targets[0].luns[0].number, 0u);
   EXPECT_EQ(c.targets[0].luns[0].path, "/dev/vg0/lun1");
   EXPECT_FALSE(c.targets[0].luns[0].size.has_value());
-  EXPECT_EQ(c.targets[0].luns[0].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(c.targets[0].luns[0].write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(c.targets[1].name, "iqn.2025-01.com.jacobgade:node1.lun2");
   EXPECT_EQ(c.targets[1].allowed_initiators,
             std::vector<std::string>{"iqn.2025-01.com.jacobgade:node3"});
@@ -1037,7 +1037,7 @@ TEST(Writer, RoundTripsEveryKey) {
   EXPECT_EQ(l.size, std::optional<std::uint64_t>(1u << 20));
   EXPECT_EQ(l.block_size, 4096u);
   EXPECT_TRUE(l.read_only);
-  EXPECT_EQ(l.write_ack, WriteAck::writeback);
+  EXPECT_EQ(l.write_ack, WriteAckPolicy::writeback);
   EXPECT_EQ(l.serial, "S1");
   EXPECT_EQ(l.allowed_initiators.size(), 1u);
   EXPECT_EQ(b.iscsi.queue_depth, 7u);
