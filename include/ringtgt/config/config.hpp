@@ -1,6 +1,7 @@
 // The validated configuration: what the daemon serves and how.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -28,6 +29,12 @@ using storage::WriteAckPolicy;
 // unmap stops the daemon at startup naming the LUN; on a read_only LUN it is
 // a config error.
 enum class Provisioning { thin, full };
+
+// The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
+// (which calls number "lun").
+inline constexpr std::array<std::string_view, 11> kLunKeys{
+    "number",    "path",      "size",   "block_size",         "physical_block_size", "read_only",
+    "direct_io", "write_ack", "serial", "allowed_initiators", "provisioning"};
 
 struct Lun {
   std::uint32_t number = 0;
@@ -166,6 +173,12 @@ SizeProblem parse_size_text(std::string_view text, std::uint64_t& bytes);
 // Parses and validates; throws ConfigError ("FILE:LINE:COLUMN: message").
 Config load_file(const std::string& path);
 Config load_string(const std::string& text, const std::string& source_name);
+
+// One LUN from the keys of a [[target.lun]] table (TOML text), by the rules of the config
+// file: one set of rules for files and for lun.add. A relative path is refused (there is
+// no config folder to resolve it against); allowed_initiators are checked as names only
+// (whether the target admits them is validate()'s). Throws ConfigError.
+Lun load_lun(const std::string& text, const std::string& source_name);
 
 // --- writing (live changes, config.write) ---
 // TOML text that load_string reads back to c: every key explicit, paths absolute, CHAP by

@@ -176,6 +176,45 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_TRUE(c.targets[1].luns.empty());
 }
 
+// One [[target.lun]] on its own (lun.add): the file's rules, but no folder to resolve
+// a relative path against.
+TEST(LoadLun, TheFilesRulesForOneLun) {
+  Lun l = load_lun(
+      "number = 7\npath = \"/tmp/x.img\"\nsize = \"2M\"\nphysical_block_size = 4096\n"
+      "provisioning = \"full\"\nwrite_ack = \"writeback\"\n"
+      "allowed_initiators = [\"iqn.2025-01.com.example:i\"]\n",
+      "lun.add");
+  EXPECT_EQ(l.number, 7u);
+  EXPECT_EQ(l.path, "/tmp/x.img");
+  EXPECT_EQ(l.size, std::optional<std::uint64_t>(2u << 20));
+  EXPECT_EQ(l.physical_block_size, 4096u);
+  EXPECT_EQ(l.provisioning, std::optional<Provisioning>(Provisioning::full));
+  EXPECT_EQ(l.write_ack, WriteAckPolicy::writeback);
+  EXPECT_EQ(l.allowed_initiators, std::vector<std::string>{"iqn.2025-01.com.example:i"});
+
+  auto problem = [](const std::string& text) {
+    try {
+      load_lun(text, "lun.add");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(problem("number = 1\npath = \"rel.img\"\n").find("path must be absolute"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\nblock_size = 1000\n")
+                .find("block_size must be 512 or 4096, not 1000"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\nprovisioning = \"x\"\n")
+                .find("provisioning \"x\" is not one of"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\ncolour = 1\n").find("unknown key 'colour'"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\nallowed_initiators = [\"bad name\"]\n")
+                .find("not a valid iSCSI name"),
+            std::string::npos);
+}
+
 TEST(Load, Defaults) {
   Config c = load_string(kHead, "t.toml");
   EXPECT_EQ(c.workers, 0u);
