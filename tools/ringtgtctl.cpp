@@ -42,7 +42,8 @@ const char* kHelp =
     "  lun list [--target IQN]\n"
     "  lun stats [--target IQN]                 operations, bytes, errors since start\n"
     "  lun add --target IQN --lun N --path FILE [--size SIZE] [--block-size 512|4096]\n"
-    "          [--read-only] [--direct-io] [--write-ack writethrough|writeback]\n"
+    "          [--physical-block-size BYTES] [--read-only] [--direct-io]\n"
+    "          [--write-ack writethrough|writeback] [--provisioning thin|full]\n"
     "          [--serial S] [--allow INITIATOR]...\n"
     "                                           a missing FILE is created sparse at SIZE\n"
     "  lun remove --target IQN --lun N [--force] refused while a session uses the target,\n"
@@ -410,7 +411,8 @@ int main(int argc, char** argv) {
     };
   } else if (cmd("lun", "add")) {
     auto a = parse(in, i + 2,
-                   {"target", "lun", "path", "size", "block-size", "write-ack", "serial", "allow"},
+                   {"target", "lun", "path", "size", "block-size", "physical-block-size",
+                    "write-ack", "provisioning", "serial", "allow"},
                    {"read-only", "direct-io"}, 0);
     method = "lun.add";
     params["target"] = a.need("target");
@@ -418,7 +420,10 @@ int main(int argc, char** argv) {
     params["path"] = absolute(a.need("path"));
     if (auto v = a.opt("size")) params["size"] = parse_size(*v);
     if (auto v = a.opt("block-size")) params["block_size"] = parse_uint(*v, "--block-size");
+    if (auto v = a.opt("physical-block-size"))
+      params["physical_block_size"] = parse_uint(*v, "--physical-block-size");
     if (auto v = a.opt("write-ack")) params["write_ack"] = *v;
+    if (auto v = a.opt("provisioning")) params["provisioning"] = *v;
     if (auto v = a.opt("serial")) params["serial"] = *v;
     if (a.flag("read-only")) params["read_only"] = true;
     if (a.flag("direct-io")) params["direct_io"] = true;

@@ -123,12 +123,16 @@ std::optional<std::vector<std::string>> Params::optional_strings(const char* key
 }
 
 void Params::only(std::initializer_list<const char*> allowed) const {
+  only(std::vector<std::string>(allowed.begin(), allowed.end()));
+}
+
+void Params::only(const std::vector<std::string>& allowed) const {
   for (const auto& [k, v] : p_.items()) {
     bool known = false;
     std::string names;
-    for (const char* a : allowed) {
+    for (const auto& a : allowed) {
       known = known || k == a;
-      names += std::string(names.empty() ? "" : ", ") + a;
+      names += (names.empty() ? "" : ", ") + a;
     }
     if (!known) {
       throw RpcError(rpc_error::invalid_params,

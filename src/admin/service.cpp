@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
-#include <bit>
 
 #include <algorithm>
 #include <cerrno>
@@ -80,6 +79,23 @@ json session_json(const net::SessionInfo& s) {
         {"ErrorRecoveryLevel", p.error_recovery_level}};
   }
   return j;
+}
+
+// The LUN that lun.add's parameters describe, by the config file's rules for a
+// [[target.lun]] (config::load_lun): each parameter but "target" is written as that
+// table's key ("lun" is its "number"), and a JSON scalar or array of strings reads
+// the same as TOML, so the two cannot drift apart.
+config::Lun lun_from_params(const Params& p) {
+  std::string table;
+  for (const auto& [key, value] : p.raw().items()) {
+    if (key == "target") continue;
+    table += (key == "lun" ? std::string("number") : key) + " = " + value.dump() + "\n";
+  }
+  try {
+    return config::load_lun(table, "lun.add");
+  } catch (const config::ConfigError& e) {
+    throw RpcError(rpc_error::invalid_params, bare_message(e));
+  }
 }
 
 void add_unique(std::vector<std::string>& v, const std::string& s) {
@@ -545,41 +561,17 @@ void Service::add_methods() {
   });
 
   d.add("lun.add", [this, respond](const Params& p, const Responder& r) {
-    p.only({"target", "lun", "path", "size", "block_size", "physical_block_size", "read_only",
-            "direct_io", "write_ack", "serial", "allowed_initiators"});
+    std::vector<std::string> allowed{"target", "lun"};
+    for (auto key : config::kLunKeys)
+      if (key != "number") allowed.emplace_back(key);
+    p.only(allowed);
     config::Config next = running_;
     config::Target& t = target_of(next, p.string("target"));
-    config::Lun l;
-    l.number = static_cast<std::uint32_t>(p.uint("lun", 0, 16383));
+    config::Lun l = lun_from_params(p);
     for (const auto& e : t.luns)
       if (e.number == l.number)
         throw RpcError(rpc_error::invalid_params,
                        "target " + t.name + " has a LUN " + std::to_string(l.number) + " already");
-    l.path = p.string("path");
-    if (l.path.front() != '/')
-      throw RpcError(rpc_error::invalid_params, "path must be absolute, not \"" + l.path + "\"");
-    if (auto size = p.optional_uint("size", 1, std::uint64_t{1} << 62)) l.size = *size;
-    l.block_size =
-        static_cast<std::uint32_t>(p.optional_uint("block_size", 512, 4096).value_or(512));
-    if (l.block_size != 512 && l.block_size != 4096)
-      throw RpcError(rpc_error::invalid_params,
-                     "block_size must be 512 or 4096, not " + std::to_string(l.block_size));
-    if (auto pbs = p.optional_uint("physical_block_size", l.block_size, 1u << 20)) {
-      if (!std::has_single_bit(*pbs))
-        throw RpcError(rpc_error::invalid_params,
-                       "physical_block_size must be a power of two, not " + std::to_string(*pbs));
-      l.physical_block_size = static_cast<std::uint32_t>(*pbs);
-    }
-    l.read_only = p.flag("read_only", false);
-    l.direct_io = p.flag("direct_io", false);
-    std::string ack = p.optional_string("write_ack").value_or("writethrough");
-    if (ack != "writethrough" && ack != "writeback")
-      throw RpcError(rpc_error::invalid_params,
-                     "write_ack must be \"writethrough\" or \"writeback\", not \"" + ack + "\"");
-    l.write_ack = ack == "writeback" ? config::WriteAck::writeback : config::WriteAck::writethrough;
-    l.serial = p.optional_string("serial").value_or("");
-    l.allowed_initiators =
-        p.optional_strings("allowed_initiators").value_or(std::vector<std::string>{});
     t.luns.push_back(std::move(l));
     auto [ok, fail] = respond(r);
     change(std::move(next), {}, ok, fail);

@@ -18,6 +18,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <span>
 #include <string_view>
 
 #include <toml++/toml.h>
@@ -122,7 +123,7 @@ const char* type_name(toml::node_type t) {
   }
 }
 
-std::string join(std::initializer_list<std::string_view> items) {
+std::string join(std::span<const std::string_view> items) {
   std::string out;
   for (auto s : items) {
     if (!out.empty()) out += ", ";
@@ -133,7 +134,9 @@ std::string join(std::initializer_list<std::string_view> items) {
 
 class Loader {
  public:
-  Loader(std::string file, fs::path base) : file_(std::move(file)), base_(std::move(base)) {}
+  // base: the folder relative paths resolve against; none: relative paths are refused.
+  Loader(std::string file, std::optional<fs::path> base)
+      : file_(std::move(file)), base_(std::move(base)) {}
 
   Config load(std::string_view text) {
     toml::table root;
@@ -149,6 +152,20 @@ class Loader {
     return cfg;
   }
 
+  // One [[target.lun]] table's keys on their own.
+  Lun load_lun(std::string_view text) {
+    toml::table t;
+    try {
+      t = toml::parse(text, std::string_view(file_));
+    } catch (const toml::parse_error& e) {
+      throw ConfigError(file_, e.source().begin.line, e.source().begin.column,
+                        std::string(e.description()));
+    }
+    Lun lun = read_lun(t);
+    lun.allowed_initiators = read_initiators(t, nullptr);
+    return lun;
+  }
+
  private:
   [[noreturn]] void fail(const toml::source_region& at, const std::string& msg) const {
     throw ConfigError(file_, at.begin.line, at.begin.column, msg);
@@ -159,6 +176,10 @@ class Loader {
 
   void check_keys(const toml::table& t, std::string_view where,
                   std::initializer_list<std::string_view> allowed) const {
+    check_keys(t, where, std::span<const std::string_view>(allowed.begin(), allowed.size()));
+  }
+  void check_keys(const toml::table& t, std::string_view where,
+                  std::span<const std::string_view> allowed) const {
     for (auto&& [k, v] : t) {
       bool known = false;
       for (auto a : allowed) known = known || k.str() == a;
@@ -233,9 +254,10 @@ class Loader {
     return arr;
   }
 
+  // p made absolute; the caller has refused a relative p when there is no base.
   std::string resolve(const std::string& p) const {
     fs::path path(p);
-    if (path.is_relative()) path = base_ / path;
+    if (path.is_relative() && base_) path = *base_ / path;
     return path.lexically_normal().string();
   }
 
@@ -713,9 +735,7 @@ class Loader {
   }
 
   Lun read_lun(const toml::table& t) {
-    check_keys(t, "[[target.lun]]",
-               {"number", "path", "size", "block_size", "physical_block_size", "read_only",
-                "direct_io", "write_ack", "serial", "allowed_initiators", "provisioning"});
+    check_keys(t, "[[target.lun]]", kLunKeys);
     Lun lun;
     if (!t.get("number")) fail(t, "[[target.lun]] needs number = 0..16383");
     get_uint(t, "number", "LUN number", 0, 16383, lun.number);
@@ -723,6 +743,8 @@ class Loader {
     auto path = get_string(t, "path", "path");
     if (!path) fail(t, "[[target.lun]] needs path = \"FILE or block device\"");
     if (path->empty()) fail(*t.get("path"), "path must not be empty");
+    if (!base_ && fs::path(*path).is_relative())
+      fail(*t.get("path"), "path must be absolute, not \"" + *path + "\"");
     lun.path = resolve(*path);
 
     if (auto bs = get<std::int64_t>(t, "block_size", "block_size", "an integer")) {
@@ -755,14 +777,12 @@ class Loader {
     if (auto v = get_bool(t, "direct_io", "direct_io")) lun.direct_io = *v;
 
     if (auto wa = get_string(t, "write_ack", "write_ack")) {
-      if (*wa == "writethrough") {
-        lun.write_ack = WriteAck::writethrough;
-      } else if (*wa == "writeback") {
-        lun.write_ack = WriteAck::writeback;
-      } else {
+      auto policy = storage::write_ack_policy_named(*wa);
+      if (!policy) {
         fail(*t.get("write_ack"),
              "write_ack \"" + *wa + "\" is not one of \"writethrough\", \"writeback\"");
       }
+      lun.write_ack = *policy;
     }
 
     if (auto prov = get_string(t, "provisioning", "provisioning")) {
@@ -813,7 +833,7 @@ class Loader {
   }
 
   std::string file_;
-  fs::path base_;
+  std::optional<fs::path> base_;
 };
 
 }  // namespace
@@ -857,6 +877,10 @@ Config load_string(const std::string& text, const std::string& source_name) {
   std::error_code ec;
   fs::path cwd = fs::current_path(ec);
   return Loader(source_name, cwd).load(text);
+}
+
+Lun load_lun(const std::string& text, const std::string& source_name) {
+  return Loader(source_name, std::nullopt).load_lun(text);
 }
 
 Config load_file(const std::string& path) {

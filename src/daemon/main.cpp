@@ -15,6 +15,7 @@
 #include "ringtgt/admin/admin_server.hpp"
 #include "ringtgt/admin/service.hpp"
 #include "ringtgt/config/config.hpp"
+#include "ringtgt/lun/lun_factory.hpp"
 #include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/server.hpp"
 #include "ringtgt/reactor/reactor.hpp"
@@ -124,7 +125,13 @@ int main(int argc, char** argv) {
   }
 
   try {
-    ringtgt::net::Registry registry(cfg);
+    // Every LUN, at start and in every live change, comes from this one factory.
+    const ringtgt::lun::LunFactory luns(cfg.state_dir,
+                                        ringtgt::net::resolve_worker_count(cfg.workers));
+    ringtgt::net::Registry registry(
+        cfg, [&luns](const std::string& target, const ringtgt::config::Lun& l) {
+          return luns.open(target, l);
+        });
     ringtgt::net::Server server(cfg, registry);
     ringtgt::daemon::SystemdNotifier notifier(server.io(), registry, server);
     ringtgt::admin::Service admin(cfg, RINGTGT_VERSION, registry, server);

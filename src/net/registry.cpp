@@ -3,29 +3,13 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <bit>
 #include <stdexcept>
 
 #include "ringtgt/iscsi/text.hpp"
 #include "ringtgt/net/socket_connection.hpp"
 #include "ringtgt/net/worker.hpp"
 
-#include "ringtgt/storage/file_backend.hpp"
-
 namespace ringtgt::net {
-
-std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {
-  // FNV-1a over the names: stable across restarts and builds.
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  auto mix = [&h](unsigned char c) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  };
-  for (unsigned char c : target) mix(c);
-  mix(0);
-  for (int i = 0; i < 4; ++i) mix(static_cast<unsigned char>(lun >> (8 * i)));
-  return h;
-}
 
 namespace {
 
@@ -64,11 +48,8 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 
 }  // namespace
 
-Registry::Registry(const config::Config& cfg)
-    : settings_(settings_from(cfg.iscsi)),
-      limits_(cfg.limits),
-      state_dir_(cfg.state_dir),
-      workers_(resolve_worker_count(cfg.workers)) {
+Registry::Registry(const config::Config& cfg, LunOpener open_lun)
+    : open_lun_(std::move(open_lun)), settings_(settings_from(cfg.iscsi)), limits_(cfg.limits) {
   if (cfg.discovery_chap) {
     discovery_auth_ = policy_from(*cfg.discovery_chap);
     spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,
@@ -98,55 +79,7 @@ std::shared_ptr<iscsi::TargetEntry> Registry::entry(const std::string& target) c
 
 std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
                                                       const config::Lun& l) const {
-  storage::FileBackendOptions o;
-  o.path = l.path;
-  o.create_size = l.size;
-  o.read_only = l.read_only;
-  o.direct_io = l.direct_io;
-  o.policy = l.write_ack == config::WriteAck::writeback ? storage::WriteAckPolicy::writeback
-                                                        : storage::WriteAckPolicy::writethrough;
-  const std::string what = "target " + target + " LUN " + std::to_string(l.number) + ": ";
-  std::unique_ptr<storage::Backend> backend;
-  try {
-    backend = std::make_unique<storage::FileBackend>(o);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(what + e.what());
-  }
-  if (backend->size_bytes() % l.block_size != 0) {
-    throw std::runtime_error(what + l.path + " is " + std::to_string(backend->size_bytes()) +
-                             " bytes, not a multiple of the block size " +
-                             std::to_string(l.block_size));
-  }
-  scsi::LunParams p;
-  p.block_size = l.block_size;
-  p.physical_block_exponent =
-      static_cast<std::uint8_t>(l.physical_block_size > l.block_size
-                                    ? std::bit_width(l.physical_block_size / l.block_size) - 1
-                                    : 0);
-  p.read_only = l.read_only;
-  p.naa = lun_naa(target, l.number);
-  p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
-  p.device_name = target + ",lun," + std::to_string(l.number);
-  p.spc2_reservations = true;  // released on nexus loss and resets by the transport
-  // A read_only LUN may be thin: it reports which blocks its image holds
-  // (LBPME, GET LBA STATUS), and UNMAP gets DATA PROTECT like any write.
-  if (l.provisioning == config::Provisioning::thin && !backend->can_unmap() && !l.read_only) {
-    throw std::runtime_error(what + "provisioning = \"thin\" but " + l.path +
-                             " cannot deallocate (no hole punching / WRITE ZEROES); use "
-                             "provisioning = \"full\"");
-  }
-  p.thin_provisioned =
-      l.provisioning ? *l.provisioning == config::Provisioning::thin : backend->can_unmap();
-  // Unit attentions and persistent reservations: a new nexus hears 29h/00h,
-  // and APTPL state lives in state_dir, one file per LUN named by its NAA.
-  p.power_on_unit_attention = true;
-  p.pr_state_path = fmt::format("{}/pr-{:016x}.state", state_dir_, p.naa);
-  spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{})", target,
-               l.number, backend->describe(), backend->size_bytes(), l.block_size,
-               storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
-               l.read_only ? ", read-only" : "");
-  auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
-  lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
+  auto lu = open_lun_(target, l);
   // The registry outlives every reactor, and so every command an LU runs.
   lu->set_copy_targets([this](std::uint64_t designator, const scsi::Nexus& nexus) {
     return find_copy_target(designator, nexus);

@@ -12,67 +12,33 @@
 #include <utility>
 
 #include "ringtgt/scsi/cdb.hpp"
+#include "ringtgt/scsi/command_table.hpp"
 #include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi {
 
 namespace {
 
+// Opcodes the block commands tell apart by (the command table dispatches).
 namespace op {
-constexpr std::uint8_t test_unit_ready = 0x00;
-constexpr std::uint8_t request_sense = 0x03;
 constexpr std::uint8_t read6 = 0x08;
 constexpr std::uint8_t write6 = 0x0a;
-constexpr std::uint8_t inquiry = 0x12;
 constexpr std::uint8_t reserve6 = 0x16;
-constexpr std::uint8_t release6 = 0x17;
-constexpr std::uint8_t mode_select6 = 0x15;
-constexpr std::uint8_t mode_sense6 = 0x1a;
-constexpr std::uint8_t start_stop_unit = 0x1b;
-constexpr std::uint8_t prevent_allow_medium_removal = 0x1e;
-constexpr std::uint8_t read_capacity10 = 0x25;
 constexpr std::uint8_t read10 = 0x28;
 constexpr std::uint8_t write10 = 0x2a;
 constexpr std::uint8_t write_verify10 = 0x2e;
 constexpr std::uint8_t verify10 = 0x2f;
 constexpr std::uint8_t prefetch10 = 0x34;
-constexpr std::uint8_t synchronize_cache10 = 0x35;
 constexpr std::uint8_t read_defect_data10 = 0x37;
 constexpr std::uint8_t write_same10 = 0x41;
-constexpr std::uint8_t unmap = 0x42;
-constexpr std::uint8_t reserve10 = 0x56;
-constexpr std::uint8_t release10 = 0x57;
-constexpr std::uint8_t mode_select10 = 0x55;
-constexpr std::uint8_t mode_sense10 = 0x5a;
-constexpr std::uint8_t persistent_reserve_in = 0x5e;
-constexpr std::uint8_t persistent_reserve_out = 0x5f;
-constexpr std::uint8_t extended_copy = 0x83;
-constexpr std::uint8_t receive_copy_results = 0x84;
-constexpr std::uint8_t read16 = 0x88;
-constexpr std::uint8_t compare_and_write = 0x89;
-constexpr std::uint8_t orwrite16 = 0x8b;
-constexpr std::uint8_t write16 = 0x8a;
 constexpr std::uint8_t write_verify16 = 0x8e;
-constexpr std::uint8_t verify16 = 0x8f;
-constexpr std::uint8_t prefetch16 = 0x90;
-constexpr std::uint8_t synchronize_cache16 = 0x91;
-constexpr std::uint8_t write_same16 = 0x93;
-constexpr std::uint8_t service_action_in16 = 0x9e;
-constexpr std::uint8_t report_luns = 0xa0;
-constexpr std::uint8_t maintenance_in = 0xa3;
 constexpr std::uint8_t read12 = 0xa8;
 constexpr std::uint8_t write12 = 0xaa;
 constexpr std::uint8_t write_verify12 = 0xae;
 constexpr std::uint8_t verify12 = 0xaf;
-constexpr std::uint8_t read_defect_data12 = 0xb7;
 }  // namespace op
 
-constexpr std::uint8_t kReportSupportedOpcodes = 0x0c;  // service action of MAINTENANCE IN
-constexpr std::uint8_t kReportSupportedTmfs = 0x0d;     // service action of MAINTENANCE IN
 constexpr SenseCode kMiscompare{0x0e, 0x1d, 0x00};
-
-constexpr std::uint8_t kReadCapacity16 = 0x10;  // service action of SERVICE ACTION IN(16)
-constexpr std::uint8_t kGetLbaStatus = 0x12;    // service action of SERVICE ACTION IN(16)
 
 using Cdb = std::array<std::uint8_t, 16>;
 
@@ -644,18 +610,8 @@ void read_defect_data(Task& task) {
 
 // Commands an SPC-2 reservation held by another I_T nexus does not block.
 bool allowed_while_reserved(const Cdb& c) {
-  switch (c[0]) {
-    case op::inquiry:
-    case op::request_sense:
-    case op::report_luns:
-    case op::release6:
-    case op::release10:
-      return true;
-    case op::maintenance_in:
-      return (c[1] & 0x1f) == kReportSupportedOpcodes || (c[1] & 0x1f) == kReportSupportedTmfs;
-    default:
-      return false;
-  }
+  const detail::Command* command = detail::find_command(c);
+  return command != nullptr && command->allowed_while_reserved;
 }
 
 // REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS (SPC-4 6.40): what the iSCSI
@@ -828,100 +784,80 @@ void LogicalUnit::execute(Task& task) {
     task.status = Status::reservation_conflict;
     return task.complete();
   }
-  switch (task.cdb[0]) {
-    case op::test_unit_ready:
-    case op::start_stop_unit:  // nothing to spin up or eject
-      return good(task);
-    case op::prevent_allow_medium_removal:
-      // Not removable (RMB 0): PREVENT is accepted and has nothing to lock.
-      if ((task.cdb[4] & 0x03) > 0x01) return reject(task, sense::invalid_field_in_cdb);
-      return good(task);
-    case op::request_sense:
-      // Sense is returned with the failing command (autosense), so only a
-      // unit attention is ever pending, and nexus_state_blocks returned it.
-      return detail::request_sense(task, sense::no_sense);
-    case op::inquiry:
-      return detail::inquiry(this, task);
-    case op::mode_sense6:
-    case op::mode_sense10:
-      return detail::mode_sense(*this, task);
-    case op::mode_select6:
-    case op::mode_select10:
-      return mode_select(task);
-    case op::read_capacity10:
-      return read_capacity10(*this, task);
-    case op::service_action_in16:
-      if ((task.cdb[1] & 0x1f) == kReadCapacity16) return read_capacity16(*this, task);
-      if ((task.cdb[1] & 0x1f) == kGetLbaStatus) return get_lba_status(*this, task);
-      task.transfer_length = get_be32(&task.cdb[10]);
-      task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported
-      return task.complete();
-    case op::read6:
-    case op::read10:
-    case op::read12:
-    case op::read16:
-      return read_write(*this, task, false);
-    case op::write6:
-    case op::write10:
-    case op::write12:
-    case op::write16:
-    case op::write_verify10:
-    case op::write_verify12:
-    case op::write_verify16:
-      return read_write(*this, task, true);
-    case op::verify10:
-    case op::verify12:
-    case op::verify16:
-      return verify(*this, task);
-    case op::prefetch10:
-    case op::prefetch16:
-      return prefetch(*this, task);
-    case op::write_same10:
-    case op::write_same16:
-      return write_same(*this, task);
-    case op::unmap:
-      if (!params_.thin_provisioned) return reject(task, sense::invalid_opcode);
-      return detail::unmap(*this, task);
-    case op::compare_and_write:
-      return compare_and_write(*this, task);
-    case op::orwrite16:
-      return orwrite(*this, task);
-    case op::read_defect_data10:
-    case op::read_defect_data12:
-      return read_defect_data(task);
-    case op::extended_copy:
-      return detail::extended_copy(*this, task);
-    case op::receive_copy_results:
-      return detail::receive_copy_results(*this, task);
-    case op::reserve6:
-    case op::reserve10:
-      if (!params_.spc2_reservations) return reject(task, sense::invalid_opcode);
-      return reserve(task);
-    case op::release6:
-    case op::release10:
-      if (!params_.spc2_reservations) return reject(task, sense::invalid_opcode);
-      return release(task);
-    case op::persistent_reserve_in:
-      return persistent_reserve_in(task);
-    case op::persistent_reserve_out:
-      return persistent_reserve_out(task);
-    case op::maintenance_in:
-      if ((task.cdb[1] & 0x1f) == kReportSupportedOpcodes) {
-        return detail::report_supported_opcodes(task, params_.spc2_reservations,
-                                                params_.thin_provisioned);
-      }
-      if ((task.cdb[1] & 0x1f) == kReportSupportedTmfs) return report_supported_tmfs(task);
-      task.transfer_length = get_be32(&task.cdb[6]);
-      task.fail_cdb_field(1, 4);  // SERVICE ACTION: not supported
-      return task.complete();
-    case op::synchronize_cache10:
-    case op::synchronize_cache16:
-      return synchronize_cache(*this, task);
-    case op::report_luns:
-      return detail::report_luns(OneLun{lun_}, task);
-    default:
-      return reject(task, sense::invalid_opcode);
+  const detail::Command* command = detail::find_command(task.cdb);
+  if (command == nullptr ||
+      !detail::offered(*command, params_.spc2_reservations, params_.thin_provisioned)) {
+    return reject(task, sense::invalid_opcode);
   }
+  command->run(*this, task);
+}
+
+// --- the command table's handlers for the commands of this file ---
+
+void detail::run_good(LogicalUnit&, Task& task) {
+  good(task);
+}
+
+void detail::run_prevent_allow_medium_removal(LogicalUnit&, Task& task) {
+  // Not removable (RMB 0): PREVENT is accepted and has nothing to lock.
+  if ((task.cdb[4] & 0x03) > 0x01) return reject(task, sense::invalid_field_in_cdb);
+  good(task);
+}
+
+void detail::run_read(LogicalUnit& lu, Task& task) {
+  read_write(lu, task, false);
+}
+
+void detail::run_write(LogicalUnit& lu, Task& task) {
+  read_write(lu, task, true);
+}
+
+void detail::run_verify(LogicalUnit& lu, Task& task) {
+  verify(lu, task);
+}
+
+void detail::run_prefetch(LogicalUnit& lu, Task& task) {
+  prefetch(lu, task);
+}
+
+void detail::run_synchronize_cache(LogicalUnit& lu, Task& task) {
+  synchronize_cache(lu, task);
+}
+
+void detail::run_write_same(LogicalUnit& lu, Task& task) {
+  write_same(lu, task);
+}
+
+void detail::run_compare_and_write(LogicalUnit& lu, Task& task) {
+  compare_and_write(lu, task);
+}
+
+void detail::run_orwrite(LogicalUnit& lu, Task& task) {
+  orwrite(lu, task);
+}
+
+void detail::run_read_capacity10(LogicalUnit& lu, Task& task) {
+  read_capacity10(lu, task);
+}
+
+void detail::run_read_capacity16(LogicalUnit& lu, Task& task) {
+  read_capacity16(lu, task);
+}
+
+void detail::run_get_lba_status(LogicalUnit& lu, Task& task) {
+  get_lba_status(lu, task);
+}
+
+void detail::run_read_defect_data(LogicalUnit&, Task& task) {
+  read_defect_data(task);
+}
+
+void detail::run_report_supported_tmfs(LogicalUnit&, Task& task) {
+  report_supported_tmfs(task);
+}
+
+void detail::run_report_luns(LogicalUnit& lu, Task& task) {
+  detail::report_luns(OneLun{lu.lun()}, task);
 }
 
 }  // namespace ringtgt::scsi

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "ringtgt/scsi/cdb.hpp"
+#include "ringtgt/scsi/command_table.hpp"
 
 namespace ringtgt::scsi {
 
@@ -95,42 +96,19 @@ bool valid_pr_type(std::uint8_t type) {
 }
 
 PrAccess pr_access_of(const std::array<std::uint8_t, 16>& c) {
-  switch (c[0]) {
-    case 0x00:  // TEST UNIT READY
-    case 0x03:  // REQUEST SENSE
-    case 0x12:  // INQUIRY
-    case 0x16:  // RESERVE(6): see LogicalUnit (SPC-4 5.12.3)
-    case 0x17:  // RELEASE(6)
-    case 0x1b:  // START STOP UNIT: nothing to stop
-    case 0x25:  // READ CAPACITY(10)
-    case 0x4d:  // LOG SENSE
-    case 0x56:  // RESERVE(10)
-    case 0x57:  // RELEASE(10)
-    case 0x5e:  // PERSISTENT RESERVE IN
-    case 0x5f:  // PERSISTENT RESERVE OUT: checked by key
-    case 0xa0:  // REPORT LUNS
-    case 0xa3:  // MAINTENANCE IN (REPORT SUPPORTED OPERATION CODES, ...)
+  const detail::Command* command = detail::find_command(c);
+  if (command == nullptr) return PrAccess::write;  // what we do not know may change the medium
+  switch (command->pr) {
+    case detail::PrClass::unrestricted:
       return PrAccess::unrestricted;
-    case 0x1e:  // PREVENT ALLOW MEDIUM REMOVAL: ALLOW is harmless
-      return (c[4] & 0x03) == 0 ? PrAccess::unrestricted : PrAccess::write;
-    case 0x9e:                                                   // SERVICE ACTION IN(16)
-      if ((c[1] & 0x1f) == 0x10) return PrAccess::unrestricted;  // READ CAPACITY(16)
-      return PrAccess::read;                                     // GET LBA STATUS
-    case 0x08:                                                   // READ(6)
-    case 0x28:                                                   // READ(10)
-    case 0xa8:                                                   // READ(12)
-    case 0x88:                                                   // READ(16)
-    case 0x2f:                                                   // VERIFY(10)
-    case 0xaf:                                                   // VERIFY(12)
-    case 0x8f:                                                   // VERIFY(16)
-    case 0x34:                                                   // PRE-FETCH(10)
-    case 0x90:                                                   // PRE-FETCH(16)
-    case 0x37:                                                   // READ DEFECT DATA(10)
-    case 0xb7:                                                   // READ DEFECT DATA(12)
+    case detail::PrClass::read:
       return PrAccess::read;
-    default:  // writes, SYNCHRONIZE CACHE, MODE SENSE/SELECT, and what we do not know
+    case detail::PrClass::write:
       return PrAccess::write;
+    case detail::PrClass::medium_removal:  // ALLOW is harmless, PREVENT is not
+      return (c[4] & 0x03) == 0 ? PrAccess::unrestricted : PrAccess::write;
   }
+  return PrAccess::write;
 }
 
 bool pr_conflicts(PrAccess access, const PrStanding& s) {

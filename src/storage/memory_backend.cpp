@@ -7,10 +7,6 @@
 
 namespace ringtgt::storage {
 
-const char* to_string(WriteAckPolicy p) {
-  return p == WriteAckPolicy::writeback ? "writeback" : "writethrough";
-}
-
 void Backend::grow_to(std::uint64_t bytes) {
   throw std::runtime_error(describe() + " cannot be resized");
 }

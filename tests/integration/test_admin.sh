@@ -77,6 +77,21 @@ run_fails "$TMP/dup.out" ctl lun add --target "$T2" --lun 2 --path "$TMP/other.i
 expect_grep "has a LUN 2 already" "$TMP/dup.out"
 run_fails "$TMP/bs.out" ctl lun add --target "$T2" --lun 5 --path "$TMP/x.img" --size 1M --block-size 1000
 expect_grep "block_size must be 512 or 4096" "$TMP/bs.out"
+log "lun add: every [[target.lun]] key, by the config file's rules"
+run_ok "$TMP/add5.out" ctl lun add --target "$T2" --lun 5 --path "$TMP/live5.img" --size 1M \
+  --provisioning full --physical-block-size 4096
+run_ok "$TMP/lunlist5.out" ctl --json lun list --target "$T2"
+python3 - "$TMP/lunlist5.out" <<'PY' || fail "lun list --json does not describe LUN 5"
+import json, sys
+l = {l["lun"]: l for l in json.load(open(sys.argv[1]))}[5]
+assert l["physical_block_size"] == 4096 and l["size"] == 1048576, l
+PY
+run_fails "$TMP/prov.out" ctl lun add --target "$T2" --lun 6 --path "$TMP/live6.img" --size 1M \
+  --provisioning sometimes
+expect_grep 'provisioning "sometimes" is not one of "thin", "full"' "$TMP/prov.out"
+run_fails "$TMP/rel.out" ctl call lun.add '{"target":"'"$T2"'","lun":6,"path":"rel.img"}'
+expect_grep 'path must be absolute, not "rel.img"' "$TMP/rel.out"
+run_ok "$TMP/rm5.out" ctl lun remove --target "$T2" --lun 5 --force
 
 log "lun resize: iscsi-readcapacity16 follows"
 URL2="iscsi://127.0.0.1:$PORT/$(iqn_url "$T2")/2"

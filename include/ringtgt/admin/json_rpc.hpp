@@ -56,6 +56,7 @@ class Params {
   std::optional<std::vector<std::string>> optional_strings(const char* key) const;
   // Every key is one of allowed (typo protection, as in the config file).
   void only(std::initializer_list<const char*> allowed) const;
+  void only(const std::vector<std::string>& allowed) const;
 
  private:
   const json& p_;

@@ -1,12 +1,15 @@
 // The validated configuration: what the daemon serves and how.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "ringtgt/storage/write_ack_policy.hpp"
 
 namespace ringtgt::config {
 
@@ -17,7 +20,8 @@ struct Portal {
   bool operator==(const Portal&) const = default;
 };
 
-enum class WriteAck { writethrough, writeback };
+// write_ack = "writethrough" | "writeback": storage's policy, named as storage names it.
+using storage::WriteAckPolicy;
 
 // Logical block provisioning of a LUN: thin (UNMAP and WRITE SAME with UNMAP
 // deallocate; LBPME=1) or full. Unset: thin when the backend can unmap
@@ -25,6 +29,12 @@ enum class WriteAck { writethrough, writeback };
 // unmap stops the daemon at startup naming the LUN; on a read_only LUN it is
 // a config error.
 enum class Provisioning { thin, full };
+
+// The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
+// (which calls number "lun").
+inline constexpr std::array<std::string_view, 11> kLunKeys{
+    "number",    "path",      "size",   "block_size",         "physical_block_size", "read_only",
+    "direct_io", "write_ack", "serial", "allowed_initiators", "provisioning"};
 
 struct Lun {
   std::uint32_t number = 0;
@@ -36,7 +46,7 @@ struct Lun {
   std::uint32_t physical_block_size = 0;
   bool read_only = false;
   bool direct_io = false;  // O_DIRECT
-  WriteAck write_ack = WriteAck::writethrough;
+  WriteAckPolicy write_ack = WriteAckPolicy::writethrough;
   std::optional<Provisioning> provisioning;  // unset: thin if the backend can unmap
   std::string serial;                        // empty: derived from target name and LUN number
   // LUN masking: the initiators that see this LUN; empty: every initiator of the target.
@@ -170,6 +180,12 @@ SizeProblem parse_size_text(std::string_view text, std::uint64_t& bytes);
 // Parses and validates; throws ConfigError ("FILE:LINE:COLUMN: message").
 Config load_file(const std::string& path);
 Config load_string(const std::string& text, const std::string& source_name);
+
+// One LUN from the keys of a [[target.lun]] table (TOML text), by the rules of the config
+// file: one set of rules for files and for lun.add. A relative path is refused (there is
+// no config folder to resolve it against); allowed_initiators are checked as names only
+// (whether the target admits them is validate()'s). Throws ConfigError.
+Lun load_lun(const std::string& text, const std::string& source_name);
 
 // --- writing (live changes, config.write) ---
 // TOML text that load_string reads back to c: every key explicit, paths absolute, CHAP by

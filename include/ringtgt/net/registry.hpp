@@ -22,15 +22,21 @@ namespace ringtgt::net {
 class Worker;
 class SocketConnection;
 
+// Builds the LogicalUnit of a LUN of a target from its config, not yet served; throws
+// std::runtime_error naming the target and LUN. The daemon gives the registry the LUN
+// factory's (lun::LunFactory), so net serves LUs without knowing their backends.
+using LunOpener = std::function<std::shared_ptr<scsi::LogicalUnit>(const std::string& target,
+                                                                   const config::Lun& l)>;
+
 // The targets being served, as an immutable snapshot that the control plane
 // replaces whole (live changes, reload) while reactors read it at login and
 // discovery; sessions keep their TargetEntry alive through its shared_ptr. The
 // session table is touched at login and logout only, never per I/O.
 class Registry {
  public:
-  // Opens (and creates where the config gives a size) every LUN's backing
-  // store; throws std::runtime_error naming the target and LUN that failed.
-  explicit Registry(const config::Config& cfg);
+  // Opens every LUN of cfg with open_lun (which creates backing files where the config
+  // gives a size); throws std::runtime_error naming the target and LUN that failed.
+  Registry(const config::Config& cfg, LunOpener open_lun);
 
   std::shared_ptr<const iscsi::TargetEntry> find_target(std::string_view name) const;
   // Whether target is offered on the portal a connection came in through
@@ -56,8 +62,9 @@ class Registry {
                                                       const scsi::Nexus& nexus) const;
 
   // --- live changes: control-plane thread only ---
-  // Opens the backing store of a LUN of target (creating a sparse file when l.size
-  // says so) and builds its LogicalUnit, not yet served. Throws std::runtime_error.
+  // The LogicalUnit of a LUN of target, not yet served: built by the LunOpener, and
+  // given this registry's EXTENDED COPY resolver and PREEMPT AND ABORT reach.
+  // Throws std::runtime_error.
   std::shared_ptr<scsi::LogicalUnit> open_lun(const std::string& target,
                                               const config::Lun& l) const;
   // Serves t with the LUs opened for it (by LUN number; missing ones are opened).
@@ -119,6 +126,7 @@ class Registry {
                        std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
                        std::function<void()> done) const;
 
+  LunOpener open_lun_;
   mutable std::mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_;
   iscsi::ConnectionSettings settings_;
@@ -130,12 +138,6 @@ class Registry {
   std::multimap<std::pair<std::string, std::uint64_t>, SessionRef> retiring_;
   std::uint16_t next_tsih_ = 1;
   config::Limits limits_;
-  std::string state_dir_;  // APTPL reservation files of the LUNs
-  unsigned workers_;       // reactor threads: one LUN counter block each
 };
-
-// A stable 64-bit identity for a LUN, from its target name and number, so
-// INQUIRY's designators do not change across restarts.
-std::uint64_t lun_naa(const std::string& target, std::uint32_t lun);
 
 }  // namespace ringtgt::net

@@ -51,9 +51,28 @@ std::size_t mode_page(LogicalUnit& lu, std::uint8_t page, PageControl pc, std::u
 void request_sense(Task& task, SenseCode current);
 
 // REPORT SUPPORTED OPERATION CODES (MAINTENANCE IN, service action 0Ch):
-// every command LogicalUnit::execute accepts (RESERVE/RELEASE only when
+// the command table's rows this LU offers (RESERVE/RELEASE only when
 // enabled, UNMAP only on a thin-provisioned LU). Completes the task.
 void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin_provisioned = false);
+
+// --- the command table's handlers for the commands logical_unit.cpp runs ---
+// Each runs one command (or a family sharing a CDB layout) and completes the task.
+void run_good(LogicalUnit& lu, Task& task);  // nothing to do: GOOD
+void run_prevent_allow_medium_removal(LogicalUnit& lu, Task& task);
+void run_read(LogicalUnit& lu, Task& task);   // READ(6/10/12/16)
+void run_write(LogicalUnit& lu, Task& task);  // WRITE and WRITE AND VERIFY
+void run_verify(LogicalUnit& lu, Task& task);
+void run_prefetch(LogicalUnit& lu, Task& task);
+void run_synchronize_cache(LogicalUnit& lu, Task& task);
+void run_write_same(LogicalUnit& lu, Task& task);
+void run_compare_and_write(LogicalUnit& lu, Task& task);
+void run_orwrite(LogicalUnit& lu, Task& task);
+void run_read_capacity10(LogicalUnit& lu, Task& task);
+void run_read_capacity16(LogicalUnit& lu, Task& task);
+void run_get_lba_status(LogicalUnit& lu, Task& task);
+void run_read_defect_data(LogicalUnit& lu, Task& task);
+void run_report_supported_tmfs(LogicalUnit& lu, Task& task);
+void run_report_luns(LogicalUnit& lu, Task& task);  // sent to the LU itself, not its LunMap
 
 // --- logical block provisioning (provisioning.cpp) ---
 

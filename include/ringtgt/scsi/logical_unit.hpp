@@ -118,6 +118,14 @@ class LogicalUnit {
   void nexus_lost(const Nexus& nexus);
   void reset();
 
+  // --- command handlers of the command table (command_table.cpp) that keep LU state ---
+  // SPC-2 RESERVE/RELEASE(6/10), PERSISTENT RESERVE IN/OUT (lu_reservations.cpp).
+  // Each completes the task.
+  void reserve(Task& task);
+  void release(Task& task);
+  void persistent_reserve_in(Task& task);
+  void persistent_reserve_out(Task& task);
+
   // --- mode parameters a MODE SELECT changes (mode_select.cpp) ---
   // MODE SELECT(6)/(10). Completes the task.
   void mode_select(Task& task);
@@ -168,8 +176,6 @@ class LogicalUnit {
  private:
   bool holds_reservation(const Nexus* nexus) const;  // reservation_mutex_ held
   bool reservation_conflict(const Task& task);
-  void reserve(Task& task);
-  void release(Task& task);
   // SPC-4 5.12.3: RESERVE/RELEASE(6/10) while persistent reservations are in
   // use: the status to end the command with, or nullopt when SPC-2 rules
   // apply. state_mutex_ held.
@@ -179,9 +185,7 @@ class LogicalUnit {
   // (unit_attention.cpp). Returns true after completing the task.
   bool nexus_state_blocks(Task& task);
   bool nexus_state_slow(Task& task);
-  // PERSISTENT RESERVE IN/OUT and the APTPL file (lu_reservations.cpp).
-  void persistent_reserve_in(Task& task);
-  void persistent_reserve_out(Task& task);
+  // The APTPL file and PREEMPT AND ABORT (lu_reservations.cpp).
   // Completes task (the PREEMPT AND ABORT of port `by`) once the transport
   // aborted the tasks of `nexuses` (initiator port names).
   void abort_preempted(Task& task, const std::string& by, const std::vector<std::string>& nexuses);

@@ -7,18 +7,11 @@
 #include <string>
 
 #include "ringtgt/reactor/io_engine.hpp"
+#include "ringtgt/storage/write_ack_policy.hpp"
 
 namespace ringtgt::storage {
 
 using reactor::IoOp;
-
-// What an initiator may be told about a write before it is durable.
-enum class WriteAckPolicy {
-  writethrough,  // every write is durable before it is acknowledged; WCE=0
-  writeback,     // acknowledged once the host has it; WCE=1; FUA/SYNC CACHE make it durable
-};
-
-const char* to_string(WriteAckPolicy p);
 
 // Asynchronous block store. Offsets and lengths are in bytes; the logical unit
 // keeps them aligned to its block size. Completions run on the calling thread

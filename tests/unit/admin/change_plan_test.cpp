@@ -84,7 +84,7 @@ TEST(ChangePlan, BackingChangesReplaceTheLun) {
         l.read_only = true;
         break;
       case 2:
-        l.write_ack = config::WriteAck::writeback;
+        l.write_ack = config::WriteAckPolicy::writeback;
         break;
       case 3:
         l.direct_io = true;

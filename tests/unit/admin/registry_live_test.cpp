@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "ringtgt/lun/lun_factory.hpp"
 #include "ringtgt/net/registry.hpp"
 
 namespace ringtgt::net {
@@ -28,6 +29,12 @@ config::Config one_target(const fs::path& dir) {
       "t.toml");
 }
 
+// The daemon's wiring: the registry opens LUNs with the one LUN factory.
+LunOpener factory_of(const config::Config& cfg) {
+  auto f = std::make_shared<lun::LunFactory>(cfg.state_dir, 1);
+  return [f](const std::string& target, const config::Lun& l) { return f->open(target, l); };
+}
+
 config::Lun lun(std::uint32_t n, const fs::path& p, std::uint64_t size) {
   config::Lun l;
   l.number = n;
@@ -38,7 +45,8 @@ config::Lun lun(std::uint32_t n, const fs::path& p, std::uint64_t size) {
 
 TEST(RegistryLive, LunAddedAndRemovedThroughANewMap) {
   TempDir tmp;
-  Registry reg(one_target(tmp.path));
+  const auto cfg = one_target(tmp.path);
+  Registry reg(cfg, factory_of(cfg));
   auto entry = reg.find_target("iqn.2025-01.com.example:a");
   ASSERT_TRUE(entry);
   auto held = entry->luns();  // what a session runs on
@@ -60,7 +68,8 @@ TEST(RegistryLive, LunAddedAndRemovedThroughANewMap) {
 
 TEST(RegistryLive, ResizeGrowsFileAndBlockCount) {
   TempDir tmp;
-  Registry reg(one_target(tmp.path));
+  const auto cfg = one_target(tmp.path);
+  Registry reg(cfg, factory_of(cfg));
   auto lu = reg.find_target("iqn.2025-01.com.example:a")->luns()->find(1);
   ASSERT_TRUE(lu);
   EXPECT_EQ(lu->block_count(), 2048u);
@@ -76,7 +85,8 @@ TEST(RegistryLive, ResizeGrowsFileAndBlockCount) {
 
 TEST(RegistryLive, TargetsComeAndGoWhileHoldersKeepTheirs) {
   TempDir tmp;
-  Registry reg(one_target(tmp.path));
+  const auto cfg = one_target(tmp.path);
+  Registry reg(cfg, factory_of(cfg));
   auto old = reg.find_target("iqn.2025-01.com.example:a");
   config::Target b;
   b.name = "iqn.2025-01.com.example:b";
@@ -104,7 +114,8 @@ TEST(RegistryLive, TargetsComeAndGoWhileHoldersKeepTheirs) {
 
 TEST(RegistryLive, OpenLunFailureNamesTargetAndLun) {
   TempDir tmp;
-  Registry reg(one_target(tmp.path));
+  const auto cfg = one_target(tmp.path);
+  Registry reg(cfg, factory_of(cfg));
   config::Lun missing;
   missing.number = 7;
   missing.path = (tmp.path / "nope.img").string();  // no size: must exist
@@ -167,7 +178,8 @@ std::uint64_t designator_of(const Registry& reg, const std::string& target, std:
 
 TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
   TempDir tmp;
-  Registry reg(copy_targets_config(tmp.path, false));
+  const auto cfg = copy_targets_config(tmp.path, false);
+  Registry reg(cfg, factory_of(cfg));
   const std::string me = "iqn.2025-01.com.example:me";
   const std::uint64_t isid = 0x23d000000001ull;
   const std::uint16_t tsih = reg.session_started(me, isid, nullptr, {}, "127.0.0.1:3260");
@@ -217,7 +229,8 @@ TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
 
 TEST(RegistryCopyTargets, ChapTargetsNeedTheCredentialsTheSessionProved) {
   TempDir tmp;
-  Registry reg(copy_targets_config(tmp.path, true));
+  const auto cfg = copy_targets_config(tmp.path, true);
+  Registry reg(cfg, factory_of(cfg));
   const std::string me = "iqn.2025-01.com.example:me";
   const std::uint16_t tsih = reg.session_started(me, 1, nullptr, {}, "127.0.0.1:3260");
   const scsi::Nexus nexus{me, "iqn.2025-01.com.example:a", std::uint64_t{1} << 16 | tsih, {}};

@@ -157,7 +157,7 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_EQ(a.block_size, 4096u);
   EXPECT_TRUE(a.read_only);
   EXPECT_TRUE(a.direct_io);
-  EXPECT_EQ(a.write_ack, WriteAck::writeback);
+  EXPECT_EQ(a.write_ack, WriteAckPolicy::writeback);
   EXPECT_EQ(a.serial, "SN-0001");
   const Lun& b = t.luns[1];
   EXPECT_EQ(b.number, 0u);
@@ -167,13 +167,52 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_EQ(b.block_size, 512u);
   EXPECT_FALSE(b.read_only);
   EXPECT_FALSE(b.direct_io);
-  EXPECT_EQ(b.write_ack, WriteAck::writethrough);
+  EXPECT_EQ(b.write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(b.serial, "");
 
   EXPECT_EQ(c.targets[1].name, "naa.60014051234567890123456789abcdef");
   EXPECT_EQ(c.targets[1].alias, "");
   EXPECT_TRUE(c.targets[1].allowed_initiators.empty());
   EXPECT_TRUE(c.targets[1].luns.empty());
+}
+
+// One [[target.lun]] on its own (lun.add): the file's rules, but no folder to resolve
+// a relative path against.
+TEST(LoadLun, TheFilesRulesForOneLun) {
+  Lun l = load_lun(
+      "number = 7\npath = \"/tmp/x.img\"\nsize = \"2M\"\nphysical_block_size = 4096\n"
+      "provisioning = \"full\"\nwrite_ack = \"writeback\"\n"
+      "allowed_initiators = [\"iqn.2025-01.com.example:i\"]\n",
+      "lun.add");
+  EXPECT_EQ(l.number, 7u);
+  EXPECT_EQ(l.path, "/tmp/x.img");
+  EXPECT_EQ(l.size, std::optional<std::uint64_t>(2u << 20));
+  EXPECT_EQ(l.physical_block_size, 4096u);
+  EXPECT_EQ(l.provisioning, std::optional<Provisioning>(Provisioning::full));
+  EXPECT_EQ(l.write_ack, WriteAckPolicy::writeback);
+  EXPECT_EQ(l.allowed_initiators, std::vector<std::string>{"iqn.2025-01.com.example:i"});
+
+  auto problem = [](const std::string& text) {
+    try {
+      load_lun(text, "lun.add");
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(problem("number = 1\npath = \"rel.img\"\n").find("path must be absolute"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\nblock_size = 1000\n")
+                .find("block_size must be 512 or 4096, not 1000"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\nprovisioning = \"x\"\n")
+                .find("provisioning \"x\" is not one of"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\ncolour = 1\n").find("unknown key 'colour'"),
+            std::string::npos);
+  EXPECT_NE(problem("number = 1\npath = \"/a\"\nallowed_initiators = [\"bad name\"]\n")
+                .find("not a valid iSCSI name"),
+            std::string::npos);
 }
 
 TEST(Load, Defaults) {
@@ -484,18 +523,18 @@ TEST(ShippedConfigs, DemoParses) {
   EXPECT_EQ(t.luns[0].number, 1u);
   EXPECT_EQ(t.luns[0].path, (state / "demo-lun1.img").string());
   EXPECT_EQ(t.luns[0].size, std::optional<std::uint64_t>(1ull << 30));
-  EXPECT_EQ(t.luns[0].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(t.luns[0].write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(t.luns[1].number, 2u);
   EXPECT_EQ(t.luns[1].path, (state / "demo-lun2.img").string());
   EXPECT_EQ(t.luns[1].size, std::optional<std::uint64_t>(1ull << 30));
-  EXPECT_EQ(t.luns[1].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(t.luns[1].write_ack, WriteAckPolicy::writethrough);
   const Target& wb = c.targets[1];
   EXPECT_EQ(wb.name, "iqn.2025-01.com.jacobgade:demo-writeback");
   ASSERT_EQ(wb.luns.size(), 1u);
   EXPECT_EQ(wb.luns[0].number, 1u);
   EXPECT_EQ(wb.luns[0].path, (state / "demo-wb.img").string());
   EXPECT_EQ(wb.luns[0].size, std::optional<std::uint64_t>(512ull << 20));
-  EXPECT_EQ(wb.luns[0].write_ack, WriteAck::writeback);
+  EXPECT_EQ(wb.luns[0].write_ack, WriteAckPolicy::writeback);
 }
 
 // node1.toml with its /etc/ringtgt/secrets/ files replaced by ones in a temporary folder.
@@ -539,7 +578,7 @@ TEST_F(ShippedNode1, Parses) {
   EXPECT_EQ(c.targets[0].luns[0].number, 0u);
   EXPECT_EQ(c.targets[0].luns[0].path, "/dev/vg0/lun1");
   EXPECT_FALSE(c.targets[0].luns[0].size.has_value());
-  EXPECT_EQ(c.targets[0].luns[0].write_ack, WriteAck::writethrough);
+  EXPECT_EQ(c.targets[0].luns[0].write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(c.targets[1].name, "iqn.2025-01.com.jacobgade:node1.lun2");
   EXPECT_EQ(c.targets[1].allowed_initiators,
             std::vector<std::string>{"iqn.2025-01.com.jacobgade:node3"});
@@ -1037,7 +1076,7 @@ TEST(Writer, RoundTripsEveryKey) {
   EXPECT_EQ(l.size, std::optional<std::uint64_t>(1u << 20));
   EXPECT_EQ(l.block_size, 4096u);
   EXPECT_TRUE(l.read_only);
-  EXPECT_EQ(l.write_ack, WriteAck::writeback);
+  EXPECT_EQ(l.write_ack, WriteAckPolicy::writeback);
   EXPECT_EQ(l.serial, "S1");
   EXPECT_EQ(l.allowed_initiators.size(), 1u);
   EXPECT_EQ(b.iscsi.queue_depth, 7u);

@@ -1,0 +1,45 @@
+// Config -> backend -> logical unit: the one place a LUN is built, for the daemon at
+// start, the admin socket's live changes and reload alike. It sits beside the layers
+// (like config/ and admin/): it reads a config::Lun, opens a storage::Backend and
+// wraps it in a scsi::LogicalUnit, so net serves LUs without ever seeing a backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "ringtgt/config/config.hpp"
+#include "ringtgt/scsi/logical_unit.hpp"
+#include "ringtgt/storage/backend.hpp"
+
+namespace ringtgt::lun {
+
+// The backing store a LUN's config names. One function per backend kind, chosen
+// here: a file or block device today; an RBD image, or a mirror over several
+// backends, is one more branch. Throws std::runtime_error saying why.
+std::unique_ptr<storage::Backend> open_backend(const config::Lun& l);
+
+// A stable 64-bit identity for a LUN, from its target name and number, so
+// INQUIRY's designators do not change across restarts.
+std::uint64_t lun_naa(const std::string& target, std::uint32_t lun);
+
+class LunFactory {
+ public:
+  // state_dir: where APTPL reservation files live (one per LUN, named by its NAA);
+  // workers: reactor threads, one counter block each in the LUN's statistics.
+  LunFactory(std::string state_dir, unsigned workers);
+
+  // Opens the backing store of LUN l of target (creating a sparse file when l.size
+  // says so) and builds its LogicalUnit, not yet served. Throws std::runtime_error
+  // naming the target and LUN.
+  std::shared_ptr<scsi::LogicalUnit> open(const std::string& target, const config::Lun& l) const;
+
+ private:
+  scsi::LunParams params_of(const std::string& target, const config::Lun& l,
+                            const storage::Backend& backend) const;
+
+  std::string state_dir_;
+  unsigned workers_;
+};
+
+}  // namespace ringtgt::lun

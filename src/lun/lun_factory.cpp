@@ -1,0 +1,103 @@
+#include "ringtgt/lun/lun_factory.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <bit>
+#include <stdexcept>
+
+#include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/storage/file_backend.hpp"
+
+namespace ringtgt::lun {
+
+namespace {
+
+std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
+  storage::FileBackendOptions o;
+  o.path = l.path;
+  o.create_size = l.size;
+  o.read_only = l.read_only;
+  o.direct_io = l.direct_io;
+  o.policy = l.write_ack;
+  return std::make_unique<storage::FileBackend>(o);
+}
+
+std::string lun_name(const std::string& target, const config::Lun& l) {
+  return "target " + target + " LUN " + std::to_string(l.number);
+}
+
+}  // namespace
+
+std::unique_ptr<storage::Backend> open_backend(const config::Lun& l) {
+  return open_file_backend(l);
+}
+
+std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {
+  // FNV-1a over the names: stable across restarts and builds.
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](unsigned char c) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  };
+  for (unsigned char c : target) mix(c);
+  mix(0);
+  for (int i = 0; i < 4; ++i) mix(static_cast<unsigned char>(lun >> (8 * i)));
+  return h;
+}
+
+LunFactory::LunFactory(std::string state_dir, unsigned workers)
+    : state_dir_(std::move(state_dir)), workers_(workers) {}
+
+scsi::LunParams LunFactory::params_of(const std::string& target, const config::Lun& l,
+                                      const storage::Backend& backend) const {
+  scsi::LunParams p;
+  p.block_size = l.block_size;
+  p.physical_block_exponent =
+      static_cast<std::uint8_t>(l.physical_block_size > l.block_size
+                                    ? std::bit_width(l.physical_block_size / l.block_size) - 1
+                                    : 0);
+  p.read_only = l.read_only;
+  p.naa = lun_naa(target, l.number);
+  p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
+  p.device_name = target + ",lun," + std::to_string(l.number);
+  p.spc2_reservations = true;  // released on nexus loss and resets by the transport
+  // A read_only LUN may be thin: it reports which blocks its image holds
+  // (LBPME, GET LBA STATUS), and UNMAP gets DATA PROTECT like any write.
+  if (l.provisioning == config::Provisioning::thin && !backend.can_unmap() && !l.read_only) {
+    throw std::runtime_error(lun_name(target, l) + ": provisioning = \"thin\" but " + l.path +
+                             " cannot deallocate (no hole punching / WRITE ZEROES); use "
+                             "provisioning = \"full\"");
+  }
+  p.thin_provisioned =
+      l.provisioning ? *l.provisioning == config::Provisioning::thin : backend.can_unmap();
+  // Unit attentions and persistent reservations: a new nexus hears 29h/00h,
+  // and APTPL state lives in state_dir, one file per LUN named by its NAA.
+  p.power_on_unit_attention = true;
+  p.pr_state_path = fmt::format("{}/pr-{:016x}.state", state_dir_, p.naa);
+  return p;
+}
+
+std::shared_ptr<scsi::LogicalUnit> LunFactory::open(const std::string& target,
+                                                    const config::Lun& l) const {
+  std::unique_ptr<storage::Backend> backend;
+  try {
+    backend = open_backend(l);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(lun_name(target, l) + ": " + e.what());
+  }
+  if (backend->size_bytes() % l.block_size != 0) {
+    throw std::runtime_error(
+        lun_name(target, l) + ": " + l.path + " is " + std::to_string(backend->size_bytes()) +
+        " bytes, not a multiple of the block size " + std::to_string(l.block_size));
+  }
+  const scsi::LunParams p = params_of(target, l, *backend);
+  spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{})", target,
+               l.number, backend->describe(), backend->size_bytes(), l.block_size,
+               storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
+               l.read_only ? ", read-only" : "");
+  auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
+  lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
+  return lu;
+}
+
+}  // namespace ringtgt::lun
