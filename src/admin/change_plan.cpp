@@ -132,23 +132,19 @@ void lun_differences(const config::Target& t, const config::Lun& a, const config
   }
 }
 
-const char* ack_name(config::WriteAck a) {
-  return a == config::WriteAck::writeback ? "writeback" : "writethrough";
-}
-
 }  // namespace
 
 std::string ack_weakening(const config::Lun& from, const config::Lun& to) {
-  if (from.write_ack == config::WriteAck::writethrough &&
-      to.write_ack == config::WriteAck::writeback) {
-    return std::string("write_ack ") + ack_name(from.write_ack) + " -> " + ack_name(to.write_ack);
+  if (from.write_ack == config::WriteAckPolicy::writethrough &&
+      to.write_ack == config::WriteAckPolicy::writeback) {
+    return std::string("write_ack ") + storage::to_string(from.write_ack) + " -> " + storage::to_string(to.write_ack);
   }
   return "";
 }
 
 bool ack_strengthening(const config::Lun& from, const config::Lun& to) {
-  return from.write_ack == config::WriteAck::writeback &&
-         to.write_ack == config::WriteAck::writethrough;
+  return from.write_ack == config::WriteAckPolicy::writeback &&
+         to.write_ack == config::WriteAckPolicy::writethrough;
 }
 
 void defer_ack_weakening(ChangePlan& plan, config::Config& next, const config::Config& running,

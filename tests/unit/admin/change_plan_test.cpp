@@ -160,14 +160,14 @@ TEST(ChangePlan, SettingsThatNeedARestartAreReportedAndLeft) {
 namespace ringtgt::admin {
 namespace {
 
-config::Config with_ack(config::WriteAck a1) {
+config::Config with_ack(config::WriteAckPolicy a1) {
   auto c = base();
   c.targets[0].luns[0].write_ack = a1;
   return c;
 }
 
 TEST(ChangePlanAck, EachTransitionOfWriteAck) {
-  using config::WriteAck;
+  using WriteAck = config::WriteAckPolicy;
   struct Row {
     WriteAck from, to;
     bool replaced, weakens, strengthens;
@@ -207,9 +207,9 @@ TEST(ChangePlanAck, OtherBackingChangesNeitherWeakenNorStrengthen) {
 TEST(ChangePlanAck, WeakeningWaitsWhileSessionsUseTheTarget) {
   auto running = base();
   auto next = base();
-  next.targets[0].luns[0].write_ack = config::WriteAck::writeback;  // a LUN 1: weakened
+  next.targets[0].luns[0].write_ack = config::WriteAckPolicy::writeback;  // a LUN 1: weakened
   next.targets[0].luns[1].path = "/tmp/a2-new.img";                 // a LUN 2: only moved
-  next.targets[1].luns[0].write_ack = config::WriteAck::writeback;  // b LUN 1: no session
+  next.targets[1].luns[0].write_ack = config::WriteAckPolicy::writeback;  // b LUN 1: no session
   auto p = plan_changes(running, next);
   ASSERT_EQ(p.steps.size(), 3u);
   defer_ack_weakening(p, next, running, {"iqn.2025-01.com.example:a"});
@@ -223,11 +223,11 @@ TEST(ChangePlanAck, WeakeningWaitsWhileSessionsUseTheTarget) {
       << p.deferred[0];
   EXPECT_NE(p.deferred[0].find("--force"), std::string::npos);
   // The running configuration keeps saying what is served, so the next reload tries again.
-  EXPECT_EQ(next.targets[0].luns[0].write_ack, config::WriteAck::writethrough);
-  EXPECT_EQ(next.targets[1].luns[0].write_ack, config::WriteAck::writeback);
+  EXPECT_EQ(next.targets[0].luns[0].write_ack, config::WriteAckPolicy::writethrough);
+  EXPECT_EQ(next.targets[1].luns[0].write_ack, config::WriteAckPolicy::writeback);
   auto later = plan_changes(next, [&] {
     auto c = next;
-    c.targets[0].luns[0].write_ack = config::WriteAck::writeback;
+    c.targets[0].luns[0].write_ack = config::WriteAckPolicy::writeback;
     return c;
   }());
   ASSERT_EQ(later.steps.size(), 1u);
@@ -235,7 +235,7 @@ TEST(ChangePlanAck, WeakeningWaitsWhileSessionsUseTheTarget) {
 }
 
 TEST(ChangePlanAck, StrengtheningIsNeverDeferred) {
-  auto running = with_ack(config::WriteAck::writeback);
+  auto running = with_ack(config::WriteAckPolicy::writeback);
   auto next = base();
   auto p = plan_changes(running, next);
   defer_ack_weakening(p, next, running, {"iqn.2025-01.com.example:a"});
