@@ -348,7 +348,7 @@ void Service::add_methods() {
                   for (const auto& t : running_.targets)
                     if (t.name == entry.name)
                       for (const auto& l : t.luns)
-                        if (l.number == n) j["direct_io"] = l.direct_io;
+                        if (l.number == n && l.direct_io) j["direct_io"] = *l.direct_io;
                   out.push_back(j);
                 });
     r.ok(out);
@@ -495,7 +495,7 @@ void Service::add_methods() {
       l.physical_block_size = static_cast<std::uint32_t>(*pbs);
     }
     l.read_only = p.flag("read_only", false);
-    l.direct_io = p.flag("direct_io", false);
+    if (p.flag("direct_io", false)) l.direct_io = true;  // else the default for the store
     std::string ack = p.optional_string("write_ack").value_or("writethrough");
     if (ack != "writethrough" && ack != "writeback")
       throw RpcError(rpc_error::invalid_params,

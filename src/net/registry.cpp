@@ -103,6 +103,7 @@ std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
   o.create_size = l.size;
   o.read_only = l.read_only;
   o.direct_io = l.direct_io;
+  o.block_size = l.block_size;
   o.policy = l.write_ack == config::WriteAck::writeback ? storage::WriteAckPolicy::writeback
                                                         : storage::WriteAckPolicy::writethrough;
   const std::string what = "target " + target + " LUN " + std::to_string(l.number) + ": ";

@@ -1,0 +1,69 @@
+#include "ringtgt/storage/transfer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+
+namespace ringtgt::storage {
+
+Transfer* TransferPool::acquire() {
+  if (free_.empty()) {
+    all_.push_back(std::make_unique<Transfer>(*this));
+    return all_.back().get();
+  }
+  Transfer* t = free_.back();
+  free_.pop_back();
+  return t;
+}
+
+void Transfer::start(const Request& r) {
+  r_ = r;
+  done_ = 0;
+  if (r_.kind == Kind::flush) return r_.then_flush->wait_for_flush(this);
+  submit_rest();
+}
+
+void Transfer::submit_rest() {
+  auto* engine = reactor::IoEngine::current();
+  std::uint8_t* at = r_.buf + done_;
+  const std::size_t rest = r_.len - done_;
+  if (r_.kind == Kind::read) {
+    engine->read(r_.fd, at, rest, r_.offset + done_, this);
+  } else {
+    engine->write(r_.fd, at, rest, r_.offset + done_, r_.rw_flags, this);
+  }
+}
+
+void Transfer::on_complete(int result) {
+  if (result < 0) return finish(result);
+  if (result == 0) {
+    // No progress (end of file, or a device that takes nothing): asking
+    // again would spin. The caller sees how far it got.
+    return finish(done_ > 0 ? static_cast<int>(done_) : -EIO);
+  }
+  done_ += static_cast<std::size_t>(result);
+  if (done_ < r_.len) return submit_rest();
+  if (r_.then_flush != nullptr) return r_.then_flush->wait_for_flush(this);
+  finish(static_cast<int>(done_));
+}
+
+void Transfer::on_durable(int result) {
+  finish(result < 0 ? result : static_cast<int>(done_));
+}
+
+void Transfer::finish(int result) {
+  if (result == -EINVAL && r_.kind != Kind::flush) {
+    // The logical unit keeps offsets and lengths in whole blocks, and the
+    // buffers are aligned, so the kernel refusing one is our bug (or a
+    // device whose alignment changed under us), not a bad medium.
+    spdlog::error(
+        "{}: {} of {} bytes at offset {} (buffer {}) refused with EINVAL: misaligned I/O, a bug",
+        pool_.describe(), r_.kind == Kind::read ? "read" : "write", r_.len, r_.offset,
+        static_cast<const void*>(r_.buf));
+  }
+  reactor::IoOp* caller = r_.caller;
+  pool_.release(this);  // first: the caller may start another transfer at once
+  caller->on_complete(result);
+}
+
+}  // namespace ringtgt::storage
