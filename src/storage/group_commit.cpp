@@ -45,11 +45,23 @@ void GroupCommit::start_flush() {
   covered_ = next_;
   next_ = Queue{};
   ++flushes_;
+  if (log_ != nullptr) {
+    flush_id_ = log_->next_id();
+    DurabilityEvent e{DurabilityEvent::Kind::flush_started, 0};
+    e.flush_id = flush_id_;
+    log_->record(e);  // before the submission: the flush starts after this
+  }
   flush_op_.owner = this;
   reactor::IoEngine::current()->fsync(fd_, true, &flush_op_);
 }
 
 void GroupCommit::flush_done(int result) {
+  if (log_ != nullptr) {
+    DurabilityEvent e{DurabilityEvent::Kind::flush_done, 0};
+    e.flush_id = flush_id_;
+    e.result = result;
+    log_->record(e);
+  }
   if (result < 0) {
     int expected = 0;
     if (lost_errno_.compare_exchange_strong(expected, -result)) {

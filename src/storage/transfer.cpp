@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <linux/fs.h>
+
 #include <cerrno>
 
 namespace ringtgt::storage {
@@ -16,9 +18,43 @@ Transfer* TransferPool::acquire() {
   return t;
 }
 
+namespace {
+// FNV-1a: enough to tell one payload from another in the log.
+std::uint32_t checksum(const std::uint8_t* p, std::size_t n) {
+  std::uint32_t h = 2166136261u;
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 16777619u;
+  return h;
+}
+}  // namespace
+
+void Transfer::record(DurabilityEvent::Kind kind, int result) {
+  DurabilityLog* log = pool_.log();
+  if (log == nullptr || r_.kind == Kind::read) return;
+  if (r_.kind == Kind::flush) {
+    // A flush has no write_done; its start and end are a sync's request and ack.
+    DurabilityEvent e{kind == DurabilityEvent::Kind::ack ? DurabilityEvent::Kind::sync_ack
+                                                         : DurabilityEvent::Kind::sync_requested,
+                      log_id_};
+    e.result = result;
+    return log->record(e);
+  }
+  DurabilityEvent e{kind, log_id_};
+  e.offset = r_.offset;
+  e.length = static_cast<std::uint32_t>(r_.len);
+  if (kind == DurabilityEvent::Kind::write_done) {
+    e.checksum = checksum(r_.buf, r_.len);
+    e.durable = (r_.rw_flags & RWF_DSYNC) != 0;
+  }
+  e.must_be_durable = r_.promise_durable;
+  e.result = result;
+  log->record(e);
+}
+
 void Transfer::start(const Request& r) {
   r_ = r;
   done_ = 0;
+  if (pool_.log() != nullptr) log_id_ = pool_.log()->next_id();
+  if (r_.kind == Kind::flush) record(DurabilityEvent::Kind::sync_requested, 0);
   if (r_.kind == Kind::flush) return r_.then_flush->wait_for_flush(this);
   submit_rest();
 }
@@ -43,6 +79,7 @@ void Transfer::on_complete(int result) {
   }
   done_ += static_cast<std::size_t>(result);
   if (done_ < r_.len) return submit_rest();
+  record(DurabilityEvent::Kind::write_done, 0);
   if (r_.then_flush != nullptr) return r_.then_flush->wait_for_flush(this);
   finish(static_cast<int>(done_));
 }
@@ -61,6 +98,7 @@ void Transfer::finish(int result) {
         pool_.describe(), r_.kind == Kind::read ? "read" : "write", r_.len, r_.offset,
         static_cast<const void*>(r_.buf));
   }
+  record(DurabilityEvent::Kind::ack, result);
   reactor::IoOp* caller = r_.caller;
   pool_.release(this);  // first: the caller may start another transfer at once
   caller->on_complete(result);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ringtgt/storage/backend.hpp"
+#include "ringtgt/storage/durability_log.hpp"
 #include "ringtgt/storage/io_alignment.hpp"
 
 namespace ringtgt::storage {
@@ -24,6 +25,11 @@ struct FileBackendOptions {
   // The LUN's block size: refused when smaller than the device's logical
   // block size or direct-I/O alignment. 0: not checked.
   std::uint32_t block_size = 0;
+  // Tests only: the recording seam (nullptr: off), and a deliberately broken
+  // acknowledgement order (durable writes acked from the page cache, with no
+  // flush) that the checker must catch.
+  DurabilityLog* durability_log = nullptr;
+  bool broken_ack_before_flush_for_tests = false;
 };
 
 // Reads and writes run on IoEngine::current() through a Transfer, which
@@ -85,6 +91,8 @@ class FileBackend final : public Backend {
   bool direct_io_ = false;
   IoAlignment alignment_;
   WriteAckPolicy policy_;
+  DurabilityLog* log_ = nullptr;
+  bool broken_ack_order_ = false;
   std::atomic<int> lost_errno_{0};
   // One lane per reactor thread that uses the store, claimed on its first
   // I/O: lane_owner_[i] is the engine of lanes_[i], which only that thread touches.

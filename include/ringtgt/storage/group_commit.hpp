@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ringtgt/reactor/io_engine.hpp"
+#include "ringtgt/storage/durability_log.hpp"
 
 namespace ringtgt::storage {
 
@@ -41,6 +42,8 @@ class GroupCommit {
   // describe: the file or device, for the log line of a failed flush.
   GroupCommit(int fd, std::atomic<int>& lost_errno, const std::string& describe)
       : fd_(fd), lost_errno_(lost_errno), describe_(describe) {}
+  // Tests: record each flush's start and end (the recording seam).
+  void set_log(DurabilityLog* log) { log_ = log; }
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -76,6 +79,8 @@ class GroupCommit {
   Queue covered_;  // covered by the flush in flight
   bool flushing_ = false;
   std::uint64_t flushes_ = 0;
+  DurabilityLog* log_ = nullptr;
+  std::uint64_t flush_id_ = 0;  // of the flush in flight, in the log
   FlushOp flush_op_;
 };
 

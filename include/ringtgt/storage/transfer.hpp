@@ -33,6 +33,7 @@ class Transfer final : public reactor::IoOp, public DurabilityWaiter {
     int rw_flags;             // RWF_DSYNC for a durable O_DIRECT write
     GroupCommit* then_flush;  // non-null: complete only once a flush covers it
     reactor::IoOp* caller;
+    bool promise_durable = false;  // the caller will report it durable (for the log)
   };
 
   explicit Transfer(TransferPool& pool) : pool_(pool) {}
@@ -45,9 +46,12 @@ class Transfer final : public reactor::IoOp, public DurabilityWaiter {
   void submit_rest();
   void finish(int result);
 
+  void record(DurabilityEvent::Kind kind, int result);
+
   TransferPool& pool_;
   Request r_{};
   std::size_t done_ = 0;
+  std::uint64_t log_id_ = 0;
 };
 
 // Transfers of one reactor thread, reused: none is allocated per I/O once
@@ -55,12 +59,16 @@ class Transfer final : public reactor::IoOp, public DurabilityWaiter {
 class TransferPool {
  public:
   explicit TransferPool(std::string describe) : describe_(std::move(describe)) {}
+  // Tests: record every write and acknowledgement (the recording seam).
+  void set_log(DurabilityLog* log) { log_ = log; }
+  DurabilityLog* log() const { return log_; }
   Transfer* acquire();
   void release(Transfer* t) { free_.push_back(t); }
   const std::string& describe() const { return describe_; }  // for log lines
 
  private:
   std::string describe_;
+  DurabilityLog* log_ = nullptr;
   std::vector<std::unique_ptr<Transfer>> all_;
   std::vector<Transfer*> free_;
 };

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ringtgt/storage/durability_log.hpp"
 #include "ringtgt/storage/file_backend.hpp"
 #include "storage_test_support.hpp"
 
@@ -297,6 +298,83 @@ TEST_F(WritePathTest, DirectWritebackWriteIsPlainUnlessFua) {
 TEST_F(WritePathTest, FilesDefaultToThePageCache) {
   FileBackend b(opts(WriteAckPolicy::writethrough));
   EXPECT_FALSE(b.direct_io());
+}
+
+// ---------------------------------------------------------------- recording seam + checker
+
+// Drives 16 writes with completions in a scrambled order, and a
+// SYNCHRONIZE CACHE in the middle, recording everything.
+std::vector<std::string> run_recorded(WritePathTest& t, ManualEngine& engine, FileBackendOptions o,
+                                      std::size_t* acks) {
+  DurabilityLog log;
+  o.durability_log = &log;
+  FileBackend b(o);
+  AlignedBlock blk(4096, 0x6b);
+  Result r[16], sync;
+  for (int i = 0; i < 16; ++i) {
+    b.write(blk.data, blk.size, 4096u * i, i % 5 == 0, &r[i]);
+    if (i == 8) b.flush(&sync);
+    // complete something now and then, newest first, so completions interleave
+    if (i % 3 == 2 && !engine.queue.empty()) engine.complete(engine.queue.size() - 1);
+  }
+  while (!engine.queue.empty()) engine.complete(0);
+  for (auto& x : r) EXPECT_EQ(x.calls, 1);
+  EXPECT_EQ(sync.value, 0);
+  *acks = 0;
+  for (const auto& e : log.events()) *acks += e.kind == DurabilityEvent::Kind::ack;
+  (void)t;
+  return check_durability(log.events());
+}
+
+TEST_F(WritePathTest, CheckerFindsNoLostAckUnderEachPolicy) {
+  for (auto policy : {WriteAckPolicy::writethrough, WriteAckPolicy::writeback}) {
+    for (bool direct : {false, true}) {
+      auto o = opts(policy);
+      o.direct_io = direct;
+      std::size_t acks = 0;
+      const auto problems = run_recorded(*this, engine, o, &acks);
+      EXPECT_EQ(acks, 16u);
+      EXPECT_TRUE(problems.empty())
+          << to_string(policy) << (direct ? " direct: " : ": ") << problems.front();
+    }
+  }
+}
+
+TEST_F(WritePathTest, CheckerCatchesAcksSentBeforeTheFlush) {
+  auto o = opts(WriteAckPolicy::writethrough);
+  o.broken_ack_before_flush_for_tests = true;
+  std::size_t acks = 0;
+  const auto problems = run_recorded(*this, engine, o, &acks);
+  ASSERT_FALSE(problems.empty());
+  EXPECT_NE(problems[0].find("before any flush covered it"), std::string::npos) << problems[0];
+}
+
+TEST(DurabilityChecker, AFlushThatStartedBeforeTheWriteCompletedDoesNotCoverIt) {
+  using K = DurabilityEvent::Kind;
+  std::vector<DurabilityEvent> log;
+  DurabilityEvent start{K::flush_started, 0};
+  start.flush_id = 1;
+  DurabilityEvent done{K::flush_done, 0};
+  done.flush_id = 1;
+  DurabilityEvent written{K::write_done, 7};
+  DurabilityEvent ack{K::ack, 7};
+  ack.must_be_durable = true;
+  ack.result = 4096;
+  log = {start, written, done, ack};
+  EXPECT_EQ(check_durability(log).size(), 1u);
+  log = {written, start, done, ack};
+  EXPECT_TRUE(check_durability(log).empty());
+  DurabilityEvent failed = done;
+  failed.result = -EIO;
+  log = {written, start, failed, ack};
+  EXPECT_EQ(check_durability(log).size(), 1u) << "a failed flush made it durable";
+  // writeback: no promise on the write itself, but a later SYNCHRONIZE CACHE owes it
+  ack.must_be_durable = false;
+  DurabilityEvent sync_req{K::sync_requested, 9}, sync_ack{K::sync_ack, 9};
+  log = {written, ack, sync_req, sync_ack};
+  EXPECT_EQ(check_durability(log).size(), 1u);
+  log = {written, ack, sync_req, start, done, sync_ack};
+  EXPECT_TRUE(check_durability(log).empty());
 }
 
 }  // namespace
