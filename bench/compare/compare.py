@@ -336,6 +336,8 @@ def summarize(res, out=sys.stdout):
     P = lambda *x: print(*x, file=out)  # noqa: E731
     P(f"ringtgt vs tgt — {res['date']}, {res['host']['nproc']} cores, load before start {res['host']['loadavg_start']}, "
       f"after {res['host'].get('loadavg_end', '?')}")
+    if res["options"].get("loop"):
+        P(f"backing: loop block devices over the files (losetup, {res['options']['loop']})")
     P(f"write acknowledgement: {res['options']['write_ack']}; backing files {res['options']['size']} each, "
       f"filled with data before the run; runtime {res['options']['runtime']} s x {res['options']['reps']} reps, alternating")
     P(f"command: {res.get('command', '?')}")
@@ -455,6 +457,9 @@ def main():
     ap.add_argument("--bench", default=os.path.join(REPO, "build-cmp", "bench", "ringtgt-bench"))
     ap.add_argument("--baseline", help="another ringtgt binary (e.g. main's build) run as a third target in "
                     "the same alternation, on a backing file of its own: before and after in one run")
+    ap.add_argument("--loop", choices=["buffered", "direct"],
+                    help="serve loop block devices over the backing files (losetup; 'direct': --direct-io=on) "
+                         "instead of the files themselves; detached at the end")
     ap.add_argument("--ringtgt-port", type=int, default=0)
     ap.add_argument("--tgt-port", type=int, default=0)
     ap.add_argument("--tgt-control-port", type=int, default=0)
@@ -494,12 +499,27 @@ def main():
         run(["dd", "if=/dev/zero", f"of={img}", "bs=1M", f"count={size // 1048576}", "conv=notrunc,fsync",
              "status=none"])
 
+    loops = []
+    if a.loop:
+        # the block-device path: each target (and fio) gets a loop device over its file
+        for k, img in list(imgs.items()):
+            dev = run(["losetup", "-f", "--show", f"--direct-io={'on' if a.loop == 'direct' else 'off'}",
+                       img]).stdout.strip()
+            loops.append(dev)
+            imgs[k] = dev
+        log(f"loop devices ({a.loop}): {imgs}")
+
+    def detach_loops():
+        for dev in loops:
+            subprocess.run(["losetup", "-d", dev])
+
     res = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
            "command": " ".join([os.environ.get("COMPARE_ARGV0", "bench/compare/compare.py")] + user_args()),
            "host": {"nproc": os.cpu_count(), "uname": " ".join(os.uname()),
                     "loadavg_start": open("/proc/loadavg").read().split()[:3]},
            "options": {"write_ack": a.write_ack, "direct": a.direct, "size": a.size, "runtime": a.runtime,
-                       "reps": a.reps, "workers": a.workers, "baseline": a.baseline},
+                       "reps": a.reps, "workers": a.workers, "baseline": a.baseline,
+                       "loop": a.loop},
            "cells": cells, "runs": [], "ceilings": {}, "qemu": {}, "setup": {}}
     targets = []
     try:
@@ -546,6 +566,7 @@ def main():
         for t in targets:
             t.log.flush()
             log(f"{t.name} log tail: " + open(t.log.name).read()[-400:])
+        detach_loops()
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -562,6 +583,7 @@ def main():
         if any(c[1] in ("read", "write") for c in cells):
             res["ceilings"]["iperf3"] = iperf3_loopback(a)
             log(f"iperf3 loopback: {res['ceilings']['iperf3']}")
+    detach_loops()
     res["host"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
