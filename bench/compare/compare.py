@@ -95,23 +95,27 @@ def size_bytes(s):
 
 
 class Ringtgt:
-    name = "ringtgt"
+    """name "ringtgt": the build under test; "baseline": --baseline's binary."""
 
-    def __init__(self, a, tmp, image):
-        self.port = a.ringtgt_port or free_port()
-        self.url = f"iscsi://127.0.0.1:{self.port}/{IQN_R.replace(':', '%3A')}/{LUN}"
-        self.iscsi_url = f"iscsi://127.0.0.1:{self.port}/{IQN_R}/{LUN}"
-        conf = os.path.join(tmp, "ringtgt.toml")
+    def __init__(self, a, tmp, image, name="ringtgt"):
+        self.name = name
+        binary = a.ringtgt if name == "ringtgt" else a.baseline
+        iqn = IQN_R if name == "ringtgt" else f"{IQN_R}-{name}"
+        self.iqn = iqn
+        self.port = (a.ringtgt_port if name == "ringtgt" else None) or free_port()
+        self.url = f"iscsi://127.0.0.1:{self.port}/{iqn.replace(':', '%3A')}/{LUN}"
+        self.iscsi_url = f"iscsi://127.0.0.1:{self.port}/{iqn}/{LUN}"
+        conf = os.path.join(tmp, f"{name}.toml")
         with open(conf, "w") as f:
             f.write(f"""workers = {a.workers}
 log_level = "warn"
-state_dir = "{tmp}/ringtgt-state"
+state_dir = "{tmp}/{name}-state"
 
 [[portal]]
 listen = "127.0.0.1:{self.port}"
 
 [[target]]
-name = "{IQN_R}"
+name = "{iqn}"
 
   [[target.lun]]
   number = {LUN}
@@ -120,12 +124,12 @@ name = "{IQN_R}"
   direct_io = {"true" if a.direct else "false"}
   write_ack = "{a.write_ack}"
 """)
-        self.log = open(os.path.join(tmp, "ringtgt.log"), "w")
-        self.proc = subprocess.Popen([a.ringtgt, "--config", conf], stdout=self.log, stderr=subprocess.STDOUT)
+        self.log = open(os.path.join(tmp, f"{name}.log"), "w")
+        self.proc = subprocess.Popen([binary, "--config", conf], stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         wait_port(self.port, self.proc)
         self.setup = (f"workers={a.workers}, write_ack={a.write_ack} "
-                      f"({'write + fdatasync per command' if a.write_ack == 'writethrough' else 'page cache, flush on SYNCHRONIZE CACHE/FUA'}), "
+                      f"({'durable before GOOD' if a.write_ack == 'writethrough' else 'page cache, flush on SYNCHRONIZE CACHE/FUA'}), "
                       f"direct_io={'true' if a.direct else 'false'}, iSCSI limits: its defaults")
 
     def stop(self):
@@ -332,6 +336,8 @@ def summarize(res, out=sys.stdout):
     P = lambda *x: print(*x, file=out)  # noqa: E731
     P(f"ringtgt vs tgt — {res['date']}, {res['host']['nproc']} cores, load before start {res['host']['loadavg_start']}, "
       f"after {res['host'].get('loadavg_end', '?')}")
+    if res["options"].get("loop"):
+        P(f"backing: loop block devices over the files (losetup, {res['options']['loop']})")
     P(f"write acknowledgement: {res['options']['write_ack']}; backing files {res['options']['size']} each, "
       f"filled with data before the run; runtime {res['options']['runtime']} s x {res['options']['reps']} reps, alternating")
     P(f"command: {res.get('command', '?')}")
@@ -371,6 +377,21 @@ def summarize(res, out=sys.stdout):
             return f"{u[0]:.0f}" if u else "-"
         P(f"| {n} | {fmt_rng(rc, 1)} | {fmt_rng(tc, 1)} | {ratio(rc, tc)} | "
           f"{rcl[0] if rcl else float('nan'):.1f} / {tcl[0] if tcl else float('nan'):.1f} | {util(rr)} / {util(tt)} |")
+    if any(r["target"] == "baseline" for r in runs):
+        P("")
+        P(f"Before/after: baseline = {res['options'].get('baseline')}; ratio = ringtgt / baseline.")
+        P("")
+        P("| cell | ringtgt IOPS | baseline IOPS | ratio | ringtgt MiB/s | baseline MiB/s | p50 µs (ringtgt / baseline / tgt) "
+          "| target CPU µs/IO (ringtgt / baseline) |")
+        P("|---|---|---|---|---|---|---|---|")
+        for c in cells:
+            n = c[0]
+            rr, bb, tt = (by.get((n, t), []) for t in ("ringtgt", "baseline", "tgt"))
+            ri, bi = med([x.get("iops") for x in rr]), med([x.get("iops") for x in bb])
+            rm, bm = med([x.get("mib_s") for x in rr]), med([x.get("mib_s") for x in bb])
+            lat = " / ".join(fmt_rng(med([x.get("p50_us") for x in xs])) for xs in (rr, bb, tt))
+            cpu = " / ".join(fmt_rng(med([x.get("target_us_per_io") for x in xs]), 1) for xs in (rr, bb))
+            P(f"| {n} | {fmt_rng(ri)} | {fmt_rng(bi)} | {ratio(ri, bi)} | {fmt_rng(rm)} | {fmt_rng(bm)} | {lat} | {cpu} |")
     seq = [c for c in cells if c[1] in ("read", "write")]
     if seq:
         P("")
@@ -434,6 +455,11 @@ def main():
     ap.add_argument("--ceiling-runtime", type=int, help="seconds per fio/iperf3 run (default: --runtime)")
     ap.add_argument("--ringtgt", default=os.path.join(REPO, "build-cmp", "ringtgt"))
     ap.add_argument("--bench", default=os.path.join(REPO, "build-cmp", "bench", "ringtgt-bench"))
+    ap.add_argument("--baseline", help="another ringtgt binary (e.g. main's build) run as a third target in "
+                    "the same alternation, on a backing file of its own: before and after in one run")
+    ap.add_argument("--loop", choices=["buffered", "direct"],
+                    help="serve loop block devices over the backing files (losetup; 'direct': --direct-io=on) "
+                         "instead of the files themselves; detached at the end")
     ap.add_argument("--ringtgt-port", type=int, default=0)
     ap.add_argument("--tgt-port", type=int, default=0)
     ap.add_argument("--tgt-control-port", type=int, default=0)
@@ -451,7 +477,7 @@ def main():
         for c in cells:
             print(c[0])
         return 0 if cells else 2
-    for exe in (a.ringtgt, a.bench):
+    for exe in (a.ringtgt, a.bench) + ((a.baseline,) if a.baseline else ()):
         if not os.access(exe, os.X_OK):
             sys.exit(f"compare: {exe} not found (build with BUILD_DIR=build-cmp ./scripts/build.sh)")
     for tool in ("tgtd", "tgtadm", "fio", "iperf3"):
@@ -463,7 +489,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ringtgt-compare.", dir=a.dir or "/var/tmp")
     size = size_bytes(a.size)
     imgs = {"ringtgt": os.path.join(tmp, "ringtgt.img"), "tgt": os.path.join(tmp, "tgt.img")}
-    log(f"temp dir {tmp}; filling two {a.size} backing files with data (no sparse or unwritten extents)")
+    if a.baseline:
+        imgs["baseline"] = os.path.join(tmp, "baseline.img")
+    log(f"temp dir {tmp}; filling {len(imgs)} {a.size} backing files with data (no sparse or unwritten extents)")
     for img in imgs.values():
         # fallocate then overwrite: every block allocated and written, so neither
         # target reads holes or converts unwritten extents during the runs
@@ -471,12 +499,27 @@ def main():
         run(["dd", "if=/dev/zero", f"of={img}", "bs=1M", f"count={size // 1048576}", "conv=notrunc,fsync",
              "status=none"])
 
+    loops = []
+    if a.loop:
+        # the block-device path: each target (and fio) gets a loop device over its file
+        for k, img in list(imgs.items()):
+            dev = run(["losetup", "-f", "--show", f"--direct-io={'on' if a.loop == 'direct' else 'off'}",
+                       img]).stdout.strip()
+            loops.append(dev)
+            imgs[k] = dev
+        log(f"loop devices ({a.loop}): {imgs}")
+
+    def detach_loops():
+        for dev in loops:
+            subprocess.run(["losetup", "-d", dev])
+
     res = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
            "command": " ".join([os.environ.get("COMPARE_ARGV0", "bench/compare/compare.py")] + user_args()),
            "host": {"nproc": os.cpu_count(), "uname": " ".join(os.uname()),
                     "loadavg_start": open("/proc/loadavg").read().split()[:3]},
            "options": {"write_ack": a.write_ack, "direct": a.direct, "size": a.size, "runtime": a.runtime,
-                       "reps": a.reps, "workers": a.workers},
+                       "reps": a.reps, "workers": a.workers, "baseline": a.baseline,
+                       "loop": a.loop},
            "cells": cells, "runs": [], "ceilings": {}, "qemu": {}, "setup": {}}
     targets = []
     try:
@@ -484,14 +527,23 @@ def main():
         targets.append(rt)
         tg = Tgt(a, tmp, imgs["tgt"])
         targets.append(tg)
-        rt.iqn, tg.iqn = IQN_R, IQN_T
+        tg.iqn = IQN_T
         res["setup"] = {"ringtgt": rt.setup, "tgt": tg.setup}
+        if a.baseline:
+            base = Ringtgt(a, tmp, imgs["baseline"], name="baseline")
+            targets.append(base)
+            res["setup"]["baseline"] = f"{a.baseline}: {base.setup}"
+            log(f"baseline pid {base.pid} on {base.port}")
         log(f"ringtgt pid {rt.pid} on {rt.port}; tgtd pid {tg.pid} on {tg.port} (control port {tg.ctl})")
-        log(f"{len(cells)} cells x {a.reps} reps x 2 targets x {a.runtime} s ≈ "
-            f"{len(cells) * a.reps * 2 * (a.runtime + 1) // 60 + 1} min plus ceilings")
+        n = len(targets)
+        log(f"{len(cells)} cells x {a.reps} reps x {n} targets x {a.runtime} s ≈ "
+            f"{len(cells) * a.reps * n * (a.runtime + 1) // 60 + 1} min plus ceilings")
         for c in cells:
             for rep in range(a.reps):
-                order = (rt, tg) if rep % 2 == 0 else (tg, rt)  # A B, B A, ...: neither always goes first
+                # A B, B A, ... (A B C, B C A, ... with a baseline): none always goes first
+                order = (rt, tg) if rep % 2 == 0 else (tg, rt)
+                if a.baseline:
+                    order = targets[rep % n:] + targets[:rep % n]
                 for t in order:
                     r = bench_once(a, t, c)
                     r["rep"] = rep
@@ -514,6 +566,7 @@ def main():
         for t in targets:
             t.log.flush()
             log(f"{t.name} log tail: " + open(t.log.name).read()[-400:])
+        detach_loops()
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -530,6 +583,7 @@ def main():
         if any(c[1] in ("read", "write") for c in cells):
             res["ceilings"]["iperf3"] = iperf3_loopback(a)
             log(f"iperf3 loopback: {res['ceilings']['iperf3']}")
+    detach_loops()
     res["host"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
     with open(out, "w") as f:
         json.dump(res, f, indent=1)

@@ -440,7 +440,7 @@ void Service::add_methods() {
                   for (const auto& t : running_.targets)
                     if (t.name == entry.name)
                       for (const auto& l : t.luns)
-                        if (l.number == n) j["direct_io"] = l.direct_io;
+                        if (l.number == n && l.direct_io) j["direct_io"] = *l.direct_io;
                   out.push_back(j);
                 });
     r.ok(out);

@@ -18,6 +18,7 @@ std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
   o.create_size = l.size;
   o.read_only = l.read_only;
   o.direct_io = l.direct_io;
+  o.block_size = l.block_size;  // checked against the device's logical block size
   o.policy = l.write_ack;
   return std::make_unique<storage::FileBackend>(o);
 }

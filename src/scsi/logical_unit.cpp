@@ -130,7 +130,8 @@ std::uint64_t first_failed_lba(const IoState& s, int result) {
 void read_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+    task.fail(sense::for_io_error(result, sense::unrecovered_read_error), true,
+              first_failed_lba(s, result));
   } else {
     task.status = Status::good;
     task.data_in_length = static_cast<std::uint32_t>(s.bytes);
@@ -171,7 +172,8 @@ void start_bounce_read(LogicalUnit& lu, Task& task, const IoState& s, void (*don
 void partial_read_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+    task.fail(sense::for_io_error(result, sense::unrecovered_read_error), true,
+              first_failed_lba(s, result));
   } else {
     const std::uint32_t n = std::min(task.transfer_length, task.buffer_len);
     std::memcpy(task.buffer, bounce_of(task), n);
@@ -188,7 +190,8 @@ void verify_done(Task& task, int result) {
   const IoState s = load_io(task);
   const std::uint8_t* medium = bounce_of(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+    task.fail(sense::for_io_error(result, sense::unrecovered_read_error), true,
+              first_failed_lba(s, result));
   } else {
     const bool one_block = ((task.cdb[1] >> 1) & 0x03) == 0x03;
     task.status = Status::good;
@@ -210,7 +213,7 @@ void verify_done(Task& task, int result) {
 void write_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::write_error, true, first_failed_lba(s, result));
+    task.fail(sense::for_io_error(result, sense::write_error), true, first_failed_lba(s, result));
   } else {
     task.status = Status::good;
   }
@@ -219,7 +222,7 @@ void write_done(Task& task, int result) {
 
 void flush_done(Task& task, int result) {
   if (result < 0) {
-    task.fail(sense::write_error);
+    task.fail(sense::for_io_error(result, sense::write_error));
   } else {
     task.status = Status::good;
   }
@@ -297,7 +300,8 @@ void write_same_done(Task& task, int result) {
   const std::uint64_t chunk = std::min(left, write_same_chunk_blocks(bs));
   if (result < 0 || static_cast<std::uint64_t>(result) != chunk * bs) {
     bounce_free(task);
-    task.fail(sense::write_error, true, first_failed_lba({lba, chunk * bs, bs}, result));
+    task.fail(sense::for_io_error(result, sense::write_error), true,
+              first_failed_lba({lba, chunk * bs, bs}, result));
     return task.complete();
   }
   if (left == chunk) {
@@ -392,7 +396,7 @@ void caw_finish(Task& task) {
 void caw_write_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::write_error, true, first_failed_lba(s, result));
+    task.fail(sense::for_io_error(result, sense::write_error), true, first_failed_lba(s, result));
   } else {
     task.status = Status::good;
   }
@@ -402,7 +406,8 @@ void caw_write_done(Task& task, int result) {
 void caw_read_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+    task.fail(sense::for_io_error(result, sense::unrecovered_read_error), true,
+              first_failed_lba(s, result));
     return caw_finish(task);
   }
   const std::uint8_t* medium = bounce_of(task);
@@ -466,7 +471,8 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
 void orwrite_read_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
-    task.fail(sense::unrecovered_read_error, true, first_failed_lba(s, result));
+    task.fail(sense::for_io_error(result, sense::unrecovered_read_error), true,
+              first_failed_lba(s, result));
     return caw_finish(task);
   }
   std::uint8_t* medium = bounce_of(task);

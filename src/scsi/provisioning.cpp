@@ -31,7 +31,7 @@ void unmap_next(Task& task);
 void unmap_done(Task& task, int result) {
   if (result < 0) {
     const std::uint8_t* d = task.buffer + kUnmapHeader + task.lu_scratch[0] * kUnmapDescriptor;
-    task.fail(sense::write_error, true, get_be64(d));
+    task.fail(sense::for_io_error(result, sense::write_error), true, get_be64(d));
     return task.complete();
   }
   ++task.lu_scratch[0];
@@ -68,7 +68,7 @@ void zeroes_done(Task& task, int result) {
     return write_same_pattern(lu, task, lba, blocks, nullptr);
   }
   if (result < 0) {
-    task.fail(sense::write_error, true, lba);
+    task.fail(sense::for_io_error(result, sense::write_error), true, lba);
   } else {
     task.status = Status::good;
   }

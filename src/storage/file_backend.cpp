@@ -15,6 +15,9 @@
 #include <string>
 #include <system_error>
 
+#include "ringtgt/storage/group_commit.hpp"
+#include "ringtgt/storage/transfer.hpp"
+
 namespace ringtgt::storage {
 
 namespace {
@@ -49,9 +52,19 @@ bool device_can_punch(const struct stat& st) {
 }
 }  // namespace
 
-FileBackend::FileBackend(const FileBackendOptions& o) : path_(o.path), policy_(o.policy) {
+struct FileBackend::Lane {
+  Lane(int fd, std::atomic<int>& lost, const std::string& path)
+      : group_commit(fd, lost, path), transfers(path) {}
+  GroupCommit group_commit;
+  TransferPool transfers;
+};
+
+FileBackend::FileBackend(const FileBackendOptions& o)
+    : path_(o.path),
+      policy_(o.policy),
+      log_(o.durability_log),
+      broken_ack_order_(o.broken_ack_before_flush_for_tests) {
   int flags = O_CLOEXEC | (o.read_only ? O_RDONLY : O_RDWR);
-  if (o.direct_io) flags |= O_DIRECT;
   if (o.create_size && !o.read_only) flags |= O_CREAT;
   fd_ = ::open(path_.c_str(), flags, 0600);
   if (fd_ < 0) fail("cannot open", path_);
@@ -76,11 +89,44 @@ FileBackend::FileBackend(const FileBackendOptions& o) : path_(o.path), policy_(o
     errno = EINVAL;
     fail("empty backing store (give the LUN a size):", path_);
   }
+  // O_DIRECT is set after the open, once we know what the path is: block
+  // devices default to it (see README, "direct_io").
+  direct_io_ = o.direct_io.value_or(block_device_);
+  if (direct_io_ && ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_DIRECT) != 0) {
+    fail("cannot use direct I/O (O_DIRECT; set direct_io = false) on", path_);
+  }
+  alignment_ = probe_io_alignment(fd_, block_device_, path_);
+  if (o.block_size != 0) check_block_size(alignment_, o.block_size, direct_io_, path_);
   if (!o.read_only) can_unmap_ = block_device_ ? device_can_punch(st) : file_can_punch(fd_, size_);
 }
 
 FileBackend::~FileBackend() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+FileBackend::Lane* FileBackend::lane() {
+  auto* engine = reactor::IoEngine::current();
+  for (unsigned i = 0; i < kMaxLanes; ++i) {
+    reactor::IoEngine* owner = lane_owner_[i].load(std::memory_order_acquire);
+    if (owner == engine) return lanes_[i].get();
+    if (owner != nullptr) continue;
+    // Only the thread whose engine owns slot i touches lanes_[i], so the
+    // lane is made after the claim, by its owner.
+    reactor::IoEngine* expected = nullptr;
+    if (lane_owner_[i].compare_exchange_strong(expected, engine, std::memory_order_acq_rel)) {
+      lanes_[i] = std::make_unique<Lane>(fd_, lost_errno_, path_);
+      lanes_[i]->group_commit.set_log(log_);
+      lanes_[i]->transfers.set_log(log_);
+      return lanes_[i].get();
+    }
+    if (expected == engine) return lanes_[i].get();  // cannot happen: only we claim for us
+  }
+  return nullptr;
+}
+
+std::uint64_t FileBackend::group_commit_flushes() {
+  Lane* l = lane();
+  return l != nullptr ? l->group_commit.flushes() : 0;
 }
 
 void FileBackend::grow_to(std::uint64_t bytes) {
@@ -104,21 +150,38 @@ void FileBackend::grow_to(std::uint64_t bytes) {
 }
 
 void FileBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) {
-  reactor::IoEngine::current()->read(fd_, buf, len, offset, op);
+  Lane* l = lane();
+  if (l == nullptr) return reactor::IoEngine::current()->read(fd_, buf, len, offset, op);
+  l->transfers.acquire()->start(
+      {Transfer::Kind::read, fd_, static_cast<std::uint8_t*>(buf), len, offset, 0, nullptr, op});
 }
 
 void FileBackend::write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
                         IoOp* op) {
-  auto* engine = reactor::IoEngine::current();
-  if (policy_ == WriteAckPolicy::writethrough || fua) {
-    engine->write_durable(fd_, buf, len, offset, op);
-  } else {
-    engine->write(fd_, buf, len, offset, 0, op);
+  const bool durable = policy_ == WriteAckPolicy::writethrough || fua;
+  auto* data = static_cast<std::uint8_t*>(const_cast<void*>(buf));
+  Lane* l = lane();
+  if (l == nullptr) {
+    auto* engine = reactor::IoEngine::current();
+    if (durable) return engine->write_durable(fd_, buf, len, offset, op);
+    return engine->write(fd_, buf, len, offset, 0, op);
   }
+  Transfer::Request r{Transfer::Kind::write, fd_, data, len, offset, 0, nullptr, op, durable};
+  if (durable && broken_ack_order_) {
+    // Tests of the checker: acknowledged from the page cache.
+  } else if (durable && direct_io_) {
+    r.rw_flags = RWF_DSYNC;  // one SQE: FUA (or write + flush) at the device
+  } else if (durable) {
+    r.then_flush = &l->group_commit;
+  }
+  l->transfers.acquire()->start(r);
 }
 
 void FileBackend::flush(IoOp* op) {
-  reactor::IoEngine::current()->fsync(fd_, true, op);
+  Lane* l = lane();
+  if (l == nullptr) return reactor::IoEngine::current()->fsync(fd_, true, op);
+  l->transfers.acquire()->start(
+      {Transfer::Kind::flush, fd_, nullptr, 0, 0, 0, &l->group_commit, op});
 }
 
 void FileBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {

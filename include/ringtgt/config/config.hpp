@@ -45,7 +45,8 @@ struct Lun {
   // they align I/O to the medium's real blocks; 0: the same as block_size.
   std::uint32_t physical_block_size = 0;
   bool read_only = false;
-  bool direct_io = false;  // O_DIRECT
+  // O_DIRECT; unset: on for a block device, off for a file (README, "direct_io").
+  std::optional<bool> direct_io;
   WriteAckPolicy write_ack = WriteAckPolicy::writethrough;
   std::optional<Provisioning> provisioning;  // unset: thin if the backend can unmap
   std::string serial;                        // empty: derived from target name and LUN number

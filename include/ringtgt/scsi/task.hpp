@@ -1,6 +1,8 @@
 // A SCSI command as the transport hands it to a logical unit, and its outcome.
 #pragma once
 
+#include <cerrno>
+
 #include <array>
 #include <cstdint>
 #include <string>
@@ -52,6 +54,18 @@ inline constexpr SenseCode no_sense{0x00, 0x00, 0x00};
 // ABORTED COMMAND: a command whose Data-Out was lost to a digest or DataSN
 // error (RFC 7143 §11.4.7.2).
 inline constexpr SenseCode protocol_service_crc_error{0x0b, 0x47, 0x05};
+// DATA PROTECT: a thin-provisioned store ran out of space (SBC-4 4.7.3.7).
+inline constexpr SenseCode space_allocation_failed_write_protect{0x07, 0x27, 0x07};
+
+// The sense for a failed backend operation (result: -errno, or a short byte
+// count): ENOSPC is a thin store out of space, EINVAL a misaligned request
+// (our bug, logged by the backend: not the medium's fault), anything else
+// the medium error given.
+constexpr SenseCode for_io_error(int result, SenseCode medium) {
+  if (result == -ENOSPC) return space_allocation_failed_write_protect;
+  if (result == -EINVAL) return internal_target_failure;
+  return medium;
+}
 }  // namespace sense
 
 // What an EXTENDED COPY left on its I_T nexus for RECEIVE COPY RESULTS (COPY

@@ -1,11 +1,15 @@
 // A file or block device driven through the calling thread's io_uring ring.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "ringtgt/storage/backend.hpp"
+#include "ringtgt/storage/durability_log.hpp"
+#include "ringtgt/storage/io_alignment.hpp"
 
 namespace ringtgt::storage {
 
@@ -14,13 +18,31 @@ struct FileBackendOptions {
   // Create a missing file, sparse, of this size; grow a smaller regular file to it.
   std::optional<std::uint64_t> create_size;
   bool read_only = false;
-  bool direct_io = false;  // O_DIRECT: buffers must be aligned (the pools align to 4096)
+  // O_DIRECT: buffers must be aligned (the pools align to 4096). Unset: on for
+  // a block device, off for a file.
+  std::optional<bool> direct_io;
   WriteAckPolicy policy = WriteAckPolicy::writethrough;
+  // The LUN's block size: refused when smaller than the device's logical
+  // block size or direct-I/O alignment. 0: not checked.
+  std::uint32_t block_size = 0;
+  // Tests only: the recording seam (nullptr: off), and a deliberately broken
+  // acknowledgement order (durable writes acked from the page cache, with no
+  // flush) that the checker must catch.
+  DurabilityLog* durability_log = nullptr;
+  bool broken_ack_before_flush_for_tests = false;
 };
 
-// Every operation is one SQE on IoEngine::current(): writethrough writes carry
-// RWF_DSYNC, so they complete only once durable; writeback writes carry it
-// only when the initiator asked for FUA; flush is an fdatasync.
+// Reads and writes run on IoEngine::current() through a Transfer, which
+// carries on after a short transfer. How a write is made durable, when the
+// policy asks for it (writethrough, or FUA under writeback):
+// - O_DIRECT (block devices by default, or direct_io = true): the write
+//   carries RWF_DSYNC, one SQE that the kernel completes once the device has
+//   it (a FUA write, or write + cache flush where the device has no FUA);
+// - page cache: a plain write, then group commit (group_commit.hpp): the
+//   write is acknowledged when an fdatasync that started after it completed
+//   has finished, and concurrent writes share that fdatasync.
+// flush (SYNCHRONIZE CACHE) joins the same group commit. Without durability a
+// write is a plain write.
 // unmap is fallocate(PUNCH_HOLE | KEEP_SIZE) and write_zeroes
 // fallocate(ZERO_RANGE | KEEP_SIZE), linked to an fsync under writethrough.
 // On a block device (Linux >= 4.9) the kernel turns the first into a
@@ -46,14 +68,36 @@ class FileBackend final : public Backend {
   std::string describe() const override { return path_; }
 
   bool is_block_device() const { return block_device_; }
+  bool direct_io() const { return direct_io_; }
+  const IoAlignment& alignment() const { return alignment_; }
+  // Set once a flush failed: from then on every durable write and flush fails
+  // (see GroupCommit), until the store is opened again.
+  int durability_lost_errno() const { return lost_errno_.load(std::memory_order_relaxed); }
+
+  // The fdatasyncs the calling thread's group commit issued, for tests.
+  std::uint64_t group_commit_flushes();
 
  private:
+  struct Lane;
+  // The calling thread's lane; nullptr when more threads than kMaxLanes use the store.
+  Lane* lane();
+  static constexpr unsigned kMaxLanes = 64;
+
   std::string path_;
   int fd_ = -1;
   std::atomic<std::uint64_t> size_{0};
   bool block_device_ = false;
   bool can_unmap_ = false;  // probed at open
+  bool direct_io_ = false;
+  IoAlignment alignment_;
   WriteAckPolicy policy_;
+  DurabilityLog* log_ = nullptr;
+  bool broken_ack_order_ = false;
+  std::atomic<int> lost_errno_{0};
+  // One lane per reactor thread that uses the store, claimed on its first
+  // I/O: lane_owner_[i] is the engine of lanes_[i], which only that thread touches.
+  std::array<std::atomic<reactor::IoEngine*>, kMaxLanes> lane_owner_{};
+  std::array<std::unique_ptr<Lane>, kMaxLanes> lanes_;
 };
 
 }  // namespace ringtgt::storage

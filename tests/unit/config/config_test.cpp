@@ -156,7 +156,7 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_FALSE(a.size.has_value());
   EXPECT_EQ(a.block_size, 4096u);
   EXPECT_TRUE(a.read_only);
-  EXPECT_TRUE(a.direct_io);
+  EXPECT_EQ(a.direct_io, std::optional<bool>(true));
   EXPECT_EQ(a.write_ack, WriteAckPolicy::writeback);
   EXPECT_EQ(a.serial, "SN-0001");
   const Lun& b = t.luns[1];
@@ -166,7 +166,7 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_EQ(*b.size, 1048576u);
   EXPECT_EQ(b.block_size, 512u);
   EXPECT_FALSE(b.read_only);
-  EXPECT_FALSE(b.direct_io);
+  EXPECT_FALSE(b.direct_io.has_value());  // the store decides (block device: on)
   EXPECT_EQ(b.write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(b.serial, "");
 

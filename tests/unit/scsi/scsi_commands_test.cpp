@@ -469,6 +469,21 @@ TEST(ReadWrite, BackendErrorIsMediumErrorWithLba) {
   expect_good(h.run(cdb10(0x28, 0, 11, 1), 512));
 }
 
+TEST(ReadWrite, OutOfSpaceIsSpaceAllocationFailedAndMisalignmentNotAMediumError) {
+  Harness h(512, 64);
+  const Bytes data = pattern(512, 2);
+  h.mem->inject_error(20 * 512, 512, ENOSPC);  // a thin LUN whose store is full
+  Task& w = h.run(cdb10(0x2a, 0, 20, 1), 0, 0, &data);
+  expect_check(w, sense::space_allocation_failed_write_protect);
+  EXPECT_EQ(w.sense[2] & 0x0f, 0x07);  // DATA PROTECT
+  EXPECT_EQ(w.sense[12], 0x27);
+  EXPECT_EQ(w.sense[13], 0x07);
+  h.mem->inject_error(30 * 512, 512, EINVAL);  // the backend logged it as our bug
+  expect_check(h.run(cdb10(0x2a, 0, 30, 1), 0, 0, &data), sense::internal_target_failure);
+  expect_check(h.run(cdb10(0x28, 0, 30, 1), 512), sense::internal_target_failure);
+  expect_good(h.run(cdb10(0x2a, 0, 31, 1), 0, 0, &data));
+}
+
 // --- SYNCHRONIZE CACHE ---
 
 TEST(SynchronizeCache, FlushesAndRangeChecks) {

@@ -25,43 +25,14 @@ namespace {
 using Bytes = std::vector<std::uint8_t>;
 using testing::Result;
 
-struct RecordedOp {
-  enum Kind { read, write, fsync } kind;
-  int fd;
-  std::size_t len;
-  std::uint64_t offset;
-  int rw_flags;
-  bool datasync;
-};
-
-class RecordingEngine final : public reactor::IoEngine {
- public:
-  void read(int fd, void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override {
-    ops.push_back({RecordedOp::read, fd, len, offset, 0, false});
-    ssize_t n = ::pread(fd, buf, len, static_cast<off_t>(offset));
-    op->on_complete(n < 0 ? -errno : static_cast<int>(n));
-  }
-  void write(int fd, const void* buf, std::size_t len, std::uint64_t offset, int rw_flags,
-             IoOp* op) override {
-    ops.push_back({RecordedOp::write, fd, len, offset, rw_flags, false});
-    iovec iov{const_cast<void*>(buf), len};
-    ssize_t n = ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset), rw_flags);
-    op->on_complete(n < 0 ? -errno : static_cast<int>(n));
-  }
-  void fsync(int fd, bool datasync, IoOp* op) override {
-    ops.push_back({RecordedOp::fsync, fd, 0, 0, 0, datasync});
-    int rc = datasync ? ::fdatasync(fd) : ::fsync(fd);
-    op->on_complete(rc < 0 ? -errno : 0);
-  }
-  void recv(int, void*, std::size_t, int, IoOp* op) override { op->on_complete(-ENOTSUP); }
-  void sendmsg(int, const msghdr*, int, IoOp* op) override { op->on_complete(-ENOTSUP); }
-
-  std::vector<RecordedOp> ops;
-};
+using testing::RecordedOp;
+using testing::RecordingEngine;
 
 using FileBackendTest = testing::FileBackendFixture<RecordingEngine>;
 
-TEST_F(FileBackendTest, WritethroughWritesCarryDsync) {
+// Buffered (a file's default): durability comes from group commit, an
+// fdatasync after the write completed (write_path_test.cpp has the ordering).
+TEST_F(FileBackendTest, WritethroughWritesAreFollowedByAnFdatasyncBeforeTheyComplete) {
   FileBackend b(opts(WriteAckPolicy::writethrough));
   EXPECT_EQ(b.ack_policy(), WriteAckPolicy::writethrough);
   EXPECT_FALSE(b.write_cache_enabled());
@@ -70,26 +41,33 @@ TEST_F(FileBackendTest, WritethroughWritesCarryDsync) {
   b.write(data.data(), data.size(), 8192, false, &r);
   EXPECT_EQ(r.calls, 1);
   EXPECT_EQ(r.value, 4096);
-  ASSERT_EQ(engine.ops.size(), 1u);
+  ASSERT_EQ(engine.ops.size(), 2u);
   EXPECT_EQ(engine.ops[0].kind, RecordedOp::write);
   EXPECT_EQ(engine.ops[0].len, 4096u);
   EXPECT_EQ(engine.ops[0].offset, 8192u);
-  EXPECT_TRUE(engine.ops[0].rw_flags & RWF_DSYNC);
+  EXPECT_EQ(engine.ops[0].rw_flags, 0);
+  EXPECT_EQ(engine.ops[1].kind, RecordedOp::fsync);
+  EXPECT_TRUE(engine.ops[1].datasync);
+  EXPECT_EQ(engine.ops[1].fd, engine.ops[0].fd);
   Result f;
   b.write(data.data(), data.size(), 0, true, &f);
-  EXPECT_TRUE(engine.ops[1].rw_flags & RWF_DSYNC);
+  ASSERT_EQ(engine.ops.size(), 4u);
+  EXPECT_EQ(engine.ops[3].kind, RecordedOp::fsync);
+  EXPECT_EQ(f.value, 4096);
 }
 
-TEST_F(FileBackendTest, WritebackWritesCarryDsyncOnlyWithFua) {
+TEST_F(FileBackendTest, WritebackWritesAreFlushedOnlyWithFua) {
   FileBackend b(opts(WriteAckPolicy::writeback));
   EXPECT_TRUE(b.write_cache_enabled());
   Bytes data(512, 0x11);
   Result r1, r2;
   b.write(data.data(), data.size(), 0, false, &r1);
+  ASSERT_EQ(engine.ops.size(), 1u);
   b.write(data.data(), data.size(), 512, true, &r2);
-  ASSERT_EQ(engine.ops.size(), 2u);
-  EXPECT_FALSE(engine.ops[0].rw_flags & RWF_DSYNC);
-  EXPECT_TRUE(engine.ops[1].rw_flags & RWF_DSYNC);
+  ASSERT_EQ(engine.ops.size(), 3u);
+  EXPECT_EQ(engine.ops[0].rw_flags, 0);
+  EXPECT_EQ(engine.ops[1].kind, RecordedOp::write);
+  EXPECT_EQ(engine.ops[2].kind, RecordedOp::fsync);
   EXPECT_EQ(r1.value, 512);
   EXPECT_EQ(r2.value, 512);
   EXPECT_EQ(engine.ops[0].fd, engine.ops[1].fd);
@@ -116,10 +94,10 @@ TEST_F(FileBackendTest, ReadReturnsWhatWasWritten) {
   b.read(back.data(), back.size(), 4096, &r);
   EXPECT_EQ(r.value, 1024);
   EXPECT_EQ(back, data);
-  ASSERT_EQ(engine.ops.size(), 2u);
-  EXPECT_EQ(engine.ops[1].kind, RecordedOp::read);
-  EXPECT_EQ(engine.ops[1].offset, 4096u);
-  EXPECT_EQ(engine.ops[1].len, 1024u);
+  ASSERT_EQ(engine.ops.size(), 3u);  // write, fdatasync, read
+  EXPECT_EQ(engine.ops[2].kind, RecordedOp::read);
+  EXPECT_EQ(engine.ops[2].offset, 4096u);
+  EXPECT_EQ(engine.ops[2].len, 1024u);
 }
 
 TEST_F(FileBackendTest, MissingFileIsCreatedSparseAtCreateSize) {
