@@ -893,7 +893,7 @@ void Connection::send_scsi_response(IscsiTask& t, bool) {
   }
   if (t.sense_len > 0) {
     pdu->owned.resize(2 + t.sense_len);
-    store_be16(pdu->owned.data(), t.sense_len);
+    put_be16(pdu->owned.data(), t.sense_len);
     std::memcpy(pdu->owned.data() + 2, t.sense.data(), t.sense_len);
     set_data(*pdu, pdu->owned.data(), static_cast<std::uint32_t>(pdu->owned.size()));
   }

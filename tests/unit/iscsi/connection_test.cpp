@@ -124,8 +124,8 @@ struct LoginOptions {
 Bytes cdb_rw10(std::uint8_t op, std::uint32_t lba, std::uint16_t blocks) {
   Bytes c(16, 0);
   c[0] = op;
-  store_be32(&c[2], lba);
-  store_be16(&c[7], blocks);
+  put_be32(&c[2], lba);
+  put_be16(&c[7], blocks);
   return c;
 }
 Bytes read10(std::uint32_t lba, std::uint16_t blocks) {
@@ -137,7 +137,7 @@ Bytes write10(std::uint32_t lba, std::uint16_t blocks) {
 Bytes inquiry(std::uint16_t alloc) {
   Bytes c(16, 0);
   c[0] = 0x12;
-  store_be16(&c[3], alloc);
+  put_be16(&c[3], alloc);
   return c;
 }
 
@@ -845,7 +845,7 @@ TEST(ConnectionScsi, ReadBeyondTheEndGetsCheckConditionWithSense) {
   EXPECT_EQ(r.op(), Opcode::scsi_response);
   EXPECT_EQ(r.bhs.bytes[3], 0x02);
   ASSERT_GE(r.data.size(), 2u + 14u);
-  EXPECT_EQ(load_be16(r.data.data()), r.data.size() - 2);
+  EXPECT_EQ(get_be16(r.data.data()), r.data.size() - 2);
   EXPECT_EQ(r.data[2 + 2] & 0x0f, 0x05);  // ILLEGAL REQUEST
   EXPECT_EQ(r.data[2 + 12], 0x21);        // LBA out of range
 }
@@ -1164,13 +1164,13 @@ Bytes prout_cdb(std::uint8_t sa, std::uint8_t type) {
   c[0] = 0x5f;
   c[1] = sa;
   c[2] = type;
-  store_be32(&c[5], 24);
+  put_be32(&c[5], 24);
   return c;
 }
 Bytes prout_params(std::uint64_t key, std::uint64_t sark) {
   Bytes p(24, 0);
-  store_be64(&p[0], key);
-  store_be64(&p[8], sark);
+  put_be64(&p[0], key);
+  put_be64(&p[8], sark);
   return p;
 }
 
