@@ -1710,6 +1710,45 @@ TEST(ConnectionLiveLuns, InFlightCommandKeepsItsMapUntilItCompletes) {
   EXPECT_TRUE(watch.expired());  // let go once the read finished
 }
 
+// The BHS LUN field goes through scsi's LUN codec: flat space addressing for
+// LUNs from 256 in and out, and a field naming a bus other than 0 is no LUN.
+TEST(ConnectionLunField, FlatSpaceLunInAndOutAndNoOtherBus) {
+  Driver d;
+  d.login();
+  scsi::LunParams lp;
+  lp.block_size = kBlock;
+  auto map = std::make_shared<scsi::LunMap>();
+  map->add(std::make_shared<scsi::LogicalUnit>(
+      300, lp, std::make_unique<storage::MemoryBackend>(kLunBytes)));
+  map->add(std::make_shared<scsi::LogicalUnit>(
+      44, lp, std::make_unique<storage::MemoryBackend>(kLunBytes)));
+  d.host.target->set_luns(std::move(map));
+  constexpr std::uint64_t kFlat300 = 0x412c000000000000ull;
+
+  Bhs read = d.command(0xc00, read10(0, 1), 512, true, false);
+  read.set_lun_field(kFlat300);
+  ASSERT_TRUE(d.send(read));
+  bool good = false;
+  bool saw_data = false;
+  for (auto& o : d.drain()) {
+    if (o.op() == Opcode::data_in) {
+      saw_data = true;
+      EXPECT_EQ(o.bhs.lun_field(), kFlat300);
+    }
+    if (o.op() == Opcode::scsi_response || (o.op() == Opcode::data_in && (o.bhs.bytes[1] & 0x01)))
+      good = o.bhs.bytes[3] == 0x00;
+  }
+  EXPECT_TRUE(saw_data);
+  EXPECT_TRUE(good);
+
+  Bhs other_bus = d.command(0xc01, tur(), 0, false, false);
+  other_bus.set_lun_field(0x012c000000000000ull);  // peripheral addressing, bus 1, LUN 44
+  ASSERT_TRUE(d.send(other_bus));
+  Out r = d.only_one();
+  EXPECT_EQ(r.bhs.itt(), 0xc01u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x02);  // CHECK CONDITION: LUN 44 of bus 0 is not it
+}
+
 // A command already in the backend when its session is preempted: the abort
 // is done only when the backend gives it back, and it then ends without status.
 TEST(ConnectionPreemptAbort, WaitsForATaskInTheBackendThenDropsIt) {
