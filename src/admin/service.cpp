@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/storage/backend.hpp"
 
@@ -734,7 +735,7 @@ void Service::add_methods() {
     std::string path = p.optional_string("path").value_or(running_.source);
     if (path.front() != '/' && path != running_.source)
       throw RpcError(rpc_error::invalid_params, "path must be absolute, not \"" + path + "\"");
-    config::write_file_atomically(path, config::to_toml(running_));
+    common::write_file_atomically(path, config::to_toml(running_));
     spdlog::info("admin: running configuration written to {}", path);
     r.ok({{"path", path}});
   });

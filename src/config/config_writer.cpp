@@ -1,11 +1,5 @@
-// Config -> TOML text that load_string reads back to the same Config, and the
-// atomic write of it over a config file (config.write, live changes).
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+// Config -> TOML text that load_string reads back to the same Config (config.write
+// and live changes; common/atomic_file.hpp writes it over a config file).
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
@@ -135,49 +129,6 @@ Config validate(const Config& candidate) {
   Config c = load_string(to_toml(candidate), candidate.source);
   c.source = candidate.source;
   return c;
-}
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmp = (dir / ("." + target.filename().string() + ".XXXXXX")).string();
-  int fd = ::mkstemp(tmp.data());
-  auto fail = [&](const char* what) {
-    int err = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw std::runtime_error(std::string(what) + " " + path + ": " + std::strerror(err));
-  };
-  if (fd < 0) {
-    int err = errno;
-    throw std::runtime_error("cannot create a temporary file in " + dir.string() + ": " +
-                             std::strerror(err));
-  }
-  struct stat old {};
-  mode_t mode = ::stat(path.c_str(), &old) == 0 ? (old.st_mode & 07777) : 0644;
-  if (::fchmod(fd, mode) != 0) fail("cannot chmod the temporary file for");
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("cannot write the temporary file for");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0) fail("cannot fsync the temporary file for");
-  if (::close(fd) != 0) {
-    fd = -1;
-    fail("cannot close the temporary file for");
-  }
-  fd = -1;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot rename the temporary file onto");
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);  // the rename itself is durable
-    ::close(dfd);
-  }
 }
 
 }  // namespace ringtgt::config

@@ -8,6 +8,7 @@
 #include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/reactor/buffer_pool.hpp"
+#include "ringtgt/scsi/lun_addressing.hpp"
 
 namespace ringtgt::iscsi {
 
@@ -52,16 +53,19 @@ constexpr std::uint32_t kLoginSegmentLimit = 8192;
 constexpr std::size_t kMaxTextBytes = 65536;
 constexpr std::uint32_t kIgnoredCommandsLogged = 10;  // per connection, at warn
 
-std::uint64_t decode_lun(std::uint64_t field) {
-  std::uint8_t method = static_cast<std::uint8_t>(field >> 62);
-  if (method == 0) return (field >> 48) & 0xff;    // peripheral device addressing
-  if (method == 1) return (field >> 48) & 0x3fff;  // flat space addressing
-  return ~0ull;                                    // not a LUN we can have
+// The LUN codec is scsi's (lun_addressing.hpp); these adapt it to the BHS field.
+// A field scsi cannot decode names no LUN we have.
+constexpr std::uint64_t kNoLun = ~0ull;
+
+std::uint64_t lun_of(const Bhs& bhs) {
+  return scsi::decode_lun(&bhs.bytes[8]).value_or(kNoLun);
 }
 
-std::uint64_t encode_lun(std::uint64_t lun) {
-  if (lun < 256) return lun << 48;
-  return (0x4000 | (lun & 0x3fff)) << 48;
+// The LUN field of a target PDU for lun; zero for kNoLun (a command to no LUN
+// we have; Data-In never sets the A bit, so the field is reserved there).
+std::uint64_t lun_field_of(std::uint64_t lun) {
+  const auto wire = scsi::encode_lun(lun);
+  return wire ? get_be64(wire->data()) : 0;
 }
 
 }  // namespace
@@ -632,7 +636,7 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
   t->reading = bhs.flags() & 0x40;
   t->writing = bhs.flags() & 0x20;
   std::memcpy(t->cdb.data(), bhs.cdb(), 16);
-  t->lun = decode_lun(bhs.lun_field());
+  t->lun = lun_of(bhs);
   t->unsolicited_done = bhs.final_bit();
 
   auto fail_now = [&](scsi::SenseCode code) {
@@ -769,7 +773,7 @@ void Connection::send_r2ts(IscsiTask& t) {
     slot = {ttt, t.r2t_next_offset, len, 0, 0, true};
     ++t.r2t_outstanding;
     OutPdu* pdu = new_pdu(Opcode::r2t, 0x80);
-    pdu->bhs.set_lun_field(encode_lun(t.lun));
+    pdu->bhs.set_lun_field(lun_field_of(t.lun));
     pdu->bhs.set_itt(t.itt);
     pdu->bhs.set_ttt(ttt);
     pdu->bhs.set_data_sn(t.r2t_sn++);
@@ -846,7 +850,7 @@ void Connection::respond(IscsiTask& t) {
     bool end_of_burst = last || in_burst == burst;
     if (in_burst == burst) in_burst = 0;
     OutPdu* pdu = new_pdu(Opcode::data_in, end_of_burst ? 0x80 : 0);
-    pdu->bhs.set_lun_field(encode_lun(t.lun));
+    pdu->bhs.set_lun_field(lun_field_of(t.lun));
     pdu->bhs.set_itt(t.itt);
     pdu->bhs.set_ttt(kReservedTag);
     pdu->bhs.set_data_sn(t.data_sn++);
@@ -893,7 +897,7 @@ void Connection::send_scsi_response(IscsiTask& t, bool) {
   }
   if (t.sense_len > 0) {
     pdu->owned.resize(2 + t.sense_len);
-    store_be16(pdu->owned.data(), t.sense_len);
+    put_be16(pdu->owned.data(), t.sense_len);
     std::memcpy(pdu->owned.data() + 2, t.sense.data(), t.sense_len);
     set_data(*pdu, pdu->owned.data(), static_cast<std::uint32_t>(pdu->owned.size()));
   }
@@ -1055,7 +1059,7 @@ void Connection::task_management(const Bhs& bhs) {
   if (!check_cmd_sn(bhs)) return;
   auto fn = static_cast<TmfFunction>(bhs.flags() & 0x7f);
   TmfResponse response = TmfResponse::complete;
-  std::uint64_t lun = decode_lun(bhs.lun_field());
+  std::uint64_t lun = lun_of(bhs);
   switch (fn) {
     case TmfFunction::abort_task: {
       IscsiTask* t = find_task(bhs.ref_task_tag());

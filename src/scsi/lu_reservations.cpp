@@ -11,8 +11,10 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 
+#include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/commands.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
@@ -33,56 +35,6 @@ bool passes_unit_attention(std::uint8_t opcode) {
 void conflict(Task& task) {
   task.status = Status::reservation_conflict;
   task.complete();
-}
-
-bool write_all(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-bool fsync_dir(const std::filesystem::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// Replaces path with data so that a crash leaves the old or the new file,
-// never a mix: temporary file, fsync, rename, fsync of the folder.
-bool store_atomically(const std::filesystem::path& path, const std::string& data,
-                      std::string& error) {
-  std::error_code ec;
-  std::filesystem::create_directories(path.parent_path(), ec);
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    error = "create " + tmp.string() + ": " + std::strerror(errno);
-    return false;
-  }
-  if (!write_all(fd, data) || ::fsync(fd) != 0) {
-    error = "write " + tmp.string() + ": " + std::strerror(errno);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = "rename to " + path.string() + ": " + std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  if (!fsync_dir(path.parent_path())) {
-    error = "fsync " + path.parent_path().string() + ": " + std::strerror(errno);
-    return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -279,10 +231,14 @@ bool LogicalUnit::store_reservations(const PersistentReservations& next) {
   if (params_.pr_state_path.empty()) return true;
   const std::filesystem::path path = params_.pr_state_path;
   if (next.aptpl()) {
-    std::string error;
-    if (!store_atomically(path, next.serialize(), error)) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);  // a failure shows below
+    try {
+      // 0600: the file names the initiators holding registrations.
+      common::write_file_atomically(path, next.serialize(), 0600);
+    } catch (const std::runtime_error& e) {
       spdlog::error("{}: cannot store persistent reservations (APTPL): {}", params_.device_name,
-                    error);
+                    e.what());
       return false;
     }
     return true;
@@ -292,7 +248,7 @@ bool LogicalUnit::store_reservations(const PersistentReservations& next) {
                   std::strerror(errno));
     return false;
   }
-  fsync_dir(path.parent_path());
+  common::fsync_dir(path.parent_path());
   return true;
 }
 

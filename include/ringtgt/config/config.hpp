@@ -195,8 +195,5 @@ std::string to_toml(const Config& c);
 // c as load_string sees it: throws ConfigError (locations in to_toml(c)) when a change
 // made in code broke a rule of the loader; one set of rules for files and live changes.
 Config validate(const Config& c);
-// Replaces path with text: temporary file beside it, fsync, rename, fsync of the folder.
-// Throws std::runtime_error naming the path.
-void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace ringtgt::config

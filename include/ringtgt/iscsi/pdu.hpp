@@ -6,7 +6,20 @@
 #include <cstdint>
 #include <cstring>
 
+#include "ringtgt/scsi/cdb.hpp"
+
 namespace ringtgt::iscsi {
+
+// Header fields are big-endian; the byte-order helpers live in scsi (the lower
+// layer), which needs them for CDBs and parameter data too.
+using scsi::get_be16;
+using scsi::get_be24;
+using scsi::get_be32;
+using scsi::get_be64;
+using scsi::put_be16;
+using scsi::put_be24;
+using scsi::put_be32;
+using scsi::put_be64;
 
 inline constexpr std::size_t kBhsSize = 48;
 inline constexpr std::size_t kDigestSize = 4;
@@ -99,36 +112,6 @@ enum class LoginStage : std::uint8_t {
   full_feature = 3,
 };
 
-inline std::uint16_t load_be16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
-}
-inline std::uint32_t load_be24(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 16 | std::uint32_t{p[1]} << 8 | p[2];
-}
-inline std::uint32_t load_be32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
-}
-inline std::uint64_t load_be64(const std::uint8_t* p) {
-  return std::uint64_t{load_be32(p)} << 32 | load_be32(p + 4);
-}
-inline void store_be16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
-inline void store_be24(std::uint8_t* p, std::uint32_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 16);
-  p[1] = static_cast<std::uint8_t>(v >> 8);
-  p[2] = static_cast<std::uint8_t>(v);
-}
-inline void store_be32(std::uint8_t* p, std::uint32_t v) {
-  store_be16(p, static_cast<std::uint16_t>(v >> 16));
-  store_be16(p + 2, static_cast<std::uint16_t>(v));
-}
-inline void store_be64(std::uint8_t* p, std::uint64_t v) {
-  store_be32(p, static_cast<std::uint32_t>(v >> 32));
-  store_be32(p + 4, static_cast<std::uint32_t>(v));
-}
-
 // Serial number arithmetic (RFC 1982, 32 bits) for CmdSN, StatSN, DataSN.
 inline bool sn_lt(std::uint32_t a, std::uint32_t b) {
   return a != b && static_cast<std::int32_t>(a - b) < 0;
@@ -164,17 +147,17 @@ class Bhs {
   void set_flags(std::uint8_t f) { bytes[1] = f; }
   bool final_bit() const { return bytes[1] & 0x80; }
   std::uint32_t total_ahs_length() const { return bytes[4] * 4u; }  // in bytes
-  std::uint32_t data_segment_length() const { return load_be24(&bytes[5]); }
-  void set_data_segment_length(std::uint32_t n) { store_be24(&bytes[5], n); }
-  std::uint64_t lun_field() const { return load_be64(&bytes[8]); }
-  void set_lun_field(std::uint64_t v) { store_be64(&bytes[8], v); }
-  std::uint32_t itt() const { return load_be32(&bytes[16]); }
-  void set_itt(std::uint32_t v) { store_be32(&bytes[16], v); }
+  std::uint32_t data_segment_length() const { return get_be24(&bytes[5]); }
+  void set_data_segment_length(std::uint32_t n) { put_be24(&bytes[5], n); }
+  std::uint64_t lun_field() const { return get_be64(&bytes[8]); }
+  void set_lun_field(std::uint64_t v) { put_be64(&bytes[8], v); }
+  std::uint32_t itt() const { return get_be32(&bytes[16]); }
+  void set_itt(std::uint32_t v) { put_be32(&bytes[16], v); }
 
-  std::uint32_t u32(std::size_t off) const { return load_be32(&bytes[off]); }
-  void set_u32(std::size_t off, std::uint32_t v) { store_be32(&bytes[off], v); }
-  std::uint16_t u16(std::size_t off) const { return load_be16(&bytes[off]); }
-  void set_u16(std::size_t off, std::uint16_t v) { store_be16(&bytes[off], v); }
+  std::uint32_t u32(std::size_t off) const { return get_be32(&bytes[off]); }
+  void set_u32(std::size_t off, std::uint32_t v) { put_be32(&bytes[off], v); }
+  std::uint16_t u16(std::size_t off) const { return get_be16(&bytes[off]); }
+  void set_u16(std::size_t off, std::uint16_t v) { put_be16(&bytes[off], v); }
 
   // Fields at 20..47 by their names (meaning depends on the opcode).
   std::uint32_t ttt() const { return u32(20); }  // target transfer tag
@@ -207,11 +190,11 @@ class Bhs {
   std::uint8_t version_max() const { return bytes[2]; }
   std::uint8_t version_min() const { return bytes[3]; }
   std::uint64_t isid() const {
-    return std::uint64_t{load_be16(&bytes[8])} << 32 | load_be32(&bytes[10]);
+    return std::uint64_t{get_be16(&bytes[8])} << 32 | get_be32(&bytes[10]);
   }
   void set_isid(std::uint64_t v) {
-    store_be16(&bytes[8], static_cast<std::uint16_t>(v >> 32));
-    store_be32(&bytes[10], static_cast<std::uint32_t>(v));
+    put_be16(&bytes[8], static_cast<std::uint16_t>(v >> 32));
+    put_be32(&bytes[10], static_cast<std::uint32_t>(v));
   }
   std::uint16_t tsih() const { return u16(14); }
   void set_tsih(std::uint16_t v) { set_u16(14, v); }

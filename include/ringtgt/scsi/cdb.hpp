@@ -1,5 +1,6 @@
-// Big-endian field access for CDBs and parameter data: SCSI is big-endian on
-// the wire whatever the host is.
+// Big-endian field access for CDBs, parameter data and iSCSI headers: both
+// protocols are big-endian on the wire whatever the host is. The one
+// byte-order helper of the project; iscsi uses it from here (the lower layer).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,11 @@ inline std::uint64_t get_be64(const std::uint8_t* p) {
 inline void put_be16(std::uint8_t* p, std::uint16_t v) {
   p[0] = static_cast<std::uint8_t>(v >> 8);
   p[1] = static_cast<std::uint8_t>(v);
+}
+inline void put_be24(std::uint8_t* p, std::uint32_t v) {
+  p[0] = static_cast<std::uint8_t>(v >> 16);
+  p[1] = static_cast<std::uint8_t>(v >> 8);
+  p[2] = static_cast<std::uint8_t>(v);
 }
 inline void put_be32(std::uint8_t* p, std::uint32_t v) {
   p[0] = static_cast<std::uint8_t>(v >> 24);

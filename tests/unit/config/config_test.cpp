@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "ringtgt/common/atomic_file.hpp"
+
 namespace ringtgt::config {
 namespace {
 
@@ -1107,15 +1109,32 @@ TEST(Writer, WriteFileAtomicallyReplacesTheFile) {
   fs::create_directories(dir);
   fs::path f = dir / "c.toml";
   { std::ofstream(f) << "old\n"; }
-  write_file_atomically(f.string(), "new text\n");
+  common::write_file_atomically(f.string(), "new text\n");
   std::ifstream in(f);
   std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(got, "new text\n");
   std::size_t files = 0;
   for ([[maybe_unused]] auto& e : fs::directory_iterator(dir)) ++files;
   EXPECT_EQ(files, 1u);  // no temporary file left behind
-  EXPECT_THROW(write_file_atomically((dir / "no/such/dir/c.toml").string(), "x"),
+  EXPECT_THROW(common::write_file_atomically((dir / "no/such/dir/c.toml").string(), "x"),
                std::runtime_error);
+  fs::remove_all(dir);
+}
+
+// The APTPL state file is created 0600; a replaced file keeps its own mode.
+TEST(Writer, WriteFileAtomicallyKeepsTheModeOfTheFileItReplaces) {
+  fs::path dir = fs::temp_directory_path() / ("ringtgt-writer-mode-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::path fresh = dir / "fresh";
+  common::write_file_atomically(fresh, "a", 0600);
+  EXPECT_EQ(fs::status(fresh).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  fs::path kept = dir / "kept";
+  { std::ofstream(kept) << "old"; }
+  fs::permissions(kept, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  common::write_file_atomically(kept, "new", 0600);
+  EXPECT_EQ(fs::status(kept).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   fs::remove_all(dir);
 }
 

@@ -124,8 +124,8 @@ struct LoginOptions {
 Bytes cdb_rw10(std::uint8_t op, std::uint32_t lba, std::uint16_t blocks) {
   Bytes c(16, 0);
   c[0] = op;
-  store_be32(&c[2], lba);
-  store_be16(&c[7], blocks);
+  put_be32(&c[2], lba);
+  put_be16(&c[7], blocks);
   return c;
 }
 Bytes read10(std::uint32_t lba, std::uint16_t blocks) {
@@ -137,7 +137,7 @@ Bytes write10(std::uint32_t lba, std::uint16_t blocks) {
 Bytes inquiry(std::uint16_t alloc) {
   Bytes c(16, 0);
   c[0] = 0x12;
-  store_be16(&c[3], alloc);
+  put_be16(&c[3], alloc);
   return c;
 }
 
@@ -845,7 +845,7 @@ TEST(ConnectionScsi, ReadBeyondTheEndGetsCheckConditionWithSense) {
   EXPECT_EQ(r.op(), Opcode::scsi_response);
   EXPECT_EQ(r.bhs.bytes[3], 0x02);
   ASSERT_GE(r.data.size(), 2u + 14u);
-  EXPECT_EQ(load_be16(r.data.data()), r.data.size() - 2);
+  EXPECT_EQ(get_be16(r.data.data()), r.data.size() - 2);
   EXPECT_EQ(r.data[2 + 2] & 0x0f, 0x05);  // ILLEGAL REQUEST
   EXPECT_EQ(r.data[2 + 12], 0x21);        // LBA out of range
 }
@@ -1164,13 +1164,13 @@ Bytes prout_cdb(std::uint8_t sa, std::uint8_t type) {
   c[0] = 0x5f;
   c[1] = sa;
   c[2] = type;
-  store_be32(&c[5], 24);
+  put_be32(&c[5], 24);
   return c;
 }
 Bytes prout_params(std::uint64_t key, std::uint64_t sark) {
   Bytes p(24, 0);
-  store_be64(&p[0], key);
-  store_be64(&p[8], sark);
+  put_be64(&p[0], key);
+  put_be64(&p[8], sark);
   return p;
 }
 
@@ -1708,6 +1708,45 @@ TEST(ConnectionLiveLuns, InFlightCommandKeepsItsMapUntilItCompletes) {
   }
   EXPECT_TRUE(good);
   EXPECT_TRUE(watch.expired());  // let go once the read finished
+}
+
+// The BHS LUN field goes through scsi's LUN codec: flat space addressing for
+// LUNs from 256 in and out, and a field naming a bus other than 0 is no LUN.
+TEST(ConnectionLunField, FlatSpaceLunInAndOutAndNoOtherBus) {
+  Driver d;
+  d.login();
+  scsi::LunParams lp;
+  lp.block_size = kBlock;
+  auto map = std::make_shared<scsi::LunMap>();
+  map->add(std::make_shared<scsi::LogicalUnit>(
+      300, lp, std::make_unique<storage::MemoryBackend>(kLunBytes)));
+  map->add(std::make_shared<scsi::LogicalUnit>(
+      44, lp, std::make_unique<storage::MemoryBackend>(kLunBytes)));
+  d.host.target->set_luns(std::move(map));
+  constexpr std::uint64_t kFlat300 = 0x412c000000000000ull;
+
+  Bhs read = d.command(0xc00, read10(0, 1), 512, true, false);
+  read.set_lun_field(kFlat300);
+  ASSERT_TRUE(d.send(read));
+  bool good = false;
+  bool saw_data = false;
+  for (auto& o : d.drain()) {
+    if (o.op() == Opcode::data_in) {
+      saw_data = true;
+      EXPECT_EQ(o.bhs.lun_field(), kFlat300);
+    }
+    if (o.op() == Opcode::scsi_response || (o.op() == Opcode::data_in && (o.bhs.bytes[1] & 0x01)))
+      good = o.bhs.bytes[3] == 0x00;
+  }
+  EXPECT_TRUE(saw_data);
+  EXPECT_TRUE(good);
+
+  Bhs other_bus = d.command(0xc01, tur(), 0, false, false);
+  other_bus.set_lun_field(0x012c000000000000ull);  // peripheral addressing, bus 1, LUN 44
+  ASSERT_TRUE(d.send(other_bus));
+  Out r = d.only_one();
+  EXPECT_EQ(r.bhs.itt(), 0xc01u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x02);  // CHECK CONDITION: LUN 44 of bus 0 is not it
 }
 
 // A command already in the backend when its session is preempted: the abort

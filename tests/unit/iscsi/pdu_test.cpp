@@ -166,14 +166,14 @@ TEST(Pdu, ParseLoginRequest) {
 
 TEST(Pdu, ByteOrderHelpers) {
   std::uint8_t p[8] = {};
-  store_be24(p, 0xabcdef);
+  put_be24(p, 0xabcdef);
   EXPECT_EQ(p[0], 0xab);
   EXPECT_EQ(p[2], 0xef);
-  EXPECT_EQ(load_be24(p), 0xabcdefu);
-  store_be64(p, 0x0102030405060708);
+  EXPECT_EQ(get_be24(p), 0xabcdefu);
+  put_be64(p, 0x0102030405060708);
   EXPECT_EQ(p[0], 0x01);
   EXPECT_EQ(p[7], 0x08);
-  EXPECT_EQ(load_be64(p), 0x0102030405060708u);
+  EXPECT_EQ(get_be64(p), 0x0102030405060708u);
   Bhs b;
   b.set_data_segment_length(0xffffff);
   EXPECT_EQ(b.data_segment_length(), 0xffffffu);
