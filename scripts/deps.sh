@@ -11,6 +11,8 @@ packages=(
   # operations: /metrics scrapes, systemd-analyze verify, cpack -G DEB (dpkg-shlibdeps)
   curl systemd dpkg-dev
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
+  # tests/e2e: a Debian guest under qemu (TCG) with open-iscsi, built by debootstrap
+  qemu-system-x86 debootstrap cpio
 )
 
 missing=()
