@@ -24,12 +24,14 @@ npass=0
 nfail=0
 sync_no=0
 
+# Seconds since boot, so a slow step shows on the console.
+up() { cut -d' ' -f1 /proc/uptime; }
 pass() {
-  echo "E2E-PASS $1"
+  echo "E2E-PASS $1 [$(up)]"
   npass=$((npass + 1))
 }
 failc() {
-  echo "E2E-FAIL $1: $2"
+  echo "E2E-FAIL $1: $2 [$(up)]"
   nfail=$((nfail + 1))
 }
 finish() {
@@ -52,16 +54,16 @@ check() {
   fi
   return $rc
 }
-# check_fails NAME CMD...: CMD must fail.
+# check_fails NAME STATUS CMD...: CMD must fail with exit status STATUS.
 check_fails() {
-  local name=$1 rc=0
-  shift
+  local name=$1 want=$2 rc=0
+  shift 2
   "$@" >/tmp/out 2>&1 || rc=$?
-  if ((rc != 0)); then
+  if ((rc == want)); then
     pass "$name"
   else
     tail -n 25 /tmp/out | sed 's/^/  | /'
-    failc "$name" "succeeded, expected a failure: $*"
+    failc "$name" "exit $rc, expected $want: $*"
   fi
 }
 expect_eq() {
@@ -113,7 +115,7 @@ setconf() {
   sed -i "/^#* *${1//[/\\[} *=/d" "$conf"
   echo "$1 = $2" >>"$conf"
 }
-setconf node.startup manual
+setconf node.startup automatic
 setconf node.session.timeo.replacement_timeout "$REPLACEMENT_TIMEOUT"
 setconf node.conn[0].timeo.noop_out_interval 5
 setconf node.conn[0].timeo.noop_out_timeout 10
@@ -132,7 +134,8 @@ iscsiadm -m iface -I node3 -o new >/dev/null
 iscsiadm -m iface -I node3 -o update -n iface.initiatorname -v "$INIT_NODE3" >/dev/null
 
 node_set() { # node_set TARGET IFACE KEY VALUE
-  iscsiadm -m node -T "$1" -p "$PORTAL" -I "$2" -o update -n "$3" -v "$4"
+  iscsiadm -m node -T "$1" -p "$PORTAL" -I "$2" -o update -n "$3" -v "$4" ||
+    fatal node-record "cannot set $3 on $1 ($2)"
 }
 # session_disk TARGET INITIATOR LUN: prints sdX once the kernel attached it.
 session_disk() {
@@ -171,7 +174,9 @@ cp /tmp/out /tmp/disc2
 grep -q "^$PORTAL,[0-9]* $T_LUN1\$" /tmp/disc2 && grep -q " $T_SHARED\$" /tmp/disc2 &&
   ! grep -q " $T_LUN2\$" /tmp/disc2 && pass discovery-lists-node2-targets ||
   failc discovery-lists-node2-targets "$(tr '\n' ';' </tmp/disc2)"
-check discovery-node3 iscsiadm -m discovery -t sendtargets -p "$PORTAL" -I node3
+# -o new: add node3's records and keep node2's (a plain discovery through
+# another interface would drop the records it did not return).
+check discovery-node3 iscsiadm -m discovery -t sendtargets -p "$PORTAL" -I node3 -o new
 grep -q " $T_LUN2\$" /tmp/out && ! grep -q " $T_LUN1\$" /tmp/out && pass discovery-lists-node3-targets ||
   failc discovery-lists-node3-targets "$(tr '\n' ';' </tmp/out)"
 
@@ -185,9 +190,12 @@ chap() { # chap TARGET IFACE USER SECRET [MUTUAL_USER MUTUAL_SECRET]
   fi
 }
 chap "$T_LUN1" default node2 "wrong-secret-$NODE2_SECRET" node1 "$NODE1_SECRET"
-check_fails chap-wrong-secret-refused login "$T_LUN1" default
+check_fails chap-wrong-secret-refused 24 login "$T_LUN1" default
+# The initiator refuses a target that cannot prove the mutual secret: a
+# non-retryable login failure (19), where a wrong initiator secret is the
+# target's authentication failure (24).
 chap "$T_LUN1" default node2 "$NODE2_SECRET" node1 "wrong-$NODE1_SECRET"
-check_fails mutual-chap-wrong-target-secret-refused login "$T_LUN1" default
+check_fails mutual-chap-wrong-target-secret-refused 19 login "$T_LUN1" default
 chap "$T_LUN1" default node2 "$NODE2_SECRET" node1 "$NODE1_SECRET"
 check login-mutual-chap login "$T_LUN1" default || fatal login "cannot continue"
 chap "$T_LUN2" node3 node3 "$NODE3_SECRET"
@@ -226,8 +234,11 @@ fio_verify() { # fio_verify NAME FILE-OR-DIR-OPTION... : 4k random writes, CRC32
     --verify_fatal=1 --do_verify=1 "$@"
 }
 check mkfs-ext4 mkfs.ext4 -q -F "/dev/$d1"
-check mount-ext4 mount "/dev/$d1" /mnt
-check fio-verify-on-ext4-files fio_verify fsfiles --directory=/mnt --rw=randwrite --size=24m --numjobs=2
+# Mounted through /etc/fstab as the Pi does it (_netdev: after the network
+# and iscsid; mount(8) itself ignores both options).
+echo "UUID=$(blkid -s UUID -o value "/dev/$d1") /mnt ext4 _netdev,x-systemd.requires=iscsid.service 0 2" >/etc/fstab
+check mount-ext4-from-fstab mount /mnt
+check fio-verify-on-ext4-files fio_verify fsfiles --directory=/mnt --rw=randwrite --bs=16k --size=16m --numjobs=2
 rm -f /mnt/fsfiles*
 sync
 host_sync fstrim-before
@@ -237,9 +248,9 @@ expect_eq host-sees-fstrim-shrink "$REPLY" ok
 check umount-ext4 umount /mnt
 check fsck-clean fsck.ext4 -fn "/dev/$d1"
 
-check fio-raw-randrw-verify fio_verify rawrw --filename="/dev/$d2" --rw=randrw --size=32m --iodepth=16
+check fio-raw-randrw-verify fio_verify rawrw --filename="/dev/$d2" --rw=randrw --size=8m --iodepth=16
 # Written now, checked after logout/login.
-persist=(--filename="/dev/$d2" --rw=randwrite --size=16m --offset=64m --randseed=1234)
+persist=(--filename="/dev/$d2" --rw=randwrite --size=4m --offset=64m --randseed=1234)
 check fio-raw-write-for-relogin fio_verify persist "${persist[@]}"
 
 # --- 3. logout/login, live resize --------------------------------------------
@@ -292,8 +303,12 @@ under_restart sigkill
 # --- 6. every bench/fio job, briefly, on the shared LUN (node2's scratch) ------
 for job in /e2e/bench/*.fio; do
   name=$(basename "$job" .fio)
+  # Timed jobs: BENCH_SECONDS over 48 MiB regions. The verify jobs run to
+  # the end of their size: 2 MiB each keeps them to seconds under TCG.
+  size=48m
+  grep -q '^time_based=1' "$job" || size=2m
   sed -e "s/^runtime=.*/runtime=$BENCH_SECONDS/" -e 's/^ramp_time=.*/ramp_time=0/' \
-    -e 's/^size=.*/size=48m/' -e 's/^offset_increment=.*/offset_increment=48m/' "$job" >/tmp/job.fio
+    -e "s/^size=.*/size=$size/" -e "s/^offset_increment=.*/offset_increment=$size/" "$job" >/tmp/job.fio
   if check "bench-$name" env DEV="/dev/$ds" fio /tmp/job.fio; then
     grep -E "^ *(read|write):" /tmp/out | sed "s/^ */  $name /"
   fi
@@ -308,7 +323,7 @@ if check login-with-crc32c-digests login "$T_SHARED" default; then
   grep -q "HeaderDigest: CRC32C" /tmp/p2 && grep -q "DataDigest: CRC32C" /tmp/p2 &&
     pass digests-negotiated || failc digests-negotiated "$(grep Digest /tmp/p2 | tr '\n' ';')"
   if ds=$(session_disk "$T_SHARED" "$INIT_NODE2" 0); then
-    check fio-verify-with-digests fio_verify digests --filename="/dev/$ds" --rw=randrw --size=16m
+    check fio-verify-with-digests fio_verify digests --filename="/dev/$ds" --rw=randrw --size=4m
   else
     failc fio-verify-with-digests "no disk after the digest login"
   fi
