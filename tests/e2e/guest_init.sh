@@ -300,6 +300,24 @@ under_restart() { # under_restart SIGNAL
 under_restart sigterm
 under_restart sigkill
 
+# --- issue 21: a live weakening of write_ack under a logged-in initiator ----
+# The host puts write_ack = "writeback" on LUN1 in the config and reloads;
+# whatever the daemon's rule (refuse, defer to the next login, apply), Linux
+# must never believe "write through" while node1 acknowledges from cache: it
+# would send no flush and no FUA, and an fsync on the Pi would return with
+# the data only in node1's page cache. The host answers with the policy the
+# daemon now applies to LUN1.
+policy_cache_type() { [[ $1 == writeback ]] && echo "write back" || echo "write through"; }
+host_sync weaken-lun1-to-writeback
+echo "LUN1 write_ack after the reload: $REPLY"
+expect_eq kernel-not-weaker-than-target-after-reload "$(cache_type "$d1")" "$(policy_cache_type "$REPLY")"
+check logout-lun1 logout "$T_LUN1" default
+check login-lun1-again login "$T_LUN1" default
+d1=$(session_disk "$T_LUN1" "$INIT_NODE2" 0) || fatal disk-lun1 "no disk after login"
+host_sync lun1-policy-after-relogin
+echo "LUN1 write_ack after the new login: $REPLY"
+expect_eq cache-type-after-relogin-matches-target "$(cache_type "$d1")" "$(policy_cache_type "$REPLY")"
+
 # --- 6. every bench/fio job, briefly, on the shared LUN (node2's scratch) ------
 for job in /e2e/bench/*.fio; do
   name=$(basename "$job" .fio)

@@ -195,6 +195,26 @@ kill9_daemon
 start_daemon "$TMP/ringtgt.toml" "$port"
 reply ok
 
+# lun_write_ack TARGET: the policy the daemon applies to LUN 0 right now.
+lun_write_ack() {
+  "$RINGTGTCTL" --socket "$TMP/admin.sock" --json lun list --target "$1" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); d=d.get("result",d) if isinstance(d,dict) else d; print([x for x in d if x["lun"]==0][0]["write_ack"])'
+}
+# answer_policy: replies LUN1's policy, or fails the run if it is unknown.
+answer_policy() {
+  local p
+  p=$(lun_write_ack "$iqn:node1.lun1") || p=""
+  [[ $p == writethrough || $p == writeback ]] || host_failures+=("ringtgtctl lun list: no write_ack for LUN1 ($p)")
+  reply "${p:-unknown}"
+}
+wait_console '^E2E-SYNC 6 weaken-lun1-to-writeback'
+sed -i 's/write_ack = "writethrough"/write_ack = "writeback"/' "$TMP/ringtgt.toml"
+"$RINGTGTCTL" --socket "$TMP/admin.sock" reload >"$TMP/reload.out" 2>&1 || true
+log "reload with LUN1 writeback under a session: $(tr '\n' ' ' <"$TMP/reload.out")"
+answer_policy
+wait_console '^E2E-SYNC 7 lun1-policy-after-relogin'
+answer_policy
+
 wait_console '^E2E: [0-9]+ passed, [0-9]+ failed'
 for ((i = 0; i < 100; i++)); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
 guest_secs=$(($(date +%s) - t_start))
@@ -208,7 +228,8 @@ required=(discovery-lists-node2-targets discovery-lists-node3-targets chap-wrong
   masking-node3-sees-lun1-only lun1-cache-writethrough lun2-cache-writeback lun1-fua
   lun1-physical-block lun1-discard-granularity fio-verify-on-ext4-files fstrim fsck-clean
   fio-raw-randrw-verify verify-after-relogin resize-seen-after-rescan fio-verify-across-sigterm
-  fio-verify-across-sigkill no-io-error-across-sigkill login-with-crc32c-digests
+  fio-verify-across-sigkill no-io-error-across-sigkill kernel-not-weaker-than-target-after-reload
+  cache-type-after-relogin-matches-target login-with-crc32c-digests
   fio-verify-with-digests)
 for name in "${required[@]}"; do
   grep -q "^E2E-PASS $name \[" "$console" || host_failures+=("step $name did not pass")
