@@ -40,6 +40,7 @@ fi
 log() { echo "[build_guest $(date +%T)] $*" >&2; }
 log "building guest image $key ($kernel_pkg $kernel_ver) in $cache"
 work=$(mktemp -d "$cache/.build.XXXXXX")
+chmod 755 "$work" # apt-get download fetches as the _apt user
 cleanup() {
   # debootstrap mounts proc/sys inside the root; never leave them behind.
   local m
@@ -81,7 +82,10 @@ echo "$kver" >"$root/etc/e2e-kernel-version"
 
 # 4. Slim it: documentation, locales and apt's lists are dead weight that the
 # kernel would unpack on every boot.
-rm -rf "$root"/usr/share/{doc,man,info,locale} "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/*
+# Python comes with fio (its helper scripts, unused here); udev's hardware
+# database serves a udev the guest does not run.
+rm -rf "$root"/usr/share/{doc,man,info,locale} "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
+  "$root"/usr/lib/python3* "$root"/usr/lib/udev/hwdb.bin
 rm -f "$root/etc/iscsi/initiatorname.iscsi"
 
 # 5. The initramfs: newc cpio, uncompressed (decompressing under TCG is slow).
