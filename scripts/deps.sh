@@ -9,7 +9,7 @@ packages=(
   googletest libgtest-dev nlohmann-json3-dev libsystemd-dev libisal-dev libssl-dev
   libiscsi-bin libiscsi-dev qemu-utils qemu-block-extra python3 iproute2
   # operations: /metrics scrapes, systemd-analyze verify, cpack -G DEB (dpkg-shlibdeps)
-  curl systemd dpkg-dev
+  curl systemd dpkg-dev file  # file: CPackDeb's shlibdeps needs it
   clang-14 libclang-rt-14-dev  # libFuzzer targets (tests/fuzz)
   # tests/e2e: a Debian guest under qemu (TCG) with open-iscsi, built by debootstrap
   qemu-system-x86 debootstrap cpio
