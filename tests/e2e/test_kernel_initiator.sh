@@ -153,10 +153,15 @@ guest_deadline=$(($(date +%s) + ${RINGTGT_E2E_GUEST_SECONDS:-420}))
 # wait_console REGEX: until the console has a matching line; fails when the
 # guest ends or the deadline passes first.
 wait_console() {
-  while ! grep -Eq -- "$1" "$console"; do
-    kill -0 "$qemu_pid" 2>/dev/null || { grep -Eq -- "$1" "$console" && return 0; guest_fail "guest ended before /$1/"; }
+  local ended
+  while :; do
+    ended=0
+    grep -q '^E2E: ' "$console" && ended=1
+    kill -0 "$qemu_pid" 2>/dev/null || ended=1
+    # Looked for after the end checks: a line written in between still counts.
+    grep -Eq -- "$1" "$console" && return 0
+    ((ended)) && guest_fail "guest ended before /$1/"
     (($(date +%s) < guest_deadline)) || guest_fail "guest did not reach /$1/ in time"
-    grep -q '^E2E: ' "$console" && guest_fail "guest finished before /$1/"
     sleep 0.2
   done
 }
