@@ -40,7 +40,6 @@ fi
 log() { echo "[build_guest $(date +%T)] $*" >&2; }
 log "building guest image $key ($kernel_pkg $kernel_ver) in $cache"
 work=$(mktemp -d "$cache/.build.XXXXXX")
-chmod 755 "$work" # apt-get download fetches as the _apt user
 cleanup() {
   # debootstrap mounts proc/sys inside the root; never leave them behind.
   local m
@@ -58,7 +57,9 @@ debootstrap --variant=minbase --include="$guest_packages" "$suite" "$root" "$mir
 }
 
 # 2. The kernel: unpacked, not installed.
-(cd "$work" && apt-get download "$kernel_pkg" >/dev/null)
+# Stale package lists name a kernel the mirror no longer has: refresh once.
+download_kernel() { (cd "$work" && apt-get download -o APT::Sandbox::User=root "$kernel_pkg" >/dev/null); }
+download_kernel || { apt-get update -qq && download_kernel; }
 dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
 kver=$(ls "$work/kernel/lib/modules")
 python3 "$(dirname "$0")/extract_vmlinux.py" "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinux"
