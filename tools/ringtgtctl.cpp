@@ -55,7 +55,10 @@ const char* kHelp =
     "  session list [--target IQN] [--all]      --all: also logins and discovery\n"
     "  session close --tsih N | --initiator IQN [--isid HEX]\n"
     "  connection close ID\n"
-    "  reload                                   re-read the config file, apply the difference\n"
+    "  reload [--force]                         re-read the config file, apply the difference;\n"
+    "                                           a weaker write_ack (writethrough -> writeback)\n"
+    "                                           waits until no session uses the target,\n"
+    "                                           unless --force\n"
     "  config write [--path FILE]               write the running config (default: its file)\n"
     "  call METHOD [JSON-OBJECT]                any JSON-RPC method, raw\n"
     "\n"
@@ -294,6 +297,8 @@ void print_change(const json& r) {
   for (const auto& a : applied) std::printf("applied: %s\n", cell(a).c_str());
   for (const auto& n : r.value("needs_restart", json::array()))
     std::printf("not applied: %s\n", cell(n).c_str());
+  for (const auto& n : r.value("deferred", json::array()))
+    std::printf("deferred: %s\n", cell(n).c_str());
 }
 
 std::string absolute(const std::string& p) {
@@ -495,8 +500,9 @@ int main(int argc, char** argv) {
                   cell(r["closed"]["peer"]).c_str());
     };
   } else if (noun == "reload") {
-    parse(in, i + 1, {}, {}, 0);
+    auto a = parse(in, i + 1, {}, {"force"}, 0);
     method = "config.reload";
+    params["force"] = a.flag("force");
   } else if (cmd("config", "write")) {
     auto a = parse(in, i + 2, {"path"}, {}, 0);
     method = "config.write";

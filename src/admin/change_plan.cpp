@@ -74,10 +74,15 @@ void global_differences(const config::Config& a, const config::Config& b,
   flag("initial_r2t", x.initial_r2t, y.initial_r2t);
   flag("immediate_data", x.immediate_data, y.immediate_data);
   num("max_outstanding_r2t", x.max_outstanding_r2t, y.max_outstanding_r2t);
-  flag("header_digest", x.header_digest, y.header_digest);
-  flag("data_digest", x.data_digest, y.data_digest);
-  flag("header_digest required", x.require_header_digest, y.require_header_digest);
-  flag("data_digest required", x.require_data_digest, y.require_data_digest);
+  auto digest = [&](const char* key, bool p_allowed, bool p_required, bool q_allowed,
+                    bool q_required) {
+    const char* p = config::IscsiSettings::digest_setting(p_allowed, p_required);
+    const char* q = config::IscsiSettings::digest_setting(q_allowed, q_required);
+    if (std::string_view(p) != q) note(std::string("iscsi.") + key, p, q);
+  };
+  digest("header_digest", x.header_digest, x.require_header_digest, y.header_digest,
+         y.require_header_digest);
+  digest("data_digest", x.data_digest, x.require_data_digest, y.data_digest, y.require_data_digest);
   num("default_time2wait", x.default_time2wait, y.default_time2wait);
   num("default_time2retain", x.default_time2retain, y.default_time2retain);
   num("queue_depth", x.queue_depth, y.queue_depth);
@@ -96,7 +101,14 @@ void lun_differences(const config::Target& t, const config::Lun& a, const config
   step.lun_cfg = b;
   if (!same_backing(a, b)) {
     step.kind = Kind::replace_lun;
-    step.description = name + ": backing changed (" + a.path + " -> " + b.path +
+    step.weakens_ack = ack_weakening(a, b);
+    step.strengthens_ack = ack_strengthening(a, b);
+    std::string what = a.path == b.path ? "" : a.path + " -> " + b.path;
+    auto also = [&what](const std::string& s) { what += (what.empty() ? "" : ", ") + s; };
+    if (!step.weakens_ack.empty()) also(step.weakens_ack);
+    if (step.strengthens_ack) also("write_ack writeback -> writethrough");
+    if (what.empty()) also("block size, read-only, direct I/O, serial or provisioning");
+    step.description = name + ": backing changed (" + what +
                        "): replaced; its sessions stay logged in and their next commands "
                        "go to the new backing";
     plan.steps.push_back(step);
@@ -120,7 +132,53 @@ void lun_differences(const config::Target& t, const config::Lun& a, const config
   }
 }
 
+const char* ack_name(config::WriteAck a) {
+  return a == config::WriteAck::writeback ? "writeback" : "writethrough";
+}
+
 }  // namespace
+
+std::string ack_weakening(const config::Lun& from, const config::Lun& to) {
+  if (from.write_ack == config::WriteAck::writethrough &&
+      to.write_ack == config::WriteAck::writeback) {
+    return std::string("write_ack ") + ack_name(from.write_ack) + " -> " + ack_name(to.write_ack);
+  }
+  return "";
+}
+
+bool ack_strengthening(const config::Lun& from, const config::Lun& to) {
+  return from.write_ack == config::WriteAck::writeback &&
+         to.write_ack == config::WriteAck::writethrough;
+}
+
+void defer_ack_weakening(ChangePlan& plan, config::Config& next, const config::Config& running,
+                         const std::set<std::string>& targets_in_use) {
+  auto running_lun = [&](const std::string& target, std::uint32_t n) -> const config::Lun* {
+    for (const auto& t : running.targets)
+      if (t.name == target)
+        for (const auto& l : t.luns)
+          if (l.number == n) return &l;
+    return nullptr;
+  };
+  std::erase_if(plan.steps, [&](const ChangeStep& s) {
+    if (s.weakens_ack.empty() || !targets_in_use.contains(s.target)) return false;
+    const config::Lun* old = running_lun(s.target, s.lun);
+    if (old == nullptr) return false;
+    for (auto& t : next.targets)
+      if (t.name == s.target)
+        for (auto& l : t.luns)
+          if (l.number == s.lun) l = *old;
+    plan.deferred.push_back(lun_name(s.target, s.lun) + ": " + s.weakens_ack +
+                            " not applied while sessions use the target (the LUN stays as it "
+                            "is): they attached the disk as "
+                            "write-through and would send no SYNCHRONIZE CACHE or FUA, so their "
+                            "acknowledged writes would sit in this host's cache. Log them out "
+                            "(iscsiadm -m node -u) and reload again, or reload with --force to "
+                            "apply it now (their writes are then not durable at GOOD until they "
+                            "rescan or log in again)");
+    return true;
+  });
+}
 
 ChangePlan plan_changes(const config::Config& running, const config::Config& next) {
   ChangePlan plan;

@@ -1,10 +1,13 @@
 #include "ringtgt/admin/service.hpp"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <bit>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -101,6 +104,36 @@ config::Target& Service::target_of(config::Config& c, const std::string& name) {
                  "no target named " + name + " (ringtgtctl target list shows them)");
 }
 
+namespace {
+
+// writeback -> writethrough: the new LU acknowledges nothing from cache, but what the old
+// one acknowledged may still sit in the page cache of its file. fdatasync flushes the
+// file's dirty pages whoever wrote them, so it runs once the new LU serves. Writes the old
+// LU still completes after it were made to a disk the initiator sees as write-back, and
+// so are covered by the SYNCHRONIZE CACHE it sends before relying on them.
+void flush_what_writeback_left(const ChangeStep& s, const config::Config& running) {
+  std::string path = s.lun_cfg.path;
+  for (const auto& t : running.targets)
+    if (t.name == s.target)
+      for (const auto& l : t.luns)
+        if (l.number == s.lun) path = l.path;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fdatasync(fd) != 0) {
+    spdlog::error(
+        "admin: target {} LUN {}: flushing what writeback left cached in {} failed: "
+        "{}; those writes may not be durable",
+        s.target, s.lun, path, std::strerror(errno));
+  } else {
+    spdlog::info(
+        "admin: target {} LUN {}: write_ack writeback -> writethrough: cached writes "
+        "flushed; every write is durable before GOOD from now on",
+        s.target, s.lun);
+  }
+  if (fd >= 0) ::close(fd);
+}
+
+}  // namespace
+
 void Service::exclusive(std::function<void(std::function<void()>)> job) {
   queue_.push_back(std::move(job));
   if (!busy_) run_next();
@@ -117,76 +150,111 @@ void Service::run_next() {
   job([this] { asio::post(server_.io(), [this] { run_next(); }); });
 }
 
-void Service::change(config::Config next, bool force, Done done, Fail fail, bool from_file) {
-  exclusive([this, next = std::move(next), force, done, fail,
-             from_file](std::function<void()> release) mutable {
+void Service::change(config::Config next, ChangeOptions options, Done done, Fail fail) {
+  exclusive([this, next = std::move(next), options, done,
+             fail](std::function<void()> release) mutable {
     auto finish_fail = [fail, release](int code, const std::string& m) {
       fail(code, m);
       release();
     };
+    auto finish_done = [done, release](const json& r) {
+      done(r);
+      release();
+    };
     config::Config valid;
     try {
-      valid = from_file ? std::move(next) : config::validate(next);
+      valid = options.from_file ? std::move(next) : config::validate(next);
     } catch (const config::ConfigError& e) {
       return finish_fail(rpc_error::invalid_params, bare_message(e));
     }
     valid.source = running_.source;
     ChangePlan plan = plan_changes(running_, valid);
-    std::set<std::string> touched;  // targets whose LUNs go away or change under sessions
-    std::set<std::string> removed;
-    for (const auto& s : plan.steps) {
-      if (s.kind == Kind::remove_target) removed.insert(s.target);
-      if (s.kind == Kind::remove_target || s.kind == Kind::remove_lun ||
-          s.kind == Kind::replace_lun)
-        touched.insert(s.target);
-    }
-    auto commit = [this, plan, valid, removed, done, finish_fail, release]() {
-      json result;
-      try {
-        result = apply(plan, valid);
-      } catch (const RpcError& e) {
-        return finish_fail(e.code, e.what());
-      } catch (const std::exception& e) {
-        spdlog::warn("admin: change refused: {}", e.what());
-        return finish_fail(rpc_error::refused, e.what());
-      }
-      if (!removed.empty()) {
-        server_.visit_sessions(
-            [removed](net::SocketConnection& c, const net::SessionInfo& s) {
-              if (!removed.contains(s.target)) return false;
-              c.close("target removed by the administrator");
-              return true;
-            },
-            [](std::vector<net::SessionInfo> closed) {
-              for (const auto& s : closed)
-                spdlog::info("admin: closed session of {} to removed target {}", s.initiator,
-                             s.target);
-            });
-      }
-      done(result);
-      release();
-    };
-    if (touched.empty() || force) return commit();
+    const bool removes_or_replaces =
+        std::any_of(plan.steps.begin(), plan.steps.end(), [](const ChangeStep& s) {
+          return s.kind == Kind::remove_target || s.kind == Kind::remove_lun ||
+                 s.kind == Kind::replace_lun;
+        });
+    const bool weakens = std::any_of(plan.steps.begin(), plan.steps.end(),
+                                     [](const ChangeStep& s) { return !s.weakens_ack.empty(); });
+    // A weakening needs the sessions either way: to defer it, or to warn whom it affects.
+    const bool ask_sessions = (removes_or_replaces && !options.force) || weakens;
+    if (!ask_sessions)
+      return apply_or_refuse(std::move(plan), std::move(valid), options, {}, finish_done,
+                             finish_fail);
     server_.visit_sessions(
         [](net::SocketConnection&, const net::SessionInfo&) { return true; },
-        [touched, commit, finish_fail](std::vector<net::SessionInfo> sessions) {
-          std::map<std::string, std::vector<std::string>> users;
-          for (const auto& s : sessions)
-            if (s.logged_in && touched.contains(s.target))
-              users[s.target].push_back(s.initiator + " from " + s.peer);
-          if (users.empty()) return commit();
-          std::string msg;
-          for (const auto& [t, who] : users) {
-            msg += (msg.empty() ? "" : "; ") + std::string("target ") + t + " is in use by " +
-                   std::to_string(who.size()) + " session(s) (";
-            for (std::size_t i = 0; i < who.size(); ++i) msg += (i ? ", " : "") + who[i];
-            msg += ")";
-          }
-          spdlog::warn("admin: change refused: {}", msg);
-          finish_fail(rpc_error::refused,
-                      msg + ": close them first (ringtgtctl session close) or use --force");
+        [this, plan = std::move(plan), valid = std::move(valid), options, finish_done,
+         finish_fail](std::vector<net::SessionInfo> sessions) mutable {
+          apply_or_refuse(std::move(plan), std::move(valid), options, sessions, finish_done,
+                          finish_fail);
         });
   });
+}
+
+void Service::apply_or_refuse(ChangePlan plan, config::Config next, ChangeOptions options,
+                              const std::vector<net::SessionInfo>& sessions, Done done,
+                              std::function<void(int, const std::string&)> fail) {
+  std::map<std::string, std::vector<std::string>> users;  // target -> its logged-in sessions
+  for (const auto& s : sessions)
+    if (s.logged_in) users[s.target].push_back(s.initiator + " from " + s.peer);
+  if (!options.weaken_under_sessions) {
+    std::set<std::string> in_use;
+    for (const auto& [t, who] : users) in_use.insert(t);
+    defer_ack_weakening(plan, next, running_, in_use);
+    for (const auto& d : plan.deferred) spdlog::warn("admin: {}", d);
+  }
+  std::set<std::string> touched;  // targets whose LUNs go away or change under sessions
+  std::set<std::string> removed;
+  for (const auto& s : plan.steps) {
+    if (s.kind == Kind::remove_target) removed.insert(s.target);
+    if (s.kind == Kind::remove_target || s.kind == Kind::remove_lun || s.kind == Kind::replace_lun)
+      touched.insert(s.target);
+    if (!s.weakens_ack.empty() && users.contains(s.target)) {
+      spdlog::warn(
+          "admin: {} applied under {} logged-in session(s) of target {}: their writes "
+          "are no longer durable at GOOD, and they keep treating the disk as "
+          "write-through (no SYNCHRONIZE CACHE, no FUA) until they rescan or log in "
+          "again",
+          s.weakens_ack, users[s.target].size(), s.target);
+    }
+  }
+  if (!options.force) {
+    std::string msg;
+    for (const auto& [t, who] : users) {
+      if (!touched.contains(t)) continue;
+      msg += (msg.empty() ? "" : "; ") + std::string("target ") + t + " is in use by " +
+             std::to_string(who.size()) + " session(s) (";
+      for (std::size_t i = 0; i < who.size(); ++i) msg += (i ? ", " : "") + who[i];
+      msg += ")";
+    }
+    if (!msg.empty()) {
+      spdlog::warn("admin: change refused: {}", msg);
+      return fail(rpc_error::refused,
+                  msg + ": close them first (ringtgtctl session close) or use --force");
+    }
+  }
+  json result;
+  try {
+    result = apply(plan, next);
+  } catch (const RpcError& e) {
+    return fail(e.code, e.what());
+  } catch (const std::exception& e) {
+    spdlog::warn("admin: change refused: {}", e.what());
+    return fail(rpc_error::refused, e.what());
+  }
+  if (!removed.empty()) {
+    server_.visit_sessions(
+        [removed](net::SocketConnection& c, const net::SessionInfo& s) {
+          if (!removed.contains(s.target)) return false;
+          c.close("target removed by the administrator");
+          return true;
+        },
+        [](std::vector<net::SessionInfo> closed) {
+          for (const auto& s : closed)
+            spdlog::info("admin: closed session of {} to removed target {}", s.initiator, s.target);
+        });
+  }
+  done(result);
 }
 
 json Service::apply(const ChangePlan& plan, const config::Config& next) {
@@ -248,8 +316,11 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
         registry_.set_target_chap(s.target, s.target_cfg.chap);
         break;
       case Kind::add_lun:
+        registry_.put_lun(s.target, s.lun_cfg, opened[{s.target, s.lun}]);
+        break;
       case Kind::replace_lun:
         registry_.put_lun(s.target, s.lun_cfg, opened[{s.target, s.lun}]);
+        if (s.strengthens_ack) flush_what_writeback_left(s, running_);
         break;
       case Kind::remove_lun:
         registry_.remove_lun(s.target, s.lun);
@@ -266,10 +337,11 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
   running_ = next;
   ++generation_;
   if (on_applied_) on_applied_();
-  return json{{"applied", applied}, {"needs_restart", plan.needs_restart}};
+  return json{
+      {"applied", applied}, {"needs_restart", plan.needs_restart}, {"deferred", plan.deferred}};
 }
 
-void Service::reload(Done done, Fail fail) {
+void Service::reload(bool weaken_under_sessions, Done done, Fail fail) {
   config::Config next;
   try {
     next = config::load_file(running_.source);
@@ -279,12 +351,16 @@ void Service::reload(Done done, Fail fail) {
                 std::string(e.what()) + " (reload refused; the running configuration stays)");
   }
   spdlog::info("reloading {}", running_.source);
-  // The file is the operator's intent: LUNs and targets it drops go even when in use.
-  change(std::move(next), true, std::move(done), std::move(fail), true);
+  // The file is the operator's intent: LUNs and targets it drops go even when in use. A
+  // weaker acknowledgement waits for the sessions that were promised the stronger one.
+  change(std::move(next),
+         {.force = true, .weaken_under_sessions = weaken_under_sessions, .from_file = true},
+         std::move(done), std::move(fail));
 }
 
 void Service::reload_from_signal() {
   reload(
+      false,
       [](const json& r) {
         spdlog::info("reload done: {} change(s) applied, {} left for a restart",
                      r["applied"].size(), r["needs_restart"].size());
@@ -455,7 +531,7 @@ void Service::add_methods() {
         p.optional_strings("allowed_initiators").value_or(std::vector<std::string>{});
     next.targets.push_back(std::move(t));
     auto [ok, fail] = respond(r);
-    change(std::move(next), false, ok, fail);
+    change(std::move(next), {}, ok, fail);
   });
 
   d.add("target.remove", [this, respond](const Params& p, const Responder& r) {
@@ -465,7 +541,7 @@ void Service::add_methods() {
     target_of(next, name);
     std::erase_if(next.targets, [&](const auto& t) { return t.name == name; });
     auto [ok, fail] = respond(r);
-    change(std::move(next), p.flag("force", false), ok, fail);
+    change(std::move(next), {.force = p.flag("force", false)}, ok, fail);
   });
 
   d.add("lun.add", [this, respond](const Params& p, const Responder& r) {
@@ -506,7 +582,7 @@ void Service::add_methods() {
         p.optional_strings("allowed_initiators").value_or(std::vector<std::string>{});
     t.luns.push_back(std::move(l));
     auto [ok, fail] = respond(r);
-    change(std::move(next), false, ok, fail);
+    change(std::move(next), {}, ok, fail);
   });
 
   d.add("lun.remove", [this, respond](const Params& p, const Responder& r) {
@@ -518,7 +594,7 @@ void Service::add_methods() {
       throw RpcError(rpc_error::invalid_params,
                      "target " + t.name + " has no LUN " + std::to_string(n));
     auto [ok, fail] = respond(r);
-    change(std::move(next), p.flag("force", false), ok, fail);
+    change(std::move(next), {.force = p.flag("force", false)}, ok, fail);
   });
 
   d.add("lun.resize", [this, respond](const Params& p, const Responder& r) {
@@ -542,7 +618,7 @@ void Service::add_methods() {
     it->size = size;
     // The running config may remember a smaller size than the LUN has (a grown file).
     auto [ok, fail] = respond(r);
-    change(std::move(next), false, ok, fail);
+    change(std::move(next), {}, ok, fail);
   });
 
   auto acl = [this, respond](bool add) {
@@ -572,7 +648,7 @@ void Service::add_methods() {
           throw RpcError(rpc_error::invalid_params, who + " is not on the list of " + where);
       }
       auto [ok, fail] = respond(r);
-      change(std::move(next), false, ok, fail);
+      change(std::move(next), {}, ok, fail);
     };
   };
   d.add("acl.add", acl(true));
@@ -594,7 +670,7 @@ void Service::add_methods() {
     config::Config next = running_;
     next.portals.push_back(portal_of(p.string("listen")));
     auto [ok, fail] = respond(r);
-    change(std::move(next), false, ok, fail);
+    change(std::move(next), {}, ok, fail);
   });
   d.add("portal.remove", [this, respond, portal_of](const Params& p, const Responder& r) {
     p.only({"listen"});
@@ -603,7 +679,7 @@ void Service::add_methods() {
     if (std::erase_if(next.portals, [&](const auto& q) { return q.to_string() == name; }) == 0)
       throw RpcError(rpc_error::invalid_params, "no portal " + name + " (ringtgtctl portal list)");
     auto [ok, fail] = respond(r);
-    change(std::move(next), false, ok, fail);
+    change(std::move(next), {}, ok, fail);
   });
 
   // ---------------------------------------------------------------- sessions
@@ -656,9 +732,9 @@ void Service::add_methods() {
 
   // ---------------------------------------------------------------- config file
   d.add("config.reload", [this, respond](const Params& p, const Responder& r) {
-    p.only({});
+    p.only({"force"});
     auto [ok, fail] = respond(r);
-    reload(ok, fail);
+    reload(p.flag("force", false), ok, fail);
   });
 
   d.add("config.write", [this](const Params& p, const Responder& r) {

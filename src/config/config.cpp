@@ -183,7 +183,7 @@ class Loader {
                                std::string_view what) const {
     return get<bool>(t, key, what, "true or false");
   }
-  // A digest setting: true, false, or "required".
+  // A digest setting: "allowed", "never" or "required" (true and false: the first two).
   void get_digest(const toml::table& t, std::string_view key, std::string_view what, bool& allowed,
                   bool& required) const {
     const toml::node* n = t.get(key);
@@ -193,11 +193,14 @@ class Loader {
       required = false;
       return;
     }
-    if (auto s = n->value<std::string>(); s && n->is_string() && *s == "required") {
-      allowed = required = true;
-      return;
+    if (auto s = n->value<std::string>(); s && n->is_string()) {
+      if (*s == "allowed" || *s == "never" || *s == "required") {
+        allowed = *s != "never";
+        required = *s == "required";
+        return;
+      }
     }
-    fail(*n, std::string(what) + " must be true, false or \"required\"");
+    fail(*n, std::string(what) + " must be \"allowed\", \"never\" or \"required\"");
   }
   std::optional<std::string> get_string(const toml::table& t, std::string_view key,
                                         std::string_view what) const {

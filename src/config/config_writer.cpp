@@ -39,13 +39,9 @@ std::int64_t i64(std::uint64_t v) {
 
 }  // namespace
 
-// A digest setting as the loader reads it: true, false or "required".
+// A digest setting as the loader reads it: "allowed", "never" or "required".
 static void put_digest(toml::table& t, std::string_view key, bool allowed, bool required) {
-  if (required) {
-    t.insert(key, "required");
-  } else {
-    t.insert(key, allowed);
-  }
+  t.insert(key, IscsiSettings::digest_setting(allowed, required));
 }
 
 std::string to_toml(const Config& c) {

@@ -82,6 +82,8 @@ const char* to_string(LoginFailure f) {
       return "unsupported";
     case LoginFailure::limit_reached:
       return "limit_reached";
+    case LoginFailure::negotiation:
+      return "negotiation";
   }
   return "unknown";
 }
@@ -445,6 +447,10 @@ void Connection::login_data_complete() {
       fail_login(LoginStatus::authentication_failed, LoginFailure::auth_failed,
                  negotiator_.error_detail());
       return;
+    case NegotiationError::no_acceptable_value:
+      fail_login(LoginStatus::initiator_error, LoginFailure::negotiation,
+                 negotiator_.error_detail());
+      return;
     default:
       fail_login(LoginStatus::initiator_error, LoginFailure::bad_request,
                  negotiator_.error_detail());
@@ -476,7 +482,7 @@ void Connection::login_data_complete() {
     login_stage_ = nsg;
     if (nsg == LoginStage::full_feature) {
       if (std::string why = negotiator_.unmet_digest_requirement(); !why.empty()) {
-        fail_login(LoginStatus::initiator_error, LoginFailure::bad_request, why);
+        fail_login(LoginStatus::initiator_error, LoginFailure::negotiation, why);
         return;
       }
       negotiator_.finish(response);

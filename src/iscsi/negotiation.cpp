@@ -138,6 +138,8 @@ const char* to_string(NegotiationError e) {
       return "missing parameter";
     case NegotiationError::auth_failed:
       return "authentication failed";
+    case NegotiationError::no_acceptable_value:
+      return "no acceptable value";
   }
   return "unknown";
 }
@@ -196,12 +198,47 @@ NegotiationError LoginNegotiator::fail(NegotiationError e, std::string detail) {
 std::string LoginNegotiator::unmet_digest_requirement() const {
   if (params_.session_type != SessionType::normal) return "";
   if (limits_.require_header_digest && !params_.header_digest) {
-    return "this target requires HeaderDigest=CRC32C";
+    return "the initiator did not offer HeaderDigest=CRC32C and this target requires it "
+           "(header_digest = \"required\")";
   }
   if (limits_.require_data_digest && !params_.data_digest) {
-    return "this target requires DataDigest=CRC32C";
+    return "the initiator did not offer DataDigest=CRC32C and this target requires it "
+           "(data_digest = \"required\")";
   }
   return "";
+}
+
+NegotiationError LoginNegotiator::negotiate_digest(const KeyValue& kv,
+                                                   std::vector<Answer>& answers) {
+  const bool header = kv.key == "HeaderDigest";
+  // A discovery session carries no data worth a digest: "required" is for normal sessions.
+  const bool required = params_.session_type == SessionType::normal &&
+                        (header ? limits_.require_header_digest : limits_.require_data_digest);
+  const bool crc_allowed =
+      required || (header ? limits_.allow_header_digest : limits_.allow_data_digest);
+  bool SessionParams::*field = header ? &SessionParams::header_digest : &SessionParams::data_digest;
+  // RFC 7143 §6.2: the first value of the initiator's list that the target supports.
+  for (std::string_view option : split_list(kv.value)) {
+    if ((option == "None" && !required) || (option == "CRC32C" && crc_allowed)) {
+      params_.*field = option == "CRC32C";
+      answers.push_back({kv.key, std::string(option)});
+      return NegotiationError::none;
+    }
+  }
+  // Answering Reject would leave the key at None, which an initiator that offered only
+  // CRC32C cannot accept (Linux fails its login), while an initiator that offered only None
+  // would go on without the digest the target requires. Either way no usable session
+  // comes of it, so end the login now and say why (RFC 7143 §6.2 allows terminating).
+  const char* setting = required      ? "requires CRC32C"
+                        : crc_allowed ? "allows None and CRC32C"
+                                      : "allows None only";
+  return fail(NegotiationError::no_acceptable_value,
+              "the initiator offered " + kv.key + "=" + kv.value + " and this target " + setting +
+                  " (" + (header ? "header_digest" : "data_digest") + " = \"" +
+                  (required      ? "required"
+                   : crc_allowed ? "allowed"
+                                 : "never") +
+                  "\")");
 }
 
 void LoginNegotiator::reject(const KeyValue& kv, std::vector<Answer>& answers,
@@ -365,23 +402,7 @@ NegotiationError LoginNegotiator::handle(std::uint8_t stage, bool first, const K
   }
 
   // Operational keys (accepted in the security stage too: some initiators send them early).
-  if (key == "HeaderDigest" || key == "DataDigest") {
-    const bool header = key == "HeaderDigest";
-    const bool required = header ? limits_.require_header_digest : limits_.require_data_digest;
-    const bool crc_allowed =
-        required || (header ? limits_.allow_header_digest : limits_.allow_data_digest);
-    bool SessionParams::*field =
-        header ? &SessionParams::header_digest : &SessionParams::data_digest;
-    for (std::string_view option : split_list(kv.value)) {
-      if ((option == "None" && !required) || (option == "CRC32C" && crc_allowed)) {
-        params_.*field = option == "CRC32C";
-        answers.push_back({key, std::string(option)});
-        return NegotiationError::none;
-      }
-    }
-    reject(kv, answers, "no acceptable digest");
-    return NegotiationError::none;
-  }
+  if (key == "HeaderDigest" || key == "DataDigest") return negotiate_digest(kv, answers);
 
   if (key == "MaxRecvDataSegmentLength") {
     auto v = parse_number(kv.value);

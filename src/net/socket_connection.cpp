@@ -342,6 +342,9 @@ void SocketConnection::login_failed(iscsi::LoginFailure why, const std::string& 
     case iscsi::LoginFailure::limit_reached:
       metrics::count_login_failure(metrics::LoginFailureReason::limit);
       break;
+    case iscsi::LoginFailure::negotiation:
+      metrics::count_login_failure(metrics::LoginFailureReason::negotiation);
+      break;
     default:  // unknown target, unsupported version or session type
       metrics::count_login_failure(metrics::LoginFailureReason::other);
       break;

@@ -90,6 +90,63 @@ sys.exit(1)
 PY
   fail "a login without header digests was not refused: $(cat "$TMP/nodigest.out")"
 expect_grep "refused: operational login failed: 0x2/0x0" "$TMP/nodigest.out" "login status 0x0200"
-expect_grep "login refused: .*this target requires HeaderDigest=CRC32C" "$DAEMON_LOG" \
-  "the refusal logged with its reason"
+expect_grep "login refused: .*: negotiation \(the initiator offered HeaderDigest=None and this target requires CRC32C \(header_digest = \"required\"\)\)" \
+  "$DAEMON_LOG" "the refusal logged with its reason"
 stop_daemon_ok
+
+# The negotiation table, one daemon per setting (no key: the default, "allowed"):
+# the initiator's offer decides unless the setting forbids or requires CRC32C, and
+# an initiator that insists on what the setting refuses gets login status 0x0200,
+# a warning naming the key, its offer and the setting, and a login failure counted
+# under reason="negotiation" (never a "session normal" line).
+for setting in default allowed never required; do
+  log "digest negotiation with ${setting} digests"
+  P=$(pick_port)
+  M=$(pick_port)
+  {
+    config_prologue "$P" "$TGT"
+    cat <<CONF
+
+  [[target.lun]]
+  number = 0
+  path = "$TMP/lun2.img"
+  size = "16M"
+
+[metrics]
+listen = "127.0.0.1:$M"
+CONF
+    if [[ $setting != default ]]; then
+      printf '\n[iscsi]\nheader_digest = "%s"\ndata_digest = "%s"\n' "$setting" "$setting"
+    fi
+  } >"$TMP/$setting.toml"
+  start_daemon "$TMP/$setting.toml" "$P"
+  table=$setting
+  [[ $setting == default ]] && table=allowed
+  run_ok "$TMP/table-$setting.out" timeout 120 python3 \
+    "$RINGTGT_SRC/tests/hostile/digest_negotiation.py" 127.0.0.1 "$P" "$TGT" "$table"
+  cat "$TMP/table-$setting.out"
+  expect_grep '^4 passed, 0 failed$' "$TMP/table-$setting.out" "the $setting negotiation table"
+  curl -fsS --max-time 5 "http://127.0.0.1:$M/metrics" -o "$TMP/metrics-$setting.txt" ||
+    fail "GET /metrics failed"
+  refused=$(awk '/^ringtgt_login_failures_total\{reason="negotiation"\}/{print $2}' \
+    "$TMP/metrics-$setting.txt")
+  case $table in
+    allowed)
+      expect_eq "${refused:-missing}" 0 "negotiation failures with $setting digests"
+      expect_grep "session normal .*\(header and data digests\)" "$DAEMON_LOG" "a CRC32C session"
+      expect_grep "session normal .*\(no digests\)" "$DAEMON_LOG" "a session without digests"
+      ;;
+    never)
+      expect_eq "${refused:-missing}" 1 "negotiation failures with never"
+      expect_grep "warning login refused: initiator iqn\.2025-01\.com\.example:digest-table .*: negotiation \(the initiator offered HeaderDigest=CRC32C and this target allows None only \(header_digest = \"never\"\)\)" \
+        "$DAEMON_LOG" "the refusal of CRC32C logged as a warning"
+      expect_no_grep "\((header and data digests|header digest|data digest)\)$" "$DAEMON_LOG" \
+        "no session with digests"
+      ;;
+    required)
+      expect_eq "${refused:-missing}" 1 "negotiation failures with required"
+      expect_no_grep "\(no digests\)" "$DAEMON_LOG" "no session without digests"
+      ;;
+  esac
+  stop_daemon_ok
+done

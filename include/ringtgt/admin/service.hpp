@@ -42,11 +42,21 @@ class Service {
   // Runs job once every change queued before it is done; job calls release when done.
   void exclusive(std::function<void(std::function<void()> release)> job);
   void run_next();
-  // Validates next and applies its difference from the running config. force: also
-  // when a session uses a target whose LUNs go away or change.
-  void change(config::Config next, bool force, Done done, Fail fail, bool from_file = false);
+  struct ChangeOptions {
+    bool force = false;  // also when a session uses a target whose LUNs go away or change
+    // Apply a weaker write acknowledgement under logged-in sessions (ChangeStep::weakens_ack)
+    // instead of deferring it.
+    bool weaken_under_sessions = false;
+    bool from_file = false;  // next was loaded (and so validated) from the config file
+  };
+  // Validates next and applies its difference from the running config.
+  void change(config::Config next, ChangeOptions options, Done done, Fail fail);
+  // Decides, knowing the logged-in sessions, what of the plan is applied, and applies it.
+  void apply_or_refuse(ChangePlan plan, config::Config next, ChangeOptions options,
+                       const std::vector<net::SessionInfo>& sessions, Done done,
+                       std::function<void(int, const std::string&)> fail);
   json apply(const ChangePlan& plan, const config::Config& next);
-  void reload(Done done, Fail fail);
+  void reload(bool weaken_under_sessions, Done done, Fail fail);
 
   config::Target& target_of(config::Config& c, const std::string& name);
 

@@ -76,13 +76,20 @@ struct IscsiSettings {
   bool initial_r2t = false;
   bool immediate_data = true;
   std::uint32_t max_outstanding_r2t = 1;
-  // Digests: false: None only; true: CRC32C when the initiator offers it first
-  // (RFC 7143: the target takes the first value of the initiator's list that it
-  // supports); "required" in the file: CRC32C only, None refused.
-  bool header_digest = false;
-  bool data_digest = false;
+  // Digests, in the file "allowed" (default), "never" or "required":
+  // allowed: the initiator chooses (RFC 7143: the target takes the first value of the
+  //   initiator's list that it supports), so None or CRC32C;
+  // never: None only (header_digest false here); required: CRC32C only (require_* true)
+  //   for normal sessions. An initiator that insists otherwise is refused at login.
+  // true and false are accepted as the old spellings of "allowed" and "never".
+  bool header_digest = true;
+  bool data_digest = true;
   bool require_header_digest = false;
   bool require_data_digest = false;
+  // The file's name of a digest setting: "allowed", "never" or "required".
+  static const char* digest_setting(bool allowed, bool required) {
+    return required ? "required" : allowed ? "allowed" : "never";
+  }
   std::uint32_t default_time2wait = 2;
   std::uint32_t default_time2retain = 0;
   std::uint32_t queue_depth = 128;          // commands outstanding per session (MaxCmdSN window)

@@ -61,6 +61,7 @@ enum class LoginFailure {
   auth_failed,
   unsupported,    // version, session type, adding a connection to a session
   limit_reached,  // [limits] max_sessions / max_sessions_per_initiator
+  negotiation,    // a key the initiator insists on has no value the target accepts
 };
 const char* to_string(LoginFailure f);
 

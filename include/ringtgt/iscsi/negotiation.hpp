@@ -27,9 +27,11 @@ struct TargetLimits {
   bool initial_r2t = false;  // false: we allow unsolicited data (result is OR with initiator)
   bool immediate_data = true;
   std::uint32_t max_outstanding_r2t = 1;
-  bool allow_header_digest = false;  // accept CRC32C when offered
-  bool allow_data_digest = false;
-  bool require_header_digest = false;  // refuse None: CRC32C or no session
+  // Digests: the initiator chooses between None and CRC32C (it pays for them) unless the
+  // target forbids CRC32C (allow false) or requires it of normal sessions (require true).
+  bool allow_header_digest = true;
+  bool allow_data_digest = true;
+  bool require_header_digest = false;
   bool require_data_digest = false;
   std::uint32_t default_time2wait = 2;
   std::uint32_t default_time2retain = 0;
@@ -63,6 +65,9 @@ enum class NegotiationError {
   initiator_error,    // protocol violation -> login status 0x0200
   missing_parameter,  // 0x0207
   auth_failed,        // 0x0201
+  // A key the initiator offered with no value the target may accept (a digest it insists
+  // on): the session could not be used, so the login ends here -> 0x0200.
+  no_acceptable_value,
 };
 
 const char* to_string(NegotiationError);
@@ -117,6 +122,7 @@ class LoginNegotiator {
 
   NegotiationError handle(std::uint8_t stage, bool first, const KeyValue& kv,
                           std::vector<Answer>& answers);
+  NegotiationError negotiate_digest(const KeyValue& kv, std::vector<Answer>& answers);
   NegotiationError fail(NegotiationError e, std::string detail);
   void reject(const KeyValue& kv, std::vector<Answer>& answers, std::string_view why);
   bool accepts_auth_method(std::string_view method) const;

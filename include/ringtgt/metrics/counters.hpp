@@ -226,8 +226,15 @@ struct TargetCounters {
   std::atomic<std::int64_t> connections{0};
 };
 
-enum class LoginFailureReason : std::uint8_t { auth, authorization, bad_request, limit, other };
-inline constexpr std::size_t kLoginFailureReasons = 5;
+enum class LoginFailureReason : std::uint8_t {
+  auth,
+  authorization,
+  bad_request,
+  limit,
+  negotiation,
+  other
+};
+inline constexpr std::size_t kLoginFailureReasons = 6;
 constexpr const char* to_string(LoginFailureReason r) {
   switch (r) {
     case LoginFailureReason::auth:
@@ -238,6 +245,8 @@ constexpr const char* to_string(LoginFailureReason r) {
       return "bad_request";
     case LoginFailureReason::limit:  // [limits] max_sessions / max_sessions_per_initiator
       return "limit";
+    case LoginFailureReason::negotiation:  // a key the initiator insists on, e.g. a digest
+      return "negotiation";
     case LoginFailureReason::other:
       return "other";
   }

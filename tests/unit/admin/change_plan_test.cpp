@@ -134,7 +134,7 @@ TEST(ChangePlan, SettingsThatNeedARestartAreReportedAndLeft) {
   auto next = base();
   next.workers = 4;
   next.iscsi.queue_depth = 64;
-  next.iscsi.header_digest = true;
+  next.iscsi.header_digest = false;
   next.log_level = "debug";
   next.targets[0].alias = "new";
   next.admin.socket = "/tmp/other.sock";
@@ -147,10 +147,101 @@ TEST(ChangePlan, SettingsThatNeedARestartAreReportedAndLeft) {
   EXPECT_EQ(p.needs_restart.size(), 6u);
   EXPECT_TRUE(has("workers: 2 -> 4"));
   EXPECT_TRUE(has("iscsi.queue_depth: 128 -> 64"));
-  EXPECT_TRUE(has("iscsi.header_digest: false -> true"));
+  EXPECT_TRUE(has("iscsi.header_digest: allowed -> never"));
   EXPECT_TRUE(has("log_level: info -> debug"));
   EXPECT_TRUE(has("alias"));
   EXPECT_TRUE(has("admin.socket"));
+}
+
+}  // namespace
+}  // namespace ringtgt::admin
+
+// Issue 21: what a change of write_ack does to the promise a logged-in initiator holds.
+namespace ringtgt::admin {
+namespace {
+
+config::Config with_ack(config::WriteAck a1) {
+  auto c = base();
+  c.targets[0].luns[0].write_ack = a1;
+  return c;
+}
+
+TEST(ChangePlanAck, EachTransitionOfWriteAck) {
+  using config::WriteAck;
+  struct Row {
+    WriteAck from, to;
+    bool replaced, weakens, strengthens;
+  };
+  const Row rows[] = {
+      {WriteAck::writethrough, WriteAck::writeback, true, true, false},
+      {WriteAck::writeback, WriteAck::writethrough, true, false, true},
+      {WriteAck::writethrough, WriteAck::writethrough, false, false, false},
+      {WriteAck::writeback, WriteAck::writeback, false, false, false},
+  };
+  for (const Row& r : rows) {
+    SCOPED_TRACE(std::to_string(static_cast<int>(r.from)) + " -> " +
+                 std::to_string(static_cast<int>(r.to)));
+    auto p = plan_changes(with_ack(r.from), with_ack(r.to));
+    ASSERT_EQ(p.steps.size(), r.replaced ? 1u : 0u);
+    if (!r.replaced) continue;
+    EXPECT_EQ(p.steps[0].kind, Kind::replace_lun);
+    EXPECT_EQ(p.steps[0].weakens_ack,
+              r.weakens ? "write_ack writethrough -> writeback" : std::string());
+    EXPECT_EQ(p.steps[0].strengthens_ack, r.strengthens);
+  }
+}
+
+TEST(ChangePlanAck, OtherBackingChangesNeitherWeakenNorStrengthen) {
+  auto next = base();
+  next.targets[0].luns[0].path = "/tmp/elsewhere.img";
+  next.targets[0].luns[1].read_only = true;
+  auto p = plan_changes(base(), next);
+  ASSERT_EQ(p.steps.size(), 2u);
+  for (const auto& s : p.steps) {
+    EXPECT_EQ(s.kind, Kind::replace_lun);
+    EXPECT_TRUE(s.weakens_ack.empty());
+    EXPECT_FALSE(s.strengthens_ack);
+  }
+}
+
+TEST(ChangePlanAck, WeakeningWaitsWhileSessionsUseTheTarget) {
+  auto running = base();
+  auto next = base();
+  next.targets[0].luns[0].write_ack = config::WriteAck::writeback;  // a LUN 1: weakened
+  next.targets[0].luns[1].path = "/tmp/a2-new.img";                 // a LUN 2: only moved
+  next.targets[1].luns[0].write_ack = config::WriteAck::writeback;  // b LUN 1: no session
+  auto p = plan_changes(running, next);
+  ASSERT_EQ(p.steps.size(), 3u);
+  defer_ack_weakening(p, next, running, {"iqn.2025-01.com.example:a"});
+  ASSERT_EQ(p.steps.size(), 2u);
+  EXPECT_EQ(p.steps[0].lun, 2u);
+  EXPECT_EQ(p.steps[1].target, "iqn.2025-01.com.example:b");
+  ASSERT_EQ(p.deferred.size(), 1u);
+  EXPECT_NE(p.deferred[0].find("target iqn.2025-01.com.example:a LUN 1: write_ack writethrough "
+                               "-> writeback not applied while sessions use the target"),
+            std::string::npos)
+      << p.deferred[0];
+  EXPECT_NE(p.deferred[0].find("--force"), std::string::npos);
+  // The running configuration keeps saying what is served, so the next reload tries again.
+  EXPECT_EQ(next.targets[0].luns[0].write_ack, config::WriteAck::writethrough);
+  EXPECT_EQ(next.targets[1].luns[0].write_ack, config::WriteAck::writeback);
+  auto later = plan_changes(next, [&] {
+    auto c = next;
+    c.targets[0].luns[0].write_ack = config::WriteAck::writeback;
+    return c;
+  }());
+  ASSERT_EQ(later.steps.size(), 1u);
+  EXPECT_FALSE(later.steps[0].weakens_ack.empty());
+}
+
+TEST(ChangePlanAck, StrengtheningIsNeverDeferred) {
+  auto running = with_ack(config::WriteAck::writeback);
+  auto next = base();
+  auto p = plan_changes(running, next);
+  defer_ack_weakening(p, next, running, {"iqn.2025-01.com.example:a"});
+  ASSERT_EQ(p.steps.size(), 1u);
+  EXPECT_TRUE(p.steps[0].strengthens_ack);
+  EXPECT_TRUE(p.deferred.empty());
 }
 
 }  // namespace

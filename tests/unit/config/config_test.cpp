@@ -1086,17 +1086,39 @@ TEST(Writer, WriteFileAtomicallyReplacesTheFile) {
 namespace ringtgt::config {
 namespace {
 
-TEST(Digests, TrueFalseOrRequired) {
-  Config c =
-      load_string(kHead + "[iscsi]\nheader_digest = \"required\"\ndata_digest = true\n", "t.toml");
+TEST(Digests, AllowedNeverOrRequired) {
+  Config c = load_string(kHead + "[iscsi]\nheader_digest = \"required\"\ndata_digest = \"never\"\n",
+                         "t.toml");
   EXPECT_TRUE(c.iscsi.header_digest);
   EXPECT_TRUE(c.iscsi.require_header_digest);
+  EXPECT_FALSE(c.iscsi.data_digest);
+  EXPECT_FALSE(c.iscsi.require_data_digest);
+  Config allowed = load_string(kHead + "[iscsi]\nheader_digest = \"allowed\"\n", "t.toml");
+  EXPECT_TRUE(allowed.iscsi.header_digest);
+  EXPECT_FALSE(allowed.iscsi.require_header_digest);
+  EXPECT_EQ(error_of(kHead + "[iscsi]\nheader_digest = \"always\"\n"),
+            "t.toml:6:17: iscsi.header_digest must be \"allowed\", \"never\" or \"required\"");
+  EXPECT_EQ(error_of(kHead + "[iscsi]\ndata_digest = 1\n"),
+            "t.toml:6:15: iscsi.data_digest must be \"allowed\", \"never\" or \"required\"");
+}
+
+// The initiator chooses unless the file says otherwise: Linux with CRC32C in
+// iscsid.conf logs in to a config that never mentions digests.
+TEST(Digests, DefaultIsAllowed) {
+  Config c = load_string(kHead, "t.toml");
+  EXPECT_TRUE(c.iscsi.header_digest);
+  EXPECT_TRUE(c.iscsi.data_digest);
+  EXPECT_FALSE(c.iscsi.require_header_digest);
+  EXPECT_FALSE(c.iscsi.require_data_digest);
+}
+
+// Files written before "allowed"/"never" existed keep their meaning.
+TEST(Digests, TrueAndFalseAreTheOldSpellings) {
+  Config c = load_string(kHead + "[iscsi]\nheader_digest = false\ndata_digest = true\n", "t.toml");
+  EXPECT_FALSE(c.iscsi.header_digest);
+  EXPECT_FALSE(c.iscsi.require_header_digest);
   EXPECT_TRUE(c.iscsi.data_digest);
   EXPECT_FALSE(c.iscsi.require_data_digest);
-  EXPECT_EQ(error_of(kHead + "[iscsi]\nheader_digest = \"always\"\n"),
-            "t.toml:6:17: iscsi.header_digest must be true, false or \"required\"");
-  EXPECT_EQ(error_of(kHead + "[iscsi]\ndata_digest = 1\n"),
-            "t.toml:6:15: iscsi.data_digest must be true, false or \"required\"");
 }
 
 }  // namespace

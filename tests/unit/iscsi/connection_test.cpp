@@ -1333,6 +1333,42 @@ ConnectionSettings digests_allowed() {
   return s;
 }
 
+// Issue 20: Linux with HeaderDigest = CRC32C alone against a target that allows None
+// only. Answering Reject and going on would count and log a session the initiator
+// never uses; the login ends with 0x0200 and the reason instead.
+TEST(ConnectionDigest, AnInsistedDigestTheTargetRefusesEndsTheLogin) {
+  ConnectionSettings s;
+  s.limits.allow_header_digest = false;
+  Driver d(s);
+  auto sec = Driver::text({{"InitiatorName", kInitiator},
+                           {"TargetName", kTarget},
+                           {"SessionType", "Normal"},
+                           {"AuthMethod", "None"}});
+  ASSERT_TRUE(d.send(
+      Driver::login_request(LoginStage::security, LoginStage::operational, true, 1, 0), sec));
+  ASSERT_EQ(d.drain().size(), 1u);
+  auto op = Driver::text({{"HeaderDigest", "CRC32C"}, {"DataDigest", "CRC32C"}});
+  d.send(Driver::login_request(LoginStage::operational, LoginStage::full_feature, true, 1, 1), op);
+  expect_refused(d, LoginStatus::initiator_error, LoginFailure::negotiation);
+  EXPECT_EQ(d.host.failures[0].detail,
+            "the initiator offered HeaderDigest=CRC32C and this target allows None only "
+            "(header_digest = \"never\")");
+}
+
+TEST(ConnectionDigest, DigestsAreTheInitiatorsChoiceByDefault) {
+  Driver d;  // default settings: digests allowed
+  auto r = d.login(with_digests());
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].bhs.login_status(), LoginStatus::success);
+  EXPECT_EQ(r[1].keys()["HeaderDigest"], "CRC32C");
+  EXPECT_EQ(r[1].keys()["DataDigest"], "CRC32C");
+  Driver plain;
+  auto r2 = plain.login();
+  ASSERT_EQ(r2.size(), 2u);
+  EXPECT_EQ(r2[1].keys()["HeaderDigest"], "None");
+  EXPECT_EQ(r2[1].keys()["DataDigest"], "None");
+}
+
 TEST(ConnectionDigest, NegotiatedDigestsProtectBothDirections) {
   Driver d(digests_allowed());
   auto r = d.login(with_digests());

@@ -199,11 +199,14 @@ TEST(Collector, GlobalCountersMove) {
   double auth = value_of("ringtgt_login_failures_total{reason=\"auth\"}");
   double attempts = value_of("ringtgt_login_attempts_total");
   double data = value_of("ringtgt_digest_errors_total{kind=\"data\"}");
+  double negotiation = value_of("ringtgt_login_failures_total{reason=\"negotiation\"}");
   count_login_failure(LoginFailureReason::auth);
+  count_login_failure(LoginFailureReason::negotiation);
   count_login_success();
   count_digest_error(DigestKind::data);
   EXPECT_EQ(value_of("ringtgt_login_failures_total{reason=\"auth\"}"), auth + 1);
-  EXPECT_EQ(value_of("ringtgt_login_attempts_total"), attempts + 2);
+  EXPECT_EQ(value_of("ringtgt_login_failures_total{reason=\"negotiation\"}"), negotiation + 1);
+  EXPECT_EQ(value_of("ringtgt_login_attempts_total"), attempts + 3);
   EXPECT_EQ(value_of("ringtgt_digest_errors_total{kind=\"data\"}"), data + 1);
 }
 
