@@ -225,7 +225,7 @@ for ((i = 0; i < 100; i++)); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 
 guest_secs=$(($(date +%s) - t_start))
 
 grep -E '^(E2E|restart-|  [a-z0-9-]+ (read|write))' "$console" | grep -v '^E2E-SYNC'
-summary=$(grep -E '^E2E: ' "$console")
+summary=$(grep -E '^E2E: ' "$console" | tr -d '\r')
 for f in "${host_failures[@]}"; do echo "HOST-FAIL $f" >&2; done
 # The steps that must have passed: a guest that skipped one fails too.
 required=(discovery-lists-node2-targets discovery-lists-node3-targets chap-wrong-secret-refused
