@@ -38,13 +38,21 @@ if [[ -f $image/ready ]]; then
 fi
 
 log() { echo "[build_guest $(date +%T)] $*" >&2; }
+# unmount_under DIR: debootstrap mounts proc/sys inside the root; a folder is
+# removed only after they are gone (and rm never crosses into them).
+unmount_under() {
+  local m
+  for m in $(awk -v w="$1" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
+}
+# Under the lock no other build runs: a .build folder left now is from a
+# build that was killed (e.g. a ctest timeout).
+unmount_under "$cache/.build."
+rm -rf --one-file-system "$cache"/.build.*
 log "building guest image $key ($kernel_pkg $kernel_ver) in $cache"
 work=$(mktemp -d "$cache/.build.XXXXXX")
 cleanup() {
-  # debootstrap mounts proc/sys inside the root; never leave them behind.
-  local m
-  for m in $(awk -v w="$work" '$2 ~ "^"w {print $2}' /proc/mounts | sort -r); do umount -l "$m" || true; done
-  rm -rf "$work"
+  unmount_under "$work"
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 
