@@ -14,6 +14,8 @@ packages=(
   # alert rules and scrape config (conf/prometheus): promtool, and a real
   # Prometheus run on loopback by tests/integration/test_prometheus_alerts.sh
   prometheus python3-yaml
+  # tests/e2e: a Debian guest under qemu (TCG) with open-iscsi, built by debootstrap
+  qemu-system-x86 debootstrap cpio
 )
 
 missing=()
