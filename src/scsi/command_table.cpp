@@ -195,18 +195,19 @@ constexpr bool well_ordered() {
 }
 static_assert(well_ordered(), "command table rows out of order");
 
-// Every offered row has a handler and its CDB usage data starts with its opcode
-// (catch-all rows report nothing).
+// Every offered row's CDB usage data starts with its opcode (catch-all rows report
+// nothing). That each has a handler is checked by command_table_test.cpp: GCC's
+// -fsanitize=undefined makes comparing a function's address with nullptr no
+// constant expression, so the sanitizer build could not compile it here.
 constexpr bool rows_complete() {
   for (const Command& c : kCommands) {
-    if (c.offered != never && c.run == nullptr) return false;
     if (c.service_action != other_sa && c.offered != never && c.usage[0] != c.opcode) return false;
     if (c.cdb_length != 6 && c.cdb_length != 10 && c.cdb_length != 12 && c.cdb_length != 16)
       return false;
   }
   return true;
 }
-static_assert(rows_complete(), "a command row lacks its handler or CDB usage data");
+static_assert(rows_complete(), "a command row lacks its CDB usage data");
 
 // The first row of each opcode, so that finding a command costs one load.
 constexpr std::array<std::uint8_t, 256> first_rows() {

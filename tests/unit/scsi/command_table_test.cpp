@@ -92,6 +92,13 @@ TEST(CommandTable, OfferedRowsRunAndAreReportedWithTheirUsage) {
   EXPECT_GT(rows, 50);
 }
 
+TEST(CommandTable, EveryOfferedRowHasAHandler) {
+  for (const detail::Command& row : detail::commands()) {
+    if (row.offered == detail::Offered::never) continue;
+    EXPECT_NE(row.run, nullptr) << row.name;
+  }
+}
+
 TEST(CommandTable, RowsNotOfferedAreInvalid) {
   OneLu l(false, false);
   EXPECT_TRUE(l.invalid_opcode({0x16, 0, 0, 0, 0, 0}));                 // RESERVE(6)
