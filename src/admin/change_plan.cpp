@@ -137,7 +137,8 @@ void lun_differences(const config::Target& t, const config::Lun& a, const config
 std::string ack_weakening(const config::Lun& from, const config::Lun& to) {
   if (from.write_ack == config::WriteAckPolicy::writethrough &&
       to.write_ack == config::WriteAckPolicy::writeback) {
-    return std::string("write_ack ") + storage::to_string(from.write_ack) + " -> " + storage::to_string(to.write_ack);
+    return std::string("write_ack ") + storage::to_string(from.write_ack) + " -> " +
+           storage::to_string(to.write_ack);
   }
   return "";
 }

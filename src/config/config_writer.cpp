@@ -97,10 +97,11 @@ std::string to_toml(const Config& c) {
     }
     toml::array luns;
     for (const auto& l : t.luns) {
-      toml::table lt{
-          {"number", i64(l.number)},         {"path", l.path},
-          {"block_size", i64(l.block_size)}, {"read_only", l.read_only},
-          {"write_ack", storage::to_string(l.write_ack)}};
+      toml::table lt{{"number", i64(l.number)},
+                     {"path", l.path},
+                     {"block_size", i64(l.block_size)},
+                     {"read_only", l.read_only},
+                     {"write_ack", storage::to_string(l.write_ack)}};
       if (l.size) lt.insert("size", i64(*l.size));
       if (l.direct_io) lt.insert("direct_io", *l.direct_io);
       if (l.physical_block_size) lt.insert("physical_block_size", i64(l.physical_block_size));

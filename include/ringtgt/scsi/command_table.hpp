@@ -51,7 +51,7 @@ struct Command {
   std::array<std::uint8_t, 16> usage;  // RSOC's CDB USAGE DATA: byte 0 is the opcode
   PrClass pr;
   bool allowed_while_reserved;  // an SPC-2 reservation of another I_T nexus lets it through
-  DataDirection direction;  // which way its data moves, if at all (VERIFY: with BYTCHK)
+  DataDirection direction;      // which way its data moves, if at all (VERIFY: with BYTCHK)
   Offered offered;
 };
 

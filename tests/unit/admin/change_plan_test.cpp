@@ -208,7 +208,7 @@ TEST(ChangePlanAck, WeakeningWaitsWhileSessionsUseTheTarget) {
   auto running = base();
   auto next = base();
   next.targets[0].luns[0].write_ack = config::WriteAckPolicy::writeback;  // a LUN 1: weakened
-  next.targets[0].luns[1].path = "/tmp/a2-new.img";                 // a LUN 2: only moved
+  next.targets[0].luns[1].path = "/tmp/a2-new.img";                       // a LUN 2: only moved
   next.targets[1].luns[0].write_ack = config::WriteAckPolicy::writeback;  // b LUN 1: no session
   auto p = plan_changes(running, next);
   ASSERT_EQ(p.steps.size(), 3u);
