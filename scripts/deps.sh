@@ -16,6 +16,8 @@ packages=(
   prometheus python3-yaml
   # tests/e2e: a Debian guest under qemu (TCG) with open-iscsi, built by debootstrap
   qemu-system-x86 debootstrap cpio
+  # RBD LUNs: librbd/librados to build; a one-node Ceph cluster (tests/ceph/cluster.sh) to test
+  librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common
 )
 
 missing=()

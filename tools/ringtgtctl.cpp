@@ -45,7 +45,10 @@ const char* kHelp =
     "          [--physical-block-size BYTES] [--read-only] [--direct-io]\n"
     "          [--write-ack writethrough|writeback] [--provisioning thin|full]\n"
     "          [--serial S] [--allow INITIATOR]...\n"
-    "                                           a missing FILE is created sparse at SIZE\n"
+    "          [--rbd-conf CEPH.CONF] [--rbd-client ID] [--rbd-keyring FILE]\n"
+    "          [--rbd-op-timeout SECONDS]\n"
+    "                                           a missing FILE is created sparse at SIZE;\n"
+    "                                           --path rbd:POOL/IMAGE serves an RBD image\n"
     "  lun remove --target IQN --lun N [--force] refused while a session uses the target,\n"
     "                                           unless --force (its commands then get\n"
     "                                           LOGICAL UNIT NOT SUPPORTED)\n"
@@ -412,12 +415,20 @@ int main(int argc, char** argv) {
   } else if (cmd("lun", "add")) {
     auto a = parse(in, i + 2,
                    {"target", "lun", "path", "size", "block-size", "physical-block-size",
-                    "write-ack", "provisioning", "serial", "allow"},
+                    "write-ack", "provisioning", "serial", "allow", "rbd-conf", "rbd-client",
+                    "rbd-keyring", "rbd-op-timeout"},
                    {"read-only", "direct-io"}, 0);
     method = "lun.add";
     params["target"] = a.need("target");
     params["lun"] = parse_uint(a.need("lun"), "--lun");
-    params["path"] = absolute(a.need("path"));
+    const std::string path = a.need("path");
+    params["path"] = path.starts_with("rbd:") ? path : absolute(path);
+    // How to reach an RBD image's cluster: the LUN's [target.lun.rbd] table.
+    if (auto v = a.opt("rbd-conf")) params["rbd"]["conf"] = absolute(*v);
+    if (auto v = a.opt("rbd-client")) params["rbd"]["client"] = *v;
+    if (auto v = a.opt("rbd-keyring")) params["rbd"]["keyring"] = absolute(*v);
+    if (auto v = a.opt("rbd-op-timeout"))
+      params["rbd"]["op_timeout"] = parse_uint(*v, "--rbd-op-timeout");
     if (auto v = a.opt("size")) params["size"] = parse_size(*v);
     if (auto v = a.opt("block-size")) params["block_size"] = parse_uint(*v, "--block-size");
     if (auto v = a.opt("physical-block-size"))

@@ -25,7 +25,7 @@ bool same_chap(const std::optional<config::Chap>& a, const std::optional<config:
 
 // Everything that is fixed once the LU is open.
 bool same_backing(const config::Lun& a, const config::Lun& b) {
-  return a.path == b.path && a.block_size == b.block_size &&
+  return a.path == b.path && a.rbd == b.rbd && a.block_size == b.block_size &&
          a.physical_block_size == b.physical_block_size && a.read_only == b.read_only &&
          a.direct_io == b.direct_io && a.write_ack == b.write_ack && a.serial == b.serial &&
          a.provisioning == b.provisioning;

@@ -82,6 +82,16 @@ json session_json(const net::SessionInfo& s) {
   return j;
 }
 
+// A JSON parameter as a TOML value: scalars and arrays read the same; an object
+// (the rbd table) becomes an inline table.
+std::string toml_value(const nlohmann::json& value) {
+  if (!value.is_object()) return value.dump();
+  std::string t = "{";
+  for (const auto& [key, v] : value.items())
+    t += (t.size() > 1 ? ", " : " ") + nlohmann::json(key).dump() + " = " + toml_value(v);
+  return t + " }";
+}
+
 // The LUN that lun.add's parameters describe, by the config file's rules for a
 // [[target.lun]] (config::load_lun): each parameter but "target" is written as that
 // table's key ("lun" is its "number"), and a JSON scalar or array of strings reads
@@ -90,7 +100,7 @@ config::Lun lun_from_params(const Params& p) {
   std::string table;
   for (const auto& [key, value] : p.raw().items()) {
     if (key == "target") continue;
-    table += (key == "lun" ? std::string("number") : key) + " = " + value.dump() + "\n";
+    table += (key == "lun" ? std::string("number") : key) + " = " + toml_value(value) + "\n";
   }
   try {
     return config::load_lun(table, "lun.add");

@@ -691,7 +691,8 @@ class Loader {
           std::string user = "target \"" + tgt.name + "\" LUN " + std::to_string(lun.number);
           auto [pit, pfresh] = paths.emplace(lun.path, user);
           if (!pfresh) {
-            fail(*l.as_table()->get("path"),
+            const toml::node* at = l.as_table()->get("path");
+            fail(at ? *at : *l.as_table()->get("rbd"),
                  "path \"" + lun.path + "\" is already used by " + pit->second);
           }
           tgt.luns.push_back(std::move(lun));
@@ -741,11 +742,22 @@ class Loader {
     get_uint(t, "number", "LUN number", 0, 16383, lun.number);
 
     auto path = get_string(t, "path", "path");
-    if (!path) fail(t, "[[target.lun]] needs path = \"FILE or block device\"");
-    if (path->empty()) fail(*t.get("path"), "path must not be empty");
-    if (!base_ && fs::path(*path).is_relative())
-      fail(*t.get("path"), "path must be absolute, not \"" + *path + "\"");
-    lun.path = resolve(*path);
+    if (!path && !t.get("rbd"))
+      fail(t, "[[target.lun]] needs path = \"FILE or block device\" (or \"rbd:POOL/IMAGE\")");
+    if (path && path->empty()) fail(*t.get("path"), "path must not be empty");
+    if (path && path->starts_with(kRbdPrefix)) {
+      lun.rbd = read_rbd_spec(*t.get("path"), *path);
+    } else if (path) {
+      if (!base_ && fs::path(*path).is_relative())
+        fail(*t.get("path"), "path must be absolute, not \"" + *path + "\"");
+      lun.path = resolve(*path);
+    }
+    if (const toml::node* r = t.get("rbd")) read_rbd_table(*r, path.has_value(), lun);
+    if (lun.rbd) {
+      lun.path = lun.rbd->spec();
+      if (t.get("direct_io"))
+        fail(*t.get("direct_io"), "direct_io does not apply to an RBD image (librbd does its I/O)");
+    }
 
     if (auto bs = get<std::int64_t>(t, "block_size", "block_size", "an integer")) {
       if (*bs != 512 && *bs != 4096) {
@@ -806,6 +818,84 @@ class Loader {
       lun.serial = *serial;
     }
     return lun;
+  }
+
+  static constexpr std::string_view kRbdPrefix = "rbd:";
+
+  // A pool, namespace or image name: what librbd accepts in a spec.
+  void check_rbd_name(const toml::node& at, std::string_view what, const std::string& v) const {
+    if (v.empty()) fail(at, "the RBD " + std::string(what) + " name must not be empty");
+    if (v.find_first_of("/@") != std::string::npos || v.size() > 255)
+      fail(at, "the RBD " + std::string(what) + " name \"" + v +
+                   "\" must not contain '/' or '@' (or be longer than 255 characters)");
+  }
+
+  // path = "rbd:POOL/IMAGE" or "rbd:POOL/NAMESPACE/IMAGE".
+  RbdImage read_rbd_spec(const toml::node& at, const std::string& path) const {
+    std::string rest = path.substr(kRbdPrefix.size());
+    std::vector<std::string> parts;
+    for (std::size_t from = 0;;) {
+      std::size_t slash = rest.find('/', from);
+      parts.push_back(rest.substr(from, slash - from));
+      if (slash == std::string::npos) break;
+      from = slash + 1;
+    }
+    if (parts.size() < 2 || parts.size() > 3)
+      fail(at, "path \"" + path + "\" is not \"rbd:POOL/IMAGE\" or \"rbd:POOL/NAMESPACE/IMAGE\"");
+    RbdImage r;
+    r.pool = parts.front();
+    r.image = parts.back();
+    if (parts.size() == 3) r.rados_namespace = parts[1];
+    check_rbd_name(at, "pool", r.pool);
+    check_rbd_name(at, "image", r.image);
+    if (parts.size() == 3) check_rbd_name(at, "namespace", r.rados_namespace);
+    return r;
+  }
+
+  // An existing file librados will read; relative to the config file.
+  std::string read_ceph_file(const toml::table& t, std::string_view key) const {
+    auto v = get_string(t, key, "rbd." + std::string(key));
+    if (!v) return "";
+    const toml::node& at = *t.get(key);
+    if (v->empty()) fail(at, "rbd." + std::string(key) + " must not be empty");
+    if (!base_ && fs::path(*v).is_relative())
+      fail(at, "rbd." + std::string(key) + " must be absolute, not \"" + *v + "\"");
+    std::string file = resolve(*v);
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec))
+      fail(at, "rbd." + std::string(key) + " \"" + file + "\" is not a readable file");
+    return file;
+  }
+
+  // [target.lun.rbd]: where the image is (unless path names it) and how to
+  // reach its cluster.
+  void read_rbd_table(const toml::node& n, bool have_path, Lun& lun) const {
+    const toml::table* t = n.as_table();
+    if (!t) fail(n, std::string("rbd must be a table, not ") + type_name(n.type()));
+    check_keys(*t, "[target.lun.rbd]", kRbdKeys);
+    if (have_path && !lun.rbd)
+      fail(n, "a LUN with an rbd table has path = \"rbd:POOL/IMAGE\" or no path, not a file");
+    RbdImage r = lun.rbd.value_or(RbdImage{});
+    for (std::string_view key : {"pool", "namespace", "image"}) {
+      auto v = get_string(*t, key, "rbd." + std::string(key));
+      if (!v) continue;
+      if (lun.rbd) fail(*t->get(key), "rbd." + std::string(key) + " is already given by path");
+      check_rbd_name(*t->get(key), key, *v);
+      (key == "pool" ? r.pool : key == "image" ? r.image : r.rados_namespace) = *v;
+    }
+    if (r.pool.empty() || r.image.empty())
+      fail(n, "[target.lun.rbd] needs pool and image (or path = \"rbd:POOL/IMAGE\")");
+    r.conf = read_ceph_file(*t, "conf");
+    r.keyring = read_ceph_file(*t, "keyring");
+    if (auto c = get_string(*t, "client", "rbd.client")) {
+      std::string id = c->starts_with("client.") ? c->substr(7) : *c;
+      if (id.empty() || id.find_first_of(" /") != std::string::npos)
+        fail(*t->get("client"),
+             "rbd.client \"" + *c + "\" is not a cephx user id (such as \"ringtgt\")");
+      r.client = id;
+    }
+    get_uint(*t, "op_timeout", "rbd.op_timeout (seconds)", 1, 3600, r.op_timeout);
+    lun.rbd = r;
   }
 
   std::uint64_t parse_size(const toml::node& n) const {
@@ -877,6 +967,10 @@ Config load_string(const std::string& text, const std::string& source_name) {
   std::error_code ec;
   fs::path cwd = fs::current_path(ec);
   return Loader(source_name, cwd).load(text);
+}
+
+std::string RbdImage::spec() const {
+  return "rbd:" + pool + "/" + (rados_namespace.empty() ? "" : rados_namespace + "/") + image;
 }
 
 Lun load_lun(const std::string& text, const std::string& source_name) {

@@ -18,6 +18,15 @@ toml::array strings(const std::vector<std::string>& v) {
   return a;
 }
 
+// The LUN's path names the pool, namespace and image; the table says how to
+// reach the cluster.
+toml::table rbd_table(const RbdImage& r) {
+  toml::table t{{"client", r.client}, {"op_timeout", static_cast<std::int64_t>(r.op_timeout)}};
+  if (!r.conf.empty()) t.insert("conf", r.conf);
+  if (!r.keyring.empty()) t.insert("keyring", r.keyring);
+  return t;
+}
+
 void put_chap(toml::table& t, const Chap& c) {
   t.insert("chap_user", c.user);
   t.insert("chap_secret_file", c.secret_file);
@@ -111,6 +120,7 @@ std::string to_toml(const Config& c) {
       }
       if (!l.allowed_initiators.empty())
         lt.insert("allowed_initiators", strings(l.allowed_initiators));
+      if (l.rbd) lt.insert("rbd", rbd_table(*l.rbd));
       luns.push_back(std::move(lt));
     }
     if (!luns.empty()) tt.insert("lun", std::move(luns));

@@ -7,6 +7,7 @@
 
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/storage/file_backend.hpp"
+#include "ringtgt/storage/rbd_backend.hpp"
 
 namespace ringtgt::lun {
 
@@ -23,6 +24,24 @@ std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
   return std::make_unique<storage::FileBackend>(o);
 }
 
+// Connects to the cluster and opens the image: blocking (bounded by
+// op_timeout), so the factory runs on the control plane, never a reactor.
+std::unique_ptr<storage::Backend> open_rbd_backend(const config::Lun& l) {
+  const config::RbdImage& r = *l.rbd;
+  storage::RbdBackendOptions o;
+  o.pool = r.pool;
+  o.rados_namespace = r.rados_namespace;
+  o.image = r.image;
+  o.conf = r.conf;
+  o.client = r.client;
+  o.keyring = r.keyring;
+  o.op_timeout_s = r.op_timeout;
+  o.policy = l.write_ack;
+  o.read_only = l.read_only;
+  o.min_size = l.size.value_or(0);  // an image is never created or grown here
+  return std::make_unique<storage::RbdBackend>(o);
+}
+
 std::string lun_name(const std::string& target, const config::Lun& l) {
   return "target " + target + " LUN " + std::to_string(l.number);
 }
@@ -30,7 +49,7 @@ std::string lun_name(const std::string& target, const config::Lun& l) {
 }  // namespace
 
 std::unique_ptr<storage::Backend> open_backend(const config::Lun& l) {
-  return open_file_backend(l);
+  return l.rbd ? open_rbd_backend(l) : open_file_backend(l);
 }
 
 std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {

@@ -109,6 +109,7 @@ Reactor::Reactor(unsigned index, unsigned ring_entries) : index_(index) {
     io_uring_queue_exit(&ring_);
     throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
   }
+  foreign_ = std::make_unique<ForeignCompletions>(wake_fd_);
   completions_.reserve(ring_entries);
   tick_ts_.tv_sec = 0;
   tick_ts_.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(tick_interval).count();
@@ -260,6 +261,7 @@ void Reactor::run() {
 
   InternalOp wake_op([this](int) {
     drain_posted();
+    foreign_->drain();
     arm_wakeup();
   });
   InternalOp tick_op([this](int) {
@@ -275,7 +277,7 @@ void Reactor::run() {
   drain_posted();
 
   std::uint64_t busy_since = metrics::monotonic_ns();
-  while (!(stopping_.load() && inflight_ == 0)) {
+  while (!(stopping_.load() && inflight_ == 0 && foreign_->outstanding() == 0)) {
     // Busy time: everything but the wait; counted per turn, not per I/O.
     std::uint64_t wait_start = metrics::monotonic_ns();
     counters_.busy_ns.add(wait_start - busy_since);

@@ -424,6 +424,37 @@ void caw_read_done(Task& task, int result) {
   lu.backend().write(task.buffer + s.bytes, s.bytes, s.lba * s.block_size, fua, &task);
 }
 
+// The LU compares: the medium is read into a bounce buffer, compared, and
+// written under the LU's range lock.
+void caw_compare_here(Task& task) {
+  const IoState s = load_io(task);
+  std::uint8_t* bounce = bounce_alloc(s.bytes);
+  if (bounce == nullptr) {
+    task.fail(sense::internal_target_failure);
+    return caw_finish(task);
+  }
+  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  task.io_continuation = &caw_read_done;
+  static_cast<LogicalUnit*>(task.lu_context)
+      ->backend()
+      .read(bounce, s.bytes, s.lba * s.block_size, &task);
+}
+
+void caw_store_done(Task& task, int result) {
+  const IoState s = load_io(task);
+  const std::uint64_t mismatch = task.lu_scratch[3];
+  task.lu_scratch[3] = 0;  // held the miscompare offset, not a bounce buffer
+  // A request the store cannot do itself (librbd: one crossing an object).
+  if (result == -EOPNOTSUPP) return caw_compare_here(task);
+  if (result == -EILSEQ) {
+    // INFORMATION: offset of the first differing byte (SBC-3 5.2).
+    const std::uint64_t start = s.lba * s.block_size;
+    task.fail(kMiscompare, true, mismatch >= start ? mismatch - start : mismatch);
+    return caw_finish(task);
+  }
+  caw_write_done(task, result);
+}
+
 // COMPARE AND WRITE: the Data-Out holds the verify blocks then the write
 // blocks. Atomic against other COMPARE AND WRITEs of overlapping ranges (the
 // LU's range lock; a second one meanwhile gets BUSY and is retried by the
@@ -453,15 +484,17 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
     task.status = Status::busy;
     return task.complete();
   }
-  std::uint8_t* bounce = bounce_alloc(half);
-  if (bounce == nullptr) {
-    lu.caw_unlock(lba);
-    return reject(task, sense::internal_target_failure);
-  }
   save_io(task, {lba, half, bs});
-  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
-  task.io_continuation = &caw_read_done;
-  lu.backend().read(bounce, half, lba * bs, &task);
+  if (lu.backend().can_compare_and_write()) {
+    // The store compares and writes atomically against all its clients (a
+    // second gateway on an RBD image too); lu_scratch[3] takes the offset of
+    // a miscompare.
+    task.io_continuation = &caw_store_done;
+    const bool fua = task.cdb[1] & 0x08;
+    return lu.backend().compare_and_write(task.buffer, task.buffer + half, half, lba * bs, fua,
+                                          &task.lu_scratch[3], &task);
+  }
+  caw_compare_here(task);
 }
 
 // ORWRITE(16): lu_scratch[0] LBA, [1] bytes, [2] block size, [3] the

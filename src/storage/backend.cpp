@@ -13,4 +13,9 @@ void Backend::write_zeroes(std::uint64_t, std::uint64_t, bool, IoOp* op) {
   op->on_complete(-EOPNOTSUPP);
 }
 
+void Backend::compare_and_write(const void*, const void*, std::size_t, std::uint64_t, bool,
+                                std::uint64_t*, IoOp* op) {
+  op->on_complete(-EOPNOTSUPP);
+}
+
 }  // namespace ringtgt::storage

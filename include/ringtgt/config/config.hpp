@@ -32,13 +32,35 @@ enum class Provisioning { thin, full };
 
 // The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
 // (which calls number "lun").
-inline constexpr std::array<std::string_view, 11> kLunKeys{
+inline constexpr std::array<std::string_view, 12> kLunKeys{
     "number",    "path",      "size",   "block_size",         "physical_block_size", "read_only",
-    "direct_io", "write_ack", "serial", "allowed_initiators", "provisioning"};
+    "direct_io", "write_ack", "serial", "allowed_initiators", "provisioning",        "rbd"};
+
+// The keys of a LUN's [target.lun.rbd] table.
+inline constexpr std::array<std::string_view, 7> kRbdKeys{
+    "pool", "namespace", "image", "conf", "client", "keyring", "op_timeout"};
+
+// A Ceph RBD image a LUN is served from: path = "rbd:POOL/IMAGE" (or
+// "rbd:POOL/NAMESPACE/IMAGE"), or a [target.lun.rbd] table, which also says how
+// to reach the cluster. Nothing here is checked against the cluster when the
+// config is loaded; the LUN factory connects.
+struct RbdImage {
+  std::string pool;
+  std::string rados_namespace;  // empty: the pool's default namespace
+  std::string image;
+  std::string conf;               // ceph.conf; empty: librados's search (/etc/ceph/ceph.conf)
+  std::string client = "admin";   // the cephx user's id, without "client."
+  std::string keyring;            // empty: what ceph.conf says
+  std::uint32_t op_timeout = 20;  // seconds: rados_osd_op_timeout and rados_mon_op_timeout
+  // "rbd:POOL/IMAGE" or "rbd:POOL/NAMESPACE/IMAGE": the LUN's path.
+  std::string spec() const;
+  bool operator==(const RbdImage&) const = default;
+};
 
 struct Lun {
   std::uint32_t number = 0;
-  std::string path;                   // file or block device; absolute
+  std::string path;                   // file or block device, absolute; or rbd->spec()
+  std::optional<RbdImage> rbd;        // set: an RBD image, not a file
   std::optional<std::uint64_t> size;  // bytes; a missing file is created sparse at this size
   std::uint32_t block_size = 512;     // 512 or 4096
   // Physical block size reported to initiators (READ CAPACITY(16) LBPPBE), so

@@ -8,6 +8,8 @@
 
 namespace ringtgt::reactor {
 
+class ForeignCompletions;
+
 // An operation in flight. The caller owns it (embedded in a task or a
 // connection), so submitting an I/O allocates nothing. on_complete gets the
 // io_uring result: bytes moved (>= 0) or -errno. It runs on the thread that
@@ -21,6 +23,9 @@ class IoOp {
   std::uint32_t durable_len = 0;
   // Set by IoEngine::fallocate_durable: the file to sync once it succeeded.
   int durable_fd = -1;
+  // Used by ForeignCompletions while the op waits to be handed back to its thread.
+  IoOp* foreign_next = nullptr;
+  int foreign_result = 0;
 
  protected:
   ~IoOp() = default;
@@ -54,6 +59,11 @@ class IoEngine {
   virtual void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) = 0;
   // msg and everything it points to must stay valid until op completes.
   virtual void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) = 0;
+
+  // Where a library that completes I/O on its own threads hands completions
+  // back to this engine's thread (foreign_completions.hpp); nullptr when the
+  // engine has no loop to run them on.
+  virtual ForeignCompletions* foreign_completions() { return nullptr; }
 
   // The engine of the calling thread: its reactor, or whatever a test set.
   static IoEngine* current();

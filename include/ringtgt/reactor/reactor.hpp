@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/reactor/foreign_completions.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
 
 namespace ringtgt::reactor {
@@ -57,6 +59,8 @@ class Reactor final : public IoEngine {
                          IoOp* op) override;
   void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) override;
   void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) override;
+  // Drained on the wake-up eventfd, like post(), without allocating.
+  ForeignCompletions* foreign_completions() override { return foreign_.get(); }
 
   // Busy time of the loop and a heartbeat bumped on every tick: read by
   // /metrics and by the systemd watchdog (a reactor whose heartbeat stops is stuck).
@@ -87,6 +91,7 @@ class Reactor final : public IoEngine {
   IoOp* tick_op_ = nullptr;
   std::vector<std::pair<IoOp*, int>> completions_;
   metrics::WorkerCounters counters_;
+  std::unique_ptr<ForeignCompletions> foreign_;  // shares wake_fd_
 };
 
 }  // namespace ringtgt::reactor

@@ -57,12 +57,18 @@ inline constexpr SenseCode protocol_service_crc_error{0x0b, 0x47, 0x05};
 // DATA PROTECT: a thin-provisioned store ran out of space (SBC-4 4.7.3.7).
 inline constexpr SenseCode space_allocation_failed_write_protect{0x07, 0x27, 0x07};
 
+// NOT READY, LOGICAL UNIT IS IN PROCESS OF BECOMING READY: a store that is
+// away for now (a Ceph cluster that did not answer in time); initiators retry.
+inline constexpr SenseCode becoming_ready{0x02, 0x04, 0x01};
+
 // The sense for a failed backend operation (result: -errno, or a short byte
-// count): ENOSPC is a thin store out of space, EINVAL a misaligned request
+// count): ENOSPC is a thin store out of space, ETIMEDOUT and EAGAIN a store
+// that is away for now (retryable), EINVAL a misaligned request
 // (our bug, logged by the backend: not the medium's fault), anything else
 // the medium error given.
 constexpr SenseCode for_io_error(int result, SenseCode medium) {
   if (result == -ENOSPC) return space_allocation_failed_write_protect;
+  if (result == -ETIMEDOUT || result == -EAGAIN) return becoming_ready;
   if (result == -EINVAL) return internal_target_failure;
   return medium;
 }

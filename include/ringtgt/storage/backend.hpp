@@ -60,6 +60,18 @@ class Backend {
     (void)offset;
     return {true, max_len};
   }
+  // --- COMPARE AND WRITE done by the store ---
+  // Whether the store compares and writes atomically by itself, against every
+  // client of it (a second gateway too), not only under this LU's range lock.
+  virtual bool can_compare_and_write() const { return false; }
+  // Writes data over [offset, offset + len) if it holds compare. Completes with
+  // len, -EILSEQ with *mismatch_offset set to the byte offset in the store of
+  // the first difference, -EOPNOTSUPP when the store cannot do this request
+  // (the caller then compares and writes itself), or -errno.
+  virtual void compare_and_write(const void* compare, const void* data, std::size_t len,
+                                 std::uint64_t offset, bool fua, std::uint64_t* mismatch_offset,
+                                 IoOp* op);
+
   // Makes the store at least bytes long (a file grows sparse; a block device is sized
   // again after the volume was extended). Control plane only; throws std::runtime_error
   // saying why it cannot.

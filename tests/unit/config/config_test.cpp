@@ -257,7 +257,7 @@ TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
   EXPECT_EQ(error_of(with_lun("state_dir = \"s\"\n")),
             "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
-            "allowed_initiators, provisioning)");
+            "allowed_initiators, provisioning, rbd)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -668,7 +668,7 @@ TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
-            "allowed_initiators, provisioning)");
+            "allowed_initiators, provisioning, rbd)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
   EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
             "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
@@ -865,7 +865,8 @@ TEST(Errors, Luns) {
   EXPECT_EQ(error_of(kHead + "[[target.lun]]\nnumber = -1\npath = \"/tmp/x\"\n"),
             "t.toml:6:10: LUN number must be 0..16383, not -1");
   EXPECT_EQ(error_of(kHead + "[[target.lun]]\nnumber = 1\n"),
-            "t.toml:5:1: [[target.lun]] needs path = \"FILE or block device\"");
+            "t.toml:5:1: [[target.lun]] needs path = \"FILE or block device\" (or "
+            "\"rbd:POOL/IMAGE\")");
   EXPECT_EQ(error_of(kHead + "[[target.lun]]\nnumber = 1\npath = \"\"\n"),
             "t.toml:7:8: path must not be empty");
   EXPECT_EQ(error_of(with_lun("[[target.lun]]\nnumber = 0\npath = \"/tmp/y\"\n")),
