@@ -20,7 +20,8 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
     cat->targets.push_back({t.name, i < counters.size() ? counters[i] : nullptr});
     const auto map = t.luns();
     for (std::uint64_t n : map->luns()) {
-      if (auto lu = map->find(n)) cat->luns.push_back({t.name, n, lu->stats()});
+      if (auto lu = map->find(n))
+        cat->luns.push_back({t.name, n, lu->stats(), lu->backend().store_counters()});
     }
   }
   for (const auto& w : server.workers()) {

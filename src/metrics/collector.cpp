@@ -81,6 +81,29 @@ ClientMetric::Histogram latency_histogram(const std::array<std::uint64_t, kLaten
   return h;
 }
 
+namespace {
+
+// A remote store's series for one LUN.
+void add_store(MetricFamily& latency, MetricFamily& errors, MetricFamily& unreachable,
+               const std::string& target, const std::string& lun, const StoreCounters& s) {
+  std::array<std::uint64_t, kLatencyBuckets> buckets{};
+  for (std::size_t b = 0; b < kLatencyBuckets; ++b)
+    buckets[b] = s.buckets[b].load(std::memory_order_relaxed);
+  ClientMetric m = sample({{"target", target}, {"lun", lun}});
+  m.histogram = latency_histogram(buckets, s.latency_sum_ns.load(std::memory_order_relaxed));
+  latency.metric.push_back(std::move(m));
+  const std::uint64_t all = s.errors.load(std::memory_order_relaxed);
+  const std::uint64_t timeouts = s.timeouts.load(std::memory_order_relaxed);
+  add_counter(errors, {{"target", target}, {"lun", lun}, {"reason", "timeout"}},
+              static_cast<double>(timeouts));
+  add_counter(errors, {{"target", target}, {"lun", lun}, {"reason", "other"}},
+              static_cast<double>(all > timeouts ? all - timeouts : 0));
+  add_gauge(unreachable, {{"target", target}, {"lun", lun}},
+            s.unreachable.load(std::memory_order_relaxed) ? 1.0 : 0.0);
+}
+
+}  // namespace
+
 void Collector::set_catalog(std::shared_ptr<const Catalog> catalog) {
   std::lock_guard lock(mu_);
   catalog_ = std::move(catalog);
@@ -105,6 +128,19 @@ std::vector<MetricFamily> Collector::Collect() const {
              "Commands that did not complete GOOD, by sense key or status", MetricType::Counter);
   auto in_flight = family("ringtgt_lun_commands_in_flight",
                           "SCSI commands executing in the logical unit", MetricType::Gauge);
+  auto store_latency =
+      family("ringtgt_lun_store_latency_seconds",
+             "Time a remote store (librbd) took for the backend's operations, from submission to "
+             "completion",
+             MetricType::Histogram);
+  auto store_errors = family("ringtgt_lun_store_errors_total",
+                             "Operations the remote store (librbd) failed, by reason (timeout: "
+                             "the cluster did not answer within op_timeout)",
+                             MetricType::Counter);
+  auto store_unreachable = family(
+      "ringtgt_lun_store_unreachable",
+      "1 while the remote store (a Ceph cluster) does not answer: its last operation timed out",
+      MetricType::Gauge);
   auto sessions =
       family("ringtgt_target_sessions", "Logged-in normal sessions per target", MetricType::Gauge);
   auto connections = family("ringtgt_target_connections", "Full-feature connections per target",
@@ -159,6 +195,8 @@ std::vector<MetricFamily> Collector::Collect() const {
                     static_cast<double>(t.errors[e]));
       }
       add_gauge(in_flight, {{"target", l.target}, {"lun", lun}}, static_cast<double>(t.in_flight));
+      if (l.store)
+        add_store(store_latency, store_errors, store_unreachable, l.target, lun, *l.store);
     }
     for (const auto& t : cat->targets) {
       if (!t.counters) continue;
@@ -205,6 +243,10 @@ std::vector<MetricFamily> Collector::Collect() const {
                   &worker_conns, &busy, &ticks, &buffer_held, &buffer_limit, &attempts, &failures,
                   &rejects, &digests, &refused}) {
     out.push_back(std::move(*f));
+  }
+  // Only where a LUN has a remote store (RBD).
+  for (auto* f : {&store_latency, &store_errors, &store_unreachable}) {
+    if (!f->metric.empty()) out.push_back(std::move(*f));
   }
   return out;
 }

@@ -74,7 +74,8 @@ struct RbdBackend::Request final : reactor::IoOp {
       result = flush_again();
       if (result == 0) return;
     }
-    self->note_result(result);
+    self->counters_->record(metrics::monotonic_ns() - started_ns, result, cluster_away(result));
+    self->note_result(result, kind != Kind::flush);
     const bool moves_data =
         kind == Kind::read || kind == Kind::write || kind == Kind::compare_and_write;
     // Every way of finding the cluster away reads as -ETIMEDOUT (retryable).
@@ -111,15 +112,16 @@ void RbdBackend::start(Kind kind, std::size_t len, bool flush_after, IoOp* op, I
   home->expect();
 }
 
-void RbdBackend::note_result(int result) {
+void RbdBackend::note_result(int result, bool reached_cluster) {
   if (cluster_away(result)) {
-    if (!unreachable_.exchange(true, std::memory_order_relaxed)) {
+    if (!counters_->unreachable.exchange(true, std::memory_order_relaxed)) {
       spdlog::warn(
           "{}: the Ceph cluster did not answer ({}; op_timeout {} s): commands get NOT READY "
           "(retryable) until it does; librados keeps reconnecting",
           spec_, errno_text(result), op_timeout_s_);
     }
-  } else if (result >= 0 && unreachable_.exchange(false, std::memory_order_relaxed)) {
+  } else if (result >= 0 && reached_cluster &&
+             counters_->unreachable.exchange(false, std::memory_order_relaxed)) {
     spdlog::warn("{}: the Ceph cluster answers again", spec_);
   } else if (result < 0 && result != -EILSEQ) {
     spdlog::error("{}: librbd operation failed: {}", spec_, errno_text(result));

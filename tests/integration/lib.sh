@@ -85,6 +85,20 @@ pick_port() {
   fail "no free TCP port found in 20000..59999"
 }
 
+# pick_ceph_base: a port with the next 49 free too, for tests/ceph/cluster.sh
+# (the monitor and the other Ceph daemons).
+pick_ceph_base() {
+  local base p busy
+  for _ in $(seq 50); do
+    base=$(pick_port)
+    ((base + 49 < 60000)) || continue
+    busy=$(ss -Htan | awk '{print $4}' | sed 's/.*://' |
+      awk -v b="$base" '$1 >= b && $1 <= b + 49' | head -n 1)
+    [[ -z $busy ]] && { echo "$base"; return 0; }
+  done
+  fail "no 50 free ports in a row for the Ceph cluster"
+}
+
 # True when the port has a listening socket.
 port_listening() {
   ss -Htln "( sport = :$1 )" | grep -q .

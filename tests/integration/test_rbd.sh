@@ -27,19 +27,6 @@ CLUSTER=$RINGTGT_SRC/tests/ceph/cluster.sh
 CEPH=$TMP/ceph
 CONF=$CEPH/ceph.conf
 
-# A base port with the next 49 free too: the monitor and the other daemons.
-pick_ceph_base() {
-  local base p busy
-  for _ in $(seq 50); do
-    base=$(pick_port)
-    ((base + 49 < 60000)) || continue
-    busy=$(ss -Htan | awk '{print $4}' | sed 's/.*://' |
-      awk -v b="$base" '$1 >= b && $1 <= b + 49' | head -n 1)
-    [[ -z $busy ]] && { echo "$base"; return 0; }
-  done
-  fail "no 50 free ports in a row for the Ceph cluster"
-}
-
 # The cluster is always stopped, before lib.sh's own exit handler runs.
 trap 'rc=$?; set +e; "$CLUSTER" stop "$CEPH"; (exit $rc); _lib_on_exit' EXIT
 t0=$SECONDS
@@ -60,6 +47,7 @@ rbd_ create --size 32M rbd/durable
 rbd_ create --size 16M rbd/small
 
 PORT=$(pick_port)
+MPORT=$(pick_port)
 TGT=iqn.2025-01.com.example:rbd
 { config_prologue "$PORT" "$TGT"; cat <<EOF; } >"$TMP/ringtgt.toml"
 
@@ -91,6 +79,9 @@ TGT=iqn.2025-01.com.example:rbd
   conf = "$CONF"
   client = "ringtgt"
   keyring = "$CEPH/ringtgt.keyring"
+
+[metrics]
+listen = "127.0.0.1:$MPORT"
 EOF
 run_ok "$TMP/check.txt" "$RINGTGT_BIN" --check-config --config "$TMP/ringtgt.toml"
 
@@ -243,10 +234,22 @@ cat "$TMP/down.txt"
 expect_grep 'NOT READY.*0x0401' "$TMP/down.txt" "NOT READY, BECOMING READY while the OSD is down"
 expect_grep 'the Ceph cluster did not answer' "$DAEMON_LOG" "the daemon logs the cluster as away"
 kill -0 "$DAEMON_PID" || fail "the daemon died while the OSD was down"
+# metric LUN NAME: the value of one of LUN 0's series on /metrics.
+metric() {
+  curl -fsS "http://127.0.0.1:$MPORT/metrics" |
+    awk -v want="$1" '$1 == want { print $2 }'
+}
+sel='target="'$TGT'",lun="0"'
+expect_eq "$(metric "ringtgt_lun_store_unreachable{$sel}")" 1 "the unreachable gauge while the OSD is down"
+timeouts=$(metric "ringtgt_lun_store_errors_total{$sel,reason=\"timeout\"}")
+[[ -n $timeouts && $timeouts != 0 ]] || fail "no store timeout counted (got '$timeouts')"
 "$CLUSTER" start-osd "$CEPH"
 log "OSD back $((SECONDS - t_stop)) s after it stopped"
 qemu_io "$TMP/after.txt" 0 "write -P 0x78 $((60 * MiB)) 512" "read -P 0x78 $((60 * MiB)) 512"
 expect_grep 'the Ceph cluster answers again' "$DAEMON_LOG" "the daemon logs the recovery"
+expect_eq "$(metric "ringtgt_lun_store_unreachable{$sel}")" 0 "the unreachable gauge after recovery"
+ops=$(metric "ringtgt_lun_store_latency_seconds_count{$sel}")
+((${ops:-0} > 0)) || fail "no librbd latency recorded for LUN 0 (got '$ops')"
 run_ok "$TMP/verify0.txt" "$ACK_WRITER" verify "iscsi://127.0.0.1:$PORT/$TGT/0" "$TMP/ack0.log"
 expect_grep '^VERIFIED [0-9]+ blocks' "$TMP/verify0.txt" "writes acknowledged before the outage"
 log "after recovery: $(cat "$TMP/verify0.txt")"

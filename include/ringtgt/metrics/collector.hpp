@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/metrics/store_counters.hpp"
 
 namespace prometheus {
 class Exposer;
@@ -51,6 +52,7 @@ struct Catalog {
     std::string target;
     std::uint64_t lun = 0;
     std::shared_ptr<const LunStats> stats;
+    std::shared_ptr<const StoreCounters> store;  // a remote store's (RBD); may be null
   };
   struct Target {
     std::string name;

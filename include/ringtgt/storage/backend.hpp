@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "ringtgt/metrics/store_counters.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
 #include "ringtgt/storage/write_ack_policy.hpp"
 
@@ -76,6 +77,10 @@ class Backend {
   // again after the volume was extended). Control plane only; throws std::runtime_error
   // saying why it cannot.
   virtual void grow_to(std::uint64_t bytes);
+
+  // A remote store's own latency and availability (/metrics); nullptr for a
+  // local one.
+  virtual std::shared_ptr<const metrics::StoreCounters> store_counters() const { return nullptr; }
 
   // For log lines and errors: the file, device or "memory".
   virtual std::string describe() const = 0;

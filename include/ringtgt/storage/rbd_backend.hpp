@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "ringtgt/storage/backend.hpp"
@@ -64,10 +65,15 @@ class RbdBackend final : public Backend {
                          std::uint64_t offset, bool fua, std::uint64_t* mismatch_offset,
                          IoOp* op) override;
   std::string describe() const override { return spec_; }
+  std::shared_ptr<const metrics::StoreCounters> store_counters() const override {
+    return counters_;
+  }
 
   // Whether the last operation found the cluster away (timed out, not
   // connected): what the log says on each change and /metrics reports.
-  bool cluster_unreachable() const { return unreachable_.load(std::memory_order_relaxed); }
+  bool cluster_unreachable() const {
+    return counters_->unreachable.load(std::memory_order_relaxed);
+  }
 
  private:
   struct Request;
@@ -76,7 +82,9 @@ class RbdBackend final : public Backend {
   // Starts one librbd operation for op; issue gets the completion to pass.
   template <typename Issue>
   void start(Kind kind, std::size_t len, bool flush_after, IoOp* op, Issue&& issue);
-  void note_result(int result);
+  // reached_cluster: a success that proves the cluster answers (a flush with
+  // nothing to write completes in librbd alone).
+  void note_result(int result, bool reached_cluster);
 
   std::string spec_;
   rados_t cluster_ = nullptr;
@@ -86,7 +94,7 @@ class RbdBackend final : public Backend {
   std::uint64_t object_size_ = 4 << 20;
   WriteAckPolicy policy_;
   unsigned op_timeout_s_;
-  std::atomic<bool> unreachable_{false};
+  std::shared_ptr<metrics::StoreCounters> counters_ = std::make_shared<metrics::StoreCounters>();
 };
 
 }  // namespace ringtgt::storage
