@@ -28,7 +28,7 @@
 # in any, else passed if it passed in any, else skipped.
 #
 # RUNS=rbd runs the suite on one more LU, an RBD image (the cluster is the
-# caller's: tests/integration/test_rbd_conformance.sh starts one), named by
+# caller's: tests/ceph/conformance.sh starts one), named by
 # RBD_IMAGE (POOL/IMAGE, 256 MiB), RBD_CONF, RBD_CLIENT and RBD_KEYRING. Its
 # list is expected.txt minus the names in rbd-differences.txt, each with why.
 set -uo pipefail

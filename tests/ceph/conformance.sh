@@ -3,8 +3,13 @@
 # RBD LUN of a real one-node Ceph cluster (tests/ceph/cluster.sh, started here
 # and always stopped): every test on tests/conformance/expected.txt must pass,
 # except those listed with their reason in tests/conformance/rbd-differences.txt.
+#
+# Not registered with ctest (yet): every test is I/O against the cluster, and
+# on a 2-core machine shared with builds (load 13) tests took 5-30 s each, far
+# beyond a ctest budget. Run it by hand:
+#   RINGTGT_BIN=build/ringtgt VERBOSE=1 RESULTS_DIR=/tmp/rbd-conf tests/ceph/conformance.sh
 # shellcheck source=tests/integration/lib.sh
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/../integration/lib.sh"
 
 for tool in ceph-mon ceph-mgr ceph-osd ceph rbd iscsi-test-cu; do
   command -v "$tool" >/dev/null || fail "$tool is missing (scripts/deps.sh installs it)"
@@ -26,7 +31,7 @@ rbd -c "$CONF" create --size 256M rbd/conformance
 
 rc=0
 RUNS=rbd RBD_IMAGE=rbd/conformance RBD_CONF=$CONF RBD_CLIENT=ringtgt \
-  RBD_KEYRING=$CEPH/ringtgt.keyring PER_TEST_TIMEOUT=60 \
+  RBD_KEYRING=$CEPH/ringtgt.keyring PER_TEST_TIMEOUT=60 SUITE_TIMEOUT=${SUITE_TIMEOUT:-3600} \
   "$RINGTGT_SRC/tests/conformance/run.sh" || rc=$?
 ((rc == 0)) || fail "conformance on the RBD LUN: run.sh exited $rc"
 log "cluster start and conformance run: $SECONDS s"
