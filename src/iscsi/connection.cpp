@@ -616,11 +616,6 @@ IscsiTask* Connection::find_task(std::uint32_t itt) {
 std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
   std::uint32_t dsl = bhs.data_segment_length();
   if (!check_cmd_sn(bhs)) return DataPlan{};
-  if (bhs.total_ahs_length() != 0) {
-    // Extended CDBs and bidirectional lengths: not offered by any of our commands.
-    reject(bhs, RejectReason::command_not_supported, "AHS (extended CDB) not supported");
-    return DataPlan{};
-  }
   IscsiTask* t = acquire_task();
   if (t == nullptr) {
     metrics::count_refused_command(metrics::RefusalCause::task_slots);
@@ -644,6 +639,16 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
     fail_task(*t, code);
     return DataPlan{};
   };
+  if (bhs.total_ahs_length() != 0) {
+    // An extended CDB or a bidirectional read length (RFC 7143 §11.2.1.2): no
+    // command we offer takes either. The command has taken its CmdSN, so it
+    // ends with a status like any command we cannot run; a Reject alone would
+    // leave the initiator waiting for one. Its Data-Out is dropped silently.
+    spdlog::warn("{} ({}): command ITT {:#x} with {} bytes of AHS: CHECK CONDITION", peer_,
+                 params_.initiator_name, t->itt, bhs.total_ahs_length());
+    aborted_itts_[aborted_next_++ % aborted_itts_.size()] = t->itt;
+    return fail_now(scsi::sense::invalid_field_in_cdb);
+  }
   if (t->reading && t->writing) return fail_now(scsi::sense::invalid_field_in_cdb);
   if (t->edtl > settings_.max_transfer_length) return fail_now(scsi::sense::invalid_field_in_cdb);
   if (dsl > 0) {
@@ -1060,10 +1065,14 @@ void Connection::task_management(const Bhs& bhs) {
   auto fn = static_cast<TmfFunction>(bhs.flags() & 0x7f);
   TmfResponse response = TmfResponse::complete;
   std::uint64_t lun = lun_of(bhs);
+  std::vector<IscsiTask*> executing;  // aborted here, still in the SCSI layer
+  bool other_sessions = false;        // the function ends other nexuses' tasks too
+  std::optional<std::uint64_t> scope = lun;
   switch (fn) {
     case TmfFunction::abort_task: {
       IscsiTask* t = find_task(bhs.ref_task_tag());
       if (t && t->state != IscsiTask::State::responding) {
+        if (t->state == IscsiTask::State::executing && !t->awaiting_aborts) executing.push_back(t);
         abort_task(*t);
       } else if (!t) {
         std::uint32_t ref = bhs.u32(32);
@@ -1081,20 +1090,17 @@ void Connection::task_management(const Bhs& bhs) {
         response = TmfResponse::lun_does_not_exist;
         break;
       }
-      for (IscsiTask* t = active_list_; t;) {
-        IscsiTask* next = t->next;
-        if (t->lun == lun && t->state != IscsiTask::State::responding) abort_task(*t);
-        t = next;
-      }
+      executing = abort_tasks_of(lun, nullptr).executing;
+      // ABORT TASK SET ends this nexus's tasks only; the task set is shared
+      // (TST 000b), so CLEAR TASK SET and a reset end every nexus's.
+      other_sessions = fn != TmfFunction::abort_task_set;
       if (fn == TmfFunction::logical_unit_reset) luns_->find(lun)->reset();
       break;
     case TmfFunction::target_warm_reset:
     case TmfFunction::target_cold_reset:
-      for (IscsiTask* t = active_list_; t;) {
-        IscsiTask* next = t->next;
-        if (t->state != IscsiTask::State::responding) abort_task(*t);
-        t = next;
-      }
+      executing = abort_tasks_of(std::nullopt, nullptr).executing;
+      other_sessions = true;
+      scope.reset();
       if (target_->luns_version() != luns_version_ || !luns_) refresh_luns();
       luns_->reset_all();
       break;
@@ -1105,11 +1111,32 @@ void Connection::task_management(const Bhs& bhs) {
       response = TmfResponse::not_supported;
       break;
   }
-  spdlog::info("task management {} from {} ({}): response {}", static_cast<unsigned>(fn),
-               params_.initiator_name, peer_, static_cast<unsigned>(response));
+  spdlog::info("task management {} from {} ({}): response {}{}", static_cast<unsigned>(fn),
+               params_.initiator_name, peer_, static_cast<unsigned>(response),
+               executing.empty() && !other_sessions
+                   ? ""
+                   : fmt::format(" once {} task(s) of this session{} are out of the backend",
+                                 executing.size(), other_sessions ? " and those of others" : ""));
+  answer_tmf_when_gone(bhs.itt(), response, std::move(executing), other_sessions, scope);
+}
+
+void Connection::answer_tmf_when_gone(std::uint32_t itt, TmfResponse response,
+                                      std::vector<IscsiTask*> executing, bool other_sessions,
+                                      std::optional<std::uint64_t> lun) {
+  if (executing.empty() && !other_sessions) return send_tmf_response(itt, response);
+  auto parts_left = std::make_shared<int>((executing.empty() ? 0 : 1) + (other_sessions ? 1 : 0));
+  auto part_done = [this, parts_left, itt, response] {
+    if (--*parts_left == 0) send_tmf_response(itt, response);
+  };
+  if (!executing.empty()) abort_waits_.push_back({std::move(executing), part_done});
+  if (other_sessions) host_.abort_tasks_elsewhere(lun, part_done);
+}
+
+void Connection::send_tmf_response(std::uint32_t itt, TmfResponse response) {
+  if (shut_down_) return;  // nobody to answer
   OutPdu* pdu = new_pdu(Opcode::task_mgmt_response, 0x80);
   pdu->bhs.bytes[2] = static_cast<std::uint8_t>(response);
-  pdu->bhs.set_itt(bhs.itt());
+  pdu->bhs.set_itt(itt);
   queue(pdu, true);
 }
 
@@ -1128,29 +1155,36 @@ void Connection::abort_task(IscsiTask& t) {
   }
 }
 
-void Connection::abort_preempted_tasks(std::uint64_t lun, const scsi::Task* keep,
-                                       std::function<void()> done) {
-  AbortWait wait;
-  std::uint32_t aborted = 0;
+Connection::Aborted Connection::abort_tasks_of(std::optional<std::uint64_t> lun,
+                                               const scsi::Task* keep) {
+  Aborted aborted;
   for (IscsiTask* t = active_list_; t;) {
     IscsiTask* next = t->next;
-    if (t->lun == lun && t != keep && t->state != IscsiTask::State::responding) {
-      ++aborted;
-      const bool executing = t->state == IscsiTask::State::executing;
-      abort_task(*t);
-      // This session's own PREEMPT AND ABORT, waiting for its aborts, is
+    if ((!lun || t->lun == *lun) && t != keep && t->state != IscsiTask::State::responding) {
+      ++aborted.count;
+      // A PREEMPT AND ABORT of this session waiting for its own aborts is
       // not waited for: those may be waiting for this one.
-      if (executing && !t->awaiting_aborts) wait.tasks.push_back(t);
+      if (t->state == IscsiTask::State::executing && !t->awaiting_aborts) {
+        aborted.executing.push_back(t);
+      }
+      abort_task(*t);
     }
     t = next;
   }
-  if (aborted > 0) {
-    spdlog::info("{} ({}): PREEMPT AND ABORT: {} task(s) for LUN {} aborted, {} still executing",
-                 peer_, params_.initiator_name, aborted, lun, wait.tasks.size());
+  return aborted;
+}
+
+void Connection::abort_tasks_from_elsewhere(std::optional<std::uint64_t> lun,
+                                            const scsi::Task* keep, std::function<void()> done) {
+  Aborted aborted = abort_tasks_of(lun, keep);
+  if (aborted.count > 0) {
+    spdlog::info("{} ({}): {} task(s) for {} aborted by another nexus, {} still executing", peer_,
+                 params_.initiator_name, aborted.count,
+                 lun ? "LUN " + std::to_string(*lun) : std::string("every LUN"),
+                 aborted.executing.size());
   }
-  if (wait.tasks.empty()) return done();
-  wait.done = std::move(done);
-  abort_waits_.push_back(std::move(wait));
+  if (aborted.executing.empty()) return done();
+  abort_waits_.push_back({std::move(aborted.executing), std::move(done)});
 }
 
 void Connection::abort_wait_over(IscsiTask& t) {

@@ -88,6 +88,16 @@ class ConnectionHost {
   }
   // Output was queued: the network layer should send.
   virtual void output_ready() = 0;
+  // A LOGICAL UNIT RESET, CLEAR TASK SET or TARGET WARM/COLD RESET received on this
+  // connection ends the tasks of every I_T nexus, not only its own (SAM-5 7.6, 7.7, 7.10):
+  // aborts the tasks of LUN lun (every LUN when nullopt) of this session's target in every
+  // other session, and calls done on this connection's thread once none of them can still
+  // reach the backend; never after this connection is gone. Without other sessions: done
+  // at once.
+  virtual void abort_tasks_elsewhere(std::optional<std::uint64_t> lun, std::function<void()> done) {
+    (void)lun;
+    done();
+  }
 
  protected:
   ~ConnectionHost() = default;
@@ -162,13 +172,15 @@ class Connection final : private scsi::TaskOwner {
   bool closing() const { return closing_; }
   // Another login reinstated this session, or the operator closed it.
   void request_close(const char* why);
-  // A PREEMPT AND ABORT (SPC-4 5.13.11.2.6) preempted this session's I_T
-  // nexus on LUN lun: its tasks for that LUN are aborted as by ABORT TASK SET,
-  // with no task management response and no status for any of them (TAS 0),
-  // except `keep` (the PERSISTENT RESERVE OUT, when it came on this
-  // connection). done is called on this thread, maybe before this returns,
-  // once none of the aborted tasks is still executing in the SCSI layer.
-  void abort_preempted_tasks(std::uint64_t lun, const scsi::Task* keep, std::function<void()> done);
+  // Another nexus ended this session's tasks for LUN lun (every LUN when nullopt): a
+  // PREEMPT AND ABORT (SPC-4 5.13.11.2.6) that preempted this I_T nexus, or a LOGICAL UNIT
+  // RESET, CLEAR TASK SET or TARGET RESET received on another session. They are aborted
+  // as by ABORT TASK SET, with no task management response and no status for any of them
+  // (TAS 0), except `keep` (the PERSISTENT RESERVE OUT, when it came on this connection).
+  // done is called on this thread, maybe before this returns, once none of the aborted
+  // tasks is still executing in the SCSI layer.
+  void abort_tasks_from_elsewhere(std::optional<std::uint64_t> lun, const scsi::Task* keep,
+                                  std::function<void()> done);
 
   bool full_feature() const { return phase_ == Phase::full_feature; }
   const SessionParams& params() const { return params_; }
@@ -215,6 +227,20 @@ class Connection final : private scsi::TaskOwner {
   void data_sn_error(IscsiTask& t, const Bhs& bhs);
   void fail_task(IscsiTask& t, scsi::SenseCode code);
   void abort_task(IscsiTask& t);
+  // Aborts this session's tasks for lun (every LUN: nullopt) but keep: how many, and those
+  // still executing in the SCSI layer, which the abort has to wait for.
+  struct Aborted {
+    std::size_t count = 0;
+    std::vector<IscsiTask*> executing;
+  };
+  Aborted abort_tasks_of(std::optional<std::uint64_t> lun, const scsi::Task* keep);
+  // Answers a task management request once the tasks it aborted here (executing) and, when
+  // other_sessions, those of the other nexuses for lun are out of the SCSI layer: SAM-5
+  // 7.1: the response says the tasks are gone, so an aborted WRITE cannot land after it.
+  void answer_tmf_when_gone(std::uint32_t itt, TmfResponse response,
+                            std::vector<IscsiTask*> executing, bool other_sessions,
+                            std::optional<std::uint64_t> lun);
+  void send_tmf_response(std::uint32_t itt, TmfResponse response);
   // An aborted task came back from the SCSI layer: the aborts waiting for
   // it may be over.
   void abort_wait_over(IscsiTask& t);
@@ -288,7 +314,8 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t next_ttt_ = 1;
   std::array<std::uint32_t, 16> aborted_itts_;
   std::uint32_t aborted_next_ = 0;
-  // PREEMPT AND ABORTs waiting for executing tasks they aborted to come back.
+  // Aborts (task management, PREEMPT AND ABORT) waiting for executing tasks they aborted
+  // to come back.
   struct AbortWait {
     std::vector<IscsiTask*> tasks;
     std::function<void()> done;
