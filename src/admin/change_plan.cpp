@@ -59,6 +59,7 @@ void global_differences(const config::Config& a, const config::Config& b,
         b.limits.max_sessions_per_initiator);
   limit("max_connections", a.limits.max_connections, b.limits.max_connections);
   limit("max_buffer_memory", a.limits.max_buffer_memory, b.limits.max_buffer_memory);
+  limit("max_session_output", a.limits.max_session_output, b.limits.max_session_output);
   const auto& x = a.iscsi;
   const auto& y = b.iscsi;
   auto num = [&](const char* key, std::uint32_t p, std::uint32_t q) {

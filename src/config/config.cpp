@@ -619,9 +619,9 @@ class Loader {
   }
 
   void read_limits(const toml::table& t, Limits& l) {
-    check_keys(
-        t, "[limits]",
-        {"max_sessions", "max_sessions_per_initiator", "max_connections", "max_buffer_memory"});
+    check_keys(t, "[limits]",
+               {"max_sessions", "max_sessions_per_initiator", "max_connections",
+                "max_buffer_memory", "max_session_output"});
     get_uint(t, "max_sessions", "limits.max_sessions", 1, 65535, l.max_sessions);
     get_uint(t, "max_sessions_per_initiator", "limits.max_sessions_per_initiator", 1, 65535,
              l.max_sessions_per_initiator);
@@ -638,6 +638,15 @@ class Loader {
                  std::to_string(v) + " bytes");
       }
       l.max_buffer_memory = v;
+    }
+    if (const toml::node* n = t.get("max_session_output")) {
+      constexpr std::uint64_t kMin = 256ull << 10, kMax = 1ull << 30;
+      std::uint64_t v = parse_size(*n);
+      if (v < kMin || v > kMax) {
+        fail(*n, "limits.max_session_output must be from 256K to 1G, not " + std::to_string(v) +
+                     " bytes");
+      }
+      l.max_session_output = v;
     }
   }
 

@@ -76,6 +76,7 @@ std::string to_toml(const Config& c) {
                   {"max_sessions_per_initiator", i64(c.limits.max_sessions_per_initiator)},
                   {"max_connections", i64(c.limits.max_connections)},
                   {"max_buffer_memory", i64(c.limits.max_buffer_memory)},
+                  {"max_session_output", i64(c.limits.max_session_output)},
               });
   if (c.metrics.listen)
     root.insert("metrics", toml::table{{"listen", c.metrics.listen->to_string()}});

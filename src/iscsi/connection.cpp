@@ -50,6 +50,11 @@ struct IscsiTask final : scsi::Task {
 namespace {
 
 constexpr std::uint32_t kLoginSegmentLimit = 8192;
+
+// What a queued PDU holds beyond its task's buffer (counted with the task).
+std::uint64_t own_bytes(const OutPdu& pdu) {
+  return std::uint64_t{pdu.header_len} + pdu.trailer_len + (pdu.task ? 0 : pdu.data_len);
+}
 constexpr std::size_t kMaxTextBytes = 65536;
 constexpr std::uint32_t kIgnoredCommandsLogged = 10;  // per connection, at warn
 
@@ -497,6 +502,15 @@ void Connection::login_data_complete() {
                    "session limit reached");
         return;
       }
+      // The task pool first: the final response's MaxCmdSN is what it can hold.
+      std::uint32_t n = settings_.queue_depth + kImmediateTaskReserve;
+      task_store_.reserve(n);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        auto t = std::make_unique<IscsiTask>();
+        t->r2ts.resize(std::max<std::uint32_t>(1, params_.max_outstanding_r2t));
+        free_tasks_.push_back(t.get());
+        task_store_.push_back(std::move(t));
+      }
       send_login_response(LoginStatus::success, std::move(response), true, csg, nsg);
       phase_ = Phase::full_feature;
       // Digests apply from the first PDU after the final login response.
@@ -505,14 +519,6 @@ void Connection::login_data_complete() {
       nexus_.initiator_name = params_.initiator_name;
       nexus_.target_name = params_.target_name;
       nexus_.session_id = isid_ << 16 | tsih_;
-      std::uint32_t n = settings_.queue_depth + 4;
-      task_store_.reserve(n);
-      for (std::uint32_t i = 0; i < n; ++i) {
-        auto t = std::make_unique<IscsiTask>();
-        t->r2ts.resize(std::max<std::uint32_t>(1, params_.max_outstanding_r2t));
-        free_tasks_.push_back(t.get());
-        task_store_.push_back(std::move(t));
-      }
       spdlog::info(
           "login: initiator {} target {} peer {} session {} tsih {} ({})", params_.initiator_name,
           params_.session_type == SessionType::discovery ? "(discovery)" : params_.target_name,
@@ -530,15 +536,24 @@ void Connection::login_data_complete() {
 // ---------------------------------------------------------------- commands
 
 std::uint32_t Connection::max_cmd_sn() {
-  // A task whose status is on its way out no longer holds a slot: counting it
-  // would close the window of an initiator that keeps exactly queue_depth
-  // commands outstanding. The window never moves backwards (RFC 7143 4.2.2.1).
-  std::uint32_t busy = active_tasks_ - responding_tasks_;
-  std::uint32_t free = settings_.queue_depth > busy ? settings_.queue_depth - busy : 0;
-  std::uint32_t now = exp_cmd_sn_ + free - 1;
+  // A task whose status is on its way out no longer holds a slot of the queue
+  // depth: counting it would close the window of an initiator that keeps
+  // exactly queue_depth commands outstanding. But it holds its place in the
+  // task pool until the initiator has read it, so the window never offers more
+  // commands than the pool can take: a peer that does not read its responses
+  // sees the window close, not TASK SET FULL (the window reopens with a NOP-In,
+  // see announce_window). It never moves backwards (RFC 7143 4.2.2.1).
+  std::uint32_t now = exp_cmd_sn_ + window_room() - 1;
   if (!window_advertised_ || sn_lt(max_cmd_sn_sent_, now)) max_cmd_sn_sent_ = now;
   window_advertised_ = true;
   return max_cmd_sn_sent_;
+}
+
+std::uint32_t Connection::window_room() const {
+  std::uint32_t busy = active_tasks_ - responding_tasks_;
+  std::uint32_t room = settings_.queue_depth > busy ? settings_.queue_depth - busy : 0;
+  if (phase_ == Phase::login) return room;  // no task pool yet
+  return std::min<std::uint32_t>(room, static_cast<std::uint32_t>(free_tasks_.size()));
 }
 
 bool Connection::check_cmd_sn(const Bhs& bhs) {
@@ -587,6 +602,7 @@ IscsiTask* Connection::acquire_task() {
 
 void Connection::release_task(IscsiTask& t) {
   if (t.buf) {
+    if (t.reading) output_bytes_ -= t.buf_size;
     reactor::BufferPool::local().release(t.buf, t.buf_size);
     t.buf = nullptr;
     t.buf_size = 0;
@@ -605,6 +621,23 @@ void Connection::release_task(IscsiTask& t) {
   t.state = IscsiTask::State::idle;
   --active_tasks_;
   free_tasks_.push_back(&t);
+  // Checked when output is next taken: this can run inside the network
+  // layer's handling of a send, which must not be asked to send again.
+  if (sn_lt(max_cmd_sn_sent_, exp_cmd_sn_)) window_may_reopen_ = true;
+}
+
+void Connection::announce_window() {
+  // The initiator may send nothing until it hears a larger MaxCmdSN, and no
+  // response is on its way to carry one: a NOP-In that asks for no answer
+  // does (RFC 7143 11.19: TTT and ITT reserved, StatSN not advanced).
+  window_may_reopen_ = false;
+  if (phase_ != Phase::full_feature || closing_ || shut_down_) return;
+  if (window_room() == 0) return;  // still closed: a later release reopens it
+  OutPdu* pdu = new_pdu(Opcode::nop_in, 0x80);
+  pdu->bhs.set_itt(kReservedTag);
+  pdu->bhs.set_ttt(kReservedTag);
+  prepare(pdu, false);
+  append(pdu);
 }
 
 IscsiTask* Connection::find_task(std::uint32_t itt) {
@@ -693,6 +726,7 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
       return DataPlan{};
     }
   }
+  if (t->reading && t->buf) output_bytes_ += t->buf_size;  // held until its Data-In is sent
   if (params_.initial_r2t) t->unsolicited_done = true;
   if (dsl > 0) {
     cur_task_ = t;
@@ -1242,7 +1276,7 @@ void Connection::set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t l
   pdu.bhs.set_data_segment_length(len);
 }
 
-void Connection::queue(OutPdu* pdu, bool advance_stat_sn) {
+void Connection::prepare(OutPdu* pdu, bool advance_stat_sn) {
   Opcode op = pdu->bhs.opcode();
   if (op != Opcode::data_in || advance_stat_sn) {
     pdu->bhs.set_stat_sn(advance_stat_sn ? stat_sn_++ : stat_sn_);
@@ -1268,16 +1302,26 @@ void Connection::queue(OutPdu* pdu, bool advance_stat_sn) {
   }
   pdu->header_len = static_cast<std::uint8_t>(
       kBhsSize + ((phase_ != Phase::login && digest_header_) ? kDigestSize : 0));
+}
+
+void Connection::append(OutPdu* pdu) {
   if (out_tail_)
     out_tail_->next = pdu;
   else
     out_head_ = pdu;
   out_tail_ = pdu;
   ++pdus_unsent_;
+  output_bytes_ += own_bytes(*pdu);
+}
+
+void Connection::queue(OutPdu* pdu, bool advance_stat_sn) {
+  prepare(pdu, advance_stat_sn);
+  append(pdu);
   host_.output_ready();
 }
 
 OutPdu* Connection::take_output() {
+  if (window_may_reopen_) announce_window();
   OutPdu* head = out_head_;
   out_head_ = out_tail_ = nullptr;
   return head;
@@ -1285,6 +1329,7 @@ OutPdu* Connection::take_output() {
 
 void Connection::sent(OutPdu* pdu) {
   --pdus_unsent_;
+  output_bytes_ -= own_bytes(*pdu);
   IscsiTask* t = pdu->task;
   pdu->owned.clear();
   pdu->task = nullptr;

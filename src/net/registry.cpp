@@ -51,6 +51,7 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 
 Registry::Registry(const config::Config& cfg, LunOpener open_lun)
     : open_lun_(std::move(open_lun)), settings_(settings_from(cfg.iscsi)), limits_(cfg.limits) {
+  settings_.max_unsent_output = cfg.limits.max_session_output;
   if (cfg.discovery_chap) {
     discovery_auth_ = policy_from(*cfg.discovery_chap);
     spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,

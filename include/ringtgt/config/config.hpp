@@ -128,6 +128,11 @@ struct Limits {
   // a command that does not fit gets TASK SET FULL (or BUSY when its session
   // has nothing else in flight), which initiators retry.
   std::uint64_t max_buffer_memory = 512ull << 20;
+  // Bytes of responses (Data-In, status, NOP-In echoes) one connection may have
+  // queued and not yet sent: past it the connection stops reading commands until
+  // the initiator has read half of them, so a peer that does not read cannot pile
+  // up the target's memory. Never refuses a command.
+  std::uint64_t max_session_output = 16ull << 20;
 };
 // --- admin socket (ringtgtctl) ---
 // [admin] socket = PATH (default kDefaultAdminSocket; relative: against the config file's

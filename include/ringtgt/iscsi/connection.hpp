@@ -134,6 +134,9 @@ struct ConnectionSettings {
   std::chrono::seconds nop_timeout{30};
   std::chrono::seconds login_timeout{15};
   std::uint32_t max_transfer_length = 32u << 20;  // largest EDTL accepted
+  // Output held for the peer past which the network layer stops taking PDUs
+  // ([limits] max_session_output; see Connection::output_bytes).
+  std::uint64_t max_unsent_output = 16ull << 20;
 };
 
 class Connection final : private scsi::TaskOwner {
@@ -160,6 +163,17 @@ class Connection final : private scsi::TaskOwner {
   OutPdu* take_output();
   bool has_output() const { return out_head_ != nullptr; }
   void sent(OutPdu* pdu);
+  // Backpressure: the bytes this connection holds for the initiator to read,
+  // the buffers of its read commands (from the command until its Data-In is
+  // sent) and the PDUs queued and not yet sent. Past
+  // settings.max_unsent_output the network layer should take no further PDU
+  // (the peer is not reading its responses), and go on once it is at half.
+  // Write buffers do not count: their Data-Out must still come in.
+  std::uint64_t output_bytes() const { return output_bytes_; }
+  bool should_pause_receive() const {
+    return phase_ == Phase::full_feature && output_bytes_ > settings_.max_unsent_output;
+  }
+  bool may_resume_receive() const { return output_bytes_ <= settings_.max_unsent_output / 2; }
 
   // --- time and teardown ---
   void on_tick(Clock::time_point now);
@@ -251,8 +265,19 @@ class Connection final : private scsi::TaskOwner {
   IscsiTask* find_task(std::uint32_t itt);
   OutPdu* new_pdu(Opcode op, std::uint8_t flags = 0x80);
   void set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t len);
+  // Numbers (StatSN, ExpCmdSN, MaxCmdSN), pads and digests pdu, appends it to the
+  // output, and tells the host.
   void queue(OutPdu* pdu, bool advance_stat_sn);
+  void prepare(OutPdu* pdu, bool advance_stat_sn);
+  void append(OutPdu* pdu);
   std::uint32_t max_cmd_sn();
+  // Commands the window may offer now: the queue depth less the tasks that hold
+  // a slot of it, and never more than the task pool has free.
+  std::uint32_t window_room() const;
+  // Queues a NOP-In that only carries a MaxCmdSN the window reopened to.
+  void announce_window();
+  // Tasks beyond the queue depth, for immediate commands (outside the CmdSN window).
+  static constexpr std::uint32_t kImmediateTaskReserve = 4;
 
   ConnectionHost& host_;
   ConnectionSettings settings_;
@@ -285,6 +310,7 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t exp_cmd_sn_ = 0;
   std::uint32_t max_cmd_sn_sent_ = 0;  // the largest MaxCmdSN advertised
   bool window_advertised_ = false;
+  bool window_may_reopen_ = false;  // a task came back while the window was closed
   std::uint32_t responding_tasks_ = 0;
   std::uint32_t ignored_commands_ = 0;  // outside the CmdSN window
   std::uint32_t busy_commands_ = 0;     // answered BUSY/TASK SET FULL: no buffer memory
@@ -329,6 +355,7 @@ class Connection final : private scsi::TaskOwner {
   std::vector<std::unique_ptr<OutPdu>> pdu_store_;
   std::vector<OutPdu*> free_pdus_;
   std::uint32_t pdus_unsent_ = 0;
+  std::uint64_t output_bytes_ = 0;  // see output_bytes()
 
   // keep-alive
   Clock::time_point last_rx_;

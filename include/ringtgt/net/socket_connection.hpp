@@ -67,6 +67,8 @@ class SocketConnection final : public iscsi::ConnectionHost,
   enum class RxState { bhs, header_rest, data, trailer };
 
   void post_recv();
+  // Over limits.max_session_output: stop taking PDUs (true) until on_sent resumes.
+  bool pause_receive_if_over_limit();
   void on_recv(int result);
   void process();
   void try_send();
@@ -97,6 +99,7 @@ class SocketConnection final : public iscsi::ConnectionHost,
   std::uint8_t drop_[4096];
   bool direct_recv_ = false;
   bool recv_inflight_ = false;
+  bool rx_paused_ = false;  // the peer left too many responses unread: no receive posted
   bool processing_ = false;
   Op recv_op_, send_op_;
 

@@ -988,6 +988,70 @@ TEST(ConnectionCmdSn, MaxCmdSnShrinksWithOutstandingTasks) {
   EXPECT_EQ(d.only_one().bhs.max_cmd_sn(), sn + 2 + 4 - 1);
 }
 
+// A peer that does not read its responses keeps their tasks: the window
+// closes at what the task pool holds instead of offering commands that would
+// get TASK SET FULL, and a NOP-In reopens it once the responses are read.
+TEST(ConnectionCmdSn, WindowNeverOffersMoreThanTheTaskPoolAndReopensWithANopIn) {
+  ConnectionSettings s;
+  s.queue_depth = 4;
+  Driver d(s);
+  d.login();
+  std::vector<OutPdu*> unread;  // responses queued, not yet "sent"
+  std::uint32_t last_max = 0, last_exp = 0;
+  for (std::uint32_t i = 0; i < 8; ++i) {  // the pool: queue depth + 4 for immediate commands
+    ASSERT_TRUE(d.send(d.command(0xd00 + i, tur(), 0, false, false)));
+    OutPdu* p = d.conn->take_output();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(p->next, nullptr);
+    EXPECT_EQ(p->bhs.opcode(), Opcode::scsi_response);
+    EXPECT_EQ(p->bhs.bytes[3], 0x00) << "command " << i;  // never TASK SET FULL
+    last_max = p->bhs.max_cmd_sn();
+    last_exp = p->bhs.exp_cmd_sn();
+    unread.push_back(p);
+  }
+  EXPECT_EQ(last_max, last_exp - 1);  // closed: every task holds an unread response
+  // The initiator reads them: the window reopens, and a NOP-In says so.
+  for (OutPdu* p : unread) d.conn->sent(p);
+  Out nop = d.only_one();
+  EXPECT_EQ(nop.op(), Opcode::nop_in);
+  EXPECT_EQ(nop.bhs.itt(), kReservedTag);
+  EXPECT_EQ(nop.bhs.ttt(), kReservedTag);
+  EXPECT_EQ(nop.bhs.exp_cmd_sn(), last_exp);
+  EXPECT_EQ(nop.bhs.max_cmd_sn(), last_exp + 4 - 1);
+  EXPECT_TRUE(d.drain().empty());  // announced once
+  ASSERT_TRUE(d.send(d.command(0xd10, tur(), 0, false, false)));
+  EXPECT_EQ(d.only_one().bhs.bytes[3], 0x00);
+}
+
+// Backpressure: a read's buffer counts from the command until its Data-In is
+// sent, with every queued PDU's own bytes; write buffers do not (their data
+// must still come in), so a session waiting for Data-Out is never paused.
+TEST(ConnectionLimits, UnreadResponsesPauseReceiveUntilHalfIsRead) {
+  ConnectionSettings s;
+  s.max_unsent_output = 6000;
+  Driver d(s);
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  EXPECT_FALSE(d.conn->should_pause_receive());
+  ASSERT_TRUE(d.send(d.command(0xe00, write10(0, 16), 8192, false, true)));
+  EXPECT_EQ(d.only_one().op(), Opcode::r2t);
+  EXPECT_FALSE(d.conn->should_pause_receive());  // 8 KiB of write buffer: not output
+  ASSERT_TRUE(d.send(d.command(0xe01, read10(0, 16), 8192, true, false)));
+  EXPECT_GE(d.conn->output_bytes(), 8192u);
+  EXPECT_TRUE(d.conn->should_pause_receive());
+  EXPECT_FALSE(d.conn->may_resume_receive());
+  d.drain();  // the initiator reads the Data-In
+  EXPECT_LT(d.conn->output_bytes(), 1000u);
+  EXPECT_FALSE(d.conn->should_pause_receive());
+  EXPECT_TRUE(d.conn->may_resume_receive());
+  // A ping's echo counts as its own bytes.
+  ASSERT_TRUE(d.send(d.nop_out(0xe02, kReservedTag), pattern(7000, 1)));
+  EXPECT_TRUE(d.conn->should_pause_receive());
+  d.drain();
+  EXPECT_FALSE(d.conn->should_pause_receive());
+}
+
 // ------------------------------------------------------------------ NOP
 
 TEST(ConnectionNop, PingIsAnsweredWithItsData) {
