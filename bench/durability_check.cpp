@@ -154,9 +154,13 @@ int main(int argc, char** argv) {
   }
   const auto r = ringtgt::storage::check_durability_log(log);
   for (const auto& [id, img] : r.images) {
-    std::printf("store %u: %s (%s%s, %u-byte blocks): %zu blocks durable at the end\n", id,
-                img.name.c_str(), img.writeback ? "writeback" : "writethrough",
-                img.direct ? ", O_DIRECT" : "", img.block_size, img.blocks.size());
+    const auto bad = r.problems_by_store.find(id);
+    std::printf(
+        "store %u: %s (%s%s, %u-byte blocks): %zu blocks durable at the end, %llu "
+        "violations\n",
+        id, img.name.c_str(), img.writeback ? "writeback" : "writethrough",
+        img.direct ? ", O_DIRECT" : "", img.block_size, img.blocks.size(),
+        static_cast<unsigned long long>(bad == r.problems_by_store.end() ? 0 : bad->second));
   }
   std::printf(
       "%llu events: %llu writes, %llu unmaps/zeroings, %llu flushes, %llu GOOD for "

@@ -26,7 +26,7 @@ struct Version {
 };
 
 struct Store {
-  std::uint32_t block_size = 0;                      // 0: no store_opened (unit tests): no image
+  std::uint32_t block_size = 0;  // 0: no store_opened (unit tests): no image
   // Written and not durable yet: what the next flush to start covers, even
   // when an earlier flush still in flight (another reactor's) covers it too.
   std::set<std::uint64_t> in_cache;
@@ -72,8 +72,9 @@ class Replay {
     }
   }
 
-  void problem(std::string line) {
+  void problem(std::uint32_t store, std::string line) {
     ++r_.problem_count;
+    ++r_.problems_by_store[store];
     if (r_.problems.size() < kMaxProblemLines) {
       r_.problems.push_back("event " + std::to_string(i_) + ": " + std::move(line));
     }
@@ -105,7 +106,7 @@ class Replay {
     w.hashes = e.block_hashes;
     ++(e.zeroes ? r_.zeroings : r_.writes);
     if (e.tag != 0 && started_tags_.count(e.tag) != 0 && open_tags_.count(e.tag) == 0) {
-      problem(describe(e.id, w) + " belongs to a command that was already answered");
+      problem(w.store, describe(e.id, w) + " belongs to a command that was already answered");
     }
     writes_[e.id] = std::move(w);
     if (e.tag != 0) pending_[e.tag].push_back(e.id);
@@ -148,7 +149,9 @@ class Replay {
     if (!e.must_be_durable) return;
     promised(e.id, it->second);
     if (!it->second.durable) {
-      problem(describe(e.id, it->second) +
+      problem(
+          it->second.store,
+          describe(e.id, it->second) +
               " acknowledged as durable before any flush covered it; a power cut here loses it");
     }
   }
@@ -168,8 +171,8 @@ class Replay {
         Write& w = writes_[id];
         promised(id, w);
         if (w.durable) continue;
-        problem(std::string(who) + " " + std::to_string(sync_id) + " acknowledged while " +
-                describe(id, w) + ", acknowledged before it, is not durable");
+        problem(w.store, std::string(who) + " " + std::to_string(sync_id) + " acknowledged while " +
+                             describe(id, w) + ", acknowledged before it, is not durable");
       }
       check_image(it->second.first);
     }
@@ -188,8 +191,8 @@ class Replay {
       if (!e.must_be_durable) continue;
       promised(id, w);
       if (w.durable) continue;
-      problem("GOOD sent for command " + std::to_string(e.tag) + " while its " + describe(id, w) +
-              " was not durable; a power cut here loses it");
+      problem(w.store, "GOOD sent for command " + std::to_string(e.tag) + " while its " +
+                           describe(id, w) + " was not durable; a power cut here loses it");
     }
     if (e.sync) {
       auto s = sync_of_tag_.find(e.tag);
@@ -243,10 +246,11 @@ class Replay {
       auto v = s.image.find(b);
       const std::size_t held = v == s.image.end() ? 0 : v->second.at;
       if (held >= owed) continue;
-      problem("store " + std::to_string(store) + " block " + std::to_string(b) +
-              ": the durable image holds the content of event " +
-              (held == 0 ? std::string("(none)") : std::to_string(held - 1)) +
-              ", older than the acknowledged write of event " + std::to_string(owed - 1));
+      problem(store, "store " + std::to_string(store) + " block " + std::to_string(b) +
+                         ": the durable image holds the content of event " +
+                         (held == 0 ? std::string("(none)") : std::to_string(held - 1)) +
+                         ", older than the acknowledged write of event " +
+                         std::to_string(owed - 1));
     }
     s.owed_changed.clear();
   }

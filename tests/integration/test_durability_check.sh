@@ -235,7 +235,7 @@ cat "$TMP/check.out"
 expect_grep '^OK: every acknowledged write survives' "$TMP/check.out"
 # The log saw the load: all twelve stores, and every kind of event.
 for n in "${LUNS[@]}"; do
-  expect_grep "^store [0-9]+: ${STORE[n]} " "$TMP/check.out" "LUN $n is in the log"
+  expect_grep "^store [0-9]+: ${STORE[n]} .*, 0 violations\$" "$TMP/check.out" "LUN $n is in the log"
   expect_grep "^bench ${STORE[n]}: [0-9]+ blocks, [1-9][0-9]* acknowledged, 0 not as" \
     "$TMP/check.out" "LUN $n: the durable image is what the bench expects"
 done
@@ -257,4 +257,10 @@ expect_grep '^VIOLATION event [0-9]+: .*acknowledged as durable before any flush
 expect_grep '^VIOLATION event [0-9]+: GOOD sent for command [0-9]+ while its write' \
   "$TMP/broken-check.out" "the checker names the early GOOD"
 expect_grep '^FAILED: a power cut can lose acknowledged writes' "$TMP/broken-check.out"
+# On every kind of store: file, direct_io file, loop device, loop device with
+# direct I/O (writethrough), and FUA writes on a writeback file and device.
+for n in 0 1 2 3 8 11; do
+  expect_grep "^store [0-9]+: ${STORE[n]} .*, [1-9][0-9]* violations\$" "$TMP/broken-check.out" \
+    "the early acknowledgements on LUN $n are caught"
+done
 log "the checker caught the broken acknowledgement order: $(grep -c '^VIOLATION' "$TMP/broken-check.out") violation lines"

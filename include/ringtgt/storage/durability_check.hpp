@@ -27,9 +27,10 @@ struct DurableImage {
 };
 
 struct DurabilityReport {
-  std::vector<std::string> problems;             // one line each; empty: every promise kept
-  std::uint64_t problem_count = 0;               // problems holds at most the first 200
-  std::map<std::uint32_t, DurableImage> images;  // by store
+  std::vector<std::string> problems;  // one line each; empty: every promise kept
+  std::uint64_t problem_count = 0;    // problems holds at most the first 200
+  std::map<std::uint32_t, std::uint64_t> problems_by_store;  // violations by store
+  std::map<std::uint32_t, DurableImage> images;              // by store
   // What was checked, for the summary.
   std::uint64_t events = 0, writes = 0, zeroings = 0, flushes = 0, commands_good = 0,
                 durable_promises = 0, syncs = 0, image_points = 0;
