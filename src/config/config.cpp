@@ -264,7 +264,7 @@ class Loader {
   void read_root(const toml::table& root, Config& cfg) {
     check_keys(root, "the top level",
                {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target",
-                "limits", "metrics", "admin"});
+                "limits", "metrics", "admin", "testing"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -320,6 +320,32 @@ class Loader {
     read_metrics(root, cfg);
     read_targets(root, cfg);
     read_admin(root, cfg.admin);
+    read_testing(root, cfg);
+  }
+
+  // [testing]: test-only switches.
+  void read_testing(const toml::table& root, Config& cfg) const {
+    const toml::node* n = root.get("testing");
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t) {
+      fail(*n, std::string("'testing' must be a table, written [testing], not ") +
+                   type_name(n->type()));
+    }
+    check_keys(*t, "[testing]", {"durability_log", "ack_before_flush"});
+    DurabilityTesting& d = cfg.durability_testing;
+    if (auto path = get_string(*t, "durability_log", "testing.durability_log")) {
+      if (path->empty())
+        fail(*t->get("durability_log"), "testing.durability_log must not be empty");
+      d.log_path = resolve(*path);
+    }
+    d.ack_before_flush =
+        get_bool(*t, "ack_before_flush", "testing.ack_before_flush").value_or(false);
+    if (d.ack_before_flush && d.log_path.empty()) {
+      fail(*t->get("ack_before_flush"),
+           "testing.ack_before_flush needs testing.durability_log: the broken acknowledgement "
+           "order exists only to show that the durability checker catches it");
+    }
   }
 
   // [admin]: the ringtgtctl socket.

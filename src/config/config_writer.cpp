@@ -83,6 +83,11 @@ std::string to_toml(const Config& c) {
   toml::table admin{{"socket", c.admin.socket}};
   if (!c.admin.group.empty()) admin.insert("group", c.admin.group);
   root.insert("admin", std::move(admin));
+  if (!c.durability_testing.log_path.empty()) {
+    toml::table testing{{"durability_log", c.durability_testing.log_path}};
+    if (c.durability_testing.ack_before_flush) testing.insert("ack_before_flush", true);
+    root.insert("testing", std::move(testing));
+  }
 
   toml::array targets;
   for (const auto& t : c.targets) {

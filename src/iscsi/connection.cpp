@@ -859,6 +859,10 @@ void Connection::fail_task(IscsiTask& t, scsi::SenseCode code) {
 
 void Connection::task_complete(scsi::Task& task) {
   auto& t = static_cast<IscsiTask&>(task);
+  // Tests: the moment GOOD is committed to go out, before it is queued.
+  if (t.durability_promise != scsi::DurabilityPromise::none) {
+    scsi::record_command_done(t, !(shut_down_ || t.aborted) && t.status == scsi::Status::good);
+  }
   if (shut_down_ || t.aborted) {
     abort_wait_over(t);
     release_task(t);

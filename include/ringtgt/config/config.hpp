@@ -145,6 +145,18 @@ struct AdminSettings {
 };
 // --- end admin socket ---
 
+// [testing]: switches for tests; a production config has none of them.
+// durability_log: the path of the durability log (storage/durability_log.hpp)
+// the daemon then records every write, flush and acknowledgement in
+// (relative: against the config file's folder); empty: none.
+// ack_before_flush (needs durability_log): durable writes are acknowledged
+// from the page cache, with no flush, a deliberate bug that
+// ringtgt-durability-check must report.
+struct DurabilityTesting {
+  std::string log_path;
+  bool ack_before_flush = false;
+};
+
 struct Config {
   std::string source;    // the file it came from
   unsigned workers = 0;  // reactor threads; 0: one per core
@@ -158,6 +170,7 @@ struct Config {
   std::vector<Target> targets;
   MetricsSettings metrics;
   AdminSettings admin;
+  DurabilityTesting durability_testing;  // [testing] durability_log, ack_before_flush
 };
 
 // A configuration that cannot be used: says where and why.
