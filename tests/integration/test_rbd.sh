@@ -49,6 +49,10 @@ rbd_ create --size 16M rbd/small
 PORT=$(pick_port)
 MPORT=$(pick_port)
 TGT=iqn.2025-01.com.example:rbd
+# How every LUN reaches the cluster: its [target.lun.rbd] lines.
+CLIENT="conf = \"$CONF\"
+  client = \"ringtgt\"
+  keyring = \"$CEPH/ringtgt.keyring\""
 { config_prologue "$PORT" "$TGT"; cat <<EOF; } >"$TMP/ringtgt.toml"
 
   [[target.lun]]
@@ -56,9 +60,7 @@ TGT=iqn.2025-01.com.example:rbd
   path = "rbd:rbd/lun0"
   write_ack = "writethrough"
   [target.lun.rbd]
-  conf = "$CONF"
-  client = "ringtgt"
-  keyring = "$CEPH/ringtgt.keyring"
+  $CLIENT
   op_timeout = 5
 
   [[target.lun]]
@@ -67,18 +69,14 @@ TGT=iqn.2025-01.com.example:rbd
   [target.lun.rbd]
   pool = "rbd"
   image = "lun1"
-  conf = "$CONF"
-  client = "ringtgt"
-  keyring = "$CEPH/ringtgt.keyring"
+  $CLIENT
   op_timeout = 5
 
   [[target.lun]]
   number = 2
   path = "rbd:rbd/durable"
   [target.lun.rbd]
-  conf = "$CONF"
-  client = "ringtgt"
-  keyring = "$CEPH/ringtgt.keyring"
+  $CLIENT
 
 [metrics]
 listen = "127.0.0.1:$MPORT"

@@ -1,6 +1,8 @@
 // The reactor against a real io_uring ring, run on its own thread.
 #include "ringtgt/reactor/reactor.hpp"
 
+#include "ringtgt/reactor/foreign_completions.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -451,6 +453,91 @@ TEST(Reactor, DurableFallocateThatFailsReportsAnErrorOnce) {
   rt.thread.join();
   EXPECT_EQ(calls, 1);
   ::close(ro);
+}
+
+// Completions from threads the reactor does not own (librbd's callbacks):
+// recorded with the thread they ran on.
+struct RecordingOp final : IoOp {
+  std::thread::id thread;
+  int result = 1;
+  std::atomic<bool> done{false};
+  std::vector<int>* order = nullptr;
+  int id = 0;
+  void on_complete(int r) override {
+    thread = std::this_thread::get_id();
+    result = r;
+    if (order) order->push_back(id);
+    done.store(true);
+  }
+};
+
+TEST(ForeignCompletions, AForeignThreadsCompletionRunsOnTheReactorInOrder) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  rt.start();
+  constexpr int kOps = 100;
+  std::vector<RecordingOp> ops(kOps);
+  std::vector<int> order;  // touched only on the reactor thread
+  ForeignCompletions* home = nullptr;
+  rt.call([&] {
+    home = IoEngine::current()->foreign_completions();
+    for (int i = 0; i < kOps; ++i) {
+      ops[i].order = &order;
+      ops[i].id = i;
+      home->expect();
+    }
+  });
+  ASSERT_NE(home, nullptr);
+  // One foreign thread completes them all, in order, with its own results.
+  std::thread foreign([&] {
+    for (int i = 0; i < kOps; ++i) home->complete(&ops[i], i * 10);
+  });
+  foreign.join();
+  for (auto& op : ops) {
+    for (int i = 0; i < 500 && !op.done.load(); ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_TRUE(op.done.load());
+  }
+  for (int i = 0; i < kOps; ++i) {
+    EXPECT_EQ(ops[i].thread, rt.thread.get_id());
+    EXPECT_EQ(ops[i].result, i * 10);
+  }
+  rt.call([&] {
+    std::vector<int> want(kOps);
+    for (int i = 0; i < kOps; ++i) want[i] = i;
+    EXPECT_EQ(order, want);
+    EXPECT_EQ(home->outstanding(), 0u);
+  });
+}
+
+TEST(ForeignCompletions, StopWaitsForExpectedCompletions) {
+  ReactorThread rt;
+  START_OR_SKIP(rt);
+  rt.start();
+  RecordingOp op;
+  ForeignCompletions* home = nullptr;
+  rt.call([&] {
+    home = IoEngine::current()->foreign_completions();
+    home->expect();
+  });
+  rt.reactor->stop();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_FALSE(rt.returned.load()) << "run() returned with a foreign completion outstanding";
+  home->complete(&op, 7);
+  rt.thread.join();
+  EXPECT_TRUE(rt.returned.load());
+  EXPECT_TRUE(op.done.load());
+  EXPECT_EQ(op.result, 7);
+}
+
+TEST(ForeignCompletions, AnEngineWithoutALoopHasNone) {
+  struct Bare final : IoEngine {
+    void read(int, void*, std::size_t, std::uint64_t, IoOp*) override {}
+    void write(int, const void*, std::size_t, std::uint64_t, int, IoOp*) override {}
+    void fsync(int, bool, IoOp*) override {}
+    void recv(int, void*, std::size_t, int, IoOp*) override {}
+    void sendmsg(int, const msghdr*, int, IoOp*) override {}
+  } bare;
+  EXPECT_EQ(bare.foreign_completions(), nullptr);
 }
 
 }  // namespace
