@@ -16,6 +16,9 @@ packages=(
   prometheus python3-yaml
   # tests/e2e: a Debian guest under qemu (TCG) with open-iscsi, built by debootstrap
   qemu-system-x86 debootstrap cpio
+  # tests/integration/test_faults*.sh: JSON answers of ringtgtctl, read inside a
+  # 2 s timing window (python3 may take that long just to start), and losetup
+  jq util-linux
 )
 
 missing=()

@@ -51,6 +51,10 @@ void global_differences(const config::Config& a, const config::Config& b,
     return c.metrics.listen ? c.metrics.listen->to_string() : std::string("off");
   };
   if (listen(a) != listen(b)) note("metrics.listen", listen(a), listen(b));
+  if (a.testing.fault_injection != b.testing.fault_injection) {
+    note("testing.fault_injection", a.testing.fault_injection ? "true" : "false",
+         b.testing.fault_injection ? "true" : "false");
+  }
   auto limit = [&](const char* key, std::uint64_t p, std::uint64_t q) {
     if (p != q) note(std::string("limits.") + key, std::to_string(p), std::to_string(q));
   };

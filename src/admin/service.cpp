@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "ringtgt/admin/fault_methods.hpp"
 #include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/storage/backend.hpp"
@@ -387,6 +388,7 @@ void Service::reload_from_signal() {
 
 void Service::add_methods() {
   auto& d = dispatcher_;
+  add_fault_methods(d, registry_, running_.testing.fault_injection);
 
   d.add("version", [this](const Params& p, const Responder& r) {
     p.only({});

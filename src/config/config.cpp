@@ -264,7 +264,7 @@ class Loader {
   void read_root(const toml::table& root, Config& cfg) {
     check_keys(root, "the top level",
                {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target",
-                "limits", "metrics", "admin"});
+                "limits", "metrics", "admin", "testing"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -320,6 +320,20 @@ class Loader {
     read_metrics(root, cfg);
     read_targets(root, cfg);
     read_admin(root, cfg.admin);
+    read_testing(root, cfg.testing);
+  }
+
+  // [testing]: test seams (README, "Testing seams").
+  void read_testing(const toml::table& root, TestingSettings& s) const {
+    const toml::node* n = root.get("testing");
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t) {
+      fail(*n, std::string("'testing' must be a table, written [testing], not ") +
+                   type_name(n->type()));
+    }
+    check_keys(*t, "[testing]", {"fault_injection"});
+    if (auto v = get_bool(*t, "fault_injection", "testing.fault_injection")) s.fault_injection = *v;
   }
 
   // [admin]: the ringtgtctl socket.

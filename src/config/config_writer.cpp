@@ -82,6 +82,7 @@ std::string to_toml(const Config& c) {
   toml::table admin{{"socket", c.admin.socket}};
   if (!c.admin.group.empty()) admin.insert("group", c.admin.group);
   root.insert("admin", std::move(admin));
+  if (c.testing.fault_injection) root.insert("testing", toml::table{{"fault_injection", true}});
 
   toml::array targets;
   for (const auto& t : c.targets) {

@@ -125,9 +125,16 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (cfg.testing.fault_injection) {
+      spdlog::warn(
+          "[testing] fault_injection = true: THIS DAEMON IS FOR TESTS. Every LUN can be made to "
+          "fail reads, writes and flushes on request (ringtgtctl fault); never use it for data "
+          "you want to keep");
+    }
     // Every LUN, at start and in every live change, comes from this one factory.
     const ringtgt::lun::LunFactory luns(cfg.state_dir,
-                                        ringtgt::net::resolve_worker_count(cfg.workers));
+                                        ringtgt::net::resolve_worker_count(cfg.workers),
+                                        cfg.testing.fault_injection);
     ringtgt::net::Registry registry(
         cfg, [&luns](const std::string& target, const ringtgt::config::Lun& l) {
           return luns.open(target, l);

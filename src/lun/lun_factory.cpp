@@ -6,13 +6,15 @@
 #include <stdexcept>
 
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/storage/fault_injecting_engine.hpp"
+#include "ringtgt/storage/fault_injection.hpp"
 #include "ringtgt/storage/file_backend.hpp"
 
 namespace ringtgt::lun {
 
 namespace {
 
-std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
+storage::FileBackendOptions file_options(const config::Lun& l) {
   storage::FileBackendOptions o;
   o.path = l.path;
   o.create_size = l.size;
@@ -20,7 +22,7 @@ std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
   o.direct_io = l.direct_io;
   o.block_size = l.block_size;  // checked against the device's logical block size
   o.policy = l.write_ack;
-  return std::make_unique<storage::FileBackend>(o);
+  return o;
 }
 
 std::string lun_name(const std::string& target, const config::Lun& l) {
@@ -30,7 +32,17 @@ std::string lun_name(const std::string& target, const config::Lun& l) {
 }  // namespace
 
 std::unique_ptr<storage::Backend> open_backend(const config::Lun& l) {
-  return open_file_backend(l);
+  return std::make_unique<storage::FileBackend>(file_options(l));
+}
+
+std::unique_ptr<storage::Backend> open_fault_injecting_backend(const config::Lun& l) {
+  auto plan = std::make_shared<storage::FaultPlan>();
+  storage::FileBackendOptions o = file_options(l);
+  o.engine_for_tests = [plan](reactor::IoEngine& thread_engine) {
+    return std::make_unique<storage::FaultInjectingEngine>(thread_engine, plan);
+  };
+  return std::make_unique<storage::FaultInjectingBackend>(std::make_unique<storage::FileBackend>(o),
+                                                          plan);
 }
 
 std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {
@@ -46,8 +58,8 @@ std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {
   return h;
 }
 
-LunFactory::LunFactory(std::string state_dir, unsigned workers)
-    : state_dir_(std::move(state_dir)), workers_(workers) {}
+LunFactory::LunFactory(std::string state_dir, unsigned workers, bool fault_injection)
+    : state_dir_(std::move(state_dir)), workers_(workers), fault_injection_(fault_injection) {}
 
 scsi::LunParams LunFactory::params_of(const std::string& target, const config::Lun& l,
                                       const storage::Backend& backend) const {
@@ -82,7 +94,7 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(const std::string& target,
                                                     const config::Lun& l) const {
   std::unique_ptr<storage::Backend> backend;
   try {
-    backend = open_backend(l);
+    backend = fault_injection_ ? open_fault_injecting_backend(l) : open_backend(l);
   } catch (const std::exception& e) {
     throw std::runtime_error(lun_name(target, l) + ": " + e.what());
   }

@@ -140,6 +140,14 @@ struct AdminSettings {
 };
 // --- end admin socket ---
 
+// [testing]: seams for tests, never for production; the daemon warns loudly
+// at start when one is on. Changing one needs a restart.
+struct TestingSettings {
+  // Every LUN's backend is wrapped in storage::FaultInjectingBackend, and
+  // the admin socket's fault.* methods (ringtgtctl fault) arm faults on it.
+  bool fault_injection = false;
+};
+
 struct Config {
   std::string source;    // the file it came from
   unsigned workers = 0;  // reactor threads; 0: one per core
@@ -153,6 +161,7 @@ struct Config {
   std::vector<Target> targets;
   MetricsSettings metrics;
   AdminSettings admin;
+  TestingSettings testing;  // [testing]
 };
 
 // A configuration that cannot be used: says where and why.

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,11 @@ struct FileBackendOptions {
   // flush) that the checker must catch.
   DurabilityLog* durability_log = nullptr;
   bool broken_ack_before_flush_for_tests = false;
+  // Tests only: the engine each reactor thread's reads, writes and syncs of
+  // the store go through, made from that thread's engine on its first I/O
+  // (fault injection: fault_injecting_engine.hpp). Unset: the thread's engine.
+  std::function<std::unique_ptr<reactor::IoEngine>(reactor::IoEngine& thread_engine)>
+      engine_for_tests;
 };
 
 // Reads and writes run on IoEngine::current() through a Transfer, which
@@ -93,6 +99,7 @@ class FileBackend final : public Backend {
   WriteAckPolicy policy_;
   DurabilityLog* log_ = nullptr;
   bool broken_ack_order_ = false;
+  std::function<std::unique_ptr<reactor::IoEngine>(reactor::IoEngine&)> engine_for_tests_;
   std::atomic<int> lost_errno_{0};
   // One lane per reactor thread that uses the store, claimed on its first
   // I/O: lane_owner_[i] is the engine of lanes_[i], which only that thread touches.

@@ -44,6 +44,8 @@ class GroupCommit {
       : fd_(fd), lost_errno_(lost_errno), describe_(describe) {}
   // Tests: record each flush's start and end (the recording seam).
   void set_log(DurabilityLog* log) { log_ = log; }
+  // The engine its fdatasyncs go to (unset: the thread's own).
+  void set_engine(reactor::IoEngine* engine) { engine_ = engine; }
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -80,6 +82,7 @@ class GroupCommit {
   bool flushing_ = false;
   std::uint64_t flushes_ = 0;
   DurabilityLog* log_ = nullptr;
+  reactor::IoEngine* engine_ = nullptr;
   std::uint64_t flush_id_ = 0;  // of the flush in flight, in the log
   FlushOp flush_op_;
 };

@@ -45,6 +45,8 @@ class Transfer final : public reactor::IoOp, public DurabilityWaiter {
  private:
   void submit_rest();
   void finish(int result);
+  // result goes to the log, told to the caller.
+  void finish(int result, int told);
 
   void record(DurabilityEvent::Kind kind, int result);
 
@@ -62,6 +64,11 @@ class TransferPool {
   // Tests: record every write and acknowledgement (the recording seam).
   void set_log(DurabilityLog* log) { log_ = log; }
   DurabilityLog* log() const { return log_; }
+  // The engine its transfers are submitted to (unset: the thread's own).
+  void set_engine(reactor::IoEngine* engine) { engine_ = engine; }
+  reactor::IoEngine* engine() const {
+    return engine_ != nullptr ? engine_ : reactor::IoEngine::current();
+  }
   Transfer* acquire();
   void release(Transfer* t) { free_.push_back(t); }
   const std::string& describe() const { return describe_; }  // for log lines
@@ -69,6 +76,7 @@ class TransferPool {
  private:
   std::string describe_;
   DurabilityLog* log_ = nullptr;
+  reactor::IoEngine* engine_ = nullptr;
   std::vector<std::unique_ptr<Transfer>> all_;
   std::vector<Transfer*> free_;
 };

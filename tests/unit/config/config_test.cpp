@@ -652,7 +652,7 @@ TEST(Errors, TomlSyntax) {
 TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of("wrokers = 1\n" + kHead),
             "t.toml:1:1: unknown key 'wrokers' in the top level (allowed: workers, log_level, "
-            "state_dir, portal, iscsi, discovery, target, limits, metrics, admin)");
+            "state_dir, portal, iscsi, discovery, target, limits, metrics, admin, testing)");
   EXPECT_EQ(error_of("[[portal]]\n  listen = \"127.0.0.1\"\n  port = 3260\n"),
             "t.toml:3:3: unknown key 'port' in [[portal]] (allowed: listen)");
   EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_dept = 3\n"),
@@ -1177,6 +1177,30 @@ TEST(Digests, TrueAndFalseAreTheOldSpellings) {
   EXPECT_FALSE(c.iscsi.require_header_digest);
   EXPECT_TRUE(c.iscsi.data_digest);
   EXPECT_FALSE(c.iscsi.require_data_digest);
+}
+
+}  // namespace
+}  // namespace ringtgt::config
+
+// ---- [testing] (test seams) ----
+namespace ringtgt::config {
+namespace {
+
+TEST(Testing, FaultInjectionIsOffUnlessAsked) {
+  EXPECT_FALSE(load_string(with_lun(), "t.toml").testing.fault_injection);
+  EXPECT_TRUE(load_string(with_lun("[testing]\nfault_injection = true\n"), "t.toml")
+                  .testing.fault_injection);
+  EXPECT_FALSE(load_string(with_lun("[testing]\nfault_injection = false\n"), "t.toml")
+                   .testing.fault_injection);
+}
+
+TEST(Testing, Errors) {
+  EXPECT_EQ(error_of(with_lun("[testing]\nfault_injection = 1\n")),
+            "t.toml:9:19: testing.fault_injection must be true or false, not an integer");
+  EXPECT_EQ(error_of(with_lun("[testing]\nfaults = true\n")),
+            "t.toml:9:1: unknown key 'faults' in [testing] (allowed: fault_injection)");
+  EXPECT_EQ(error_of("testing = true\n" + with_lun()),
+            "t.toml:1:11: 'testing' must be a table, written [testing], not a boolean");
 }
 
 }  // namespace
