@@ -36,7 +36,7 @@ std::unique_ptr<storage::Backend> open_backend(const config::Lun& l) {
 }
 
 std::unique_ptr<storage::Backend> open_fault_injecting_backend(const config::Lun& l) {
-  auto plan = std::make_shared<storage::FaultPlan>();
+  auto plan = std::make_shared<storage::FaultPlan>(l.block_size);
   storage::FileBackendOptions o = file_options(l);
   o.engine_for_tests = [plan](reactor::IoEngine& thread_engine) {
     return std::make_unique<storage::FaultInjectingEngine>(thread_engine, plan);

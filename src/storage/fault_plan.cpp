@@ -47,8 +47,8 @@ bool FaultPlan::hits(const FaultRule& r, Io io, std::uint64_t at, std::uint64_t 
     case FaultKind::enospc:
       return io == Io::write && r.overlaps(at, len);
     case FaultKind::delay:
-      // A sync covers every block, so a delay hits it whatever its range.
-      if (io == Io::sync) return true;
+      // A sync covers every block written: a delay of writes to the whole LUN hits it.
+      if (io == Io::sync) return r.length == 0 && r.writes;
       [[fallthrough]];
     default:
       if (io == Io::sync) return false;
@@ -68,10 +68,9 @@ void FaultPlan::fire(std::size_t i) {
 
 namespace {
 // How much of a transfer a short completion moves: about half, in whole
-// 512-byte sectors (what O_DIRECT needs); nothing shorter than one sector.
-std::uint64_t short_length(std::uint64_t len) {
-  constexpr std::uint64_t kSector = 512;
-  return len / 2 / kSector * kSector;
+// blocks; nothing shorter than one block.
+std::uint64_t short_length(std::uint64_t len, std::uint64_t block) {
+  return len / 2 / block * block;
 }
 }  // namespace
 
@@ -97,8 +96,8 @@ DeviceFault FaultPlan::at_device(Io io, std::uint64_t at, std::uint64_t len) {
         fire(i);
         return {DeviceFault::Action::fail, EIO, 0};
       case FaultKind::short_transfer: {
-        const std::uint64_t part = short_length(len);
-        if (part == 0) continue;  // one sector: nothing shorter to return
+        const std::uint64_t part = short_length(len, block_size_);
+        if (part == 0) continue;  // one block: nothing shorter to return
         fire(i);
         return {DeviceFault::Action::move_only, 0, part};
       }

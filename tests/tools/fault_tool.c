@@ -174,8 +174,8 @@ static int run_write(struct iscsi_context* iscsi, int lun, uint64_t lba, uint32_
 static int run_abort(struct iscsi_context* iscsi, int lun, uint64_t lba, uint32_t blocks,
                      uint32_t bs, int timeout_ms, const char* what) {
   struct done_state s = {0, 0, NULL, 0};
-  s.task = iscsi_read16_task(iscsi, lun, lba, blocks * bs, (int)bs, 0, 0, 0, 0, 0, command_done,
-                             &s);
+  s.task =
+      iscsi_read16_task(iscsi, lun, lba, blocks * bs, (int)bs, 0, 0, 0, 0, 0, command_done, &s);
   if (s.task == NULL) return -1;
   int r = service_until(iscsi, &s.done, timeout_ms);
   if (r < 0) return -1;
@@ -248,8 +248,8 @@ int main(int argc, char** argv) {
       }
     } else if (sscanf(op, "read:%llu:%u", &lba, &blocks) == 2) {
       snprintf(what, sizeof what, "read %llu %u", lba, blocks);
-      s.task = iscsi_read16_task(iscsi, lun, lba, blocks * bs, (int)bs, 0, 0, 0, 0, 0,
-                                 command_done, &s);
+      s.task =
+          iscsi_read16_task(iscsi, lun, lba, blocks * bs, (int)bs, 0, 0, 0, 0, 0, command_done, &s);
       if (run_command(iscsi, what, &s) != 0) return 3;
     } else if (sscanf(op, "write:%llu:%u", &lba, &blocks) == 2) {
       if (run_write(iscsi, lun, lba, blocks, bs, &s) != 0) return 3;

@@ -59,7 +59,9 @@ class FaultPlan {
  public:
   enum class Io : std::uint8_t { read, write, sync };
 
-  FaultPlan() : counters_(std::make_shared<metrics::FaultCounters>()) {}
+  // block_size: a short transfer moves whole blocks of it (what O_DIRECT needs).
+  explicit FaultPlan(std::uint32_t block_size = 512)
+      : block_size_(block_size), counters_(std::make_shared<metrics::FaultCounters>()) {}
 
   // Arms r (its id is assigned and returned).
   std::uint64_t add(FaultRule r);
@@ -84,6 +86,7 @@ class FaultPlan {
   void fire(std::size_t i);
 
   // Fast path: no lock while nothing is armed (every I/O asks).
+  std::uint32_t block_size_;
   std::atomic<bool> armed_{false};
   mutable std::mutex mu_;
   std::vector<FaultRule> rules_;

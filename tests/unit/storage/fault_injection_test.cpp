@@ -80,6 +80,23 @@ TEST(FaultPlan, ShortTransfersHalveInWholeSectorsAndLeaveOneSectorAlone) {
   EXPECT_EQ(f.bytes, 32768u);
   EXPECT_EQ(plan.at_device(Io::read, 0, 1536).bytes, 512u);
   EXPECT_EQ(plan.at_device(Io::read, 0, 512).action, Action::none);
+  FaultPlan plan4k(4096);
+  plan4k.add(rule(FaultKind::short_transfer));
+  EXPECT_EQ(plan4k.at_device(Io::read, 0, 12288).bytes, 4096u);
+  EXPECT_EQ(plan4k.at_device(Io::read, 0, 4096).action, Action::none);
+}
+
+TEST(FaultPlan, ADelayHitsSyncsOnlyWhenItCoversEveryWrite) {
+  FaultPlan plan;
+  FaultRule ranged = rule(FaultKind::delay, 4096, 4096);
+  ranged.delay = std::chrono::milliseconds(100);
+  plan.add(ranged);
+  EXPECT_EQ(plan.delay_for(Io::sync, 0, 0).count(), 0);
+  EXPECT_EQ(plan.delay_for(Io::read, 4096, 512).count(), 100);
+  FaultRule whole = rule(FaultKind::delay);
+  whole.delay = std::chrono::milliseconds(200);
+  plan.add(whole);
+  EXPECT_EQ(plan.delay_for(Io::sync, 0, 0).count(), 200);
 }
 
 TEST(FaultPlan, RemoveAndClear) {
@@ -119,7 +136,7 @@ TEST_F(InjectedFileBackendTest, ShortTransfersAreContinuedAndTheDataIsRight) {
   b.read(in.data(), in.size(), 4096, &r);
   EXPECT_EQ(r.value, 16384);
   EXPECT_EQ(in, out);
-  // 16K, 8K, 4K, 2K, 1K shortened, the last 512 bytes not: 5 short writes.
+  // 16K, 8K, 4K, 2K and 1K shortened, the last 512 bytes not: 5 short writes.
   std::size_t writes = 0;
   for (const auto& op : engine.ops) writes += op.kind == RecordedOp::write;
   EXPECT_EQ(writes, 6u);
