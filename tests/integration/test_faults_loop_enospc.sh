@@ -55,6 +55,9 @@ ctl() { "$RINGTGTCTL" --socket "$TMP/admin.sock" "$@"; }
 
 start_daemon "$CFG" "$PORT"
 expect_no_grep 'fault_injection' "$DAEMON_LOG" "no injection in this test"
+# Without [testing] fault_injection nothing can be injected.
+run_fails "$TMP/refused.out" ctl fault inject --target "$TGT" --lun 0 --fault eio
+expect_grep 'fault injection is off: it needs \[testing\] fault_injection = true' "$TMP/refused.out"
 
 # 4 KiB writes, each one page of the tmpfs: the first that finds no page fails whole.
 run_ok "$TMP/fill.out" "$FAULT_TOOL" "$URL" fill:0:8:4096 read:0:8
