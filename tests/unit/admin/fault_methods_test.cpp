@@ -36,6 +36,19 @@ net::LunOpener opener(const config::Config& cfg, bool faults) {
   return [f](const std::string& target, const config::Lun& l) { return f->open(target, l); };
 }
 
+// A registry of one LUN, opened by the factory with or without fault
+// injection, and the fault methods over it.
+struct FaultyTarget {
+  explicit FaultyTarget(bool faults) : cfg(one_lun(tmp.path)), reg(cfg, opener(cfg, faults)) {
+    add_fault_methods(d, reg, faults);
+  }
+  storage::Backend& backend() { return reg.find_target(kTarget)->luns()->find(0)->backend(); }
+  TempDir tmp;
+  config::Config cfg;
+  net::Registry reg;
+  Dispatcher d;
+};
+
 // The answer to one request: its "result", or its "error".
 json call(const Dispatcher& d, const std::string& method, const json& params) {
   json answer;
@@ -45,11 +58,8 @@ json call(const Dispatcher& d, const std::string& method, const json& params) {
 }
 
 TEST(FaultMethods, InjectListAndClearOnAFaultInjectingLun) {
-  TempDir tmp;
-  const auto cfg = one_lun(tmp.path);
-  net::Registry reg(cfg, opener(cfg, true));
-  Dispatcher d;
-  add_fault_methods(d, reg, true);
+  FaultyTarget t(true);
+  const Dispatcher& d = t.d;
 
   json r = call(d, "fault.inject",
                 {{"target", kTarget},
@@ -62,8 +72,7 @@ TEST(FaultMethods, InjectListAndClearOnAFaultInjectingLun) {
   EXPECT_EQ(r["lba"], 8);
   EXPECT_EQ(r["blocks"], 2);
   EXPECT_EQ(r["io"], "read");
-  auto lu = reg.find_target(kTarget)->luns()->find(0);
-  auto& backend = dynamic_cast<storage::FaultInjectingBackend&>(lu->backend());
+  auto& backend = dynamic_cast<storage::FaultInjectingBackend&>(t.backend());
   ASSERT_EQ(backend.plan().rules().size(), 1u);
   EXPECT_EQ(backend.plan().rules()[0].offset, 8u * 512);
   EXPECT_EQ(backend.plan().rules()[0].length, 2u * 512);
@@ -83,11 +92,8 @@ TEST(FaultMethods, InjectListAndClearOnAFaultInjectingLun) {
 }
 
 TEST(FaultMethods, BadRequestsAreRefusedSayingWhy) {
-  TempDir tmp;
-  const auto cfg = one_lun(tmp.path);
-  net::Registry reg(cfg, opener(cfg, true));
-  Dispatcher d;
-  add_fault_methods(d, reg, true);
+  FaultyTarget t(true);
+  const Dispatcher& d = t.d;
   auto message = [&](const json& p) { return call(d, "fault.inject", p)["message"]; };
   EXPECT_EQ(message({{"target", kTarget}, {"lun", 0}, {"fault", "melt"}}),
             "fault \"melt\" is not one of eio, enospc, short, flush, delay");
@@ -101,17 +107,12 @@ TEST(FaultMethods, BadRequestsAreRefusedSayingWhy) {
 }
 
 TEST(FaultMethods, OffUnlessTheConfigTurnedItOn) {
-  TempDir tmp;
-  const auto cfg = one_lun(tmp.path);
-  net::Registry reg(cfg, opener(cfg, false));
-  Dispatcher d;
-  add_fault_methods(d, reg, false);
-  const json e = call(d, "fault.list", json::object());
+  FaultyTarget t(false);
+  const json e = call(t.d, "fault.list", json::object());
   EXPECT_EQ(e["code"], rpc_error::refused);
   EXPECT_NE(e["message"].get<std::string>().find("[testing] fault_injection = true"),
             std::string::npos);
-  auto lu = reg.find_target(kTarget)->luns()->find(0);
-  EXPECT_EQ(dynamic_cast<storage::FaultInjectingBackend*>(&lu->backend()), nullptr);
+  EXPECT_EQ(dynamic_cast<storage::FaultInjectingBackend*>(&t.backend()), nullptr);
 }
 
 }  // namespace
