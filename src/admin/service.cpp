@@ -388,7 +388,7 @@ void Service::reload_from_signal() {
 
 void Service::add_methods() {
   auto& d = dispatcher_;
-  add_fault_methods(d, registry_, running_.testing.fault_injection);
+  add_fault_methods(d, registry_, running_.fault_testing.fault_injection);
 
   d.add("version", [this](const Params& p, const Responder& r) {
     p.only({});

@@ -320,11 +320,11 @@ class Loader {
     read_metrics(root, cfg);
     read_targets(root, cfg);
     read_admin(root, cfg.admin);
-    read_testing(root, cfg.testing);
+    read_testing(root, cfg);
   }
 
-  // [testing]: test seams (README, "Testing seams").
-  void read_testing(const toml::table& root, TestingSettings& s) const {
+  // [testing]: test-only switches.
+  void read_testing(const toml::table& root, Config& cfg) const {
     const toml::node* n = root.get("testing");
     if (!n) return;
     const toml::table* t = n->as_table();
@@ -332,8 +332,22 @@ class Loader {
       fail(*n, std::string("'testing' must be a table, written [testing], not ") +
                    type_name(n->type()));
     }
-    check_keys(*t, "[testing]", {"fault_injection"});
-    if (auto v = get_bool(*t, "fault_injection", "testing.fault_injection")) s.fault_injection = *v;
+    check_keys(*t, "[testing]", {"durability_log", "ack_before_flush", "fault_injection"});
+    if (auto v = get_bool(*t, "fault_injection", "testing.fault_injection"))
+      cfg.fault_testing.fault_injection = *v;
+    DurabilityTesting& d = cfg.durability_testing;
+    if (auto path = get_string(*t, "durability_log", "testing.durability_log")) {
+      if (path->empty())
+        fail(*t->get("durability_log"), "testing.durability_log must not be empty");
+      d.log_path = resolve(*path);
+    }
+    d.ack_before_flush =
+        get_bool(*t, "ack_before_flush", "testing.ack_before_flush").value_or(false);
+    if (d.ack_before_flush && d.log_path.empty()) {
+      fail(*t->get("ack_before_flush"),
+           "testing.ack_before_flush needs testing.durability_log: the broken acknowledgement "
+           "order exists only to show that the durability checker catches it");
+    }
   }
 
   // [admin]: the ringtgtctl socket.
@@ -633,9 +647,9 @@ class Loader {
   }
 
   void read_limits(const toml::table& t, Limits& l) {
-    check_keys(
-        t, "[limits]",
-        {"max_sessions", "max_sessions_per_initiator", "max_connections", "max_buffer_memory"});
+    check_keys(t, "[limits]",
+               {"max_sessions", "max_sessions_per_initiator", "max_connections",
+                "max_buffer_memory", "max_session_output"});
     get_uint(t, "max_sessions", "limits.max_sessions", 1, 65535, l.max_sessions);
     get_uint(t, "max_sessions_per_initiator", "limits.max_sessions_per_initiator", 1, 65535,
              l.max_sessions_per_initiator);
@@ -652,6 +666,15 @@ class Loader {
                  std::to_string(v) + " bytes");
       }
       l.max_buffer_memory = v;
+    }
+    if (const toml::node* n = t.get("max_session_output")) {
+      constexpr std::uint64_t kMin = 256ull << 10, kMax = 1ull << 30;
+      std::uint64_t v = parse_size(*n);
+      if (v < kMin || v > kMax) {
+        fail(*n, "limits.max_session_output must be from 256K to 1G, not " + std::to_string(v) +
+                     " bytes");
+      }
+      l.max_session_output = v;
     }
   }
 

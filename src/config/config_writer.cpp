@@ -76,13 +76,24 @@ std::string to_toml(const Config& c) {
                   {"max_sessions_per_initiator", i64(c.limits.max_sessions_per_initiator)},
                   {"max_connections", i64(c.limits.max_connections)},
                   {"max_buffer_memory", i64(c.limits.max_buffer_memory)},
+                  {"max_session_output", i64(c.limits.max_session_output)},
               });
   if (c.metrics.listen)
     root.insert("metrics", toml::table{{"listen", c.metrics.listen->to_string()}});
   toml::table admin{{"socket", c.admin.socket}};
   if (!c.admin.group.empty()) admin.insert("group", c.admin.group);
   root.insert("admin", std::move(admin));
-  if (c.testing.fault_injection) root.insert("testing", toml::table{{"fault_injection", true}});
+  if (!c.durability_testing.log_path.empty()) {
+    toml::table testing{{"durability_log", c.durability_testing.log_path}};
+    if (c.durability_testing.ack_before_flush) testing.insert("ack_before_flush", true);
+    root.insert("testing", std::move(testing));
+  }
+  if (c.fault_testing.fault_injection) {
+    if (auto* t = root["testing"].as_table())
+      t->insert("fault_injection", true);
+    else
+      root.insert("testing", toml::table{{"fault_injection", true}});
+  }
 
   toml::array targets;
   for (const auto& t : c.targets) {

@@ -17,7 +17,8 @@
  * Each op prints one line, e.g.
  *   read 100 8: GOOD
  *   read 100 8: CHECK CONDITION key 0x03 asc 0x11 ascq 0x00 info 104
- *   abort 100 8: no answer in 300 ms; ABORT TASK response 0
+ *   abort 100 8: no answer in 300 ms; ABORT TASK sent
+ *   abort 100 8: ABORT TASK response 0 after 1702 ms; the READ got no answer
  *   fill 0 8: 1021 GOOD
  *   write 8168 8: CHECK CONDITION key 0x07 asc 0x27 ascq 0x07 info 8168
  * Exit status: 0 every op ran (whatever its status), 2 usage, 3 iSCSI error.
@@ -190,6 +191,9 @@ static int run_abort(struct iscsi_context* iscsi, int lun, uint64_t lba, uint32_
     fprintf(stderr, "ABORT TASK: %s\n", iscsi_get_error(iscsi));
     return -1;
   }
+  printf("%s: no answer in %d ms; ABORT TASK sent\n", what, timeout_ms);
+  fflush(stdout);
+  const int64_t sent = now_ms();
   if (service_until(iscsi, &tmf.done, 30000) != 0) {
     fprintf(stderr, "no answer to ABORT TASK\n");
     return -1;
@@ -198,12 +202,15 @@ static int run_abort(struct iscsi_context* iscsi, int lun, uint64_t lba, uint32_
     fprintf(stderr, "ABORT TASK failed: %s\n", iscsi_get_error(iscsi));
     return -1;
   }
-  printf("%s: no answer in %d ms; ABORT TASK response %u\n", what, timeout_ms,
-         (unsigned)tmf.tmf_response);
+  /* Until the abort is answered libiscsi still matches answers to the READ:
+   * one from the target would have completed it with its status. Then it
+   * cancels the READ (callback with SCSI_STATUS_CANCELLED); if it did not,
+   * it is cancelled here, so nothing can reach this stack frame later. */
+  const int answered = s.done && s.status != SCSI_STATUS_CANCELLED;
+  printf("%s: ABORT TASK response %u after %lld ms; the READ %s\n", what,
+         (unsigned)tmf.tmf_response, (long long)(now_ms() - sent),
+         answered ? "was answered" : "got no answer");
   fflush(stdout);
-  /* libiscsi cancels the READ when the abort is answered (its callback runs
-   * with SCSI_STATUS_CANCELLED); if it did not, it is cancelled here, so no
-   * late answer can reach this stack frame. Either way the task is ours. */
   if (!s.done) iscsi_scsi_cancel_task(iscsi, s.task);
   scsi_free_scsi_task(s.task);
   return 0;

@@ -128,6 +128,11 @@ struct Limits {
   // a command that does not fit gets TASK SET FULL (or BUSY when its session
   // has nothing else in flight), which initiators retry.
   std::uint64_t max_buffer_memory = 512ull << 20;
+  // Bytes of responses (Data-In, status, NOP-In echoes) one connection may have
+  // queued and not yet sent: past it the connection stops reading commands until
+  // the initiator has read half of them, so a peer that does not read cannot pile
+  // up the target's memory. Never refuses a command.
+  std::uint64_t max_session_output = 16ull << 20;
 };
 // --- admin socket (ringtgtctl) ---
 // [admin] socket = PATH (default kDefaultAdminSocket; relative: against the config file's
@@ -140,11 +145,22 @@ struct AdminSettings {
 };
 // --- end admin socket ---
 
-// [testing]: seams for tests, never for production; the daemon warns loudly
-// at start when one is on. Changing one needs a restart.
-struct TestingSettings {
-  // Every LUN's backend is wrapped in storage::FaultInjectingBackend, and
-  // the admin socket's fault.* methods (ringtgtctl fault) arm faults on it.
+// [testing]: switches for tests; a production config has none of them.
+// durability_log: the path of the durability log (storage/durability_log.hpp)
+// the daemon then records every write, flush and acknowledgement in
+// (relative: against the config file's folder); empty: none.
+// ack_before_flush (needs durability_log): durable writes are acknowledged
+// from the page cache, with no flush, a deliberate bug that
+// ringtgt-durability-check must report.
+struct DurabilityTesting {
+  std::string log_path;
+  bool ack_before_flush = false;
+};
+
+// [testing] fault_injection: every LUN's backend is wrapped in
+// storage::FaultInjectingBackend, and the admin socket's fault.* methods
+// (ringtgtctl fault) arm faults on it. The daemon warns loudly at start.
+struct FaultTesting {
   bool fault_injection = false;
 };
 
@@ -161,7 +177,8 @@ struct Config {
   std::vector<Target> targets;
   MetricsSettings metrics;
   AdminSettings admin;
-  TestingSettings testing;  // [testing]
+  DurabilityTesting durability_testing;  // [testing] durability_log, ack_before_flush
+  FaultTesting fault_testing;            // [testing] fault_injection
 };
 
 // A configuration that cannot be used: says where and why.

@@ -61,14 +61,21 @@ class Transfer final : public reactor::IoOp, public DurabilityWaiter {
 class TransferPool {
  public:
   explicit TransferPool(std::string describe) : describe_(std::move(describe)) {}
-  // Tests: record every write and acknowledgement (the recording seam).
-  void set_log(DurabilityLog* log) { log_ = log; }
+  // Tests: record every write and acknowledgement (the recording seam), as
+  // store `store` whose blocks are block_size bytes.
+  void set_log(DurabilityLog* log, std::uint32_t store, std::uint32_t block_size) {
+    log_ = log;
+    store_ = store;
+    block_size_ = block_size;
+  }
   DurabilityLog* log() const { return log_; }
   // The engine its transfers are submitted to (unset: the thread's own).
   void set_engine(reactor::IoEngine* engine) { engine_ = engine; }
   reactor::IoEngine* engine() const {
     return engine_ != nullptr ? engine_ : reactor::IoEngine::current();
   }
+  std::uint32_t store() const { return store_; }
+  std::uint32_t block_size() const { return block_size_; }
   Transfer* acquire();
   void release(Transfer* t) { free_.push_back(t); }
   const std::string& describe() const { return describe_; }  // for log lines
@@ -77,6 +84,7 @@ class TransferPool {
   std::string describe_;
   DurabilityLog* log_ = nullptr;
   reactor::IoEngine* engine_ = nullptr;
+  std::uint32_t store_ = 0, block_size_ = 0;
   std::vector<std::unique_ptr<Transfer>> all_;
   std::vector<Transfer*> free_;
 };
