@@ -18,6 +18,9 @@ packages=(
   qemu-system-x86 debootstrap cpio
   # RBD LUNs: librbd/librados to build; a one-node Ceph cluster (tests/ceph/cluster.sh) to test
   librbd-dev librados-dev ceph-mon ceph-mgr ceph-osd ceph-common
+  # tests/integration/test_faults*.sh: JSON answers of ringtgtctl, read inside a
+  # 2 s timing window (python3 may take that long just to start), and losetup
+  jq util-linux
 )
 
 missing=()

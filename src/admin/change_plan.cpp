@@ -59,6 +59,10 @@ void global_differences(const config::Config& a, const config::Config& b,
     note("testing.ack_before_flush", da.ack_before_flush ? "true" : "false",
          db.ack_before_flush ? "true" : "false");
   }
+  if (a.fault_testing.fault_injection != b.fault_testing.fault_injection) {
+    note("testing.fault_injection", a.fault_testing.fault_injection ? "true" : "false",
+         b.fault_testing.fault_injection ? "true" : "false");
+  }
   auto limit = [&](const char* key, std::uint64_t p, std::uint64_t q) {
     if (p != q) note(std::string("limits.") + key, std::to_string(p), std::to_string(q));
   };

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "ringtgt/admin/fault_methods.hpp"
 #include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/storage/backend.hpp"
@@ -397,6 +398,7 @@ void Service::reload_from_signal() {
 
 void Service::add_methods() {
   auto& d = dispatcher_;
+  add_fault_methods(d, registry_, running_.fault_testing.fault_injection);
 
   d.add("version", [this](const Params& p, const Responder& r) {
     p.only({});

@@ -332,7 +332,9 @@ class Loader {
       fail(*n, std::string("'testing' must be a table, written [testing], not ") +
                    type_name(n->type()));
     }
-    check_keys(*t, "[testing]", {"durability_log", "ack_before_flush"});
+    check_keys(*t, "[testing]", {"durability_log", "ack_before_flush", "fault_injection"});
+    if (auto v = get_bool(*t, "fault_injection", "testing.fault_injection"))
+      cfg.fault_testing.fault_injection = *v;
     DurabilityTesting& d = cfg.durability_testing;
     if (auto path = get_string(*t, "durability_log", "testing.durability_log")) {
       if (path->empty())

@@ -97,6 +97,12 @@ std::string to_toml(const Config& c) {
     if (c.durability_testing.ack_before_flush) testing.insert("ack_before_flush", true);
     root.insert("testing", std::move(testing));
   }
+  if (c.fault_testing.fault_injection) {
+    if (auto* t = root["testing"].as_table())
+      t->insert("fault_injection", true);
+    else
+      root.insert("testing", toml::table{{"fault_injection", true}});
+  }
 
   toml::array targets;
   for (const auto& t : c.targets) {

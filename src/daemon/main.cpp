@@ -128,10 +128,17 @@ int main(int argc, char** argv) {
   // Tests only: declared before the server so that it outlives every worker.
   std::unique_ptr<ringtgt::storage::DurabilityLog> durability_log;
   try {
+    if (cfg.fault_testing.fault_injection) {
+      spdlog::warn(
+          "[testing] fault_injection = true: THIS DAEMON IS FOR TESTS. Every LUN can be made to "
+          "fail reads, writes and flushes on request (ringtgtctl fault); never use it for data "
+          "you want to keep");
+    }
     durability_log = ringtgt::daemon::start_durability_testing(cfg);
     // Every LUN, at start and in every live change, comes from this one factory.
     const ringtgt::lun::LunFactory luns(cfg.state_dir,
-                                        ringtgt::net::resolve_worker_count(cfg.workers));
+                                        ringtgt::net::resolve_worker_count(cfg.workers),
+                                        cfg.fault_testing.fault_injection);
     ringtgt::net::Registry registry(
         cfg, [&luns](const std::string& target, const ringtgt::config::Lun& l) {
           return luns.open(target, l);

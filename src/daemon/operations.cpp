@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ringtgt/reactor/buffer_pool.hpp"
+#include "ringtgt/storage/fault_injection.hpp"
 
 namespace ringtgt::daemon {
 
@@ -20,8 +21,11 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
     cat->targets.push_back({t.name, i < counters.size() ? counters[i] : nullptr});
     const auto map = t.luns();
     for (std::uint64_t n : map->luns()) {
-      if (auto lu = map->find(n))
-        cat->luns.push_back({t.name, n, lu->stats(), lu->backend().store_counters()});
+      auto lu = map->find(n);
+      if (!lu) continue;
+      cat->luns.push_back({t.name, n, lu->stats(), lu->backend().store_counters()});
+      if (auto* f = dynamic_cast<const storage::FaultInjectingBackend*>(&lu->backend()))
+        cat->luns.back().faults = f->plan().counters();
     }
   }
   for (const auto& w : server.workers()) {

@@ -6,6 +6,8 @@
 #include <stdexcept>
 
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/storage/fault_injecting_engine.hpp"
+#include "ringtgt/storage/fault_injection.hpp"
 #include "ringtgt/storage/file_backend.hpp"
 #include "ringtgt/storage/rbd_backend.hpp"
 
@@ -13,7 +15,7 @@ namespace ringtgt::lun {
 
 namespace {
 
-std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
+storage::FileBackendOptions file_options(const config::Lun& l) {
   storage::FileBackendOptions o;
   o.path = l.path;
   o.create_size = l.size;
@@ -26,7 +28,7 @@ std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
   const storage::DurabilitySeam& seam = storage::durability_seam();
   o.durability_log = seam.log;
   o.broken_ack_before_flush_for_tests = seam.log != nullptr && seam.ack_before_flush;
-  return std::make_unique<storage::FileBackend>(o);
+  return o;
 }
 
 // Connects to the cluster and opens the image: blocking (bounded by
@@ -54,7 +56,21 @@ std::string lun_name(const std::string& target, const config::Lun& l) {
 }  // namespace
 
 std::unique_ptr<storage::Backend> open_backend(const config::Lun& l) {
-  return l.rbd ? open_rbd_backend(l) : open_file_backend(l);
+  if (l.rbd) return open_rbd_backend(l);
+  return std::make_unique<storage::FileBackend>(file_options(l));
+}
+
+std::unique_ptr<storage::Backend> open_fault_injecting_backend(const config::Lun& l) {
+  // Faults are injected beneath the file backend (its I/O engine); an RBD
+  // LUN is served as it is, and fault.inject refuses it.
+  if (l.rbd) return open_rbd_backend(l);
+  auto plan = std::make_shared<storage::FaultPlan>(l.block_size);
+  storage::FileBackendOptions o = file_options(l);
+  o.engine_for_tests = [plan](reactor::IoEngine& thread_engine) {
+    return std::make_unique<storage::FaultInjectingEngine>(thread_engine, plan);
+  };
+  return std::make_unique<storage::FaultInjectingBackend>(std::make_unique<storage::FileBackend>(o),
+                                                          plan);
 }
 
 std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {
@@ -70,8 +86,8 @@ std::uint64_t lun_naa(const std::string& target, std::uint32_t lun) {
   return h;
 }
 
-LunFactory::LunFactory(std::string state_dir, unsigned workers)
-    : state_dir_(std::move(state_dir)), workers_(workers) {}
+LunFactory::LunFactory(std::string state_dir, unsigned workers, bool fault_injection)
+    : state_dir_(std::move(state_dir)), workers_(workers), fault_injection_(fault_injection) {}
 
 scsi::LunParams LunFactory::params_of(const std::string& target, const config::Lun& l,
                                       const storage::Backend& backend) const {
@@ -106,7 +122,7 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(const std::string& target,
                                                     const config::Lun& l) const {
   std::unique_ptr<storage::Backend> backend;
   try {
-    backend = open_backend(l);
+    backend = fault_injection_ ? open_fault_injecting_backend(l) : open_backend(l);
   } catch (const std::exception& e) {
     throw std::runtime_error(lun_name(target, l) + ": " + e.what());
   }

@@ -166,6 +166,9 @@ std::vector<MetricFamily> Collector::Collect() const {
   auto refused = family("ringtgt_commands_refused_total",
                         "Commands answered BUSY or TASK SET FULL before reaching a LUN, by cause",
                         MetricType::Counter);
+  auto faults =
+      family("ringtgt_lun_faults_injected_total",
+             "Faults injected for tests ([testing] fault_injection), by kind", MetricType::Counter);
   auto attempts = family("ringtgt_login_attempts_total", "Logins that ended, accepted or refused",
                          MetricType::Counter);
   auto failures =
@@ -201,6 +204,13 @@ std::vector<MetricFamily> Collector::Collect() const {
       add_gauge(in_flight, {{"target", l.target}, {"lun", lun}}, static_cast<double>(t.in_flight));
       if (l.store)
         add_store(store_latency, store_errors, store_unreachable, l.target, lun, *l.store);
+      if (l.faults) {
+        for (std::size_t k = 0; k < kFaultKinds; ++k) {
+          const auto kind = static_cast<FaultKind>(k);
+          add_counter(faults, {{"target", l.target}, {"lun", lun}, {"fault", to_string(kind)}},
+                      static_cast<double>(l.faults->get(kind)));
+        }
+      }
     }
     for (const auto& t : cat->targets) {
       if (!t.counters) continue;
@@ -253,6 +263,7 @@ std::vector<MetricFamily> Collector::Collect() const {
   for (auto* f : {&store_latency, &store_errors, &store_unreachable}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
+  if (!faults.metric.empty()) out.push_back(std::move(faults));
   return out;
 }
 

@@ -83,6 +83,10 @@ void IoEngine::fallocate_durable(int fd, int mode, std::uint64_t offset, std::ui
   op->on_complete(rc == 0 ? 0 : -errno);
 }
 
+void IoEngine::start_timer(std::chrono::nanoseconds, TimerOp* op) {
+  op->on_complete(0);
+}
+
 namespace {
 // user_data of the two halves of a write_durable: the op with a low bit set.
 constexpr std::uintptr_t kDurableSyncTag = 1;
@@ -205,6 +209,16 @@ void Reactor::fallocate_durable(int fd, int mode, std::uint64_t offset, std::uin
   op->durable_fd = fd;
   io_uring_sqe_set_data64(a, reinterpret_cast<std::uintptr_t>(op) | kFallocateThenSyncTag);
   ++inflight_;
+}
+
+void Reactor::start_timer(std::chrono::nanoseconds after, TimerOp* op) {
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(after);
+  op->deadline.tv_sec = secs.count();
+  op->deadline.tv_nsec = (after - secs).count();
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_timeout(sqe, &op->deadline, 0, 0);
+  io_uring_sqe_set_data(sqe, op);
+  ++inflight_;  // a stopping reactor waits for it: its op's owner outlives it
 }
 
 void Reactor::recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) {

@@ -55,6 +55,7 @@ bool device_can_punch(const struct stat& st) {
 struct FileBackend::Lane {
   Lane(int fd, std::atomic<int>& lost, const std::string& path)
       : group_commit(fd, lost, path), transfers(path) {}
+  std::unique_ptr<reactor::IoEngine> test_engine;  // engine_for_tests; before its users
   GroupCommit group_commit;
   TransferPool transfers;
 };
@@ -63,7 +64,8 @@ FileBackend::FileBackend(const FileBackendOptions& o)
     : path_(o.path),
       policy_(o.policy),
       log_(o.durability_log),
-      broken_ack_order_(o.broken_ack_before_flush_for_tests) {
+      broken_ack_order_(o.broken_ack_before_flush_for_tests),
+      engine_for_tests_(o.engine_for_tests) {
   int flags = O_CLOEXEC | (o.read_only ? O_RDONLY : O_RDWR);
   if (o.create_size && !o.read_only) flags |= O_CREAT;
   fd_ = ::open(path_.c_str(), flags, 0600);
@@ -122,6 +124,12 @@ FileBackend::Lane* FileBackend::lane() {
       lanes_[i] = std::make_unique<Lane>(fd_, lost_errno_, path_);
       lanes_[i]->group_commit.set_log(log_, store_);
       lanes_[i]->transfers.set_log(log_, store_, block_size_);
+      if (engine_for_tests_) {
+        Lane& l = *lanes_[i];
+        l.test_engine = engine_for_tests_(*engine);
+        l.group_commit.set_engine(l.test_engine.get());
+        l.transfers.set_engine(l.test_engine.get());
+      }
       return lanes_[i].get();
     }
     if (expected == engine) return lanes_[i].get();  // cannot happen: only we claim for us

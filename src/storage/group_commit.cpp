@@ -53,7 +53,8 @@ void GroupCommit::start_flush() {
     log_->record(e);  // before the submission: the flush starts after this
   }
   flush_op_.owner = this;
-  reactor::IoEngine::current()->fsync(fd_, true, &flush_op_);
+  auto* engine = engine_ != nullptr ? engine_ : reactor::IoEngine::current();
+  engine->fsync(fd_, true, &flush_op_);
 }
 
 void GroupCommit::flush_done(int result) {

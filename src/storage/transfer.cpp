@@ -53,7 +53,7 @@ void Transfer::start(const Request& r) {
 }
 
 void Transfer::submit_rest() {
-  auto* engine = reactor::IoEngine::current();
+  auto* engine = pool_.engine();
   std::uint8_t* at = r_.buf + done_;
   const std::size_t rest = r_.len - done_;
   if (r_.kind == Kind::read) {
@@ -64,6 +64,12 @@ void Transfer::submit_rest() {
 }
 
 void Transfer::on_complete(int result) {
+  if (result == -EIO && done_ > 0) {
+    // A bad block after some blocks moved (the kernel returned them short
+    // first): the caller hears how far it got, which names the first bad
+    // block in the sense data; the log records the failure.
+    return finish(result, static_cast<int>(done_));
+  }
   if (result < 0) return finish(result);
   if (result == 0) {
     // No progress (end of file, or a device that takes nothing): asking
@@ -77,11 +83,15 @@ void Transfer::on_complete(int result) {
   finish(static_cast<int>(done_));
 }
 
+void Transfer::finish(int result) {
+  finish(result, result);
+}
+
 void Transfer::on_durable(int result) {
   finish(result < 0 ? result : static_cast<int>(done_));
 }
 
-void Transfer::finish(int result) {
+void Transfer::finish(int result, int told) {
   if (result == -EINVAL && r_.kind != Kind::flush) {
     // The logical unit keeps offsets and lengths in whole blocks, and the
     // buffers are aligned, so the kernel refusing one is our bug (or a
@@ -94,7 +104,7 @@ void Transfer::finish(int result) {
   record(DurabilityEvent::Kind::ack, result);
   reactor::IoOp* caller = r_.caller;
   pool_.release(this);  // first: the caller may start another transfer at once
-  caller->on_complete(result);
+  caller->on_complete(told);
 }
 
 }  // namespace ringtgt::storage

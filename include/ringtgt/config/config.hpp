@@ -179,6 +179,13 @@ struct DurabilityTesting {
   bool ack_before_flush = false;
 };
 
+// [testing] fault_injection: every LUN's backend is wrapped in
+// storage::FaultInjectingBackend, and the admin socket's fault.* methods
+// (ringtgtctl fault) arm faults on it. The daemon warns loudly at start.
+struct FaultTesting {
+  bool fault_injection = false;
+};
+
 struct Config {
   std::string source;    // the file it came from
   unsigned workers = 0;  // reactor threads; 0: one per core
@@ -193,6 +200,7 @@ struct Config {
   MetricsSettings metrics;
   AdminSettings admin;
   DurabilityTesting durability_testing;  // [testing] durability_log, ack_before_flush
+  FaultTesting fault_testing;            // [testing] fault_injection
 };
 
 // A configuration that cannot be used: says where and why.

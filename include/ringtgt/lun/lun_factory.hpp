@@ -19,6 +19,10 @@ namespace ringtgt::lun {
 // backends, is one more branch. Throws std::runtime_error saying why.
 std::unique_ptr<storage::Backend> open_backend(const config::Lun& l);
 
+// The same store inside a storage::FaultInjectingBackend, with the device
+// faults injected beneath it ([testing] fault_injection; tests only).
+std::unique_ptr<storage::Backend> open_fault_injecting_backend(const config::Lun& l);
+
 // A stable 64-bit identity for a LUN, from its target name and number, so
 // INQUIRY's designators do not change across restarts.
 std::uint64_t lun_naa(const std::string& target, std::uint32_t lun);
@@ -26,8 +30,9 @@ std::uint64_t lun_naa(const std::string& target, std::uint32_t lun);
 class LunFactory {
  public:
   // state_dir: where APTPL reservation files live (one per LUN, named by its NAA);
-  // workers: reactor threads, one counter block each in the LUN's statistics.
-  LunFactory(std::string state_dir, unsigned workers);
+  // workers: reactor threads, one counter block each in the LUN's statistics;
+  // fault_injection: every backend is a fault-injecting one ([testing]).
+  LunFactory(std::string state_dir, unsigned workers, bool fault_injection = false);
 
   // Opens the backing store of LUN l of target (creating a sparse file when l.size
   // says so) and builds its LogicalUnit, not yet served. Throws std::runtime_error
@@ -40,6 +45,7 @@ class LunFactory {
 
   std::string state_dir_;
   unsigned workers_;
+  bool fault_injection_;
 };
 
 }  // namespace ringtgt::lun

@@ -21,6 +21,8 @@
 //                                                      flat while the loop is stuck
 //   buffer_memory_bytes, buffer_memory_limit_bytes  gauges  command data buffers held, and
 //                                                      limits.max_buffer_memory
+//   lun_faults_injected_total{target,lun,fault}  counter  eio|enospc|short|flush|delay; only
+//                                                      with [testing] fault_injection
 //   commands_refused_total{cause}             counter  BUSY / TASK SET FULL before the LUN:
 //                                                      buffer_memory|task_slots
 #pragma once
@@ -53,6 +55,8 @@ struct Catalog {
     std::uint64_t lun = 0;
     std::shared_ptr<const LunStats> stats;
     std::shared_ptr<const StoreCounters> store;  // a remote store's (RBD); may be null
+    // Set only for a LUN that injects faults ([testing] fault_injection).
+    std::shared_ptr<const FaultCounters> faults;
   };
   struct Target {
     std::string name;

@@ -283,6 +283,39 @@ inline GlobalCounters& global() {
   return g;
 }
 
+// ---------------------------------------------------------------- injected faults
+
+// What a LUN under [testing] fault_injection was made to suffer, by kind:
+// ringtgt_lun_faults_injected_total{fault}. Test-only, so one shared atomic
+// per kind is fine.
+enum class FaultKind : std::uint8_t { eio, enospc, short_transfer, flush_failure, delay };
+inline constexpr std::size_t kFaultKinds = 5;
+constexpr const char* to_string(FaultKind k) {
+  switch (k) {
+    case FaultKind::eio:
+      return "eio";
+    case FaultKind::enospc:
+      return "enospc";
+    case FaultKind::short_transfer:
+      return "short";
+    case FaultKind::flush_failure:
+      return "flush";
+    case FaultKind::delay:
+      return "delay";
+  }
+  return "eio";
+}
+
+struct FaultCounters {
+  std::array<std::atomic<std::uint64_t>, kFaultKinds> injected{};
+  void count(FaultKind k) {
+    injected[static_cast<std::size_t>(k)].fetch_add(1, std::memory_order_relaxed);
+  }
+  std::uint64_t get(FaultKind k) const {
+    return injected[static_cast<std::size_t>(k)].load(std::memory_order_relaxed);
+  }
+};
+
 // --- the counting API for code outside src/metrics ---
 
 // A header (kind header) or data (kind data) digest did not match: exported as

@@ -1,8 +1,10 @@
 // Asynchronous I/O submission as the storage and net layers see it.
 #pragma once
 
+#include <linux/time_types.h>
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -31,6 +33,17 @@ class IoOp {
   ~IoOp() = default;
 };
 
+// A one-shot timer as an operation: on_complete runs once the time has
+// passed (with io_uring's -ETIME, or 0 from an engine without a clock). The
+// kernel reads the deadline from here, so arming one allocates nothing.
+class TimerOp : public IoOp {
+ public:
+  __kernel_timespec deadline{};
+
+ protected:
+  ~TimerOp() = default;
+};
+
 // What a backend or a connection needs from the thread it runs on.
 class IoEngine {
  public:
@@ -56,6 +69,9 @@ class IoEngine {
   // both syscalls inline; a reactor links them on its ring.
   virtual void fallocate_durable(int fd, int mode, std::uint64_t offset, std::uint64_t len,
                                  IoOp* op);
+  // Completes op after `after` without blocking the thread. The default
+  // (engines of unit tests, which have no loop) completes it at once.
+  virtual void start_timer(std::chrono::nanoseconds after, TimerOp* op);
   virtual void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) = 0;
   // msg and everything it points to must stay valid until op completes.
   virtual void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) = 0;

@@ -57,6 +57,7 @@ class Reactor final : public IoEngine {
   void fallocate(int fd, int mode, std::uint64_t offset, std::uint64_t len, IoOp* op) override;
   void fallocate_durable(int fd, int mode, std::uint64_t offset, std::uint64_t len,
                          IoOp* op) override;
+  void start_timer(std::chrono::nanoseconds after, TimerOp* op) override;
   void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) override;
   void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) override;
   // Drained on the wake-up eventfd, like post(), without allocating.

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,11 @@ struct FileBackendOptions {
   // flush) that the checker must catch.
   DurabilityLog* durability_log = nullptr;
   bool broken_ack_before_flush_for_tests = false;
+  // Tests only: the engine each reactor thread's reads, writes and syncs of
+  // the store go through, made from that thread's engine on its first I/O
+  // (fault injection: fault_injecting_engine.hpp). Unset: the thread's engine.
+  std::function<std::unique_ptr<reactor::IoEngine>(reactor::IoEngine& thread_engine)>
+      engine_for_tests;
 };
 
 // Reads and writes run on IoEngine::current() through a Transfer, which
@@ -95,6 +101,7 @@ class FileBackend final : public Backend {
   std::uint32_t store_ = 0;       // in the log
   std::uint32_t block_size_ = 0;  // the LUN's, for the log's block hashes
   bool broken_ack_order_ = false;
+  std::function<std::unique_ptr<reactor::IoEngine>(reactor::IoEngine&)> engine_for_tests_;
   // An unmap or zeroing with the log on: recorded as a write of zeroes.
   void recorded_fallocate(int mode, std::uint64_t offset, std::uint64_t len, bool durable,
                           IoOp* op);

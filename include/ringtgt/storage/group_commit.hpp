@@ -47,6 +47,8 @@ class GroupCommit {
     log_ = log;
     store_ = store;
   }
+  // The engine its fdatasyncs go to (unset: the thread's own).
+  void set_engine(reactor::IoEngine* engine) { engine_ = engine; }
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -83,6 +85,7 @@ class GroupCommit {
   bool flushing_ = false;
   std::uint64_t flushes_ = 0;
   DurabilityLog* log_ = nullptr;
+  reactor::IoEngine* engine_ = nullptr;
   std::uint32_t store_ = 0;
   std::uint64_t flush_id_ = 0;  // of the flush in flight, in the log
   FlushOp flush_op_;

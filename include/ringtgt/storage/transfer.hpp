@@ -45,6 +45,8 @@ class Transfer final : public reactor::IoOp, public DurabilityWaiter {
  private:
   void submit_rest();
   void finish(int result);
+  // result goes to the log, told to the caller.
+  void finish(int result, int told);
 
   void record(DurabilityEvent::Kind kind, int result);
 
@@ -67,6 +69,11 @@ class TransferPool {
     block_size_ = block_size;
   }
   DurabilityLog* log() const { return log_; }
+  // The engine its transfers are submitted to (unset: the thread's own).
+  void set_engine(reactor::IoEngine* engine) { engine_ = engine; }
+  reactor::IoEngine* engine() const {
+    return engine_ != nullptr ? engine_ : reactor::IoEngine::current();
+  }
   std::uint32_t store() const { return store_; }
   std::uint32_t block_size() const { return block_size_; }
   Transfer* acquire();
@@ -76,6 +83,7 @@ class TransferPool {
  private:
   std::string describe_;
   DurabilityLog* log_ = nullptr;
+  reactor::IoEngine* engine_ = nullptr;
   std::uint32_t store_ = 0, block_size_ = 0;
   std::vector<std::unique_ptr<Transfer>> all_;
   std::vector<Transfer*> free_;

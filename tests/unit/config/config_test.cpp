@@ -1312,3 +1312,28 @@ TEST(RbdLoadLun, AdminLunAddForm) {
 
 }  // namespace
 }  // namespace ringtgt::config
+
+// ---- [testing] (test seams) ----
+namespace ringtgt::config {
+namespace {
+
+TEST(Testing, FaultInjectionIsOffUnlessAsked) {
+  EXPECT_FALSE(load_string(with_lun(), "t.toml").fault_testing.fault_injection);
+  EXPECT_TRUE(load_string(with_lun("[testing]\nfault_injection = true\n"), "t.toml")
+                  .fault_testing.fault_injection);
+  EXPECT_FALSE(load_string(with_lun("[testing]\nfault_injection = false\n"), "t.toml")
+                   .fault_testing.fault_injection);
+}
+
+TEST(Testing, Errors) {
+  EXPECT_EQ(error_of(with_lun("[testing]\nfault_injection = 1\n")),
+            "t.toml:9:19: testing.fault_injection must be true or false, not an integer");
+  EXPECT_EQ(error_of(with_lun("[testing]\nfaults = true\n")),
+            "t.toml:9:1: unknown key 'faults' in [testing] (allowed: durability_log, "
+            "ack_before_flush, fault_injection)");
+  EXPECT_EQ(error_of("testing = true\n" + with_lun()),
+            "t.toml:1:11: 'testing' must be a table, written [testing], not a boolean");
+}
+
+}  // namespace
+}  // namespace ringtgt::config

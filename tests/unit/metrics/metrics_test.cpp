@@ -194,6 +194,35 @@ TEST(Collector, ExposesLunTargetWorkerAndGlobalFamilies) {
   EXPECT_NE(text.find("ringtgt_login_failures_total{reason=\"auth\"}"), std::string::npos);
 }
 
+TEST(Collector, InjectedFaultsOnlyForLunsThatInjectThem) {
+  auto plain = std::make_shared<LunStats>(1);
+  auto faulty = std::make_shared<LunStats>(1);
+  auto faults = std::make_shared<FaultCounters>();
+  faults->count(FaultKind::eio);
+  faults->count(FaultKind::eio);
+  faults->count(FaultKind::delay);
+  auto cat = std::make_shared<Catalog>();
+  cat->luns.push_back({"iqn.2025-01.com.example:t", 0, plain});
+  Collector c;
+  c.set_catalog(cat);
+  EXPECT_EQ(scrape(c).find("ringtgt_lun_faults_injected_total"), std::string::npos);
+  cat = std::make_shared<Catalog>(*cat);
+  cat->luns.push_back({"iqn.2025-01.com.example:t", 1, faulty, faults});
+  c.set_catalog(cat);
+  const std::string text = scrape(c);
+  const std::string l = "target=\"iqn.2025-01.com.example:t\",lun=\"1\"";
+  EXPECT_NE(text.find("ringtgt_lun_faults_injected_total{" + l + ",fault=\"eio\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("ringtgt_lun_faults_injected_total{" + l + ",fault=\"delay\"} 1"),
+            std::string::npos);
+  EXPECT_NE(text.find("ringtgt_lun_faults_injected_total{" + l + ",fault=\"flush\"} 0"),
+            std::string::npos);
+  EXPECT_EQ(text.find("ringtgt_lun_faults_injected_total{target=\"iqn.2025-01.com.example:t\","
+                      "lun=\"0\""),
+            std::string::npos);
+}
+
 TEST(Collector, GlobalCountersMove) {
   Collector c;  // no catalog: the process-wide families still appear
   auto value_of = [&](const std::string& series) {
