@@ -131,11 +131,11 @@ expect_eq lun1-size-is-lv-size "$(disk_bytes "$d1")" "$(blockdev --getsize64 /de
 expect_eq lun2-size-is-lv-size "$(disk_bytes "$d2")" "$(blockdev --getsize64 /dev/vg0/lun2)"
 expect_eq lun1-cache-writethrough "$(cache_type "$d1")" "write through"
 expect_eq lun2-cache-writethrough "$(cache_type "$d2")" "write through"
-check fio-verify-lun1 fio_verify lun1 --filename="/dev/$d1" --rw=randrw --size=16m --iodepth=16
-check fio-verify-lun2 fio_verify lun2 --filename="/dev/$d2" --rw=randrw --size=16m --iodepth=16
+check fio-verify-lun1 fio_verify lun1 --filename="/dev/$d1" --rw=randrw --size=8m --iodepth=16
+check fio-verify-lun2 fio_verify lun2 --filename="/dev/$d2" --rw=randrw --size=8m --iodepth=16
 # What the initiator wrote is on the logical volume itself.
-check lun1-data-on-lv cmp <(dd if="/dev/$d1" bs=1M count=16 iflag=direct status=none) \
-  <(dd if=/dev/vg0/lun1 bs=1M count=16 iflag=direct status=none)
+check lun1-data-on-lv cmp <(dd if="/dev/$d1" bs=1M count=8 iflag=direct status=none) \
+  <(dd if=/dev/vg0/lun1 bs=1M count=8 iflag=direct status=none)
 
 # --- 6. metrics --------------------------------------------------------------
 expect_eq metrics-lun1-session "$(metric "ringtgt_target_sessions{target=\"$T_LUN1\"}")" 1
@@ -182,7 +182,7 @@ check ctl-lun-resize ringtgtctl lun resize --target "$T_LUN2" --lun 0 --size 192
 check session-rescan iscsiadm -m session --rescan
 wait_disk_bytes "$d2" "$grown"
 expect_eq lun2-grown-seen-after-rescan "$(disk_bytes "$d2")" "$grown"
-check fio-verify-grown-part fio_verify grown --filename="/dev/$d2" --rw=randwrite --offset=128m --size=8m
+check fio-verify-grown-part fio_verify grown --filename="/dev/$d2" --rw=randwrite --offset=128m --size=4m
 
 # --- 9. the watchdog: a stopped daemon is killed and started again ---------------
 # SIGSTOP freezes every reactor: no WATCHDOG=1 reaches systemd, which kills
@@ -196,6 +196,9 @@ kill -STOP "$pid"
 echo "SIGSTOP to ringtgt ($pid) [$(up)]"
 wait_log 'Watchdog timeout' 1 90 && pass watchdog-timeout-in-journal ||
   failc watchdog-timeout-in-journal "no 'Watchdog timeout' from systemd"
+# fio is still waiting on the frozen target: the restart happens under I/O.
+kill -0 "$FIO_PID" 2>/dev/null && pass fio-waiting-on-frozen-daemon ||
+  failc fio-waiting-on-frozen-daemon "fio ended before the watchdog fired"
 wait_restarted "$pid" 60 && pass watchdog-restarted-service ||
   failc watchdog-restarted-service "$(unit ActiveState) pid $(unit MainPID)"
 expect_eq watchdog-counted-restart "$(unit NRestarts)" "$((restarts + 1))"
@@ -208,6 +211,8 @@ fio_came_through watchdog-restart
 drains=$(log_count 'finishing in-flight commands')
 fio_in_background stop-start "$d2" 8
 check systemctl-stop-under-io systemctl stop ringtgt
+kill -0 "$FIO_PID" 2>/dev/null && pass fio-running-across-stop ||
+  failc fio-running-across-stop "fio ended before the daemon was stopped"
 expect_eq stopped "$(systemctl is-active ringtgt)" inactive
 expect_eq stop-result-success "$(unit Result)" success
 expect_eq stop-exit-status-0 "$(unit ExecMainCode):$(unit ExecMainStatus)" "1:0"
