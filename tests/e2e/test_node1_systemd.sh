@@ -79,7 +79,8 @@ guest_verdict systemd-is-pid1 dpkg-install unit-installed install-does-not-enabl
   lun1-data-on-lv metrics-lun1-session metrics-lun2-writes-counted lvcreate-lun3 systemctl-reload \
   reload-applied-in-journal ctl-lists-reloaded-target reload-keeps-process sessions-survive-reload \
   lvextend ctl-lun-resize session-rescan lun2-grown-seen-after-rescan fio-verify-grown-part \
-  watchdog-timeout-in-journal fio-waiting-on-frozen-daemon watchdog-restarted-service watchdog-counted-restart \
-  fio-verify-across-watchdog-restart no-io-error-across-watchdog-restart systemctl-stop-under-io fio-running-across-stop \
-  stopped stop-result-success stop-exit-status-0 stop-drained-in-journal systemctl-start-again \
-  fio-verify-across-stop-start no-io-error-across-stop-start logout-all
+  watchdog-fired fio-waiting-on-frozen-daemon watchdog-restarted-service watchdog-timeout-in-journal \
+  watchdog-counted-restart fio-verify-across-watchdog-restart no-io-error-across-watchdog-restart \
+  systemctl-stop-under-io fio-running-across-stop stopped stop-result-success stop-exit-status-0 \
+  stop-drained-in-journal systemctl-start-again fio-verify-across-stop-start no-io-error-across-stop-start \
+  logout-all
