@@ -99,6 +99,16 @@ check enable-now systemctl enable --now ringtgt || fatal service "systemctl enab
 # `systemctl start` returns once the daemon sent READY=1, which it sends only
 # after every portal listens: no wait is needed before using it.
 expect_eq active-when-start-returns "$(systemctl is-active ringtgt)" active
+# And the order shows it: systemd made the unit active (its clock, µs) no
+# earlier than the daemon logged "...; ready" (its clock, ms), just before it
+# sent READY=1. A Type=simple unit would be active before the daemon began.
+ready_at=$(ringtgt_log | sed -n -E 's/^([0-9-]+ [0-9:.]+) info [0-9]+ workers, [0-9]+ targets; ready$/\1/p' | head -n1)
+active_at=$(systemctl show --timestamp=us -p ActiveEnterTimestamp --value ringtgt)
+if [[ -n $ready_at ]] && (($(date -d "$ready_at" +%s%6N) <= $(date -d "$active_at" +%s%6N))); then
+  pass active-after-ready
+else
+  failc active-after-ready "daemon ready at '$ready_at', unit active at '$active_at' ($(ringtgt_log | grep -m1 'ready$'))"
+fi
 ss -Htln 'sport = :3260' >/tmp/ss
 grep -q '10.0.0.11:3260' /tmp/ss && pass portal-listens-when-ready || failc portal-listens-when-ready "$(cat /tmp/ss)"
 expect_eq enabled "$(systemctl is-enabled ringtgt)" enabled

@@ -72,7 +72,8 @@ grep -E '^(E2E|disks:|SIGSTOP)' "$GUEST_REPORTS" | grep -v '^E2E: ' || true
 # The steps that must have passed: a guest that skipped one fails too.
 guest_verdict systemd-is-pid1 dpkg-install unit-installed install-does-not-enable ringtgtctl-installed \
   example-is-conf-node1 pvcreate vgcreate lvcreate-lun1 lvcreate-lun2 lv-nodes secret-mode \
-  install-config check-config enable-now active-when-start-returns portal-listens-when-ready enabled \
+  install-config check-config enable-now active-when-start-returns active-after-ready \
+  portal-listens-when-ready enabled \
   notify-status-text watchdog-armed ctl-lists-both-targets discovery-node2-sees-lun1-only \
   discovery-node3-sees-lun2-only login-lun1-as-node2 login-lun2-as-node3 lun1-size-is-lv-size \
   lun2-size-is-lv-size lun1-cache-writethrough lun2-cache-writethrough fio-verify-lun1 fio-verify-lun2 \
