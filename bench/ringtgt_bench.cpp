@@ -31,6 +31,7 @@
 
 #include "block_format.hpp"
 #include "histogram.hpp"
+#include "verify_state.hpp"
 
 namespace ringtgt::bench {
 namespace {
@@ -95,6 +96,7 @@ struct Options {
   std::uint64_t range = 0;  // 0 = to the end of the LUN
   bool verify = false;
   bool verify_only = false;
+  bool fua = false;  // WRITE(16) with FUA: durable before GOOD under writeback too
   std::string load_state;
   std::string save_state;
   double timeout_s = 10;
@@ -120,6 +122,7 @@ void usage(FILE* f) {
       "  --offset BYTES       first byte of the LUN used (default 0)\n"
       "  --range BYTES        bytes of the LUN used from --offset (default: to the end)\n"
       "  --seed N             random seed (default: time based)\n"
+      "  --fua                writes carry FUA (forced unit access)\n"
       "verification:\n"
       "  --verify             write self-describing blocks, check every block read\n"
       "  --verify-only        read every block of the range once and check it (implies\n"
@@ -220,6 +223,7 @@ Options parse_options(int argc, char** argv) {
     kRange,
     kVerify,
     kVerifyOnly,
+    kFua,
     kLoad,
     kSave,
     kJson,
@@ -243,6 +247,7 @@ Options parse_options(int argc, char** argv) {
       {"range", required_argument, nullptr, kRange},
       {"verify", no_argument, nullptr, kVerify},
       {"verify-only", no_argument, nullptr, kVerifyOnly},
+      {"fua", no_argument, nullptr, kFua},
       {"load-state", required_argument, nullptr, kLoad},
       {"save-state", required_argument, nullptr, kSave},
       {"json", no_argument, nullptr, kJson},
@@ -319,6 +324,9 @@ Options parse_options(int argc, char** argv) {
       case kVerifyOnly:
         o.verify_only = true;
         o.verify = true;
+        break;
+      case kFua:
+        o.fua = true;
         break;
       case kLoad:
         o.load_state = optarg;
@@ -400,11 +408,6 @@ struct Session {
   std::uint64_t seq_slot = 0;  // sequential cursor, in bs-sized slots
   Rng rng{};
   class Bench* bench = nullptr;
-};
-
-struct BlockState {
-  std::uint32_t acked = 0;      // generation of the last acknowledged write, 0 = none
-  std::uint32_t uncertain = 0;  // highest generation written since then without an ack
 };
 
 class Bench {
@@ -793,7 +796,7 @@ bool Bench::issue(Session& s, Io& io) {
   io.start_ns = now_ns();
   if (is_write)
     io.task = iscsi_write16_task(s.ctx, lun_, lba, io.buf.get(), len, static_cast<int>(lbs_), 0, 0,
-                                 0, 0, 0, io_cb, &io);
+                                 o_.fua ? 1 : 0, 0, 0, io_cb, &io);
   else
     io.task =
         iscsi_read16_task(s.ctx, lun_, lba, len, static_cast<int>(lbs_), 0, 0, 0, 0, 0, io_cb, &io);
@@ -992,73 +995,34 @@ bool Bench::setup_range() {
   return true;
 }
 
-// State file: "RTGTVST1", u32 version 1, u32 block size, u64 first LBA, u64 block
-// count, u32 next generation, u32 zero, then per block u32 acked, u32 uncertain.
-// Host byte order (the file is for this machine's later runs).
-struct StateHeader {
-  char magic[8];
-  std::uint32_t version;
-  std::uint32_t block_size;
-  std::uint64_t first_lba;
-  std::uint64_t nblocks;
-  std::uint32_t next_gen;
-  std::uint32_t pad;
-};
-constexpr char kStateMagic[8] = {'R', 'T', 'G', 'T', 'V', 'S', 'T', '1'};
-
 bool Bench::load_state() {
-  FILE* f = std::fopen(o_.load_state.c_str(), "rb");
-  if (!f) {
-    std::fprintf(stderr, "ringtgt-bench: --load-state %s: %s\n", o_.load_state.c_str(),
-                 std::strerror(errno));
+  VerifyState st;
+  std::string why = read_verify_state(o_.load_state, st);
+  if (why.empty() &&
+      (st.block_size != lbs_ || st.first_lba != first_lba_ || st.table.size() != nblocks_)) {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "%s was saved for block size %u, LBAs %" PRIu64
+                  "+%zu; this run uses block size "
+                  "%u, LBAs %" PRIu64 "+%" PRIu64 " (use the same --offset/--range)",
+                  o_.load_state.c_str(), st.block_size, st.first_lba, st.table.size(), lbs_,
+                  first_lba_, nblocks_);
+    why = line;
+  }
+  if (!why.empty()) {
+    std::fprintf(stderr, "ringtgt-bench: --load-state %s\n", why.c_str());
     return false;
   }
-  StateHeader h{};
-  bool ok = std::fread(&h, sizeof h, 1, f) == 1 && std::memcmp(h.magic, kStateMagic, 8) == 0 &&
-            h.version == 1;
-  if (!ok) {
-    std::fprintf(stderr, "ringtgt-bench: %s is not a ringtgt-bench state file\n",
-                 o_.load_state.c_str());
-  } else if (h.block_size != lbs_ || h.first_lba != first_lba_ || h.nblocks != nblocks_) {
-    std::fprintf(stderr,
-                 "ringtgt-bench: %s was saved for block size %u, LBAs %" PRIu64 "+%" PRIu64
-                 "; this run uses block size %u, LBAs %" PRIu64 "+%" PRIu64
-                 " (use the same --offset/--range)\n",
-                 o_.load_state.c_str(), h.block_size, h.first_lba, h.nblocks, lbs_, first_lba_,
-                 nblocks_);
-    ok = false;
-  } else if (std::fread(table_.data(), sizeof(BlockState), table_.size(), f) != table_.size()) {
-    std::fprintf(stderr, "ringtgt-bench: %s is truncated\n", o_.load_state.c_str());
-    ok = false;
-  } else {
-    next_gen_ = std::max<std::uint32_t>(h.next_gen, 1);
-  }
-  std::fclose(f);
-  return ok;
+  table_ = std::move(st.table);
+  next_gen_ = std::max<std::uint32_t>(st.next_gen, 1);
+  return true;
 }
 
 bool Bench::save_state() {
-  std::string tmp = o_.save_state + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) {
-    std::fprintf(stderr, "ringtgt-bench: --save-state %s: %s\n", tmp.c_str(), std::strerror(errno));
-    return false;
-  }
-  StateHeader h{};
-  std::memcpy(h.magic, kStateMagic, 8);
-  h.version = 1;
-  h.block_size = lbs_;
-  h.first_lba = first_lba_;
-  h.nblocks = nblocks_;
-  h.next_gen = next_gen_;
-  bool ok = std::fwrite(&h, sizeof h, 1, f) == 1 &&
-            std::fwrite(table_.data(), sizeof(BlockState), table_.size(), f) == table_.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (ok && std::rename(tmp.c_str(), o_.save_state.c_str()) != 0) ok = false;
-  if (!ok)
-    std::fprintf(stderr, "ringtgt-bench: cannot write %s: %s\n", o_.save_state.c_str(),
-                 std::strerror(errno));
-  return ok;
+  const std::string why =
+      write_verify_state(o_.save_state, VerifyState{lbs_, first_lba_, next_gen_, table_});
+  if (!why.empty()) std::fprintf(stderr, "ringtgt-bench: --save-state %s\n", why.c_str());
+  return why.empty();
 }
 
 // Logs every idle session out (bounded), then frees every context.

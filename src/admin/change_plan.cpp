@@ -51,6 +51,14 @@ void global_differences(const config::Config& a, const config::Config& b,
     return c.metrics.listen ? c.metrics.listen->to_string() : std::string("off");
   };
   if (listen(a) != listen(b)) note("metrics.listen", listen(a), listen(b));
+  // The durability log is opened once, before any LUN (tests only).
+  const auto& da = a.durability_testing;
+  const auto& db = b.durability_testing;
+  if (da.log_path != db.log_path) note("testing.durability_log", da.log_path, db.log_path);
+  if (da.ack_before_flush != db.ack_before_flush) {
+    note("testing.ack_before_flush", da.ack_before_flush ? "true" : "false",
+         db.ack_before_flush ? "true" : "false");
+  }
   auto limit = [&](const char* key, std::uint64_t p, std::uint64_t q) {
     if (p != q) note(std::string("limits.") + key, std::to_string(p), std::to_string(q));
   };
@@ -59,6 +67,7 @@ void global_differences(const config::Config& a, const config::Config& b,
         b.limits.max_sessions_per_initiator);
   limit("max_connections", a.limits.max_connections, b.limits.max_connections);
   limit("max_buffer_memory", a.limits.max_buffer_memory, b.limits.max_buffer_memory);
+  limit("max_session_output", a.limits.max_session_output, b.limits.max_session_output);
   const auto& x = a.iscsi;
   const auto& y = b.iscsi;
   auto num = [&](const char* key, std::uint32_t p, std::uint32_t q) {

@@ -264,7 +264,7 @@ class Loader {
   void read_root(const toml::table& root, Config& cfg) {
     check_keys(root, "the top level",
                {"workers", "log_level", "state_dir", "portal", "iscsi", "discovery", "target",
-                "limits", "metrics", "admin"});
+                "limits", "metrics", "admin", "testing"});
 
     std::uint32_t workers = 0;
     get_uint(root, "workers", "workers", 0, 1024, workers);
@@ -320,6 +320,32 @@ class Loader {
     read_metrics(root, cfg);
     read_targets(root, cfg);
     read_admin(root, cfg.admin);
+    read_testing(root, cfg);
+  }
+
+  // [testing]: test-only switches.
+  void read_testing(const toml::table& root, Config& cfg) const {
+    const toml::node* n = root.get("testing");
+    if (!n) return;
+    const toml::table* t = n->as_table();
+    if (!t) {
+      fail(*n, std::string("'testing' must be a table, written [testing], not ") +
+                   type_name(n->type()));
+    }
+    check_keys(*t, "[testing]", {"durability_log", "ack_before_flush"});
+    DurabilityTesting& d = cfg.durability_testing;
+    if (auto path = get_string(*t, "durability_log", "testing.durability_log")) {
+      if (path->empty())
+        fail(*t->get("durability_log"), "testing.durability_log must not be empty");
+      d.log_path = resolve(*path);
+    }
+    d.ack_before_flush =
+        get_bool(*t, "ack_before_flush", "testing.ack_before_flush").value_or(false);
+    if (d.ack_before_flush && d.log_path.empty()) {
+      fail(*t->get("ack_before_flush"),
+           "testing.ack_before_flush needs testing.durability_log: the broken acknowledgement "
+           "order exists only to show that the durability checker catches it");
+    }
   }
 
   // [admin]: the ringtgtctl socket.
@@ -619,9 +645,9 @@ class Loader {
   }
 
   void read_limits(const toml::table& t, Limits& l) {
-    check_keys(
-        t, "[limits]",
-        {"max_sessions", "max_sessions_per_initiator", "max_connections", "max_buffer_memory"});
+    check_keys(t, "[limits]",
+               {"max_sessions", "max_sessions_per_initiator", "max_connections",
+                "max_buffer_memory", "max_session_output"});
     get_uint(t, "max_sessions", "limits.max_sessions", 1, 65535, l.max_sessions);
     get_uint(t, "max_sessions_per_initiator", "limits.max_sessions_per_initiator", 1, 65535,
              l.max_sessions_per_initiator);
@@ -638,6 +664,15 @@ class Loader {
                  std::to_string(v) + " bytes");
       }
       l.max_buffer_memory = v;
+    }
+    if (const toml::node* n = t.get("max_session_output")) {
+      constexpr std::uint64_t kMin = 256ull << 10, kMax = 1ull << 30;
+      std::uint64_t v = parse_size(*n);
+      if (v < kMin || v > kMax) {
+        fail(*n, "limits.max_session_output must be from 256K to 1G, not " + std::to_string(v) +
+                     " bytes");
+      }
+      l.max_session_output = v;
     }
   }
 

@@ -76,12 +76,18 @@ std::string to_toml(const Config& c) {
                   {"max_sessions_per_initiator", i64(c.limits.max_sessions_per_initiator)},
                   {"max_connections", i64(c.limits.max_connections)},
                   {"max_buffer_memory", i64(c.limits.max_buffer_memory)},
+                  {"max_session_output", i64(c.limits.max_session_output)},
               });
   if (c.metrics.listen)
     root.insert("metrics", toml::table{{"listen", c.metrics.listen->to_string()}});
   toml::table admin{{"socket", c.admin.socket}};
   if (!c.admin.group.empty()) admin.insert("group", c.admin.group);
   root.insert("admin", std::move(admin));
+  if (!c.durability_testing.log_path.empty()) {
+    toml::table testing{{"durability_log", c.durability_testing.log_path}};
+    if (c.durability_testing.ack_before_flush) testing.insert("ack_before_flush", true);
+    root.insert("testing", std::move(testing));
+  }
 
   toml::array targets;
   for (const auto& t : c.targets) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <string>
 
+#include "durability_testing.hpp"
 #include "operations.hpp"
 #include "ringtgt/admin/admin_server.hpp"
 #include "ringtgt/admin/service.hpp"
@@ -124,7 +125,10 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Tests only: declared before the server so that it outlives every worker.
+  std::unique_ptr<ringtgt::storage::DurabilityLog> durability_log;
   try {
+    durability_log = ringtgt::daemon::start_durability_testing(cfg);
     // Every LUN, at start and in every live change, comes from this one factory.
     const ringtgt::lun::LunFactory luns(cfg.state_dir,
                                         ringtgt::net::resolve_worker_count(cfg.workers));
@@ -185,6 +189,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return 1;
+  }
+  if (durability_log) {
+    durability_log->flush();
+    spdlog::info("durability log {} written", durability_log->path());
   }
   spdlog::info("stopped");
   return 0;

@@ -50,6 +50,11 @@ struct IscsiTask final : scsi::Task {
 namespace {
 
 constexpr std::uint32_t kLoginSegmentLimit = 8192;
+
+// What a queued PDU holds beyond its task's buffer (counted with the task).
+std::uint64_t own_bytes(const OutPdu& pdu) {
+  return std::uint64_t{pdu.header_len} + pdu.trailer_len + (pdu.task ? 0 : pdu.data_len);
+}
 constexpr std::size_t kMaxTextBytes = 65536;
 constexpr std::uint32_t kIgnoredCommandsLogged = 10;  // per connection, at warn
 
@@ -497,6 +502,15 @@ void Connection::login_data_complete() {
                    "session limit reached");
         return;
       }
+      // The task pool first: the final response's MaxCmdSN is what it can hold.
+      std::uint32_t n = settings_.queue_depth + kImmediateTaskReserve;
+      task_store_.reserve(n);
+      for (std::uint32_t i = 0; i < n; ++i) {
+        auto t = std::make_unique<IscsiTask>();
+        t->r2ts.resize(std::max<std::uint32_t>(1, params_.max_outstanding_r2t));
+        free_tasks_.push_back(t.get());
+        task_store_.push_back(std::move(t));
+      }
       send_login_response(LoginStatus::success, std::move(response), true, csg, nsg);
       phase_ = Phase::full_feature;
       // Digests apply from the first PDU after the final login response.
@@ -505,14 +519,6 @@ void Connection::login_data_complete() {
       nexus_.initiator_name = params_.initiator_name;
       nexus_.target_name = params_.target_name;
       nexus_.session_id = isid_ << 16 | tsih_;
-      std::uint32_t n = settings_.queue_depth + 4;
-      task_store_.reserve(n);
-      for (std::uint32_t i = 0; i < n; ++i) {
-        auto t = std::make_unique<IscsiTask>();
-        t->r2ts.resize(std::max<std::uint32_t>(1, params_.max_outstanding_r2t));
-        free_tasks_.push_back(t.get());
-        task_store_.push_back(std::move(t));
-      }
       spdlog::info(
           "login: initiator {} target {} peer {} session {} tsih {} ({})", params_.initiator_name,
           params_.session_type == SessionType::discovery ? "(discovery)" : params_.target_name,
@@ -530,15 +536,24 @@ void Connection::login_data_complete() {
 // ---------------------------------------------------------------- commands
 
 std::uint32_t Connection::max_cmd_sn() {
-  // A task whose status is on its way out no longer holds a slot: counting it
-  // would close the window of an initiator that keeps exactly queue_depth
-  // commands outstanding. The window never moves backwards (RFC 7143 4.2.2.1).
-  std::uint32_t busy = active_tasks_ - responding_tasks_;
-  std::uint32_t free = settings_.queue_depth > busy ? settings_.queue_depth - busy : 0;
-  std::uint32_t now = exp_cmd_sn_ + free - 1;
+  // A task whose status is on its way out no longer holds a slot of the queue
+  // depth: counting it would close the window of an initiator that keeps
+  // exactly queue_depth commands outstanding. But it holds its place in the
+  // task pool until the initiator has read it, so the window never offers more
+  // commands than the pool can take: a peer that does not read its responses
+  // sees the window close, not TASK SET FULL (the window reopens with a NOP-In,
+  // see announce_window). It never moves backwards (RFC 7143 4.2.2.1).
+  std::uint32_t now = exp_cmd_sn_ + window_room() - 1;
   if (!window_advertised_ || sn_lt(max_cmd_sn_sent_, now)) max_cmd_sn_sent_ = now;
   window_advertised_ = true;
   return max_cmd_sn_sent_;
+}
+
+std::uint32_t Connection::window_room() const {
+  std::uint32_t busy = active_tasks_ - responding_tasks_;
+  std::uint32_t room = settings_.queue_depth > busy ? settings_.queue_depth - busy : 0;
+  if (phase_ == Phase::login) return room;  // no task pool yet
+  return std::min<std::uint32_t>(room, static_cast<std::uint32_t>(free_tasks_.size()));
 }
 
 bool Connection::check_cmd_sn(const Bhs& bhs) {
@@ -587,6 +602,7 @@ IscsiTask* Connection::acquire_task() {
 
 void Connection::release_task(IscsiTask& t) {
   if (t.buf) {
+    if (t.reading) output_bytes_ -= t.buf_size;
     reactor::BufferPool::local().release(t.buf, t.buf_size);
     t.buf = nullptr;
     t.buf_size = 0;
@@ -605,6 +621,23 @@ void Connection::release_task(IscsiTask& t) {
   t.state = IscsiTask::State::idle;
   --active_tasks_;
   free_tasks_.push_back(&t);
+  // Checked when output is next taken: this can run inside the network
+  // layer's handling of a send, which must not be asked to send again.
+  if (sn_lt(max_cmd_sn_sent_, exp_cmd_sn_)) window_may_reopen_ = true;
+}
+
+void Connection::announce_window() {
+  // The initiator may send nothing until it hears a larger MaxCmdSN, and no
+  // response is on its way to carry one: a NOP-In that asks for no answer
+  // does (RFC 7143 11.19: TTT and ITT reserved, StatSN not advanced).
+  window_may_reopen_ = false;
+  if (phase_ != Phase::full_feature || closing_ || shut_down_) return;
+  if (window_room() == 0) return;  // still closed: a later release reopens it
+  OutPdu* pdu = new_pdu(Opcode::nop_in, 0x80);
+  pdu->bhs.set_itt(kReservedTag);
+  pdu->bhs.set_ttt(kReservedTag);
+  prepare(pdu, false);
+  append(pdu);
 }
 
 IscsiTask* Connection::find_task(std::uint32_t itt) {
@@ -616,11 +649,6 @@ IscsiTask* Connection::find_task(std::uint32_t itt) {
 std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
   std::uint32_t dsl = bhs.data_segment_length();
   if (!check_cmd_sn(bhs)) return DataPlan{};
-  if (bhs.total_ahs_length() != 0) {
-    // Extended CDBs and bidirectional lengths: not offered by any of our commands.
-    reject(bhs, RejectReason::command_not_supported, "AHS (extended CDB) not supported");
-    return DataPlan{};
-  }
   IscsiTask* t = acquire_task();
   if (t == nullptr) {
     metrics::count_refused_command(metrics::RefusalCause::task_slots);
@@ -644,6 +672,16 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
     fail_task(*t, code);
     return DataPlan{};
   };
+  if (bhs.total_ahs_length() != 0) {
+    // An extended CDB or a bidirectional read length (RFC 7143 §11.2.1.2): no
+    // command we offer takes either. The command has taken its CmdSN, so it
+    // ends with a status like any command we cannot run; a Reject alone would
+    // leave the initiator waiting for one. Its Data-Out is dropped silently.
+    spdlog::warn("{} ({}): command ITT {:#x} with {} bytes of AHS: CHECK CONDITION", peer_,
+                 params_.initiator_name, t->itt, bhs.total_ahs_length());
+    aborted_itts_[aborted_next_++ % aborted_itts_.size()] = t->itt;
+    return fail_now(scsi::sense::invalid_field_in_cdb);
+  }
   if (t->reading && t->writing) return fail_now(scsi::sense::invalid_field_in_cdb);
   if (t->edtl > settings_.max_transfer_length) return fail_now(scsi::sense::invalid_field_in_cdb);
   if (dsl > 0) {
@@ -688,6 +726,7 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
       return DataPlan{};
     }
   }
+  if (t->reading && t->buf) output_bytes_ += t->buf_size;  // held until its Data-In is sent
   if (params_.initial_r2t) t->unsolicited_done = true;
   if (dsl > 0) {
     cur_task_ = t;
@@ -820,6 +859,10 @@ void Connection::fail_task(IscsiTask& t, scsi::SenseCode code) {
 
 void Connection::task_complete(scsi::Task& task) {
   auto& t = static_cast<IscsiTask&>(task);
+  // Tests: the moment GOOD is committed to go out, before it is queued.
+  if (t.durability_promise != scsi::DurabilityPromise::none) {
+    scsi::record_command_done(t, !(shut_down_ || t.aborted) && t.status == scsi::Status::good);
+  }
   if (shut_down_ || t.aborted) {
     abort_wait_over(t);
     release_task(t);
@@ -1060,10 +1103,14 @@ void Connection::task_management(const Bhs& bhs) {
   auto fn = static_cast<TmfFunction>(bhs.flags() & 0x7f);
   TmfResponse response = TmfResponse::complete;
   std::uint64_t lun = lun_of(bhs);
+  std::vector<IscsiTask*> executing;  // aborted here, still in the SCSI layer
+  bool other_sessions = false;        // the function ends other nexuses' tasks too
+  std::optional<std::uint64_t> scope = lun;
   switch (fn) {
     case TmfFunction::abort_task: {
       IscsiTask* t = find_task(bhs.ref_task_tag());
       if (t && t->state != IscsiTask::State::responding) {
+        if (t->state == IscsiTask::State::executing && !t->awaiting_aborts) executing.push_back(t);
         abort_task(*t);
       } else if (!t) {
         std::uint32_t ref = bhs.u32(32);
@@ -1081,20 +1128,17 @@ void Connection::task_management(const Bhs& bhs) {
         response = TmfResponse::lun_does_not_exist;
         break;
       }
-      for (IscsiTask* t = active_list_; t;) {
-        IscsiTask* next = t->next;
-        if (t->lun == lun && t->state != IscsiTask::State::responding) abort_task(*t);
-        t = next;
-      }
+      executing = abort_tasks_of(lun, nullptr).executing;
+      // ABORT TASK SET ends this nexus's tasks only; the task set is shared
+      // (TST 000b), so CLEAR TASK SET and a reset end every nexus's.
+      other_sessions = fn != TmfFunction::abort_task_set;
       if (fn == TmfFunction::logical_unit_reset) luns_->find(lun)->reset();
       break;
     case TmfFunction::target_warm_reset:
     case TmfFunction::target_cold_reset:
-      for (IscsiTask* t = active_list_; t;) {
-        IscsiTask* next = t->next;
-        if (t->state != IscsiTask::State::responding) abort_task(*t);
-        t = next;
-      }
+      executing = abort_tasks_of(std::nullopt, nullptr).executing;
+      other_sessions = true;
+      scope.reset();
       if (target_->luns_version() != luns_version_ || !luns_) refresh_luns();
       luns_->reset_all();
       break;
@@ -1105,11 +1149,32 @@ void Connection::task_management(const Bhs& bhs) {
       response = TmfResponse::not_supported;
       break;
   }
-  spdlog::info("task management {} from {} ({}): response {}", static_cast<unsigned>(fn),
-               params_.initiator_name, peer_, static_cast<unsigned>(response));
+  spdlog::info("task management {} from {} ({}): response {}{}", static_cast<unsigned>(fn),
+               params_.initiator_name, peer_, static_cast<unsigned>(response),
+               executing.empty() && !other_sessions
+                   ? ""
+                   : fmt::format(" once {} task(s) of this session{} are out of the backend",
+                                 executing.size(), other_sessions ? " and those of others" : ""));
+  answer_tmf_when_gone(bhs.itt(), response, std::move(executing), other_sessions, scope);
+}
+
+void Connection::answer_tmf_when_gone(std::uint32_t itt, TmfResponse response,
+                                      std::vector<IscsiTask*> executing, bool other_sessions,
+                                      std::optional<std::uint64_t> lun) {
+  if (executing.empty() && !other_sessions) return send_tmf_response(itt, response);
+  auto parts_left = std::make_shared<int>((executing.empty() ? 0 : 1) + (other_sessions ? 1 : 0));
+  auto part_done = [this, parts_left, itt, response] {
+    if (--*parts_left == 0) send_tmf_response(itt, response);
+  };
+  if (!executing.empty()) abort_waits_.push_back({std::move(executing), part_done});
+  if (other_sessions) host_.abort_tasks_elsewhere(lun, part_done);
+}
+
+void Connection::send_tmf_response(std::uint32_t itt, TmfResponse response) {
+  if (shut_down_) return;  // nobody to answer
   OutPdu* pdu = new_pdu(Opcode::task_mgmt_response, 0x80);
   pdu->bhs.bytes[2] = static_cast<std::uint8_t>(response);
-  pdu->bhs.set_itt(bhs.itt());
+  pdu->bhs.set_itt(itt);
   queue(pdu, true);
 }
 
@@ -1128,29 +1193,36 @@ void Connection::abort_task(IscsiTask& t) {
   }
 }
 
-void Connection::abort_preempted_tasks(std::uint64_t lun, const scsi::Task* keep,
-                                       std::function<void()> done) {
-  AbortWait wait;
-  std::uint32_t aborted = 0;
+Connection::Aborted Connection::abort_tasks_of(std::optional<std::uint64_t> lun,
+                                               const scsi::Task* keep) {
+  Aborted aborted;
   for (IscsiTask* t = active_list_; t;) {
     IscsiTask* next = t->next;
-    if (t->lun == lun && t != keep && t->state != IscsiTask::State::responding) {
-      ++aborted;
-      const bool executing = t->state == IscsiTask::State::executing;
-      abort_task(*t);
-      // This session's own PREEMPT AND ABORT, waiting for its aborts, is
+    if ((!lun || t->lun == *lun) && t != keep && t->state != IscsiTask::State::responding) {
+      ++aborted.count;
+      // A PREEMPT AND ABORT of this session waiting for its own aborts is
       // not waited for: those may be waiting for this one.
-      if (executing && !t->awaiting_aborts) wait.tasks.push_back(t);
+      if (t->state == IscsiTask::State::executing && !t->awaiting_aborts) {
+        aborted.executing.push_back(t);
+      }
+      abort_task(*t);
     }
     t = next;
   }
-  if (aborted > 0) {
-    spdlog::info("{} ({}): PREEMPT AND ABORT: {} task(s) for LUN {} aborted, {} still executing",
-                 peer_, params_.initiator_name, aborted, lun, wait.tasks.size());
+  return aborted;
+}
+
+void Connection::abort_tasks_from_elsewhere(std::optional<std::uint64_t> lun,
+                                            const scsi::Task* keep, std::function<void()> done) {
+  Aborted aborted = abort_tasks_of(lun, keep);
+  if (aborted.count > 0) {
+    spdlog::info("{} ({}): {} task(s) for {} aborted by another nexus, {} still executing", peer_,
+                 params_.initiator_name, aborted.count,
+                 lun ? "LUN " + std::to_string(*lun) : std::string("every LUN"),
+                 aborted.executing.size());
   }
-  if (wait.tasks.empty()) return done();
-  wait.done = std::move(done);
-  abort_waits_.push_back(std::move(wait));
+  if (aborted.executing.empty()) return done();
+  abort_waits_.push_back({std::move(aborted.executing), std::move(done)});
 }
 
 void Connection::abort_wait_over(IscsiTask& t) {
@@ -1208,7 +1280,7 @@ void Connection::set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t l
   pdu.bhs.set_data_segment_length(len);
 }
 
-void Connection::queue(OutPdu* pdu, bool advance_stat_sn) {
+void Connection::prepare(OutPdu* pdu, bool advance_stat_sn) {
   Opcode op = pdu->bhs.opcode();
   if (op != Opcode::data_in || advance_stat_sn) {
     pdu->bhs.set_stat_sn(advance_stat_sn ? stat_sn_++ : stat_sn_);
@@ -1234,16 +1306,26 @@ void Connection::queue(OutPdu* pdu, bool advance_stat_sn) {
   }
   pdu->header_len = static_cast<std::uint8_t>(
       kBhsSize + ((phase_ != Phase::login && digest_header_) ? kDigestSize : 0));
+}
+
+void Connection::append(OutPdu* pdu) {
   if (out_tail_)
     out_tail_->next = pdu;
   else
     out_head_ = pdu;
   out_tail_ = pdu;
   ++pdus_unsent_;
+  output_bytes_ += own_bytes(*pdu);
+}
+
+void Connection::queue(OutPdu* pdu, bool advance_stat_sn) {
+  prepare(pdu, advance_stat_sn);
+  append(pdu);
   host_.output_ready();
 }
 
 OutPdu* Connection::take_output() {
+  if (window_may_reopen_) announce_window();
   OutPdu* head = out_head_;
   out_head_ = out_tail_ = nullptr;
   return head;
@@ -1251,6 +1333,7 @@ OutPdu* Connection::take_output() {
 
 void Connection::sent(OutPdu* pdu) {
   --pdus_unsent_;
+  output_bytes_ -= own_bytes(*pdu);
   IscsiTask* t = pdu->task;
   pdu->owned.clear();
   pdu->task = nullptr;

@@ -20,6 +20,11 @@ std::unique_ptr<storage::Backend> open_file_backend(const config::Lun& l) {
   o.direct_io = l.direct_io;
   o.block_size = l.block_size;  // checked against the device's logical block size
   o.policy = l.write_ack;
+  // Tests only ([testing] durability_log): the recording seam, and the
+  // broken acknowledgement order that only exists while it records.
+  const storage::DurabilitySeam& seam = storage::durability_seam();
+  o.durability_log = seam.log;
+  o.broken_ack_before_flush_for_tests = seam.log != nullptr && seam.ack_before_flush;
   return std::make_unique<storage::FileBackend>(o);
 }
 

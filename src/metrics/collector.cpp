@@ -135,6 +135,10 @@ std::vector<MetricFamily> Collector::Collect() const {
   auto failures =
       family("ringtgt_login_failures_total", "Refused logins by reason", MetricType::Counter);
   auto rejects = family("ringtgt_pdu_rejects_total", "Reject PDUs sent", MetricType::Counter);
+  auto pauses = family("ringtgt_receive_pauses_total",
+                       "Times a connection stopped reading commands because its peer left "
+                       "limits.max_session_output of responses unread",
+                       MetricType::Counter);
   auto digests = family("ringtgt_digest_errors_total", "Header and data digest (CRC32C) errors",
                         MetricType::Counter);
 
@@ -190,6 +194,7 @@ std::vector<MetricFamily> Collector::Collect() const {
                 static_cast<double>(g.login_failures[r].load(std::memory_order_relaxed)));
   }
   add_counter(rejects, {}, static_cast<double>(g.rejects.load(std::memory_order_relaxed)));
+  add_counter(pauses, {}, static_cast<double>(g.receive_pauses.load(std::memory_order_relaxed)));
   add_counter(digests, {{"kind", "header"}},
               static_cast<double>(g.digest_errors[0].load(std::memory_order_relaxed)));
   add_counter(digests, {{"kind", "data"}},
@@ -203,7 +208,7 @@ std::vector<MetricFamily> Collector::Collect() const {
   std::vector<MetricFamily> out;
   for (auto* f : {&ops, &bytes, &latency, &errors, &in_flight, &sessions, &connections, &discovery,
                   &worker_conns, &busy, &ticks, &buffer_held, &buffer_limit, &attempts, &failures,
-                  &rejects, &digests, &refused}) {
+                  &rejects, &pauses, &digests, &refused}) {
     out.push_back(std::move(*f));
   }
   return out;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 
@@ -50,6 +51,7 @@ std::string format_address(const std::string& host, std::uint16_t port) {
 
 Registry::Registry(const config::Config& cfg, LunOpener open_lun)
     : open_lun_(std::move(open_lun)), settings_(settings_from(cfg.iscsi)), limits_(cfg.limits) {
+  settings_.max_unsent_output = cfg.limits.max_session_output;
   if (cfg.discovery_chap) {
     discovery_auth_ = policy_from(*cfg.discovery_chap);
     spdlog::info("discovery: CHAP required (user {}{})", cfg.discovery_chap->user,
@@ -340,12 +342,32 @@ void Registry::session_ended(const std::string& initiator, std::uint64_t isid, s
 void Registry::abort_preempted(const std::string& target, std::uint64_t lun,
                                std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
                                std::function<void()> done) const {
-  // The PERSISTENT RESERVE OUT completes on its own worker, whose reactor is
-  // the one running this.
+  auto preempted = [&ports](const SessionKey& key, const SessionRef&) {
+    return std::any_of(ports.begin(), ports.end(), [&key](const scsi::InitiatorPort& p) {
+      return p.initiator_name == key.first && p.isid == key.second;
+    });
+  };
+  abort_tasks_in(target, lun, &keep, preempted, std::move(done));
+}
+
+void Registry::abort_tasks_elsewhere(const std::string& target, std::optional<std::uint64_t> lun,
+                                     const SocketConnection* except,
+                                     std::function<void()> done) const {
+  auto other = [except](const SessionKey&, const SessionRef& ref) {
+    return ref.conn.lock().get() != except;
+  };
+  abort_tasks_in(target, lun, nullptr, other, std::move(done));
+}
+
+void Registry::abort_tasks_in(
+    const std::string& target, std::optional<std::uint64_t> lun, const scsi::Task* keep,
+    const std::function<bool(const SessionKey&, const SessionRef&)>& asked,
+    std::function<void()> done) const {
+  // The command or task management request that asks completes on its own
+  // worker, whose reactor is the one running this.
   auto* home = dynamic_cast<reactor::Reactor*>(reactor::IoEngine::current());
   if (home == nullptr) {
-    spdlog::error("target {} LUN {}: PREEMPT AND ABORT outside a worker; tasks not aborted", target,
-                  lun);
+    spdlog::error("target {}: tasks of other sessions not aborted: not called on a worker", target);
     return done();
   }
   // One answer from every session asked, plus one for this function, so
@@ -362,12 +384,11 @@ void Registry::abort_preempted(const std::string& target, std::uint64_t lun,
     if (pending->left.fetch_sub(1, std::memory_order_acq_rel) == 1)
       pending->home->post(std::move(pending->done));
   };
-  const scsi::Task* keep_ptr = &keep;
   auto ask = [&](const SessionRef& ref) {
     pending->left.fetch_add(1, std::memory_order_relaxed);
-    ref.worker->reactor().post([conn = ref.conn, target, lun, keep_ptr, answer] {
+    ref.worker->reactor().post([conn = ref.conn, target, lun, keep, answer] {
       // A session gone since has no task left to abort.
-      if (auto c = conn.lock()) return c->abort_preempted_tasks(target, lun, keep_ptr, answer);
+      if (auto c = conn.lock()) return c->abort_tasks(target, lun, keep, answer);
       answer();
     });
   };
@@ -375,12 +396,10 @@ void Registry::abort_preempted(const std::string& target, std::uint64_t lun,
     // Posting under mu_ keeps every asked worker running until it answers:
     // a worker stops only after its last session ended, which takes mu_.
     std::lock_guard lock(mu_);
-    for (const auto& p : ports) {
-      const auto key = std::make_pair(p.initiator_name, p.isid);
-      if (auto it = sessions_.find(key); it != sessions_.end()) ask(it->second);
-      auto [first, last] = retiring_.equal_range(key);
-      for (auto r = first; r != last; ++r) ask(r->second);
-    }
+    for (const auto& [key, ref] : sessions_)
+      if (asked(key, ref)) ask(ref);
+    for (const auto& [key, ref] : retiring_)
+      if (asked(key, ref)) ask(ref);
   }
   answer();
 }

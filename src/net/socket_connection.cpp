@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/worker.hpp"
 
@@ -81,7 +82,21 @@ void SocketConnection::on_recv(int result) {
     rx_end_ += static_cast<std::size_t>(result);
   }
   process();
-  post_recv();
+  if (!rx_paused_) post_recv();
+}
+
+bool SocketConnection::pause_receive_if_over_limit() {
+  if (!conn_.should_pause_receive()) return false;
+  // The peer is not reading its responses: taking more commands from it would
+  // only pile up more. What it sends meanwhile waits in rx_ and in TCP until
+  // it has read (on_sent resumes).
+  if (!rx_paused_) {
+    spdlog::debug("{}: {} bytes held for responses unread; receive paused", peer_,
+                  conn_.output_bytes());
+    metrics::global().receive_pauses.fetch_add(1, std::memory_order_relaxed);
+  }
+  rx_paused_ = true;
+  return true;
 }
 
 void SocketConnection::process() {
@@ -91,6 +106,7 @@ void SocketConnection::process() {
     std::size_t avail = rx_end_ - rx_begin_;
     const std::uint8_t* in = rx_.get() + rx_begin_;
     if (rx_state_ == RxState::bhs || rx_state_ == RxState::header_rest) {
+      if (rx_state_ == RxState::bhs && header_have_ == 0 && pause_receive_if_over_limit()) break;
       if (rx_state_ == RxState::bhs) {
         std::size_t n = std::min<std::size_t>(avail, iscsi::kBhsSize - header_have_);
         std::memcpy(header_.data() + header_have_, in, n);
@@ -226,6 +242,11 @@ void SocketConnection::on_sent(int result) {
   }
   tx_skip_ = done;
   try_send();
+  if (rx_paused_ && conn_.may_resume_receive() && !closing_) {
+    rx_paused_ = false;
+    process();  // what came in meanwhile
+    if (!rx_paused_) post_recv();
+  }
 }
 
 // ---------------------------------------------------------------- closing
@@ -273,10 +294,20 @@ void SocketConnection::maybe_finish() {
   finished_ = true;
 }
 
-void SocketConnection::abort_preempted_tasks(const std::string& target, std::uint64_t lun,
-                                             const scsi::Task* keep, std::function<void()> done) {
+void SocketConnection::abort_tasks(const std::string& target, std::optional<std::uint64_t> lun,
+                                   const scsi::Task* keep, std::function<void()> done) {
   if (conn_.target_name() != target) return done();
-  conn_.abort_preempted_tasks(lun, keep, std::move(done));
+  conn_.abort_tasks_from_elsewhere(lun, keep, std::move(done));
+}
+
+void SocketConnection::abort_tasks_elsewhere(std::optional<std::uint64_t> lun,
+                                             std::function<void()> done) {
+  // The answer is posted to this worker after every other session's; this
+  // connection may have gone by then, and with it what done refers to.
+  registry_.abort_tasks_elsewhere(conn_.target_name(), lun, this,
+                                  [self = weak_from_this(), done = std::move(done)] {
+                                    if (auto alive = self.lock()) done();
+                                  });
 }
 
 void SocketConnection::on_tick(reactor::Clock::time_point now) {

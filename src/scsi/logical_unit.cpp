@@ -14,6 +14,8 @@
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/command_table.hpp"
 #include "ringtgt/scsi/commands.hpp"
+#include "ringtgt/scsi/durability_promise.hpp"
+#include "ringtgt/storage/durability_log.hpp"
 
 namespace ringtgt::scsi {
 
@@ -785,6 +787,9 @@ void LogicalUnit::execute(Task& task) {
     }
   }
   task.descriptor_sense = descriptor_sense();
+  // Tests: the durability log hears of every medium-changing command.
+  if (storage::durability_seam().log != nullptr)
+    record_command_started(task, backend_->ack_policy());
   if (nexus_state_blocks(task)) return;  // unit attention or persistent reservation conflict
   if (reservation_conflict(task)) {
     task.status = Status::reservation_conflict;

@@ -98,6 +98,11 @@ FileBackend::FileBackend(const FileBackendOptions& o)
   alignment_ = probe_io_alignment(fd_, block_device_, path_);
   if (o.block_size != 0) check_block_size(alignment_, o.block_size, direct_io_, path_);
   if (!o.read_only) can_unmap_ = block_device_ ? device_can_punch(st) : file_can_punch(fd_, size_);
+  if (log_ != nullptr) {
+    block_size_ = o.block_size != 0 ? o.block_size : 512;
+    store_ = log_->add_store(path_, size_, block_size_, policy_ == WriteAckPolicy::writeback,
+                             direct_io_);
+  }
 }
 
 FileBackend::~FileBackend() {
@@ -115,8 +120,8 @@ FileBackend::Lane* FileBackend::lane() {
     reactor::IoEngine* expected = nullptr;
     if (lane_owner_[i].compare_exchange_strong(expected, engine, std::memory_order_acq_rel)) {
       lanes_[i] = std::make_unique<Lane>(fd_, lost_errno_, path_);
-      lanes_[i]->group_commit.set_log(log_);
-      lanes_[i]->transfers.set_log(log_);
+      lanes_[i]->group_commit.set_log(log_, store_);
+      lanes_[i]->transfers.set_log(log_, store_, block_size_);
       return lanes_[i].get();
     }
     if (expected == engine) return lanes_[i].get();  // cannot happen: only we claim for us
@@ -186,8 +191,10 @@ void FileBackend::flush(IoOp* op) {
 
 void FileBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
   if (!can_unmap_) return op->on_complete(-EOPNOTSUPP);
+  const bool durable = policy_ == WriteAckPolicy::writethrough && !more_follow;
+  if (log_ != nullptr) return recorded_fallocate(kPunch, offset, len, durable, op);
   auto* engine = reactor::IoEngine::current();
-  if (policy_ == WriteAckPolicy::writethrough && !more_follow) {
+  if (durable) {
     engine->fallocate_durable(fd_, kPunch, offset, len, op);
   } else {
     engine->fallocate(fd_, kPunch, offset, len, op);
@@ -195,12 +202,71 @@ void FileBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool 
 }
 
 void FileBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) {
+  const bool durable = policy_ == WriteAckPolicy::writethrough || fua;
+  if (log_ != nullptr) return recorded_fallocate(kZero, offset, len, durable, op);
   auto* engine = reactor::IoEngine::current();
-  if (policy_ == WriteAckPolicy::writethrough || fua) {
+  if (durable) {
     engine->fallocate_durable(fd_, kZero, offset, len, op);
   } else {
     engine->fallocate(fd_, kZero, offset, len, op);
   }
+}
+
+namespace {
+// An unmap or zeroing under the recording seam: a write of zeroes, and when
+// durable the fsync linked to it, as a flush that started at submission
+// (covering the writes already done) and ended with the completion. Tests
+// only, so one allocation per call is fine.
+struct RecordedFallocate final : reactor::IoOp {
+  DurabilityLog* log;
+  DurabilityEvent write;
+  std::uint64_t flush_id = 0;  // 0: not durable
+  IoOp* caller;
+
+  RecordedFallocate(DurabilityLog* l, const DurabilityEvent& w, IoOp* c)
+      : log(l), write(w), caller(c) {}
+  void on_complete(int result) override {
+    if (result >= 0) {
+      write.durable = flush_id != 0;
+      log->record(write);
+    }
+    if (flush_id != 0) {
+      // A failed fallocate cancels the fsync linked to it: that flush never ran.
+      DurabilityEvent done{DurabilityEvent::Kind::flush_done, 0};
+      done.flush_id = flush_id;
+      done.store = write.store;
+      done.result = result < 0 ? -ECANCELED : 0;
+      log->record(done);
+    }
+    DurabilityEvent ack = write;
+    ack.kind = DurabilityEvent::Kind::ack;
+    ack.result = result < 0 ? result : 1;
+    log->record(ack);
+    IoOp* c = caller;
+    delete this;
+    c->on_complete(result);
+  }
+};
+}  // namespace
+
+void FileBackend::recorded_fallocate(int mode, std::uint64_t offset, std::uint64_t len,
+                                     bool durable, IoOp* op) {
+  DurabilityEvent w{DurabilityEvent::Kind::write_done, log_->next_id()};
+  w.offset = offset;
+  w.length = len;
+  w.zeroes = true;
+  w.store = store_;
+  w.must_be_durable = durable;
+  w.tag = reinterpret_cast<std::uintptr_t>(op);
+  auto* rec = new RecordedFallocate(log_, w, op);
+  auto* engine = reactor::IoEngine::current();
+  if (!durable) return engine->fallocate(fd_, mode, offset, len, rec);
+  rec->flush_id = log_->next_id();
+  DurabilityEvent start{DurabilityEvent::Kind::flush_started, 0};
+  start.flush_id = rec->flush_id;
+  start.store = store_;
+  log_->record(start);
+  engine->fallocate_durable(fd_, mode, offset, len, rec);
 }
 
 Backend::Extent FileBackend::extent_at(std::uint64_t offset, std::uint64_t max_len) {

@@ -49,6 +49,7 @@ void GroupCommit::start_flush() {
     flush_id_ = log_->next_id();
     DurabilityEvent e{DurabilityEvent::Kind::flush_started, 0};
     e.flush_id = flush_id_;
+    e.store = store_;
     log_->record(e);  // before the submission: the flush starts after this
   }
   flush_op_.owner = this;
@@ -59,6 +60,7 @@ void GroupCommit::flush_done(int result) {
   if (log_ != nullptr) {
     DurabilityEvent e{DurabilityEvent::Kind::flush_done, 0};
     e.flush_id = flush_id_;
+    e.store = store_;
     e.result = result;
     log_->record(e);
   }

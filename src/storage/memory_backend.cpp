@@ -33,6 +33,31 @@ void MemoryBackend::inject_error(std::uint64_t offset, std::uint64_t len, int er
   err_ = err;
 }
 
+void MemoryBackend::set_durability_log(DurabilityLog* log, std::uint32_t block_size) {
+  log_ = log;
+  block_size_ = block_size;
+  store_ = log->add_store(describe(), data_.size(), block_size,
+                          policy_ == WriteAckPolicy::writeback, false);
+}
+
+// data null: zeroes.
+void MemoryBackend::record_write(const void* data, std::uint64_t offset, std::uint64_t len,
+                                 bool durable, IoOp* op) {
+  DurabilityEvent w{DurabilityEvent::Kind::write_done, log_->next_id()};
+  w.offset = offset;
+  w.length = len;
+  w.zeroes = data == nullptr;
+  w.durable = durable;
+  w.must_be_durable = durable;
+  w.store = store_;
+  w.tag = reinterpret_cast<std::uintptr_t>(op);
+  DurabilityEvent ack = w;
+  log_->record_write(std::move(w), data, block_size_);
+  ack.kind = DurabilityEvent::Kind::ack;
+  ack.result = 1;
+  log_->record(ack);
+}
+
 void MemoryBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) {
   if (offset > data_.size() || len > data_.size() - offset) return op->on_complete(-EINVAL);
   if (failing(offset, len)) return op->on_complete(-err_);
@@ -47,11 +72,25 @@ void MemoryBackend::write(const void* buf, std::size_t len, std::uint64_t offset
   std::memcpy(data_.data() + offset, buf, len);
   set_mapped(offset, len, true);
   if (fua) ++fua_writes_;
+  if (log_ != nullptr) {
+    record_write(buf, offset, len, policy_ == WriteAckPolicy::writethrough || fua, op);
+  }
   op->on_complete(static_cast<int>(len));
 }
 
 void MemoryBackend::flush(IoOp* op) {
   ++flushes_;
+  if (log_ != nullptr) {
+    using K = DurabilityEvent::Kind;
+    const std::uint64_t sync = log_->next_id(), flush = log_->next_id();
+    for (K kind : {K::sync_requested, K::flush_started, K::flush_done, K::sync_ack}) {
+      DurabilityEvent e{kind, sync};
+      e.flush_id = flush;
+      e.store = store_;
+      e.tag = reinterpret_cast<std::uintptr_t>(op);
+      log_->record(e);
+    }
+  }
   op->on_complete(0);
 }
 
@@ -63,6 +102,8 @@ void MemoryBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, boo
   if (!more_follow) ++final_unmaps_;
   std::memset(data_.data() + offset, 0, len);
   set_mapped(offset, len, false);
+  if (log_ != nullptr)
+    record_write(nullptr, offset, len, policy_ == WriteAckPolicy::writethrough, op);
   op->on_complete(0);
 }
 
@@ -73,6 +114,9 @@ void MemoryBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool f
   std::memset(data_.data() + offset, 0, len);
   set_mapped(offset, len, true);
   if (fua) ++fua_writes_;
+  if (log_ != nullptr) {
+    record_write(nullptr, offset, len, policy_ == WriteAckPolicy::writethrough || fua, op);
+  }
   op->on_complete(0);
 }
 

@@ -18,15 +18,6 @@ Transfer* TransferPool::acquire() {
   return t;
 }
 
-namespace {
-// FNV-1a: enough to tell one payload from another in the log.
-std::uint32_t checksum(const std::uint8_t* p, std::size_t n) {
-  std::uint32_t h = 2166136261u;
-  for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 16777619u;
-  return h;
-}
-}  // namespace
-
 void Transfer::record(DurabilityEvent::Kind kind, int result) {
   DurabilityLog* log = pool_.log();
   if (log == nullptr || r_.kind == Kind::read) return;
@@ -36,18 +27,20 @@ void Transfer::record(DurabilityEvent::Kind kind, int result) {
                                                          : DurabilityEvent::Kind::sync_requested,
                       log_id_};
     e.result = result;
+    e.store = pool_.store();
+    e.tag = reinterpret_cast<std::uintptr_t>(r_.caller);
     return log->record(e);
   }
   DurabilityEvent e{kind, log_id_};
   e.offset = r_.offset;
-  e.length = static_cast<std::uint32_t>(r_.len);
-  if (kind == DurabilityEvent::Kind::write_done) {
-    e.checksum = checksum(r_.buf, r_.len);
-    e.durable = (r_.rw_flags & RWF_DSYNC) != 0;
-  }
+  e.length = r_.len;
   e.must_be_durable = r_.promise_durable;
   e.result = result;
-  log->record(e);
+  e.store = pool_.store();
+  e.tag = reinterpret_cast<std::uintptr_t>(r_.caller);
+  if (kind != DurabilityEvent::Kind::write_done) return log->record(e);
+  e.durable = (r_.rw_flags & RWF_DSYNC) != 0;
+  log->record_write(std::move(e), r_.buf, pool_.block_size());
 }
 
 void Transfer::start(const Request& r) {

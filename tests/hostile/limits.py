@@ -14,7 +14,12 @@ Scenarios:
                   200 MiB asked for; meanwhile another session's WRITE gets
                   BUSY (never CHECK CONDITION), and once the hog is gone the
                   retried WRITE succeeds and reads back
-Usage: limits.py HOST PORT TARGET_IQN DAEMON_PID
+  unread_responses  (max_session_output = "1M") one session sends 64 READs of
+                  1 MiB and reads nothing: the daemon stops taking its PDUs
+                  (ringtgt_receive_pauses_total) and its VmRSS grows by a few
+                  MiB, not 64; another session reads meanwhile; once the
+                  reader reads, all 64 complete with the data, none refused
+Usage: limits.py HOST PORT TARGET_IQN DAEMON_PID METRICS_PORT
 """
 
 import os
@@ -191,6 +196,8 @@ def scenario_buffer_budget(host, port, target, pid):
                         sn += 1
                 elif op == 0x21 and hdr[3] == 0x28:
                     full += 1
+                elif op == 0x20:
+                    pass  # a NOP-In that reopens the CmdSN window
                 else:
                     other.append((op, hdr[3]))
         except socket.timeout:
@@ -234,14 +241,92 @@ def scenario_buffer_budget(host, port, target, pid):
             normal.close()
 
 
+def scrape(metrics_port, series):
+    with socket.create_connection(("127.0.0.1", metrics_port), timeout=5) as c:
+        c.sendall(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        body = b""
+        while chunk := c.recv(65536):
+            body += chunk
+    for line in body.decode().splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[1])
+    return None
+
+
+def scenario_unread_responses(host, port, target, pid, metrics_port):
+    p, err = wait_for_login(host, port, target, INIT_B)
+    if not p:
+        return f"no login: {err}"
+    p.clear_unit_attention()
+    payload = bytes(range(256)) * (MiB // 256)
+    for off in range(0, MiB, 64 * 1024):
+        if p.write10(off // 512, payload[off : off + 64 * 1024]) != 0:
+            return "could not write the data to read back"
+    pauses_before = scrape(metrics_port, "ringtgt_receive_pauses_total") or 0
+    time.sleep(1.0)
+    before = rss_kib(pid)
+    reader = BigPeer(host, port)
+    try:
+        reader.login_big(target, INIT_A)
+        reader.clear_unit_attention()
+        n = 64
+        itts = []
+        for _ in range(n):
+            cdb = bytes([0x28, 0, 0, 0, 0, 0, 0]) + (MiB // 512).to_bytes(2, "big") + bytes([0])
+            itts.append(reader.itt)
+            reader.send(reader.scsi_bhs(cdb, MiB, read=True))
+            reader.itt += 1
+            reader.cmd_sn += 1
+        # The event: the daemon stopped taking this session's commands.
+        deadline = time.monotonic() + 20
+        while (scrape(metrics_port, "ringtgt_receive_pauses_total") or 0) <= pauses_before:
+            if time.monotonic() > deadline:
+                return "receive never paused for a session that reads none of its responses"
+            time.sleep(0.1)
+        during = rss_kib(pid)
+        grown = during - before
+        print(f"     {n} READs of 1 MiB unread: VmRSS {before} -> {during} KiB", flush=True)
+        if grown > 24 * 1024:
+            return f"VmRSS grew by {grown} KiB with max_session_output = 1M"
+        # Another session is not held up meanwhile.
+        st, back = p.read10(0, 128)
+        if st != 0 or back != payload[: 128 * 512]:
+            return f"another session's READ meanwhile: status {st:#x}"
+        # The reader reads at last: every READ completes with the data, none refused.
+        data = {itt: bytearray() for itt in itts}
+        status = {}
+        reader.sock.settimeout(10.0)
+        while len(status) < n:
+            hdr, seg = reader.recv_pdu()
+            op, itt = hdr[0] & 0x3F, int.from_bytes(hdr[16:20], "big")
+            if op == 0x25:
+                data[itt] += seg
+                if hdr[1] & 0x01:
+                    status[itt] = hdr[3]
+            elif op == 0x21:
+                status[itt] = hdr[3]
+            elif op != 0x20:
+                return f"unexpected opcode {op:#x}"
+        bad = [i for i in itts if status[i] != 0 or bytes(data[i]) != payload]
+        if bad:
+            return f"{len(bad)} READs failed or read wrong data (first status {status[bad[0]]:#x})"
+        return None
+    finally:
+        reader.close()
+        p.close()
+
+
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) != 6:
         print(__doc__, file=sys.stderr)
         return 2
     host, port, target, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    metrics_port = int(sys.argv[5])
     failed = 0
     table = (("sessions", scenario_sessions), ("connections", scenario_connections),
-             ("buffer_budget", scenario_buffer_budget))
+             ("buffer_budget", scenario_buffer_budget),
+             ("unread_responses",
+              lambda h, po, t, pi: scenario_unread_responses(h, po, t, pi, metrics_port)))
     for name, fn in table:
         try:
             problem = fn(host, port, target, pid)

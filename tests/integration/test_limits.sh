@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# [limits]: sessions per initiator and in all, TCP connections, and the
-# buffer memory budget, against the real daemon (tests/hostile/limits.py),
+# [limits]: sessions per initiator and in all, TCP connections, the buffer
+# memory budget, and the responses a session may leave unread, against the
+# real daemon (tests/hostile/limits.py),
 # each refusal logged naming the initiator or peer and counted in /metrics.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -23,6 +24,7 @@ max_sessions = 3
 max_sessions_per_initiator = 2
 max_connections = 8
 max_buffer_memory = "64M"
+max_session_output = "1M"
 
 [metrics]
 listen = "127.0.0.1:$MPORT"
@@ -31,9 +33,9 @@ CONF
 start_daemon "$TMP/ringtgt.toml" "$PORT"
 
 run_ok "$TMP/limits.out" timeout 300 python3 "$RINGTGT_SRC/tests/hostile/limits.py" \
-  127.0.0.1 "$PORT" "$TGT" "$DAEMON_PID"
+  127.0.0.1 "$PORT" "$TGT" "$DAEMON_PID" "$MPORT"
 cat "$TMP/limits.out"
-expect_grep '^3 passed, 0 failed$' "$TMP/limits.out" "every limit enforced"
+expect_grep '^4 passed, 0 failed$' "$TMP/limits.out" "every limit enforced"
 
 expect_grep 'login refused: initiator iqn\.2025-01\.com\.example:limits-a: 2 sessions of it open \(limits\.max_sessions_per_initiator\)' \
   "$DAEMON_LOG" "the per-initiator refusal logged"

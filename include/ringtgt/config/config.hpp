@@ -128,6 +128,11 @@ struct Limits {
   // a command that does not fit gets TASK SET FULL (or BUSY when its session
   // has nothing else in flight), which initiators retry.
   std::uint64_t max_buffer_memory = 512ull << 20;
+  // Bytes of responses (Data-In, status, NOP-In echoes) one connection may have
+  // queued and not yet sent: past it the connection stops reading commands until
+  // the initiator has read half of them, so a peer that does not read cannot pile
+  // up the target's memory. Never refuses a command.
+  std::uint64_t max_session_output = 16ull << 20;
 };
 // --- admin socket (ringtgtctl) ---
 // [admin] socket = PATH (default kDefaultAdminSocket; relative: against the config file's
@@ -139,6 +144,18 @@ struct AdminSettings {
   std::string group;  // empty: only root and the daemon's uid
 };
 // --- end admin socket ---
+
+// [testing]: switches for tests; a production config has none of them.
+// durability_log: the path of the durability log (storage/durability_log.hpp)
+// the daemon then records every write, flush and acknowledgement in
+// (relative: against the config file's folder); empty: none.
+// ack_before_flush (needs durability_log): durable writes are acknowledged
+// from the page cache, with no flush, a deliberate bug that
+// ringtgt-durability-check must report.
+struct DurabilityTesting {
+  std::string log_path;
+  bool ack_before_flush = false;
+};
 
 struct Config {
   std::string source;    // the file it came from
@@ -153,6 +170,7 @@ struct Config {
   std::vector<Target> targets;
   MetricsSettings metrics;
   AdminSettings admin;
+  DurabilityTesting durability_testing;  // [testing] durability_log, ack_before_flush
 };
 
 // A configuration that cannot be used: says where and why.

@@ -88,6 +88,16 @@ class ConnectionHost {
   }
   // Output was queued: the network layer should send.
   virtual void output_ready() = 0;
+  // A LOGICAL UNIT RESET, CLEAR TASK SET or TARGET WARM/COLD RESET received on this
+  // connection ends the tasks of every I_T nexus, not only its own (SAM-5 7.6, 7.7, 7.10):
+  // aborts the tasks of LUN lun (every LUN when nullopt) of this session's target in every
+  // other session, and calls done on this connection's thread once none of them can still
+  // reach the backend; never after this connection is gone. Without other sessions: done
+  // at once.
+  virtual void abort_tasks_elsewhere(std::optional<std::uint64_t> lun, std::function<void()> done) {
+    (void)lun;
+    done();
+  }
 
  protected:
   ~ConnectionHost() = default;
@@ -124,6 +134,9 @@ struct ConnectionSettings {
   std::chrono::seconds nop_timeout{30};
   std::chrono::seconds login_timeout{15};
   std::uint32_t max_transfer_length = 32u << 20;  // largest EDTL accepted
+  // Output held for the peer past which the network layer stops taking PDUs
+  // ([limits] max_session_output; see Connection::output_bytes).
+  std::uint64_t max_unsent_output = 16ull << 20;
 };
 
 class Connection final : private scsi::TaskOwner {
@@ -150,6 +163,17 @@ class Connection final : private scsi::TaskOwner {
   OutPdu* take_output();
   bool has_output() const { return out_head_ != nullptr; }
   void sent(OutPdu* pdu);
+  // Backpressure: the bytes this connection holds for the initiator to read,
+  // the buffers of its read commands (from the command until its Data-In is
+  // sent) and the PDUs queued and not yet sent. Past
+  // settings.max_unsent_output the network layer should take no further PDU
+  // (the peer is not reading its responses), and go on once it is at half.
+  // Write buffers do not count: their Data-Out must still come in.
+  std::uint64_t output_bytes() const { return output_bytes_; }
+  bool should_pause_receive() const {
+    return phase_ == Phase::full_feature && output_bytes_ > settings_.max_unsent_output;
+  }
+  bool may_resume_receive() const { return output_bytes_ <= settings_.max_unsent_output / 2; }
 
   // --- time and teardown ---
   void on_tick(Clock::time_point now);
@@ -162,13 +186,15 @@ class Connection final : private scsi::TaskOwner {
   bool closing() const { return closing_; }
   // Another login reinstated this session, or the operator closed it.
   void request_close(const char* why);
-  // A PREEMPT AND ABORT (SPC-4 5.13.11.2.6) preempted this session's I_T
-  // nexus on LUN lun: its tasks for that LUN are aborted as by ABORT TASK SET,
-  // with no task management response and no status for any of them (TAS 0),
-  // except `keep` (the PERSISTENT RESERVE OUT, when it came on this
-  // connection). done is called on this thread, maybe before this returns,
-  // once none of the aborted tasks is still executing in the SCSI layer.
-  void abort_preempted_tasks(std::uint64_t lun, const scsi::Task* keep, std::function<void()> done);
+  // Another nexus ended this session's tasks for LUN lun (every LUN when nullopt): a
+  // PREEMPT AND ABORT (SPC-4 5.13.11.2.6) that preempted this I_T nexus, or a LOGICAL UNIT
+  // RESET, CLEAR TASK SET or TARGET RESET received on another session. They are aborted
+  // as by ABORT TASK SET, with no task management response and no status for any of them
+  // (TAS 0), except `keep` (the PERSISTENT RESERVE OUT, when it came on this connection).
+  // done is called on this thread, maybe before this returns, once none of the aborted
+  // tasks is still executing in the SCSI layer.
+  void abort_tasks_from_elsewhere(std::optional<std::uint64_t> lun, const scsi::Task* keep,
+                                  std::function<void()> done);
 
   bool full_feature() const { return phase_ == Phase::full_feature; }
   const SessionParams& params() const { return params_; }
@@ -215,6 +241,20 @@ class Connection final : private scsi::TaskOwner {
   void data_sn_error(IscsiTask& t, const Bhs& bhs);
   void fail_task(IscsiTask& t, scsi::SenseCode code);
   void abort_task(IscsiTask& t);
+  // Aborts this session's tasks for lun (every LUN: nullopt) but keep: how many, and those
+  // still executing in the SCSI layer, which the abort has to wait for.
+  struct Aborted {
+    std::size_t count = 0;
+    std::vector<IscsiTask*> executing;
+  };
+  Aborted abort_tasks_of(std::optional<std::uint64_t> lun, const scsi::Task* keep);
+  // Answers a task management request once the tasks it aborted here (executing) and, when
+  // other_sessions, those of the other nexuses for lun are out of the SCSI layer: SAM-5
+  // 7.1: the response says the tasks are gone, so an aborted WRITE cannot land after it.
+  void answer_tmf_when_gone(std::uint32_t itt, TmfResponse response,
+                            std::vector<IscsiTask*> executing, bool other_sessions,
+                            std::optional<std::uint64_t> lun);
+  void send_tmf_response(std::uint32_t itt, TmfResponse response);
   // An aborted task came back from the SCSI layer: the aborts waiting for
   // it may be over.
   void abort_wait_over(IscsiTask& t);
@@ -225,8 +265,19 @@ class Connection final : private scsi::TaskOwner {
   IscsiTask* find_task(std::uint32_t itt);
   OutPdu* new_pdu(Opcode op, std::uint8_t flags = 0x80);
   void set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t len);
+  // Numbers (StatSN, ExpCmdSN, MaxCmdSN), pads and digests pdu, appends it to the
+  // output, and tells the host.
   void queue(OutPdu* pdu, bool advance_stat_sn);
+  void prepare(OutPdu* pdu, bool advance_stat_sn);
+  void append(OutPdu* pdu);
   std::uint32_t max_cmd_sn();
+  // Commands the window may offer now: the queue depth less the tasks that hold
+  // a slot of it, and never more than the task pool has free.
+  std::uint32_t window_room() const;
+  // Queues a NOP-In that only carries a MaxCmdSN the window reopened to.
+  void announce_window();
+  // Tasks beyond the queue depth, for immediate commands (outside the CmdSN window).
+  static constexpr std::uint32_t kImmediateTaskReserve = 4;
 
   ConnectionHost& host_;
   ConnectionSettings settings_;
@@ -259,6 +310,7 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t exp_cmd_sn_ = 0;
   std::uint32_t max_cmd_sn_sent_ = 0;  // the largest MaxCmdSN advertised
   bool window_advertised_ = false;
+  bool window_may_reopen_ = false;  // a task came back while the window was closed
   std::uint32_t responding_tasks_ = 0;
   std::uint32_t ignored_commands_ = 0;  // outside the CmdSN window
   std::uint32_t busy_commands_ = 0;     // answered BUSY/TASK SET FULL: no buffer memory
@@ -288,7 +340,8 @@ class Connection final : private scsi::TaskOwner {
   std::uint32_t next_ttt_ = 1;
   std::array<std::uint32_t, 16> aborted_itts_;
   std::uint32_t aborted_next_ = 0;
-  // PREEMPT AND ABORTs waiting for executing tasks they aborted to come back.
+  // Aborts (task management, PREEMPT AND ABORT) waiting for executing tasks they aborted
+  // to come back.
   struct AbortWait {
     std::vector<IscsiTask*> tasks;
     std::function<void()> done;
@@ -302,6 +355,7 @@ class Connection final : private scsi::TaskOwner {
   std::vector<std::unique_ptr<OutPdu>> pdu_store_;
   std::vector<OutPdu*> free_pdus_;
   std::uint32_t pdus_unsent_ = 0;
+  std::uint64_t output_bytes_ = 0;  // see output_bytes()
 
   // keep-alive
   Clock::time_point last_rx_;

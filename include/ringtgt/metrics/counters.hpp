@@ -273,6 +273,9 @@ struct GlobalCounters {
   std::array<std::atomic<std::uint64_t>, 2> digest_errors{};
   std::array<std::atomic<std::uint64_t>, kRefusalCauses> refused_commands{};
   std::atomic<std::int64_t> discovery_sessions{0};
+  // Connections that stopped receiving: their peer left limits.max_session_output
+  // of responses unread (ringtgt_receive_pauses_total).
+  std::atomic<std::uint64_t> receive_pauses{0};
 };
 
 inline GlobalCounters& global() {

@@ -92,6 +92,11 @@ class Registry {
                                 std::weak_ptr<SocketConnection> conn,
                                 std::string local_address = {});
   void session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih);
+  // A reset or CLEAR TASK SET received on session `except`: every other session of target
+  // aborts its tasks for LUN lun (every LUN: nullopt), and done runs on the calling worker
+  // once all of them have answered (their aborted tasks are out of the backend).
+  void abort_tasks_elsewhere(const std::string& target, std::optional<std::uint64_t> lun,
+                             const SocketConnection* except, std::function<void()> done) const;
   std::size_t session_count() const;
 
   // Sessions and connections of a target for /metrics (null: no such target);
@@ -125,6 +130,13 @@ class Registry {
   void abort_preempted(const std::string& target, std::uint64_t lun,
                        std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
                        std::function<void()> done) const;
+  // The sessions `asked` picks (under mu_) abort their tasks for LUN lun (every LUN:
+  // nullopt) of target but keep; done runs on the calling worker once all have answered.
+  using SessionKey = std::pair<std::string, std::uint64_t>;  // initiator name, ISID
+  void abort_tasks_in(const std::string& target, std::optional<std::uint64_t> lun,
+                      const scsi::Task* keep,
+                      const std::function<bool(const SessionKey&, const SessionRef&)>& asked,
+                      std::function<void()> done) const;
 
   LunOpener open_lun_;
   mutable std::mutex snapshot_mu_;

@@ -26,11 +26,12 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void start();
   // Reactor thread: flush what is queued, then close.
   void close(const char* why);
-  // Reactor thread: a PREEMPT AND ABORT preempted this session's nexus on
-  // LUN lun of target (iscsi::Connection::abort_preempted_tasks). A session
-  // of another target has nothing to abort there: done at once.
-  void abort_preempted_tasks(const std::string& target, std::uint64_t lun, const scsi::Task* keep,
-                             std::function<void()> done);
+  // Reactor thread: another nexus ended this session's tasks for LUN lun (every LUN:
+  // nullopt) of target: a PREEMPT AND ABORT, a reset or a CLEAR TASK SET
+  // (iscsi::Connection::abort_tasks_from_elsewhere). A session of another target has
+  // nothing to abort there: done at once.
+  void abort_tasks(const std::string& target, std::optional<std::uint64_t> lun,
+                   const scsi::Task* keep, std::function<void()> done);
   // Called on every tick: time-outs, and the last step of a close.
   void on_tick(reactor::Clock::time_point now);
   // Closed and every task returned: the worker may drop it.
@@ -53,6 +54,7 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void login_failed(iscsi::LoginFailure why, const std::string& initiator,
                     const std::string& target, const std::string& detail) override;
   void output_ready() override;
+  void abort_tasks_elsewhere(std::optional<std::uint64_t> lun, std::function<void()> done) override;
   std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
                                                std::string_view target) override;
 
@@ -65,6 +67,8 @@ class SocketConnection final : public iscsi::ConnectionHost,
   enum class RxState { bhs, header_rest, data, trailer };
 
   void post_recv();
+  // Over limits.max_session_output: stop taking PDUs (true) until on_sent resumes.
+  bool pause_receive_if_over_limit();
   void on_recv(int result);
   void process();
   void try_send();
@@ -95,6 +99,7 @@ class SocketConnection final : public iscsi::ConnectionHost,
   std::uint8_t drop_[4096];
   bool direct_recv_ = false;
   bool recv_inflight_ = false;
+  bool rx_paused_ = false;  // the peer left too many responses unread: no receive posted
   bool processing_ = false;
   Op recv_op_, send_op_;
 

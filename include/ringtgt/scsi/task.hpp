@@ -11,6 +11,7 @@
 
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
+#include "ringtgt/scsi/durability_promise.hpp"
 
 namespace ringtgt::scsi {
 
@@ -148,6 +149,9 @@ class Task : public reactor::IoOp {
   // aborted: it touches the medium no more, so an abort that meets it does
   // not wait for it (two such could otherwise wait for each other).
   bool awaiting_aborts = false;
+  // Set by the logical unit only while the durability log records (tests):
+  // what GOOD for this command promises, for the transport's record of it.
+  DurabilityPromise durability_promise = DurabilityPromise::none;
 
   // --- the logical unit's continuation for its backend operation ---
   void (*io_continuation)(Task&, int result) = nullptr;
@@ -168,6 +172,7 @@ class Task : public reactor::IoOp {
     data_in_length = 0;
     transfer_length = 0;
     awaiting_aborts = false;
+    durability_promise = DurabilityPromise::none;
     io_continuation = nullptr;
     lu_context = nullptr;
     counters = nullptr;

@@ -92,7 +92,12 @@ class FileBackend final : public Backend {
   IoAlignment alignment_;
   WriteAckPolicy policy_;
   DurabilityLog* log_ = nullptr;
+  std::uint32_t store_ = 0;       // in the log
+  std::uint32_t block_size_ = 0;  // the LUN's, for the log's block hashes
   bool broken_ack_order_ = false;
+  // An unmap or zeroing with the log on: recorded as a write of zeroes.
+  void recorded_fallocate(int mode, std::uint64_t offset, std::uint64_t len, bool durable,
+                          IoOp* op);
   std::atomic<int> lost_errno_{0};
   // One lane per reactor thread that uses the store, claimed on its first
   // I/O: lane_owner_[i] is the engine of lanes_[i], which only that thread touches.

@@ -42,8 +42,11 @@ class GroupCommit {
   // describe: the file or device, for the log line of a failed flush.
   GroupCommit(int fd, std::atomic<int>& lost_errno, const std::string& describe)
       : fd_(fd), lost_errno_(lost_errno), describe_(describe) {}
-  // Tests: record each flush's start and end (the recording seam).
-  void set_log(DurabilityLog* log) { log_ = log; }
+  // Tests: record each flush's start and end (the recording seam), as store `store`'s.
+  void set_log(DurabilityLog* log, std::uint32_t store) {
+    log_ = log;
+    store_ = store;
+  }
   GroupCommit(const GroupCommit&) = delete;
   GroupCommit& operator=(const GroupCommit&) = delete;
 
@@ -80,6 +83,7 @@ class GroupCommit {
   bool flushing_ = false;
   std::uint64_t flushes_ = 0;
   DurabilityLog* log_ = nullptr;
+  std::uint32_t store_ = 0;
   std::uint64_t flush_id_ = 0;  // of the flush in flight, in the log
   FlushOp flush_op_;
 };

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "ringtgt/storage/backend.hpp"
+#include "ringtgt/storage/durability_log.hpp"
 
 namespace ringtgt::storage {
 
@@ -38,12 +39,18 @@ class MemoryBackend final : public Backend {
   static constexpr std::uint64_t kMapUnit = 512;
 
   void inject_error(std::uint64_t offset, std::uint64_t len, int err);
+  // The recording seam (tests): every write, zeroing and flush from now on,
+  // hashed per block_size. RAM has no cache, so a write is durable when the
+  // policy or FUA asks for it, and otherwise once a flush follows it.
+  void set_durability_log(DurabilityLog* log, std::uint32_t block_size);
   std::uint8_t* data() { return data_.data(); }
   unsigned flush_count() const { return flushes_; }
   unsigned fua_write_count() const { return fua_writes_; }
 
  private:
   bool failing(std::uint64_t offset, std::uint64_t len) const;
+  void record_write(const void* data, std::uint64_t offset, std::uint64_t len, bool durable,
+                    IoOp* op);
   void set_mapped(std::uint64_t offset, std::uint64_t len, bool mapped);
   bool in_bounds(std::uint64_t offset, std::uint64_t len) const {
     return offset <= data_.size() && len <= data_.size() - offset;
@@ -57,6 +64,8 @@ class MemoryBackend final : public Backend {
   std::vector<bool> mapped_;  // one per kMapUnit
   bool unmap_supported_ = true;
   unsigned unmaps_ = 0, final_unmaps_ = 0, zeroings_ = 0;
+  DurabilityLog* log_ = nullptr;
+  std::uint32_t store_ = 0, block_size_ = 0;
 };
 
 }  // namespace ringtgt::storage

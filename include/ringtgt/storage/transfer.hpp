@@ -59,9 +59,16 @@ class Transfer final : public reactor::IoOp, public DurabilityWaiter {
 class TransferPool {
  public:
   explicit TransferPool(std::string describe) : describe_(std::move(describe)) {}
-  // Tests: record every write and acknowledgement (the recording seam).
-  void set_log(DurabilityLog* log) { log_ = log; }
+  // Tests: record every write and acknowledgement (the recording seam), as
+  // store `store` whose blocks are block_size bytes.
+  void set_log(DurabilityLog* log, std::uint32_t store, std::uint32_t block_size) {
+    log_ = log;
+    store_ = store;
+    block_size_ = block_size;
+  }
   DurabilityLog* log() const { return log_; }
+  std::uint32_t store() const { return store_; }
+  std::uint32_t block_size() const { return block_size_; }
   Transfer* acquire();
   void release(Transfer* t) { free_.push_back(t); }
   const std::string& describe() const { return describe_; }  // for log lines
@@ -69,6 +76,7 @@ class TransferPool {
  private:
   std::string describe_;
   DurabilityLog* log_ = nullptr;
+  std::uint32_t store_ = 0, block_size_ = 0;
   std::vector<std::unique_ptr<Transfer>> all_;
   std::vector<Transfer*> free_;
 };

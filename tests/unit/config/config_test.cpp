@@ -652,7 +652,7 @@ TEST(Errors, TomlSyntax) {
 TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of("wrokers = 1\n" + kHead),
             "t.toml:1:1: unknown key 'wrokers' in the top level (allowed: workers, log_level, "
-            "state_dir, portal, iscsi, discovery, target, limits, metrics, admin)");
+            "state_dir, portal, iscsi, discovery, target, limits, metrics, admin, testing)");
   EXPECT_EQ(error_of("[[portal]]\n  listen = \"127.0.0.1\"\n  port = 3260\n"),
             "t.toml:3:3: unknown key 'port' in [[portal]] (allowed: listen)");
   EXPECT_EQ(error_of(kHead + "[iscsi]\nqueue_dept = 3\n"),

@@ -31,6 +31,7 @@ TEST(Limits, Defaults) {
   EXPECT_EQ(c.limits.max_sessions_per_initiator, 16u);
   EXPECT_EQ(c.limits.max_connections, 1024u);
   EXPECT_EQ(c.limits.max_buffer_memory, 512ull << 20);
+  EXPECT_EQ(c.limits.max_session_output, 16ull << 20);
 }
 
 TEST(Limits, ValuesRead) {
@@ -47,6 +48,9 @@ TEST(Limits, ValuesRead) {
   EXPECT_EQ(
       load_string(kHead + "max_buffer_memory = 70000000\n", "t.toml").limits.max_buffer_memory,
       70000000u);
+  EXPECT_EQ(
+      load_string(kHead + "max_session_output = \"1M\"\n", "t.toml").limits.max_session_output,
+      1ull << 20);
 }
 
 TEST(Limits, Errors) {
@@ -60,6 +64,10 @@ TEST(Limits, Errors) {
             "command buffer), not 8388608 bytes");
   EXPECT_NE(error_of(kHead + "max_buffer_memory = \"lots\"\n").find("t.toml:6:21:"),
             std::string::npos);
+  EXPECT_EQ(error_of(kHead + "max_session_output = \"64K\"\n"),
+            "t.toml:6:22: limits.max_session_output must be from 256K to 1G, not 65536 bytes");
+  EXPECT_EQ(error_of(kHead + "max_session_output = \"2G\"\n"),
+            "t.toml:6:22: limits.max_session_output must be from 256K to 1G, not 2147483648 bytes");
   EXPECT_NE(error_of(kHead + "max_session = 3\n").find("t.toml:6:1:"), std::string::npos);
   EXPECT_NE(error_of(kHead.substr(0, kHead.size() - 9) + "limits = 5\n").find("t.toml:5:"),
             std::string::npos);

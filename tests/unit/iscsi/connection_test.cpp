@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,14 @@ class FakeHost final : public ConnectionHost {
     failures.push_back({why, initiator, target_name, detail});
   }
   void output_ready() override { ++output_ready_calls; }
+  void abort_tasks_elsewhere(std::optional<std::uint64_t> lun,
+                             std::function<void()> done) override {
+    elsewhere_luns.push_back(lun);
+    if (hold_elsewhere)
+      elsewhere_done.push_back(std::move(done));
+    else
+      done();
+  }
 
   std::shared_ptr<TargetEntry> target;
   storage::MemoryBackend* mem = nullptr;
@@ -88,6 +97,11 @@ class FakeHost final : public ConnectionHost {
   SessionParams session_params;
   std::uint64_t session_isid = 0;
   std::string send_targets_initiator;
+  // What resets and CLEAR TASK SETs asked of the other sessions, and (when held) the
+  // answers they have not given yet.
+  std::vector<std::optional<std::uint64_t>> elsewhere_luns;
+  bool hold_elsewhere = false;
+  std::vector<std::function<void()>> elsewhere_done;
 };
 
 // One PDU the connection queued, copied out before it was given back.
@@ -974,6 +988,70 @@ TEST(ConnectionCmdSn, MaxCmdSnShrinksWithOutstandingTasks) {
   EXPECT_EQ(d.only_one().bhs.max_cmd_sn(), sn + 2 + 4 - 1);
 }
 
+// A peer that does not read its responses keeps their tasks: the window
+// closes at what the task pool holds instead of offering commands that would
+// get TASK SET FULL, and a NOP-In reopens it once the responses are read.
+TEST(ConnectionCmdSn, WindowNeverOffersMoreThanTheTaskPoolAndReopensWithANopIn) {
+  ConnectionSettings s;
+  s.queue_depth = 4;
+  Driver d(s);
+  d.login();
+  std::vector<OutPdu*> unread;  // responses queued, not yet "sent"
+  std::uint32_t last_max = 0, last_exp = 0;
+  for (std::uint32_t i = 0; i < 8; ++i) {  // the pool: queue depth + 4 for immediate commands
+    ASSERT_TRUE(d.send(d.command(0xd00 + i, tur(), 0, false, false)));
+    OutPdu* p = d.conn->take_output();
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(p->next, nullptr);
+    EXPECT_EQ(p->bhs.opcode(), Opcode::scsi_response);
+    EXPECT_EQ(p->bhs.bytes[3], 0x00) << "command " << i;  // never TASK SET FULL
+    last_max = p->bhs.max_cmd_sn();
+    last_exp = p->bhs.exp_cmd_sn();
+    unread.push_back(p);
+  }
+  EXPECT_EQ(last_max, last_exp - 1);  // closed: every task holds an unread response
+  // The initiator reads them: the window reopens, and a NOP-In says so.
+  for (OutPdu* p : unread) d.conn->sent(p);
+  Out nop = d.only_one();
+  EXPECT_EQ(nop.op(), Opcode::nop_in);
+  EXPECT_EQ(nop.bhs.itt(), kReservedTag);
+  EXPECT_EQ(nop.bhs.ttt(), kReservedTag);
+  EXPECT_EQ(nop.bhs.exp_cmd_sn(), last_exp);
+  EXPECT_EQ(nop.bhs.max_cmd_sn(), last_exp + 4 - 1);
+  EXPECT_TRUE(d.drain().empty());  // announced once
+  ASSERT_TRUE(d.send(d.command(0xd10, tur(), 0, false, false)));
+  EXPECT_EQ(d.only_one().bhs.bytes[3], 0x00);
+}
+
+// Backpressure: a read's buffer counts from the command until its Data-In is
+// sent, with every queued PDU's own bytes; write buffers do not (their data
+// must still come in), so a session waiting for Data-Out is never paused.
+TEST(ConnectionLimits, UnreadResponsesPauseReceiveUntilHalfIsRead) {
+  ConnectionSettings s;
+  s.max_unsent_output = 6000;
+  Driver d(s);
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  EXPECT_FALSE(d.conn->should_pause_receive());
+  ASSERT_TRUE(d.send(d.command(0xe00, write10(0, 16), 8192, false, true)));
+  EXPECT_EQ(d.only_one().op(), Opcode::r2t);
+  EXPECT_FALSE(d.conn->should_pause_receive());  // 8 KiB of write buffer: not output
+  ASSERT_TRUE(d.send(d.command(0xe01, read10(0, 16), 8192, true, false)));
+  EXPECT_GE(d.conn->output_bytes(), 8192u);
+  EXPECT_TRUE(d.conn->should_pause_receive());
+  EXPECT_FALSE(d.conn->may_resume_receive());
+  d.drain();  // the initiator reads the Data-In
+  EXPECT_LT(d.conn->output_bytes(), 1000u);
+  EXPECT_FALSE(d.conn->should_pause_receive());
+  EXPECT_TRUE(d.conn->may_resume_receive());
+  // A ping's echo counts as its own bytes.
+  ASSERT_TRUE(d.send(d.nop_out(0xe02, kReservedTag), pattern(7000, 1)));
+  EXPECT_TRUE(d.conn->should_pause_receive());
+  d.drain();
+  EXPECT_FALSE(d.conn->should_pause_receive());
+}
+
 // ------------------------------------------------------------------ NOP
 
 TEST(ConnectionNop, PingIsAnsweredWithItsData) {
@@ -1218,7 +1296,7 @@ TEST(ConnectionPreemptAbort, SelfPreemptDropsItsWaitingWriteAndAnswersThePrOut) 
   EXPECT_TRUE(d.drain().empty());  // no GOOD before the aborts are done
   EXPECT_EQ(d.conn->tasks_in_flight(), 2u);
 
-  d.conn->abort_preempted_tasks(0, held.keep, std::move(held.done));
+  d.conn->abort_tasks_from_elsewhere(0, held.keep, std::move(held.done));
   Out r = d.only_one();  // the PR OUT's GOOD, nothing for the WRITE
   EXPECT_EQ(r.op(), Opcode::scsi_response);
   EXPECT_EQ(r.bhs.itt(), 0x13u);
@@ -1244,10 +1322,10 @@ TEST(ConnectionPreemptAbort, WriteWaitingForDataOutIsDroppedSilently) {
   Out r2t = d.only_one();
   ASSERT_EQ(r2t.op(), Opcode::r2t);
   int done = 0;
-  d.conn->abort_preempted_tasks(1, nullptr, [&] { ++done; });  // another LUN: nothing
+  d.conn->abort_tasks_from_elsewhere(1, nullptr, [&] { ++done; });  // another LUN: nothing
   EXPECT_EQ(done, 1);
   EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
-  d.conn->abort_preempted_tasks(0, nullptr, [&] { ++done; });
+  d.conn->abort_tasks_from_elsewhere(0, nullptr, [&] { ++done; });
   EXPECT_EQ(done, 2);  // nothing was executing: done at once
   EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
   EXPECT_TRUE(d.drain().empty());  // no status, no TMF response
@@ -1277,7 +1355,7 @@ TEST(ConnectionPreemptAbort, AbortBetweenDataOutHeaderAndDataKeepsTheBufferUntil
   ASSERT_TRUE(plan);
   ASSERT_NE(plan->dest, nullptr);
   int done = 0;
-  d.conn->abort_preempted_tasks(0, nullptr, [&] { ++done; });
+  d.conn->abort_tasks_from_elsewhere(0, nullptr, [&] { ++done; });
   EXPECT_EQ(done, 1);
   EXPECT_EQ(d.conn->tasks_in_flight(), 1u);  // its buffer is still being filled
   Bytes data = pattern(4096, 5);
@@ -1305,6 +1383,42 @@ TEST(ConnectionMalformed, DataOutForUnknownTaskIsRejected) {
   ASSERT_EQ(r.data.size(), kBhsSize);
   b.set_data_segment_length(512);
   EXPECT_EQ(0, std::memcmp(r.data.data(), b.bytes.data(), kBhsSize));
+  EXPECT_FALSE(d.conn->closing());
+}
+
+// A command with an AHS (an extended CDB) keeps its CmdSN and ends with a
+// status, so the initiator is not left waiting for one; its immediate data
+// is dropped and the connection goes on.
+TEST(ConnectionMalformed, CommandWithAhsEndsWithCheckConditionAndTheWindowMoves) {
+  Driver d;
+  d.login();
+  std::uint32_t sn = d.cmd_sn;
+  Bhs b = d.command(0xc00, write10(0, 1), 512, false, true);
+  b.bytes[4] = 5;  // 20 bytes of AHS: an extended CDB
+  b.set_data_segment_length(512);
+  Bytes header(b.bytes.begin(), b.bytes.end());
+  header.resize(kBhsSize + 20, 0);
+  header[kBhsSize + 1] = 17;  // AHS length
+  header[kBhsSize + 2] = 1;   // type: extended CDB
+  ASSERT_EQ(d.conn->header_extra(header.data()), 20u);
+  auto plan = d.conn->on_header(header.data(), static_cast<std::uint32_t>(header.size()), d.now);
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->dest, nullptr);  // the immediate data is dropped
+  EXPECT_EQ(plan->len, 512u);
+  d.conn->on_data(nullptr, 0);
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.itt(), 0xc00u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x02);  // CHECK CONDITION
+  ASSERT_GE(r.data.size(), 2u + 14u);
+  EXPECT_EQ(r.data[2 + 2] & 0x0f, 0x05);  // ILLEGAL REQUEST
+  EXPECT_EQ(r.data[2 + 12], 0x24);        // INVALID FIELD IN CDB
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), sn + 1);
+  EXPECT_EQ(d.host.mem->data()[0], 0);  // nothing written
+  ASSERT_TRUE(d.send(d.command(0xc01, tur(), 0, false, false)));
+  Out next = d.only_one();
+  EXPECT_EQ(next.bhs.itt(), 0xc01u);
+  EXPECT_EQ(next.bhs.bytes[3], 0x00);
   EXPECT_FALSE(d.conn->closing());
 }
 
@@ -1702,12 +1816,104 @@ TEST(ConnectionLiveLuns, InFlightCommandKeepsItsMapUntilItCompletes) {
   bool good = false;
   for (auto& o : d.drain()) {
     if (o.bhs.itt() != 0xa00u) continue;
-    if (o.op() == Opcode::data_in) EXPECT_EQ(o.data, Bytes(512, 0x3c));
+    if (o.op() == Opcode::data_in) {
+      EXPECT_EQ(o.data, Bytes(512, 0x3c));
+    }
     if (o.op() == Opcode::scsi_response || (o.op() == Opcode::data_in && (o.bhs.bytes[1] & 0x01)))
       good = o.bhs.bytes[3] == 0x00;
   }
   EXPECT_TRUE(good);
   EXPECT_TRUE(watch.expired());  // let go once the read finished
+}
+
+// LUN 0 on a backend that holds its one operation until the test completes it.
+HeldBackend* serve_lun0_on_held_backend(Driver& d) {
+  auto backend = std::make_unique<HeldBackend>();
+  HeldBackend* held = backend.get();
+  scsi::LunParams lp;
+  lp.block_size = kBlock;
+  auto map = std::make_shared<scsi::LunMap>();
+  map->add(std::make_shared<scsi::LogicalUnit>(0, lp, std::move(backend)));
+  d.host.target->set_luns(std::move(map));
+  return held;
+}
+
+// SAM-5 7.1: "function complete" means the task is gone, so an aborted
+// command still in the backend holds the response back until it is out, and
+// gets no status of its own.
+TEST(ConnectionTmfWaits, AbortTaskIsAnsweredOnceTheTaskIsOutOfTheBackend) {
+  Driver d;
+  d.login();
+  HeldBackend* held = serve_lun0_on_held_backend(d);
+  ASSERT_TRUE(d.send(d.command(0xb00, write10(0, 1), 512, false, true), pattern(512, 4)));
+  ASSERT_NE(held->held, nullptr);  // the write is in the backend
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0xb01, 0, 0xb00, d.cmd_sn - 1)));
+  EXPECT_TRUE(d.drain().empty());              // no answer while the write can still land
+  EXPECT_TRUE(d.host.elsewhere_luns.empty());  // ABORT TASK is this session's business
+  held->complete();
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::task_mgmt_response);
+  EXPECT_EQ(r.bhs.itt(), 0xb01u);
+  EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+}
+
+// A LOGICAL UNIT RESET ends every nexus's tasks for the LU: it is answered
+// when both this session's and the other sessions' aborted tasks are gone.
+TEST(ConnectionTmfWaits, LunResetWaitsForItsOwnTasksAndTheOtherSessions) {
+  Driver d;
+  d.login();
+  HeldBackend* held = serve_lun0_on_held_backend(d);
+  d.host.hold_elsewhere = true;
+  ASSERT_TRUE(d.send(d.command(0xb10, read10(0, 1), 512, true, false)));
+  ASSERT_NE(held->held, nullptr);
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::logical_unit_reset, 0xb11, 0, kReservedTag, 0)));
+  ASSERT_EQ(d.host.elsewhere_luns.size(), 1u);
+  EXPECT_EQ(d.host.elsewhere_luns[0], std::optional<std::uint64_t>(0));
+  EXPECT_TRUE(d.drain().empty());
+  held->complete();
+  EXPECT_TRUE(d.drain().empty());  // the other sessions have not answered yet
+  ASSERT_EQ(d.host.elsewhere_done.size(), 1u);
+  d.host.elsewhere_done[0]();
+  Out r = d.only_one();  // the response, and nothing for the aborted READ
+  EXPECT_EQ(r.op(), Opcode::task_mgmt_response);
+  EXPECT_EQ(r.bhs.itt(), 0xb11u);
+  EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+}
+
+TEST(ConnectionTmfWaits, TargetResetReachesEveryLunOfTheOtherSessions) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::target_warm_reset, 0xb20, 0, kReservedTag, 0)));
+  ASSERT_EQ(d.host.elsewhere_luns.size(), 1u);
+  EXPECT_EQ(d.host.elsewhere_luns[0], std::nullopt);
+  EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+}
+
+TEST(ConnectionTmfWaits, ClearTaskSetReachesOtherSessionsAbortTaskSetDoesNot) {
+  Driver d;
+  d.login();
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task_set, 0xb30, 0, kReservedTag, 0)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  EXPECT_TRUE(d.host.elsewhere_luns.empty());
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::clear_task_set, 0xb31, 0, kReservedTag, 0)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  ASSERT_EQ(d.host.elsewhere_luns.size(), 1u);
+  EXPECT_EQ(d.host.elsewhere_luns[0], std::optional<std::uint64_t>(0));
+}
+
+// The connection goes while a reset waits: nothing is sent, nothing leaks.
+TEST(ConnectionTmfWaits, ShutDownWhileWaitingAnswersNothing) {
+  Driver d;
+  d.login();
+  HeldBackend* held = serve_lun0_on_held_backend(d);
+  ASSERT_TRUE(d.send(d.command(0xb40, read10(0, 1), 512, true, false)));
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0xb41, 0, 0xb40, d.cmd_sn - 1)));
+  d.conn->shut_down();
+  EXPECT_FALSE(d.conn->idle());  // the READ is still in the backend
+  held->complete();
+  EXPECT_TRUE(d.drain().empty());
+  EXPECT_TRUE(d.conn->idle());
 }
 
 // The BHS LUN field goes through scsi's LUN codec: flat space addressing for
@@ -1765,7 +1971,7 @@ TEST(ConnectionPreemptAbort, WaitsForATaskInTheBackendThenDropsIt) {
   ASSERT_TRUE(d.send(d.command(0xb00, write10(0, 1), 512, false, true), pattern(512, 1)));
   ASSERT_NE(held->held, nullptr);  // the write is in flight
   int done = 0;
-  d.conn->abort_preempted_tasks(0, nullptr, [&] { ++done; });
+  d.conn->abort_tasks_from_elsewhere(0, nullptr, [&] { ++done; });
   EXPECT_EQ(done, 0);
   EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
   // Another command of the session runs meanwhile.

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "ringtgt/storage/durability_check.hpp"
 #include "ringtgt/storage/durability_log.hpp"
 #include "ringtgt/storage/file_backend.hpp"
 #include "storage_test_support.hpp"
