@@ -6,28 +6,62 @@
 # kernel modules the tests load. Nothing is installed on the host: the kernel
 # package is unpacked with dpkg-deb.
 #
-#   tests/e2e/build_guest.sh CACHE_DIR   -> prints the image folder
+#   tests/e2e/build_guest.sh CACHE_DIR FLAVOR [PACKAGE...]   -> prints the image folder
 #
-# The image folder is CACHE_DIR/<hash>, the hash covering this script and the
-# kernel package version, so a change to either builds a new image; older
-# images are removed. A lock serialises builds by concurrent test runs.
+# FLAVOR is what the guest is for:
+#   initiator  a Pi: open-iscsi and fio, started by a small /init
+#              (test_kernel_initiator.sh)
+#   node1      node1 as deployed: systemd as PID 1, udev, LVM on a virtio
+#              disk, openssl for the secrets, curl for /metrics, plus the
+#              PACKAGEs (the ringtgt .deb's dependencies, so that dpkg -i
+#              installs it with no network) (test_node1_systemd.sh)
+#
+# The image folder is CACHE_DIR/FLAVOR-<hash>, the hash covering this script,
+# the kernel package version and the packages, so a change to any builds a
+# new image; older images of the same flavor are removed. A lock serialises
+# builds by concurrent test runs.
 set -euo pipefail
 
-cache=${1:?usage: build_guest.sh CACHE_DIR}
+cache=${1:?usage: build_guest.sh CACHE_DIR FLAVOR [PACKAGE...]}
+flavor=${2:?usage: build_guest.sh CACHE_DIR FLAVOR [PACKAGE...]}
+shift 2
 mirror=${RINGTGT_E2E_MIRROR:-http://deb.debian.org/debian}
 suite=bookworm
-# What the guest needs: the initiator, the load generator, file systems,
+# What every guest needs: the initiator, the load generator, file systems,
 # lsblk/blockdev, modprobe, nft for the portal redirect, ip for the NIC.
 guest_packages=open-iscsi,fio,e2fsprogs,util-linux,kmod,nftables,iproute2,procps
 # Modules whose dependency closure goes into the image.
 guest_modules=(virtio_pci virtio_net iscsi_tcp sd_mod ext4 crc32c_generic crc32c-intel
   nft_chain_nat nft_nat nft_masq nf_tables)
+case $flavor in
+  initiator) ;;
+  node1)
+    guest_packages+=,systemd,udev,lvm2,openssl,curl
+    guest_modules+=(virtio_blk dm_mod)
+    ;;
+  *) echo "build_guest: unknown flavor $flavor" >&2; exit 2 ;;
+esac
+# real_package NAME: NAME, or the package that provides it when it is virtual
+# (a Depends: libspdlog1.10-fmt9 is provided by libspdlog1.10); debootstrap
+# --include takes real packages only.
+real_package() {
+  if [[ $(apt-cache policy "$1" | awk '/Candidate:/ {print $2}') == "(none)" ]]; then
+    apt-cache showpkg "$1" | sed -n '/^Reverse Provides:/{n;p;q}' | cut -d' ' -f1
+  else
+    echo "$1"
+  fi
+}
+for p in "$@"; do
+  real=$(real_package "$p")
+  [[ -n $real ]] || { echo "build_guest: no package provides $p (run apt-get update)" >&2; exit 1; }
+  guest_packages+=,$real
+done
 
 kernel_pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -n1)
 [[ -n $kernel_pkg ]] || { echo "build_guest: apt-cache knows no linux-image-amd64 (run apt-get update)" >&2; exit 1; }
 kernel_ver=$(apt-cache show "$kernel_pkg" | sed -n 's/^Version: //p' | head -n1)
 key=$( (cat "$0"; echo "$kernel_pkg $kernel_ver $suite $guest_packages ${guest_modules[*]}") | sha256sum | cut -c1-16)
-image=$cache/$key
+image=$cache/$flavor-$key
 
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
@@ -48,7 +82,7 @@ unmount_under() {
 # build that was killed (e.g. a ctest timeout).
 unmount_under "$cache/.build."
 rm -rf --one-file-system "$cache"/.build.*
-log "building guest image $key ($kernel_pkg $kernel_ver) in $cache"
+log "building guest image $flavor-$key ($kernel_pkg $kernel_ver) in $cache"
 work=$(mktemp -d "$cache/.build.XXXXXX")
 cleanup() {
   unmount_under "$work"
@@ -92,7 +126,7 @@ echo "$kver" >"$root/etc/e2e-kernel-version"
 # 4. Slim it: documentation, locales and apt's lists are dead weight that the
 # kernel would unpack on every boot.
 # Python comes with fio (its helper scripts, unused here); udev's hardware
-# database serves a udev the guest does not run.
+# database only names devices (vendor and model strings).
 rm -rf "$root"/usr/share/{doc,man,info,locale} "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
   "$root"/usr/lib/python3* "$root"/usr/lib/udev/hwdb.bin
 rm -f "$root/etc/iscsi/initiatorname.iscsi"
@@ -102,7 +136,10 @@ mkdir -p "$work/out"
 (cd "$root" && find . -xdev -print0 | cpio --null -o -H newc --quiet) >"$work/out/rootfs.cpio"
 mv "$work/vmlinux" "$work/out/vmlinux"
 echo "$kernel_pkg $kernel_ver" >"$work/out/kernel-version"
-for old in "$cache"/*/; do [[ -d $old ]] && rm -rf "$old"; done
+# The older images of this flavor, and those from before flavors (no "-").
+for old in "$cache/$flavor"-*/ "$cache"/*/; do
+  [[ -d $old && ( $old == "$cache/$flavor"-* || $(basename "$old") != *-* ) ]] && rm -rf "$old"
+done
 mv "$work/out" "$image"
 touch "$image/ready"
 log "guest image ready: $(du -sh "$image" | cut -f1)"

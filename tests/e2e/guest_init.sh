@@ -20,61 +20,10 @@ mount -t tmpfs tmpfs /run
 mkdir -p /run/lock/iscsi
 . /e2e/params
 
-npass=0
-nfail=0
 sync_no=0
-
-# Seconds since boot, so a slow step shows on the console.
-up() { cut -d' ' -f1 /proc/uptime; }
-pass() {
-  echo "E2E-PASS $1 [$(up)]"
-  npass=$((npass + 1))
-}
-failc() {
-  echo "E2E-FAIL $1: $2 [$(up)]"
-  nfail=$((nfail + 1))
-}
-finish() {
-  echo "E2E: $npass passed, $nfail failed"
-  sync
-  echo o >/proc/sysrq-trigger
-  sleep 60
-}
-
-# check NAME CMD...: CMD must succeed; its output tail goes to the console if not.
-check() {
-  local name=$1 rc=0
-  shift
-  "$@" >/tmp/out 2>&1 || rc=$?
-  if ((rc == 0)); then
-    pass "$name"
-  else
-    tail -n 25 /tmp/out | sed 's/^/  | /'
-    failc "$name" "exit $rc: $*"
-  fi
-  return $rc
-}
-# check_fails NAME STATUS CMD...: CMD must fail with exit status STATUS.
-check_fails() {
-  local name=$1 want=$2 rc=0
-  shift 2
-  "$@" >/tmp/out 2>&1 || rc=$?
-  if ((rc == want)); then
-    pass "$name"
-  else
-    tail -n 25 /tmp/out | sed 's/^/  | /'
-    failc "$name" "exit $rc, expected $want: $*"
-  fi
-}
-expect_eq() {
-  if [[ $2 == "$3" ]]; then pass "$1"; else failc "$1" "expected '$3', got '$2'"; fi
-}
-# fatal NAME WHY: a step the rest depends on failed; report and stop.
-fatal() {
-  failc "$1" "$2"
-  [[ -f /tmp/iscsid.log ]] && tail -n 20 /tmp/iscsid.log | sed 's/^/  iscsid | /'
-  finish
-}
+. /e2e/guest_checks.sh
+. /e2e/guest_iscsi.sh
+fatal_context() { [[ -f /tmp/iscsid.log ]] && tail -n 20 /tmp/iscsid.log | sed 's/^/  iscsid | /'; }
 
 # host_sync NAME: lets the host act; returns its one-line answer in REPLY.
 host_sync() {
@@ -110,63 +59,19 @@ PORTAL=127.0.0.1:$PORT
 
 # --- open-iscsi, configured as docs/homelab.md tells a Pi owner -------------
 echo "InitiatorName=$INIT_NODE2" >/etc/iscsi/initiatorname.iscsi
-conf=/etc/iscsi/iscsid.conf
-setconf() {
-  sed -i "/^#* *${1//[/\\[} *=/d" "$conf"
-  echo "$1 = $2" >>"$conf"
-}
-setconf node.startup automatic
-setconf node.session.timeo.replacement_timeout "$REPLACEMENT_TIMEOUT"
-setconf node.conn[0].timeo.noop_out_interval 5
-setconf node.conn[0].timeo.noop_out_timeout 10
-setconf discovery.sendtargets.auth.authmethod CHAP
-setconf discovery.sendtargets.auth.username "$DISC_USER"
-setconf discovery.sendtargets.auth.password "$DISC_SECRET"
+iscsid_conf node.startup automatic
+iscsid_conf node.session.timeo.replacement_timeout "$REPLACEMENT_TIMEOUT"
+iscsid_conf node.conn[0].timeo.noop_out_interval 5
+iscsid_conf node.conn[0].timeo.noop_out_timeout 10
+iscsid_conf discovery.sendtargets.auth.authmethod CHAP
+iscsid_conf discovery.sendtargets.auth.username "$DISC_USER"
+iscsid_conf discovery.sendtargets.auth.password "$DISC_SECRET"
 iscsid -f >/tmp/iscsid.log 2>&1 &
-for ((i = 0; i < 100; i++)); do
-  iscsiadm -m session >/dev/null 2>&1
-  (($? != 20)) && break # 20: cannot connect to iscsid yet
-  sleep 0.1
-done
+wait_iscsid || fatal iscsid "iscsiadm cannot reach iscsid"
 
 # An interface record per Pi: node3's name for the masking checks.
 iscsiadm -m iface -I node3 -o new >/dev/null
 iscsiadm -m iface -I node3 -o update -n iface.initiatorname -v "$INIT_NODE3" >/dev/null
-
-node_set() { # node_set TARGET IFACE KEY VALUE
-  iscsiadm -m node -T "$1" -p "$PORTAL" -I "$2" -o update -n "$3" -v "$4" ||
-    fatal node-record "cannot set $3 on $1 ($2)"
-}
-# session_disk TARGET INITIATOR LUN: prints sdX once the kernel attached it.
-session_disk() {
-  local s dev b i
-  for ((i = 0; i < 300; i++)); do
-    for s in /sys/class/iscsi_session/session*; do
-      [[ -e $s/targetname && $(cat "$s/targetname") == "$1" && $(cat "$s/initiatorname") == "$2" ]] || continue
-      dev=$(readlink -f "$s/device")
-      for b in "$dev"/target*/*:*:*:"$3"/block/*; do
-        [[ -e $b ]] && { basename "$b"; return 0; }
-      done
-    done
-    sleep 0.1
-  done
-  return 1
-}
-# session_luns TARGET INITIATOR: the LUN numbers the kernel found.
-session_luns() {
-  local s dev d
-  for s in /sys/class/iscsi_session/session*; do
-    [[ $(cat "$s/targetname") == "$1" && $(cat "$s/initiatorname") == "$2" ]] || continue
-    dev=$(readlink -f "$s/device")
-    for d in "$dev"/target*/*:*:*:*; do [[ -e $d ]] && echo "${d##*:}"; done
-  done | sort -n | tr '\n' ' '
-}
-login() { iscsiadm -m node -T "$1" -p "$PORTAL" -I "$2" -l; }
-logout() { iscsiadm -m node -T "$1" -p "$PORTAL" -I "$2" -u; }
-sysf() { tr -d '\n' <"/sys/block/$1/$2" | sed 's/ *$//'; }
-cache_type() { cat /sys/block/"$1"/device/scsi_disk/*/cache_type; }
-fua() { cat /sys/block/"$1"/device/scsi_disk/*/FUA; }
-io_errors() { dmesg | grep -c "I/O error" || true; }
 
 # --- 1. discovery, CHAP, masking, what the kernel sees -----------------------
 check discovery-node2 iscsiadm -m discovery -t sendtargets -p "$PORTAL" -I default || fatal discovery "see above"
@@ -180,15 +85,6 @@ check discovery-node3 iscsiadm -m discovery -t sendtargets -p "$PORTAL" -I node3
 grep -q " $T_LUN2\$" /tmp/out && ! grep -q " $T_LUN1\$" /tmp/out && pass discovery-lists-node3-targets ||
   failc discovery-lists-node3-targets "$(tr '\n' ';' </tmp/out)"
 
-chap() { # chap TARGET IFACE USER SECRET [MUTUAL_USER MUTUAL_SECRET]
-  node_set "$1" "$2" node.session.auth.authmethod CHAP
-  node_set "$1" "$2" node.session.auth.username "$3"
-  node_set "$1" "$2" node.session.auth.password "$4"
-  if [[ -n ${5:-} ]]; then
-    node_set "$1" "$2" node.session.auth.username_in "$5"
-    node_set "$1" "$2" node.session.auth.password_in "$6"
-  fi
-}
 chap "$T_LUN1" default node2 "wrong-secret-$NODE2_SECRET" node1 "$NODE1_SECRET"
 check_fails chap-wrong-secret-refused 24 login "$T_LUN1" default
 # The initiator refuses a target that cannot prove the mutual secret: a
@@ -211,7 +107,7 @@ echo "disks: lun1=$d1 lun2=$d2 shared(node2)=$ds"
 expect_eq masking-node2-sees-lun0-only "$(session_luns "$T_SHARED" "$INIT_NODE2")" "0 "
 expect_eq masking-node3-sees-lun1-only "$(session_luns "$T_SHARED" "$INIT_NODE3")" "1 "
 
-expect_eq lun1-size "$(($(sysf "$d1" size) * 512))" "$LUN1_BYTES"
+expect_eq lun1-size "$(disk_bytes "$d1")" "$LUN1_BYTES"
 expect_eq lun1-vendor "$(sysf "$d1" device/vendor)" RINGTGT
 expect_eq lun1-model "$(sysf "$d1" device/model)" "ringtgt disk"
 expect_eq lun1-cache-writethrough "$(cache_type "$d1")" "write through"
@@ -221,18 +117,12 @@ expect_eq lun1-physical-block "$(sysf "$d1" queue/physical_block_size)" 4096
 expect_eq lun1-discard-granularity "$(sysf "$d1" queue/discard_granularity)" 4096
 (($(sysf "$d1" queue/discard_max_bytes) > 0)) && pass lun1-discard-enabled ||
   failc lun1-discard-enabled "discard_max_bytes is 0"
-expect_eq lun2-size "$(($(sysf "$d2" size) * 512))" "$LUN2_BYTES"
+expect_eq lun2-size "$(disk_bytes "$d2")" "$LUN2_BYTES"
 expect_eq lun2-cache-writeback "$(cache_type "$d2")" "write back"
 expect_eq lun2-fua "$(fua "$d2")" 1
 expect_eq lun2-physical-block "$(sysf "$d2" queue/physical_block_size)" 512
 
 # --- 2. file system, fio with verify, fstrim ---------------------------------
-fio_verify() { # fio_verify NAME FILE-OR-DIR-OPTION... : 4k random writes, CRC32C checked
-  local name=$1
-  shift
-  fio --name="$name" --ioengine=libaio --direct=1 --bs=4k --iodepth=8 --verify=crc32c \
-    --verify_fatal=1 --do_verify=1 "$@"
-}
 check mkfs-ext4 mkfs.ext4 -q -F "/dev/$d1"
 # Mounted through /etc/fstab as the Pi does it (_netdev: after the network
 # and iscsid; mount(8) itself ignores both options).
@@ -262,38 +152,21 @@ check verify-after-relogin fio_verify persist "${persist[@]}" --verify_only=1
 host_sync resize-shared
 expect_eq host-resized-lun "$REPLY" ok
 check session-rescan iscsiadm -m session --rescan
-for ((i = 0; i < 100; i++)); do
-  (($(sysf "$ds" size) * 512 == SHARED_GROWN_BYTES)) && break
-  sleep 0.1
-done
-expect_eq resize-seen-after-rescan "$(($(sysf "$ds" size) * 512))" "$SHARED_GROWN_BYTES"
+wait_disk_bytes "$ds" "$SHARED_GROWN_BYTES"
+expect_eq resize-seen-after-rescan "$(disk_bytes "$ds")" "$SHARED_GROWN_BYTES"
 
 # --- 4. the daemon stopped under fio: SIGTERM, then SIGKILL --------------------
 # fio writes with a verify backlog on LUN1 while the host stops and restarts
 # ringtgt; the session must come back within replacement_timeout with no I/O
 # error reaching fio and every block checked.
 under_restart() { # under_restart SIGNAL
-  local errs_before rc=0 w0 t0 t1
-  errs_before=$(io_errors)
-  fio_verify "restart-$1" --filename="/dev/$d1" --rw=randwrite --size=32m --time_based \
-    --runtime="$RESTART_FIO_SECONDS" --verify_backlog=256 >"/tmp/fio-$1" 2>&1 &
-  local fpid=$!
-  # Wait until fio's writes reach the disk before the host acts.
-  w0=$(awk '{print $5}' "/sys/block/$d1/stat")
-  for ((i = 0; i < 300; i++)); do
-    (($(awk '{print $5}' "/sys/block/$d1/stat") > w0 + 64)) && break
-    sleep 0.1
-  done
+  local t0 t1
+  fio_in_background "$1" "$d1" "$RESTART_FIO_SECONDS"
   t0=$(date +%s%N)
   host_sync "restart-$1"
   expect_eq "host-restarted-after-$1" "$REPLY" ok
-  wait "$fpid" || rc=$?
+  fio_came_through "$1"
   t1=$(date +%s%N)
-  if ((rc == 0)); then pass "fio-verify-across-$1"; else
-    tail -n 20 "/tmp/fio-$1" | sed 's/^/  | /'
-    failc "fio-verify-across-$1" "fio exit $rc"
-  fi
-  expect_eq "no-io-error-across-$1" "$(io_errors)" "$errs_before"
   echo "restart-$1: fio finished $(((t1 - t0) / 1000000)) ms after the host was asked to act"
   iscsiadm -m session -P1 2>/dev/null | grep -E "Target:|Session State" | sed 's/^/  | /'
 }

@@ -9,15 +9,11 @@
 # Environment: RINGTGT_BIN, RINGTGTCTL (from ctest), RINGTGT_E2E_CACHE (guest
 # image cache, default /var/cache/ringtgt-e2e when writable).
 . "$(dirname "$0")/../integration/lib.sh"
+. "$(dirname "$0")/qemu_guest.sh"
 : "${RINGTGTCTL:?RINGTGTCTL must name ringtgtctl}"
-e2e_dir=$RINGTGT_SRC/tests/e2e
-t_start=$(date +%s)
-
-command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86_64 is missing (scripts/deps.sh installs it)"
-cache=${RINGTGT_E2E_CACHE:-/var/cache/ringtgt-e2e}
-mkdir -p "$cache" 2>/dev/null && [[ -w $cache ]] || cache=${XDG_CACHE_HOME:-$HOME/.cache}/ringtgt-e2e
-image=$("$e2e_dir/build_guest.sh" "$cache") || fail "could not build the guest image"
-log "guest image $image (ready after $(($(date +%s) - t_start)) s)"
+T_START=$(date +%s)
+image=$(e2e_image initiator) || fail "no guest image"
+log "guest image $image (ready after $(($(date +%s) - T_START)) s)"
 
 # --- the target: node1's layout (one CHAP target per Pi, mutual CHAP for
 # node2, discovery CHAP) plus a shared target whose LUNs are masked per Pi.
@@ -96,11 +92,11 @@ name = "$iqn:node1.shared"
 CONF
 start_daemon "$TMP/ringtgt.toml" "$port"
 
-# --- the guest: the cached root plus this run's /init and parameters, as a
-# second cpio archive appended to the first (the kernel unpacks both).
+# --- the guest: the cached root plus this run's /init and parameters.
 mkdir -p "$TMP/run/e2e/bench"
 cp "$e2e_dir/guest_init.sh" "$TMP/run/init"
 chmod 755 "$TMP/run/init"
+cp "$e2e_dir/guest_checks.sh" "$e2e_dir/guest_iscsi.sh" "$TMP/run/e2e/"
 cp "$RINGTGT_SRC"/bench/fio/*.fio "$TMP/run/e2e/bench/"
 cat >"$TMP/run/e2e/params" <<PARAMS
 PORT=$port
@@ -121,81 +117,48 @@ REPLACEMENT_TIMEOUT=60
 RESTART_FIO_SECONDS=12
 BENCH_SECONDS=3
 PARAMS
-(cd "$TMP/run" && find . -print0 | cpio --null -o -H newc --quiet) >"$TMP/run.cpio"
-cat "$image/rootfs.cpio" "$TMP/run.cpio" >"$TMP/initrd"
+e2e_initrd "$image" "$TMP/run" "$TMP/initrd"
 
-console=$TMP/console.log
+# The guest reaches the host's loopback as 10.0.2.2 (user networking); its
+# second serial port is the host's answer channel (a pipe: ctl.in / ctl.out).
 mkfifo "$TMP/ctl.in" "$TMP/ctl.out"
-: >"$console"
-qemu-system-x86_64 -M pc -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
-  -display none -monitor none -no-reboot \
-  -kernel "$image/vmlinux" -initrd "$TMP/initrd" \
-  -append "console=ttyS0 panic=-1 quiet" \
+boot_guest "$image" "$TMP/initrd" 1024 quiet \
   -netdev user,id=n0 -device virtio-net-pci,netdev=n0 \
-  -serial "file:$console" -chardev "pipe,id=ctl,path=$TMP/ctl" -device isa-serial,chardev=ctl \
-  >"$TMP/qemu.log" 2>&1 &
-qemu_pid=$!
-bg_track "$qemu_pid"
+  -chardev "pipe,id=ctl,path=$TMP/ctl" -device isa-serial,chardev=ctl
 # Drain what the guest writes to its control port, so the pipe never fills.
 cat "$TMP/ctl.out" >/dev/null &
 bg_track $!
 
-guest_fail() {
-  echo "----- qemu -----" >&2
-  cat "$TMP/qemu.log" >&2
-  echo "----- guest console: steps -----" >&2
-  grep -E '^E2E' "$console" >&2
-  echo "----- guest console: tail -----" >&2
-  tail -n 40 "$console" >&2
-  fail "$*"
-}
-guest_deadline=$(($(date +%s) + ${RINGTGT_E2E_GUEST_SECONDS:-420}))
-# wait_console REGEX: until the console has a matching line; fails when the
-# guest ends or the deadline passes first.
-wait_console() {
-  local ended
-  while :; do
-    ended=0
-    grep -q '^E2E: ' "$console" && ended=1
-    kill -0 "$qemu_pid" 2>/dev/null || ended=1
-    # Looked for after the end checks: a line written in between still counts.
-    grep -Eq -- "$1" "$console" && return 0
-    ((ended)) && guest_fail "guest ended before /$1/"
-    (($(date +%s) < guest_deadline)) || guest_fail "guest did not reach /$1/ in time"
-    sleep 0.2
-  done
-}
 reply() { printf '%s\n' "$1" >"$TMP/ctl.in"; }
 blocks() { stat -c %b "$1"; }
-host_failures=()
 
 # --- the guest's sync points, in the order guest_init.sh reaches them --------
-wait_console '^E2E-SYNC 1 fstrim-before'
+wait_report '^E2E-SYNC 1 fstrim-before'
 before=$(blocks "$lun1")
 reply go
-wait_console '^E2E-SYNC 2 fstrim-after'
+wait_report '^E2E-SYNC 2 fstrim-after'
 after=$(blocks "$lun1")
 log "lun1 allocated 512-byte blocks: $before before fstrim, $after after"
 # The guest deleted 32 MiB of fio files: at least 16 MiB must be given back.
 if ((after < before - 32768)); then reply ok; else
   reply "not-shrunk"
-  host_failures+=("fstrim did not shrink $lun1: $before -> $after blocks")
+  HOST_FAILURES+=("fstrim did not shrink $lun1: $before -> $after blocks")
 fi
 
-wait_console '^E2E-SYNC 3 resize-shared'
+wait_report '^E2E-SYNC 3 resize-shared'
 if "$RINGTGTCTL" --socket "$TMP/admin.sock" lun resize --target "$iqn:node1.shared" --lun 0 --size 320M \
   >"$TMP/resize.out" 2>&1; then reply ok; else
   reply failed
-  host_failures+=("ringtgtctl lun resize failed: $(cat "$TMP/resize.out")")
+  HOST_FAILURES+=("ringtgtctl lun resize failed: $(cat "$TMP/resize.out")")
 fi
 
-wait_console '^E2E-SYNC 4 restart-sigterm'
+wait_report '^E2E-SYNC 4 restart-sigterm'
 stop_daemon 10
-[[ $DAEMON_RC == 0 ]] || host_failures+=("daemon exited $DAEMON_RC after SIGTERM under fio")
+[[ $DAEMON_RC == 0 ]] || HOST_FAILURES+=("daemon exited $DAEMON_RC after SIGTERM under fio")
 start_daemon "$TMP/ringtgt.toml" "$port"
 reply ok
 
-wait_console '^E2E-SYNC 5 restart-sigkill'
+wait_report '^E2E-SYNC 5 restart-sigkill'
 kill9_daemon
 start_daemon "$TMP/ringtgt.toml" "$port"
 reply ok
@@ -209,24 +172,17 @@ lun_write_ack() {
 answer_policy() {
   local p
   p=$(lun_write_ack "$iqn:node1.lun1") || p=""
-  [[ $p == writethrough || $p == writeback ]] || host_failures+=("ringtgtctl lun list: no write_ack for LUN1 ($p)")
+  [[ $p == writethrough || $p == writeback ]] || HOST_FAILURES+=("ringtgtctl lun list: no write_ack for LUN1 ($p)")
   reply "${p:-unknown}"
 }
-wait_console '^E2E-SYNC 6 weaken-lun1-to-writeback'
+wait_report '^E2E-SYNC 6 weaken-lun1-to-writeback'
 sed -i 's/write_ack = "writethrough"/write_ack = "writeback"/' "$TMP/ringtgt.toml"
 "$RINGTGTCTL" --socket "$TMP/admin.sock" reload >"$TMP/reload.out" 2>&1 || true
 log "reload with LUN1 writeback under a session: $(tr '\n' ' ' <"$TMP/reload.out")"
 answer_policy
-wait_console '^E2E-SYNC 7 lun1-policy-after-relogin'
+wait_report '^E2E-SYNC 7 lun1-policy-after-relogin'
 answer_policy
 
-wait_console '^E2E: [0-9]+ passed, [0-9]+ failed'
-for ((i = 0; i < 100; i++)); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
-guest_secs=$(($(date +%s) - t_start))
-
-grep -E '^(E2E|restart-|  [a-z0-9-]+ (read|write))' "$console" | grep -v '^E2E-SYNC'
-summary=$(grep -E '^E2E: ' "$console" | tr -d '\r')
-for f in "${host_failures[@]}"; do echo "HOST-FAIL $f" >&2; done
 # The steps that must have passed: a guest that skipped one fails too.
 required=(discovery-lists-node2-targets discovery-lists-node3-targets chap-wrong-secret-refused
   mutual-chap-wrong-target-secret-refused login-mutual-chap masking-node2-sees-lun0-only
@@ -236,16 +192,9 @@ required=(discovery-lists-node2-targets discovery-lists-node3-targets chap-wrong
   fio-verify-across-sigkill no-io-error-across-sigkill kernel-not-weaker-than-target-after-reload
   cache-type-after-relogin-matches-target login-with-crc32c-digests
   fio-verify-with-digests)
-for name in "${required[@]}"; do
-  grep -q "^E2E-PASS $name \[" "$console" || host_failures+=("step $name did not pass")
-done
-for job in "$RINGTGT_SRC"/bench/fio/*.fio; do
-  name=bench-$(basename "$job" .fio)
-  grep -q "^E2E-PASS $name \[" "$console" || host_failures+=("step $name did not pass")
-done
-log "$summary; whole test ${guest_secs} s"
-if [[ $summary != *" 0 failed" ]] || ((${#host_failures[@]})); then
-  for f in "${host_failures[@]}"; do echo "FAIL: $f" >&2; done
-  guest_fail "end-to-end steps failed ($summary)"
-fi
+for job in "$RINGTGT_SRC"/bench/fio/*.fio; do required+=("bench-$(basename "$job" .fio)"); done
+wait_report '^E2E: [0-9]+ passed, [0-9]+ failed'
+grep -E '^(E2E|restart-|  [a-z0-9-]+ (read|write))' "$GUEST_CONSOLE" | grep -v '^E2E-SYNC' || true
+for f in "${HOST_FAILURES[@]}"; do echo "HOST-FAIL $f" >&2; done
+guest_verdict "${required[@]}"
 stop_daemon_ok
