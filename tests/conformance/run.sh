@@ -101,6 +101,12 @@ state_dir = "state"
 [[portal]]
 listen = "127.0.0.1:$port"
 
+[iscsi]
+# Sanitize.Reset sleeps 60 s between TEST UNIT READYs without answering
+# NOP-Ins: the connection must outlive that, or each TEST UNIT READY is the
+# first of a new session and hears its power-on unit attention.
+nop_timeout = 120
+
 [[target]]
 name = "$iqn-full"
 alias = "conformance-full"
@@ -203,10 +209,11 @@ run_suite() {
   local out=$results_dir/results-$run.txt n=0 start=$SECONDS name log rc verdict sanitize_flag=
   local timeout_s=$per_test
   # -S: the SANITIZE tests, only on the LU that allows SANITIZE. Sanitize.Reset
-  # waits for the end of its sanitize in steps of 60 s: 150 s for each there.
+  # waits for the end of its sanitize in steps of 60 s (two of them: the sanitize,
+  # then the new session's unit attention): 200 s for each there.
   if [[ $run == sanitize ]]; then
     sanitize_flag=-S
-    ((timeout_s < 150)) && timeout_s=150
+    ((timeout_s < 200)) && timeout_s=200
   fi
   local names=$work/run-names.txt subset=$here/run-$run.txt
   if [[ -f $subset ]]; then
