@@ -5,9 +5,7 @@
 
 #include <unistd.h>
 
-#include <deque>
 #include <filesystem>
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,50 +21,6 @@ using namespace ringtgt::scsi::testing;
 namespace fs = std::filesystem;
 
 constexpr std::uint64_t kBlocks = 4096;  // 2 MiB: an OVERWRITE pass is two chunks
-
-// A memory backend whose operations wait in a queue until the test runs
-// them, as a disk on io_uring completes them later.
-class QueuedBackend final : public storage::Backend {
- public:
-  explicit QueuedBackend(std::uint64_t size) : mem(size) {}
-  std::uint64_t size_bytes() const override { return mem.size_bytes(); }
-  storage::WriteAckPolicy ack_policy() const override { return mem.ack_policy(); }
-  void read(void* buf, std::size_t len, std::uint64_t off, storage::IoOp* op) override {
-    defer([=, this] { mem.read(buf, len, off, op); });
-  }
-  void write(const void* buf, std::size_t len, std::uint64_t off, bool fua,
-             storage::IoOp* op) override {
-    defer([=, this] { mem.write(buf, len, off, fua, op); });
-  }
-  void flush(storage::IoOp* op) override {
-    defer([=, this] { mem.flush(op); });
-  }
-  bool can_unmap() const override { return true; }
-  void unmap(std::uint64_t off, std::uint64_t len, storage::IoOp* op, bool more) override {
-    defer([=, this] { mem.unmap(off, len, op, more); });
-  }
-  void write_zeroes(std::uint64_t off, std::uint64_t len, bool fua, storage::IoOp* op) override {
-    defer([=, this] { mem.write_zeroes(off, len, fua, op); });
-  }
-  std::string describe() const override { return "queued"; }
-
-  // Runs the oldest operation; false when none waits.
-  bool step() {
-    if (queue.empty()) return false;
-    auto f = std::move(queue.front());
-    queue.pop_front();
-    f();
-    return true;
-  }
-  void defer(std::function<void()> f) {
-    if (queued) return queue.push_back(std::move(f));
-    f();
-  }
-
-  storage::MemoryBackend mem;
-  bool queued = true;
-  std::deque<std::function<void()>> queue;
-};
 
 struct Lu {
   explicit Lu(bool allow = true, bool thin = false, std::string state_path = {},

@@ -3,13 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <functional>
 #include <memory>
-#include <string>
 
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
-#include "ringtgt/storage/memory_backend.hpp"
 #include "scsi_test_support.hpp"
 
 namespace ringtgt::scsi {
@@ -19,39 +16,11 @@ using namespace ringtgt::scsi::testing;
 
 constexpr std::uint64_t kBlocks = 4096;
 
-// A memory backend whose writes can be held until the test completes them,
-// as a slow disk would.
-class HeldBackend final : public storage::Backend {
- public:
-  explicit HeldBackend(std::uint64_t size) : mem(size) {}
-  std::uint64_t size_bytes() const override { return mem.size_bytes(); }
-  storage::WriteAckPolicy ack_policy() const override { return mem.ack_policy(); }
-  void read(void* buf, std::size_t len, std::uint64_t offset, storage::IoOp* op) override {
-    mem.read(buf, len, offset, op);
-  }
-  void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
-             storage::IoOp* op) override {
-    if (!hold) return mem.write(buf, len, offset, fua, op);
-    held = op;
-    held_write = [=, this](storage::IoOp* o) { mem.write(buf, len, offset, fua, o); };
-  }
-  void flush(storage::IoOp* op) override { mem.flush(op); }
-  std::string describe() const override { return "held"; }
-  std::uint8_t* data() { return mem.data(); }
-  void inject_error(std::uint64_t offset, std::uint64_t len, int err) {
-    mem.inject_error(offset, len, err);
-  }
-
-  storage::MemoryBackend mem;
-  bool hold = false;
-  storage::IoOp* held = nullptr;
-  std::function<void(storage::IoOp*)> held_write;
-};
-
 struct Lu {
   explicit Lu(bool read_only = false) {
-    auto backend = std::make_unique<HeldBackend>(512 * kBlocks);
+    auto backend = std::make_unique<QueuedBackend>(512 * kBlocks);
     mem = backend.get();
+    mem->queued = false;
     LunParams params;
     params.read_only = read_only;
     lu = std::make_unique<LogicalUnit>(0, params, std::move(backend));
@@ -59,7 +28,7 @@ struct Lu {
   Task& run(Bytes cdb, const Bytes* out = nullptr) {
     return run_task([this](Task& x) { lu->execute(x); }, task, owner, buffer, cdb, 4096, out);
   }
-  HeldBackend* mem;
+  QueuedBackend* mem;
   std::unique_ptr<LogicalUnit> lu;
   CountingOwner owner;
   Task task;
@@ -81,12 +50,12 @@ TEST(WriteAtomic, WritesTheBlocks) {
   Lu l;
   Bytes data(3 * 512, 0x5a);
   EXPECT_EQ(l.run(write_atomic(10, 3), &data).status, Status::good);
-  EXPECT_EQ(l.mem->data()[10 * 512], 0x5a);
-  EXPECT_EQ(l.mem->data()[13 * 512 - 1], 0x5a);
-  EXPECT_EQ(l.mem->data()[13 * 512], 0x00);
+  EXPECT_EQ(l.mem->mem.data()[10 * 512], 0x5a);
+  EXPECT_EQ(l.mem->mem.data()[13 * 512 - 1], 0x5a);
+  EXPECT_EQ(l.mem->mem.data()[13 * 512], 0x00);
   // FUA and DPO are accepted; the last blocks of the LU too.
   EXPECT_EQ(l.run(write_atomic(kBlocks - 3, 3, 0x18), &data).status, Status::good);
-  EXPECT_EQ(l.mem->data()[kBlocks * 512 - 1], 0x5a);
+  EXPECT_EQ(l.mem->mem.data()[kBlocks * 512 - 1], 0x5a);
 }
 
 TEST(WriteAtomic, FieldAndRangeChecks) {
@@ -112,7 +81,7 @@ TEST(WriteAtomic, FieldAndRangeChecks) {
   expect_sense(l.run(write_atomic(kBlocks + 1, 0), &none), 0x05, 0x21, 0x00);
   // Less Data-Out than the CDB's length cannot be written whole.
   expect_sense(l.run(write_atomic(0, 2), &data), 0x05, 0x24, 0x00);
-  EXPECT_EQ(l.mem->data()[512], 0x00);
+  EXPECT_EQ(l.mem->mem.data()[512], 0x00);
 
   Lu ro(true);
   expect_sense(ro.run(write_atomic(0, 1), &data), 0x07, 0x27, 0x00);
@@ -130,11 +99,11 @@ TEST(WriteAtomic, ConcurrentCommandsNeverSeeHalfOfIt) {
   atomic.direction = DataDirection::to_device;
   atomic.buffer = data.data();
   atomic.buffer_len = static_cast<std::uint32_t>(data.size());
-  l.mem->hold = true;
+  l.mem->queued = true;
   l.lu->execute(atomic);
-  ASSERT_NE(l.mem->held, nullptr);
+  ASSERT_EQ(l.mem->queue.size(), 1u);
   EXPECT_EQ(l.owner.completions, 0);  // still in flight
-  l.mem->hold = false;
+  l.mem->queued = false;
 
   Bytes one(512, 0x33);
   CountingOwner other;
@@ -151,10 +120,10 @@ TEST(WriteAtomic, ConcurrentCommandsNeverSeeHalfOfIt) {
   EXPECT_EQ(run(cdb10(0x2a, 0, 99, 1), &one).status, Status::good);
 
   // The backend completes it: the range is free again.
-  l.mem->held_write(l.mem->held);
+  ASSERT_TRUE(l.mem->step());
   EXPECT_EQ(l.owner.completions, 1);
   EXPECT_EQ(atomic.status, Status::good);
-  EXPECT_EQ(l.mem->data()[107 * 512], 0x77);
+  EXPECT_EQ(l.mem->mem.data()[107 * 512], 0x77);
   EXPECT_EQ(run(cdb10(0x28, 0, 107, 1), nullptr).status, Status::good);
   EXPECT_EQ(run(cdb10(0x2a, 0, 104, 1), &one).status, Status::good);
 }
@@ -162,7 +131,7 @@ TEST(WriteAtomic, ConcurrentCommandsNeverSeeHalfOfIt) {
 TEST(WriteAtomic, AFailedWriteReleasesTheRange) {
   Lu l;
   Bytes data(2 * 512, 0x77);
-  l.mem->inject_error(20 * 512, 512, 5);
+  l.mem->mem.inject_error(20 * 512, 512, 5);
   Task& t = l.run(write_atomic(20, 2), &data);
   expect_sense(t, 0x03, 0x0c, 0x00);
   Bytes one(512, 0x33);  // block 21, of the failed write but without the error
