@@ -112,6 +112,7 @@ SanitizeJob::~SanitizeJob() {
 }
 
 void SanitizeJob::start() {
+  keep_alive_ = lu_.weak_from_this().lock();
   const std::uint64_t bs = lu_.params().block_size;
   size_ = lu_.block_count() * bs;
   pass_ = 0;
@@ -228,7 +229,10 @@ void SanitizeJob::on_complete(int result) {
   }
 }
 
+// The last thing the job does: dropping keep may destroy the LU and with it
+// this job, so its callers return at once.
 void SanitizeJob::finish(bool ok, int result) {
+  const std::shared_ptr<LogicalUnit> keep = std::move(keep_alive_);
   std::free(chunk_);
   chunk_ = nullptr;
   if (ok) {

@@ -91,7 +91,10 @@ using CopyTargetResolver =
 using TaskSetAborter = std::function<void(std::vector<InitiatorPort> ports, const Task& keep,
                                           std::function<void()> done)>;
 
-class LogicalUnit {
+// Shared (std::make_shared) by the LUN maps of the sessions that use it; a
+// sanitize in progress holds it too, so that a LUN removed meanwhile stays
+// until its last backend operation is done.
+class LogicalUnit : public std::enable_shared_from_this<LogicalUnit> {
  public:
   LogicalUnit(std::uint64_t lun, LunParams params, std::unique_ptr<storage::Backend> backend);
   ~LogicalUnit();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,9 @@ class SanitizeJob final : public reactor::IoOp {
   void finish(bool ok, int result);
 
   LogicalUnit& lu_;
+  // While it runs: the LU (when shared; not in unit tests), which a live
+  // LUN removal must not destroy under an operation in flight.
+  std::shared_ptr<LogicalUnit> keep_alive_;
   SanitizeSpec spec_;
   Task* waiter_;  // IMMED 0: the SANITIZE command, completed at the end
   Step step_ = Step::overwrite;
