@@ -44,7 +44,8 @@ const char* kHelp =
     "  lun add --target IQN --lun N --path FILE [--size SIZE] [--block-size 512|4096]\n"
     "          [--physical-block-size BYTES] [--read-only] [--direct-io]\n"
     "          [--write-ack writethrough|writeback] [--provisioning thin|full]\n"
-    "          [--serial S] [--allow INITIATOR]...\n"
+    "          [--serial S] [--allow INITIATOR]... [--allow-sanitize]\n"
+    "          [--sanitize-rate BYTES/S]\n"
     "          [--rbd-conf CEPH.CONF] [--rbd-client ID] [--rbd-keyring FILE]\n"
     "          [--rbd-op-timeout SECONDS]\n"
     "                                           a missing FILE is created sparse at SIZE;\n"
@@ -422,9 +423,9 @@ int main(int argc, char** argv) {
   } else if (cmd("lun", "add")) {
     auto a = parse(in, i + 2,
                    {"target", "lun", "path", "size", "block-size", "physical-block-size",
-                    "write-ack", "provisioning", "serial", "allow", "rbd-conf", "rbd-client",
-                    "rbd-keyring", "rbd-op-timeout"},
-                   {"read-only", "direct-io"}, 0);
+                    "write-ack", "provisioning", "serial", "allow", "sanitize-rate", "rbd-conf",
+                    "rbd-client", "rbd-keyring", "rbd-op-timeout"},
+                   {"read-only", "direct-io", "allow-sanitize"}, 0);
     method = "lun.add";
     params["target"] = a.need("target");
     params["lun"] = parse_uint(a.need("lun"), "--lun");
@@ -445,6 +446,8 @@ int main(int argc, char** argv) {
     if (auto v = a.opt("serial")) params["serial"] = *v;
     if (a.flag("read-only")) params["read_only"] = true;
     if (a.flag("direct-io")) params["direct_io"] = true;
+    if (a.flag("allow-sanitize")) params["allow_sanitize"] = true;
+    if (auto v = a.opt("sanitize-rate")) params["sanitize_rate"] = parse_size(*v);
     if (!a.all("allow").empty()) params["allowed_initiators"] = a.all("allow");
   } else if (cmd("lun", "remove")) {
     auto a = parse(in, i + 2, {"target", "lun"}, {"force"}, 0);

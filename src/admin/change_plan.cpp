@@ -28,7 +28,8 @@ bool same_backing(const config::Lun& a, const config::Lun& b) {
   return a.path == b.path && a.rbd == b.rbd && a.block_size == b.block_size &&
          a.physical_block_size == b.physical_block_size && a.read_only == b.read_only &&
          a.direct_io == b.direct_io && a.write_ack == b.write_ack && a.serial == b.serial &&
-         a.provisioning == b.provisioning;
+         a.provisioning == b.provisioning && a.allow_sanitize == b.allow_sanitize &&
+         a.sanitize_rate == b.sanitize_rate;
 }
 
 std::string lun_name(const std::string& target, std::uint32_t lun) {

@@ -449,6 +449,8 @@ void Service::add_methods() {
                          {"blocks", lu.block_count()},
                          {"write_ack", storage::to_string(lu.backend().ack_policy())},
                          {"read_only", lu.params().read_only},
+                         {"allow_sanitize", lu.params().allow_sanitize},
+                         {"sanitizing", lu.sanitizing()},
                          {"allowed_initiators", map.allowed_initiators(n)}};
                   for (const auto& t : running_.targets)
                     if (t.name == entry.name)

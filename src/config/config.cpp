@@ -824,6 +824,8 @@ class Loader {
 
     if (auto v = get_bool(t, "read_only", "read_only")) lun.read_only = *v;
     if (auto v = get_bool(t, "direct_io", "direct_io")) lun.direct_io = *v;
+    if (auto v = get_bool(t, "allow_sanitize", "allow_sanitize")) lun.allow_sanitize = *v;
+    if (const toml::node* n = t.get("sanitize_rate")) lun.sanitize_rate = parse_size(*n);
 
     if (auto wa = get_string(t, "write_ack", "write_ack")) {
       auto policy = storage::write_ack_policy_named(*wa);

@@ -115,6 +115,11 @@ scsi::LunParams LunFactory::params_of(const std::string& target, const config::L
   // and APTPL state lives in state_dir, one file per LUN named by its NAA.
   p.power_on_unit_attention = true;
   p.pr_state_path = fmt::format("{}/pr-{:016x}.state", state_dir_, p.naa);
+  // SANITIZE only where the config allows it; a sanitize in progress (or
+  // failed) is kept beside the APTPL file, so a restart resumes or reports it.
+  p.allow_sanitize = l.allow_sanitize;
+  p.sanitize_bytes_per_second = l.sanitize_rate;
+  p.sanitize_state_path = fmt::format("{}/sanitize-{:016x}.state", state_dir_, p.naa);
   return p;
 }
 

@@ -35,6 +35,9 @@ constexpr CommandHandler kPrIn = [](LogicalUnit& lu, Task& t) { lu.persistent_re
 constexpr CommandHandler kPrOut = [](LogicalUnit& lu, Task& t) { lu.persistent_reserve_out(t); };
 constexpr std::array<std::uint8_t, 16> kPrInUsage{0x5e, 0x1f, 0, 0, 0, 0, 0, FF, FF, 0};
 constexpr std::array<std::uint8_t, 16> kPrOutUsage{0x5f, 0x1f, FF, 0, 0, FF, FF, FF, FF, 0};
+constexpr CommandHandler kSanitize = [](LogicalUnit& lu, Task& t) { lu.sanitize(t); };
+// IMMED, AUSE, SERVICE ACTION; PARAMETER LIST LENGTH.
+constexpr std::array<std::uint8_t, 16> kSanitizeUsage{0x48, 0xbf, 0, 0, 0, 0, 0, FF, FF, 0};
 
 // clang-format off
 constexpr Command kCommands[] = {
@@ -42,10 +45,11 @@ constexpr Command kCommands[] = {
   //   CDB length, CDB usage data, persistent reservation class, allowed under an SPC-2 reservation, data, offered
   {0x00, no_sa, "TEST UNIT READY", &run_good,
      6, {0x00, 0, 0, 0, 0, 0}, unrestricted, false, DataDirection::none, always},
-  {0x03, no_sa, "REQUEST SENSE", [](LogicalUnit&, Task& t) {
+  {0x03, no_sa, "REQUEST SENSE", [](LogicalUnit& lu, Task& t) {
      // Sense is returned with the failing command (autosense), so only a unit
-     // attention is ever pending, and nexus_state_blocks returned it.
-     request_sense(t, sense::no_sense); },
+     // attention is ever pending, and nexus_state_blocks returned it; or a
+     // sanitize's progress or failure (sanitize.cpp).
+     lu.request_sense(t); },
      6, {0x03, 0x01, 0, 0, FF, 0}, unrestricted, true, in, always},
   {0x08, no_sa, "READ(6)", &run_read,
      6, {0x08, 0x1f, FF, FF, FF, 0}, read, false, in, always},
@@ -86,6 +90,12 @@ constexpr Command kCommands[] = {
   {0x42, no_sa, "UNMAP", &unmap,
      10, {0x42, 0x01, 0, 0, 0, 0, 0, FF, FF, 0}, write, false, out, when_thin},
   // LOG SENSE is not run, but SPC-4 lets it through a persistent reservation.
+  // SANITIZE (SBC-4 r22 5.30): where allow_sanitize is set. CRYPTOGRAPHIC
+  // ERASE (03h) is answered by the catch-all row: INVALID FIELD IN CDB.
+  {0x48, 0x01, "SANITIZE: OVERWRITE", kSanitize, 10, kSanitizeUsage, write, false, out, when_sanitize_allowed},
+  {0x48, 0x02, "SANITIZE: BLOCK ERASE", kSanitize, 10, kSanitizeUsage, write, false, DataDirection::none, when_sanitize_allowed},
+  {0x48, 0x1f, "SANITIZE: EXIT FAILURE MODE", kSanitize, 10, kSanitizeUsage, write, false, DataDirection::none, when_sanitize_allowed},
+  {0x48, other_sa, "SANITIZE", kSanitize, 10, {}, write, false, out, when_sanitize_allowed},
   {0x4d, no_sa, "LOG SENSE", nullptr,
      10, {}, unrestricted, false, in, never},
   {0x55, no_sa, "MODE SELECT(10)", [](LogicalUnit& lu, Task& t) { lu.mode_select(t); },
@@ -142,6 +152,8 @@ constexpr Command kCommands[] = {
      16, {0x91, 0x02, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}, write, false, DataDirection::none, always},
   {0x93, no_sa, "WRITE SAME(16)", &run_write_same,
      16, {0x93, 0xf9, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}, write, false, out, always},
+  {0x9c, no_sa, "WRITE ATOMIC(16)", &run_write_atomic,
+     16, {0x9c, 0xf8, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}, write, false, out, always},
   {0x9e, 0x10, "READ CAPACITY(16)", &run_read_capacity16,
      16, {0x9e, 0x1f, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, FF, 0, 0}, unrestricted, false, in, always},
   {0x9e, 0x12, "GET LBA STATUS", &run_get_lba_status,
@@ -151,7 +163,8 @@ constexpr Command kCommands[] = {
   {0xa0, no_sa, "REPORT LUNS", &run_report_luns,
      12, {0xa0, 0, FF, 0, 0, 0, FF, FF, FF, FF, 0, 0}, unrestricted, true, in, always},
   {0xa3, 0x0c, "REPORT SUPPORTED OPERATION CODES", [](LogicalUnit& lu, Task& t) {
-     report_supported_opcodes(t, lu.params().spc2_reservations, lu.params().thin_provisioned); },
+     report_supported_opcodes(t, lu.params().spc2_reservations, lu.params().thin_provisioned,
+                              lu.params().allow_sanitize); },
      12, {0xa3, 0x1f, 0x87, FF, FF, FF, FF, FF, FF, FF, 0, 0}, unrestricted, true, in, always},
   {0xa3, 0x0d, "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", &run_report_supported_tmfs,
      12, {0xa3, 0x1f, 0x80, 0, 0, 0, FF, FF, FF, FF, 0, 0}, unrestricted, true, in, always},
@@ -241,7 +254,8 @@ bool has_service_actions(std::uint8_t opcode) {
   return first != kNoRow && kCommands[first].service_action != no_sa;
 }
 
-bool offered(const Command& c, bool spc2_reservations, bool thin_provisioned) {
+bool offered(const Command& c, bool spc2_reservations, bool thin_provisioned,
+             bool sanitize_allowed) {
   switch (c.offered) {
     case always:
       return true;
@@ -249,6 +263,8 @@ bool offered(const Command& c, bool spc2_reservations, bool thin_provisioned) {
       return spc2_reservations;
     case when_thin:
       return thin_provisioned;
+    case when_sanitize_allowed:
+      return sanitize_allowed;
     case never:
       return false;
   }

@@ -124,12 +124,23 @@ std::size_t page_block_limits(const LunParams& params, std::uint8_t* out) {
     put_be32(&out[28], std::max(optimal_unmap_granularity(bs), granule / bs));
     out[32] = 0x80;  // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
   }
+  // WRITE ATOMIC(16) (SBC-4 r22 6.6.4): up to max_atomic_transfer_blocks,
+  // at any LBA and of any length (ATOMIC ALIGNMENT and ATOMIC TRANSFER
+  // LENGTH GRANULARITY 0); with an ATOMIC BOUNDARY the same limits, since the
+  // whole transfer is atomic, which any boundary inside it is too.
+  const std::uint32_t atomic_blocks = max_atomic_transfer_blocks(bs);
+  put_be32(&out[44], atomic_blocks);
+  put_be32(&out[56], atomic_blocks);
+  put_be32(&out[60], atomic_blocks);
   return 4 + 0x3c;
 }
 
-std::size_t page_block_characteristics(std::uint8_t* out) {
+std::size_t page_block_characteristics(const LunParams& params, std::uint8_t* out) {
   put_be16(&out[2], 0x3c);
   put_be16(&out[4], 0x0001);  // medium rotation rate: non-rotating medium
+  // WABEREQ 01b where SANITIZE BLOCK ERASE is offered: a read after it
+  // returns GOOD (zeroes) (SBC-4 r22 6.6.2); WACEREQ 0, no CRYPTOGRAPHIC ERASE.
+  if (params.allow_sanitize) out[7] = 0x40;
   return 4 + 0x3c;
 }
 
@@ -191,7 +202,7 @@ void inquiry(const LogicalUnit* lu, Task& task) {
       n = page_block_limits(params, out);
       break;
     case kPageBlockCharacteristics:
-      n = page_block_characteristics(out);
+      n = page_block_characteristics(params, out);
       break;
     case kPageProvisioning:
       n = page_provisioning(params, out);

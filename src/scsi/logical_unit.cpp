@@ -256,9 +256,10 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
 
   if (!rw_checks_pass(lu, task, r, write)) return;
   if (r.blocks == 0) return good(task);
-  // A write into blocks that a COMPARE AND WRITE or ORWRITE is reading and
-  // rewriting would break their atomicity: BUSY, and the initiator retries.
-  if (write && lu.atomic_write_overlaps(r.lba, r.blocks)) {
+  // A write into blocks that a COMPARE AND WRITE, ORWRITE or WRITE ATOMIC is
+  // reading and rewriting would break their atomicity, and a read of them
+  // could see half of the new data: BUSY, and the initiator retries.
+  if (lu.atomic_write_overlaps(r.lba, r.blocks)) {
     task.status = Status::busy;
     return task.complete();
   }
@@ -701,7 +702,10 @@ LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
   static std::atomic<std::uint64_t> next_generation{1};
   state_generation_.store(next_generation.fetch_add(std::uint64_t{1} << 32));
   load_reservations();
+  load_sanitize_state();
 }
+
+LogicalUnit::~LogicalUnit() = default;
 
 void LogicalUnit::set_block_count(std::uint64_t blocks) {
   if (block_count_.exchange(blocks, std::memory_order_relaxed) == blocks) return;
@@ -820,6 +824,9 @@ void LogicalUnit::execute(Task& task) {
     }
   }
   task.descriptor_sense = descriptor_sense();
+  // Before unit attentions: a new nexus hears that a sanitize still runs
+  // (libiscsi's Sanitize.Reset logs in again and expects just that).
+  if (sanitize_state_.load(std::memory_order_acquire) != 0 && sanitize_blocks(task)) return;
   // Tests: the durability log hears of every medium-changing command.
   if (storage::durability_seam().log != nullptr)
     record_command_started(task, backend_->ack_policy());
@@ -829,8 +836,9 @@ void LogicalUnit::execute(Task& task) {
     return task.complete();
   }
   const detail::Command* command = detail::find_command(task.cdb);
-  if (command == nullptr ||
-      !detail::offered(*command, params_.spc2_reservations, params_.thin_provisioned)) {
+  if (command == nullptr || !detail::offered(*command, params_.spc2_reservations,
+                                             params_.thin_provisioned, params_.allow_sanitize)) {
+    if (command != nullptr && command->opcode == detail::kSanitizeOpcode) sanitize_refused(task);
     return reject(task, sense::invalid_opcode);
   }
   command->run(*this, task);

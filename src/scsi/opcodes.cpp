@@ -20,15 +20,15 @@ void put_timeouts(std::uint8_t* out) {
 }
 
 // Whether this LU reports row: the commands it runs, each service action on its own.
-bool reported(const Command& row, bool reservations, bool thin) {
-  return row.service_action != kOtherServiceActions && offered(row, reservations, thin);
+bool reported(const Command& row, bool reservations, bool thin, bool sanitize) {
+  return row.service_action != kOtherServiceActions && offered(row, reservations, thin, sanitize);
 }
 
 // The reported row of opcode (and, with_sa, of service action sa when the opcode has them).
 const Command* find_op(std::uint8_t opcode, bool with_sa, std::uint16_t sa, bool reservations,
-                       bool thin) {
+                       bool thin, bool sanitize) {
   for (const Command& row : commands()) {
-    if (row.opcode != opcode || !reported(row, reservations, thin)) continue;
+    if (row.opcode != opcode || !reported(row, reservations, thin, sanitize)) continue;
     if (row.service_action == kNoServiceAction || !with_sa ||
         row.service_action == static_cast<std::int16_t>(sa))
       return &row;
@@ -38,7 +38,7 @@ const Command* find_op(std::uint8_t opcode, bool with_sa, std::uint16_t sa, bool
 
 }  // namespace
 
-void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin) {
+void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin, bool sanitize) {
   const auto& c = task.cdb;
   const bool rctd = c[2] & 0x80;
   const std::uint8_t options = c[2] & 0x07;
@@ -52,7 +52,7 @@ void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin) {
   if (options == 0) {
     pos = 4;
     for (const Command& op : commands()) {
-      if (!reported(op, spc2_reservations, thin)) continue;
+      if (!reported(op, spc2_reservations, thin, sanitize)) continue;
       const bool has_sa = op.service_action != kNoServiceAction;
       std::uint8_t* d = &out[pos];
       d[0] = op.opcode;
@@ -76,19 +76,20 @@ void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin) {
         task.fail_cdb_field(2, 2);
         return task.complete();
       }
-      op = find_op(req_op, false, 0, spc2_reservations, thin);
+      op = find_op(req_op, false, 0, spc2_reservations, thin, sanitize);
       break;
     case 2:  // opcode and service action: invalid for one that has none
       if (!has_service_actions(req_op) &&
-          find_op(req_op, false, 0, spc2_reservations, thin) != nullptr) {
+          find_op(req_op, false, 0, spc2_reservations, thin, sanitize) != nullptr) {
         task.fail_cdb_field(2, 2);
         return task.complete();
       }
-      op = find_op(req_op, true, req_sa, spc2_reservations, thin);
+      op = find_op(req_op, true, req_sa, spc2_reservations, thin, sanitize);
       break;
     case 3:  // either
-      op = has_service_actions(req_op) ? find_op(req_op, true, req_sa, spc2_reservations, thin)
-                                       : find_op(req_op, false, 0, spc2_reservations, thin);
+      op = has_service_actions(req_op)
+               ? find_op(req_op, true, req_sa, spc2_reservations, thin, sanitize)
+               : find_op(req_op, false, 0, spc2_reservations, thin, sanitize);
       break;
     default:
       task.fail_cdb_field(2, 2);

@@ -59,6 +59,21 @@ void Task::fail_cdb_field(std::uint16_t byte, int bit) {
   put_be16(&sks[1], byte);
 }
 
+void Task::fail_with_progress(SenseCode code, std::uint16_t progress) {
+  fail(code);
+  std::uint8_t* sks = &sense[15];
+  if (descriptor_sense) {
+    std::uint8_t* d = &sense[sense_len];
+    d[0] = 0x02;  // sense key specific descriptor
+    d[1] = 0x06;
+    sks = &d[4];
+    sense_len = static_cast<std::uint8_t>(sense_len + 8);
+    sense[7] = static_cast<std::uint8_t>(sense_len - 8);
+  }
+  sks[0] = 0x80;  // SKSV
+  put_be16(&sks[1], progress);
+}
+
 void Task::count_completion() {
   const std::uint64_t ns = metrics::monotonic_ns() - started_ns;
   std::uint64_t bytes = 0;
@@ -89,7 +104,7 @@ void finish_data_in(Task& task, const std::uint8_t* data, std::size_t produced,
   task.complete();
 }
 
-void request_sense(Task& task, SenseCode current) {
+void request_sense(Task& task, SenseCode current, std::optional<std::uint16_t> progress) {
   const auto& c = task.cdb;
   const bool desc = c[1] & 0x01;
   std::uint8_t out[18] = {};
@@ -101,12 +116,24 @@ void request_sense(Task& task, SenseCode current) {
     out[3] = current.ascq;
     out[7] = 0;  // no descriptors
     len = 8;
+    if (progress) {  // a sense key specific descriptor with the progress
+      out[8] = 0x02;
+      out[9] = 0x06;
+      out[12] = 0x80;
+      put_be16(&out[13], *progress);
+      out[7] = 8;
+      len = 16;
+    }
   } else {
     out[0] = 0x70;
     out[2] = current.key & 0x0f;
     out[7] = 10;
     out[12] = current.asc;
     out[13] = current.ascq;
+    if (progress) {
+      out[15] = 0x80;  // SKSV: PROGRESS INDICATION follows
+      put_be16(&out[16], *progress);
+    }
     len = 18;
   }
   finish_data_in(task, out, len, c[4]);

@@ -17,13 +17,14 @@
 # families (LINUX, SCSI, iSCSI) list the same test functions as ALL under the
 # same Suite.Test names; their results are taken from the ALL run.
 #
-# The suite runs against four targets of one daemon, one after the other: a
+# The suite runs against five targets of one daemon, one after the other: a
 # fully provisioned LU, a thin-provisioned one, a thin one with 4 KiB
-# physical blocks and a read-only one (RUNS="full thin thin4k readonly" by
-# default; RUNS=thin runs one). A run with a list run-RUN.txt beside this
-# script runs only the tests listed there (thin4k: those that need several
-# logical blocks per physical block; readonly: those that need a
-# write-protected LU).
+# physical blocks, a read-only one and a thin one that allows SANITIZE
+# (RUNS="full thin thin4k readonly sanitize" by default; RUNS=thin runs one).
+# A run with a list run-RUN.txt beside this script runs only the tests listed
+# there (thin4k: those that need several logical blocks per physical block;
+# readonly: those that need a write-protected LU; sanitize: the SANITIZE
+# tests, run with iscsi-test-cu -S).
 # A name's verdict is judged over the runs that ran it: failed if it failed
 # in any, else passed if it passed in any, else skipped.
 #
@@ -98,7 +99,9 @@ case $peer in
   tgt) lun=1 ;;  # tgt's LUN 0 is its controller
   *) echo "run.sh: unknown peer $peer (known: tgt)" >&2; exit 2 ;;
 esac
-runs=${RUNS:-full thin thin4k readonly}
+runs=${RUNS:-full thin thin4k readonly sanitize}
+# tgt has no SANITIZE to allow: its peer run leaves that LU out.
+[[ -n $peer && -z ${RUNS:-} ]] && runs="full thin thin4k readonly"
 
 cat >"$work/ringtgt.toml" <<EOF
 workers = 2
@@ -107,6 +110,12 @@ state_dir = "state"
 
 [[portal]]
 listen = "127.0.0.1:$port"
+
+[iscsi]
+# Sanitize.Reset sleeps 60 s between TEST UNIT READYs without answering
+# NOP-Ins: the connection must outlive that, or each TEST UNIT READY is the
+# first of a new session and hears its power-on unit attention.
+nop_timeout = 120
 
 [[target]]
 name = "$iqn-full"
@@ -156,6 +165,22 @@ alias = "conformance-readonly"
   block_size = 512
   read_only = true
   provisioning = "thin"
+
+[[target]]
+name = "$iqn-sanitize"
+alias = "conformance-sanitize"
+
+  [[target.lun]]
+  number = $lun
+  path = "lun-sanitize.img"
+  size = "48M"
+  block_size = 512
+  write_ack = "writethrough"
+  provisioning = "thin"
+  allow_sanitize = true
+  # 12 s an OVERWRITE: Sanitize.Reset checks, 4-5 s after starting one,
+  # that it still runs after task management, resets and a new login.
+  sanitize_rate = "4M"
 EOF
 
 if [[ -n $differences ]]; then
@@ -211,7 +236,15 @@ fi
 # logs/RUN/.
 run_suite() {
   local run=$1 url=iscsi://127.0.0.1:$port/$iqn-$1/$lun
-  local out=$results_dir/results-$run.txt n=0 start=$SECONDS name log rc verdict
+  local out=$results_dir/results-$run.txt n=0 start=$SECONDS name log rc verdict sanitize_flag=
+  local timeout_s=$per_test
+  # -S: the SANITIZE tests, only on the LU that allows SANITIZE. Sanitize.Reset
+  # waits for the end of its sanitize in steps of 60 s (two of them: the sanitize,
+  # then the new session's unit attention): 200 s for each there.
+  if [[ $run == sanitize ]]; then
+    sanitize_flag=-S
+    ((timeout_s < 200)) && timeout_s=200
+  fi
   local names=$work/run-names.txt subset=$here/run-$run.txt
   if [[ -f $subset ]]; then
     names=$work/run-names-$run.txt
@@ -227,7 +260,7 @@ run_suite() {
       continue
     fi
     # The URL twice: a second session to the same LU for the MultipathIO tests.
-    timeout -k 5 "$per_test" "$tool" -d -v -i "$init1" -I "$init2" -t "$name" "$url" "$url" \
+    timeout -k 5 "$timeout_s" "$tool" -d $sanitize_flag -v -i "$init1" -I "$init2" -t "$name" "$url" "$url" \
       >"$log" 2>&1 </dev/null
     rc=$?
     verdict=$(python3 "$here/classify.py" "$log" "$rc")

@@ -32,9 +32,10 @@ enum class Provisioning { thin, full };
 
 // The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
 // (which calls number "lun").
-inline constexpr std::array<std::string_view, 12> kLunKeys{
-    "number",    "path",      "size",   "block_size",         "physical_block_size", "read_only",
-    "direct_io", "write_ack", "serial", "allowed_initiators", "provisioning",        "rbd"};
+inline constexpr std::array<std::string_view, 14> kLunKeys{
+    "number",       "path",           "size",          "block_size", "physical_block_size",
+    "read_only",    "direct_io",      "write_ack",     "serial",     "allowed_initiators",
+    "provisioning", "allow_sanitize", "sanitize_rate", "rbd"};
 
 // The keys of a LUN's [target.lun.rbd] table.
 inline constexpr std::array<std::string_view, 7> kRbdKeys{
@@ -74,6 +75,11 @@ struct Lun {
   std::string serial;                        // empty: derived from target name and LUN number
   // LUN masking: the initiators that see this LUN; empty: every initiator of the target.
   std::vector<std::string> allowed_initiators;
+  // SANITIZE (SBC-4) erases the whole LUN: refused unless this is set.
+  bool allow_sanitize = false;
+  // Bytes per second a SANITIZE OVERWRITE writes at most, so that it leaves
+  // the disk to the other LUNs on it; 0: as fast as the store takes them.
+  std::uint64_t sanitize_rate = 0;
 };
 
 // CHAP credentials. The secrets are read from their files when the configuration is

@@ -22,6 +22,7 @@ enum class Offered : std::uint8_t {
   always,
   with_spc2_reservations,  // RESERVE/RELEASE: LunParams::spc2_reservations
   when_thin,               // UNMAP: a thin-provisioned LU
+  when_sanitize_allowed,   // SANITIZE: LunParams::allow_sanitize
   // Never run (INVALID COMMAND OPERATION CODE, not reported), but classified: a
   // reservation lets it through to that answer.
   never,
@@ -70,6 +71,7 @@ const Command* find_command(const std::array<std::uint8_t, 16>& cdb);
 bool has_service_actions(std::uint8_t opcode);
 
 // Whether lu's parameters make it run the command.
-bool offered(const Command& c, bool spc2_reservations, bool thin_provisioned);
+bool offered(const Command& c, bool spc2_reservations, bool thin_provisioned,
+             bool sanitize_allowed = false);
 
 }  // namespace ringtgt::scsi::detail

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/scsi/lun_addressing.hpp"
@@ -23,6 +24,15 @@ inline std::uint32_t max_transfer_blocks(std::uint32_t block_size) {
 
 // MAXIMUM COMPARE AND WRITE LENGTH (VPD Block Limits), in blocks.
 inline constexpr std::uint8_t max_compare_and_write_blocks = 64;
+
+// WRITE ATOMIC(16) (write_atomic.cpp): MAXIMUM ATOMIC TRANSFER LENGTH (and the
+// same with an atomic boundary, and MAXIMUM ATOMIC BOUNDARY SIZE) in VPD Block
+// Limits is this many bytes in blocks. Within it the range lock makes any
+// length atomic; 1 MiB is 256 blocks of 4 KiB, what libiscsi's tests write.
+inline constexpr std::uint32_t max_atomic_transfer_bytes = 1u << 20;
+std::uint32_t max_atomic_transfer_blocks(std::uint32_t block_size);
+
+inline constexpr std::uint8_t kSanitizeOpcode = 0x48;
 
 // Peripheral qualifier + device type byte: a direct-access block device that
 // is present, or "no logical unit here" (qualifier 3, type 1Fh).
@@ -47,13 +57,16 @@ enum PageControl : std::uint8_t { current = 0, changeable = 1, default_values = 
 std::size_t mode_page(LogicalUnit& lu, std::uint8_t page, PageControl pc, std::uint8_t* out);
 
 // REQUEST SENSE returning current as the sense data (as parameter data, with
-// GOOD status). Completes the task.
-void request_sense(Task& task, SenseCode current);
+// GOOD status), with a progress indication when given. Completes the task.
+void request_sense(Task& task, SenseCode current,
+                   std::optional<std::uint16_t> progress = std::nullopt);
 
 // REPORT SUPPORTED OPERATION CODES (MAINTENANCE IN, service action 0Ch):
 // the command table's rows this LU offers (RESERVE/RELEASE only when
-// enabled, UNMAP only on a thin-provisioned LU). Completes the task.
-void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin_provisioned = false);
+// enabled, UNMAP only on a thin-provisioned LU, SANITIZE only where allowed).
+// Completes the task.
+void report_supported_opcodes(Task& task, bool spc2_reservations, bool thin_provisioned = false,
+                              bool sanitize = false);
 
 // --- the command table's handlers for the commands logical_unit.cpp runs ---
 // Each runs one command (or a family sharing a CDB layout) and completes the task.
@@ -67,6 +80,7 @@ void run_synchronize_cache(LogicalUnit& lu, Task& task);
 void run_write_same(LogicalUnit& lu, Task& task);
 void run_compare_and_write(LogicalUnit& lu, Task& task);
 void run_orwrite(LogicalUnit& lu, Task& task);
+void run_write_atomic(LogicalUnit& lu, Task& task);  // write_atomic.cpp
 void run_read_capacity10(LogicalUnit& lu, Task& task);
 void run_read_capacity16(LogicalUnit& lu, Task& task);
 void run_get_lba_status(LogicalUnit& lu, Task& task);

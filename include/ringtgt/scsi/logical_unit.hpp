@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ringtgt/scsi/persistent_reservations.hpp"
+#include "ringtgt/scsi/sanitize.hpp"
 #include "ringtgt/scsi/task.hpp"
 #include "ringtgt/scsi/unit_attention.hpp"
 #include "ringtgt/storage/backend.hpp"
@@ -52,6 +53,15 @@ struct LunParams {
   // unmap (the LogicalUnit constructor refuses otherwise), unless read_only:
   // then it only reports, and UNMAP gets DATA PROTECT.
   bool thin_provisioned = false;
+  // SANITIZE (SBC-4 r22): offered (REPORT SUPPORTED OPERATION CODES) and run
+  // only when set; otherwise INVALID COMMAND OPERATION CODE and a log line.
+  bool allow_sanitize = false;
+  // At most this many bytes a second for SANITIZE OVERWRITE (0: no limit);
+  // it waits between chunks on a timer of the reactor's ring.
+  std::uint64_t sanitize_bytes_per_second = 0;
+  // Where a sanitize in progress, or the failure of one, is kept so that it
+  // survives a restart (sanitize.cpp). Empty: it does not.
+  std::string sanitize_state_path;
 };
 
 // The NAA designator (NAA 6, 8 bytes) VPD page 83h reports for a logical
@@ -81,9 +91,13 @@ using CopyTargetResolver =
 using TaskSetAborter = std::function<void(std::vector<InitiatorPort> ports, const Task& keep,
                                           std::function<void()> done)>;
 
-class LogicalUnit {
+// Shared (std::make_shared) by the LUN maps of the sessions that use it; a
+// sanitize in progress holds it too, so that a LUN removed meanwhile stays
+// until its last backend operation is done.
+class LogicalUnit : public std::enable_shared_from_this<LogicalUnit> {
  public:
   LogicalUnit(std::uint64_t lun, LunParams params, std::unique_ptr<storage::Backend> backend);
+  ~LogicalUnit();
 
   std::uint64_t lun() const { return lun_; }
   // Read by every reactor serving the LU while the control plane may resize it.
@@ -126,6 +140,23 @@ class LogicalUnit {
   void persistent_reserve_in(Task& task);
   void persistent_reserve_out(Task& task);
 
+  // --- SANITIZE (sanitize.cpp) ---
+  // SANITIZE, every service action; REQUEST SENSE, which reports a
+  // sanitize's progress or failure. Each completes the task.
+  void sanitize(Task& task);
+  void request_sense(Task& task);
+  // Whether a sanitize runs (or waits to run again after a restart), and
+  // how far it got, in 65536ths.
+  bool sanitizing() const;
+  std::uint16_t sanitize_progress() const {
+    return sanitize_progress_.load(std::memory_order_relaxed);
+  }
+  void set_sanitize_progress(std::uint16_t p) {
+    sanitize_progress_.store(p, std::memory_order_relaxed);
+  }
+  // Called by the SanitizeJob on its thread when it ends.
+  void sanitize_done(bool ok);
+
   // --- mode parameters a MODE SELECT changes (mode_select.cpp) ---
   // MODE SELECT(6)/(10). Completes the task.
   void mode_select(Task& task);
@@ -165,11 +196,11 @@ class LogicalUnit {
   // A copy of the persistent reservation state, for tests and admin views.
   PersistentReservations persistent_reservations();
 
-  // For COMPARE AND WRITE and ORWRITE: claims [lba, lba + blocks) unless an
-  // in-flight one overlaps it; caw_unlock(lba) gives it back.
+  // For COMPARE AND WRITE, ORWRITE and WRITE ATOMIC: claims [lba, lba +
+  // blocks) unless an in-flight one overlaps it; caw_unlock(lba) gives it back.
   bool caw_lock(std::uint64_t lba, std::uint32_t blocks);
   void caw_unlock(std::uint64_t lba);
-  // Whether a plain write to [lba, lba + blocks) would land inside a claimed
+  // Whether a plain read or write of [lba, lba + blocks) would touch a claimed
   // range. One atomic load while none is claimed, the usual case.
   bool atomic_write_overlaps(std::uint64_t lba, std::uint32_t blocks);
 
@@ -191,6 +222,16 @@ class LogicalUnit {
   void abort_preempted(Task& task, const std::string& by, const std::vector<std::string>& nexuses);
   bool store_reservations(const PersistentReservations& next);  // state_mutex_ held
   void load_reservations();
+  // SANITIZE (sanitize.cpp): whether a sanitize in progress or its failure
+  // mode ends task here (it then completed it); a SANITIZE the LU does not
+  // allow, logged; the state file, read at construction and kept while a
+  // sanitize runs or after it failed.
+  bool sanitize_blocks(Task& task);
+  void sanitize_refused(const Task& task);
+  void load_sanitize_state();
+  bool store_sanitize_state(const detail::SanitizeSpec& spec);
+  void clear_sanitize_state();
+  void start_sanitize(detail::SanitizeSpec spec, Task& task, bool immed);
 
   std::uint64_t lun_;
   LunParams params_;
@@ -220,6 +261,14 @@ class LogicalUnit {
   void mode_parameters_changed(const Nexus* by);
   std::atomic<bool> d_sense_{false};
   std::atomic<bool> swp_{false};
+
+  // detail::SanitizeState; read by every command (one load), changed under
+  // sanitize_mutex_. The job runs on the reactor thread that started it.
+  std::atomic<std::uint8_t> sanitize_state_{0};
+  std::atomic<std::uint16_t> sanitize_progress_{0};
+  std::mutex sanitize_mutex_;
+  std::unique_ptr<detail::SanitizeJob> sanitize_job_;
+  detail::SanitizeSpec failed_sanitize_;  // in failure mode: the one that failed
 
   std::mutex caw_mutex_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> caw_ranges_;  // first LBA, blocks

@@ -52,6 +52,11 @@ inline constexpr SenseCode internal_target_failure{0x04, 0x44, 0x00};
 inline constexpr SenseCode power_on_reset{0x06, 0x29, 0x00};
 inline constexpr SenseCode lu_reset_occurred{0x06, 0x29, 0x03};  // BUS DEVICE RESET FUNCTION
 inline constexpr SenseCode no_sense{0x00, 0x00, 0x00};
+// SANITIZE (SBC-4 4.33): NOT READY, LOGICAL UNIT NOT READY, SANITIZE IN
+// PROGRESS while one runs; MEDIUM ERROR, SANITIZE COMMAND FAILED after one
+// failed (failure mode).
+inline constexpr SenseCode sanitize_in_progress{0x02, 0x04, 0x1b};
+inline constexpr SenseCode sanitize_failed{0x03, 0x31, 0x03};
 // ABORTED COMMAND: a command whose Data-Out was lost to a digest or DataSN
 // error (RFC 7143 §11.4.7.2).
 inline constexpr SenseCode protocol_service_crc_error{0x0b, 0x47, 0x05};
@@ -191,6 +196,9 @@ class Task : public reactor::IoOp {
   // bit >= 0). Initiators use it to tell "service action not supported"
   // (a pointer at the SERVICE ACTION field) from any other bad field.
   void fail_cdb_field(std::uint16_t byte, int bit = -1);
+  // CHECK CONDITION with a progress indication (SPC-4 4.5.2.4.4) in the
+  // sense-key specific field: progress/65536 of the operation is done.
+  void fail_with_progress(SenseCode code, std::uint16_t progress);
   void complete() {
     if (counters) count_completion();
     owner->task_complete(*this);

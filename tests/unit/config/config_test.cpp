@@ -103,6 +103,8 @@ allowed_initiators = ["iqn.2025-01.com.jacobgade:node2", "eui.0123456789ABCDEF"]
   direct_io = true
   write_ack = "writeback"
   serial = "SN-0001"
+  allow_sanitize = true
+  sanitize_rate = "8M"
 
   [[target.lun]]
   number = 0
@@ -161,6 +163,8 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_EQ(a.direct_io, std::optional<bool>(true));
   EXPECT_EQ(a.write_ack, WriteAckPolicy::writeback);
   EXPECT_EQ(a.serial, "SN-0001");
+  EXPECT_TRUE(a.allow_sanitize);
+  EXPECT_EQ(a.sanitize_rate, 8u << 20);
   const Lun& b = t.luns[1];
   EXPECT_EQ(b.number, 0u);
   EXPECT_EQ(b.path, "/tmp/a.img");
@@ -171,6 +175,8 @@ name = "naa.60014051234567890123456789abcdef"
   EXPECT_FALSE(b.direct_io.has_value());  // the store decides (block device: on)
   EXPECT_EQ(b.write_ack, WriteAckPolicy::writethrough);
   EXPECT_EQ(b.serial, "");
+  EXPECT_FALSE(b.allow_sanitize);  // SANITIZE is refused unless asked for
+  EXPECT_EQ(b.sanitize_rate, 0u);
 
   EXPECT_EQ(c.targets[1].name, "naa.60014051234567890123456789abcdef");
   EXPECT_EQ(c.targets[1].alias, "");
@@ -257,7 +263,7 @@ TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
   EXPECT_EQ(error_of(with_lun("state_dir = \"s\"\n")),
             "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
-            "allowed_initiators, provisioning, rbd)");
+            "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -668,7 +674,7 @@ TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
-            "allowed_initiators, provisioning, rbd)");
+            "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
   EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
             "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "

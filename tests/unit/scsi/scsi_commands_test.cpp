@@ -226,6 +226,11 @@ TEST(Inquiry, BlockLimits) {
     put_be32(&expected[8], (32u << 20) / bs);
     put_be32(&expected[12], (1u << 20) / bs);
     expected[5] = 64;  // MAXIMUM COMPARE AND WRITE LENGTH
+    // MAXIMUM ATOMIC TRANSFER LENGTH 1 MiB, alignment and granularity 0; the
+    // same with an atomic boundary, and MAXIMUM ATOMIC BOUNDARY SIZE.
+    put_be32(&expected[44], (1u << 20) / bs);
+    put_be32(&expected[56], (1u << 20) / bs);
+    put_be32(&expected[60], (1u << 20) / bs);
     EXPECT_EQ(h.data_in(), expected) << "block size " << bs;
   }
 }

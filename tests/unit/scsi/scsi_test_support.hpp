@@ -6,10 +6,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/task.hpp"
+#include "ringtgt/storage/memory_backend.hpp"
 
 namespace ringtgt::scsi::testing {
 
@@ -82,5 +86,49 @@ inline void expect_sense(const Task& t, std::uint8_t key, std::uint8_t asc, std:
   EXPECT_EQ(t.sense[12], asc);
   EXPECT_EQ(t.sense[13], ascq);
 }
+
+// A memory backend whose operations, while `queued`, wait in a queue until
+// the test runs them, as a disk on io_uring completes them later.
+class QueuedBackend final : public storage::Backend {
+ public:
+  explicit QueuedBackend(std::uint64_t size) : mem(size) {}
+  std::uint64_t size_bytes() const override { return mem.size_bytes(); }
+  storage::WriteAckPolicy ack_policy() const override { return mem.ack_policy(); }
+  void read(void* buf, std::size_t len, std::uint64_t off, storage::IoOp* op) override {
+    defer([=, this] { mem.read(buf, len, off, op); });
+  }
+  void write(const void* buf, std::size_t len, std::uint64_t off, bool fua,
+             storage::IoOp* op) override {
+    defer([=, this] { mem.write(buf, len, off, fua, op); });
+  }
+  void flush(storage::IoOp* op) override {
+    defer([=, this] { mem.flush(op); });
+  }
+  bool can_unmap() const override { return true; }
+  void unmap(std::uint64_t off, std::uint64_t len, storage::IoOp* op, bool more) override {
+    defer([=, this] { mem.unmap(off, len, op, more); });
+  }
+  void write_zeroes(std::uint64_t off, std::uint64_t len, bool fua, storage::IoOp* op) override {
+    defer([=, this] { mem.write_zeroes(off, len, fua, op); });
+  }
+  std::string describe() const override { return "queued"; }
+
+  // Runs the oldest operation; false when none waits.
+  bool step() {
+    if (queue.empty()) return false;
+    auto f = std::move(queue.front());
+    queue.pop_front();
+    f();
+    return true;
+  }
+  void defer(std::function<void()> f) {
+    if (queued) return queue.push_back(std::move(f));
+    f();
+  }
+
+  storage::MemoryBackend mem;
+  bool queued = true;
+  std::deque<std::function<void()>> queue;
+};
 
 }  // namespace ringtgt::scsi::testing
