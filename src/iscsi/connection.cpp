@@ -1110,7 +1110,7 @@ void Connection::task_management(const Bhs& bhs) {
     case TmfFunction::abort_task: {
       IscsiTask* t = find_task(bhs.ref_task_tag());
       if (t && t->state != IscsiTask::State::responding) {
-        if (t->state == IscsiTask::State::executing && !t->awaiting_aborts) executing.push_back(t);
+        if (t->state == IscsiTask::State::executing && !t->only_waiting()) executing.push_back(t);
         abort_task(*t);
       } else if (!t) {
         std::uint32_t ref = bhs.u32(32);
@@ -1202,7 +1202,7 @@ Connection::Aborted Connection::abort_tasks_of(std::optional<std::uint64_t> lun,
       ++aborted.count;
       // A PREEMPT AND ABORT of this session waiting for its own aborts is
       // not waited for: those may be waiting for this one.
-      if (t->state == IscsiTask::State::executing && !t->awaiting_aborts) {
+      if (t->state == IscsiTask::State::executing && !t->only_waiting()) {
         aborted.executing.push_back(t);
       }
       abort_task(*t);

@@ -419,6 +419,7 @@ void LogicalUnit::start_sanitize(SanitizeSpec spec, Task& task, bool immed) {
                         std::memory_order_release);
   sanitize_job_ =
       std::make_unique<detail::SanitizeJob>(*this, std::move(spec), immed ? nullptr : &task);
+  task.waits_for_background_operation = !immed;
   lock.unlock();
   if (immed) {
     task.status = Status::good;

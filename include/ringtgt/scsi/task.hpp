@@ -160,6 +160,10 @@ class Task : public reactor::IoOp {
   // aborted: it touches the medium no more, so an abort that meets it does
   // not wait for it (two such could otherwise wait for each other).
   bool awaiting_aborts = false;
+  // A SANITIZE without IMMED whose only work left is to wait for the LU's
+  // sanitize operation, which an abort does not stop (SBC-4 r22 4.11.1): an
+  // abort ends the command without waiting for the operation.
+  bool waits_for_background_operation = false;
   // Set by the logical unit only while the durability log records (tests):
   // what GOOD for this command promises, for the transport's record of it.
   DurabilityPromise durability_promise = DurabilityPromise::none;
@@ -174,6 +178,9 @@ class Task : public reactor::IoOp {
   std::uint64_t started_ns = 0;
 
   void on_complete(int result) override { io_continuation(*this, result); }
+  // Touches the medium no more, only waits (for aborts it started, or for an
+  // operation an abort does not stop): task management need not wait for it.
+  bool only_waiting() const { return awaiting_aborts || waits_for_background_operation; }
 
   // Resets the outcome fields so a pooled Task can be reused.
   void reset_outcome() {
@@ -183,6 +190,7 @@ class Task : public reactor::IoOp {
     data_in_length = 0;
     transfer_length = 0;
     awaiting_aborts = false;
+    waits_for_background_operation = false;
     durability_promise = DurabilityPromise::none;
     io_continuation = nullptr;
     lu_context = nullptr;
