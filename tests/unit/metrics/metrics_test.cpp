@@ -207,7 +207,7 @@ TEST(Collector, InjectedFaultsOnlyForLunsThatInjectThem) {
   c.set_catalog(cat);
   EXPECT_EQ(scrape(c).find("ringtgt_lun_faults_injected_total"), std::string::npos);
   cat = std::make_shared<Catalog>(*cat);
-  cat->luns.push_back({"iqn.2025-01.com.example:t", 1, faulty, faults});
+  cat->luns.push_back({"iqn.2025-01.com.example:t", 1, faulty, nullptr, faults});
   c.set_catalog(cat);
   const std::string text = scrape(c);
   const std::string l = "target=\"iqn.2025-01.com.example:t\",lun=\"1\"";
