@@ -85,7 +85,10 @@ DurabilityEvent parse_record(const WireRecord& w, const char* payload) {
     e.name.assign(payload, w.payload_bytes);
   } else {
     e.block_hashes.resize(w.payload_bytes / sizeof(std::uint64_t));
-    std::memcpy(e.block_hashes.data(), payload, e.block_hashes.size() * sizeof(std::uint64_t));
+    // An empty vector's data() may be null, which memcpy must not be given.
+    if (!e.block_hashes.empty()) {
+      std::memcpy(e.block_hashes.data(), payload, e.block_hashes.size() * sizeof(std::uint64_t));
+    }
   }
   return e;
 }
