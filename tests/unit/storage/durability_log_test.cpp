@@ -166,8 +166,13 @@ TEST(DurabilityChecker, AFlushCoversWritesAnotherReactorsFlushInFlightCoversToo)
   EXPECT_EQ(r.problem_count, 0u) << r.problems.front();
   // A failed flush loses what it covered, even if another one covering it
   // was to start later.
-  log = {store1(false), write_of(1, 0, 0, 5), flush(K::flush_started, 1),
-         flush(K::flush_done, 1, -5), flush(K::flush_started, 2), flush(K::flush_done, 2), ack};
+  log = {store1(false),
+         write_of(1, 0, 0, 5),
+         flush(K::flush_started, 1),
+         flush(K::flush_done, 1, -5),
+         flush(K::flush_started, 2),
+         flush(K::flush_done, 2),
+         ack};
   EXPECT_EQ(check_durability_log(log).problem_count, 1u);
 }
 
