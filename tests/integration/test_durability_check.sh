@@ -137,7 +137,7 @@ xcopy_loop() {
 run_load() {
   local seconds=$1 n pid
   shift
-  declare -a pids=() what=()
+  declare -a pids=() what=() outs=()
   for n in "$@"; do
     local fua=()
     ((POLICY_OF[n] == 2)) && fua=(--fua)
@@ -145,12 +145,12 @@ run_load() {
       --bs 4k --qd 8 --sessions 2 --range "$BENCH_RANGE" --runtime "$seconds" --seed "$n" \
       --quiet "${fua[@]}" --initiator-name "iqn.2025-01.com.example:bench-$n" \
       --save-state "$TMP/bench$n.state" >"$TMP/bench$n.out" 2>&1 &
-    pids+=($!) what+=("bench on LUN $n")
+    pids+=($!) what+=("bench on LUN $n") outs+=("$TMP/bench$n.out")
     timeout $((seconds + 60)) "$DURAB_LOAD" "$(url "$n")" "$CHAOS_LBA" "$CHAOS_BLOCKS" \
       "$seconds" 3 "$n" >"$TMP/load$n.out" 2>&1 &
-    pids+=($!) what+=("durab_load on LUN $n")
+    pids+=($!) what+=("durab_load on LUN $n") outs+=("$TMP/load$n.out")
     xcopy_loop "$n" "$seconds" "$TMP/xcopy$n.out" &
-    pids+=($!) what+=("EXTENDED COPY on LUN $n")
+    pids+=($!) what+=("EXTENDED COPY on LUN $n") outs+=("$TMP/xcopy$n.out")
   done
   for pid in "${pids[@]}"; do bg_track "$pid"; done
   log "load running: ${#pids[@]} initiator processes"
@@ -158,7 +158,10 @@ run_load() {
   for i in "${!pids[@]}"; do
     rc=0
     wait "${pids[i]}" || rc=$?
-    ((rc == 0)) || fail "${what[i]} exited with status $rc"
+    if ((rc != 0)); then
+      tail -n 20 "${outs[i]}" >&2
+      fail "${what[i]} exited with status $rc"
+    fi
   done
   log "load done; a SYNCHRONIZE CACHE to each LUN"
   # Writeback: what the bench was told is owed only after a SYNCHRONIZE

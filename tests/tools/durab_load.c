@@ -122,9 +122,21 @@ static void compare_and_write(struct session* s, struct iscsi_context* iscsi, in
                               uint32_t blocks, unsigned char* data) {
   struct scsi_task* rd =
       iscsi_read16_sync(iscsi, lun, lba, blocks * kBlockSize, kBlockSize, 0, 0, 0, 0, 0);
+  /* BUSY: another session's COMPARE AND WRITE holds these blocks, and a read
+     of them could see half its data; the target asks for a retry. */
+  if (rd != NULL && rd->status == SCSI_STATUS_BUSY) {
+    scsi_free_scsi_task(rd);
+    s->busy++;
+    return;
+  }
   if (rd == NULL || rd->status != SCSI_STATUS_GOOD) {
+    if (rd == NULL)
+      fprintf(stderr, "session %u: read before COMPARE AND WRITE: %s\n", s->index,
+              iscsi_get_error(iscsi));
+    else
+      fprintf(stderr, "session %u: read before COMPARE AND WRITE: status %d sense %x/%02x/%02x\n",
+              s->index, rd->status, rd->sense.key, rd->sense.ascq >> 8, rd->sense.ascq & 0xff);
     if (rd) scsi_free_scsi_task(rd);
-    fprintf(stderr, "session %u: read before COMPARE AND WRITE failed\n", s->index);
     s->errors++;
     return;
   }
