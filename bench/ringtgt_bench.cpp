@@ -82,6 +82,12 @@ bool mode_random(Mode m) {
   return m == Mode::kRandRead || m == Mode::kRandWrite || m == Mode::kRandRw;
 }
 
+// The chaos driver's events (--chaos) and how often each is picked.
+enum class Chaos { kAbortTask, kAbortTaskSet, kLuReset, kTargetReset, kDrop, kCount };
+constexpr const char* kChaosNames[] = {"abort_task", "abort_task_set", "lu_reset", "target_reset",
+                                       "drop"};
+constexpr int kChaosWeights[] = {30, 15, 15, 10, 30};
+
 struct Options {
   std::string url;
   std::string initiator = kDefaultInitiator;
@@ -108,6 +114,7 @@ struct Options {
   bool reconnect = false;         // a dropped session logs in again with its ISID
   double relogin_timeout_s = 30;  // how long a dropped session may take to log in again
   double chaos_rate = 0;          // chaos events per second (0 = none)
+  unsigned chaos_mask = ~0u;      // which events (--chaos-events), bit per Chaos value
   int caw_pct = 0;                // shares of the writes done as COMPARE AND WRITE,
   int unmap_pct = 0;              // UNMAP, and two overlapping WRITEs at once
   int overlap_pct = 0;
@@ -152,6 +159,7 @@ void usage(FILE* f) {
       "  --chaos RATE         RATE events per second: ABORT TASK, ABORT TASK SET, LOGICAL\n"
       "                       UNIT RESET, TARGET WARM RESET, connection drop (implies\n"
       "                       --reconnect; the events follow --seed)\n"
+      "  --chaos-events LIST  only these: abort_task,abort_task_set,lu_reset,target_reset,drop\n"
       "  --json               one JSON object on stdout (the table goes to stderr)\n"
       "  --quiet              no per-error detail lines\n"
       "\n"
@@ -226,6 +234,32 @@ long parse_int(const char* s, long lo, long hi, const char* what) {
   return v;
 }
 
+// --chaos-events abort_task,drop,...: the events chaos may pick.
+unsigned parse_chaos_events(const char* list) {
+  unsigned mask = 0;
+  std::string all = list;
+  std::size_t pos = 0;
+  while (pos <= all.size()) {
+    std::size_t comma = all.find(',', pos);
+    std::string name =
+        all.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    bool found = false;
+    for (int i = 0; i < static_cast<int>(Chaos::kCount); i++) {
+      if (name == kChaosNames[i]) {
+        mask |= 1u << i;
+        found = true;
+      }
+    }
+    if (!found)
+      usage_error(
+          "--chaos-events takes abort_task,abort_task_set,lu_reset,target_reset,drop; got '%s'",
+          name.c_str());
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return mask;
+}
+
 Options parse_options(int argc, char** argv) {
   enum {
     kUrl = 1000,
@@ -254,6 +288,7 @@ Options parse_options(int argc, char** argv) {
     kCawPct,
     kUnmapPct,
     kOverlapPct,
+    kChaosEvents,
     kHelp
   };
   static const option longopts[] = {
@@ -284,6 +319,7 @@ Options parse_options(int argc, char** argv) {
       {"caw-pct", required_argument, nullptr, kCawPct},
       {"unmap-pct", required_argument, nullptr, kUnmapPct},
       {"overlap-pct", required_argument, nullptr, kOverlapPct},
+      {"chaos-events", required_argument, nullptr, kChaosEvents},
       {"help", no_argument, nullptr, kHelp},
       {nullptr, 0, nullptr, 0},
   };
@@ -411,6 +447,9 @@ Options parse_options(int argc, char** argv) {
       case kOverlapPct:
         o.overlap_pct = static_cast<int>(parse_int(optarg, 0, 100, "--overlap-pct"));
         break;
+      case kChaosEvents:
+        o.chaos_mask = parse_chaos_events(optarg);
+        break;
       case kHelp:
       case 'h':
         usage(stdout);
@@ -498,16 +537,15 @@ struct Session {
   bool first_login = true;
 };
 
-enum class Chaos { kAbortTask, kAbortTaskSet, kLuReset, kTargetReset, kDrop, kCount };
-constexpr const char* kChaosNames[] = {"abort_task", "abort_task_set", "lu_reset", "target_reset",
-                                       "drop"};
-constexpr int kChaosWeights[] = {30, 15, 15, 10, 30};
-
 struct Tmf {
   Session* session;
   Chaos what;
   std::uint64_t sent_seq;   // commands issued before it are covered
   std::uint64_t abort_seq;  // ABORT TASK: the one command
+  // libiscsi sends a task management request (immediate) ahead of commands it
+  // has queued but not yet sent, so its answer covers the earlier commands
+  // only when nothing was waiting to go out.
+  bool fences;
 };
 
 class Bench {
@@ -598,6 +636,7 @@ class Bench {
   std::uint64_t verify_failures_ = 0;
   std::uint64_t uncertain_writes_ = 0;
   int details_ = 0;
+  int failure_lines_ = 0;  // verify failures have their own budget: errors do not hide them
   std::uint64_t issue_seq_ = 0;
   std::uint64_t chaos_sent_[static_cast<int>(Chaos::kCount)] = {};
   std::uint64_t chaos_done_[static_cast<int>(Chaos::kCount)] = {};
@@ -814,8 +853,8 @@ void Bench::sweep_dead(Session& s) {
 
 void Bench::verify_failure(std::uint64_t lba, const char* fmt, ...) {
   verify_failures_++;
-  if (o_.quiet || details_ > kMaxDetailLines) return;
-  if (details_++ == kMaxDetailLines) {
+  if (failure_lines_ > kMaxDetailLines) return;
+  if (failure_lines_++ == kMaxDetailLines) {
     std::fprintf(stderr, "ringtgt-bench: (further error details suppressed)\n");
     return;
   }
@@ -1271,11 +1310,16 @@ void tmf_cb(iscsi_context*, int status, void* data, void* priv) {
 
 // One random event on one random ready session.
 void Bench::chaos_event() {
+  int weights[static_cast<int>(Chaos::kCount)];
   int total = 0;
-  for (int w : kChaosWeights) total += w;
+  for (int i = 0; i < static_cast<int>(Chaos::kCount); i++) {
+    weights[i] = (o_.chaos_mask >> i) & 1 ? kChaosWeights[i] : 0;
+    total += weights[i];
+  }
+  if (total == 0) return;
   int roll = static_cast<int>(chaos_rng_.below(static_cast<std::uint64_t>(total)));
   int what = 0;
-  while (roll >= kChaosWeights[what]) roll -= kChaosWeights[what++];
+  while (roll >= weights[what]) roll -= weights[what++];
   auto first = chaos_rng_.below(sessions_.size());
   for (std::size_t i = 0; i < sessions_.size(); i++) {
     Session& s = *sessions_[(first + i) % sessions_.size()];
@@ -1293,7 +1337,8 @@ void Bench::chaos_event() {
 }
 
 bool Bench::send_tmf(Session& s, Chaos what) {
-  auto t = std::make_unique<Tmf>(Tmf{&s, what, issue_seq_ + 1, 0});
+  auto t =
+      std::make_unique<Tmf>(Tmf{&s, what, issue_seq_ + 1, 0, iscsi_out_queue_length(s.ctx) == 0});
   int rc = -1;
   switch (what) {
     case Chaos::kAbortTask: {
@@ -1339,9 +1384,11 @@ void Bench::on_tmf(Tmf& t, int status, void* data) {
       status == SCSI_STATUS_GOOD && data ? *static_cast<std::uint32_t*>(data) : 0xffffffffu;
   if (response == ISCSI_TMR_FUNC_COMPLETE || response == ISCSI_TMR_TASK_DOES_NOT_EXIST) {
     chaos_done_[what]++;
-    if (t.what == Chaos::kAbortTask)
+    // Without a fence, the blocks of commands that may have gone out after it
+    // wait for a relogin.
+    if (t.fences && t.what == Chaos::kAbortTask)
       release_held(s, 0, t.abort_seq);
-    else
+    else if (t.fences)
       release_held(s, t.sent_seq, 0);
   } else {
     detail("session %d: %s answered %s %u", s.id, kChaosNames[what],
