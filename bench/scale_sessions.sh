@@ -3,7 +3,10 @@
 # every session logged in and running, and after they all logged out; the
 # figures in docs/security.md ("Limits") come from here.
 #
-# usage: bench/scale_sessions.sh [--sessions N] [--port PORT] [--runtime S]
+# usage: bench/scale_sessions.sh [--sessions N] [--port PORT] [--runtime S] [--rounds R]
+# With --rounds R the sessions log in, run and log out R times against the
+# same daemon: VmRSS after each logout tells memory kept for reuse (flat)
+# from a leak (growing).
 # Environment: RINGTGT_BIN (default build/ringtgt), RINGTGT_BENCH, RINGTGTCTL.
 # One target, one LUN; ringtgt-bench processes of up to 250 sessions each (qd 1,
 # random 4 KiB reads and writes), each its own initiator name. The limits are
@@ -14,12 +17,14 @@ cd "$(dirname "$0")/.."
 SESSIONS=1000
 PORT=15300
 RUNTIME=30
+ROUNDS=1
 while (($#)); do
   case $1 in
     --sessions) SESSIONS=$2; shift 2 ;;
     --port) PORT=$2; shift 2 ;;
     --runtime) RUNTIME=$2; shift 2 ;;
-    *) echo "usage: $0 [--sessions N] [--port PORT] [--runtime S]" >&2; exit 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    *) echo "usage: $0 [--sessions N] [--port PORT] [--runtime S] [--rounds R]" >&2; exit 2 ;;
   esac
 done
 : "${RINGTGT_BIN:=build/ringtgt}"
@@ -93,37 +98,41 @@ done
 rss_idle=$(rss_kib)
 fds_idle=$(fds)
 
-url="iscsi://127.0.0.1:$PORT/${TGT//:/%3A}/0"
-left=$SESSIONS
-k=0
-while ((left > 0)); do
-  n=$((left < PER_BENCH ? left : PER_BENCH))
-  "$RINGTGT_BENCH" --url "$url" --initiator-name "iqn.2025-01.com.example:scale-$k" \
-    --sessions "$n" --qd 1 --rw randrw --bs 4k --range 64M --runtime "$RUNTIME" --timeout 60 \
-    --json --quiet >"$TMP/bench.$k.json" 2>"$TMP/bench.$k.err" &
-  BENCH_PIDS+=($!)
-  left=$((left - n))
-  k=$((k + 1))
-done
-wait_for "$SESSIONS" 120
-rss_full=$(rss_kib)
-fds_full=$(fds)
-failed=0
-for ((j = 0; j < k; j++)); do
-  wait "${BENCH_PIDS[$j]}" || failed=$((failed + 1))
-done
-BENCH_PIDS=()
-ios=$(cat "$TMP"/bench.*.json | python3 -c '
+# total_ios FILE...: the I/Os the benches' JSON reports count together.
+total_ios() {
+  python3 -c '
 import json, sys
-dec, s, total, pos = json.JSONDecoder(), sys.stdin.read(), 0, 0
-while pos < len(s.rstrip()):
-    j, pos = dec.raw_decode(s, pos); total += j["total"]["ios"]
-    while pos < len(s) and s[pos].isspace(): pos += 1
-print(total)')
-wait_for 0 30
-rss_after=$(rss_kib)
-fds_after=$(fds)
-echo "scale: $SESSIONS sessions in $k ringtgt-bench processes, $ios I/Os in ${RUNTIME} s, $failed bench(es) failed"
-echo "scale: VmRSS idle $rss_idle KiB ($fds_idle fds), with $SESSIONS sessions $rss_full KiB ($fds_full fds), after logout $rss_after KiB ($fds_after fds)"
-echo "scale: $(((rss_full - rss_idle) / SESSIONS)) KiB of VmRSS per session"
+print(sum(json.load(open(f))["total"]["ios"] for f in sys.argv[1:]))' "$@"
+}
+
+url="iscsi://127.0.0.1:$PORT/${TGT//:/%3A}/0"
+failed=0
+for ((round = 1; round <= ROUNDS; round++)); do
+  BENCH_PIDS=()
+  left=$SESSIONS
+  k=0
+  while ((left > 0)); do
+    n=$((left < PER_BENCH ? left : PER_BENCH))
+    "$RINGTGT_BENCH" --url "$url" --initiator-name "iqn.2025-01.com.example:scale-$k" \
+      --sessions "$n" --qd 1 --rw randrw --bs 4k --range 64M --runtime "$RUNTIME" --timeout 60 \
+      --json --quiet >"$TMP/bench.$round.$k.json" 2>"$TMP/bench.$round.$k.err" &
+    BENCH_PIDS+=($!)
+    left=$((left - n))
+    k=$((k + 1))
+  done
+  wait_for "$SESSIONS" 120
+  rss_full=$(rss_kib)
+  fds_full=$(fds)
+  for ((j = 0; j < k; j++)); do
+    wait "${BENCH_PIDS[$j]}" || failed=$((failed + 1))
+  done
+  BENCH_PIDS=()
+  ios=$(total_ios "$TMP"/bench.$round.*.json)
+  wait_for 0 30
+  rss_after=$(rss_kib)
+  fds_after=$(fds)
+  echo "scale: round $round: $SESSIONS sessions in $k ringtgt-bench processes, $ios I/Os in ${RUNTIME} s, $failed bench(es) failed"
+  echo "scale: round $round: VmRSS idle $rss_idle KiB ($fds_idle fds), with $SESSIONS sessions $rss_full KiB ($fds_full fds), after logout $rss_after KiB ($fds_after fds)"
+  echo "scale: round $round: $(((rss_full - rss_idle) / SESSIONS)) KiB of VmRSS per session"
+done
 ((failed == 0))
