@@ -51,6 +51,10 @@ listen = "127.0.0.1:$PORT"
 
 [admin]
 socket = "$TMP/admin.sock"
+
+[limits]
+max_sessions = $((8 * SESSIONS + 64))
+max_sessions_per_initiator = $((2 * SESSIONS + 4))
 EOF
   for t in 0 1; do
     printf '\n[[target]]\nname = "%s"\n' "${TGTS[$t]}"
