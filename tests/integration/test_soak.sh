@@ -7,6 +7,10 @@
 # seed printed for replay) sends ABORT TASK / ABORT TASK SET / LU RESET /
 # TARGET WARM RESET and drops its TCP connections mid-transfer; every dropped
 # session logs in again with the same initiator name and ISID (reinstatement).
+# The bench drops a connection itself (closes its socket with commands and
+# Data-Out in flight) rather than going through a cutting TCP proxy or being
+# killed: it keeps its table of acknowledged writes across the drop, and the
+# target sees the same thing, a connection gone mid-transfer.
 #   Phase 1: chaos; afterwards, once every session has logged out, the
 #            daemon's open fds equal their starting count and its VmRSS is
 #            within SOAK_RSS_SLACK_KIB of its starting value.
@@ -86,6 +90,12 @@ wait_no_sessions() {
   fail "$n session(s) still logged in 20 s after every initiator left"
 }
 
+# LUN 0 of each target takes 8 KiB commands (immediate data, one Data-In);
+# LUN 1 takes 128 KiB ones, which go out in R2T-solicited Data-Out bursts and
+# come back in several Data-In PDUs: the drops and aborts then also cut
+# transfers in the middle.
+BS=(8k 128k)
+
 url() { printf 'iscsi://127.0.0.1:%s/%s/%s' "$PORT" "$(iqn_url "${TGTS[$1]}")" "$2"; }
 
 declare -a BENCH_PIDS=()
@@ -100,7 +110,7 @@ start_benches() {
       more=()
       [[ -n $load ]] && more=(--load-state "$TMP/load$t$l.bin")
       "$RINGTGT_BENCH" --url "$(url "$t" "$l")" --initiator-name "iqn.2025-01.com.example:soak-$t$l" \
-        --verify --rw randrw --bs 8k --qd 4 --sessions "$SESSIONS" --range 4M \
+        --verify --rw randrw --bs "${BS[$l]}" --qd 4 --sessions "$SESSIONS" --range 8M \
         --caw-pct 10 --unmap-pct 10 --overlap-pct 15 --chaos "$CHAOS" --seed $((SEED * 16 + phase * 4 + i)) \
         --runtime "$RUNTIME" --timeout 5 --relogin-timeout 30 --quiet \
         --save-state "$TMP/state$t$l.bin" "${more[@]}" >"$TMP/bench.$phase.$t$l.out" 2>&1 &
@@ -174,9 +184,9 @@ for t in 0 1; do
   for l in 0 1; do
     run_ok "$TMP/verify.$t$l.out" timeout 60 "$RINGTGT_BENCH" --url "$(url "$t" "$l")" \
       --initiator-name "iqn.2025-01.com.example:soak-$t$l" --sessions "$SESSIONS" --verify-only \
-      --bs 64k --range 4M --load-state "$TMP/state$t$l.bin"
+      --bs 64k --range 8M --load-state "$TMP/state$t$l.bin"
     grep '^verify:' "$TMP/verify.$t$l.out" | sed "s/^/  [verify LUN $t$l] /"
-    expect_grep '^verify: 8192 blocks checked, 0 failures' "$TMP/verify.$t$l.out" "LUN $t$l"
+    expect_grep '^verify: 16384 blocks checked, 0 failures' "$TMP/verify.$t$l.out" "LUN $t$l"
   done
 done
 expect_no_grep 'AddressSanitizer|runtime error|terminate called|Assertion' "$DAEMON_LOG" "no crash"
