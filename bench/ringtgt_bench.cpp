@@ -546,6 +546,7 @@ struct Tmf {
   // has queued but not yet sent, so its answer covers the earlier commands
   // only when nothing was waiting to go out.
   bool fences;
+  std::uint64_t sent_ns;
 };
 
 class Bench {
@@ -566,6 +567,7 @@ class Bench {
   void service_reconnects(std::uint64_t now);
   void release_held(Session& s, std::uint64_t before_seq, std::uint64_t only_seq);
   void chaos_event();
+  bool tmf_stuck(Session& s, std::uint64_t now, std::uint64_t limit);
   std::uint64_t chaos_gap_ns();
   void drop_reset_victims();
   bool send_tmf(Session& s, Chaos what);
@@ -644,6 +646,7 @@ class Bench {
   Rng chaos_rng_{};
   std::uint64_t relogins_ = 0;
   std::uint64_t relogin_failures_ = 0;
+  std::uint64_t tmf_timeouts_ = 0;
   std::uint64_t held_releases_ = 0;
   std::uint64_t caw_ = 0, unmaps_ = 0, overlaps_ = 0;
   std::vector<Session*> reset_victims_;  // sessions whose commands a reset ended
@@ -1337,8 +1340,8 @@ void Bench::chaos_event() {
 }
 
 bool Bench::send_tmf(Session& s, Chaos what) {
-  auto t =
-      std::make_unique<Tmf>(Tmf{&s, what, issue_seq_ + 1, 0, iscsi_out_queue_length(s.ctx) == 0});
+  auto t = std::make_unique<Tmf>(
+      Tmf{&s, what, issue_seq_ + 1, 0, iscsi_out_queue_length(s.ctx) == 0, now_ns()});
   int rc = -1;
   switch (what) {
     case Chaos::kAbortTask: {
@@ -1422,11 +1425,28 @@ void Bench::top_up(Session& s) {
   }
 }
 
+// A task management request unanswered after --timeout: the target hangs in
+// it (it answers once the commands it ends are gone, which takes no longer
+// than the commands themselves). Counted as a failure; the session is dropped.
+bool Bench::tmf_stuck(Session& s, std::uint64_t now, std::uint64_t limit) {
+  for (const auto& t : s.tmfs) {
+    if (now <= t->sent_ns || now - t->sent_ns <= limit) continue;
+    tmf_timeouts_++;
+    std::fprintf(stderr, "ringtgt-bench: session %d: %s unanswered after %.1f s\n", s.id,
+                 kChaosNames[static_cast<int>(t->what)], o_.timeout_s);
+    kill_session(s, "task management request timed out");
+    return true;
+  }
+  return false;
+}
+
 void Bench::check_timeouts(std::uint64_t now) {
   auto limit = static_cast<std::uint64_t>(o_.timeout_s * 1e9);
   for (auto& sp : sessions_) {
     Session& s = *sp;
-    if (s.state != SessState::kReady || s.inflight == 0) continue;
+    if (s.state != SessState::kReady) continue;
+    if (tmf_stuck(s, now, limit)) continue;
+    if (s.inflight == 0) continue;
     bool stuck = false;
     for (auto& io : s.ios) {
       if (io.busy && now > io.start_ns && now - io.start_ns > limit) {
@@ -1773,7 +1793,8 @@ int Bench::run() {
   std::uint64_t errors = rd_.errors + wr_.errors + connect_errors_;
   // Under --reconnect I/O errors are the chaos itself; what must not happen
   // is a wrong block, a failed first login, or a session that cannot come back.
-  if (o_.reconnect) return (verify_failures_ || connect_errors_ || relogin_failures_) ? 1 : 0;
+  if (o_.reconnect)
+    return (verify_failures_ || connect_errors_ || relogin_failures_ || tmf_timeouts_) ? 1 : 0;
   return (errors || verify_failures_) ? 1 : 0;
 }
 
@@ -1858,8 +1879,9 @@ void Bench::report(double elapsed) {
       std::fprintf(out, ", %s %" PRIu64 "/%" PRIu64, kChaosNames[i], chaos_done_[i],
                    chaos_sent_[i]);
     std::fprintf(out,
-                 "; relogins %" PRIu64 " (failed %" PRIu64 "), held ranges released %" PRIu64 "\n",
-                 relogins_, relogin_failures_, held_releases_);
+                 "; relogins %" PRIu64 " (failed %" PRIu64 "), held ranges released %" PRIu64
+                 ", task management timeouts %" PRIu64 "\n",
+                 relogins_, relogin_failures_, held_releases_, tmf_timeouts_);
   }
 
   if (!o_.json) return;
@@ -1900,6 +1922,7 @@ void Bench::report(double elapsed) {
       {"verify_failures", verify_failures_},
       {"relogins", relogins_},
       {"relogin_failures", relogin_failures_},
+      {"tmf_timeouts", tmf_timeouts_},
   };
   for (int i = 0; i < static_cast<int>(Chaos::kCount); i++)
     j["chaos"][kChaosNames[i]] = {{"sent", chaos_sent_[i]}, {"done", chaos_done_[i]}};
