@@ -572,7 +572,7 @@ bool Connection::check_cmd_sn(const Bhs& bhs) {
   std::uint32_t sn = bhs.cmd_sn();
   if (bhs.immediate()) return true;
   if (sn == exp_cmd_sn_) {
-    ++exp_cmd_sn_;
+    advance_exp_cmd_sn();
     return true;
   }
   // On one connection non-immediate commands arrive in CmdSN order, so a gap
@@ -585,6 +585,25 @@ bool Connection::check_cmd_sn(const Bhs& bhs) {
               peer_, params_.initiator_name, sn, exp_cmd_sn_, max_cmd_sn_sent_,
               ignored_commands_ == kIgnoredCommandsLogged ? " (further ones logged at debug)" : "");
   return false;
+}
+
+void Connection::advance_exp_cmd_sn() {
+  ++exp_cmd_sn_;
+  // CmdSNs already counted as received (abandoned commands) are passed too.
+  for (auto it = std::find(abandoned_cmd_sns_.begin(), abandoned_cmd_sns_.end(), exp_cmd_sn_);
+       it != abandoned_cmd_sns_.end();
+       it = std::find(abandoned_cmd_sns_.begin(), abandoned_cmd_sns_.end(), exp_cmd_sn_)) {
+    abandoned_cmd_sns_.erase(it);
+    ++exp_cmd_sn_;
+  }
+}
+
+void Connection::count_as_received(std::uint32_t sn) {
+  if (sn == exp_cmd_sn_) return advance_exp_cmd_sn();
+  if (!sn_lt(exp_cmd_sn_, sn) || abandoned_cmd_sns_.size() >= settings_.queue_depth) return;
+  if (std::find(abandoned_cmd_sns_.begin(), abandoned_cmd_sns_.end(), sn) ==
+      abandoned_cmd_sns_.end())
+    abandoned_cmd_sns_.push_back(sn);
 }
 
 IscsiTask* Connection::acquire_task() {
@@ -1129,6 +1148,10 @@ void Connection::task_management(const Bhs& bhs) {
         bool in_window =
             sn_lt(ref, bhs.cmd_sn()) && !sn_lt(ref, bhs.cmd_sn() - settings_.queue_depth);
         response = in_window ? TmfResponse::complete : TmfResponse::task_does_not_exist;
+        // RFC 7143 §11.5.1 (b): the initiator aborted a command it never sent
+        // (libiscsi does, for one still in its send queue). Its CmdSN counts as
+        // received, or every later command would wait behind the gap.
+        if (in_window) count_as_received(ref);
       }
       break;
     }

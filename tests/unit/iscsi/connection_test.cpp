@@ -1229,6 +1229,35 @@ TEST(ConnectionTmf, AbortUnknownTaskByRefCmdSn) {
   EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::task_does_not_exist));
 }
 
+// RFC 7143 §11.5.1 (b): an aborted command the initiator never sent counts as
+// received, so the commands after it are not stuck behind its CmdSN.
+TEST(ConnectionTmf, AbortOfACommandNeverSentFillsItsCmdSnHole) {
+  Driver d;
+  d.login();
+  const std::uint32_t hole = d.cmd_sn++;  // the command the initiator cancelled
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x50, 0, 0x1234, hole)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), hole + 2);
+
+  // A hole further ahead (the immediate request overtook command `next`, still
+  // queued): filled once the commands before it came.
+  const std::uint32_t next = d.cmd_sn;
+  d.cmd_sn = next + 2;
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x51, 0, 0x1235, next + 1)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  d.cmd_sn = next;
+  ASSERT_TRUE(d.send(d.command(2, tur(), 0, false, false)));
+  EXPECT_EQ(d.only_one().bhs.exp_cmd_sn(), next + 2);
+  d.cmd_sn = next + 2;
+  ASSERT_TRUE(d.send(d.command(3, tur(), 0, false, false)));
+  r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.itt(), 3u);
+}
+
 TEST(ConnectionTmf, AbortTaskWaitingForData) {
   Driver d;
   LoginOptions o;
