@@ -206,9 +206,11 @@ std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::u
         closing_ = true;
         return std::nullopt;
       }
+      last_data_progress_ = now;
       plan = command_header(cur_);
       break;
     case Opcode::data_out:
+      last_data_progress_ = now;
       plan = data_out_header(cur_);
       break;
     case Opcode::nop_out:
@@ -1391,7 +1393,16 @@ void Connection::on_tick(Clock::time_point now) {
     }
     return;
   }
-  if (phase_ != Phase::full_feature || settings_.nop_interval.count() == 0) return;
+  if (phase_ != Phase::full_feature) return;
+  if (data_out_stalled(now)) {
+    spdlog::warn(
+        "{} ({}): no Data-Out for {}s while a WRITE waits for its data; closing the "
+        "connection",
+        peer_, params_.initiator_name, settings_.nop_timeout.count());
+    closing_ = true;
+    return;
+  }
+  if (settings_.nop_interval.count() == 0) return;
   if (ping_sent_) {
     if (now - *ping_sent_ > settings_.nop_timeout) {
       spdlog::warn("{} ({}): no answer to NOP-In for {}s; closing the connection", peer_,
@@ -1409,6 +1420,18 @@ void Connection::on_tick(Clock::time_point now) {
     pdu->bhs.set_ttt(ping_ttt_);
     queue(pdu, false);
   }
+}
+
+bool Connection::data_out_stalled(Clock::time_point now) const {
+  // A peer that answers pings but never sends the data of its WRITEs would
+  // hold their buffers for ever (RFC 7143 leaves the time-out to the target;
+  // at ErrorRecoveryLevel 0 the connection goes). While receive is paused
+  // the data may be waiting unread in the socket: not the peer's stall.
+  if (settings_.nop_timeout.count() == 0 || should_pause_receive()) return false;
+  if (now - last_data_progress_ <= settings_.nop_timeout) return false;
+  for (const IscsiTask* t = active_list_; t; t = t->next)
+    if (t->state == IscsiTask::State::receiving) return true;
+  return false;
 }
 
 void Connection::request_close(const char* why) {

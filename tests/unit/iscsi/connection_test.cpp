@@ -1272,6 +1272,42 @@ TEST(ConnectionTmf, AbortTaskWaitingForData) {
   EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
 }
 
+// A peer that keeps its connection alive but never sends a WRITE's data would
+// hold its buffer for ever: nop_timeout without Data-Out closes the connection.
+TEST(ConnectionLimits, WriteWhoseDataStopsComingClosesAfterNopTimeout) {
+  ConnectionSettings s;
+  s.nop_interval = 0s;  // no pings: only the data time-out can close it
+  s.nop_timeout = 20s;
+  Driver d(s);
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(7, write10(0, 8), 4096, false, true, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  d.conn->on_tick(d.now + 19s);
+  EXPECT_FALSE(d.conn->closing());
+  // Some data 15 s later is progress: the time-out counts from it.
+  d.now += 15s;
+  ASSERT_TRUE(d.send(d.data_out(7, r2t.bhs.ttt(), 0, 0, false), pattern(1024, 1)));
+  d.conn->on_tick(d.now + 19s);
+  EXPECT_FALSE(d.conn->closing());
+  d.conn->on_tick(d.now + 21s);
+  EXPECT_TRUE(d.conn->closing());
+}
+
+TEST(ConnectionLimits, IdleSessionIsNotClosedForWantOfData) {
+  ConnectionSettings s;
+  s.nop_interval = 0s;
+  s.nop_timeout = 20s;
+  Driver d(s);
+  d.login();
+  ASSERT_TRUE(d.send(d.command(1, read10(0, 1), 512, true, false)));
+  d.drain();
+  d.conn->on_tick(d.now + 300s);
+  EXPECT_FALSE(d.conn->closing());
+}
+
 TEST(ConnectionTmf, LateDataOutForAbortedTaskIsDroppedSilently) {
   Driver d;
   LoginOptions o;
