@@ -72,7 +72,7 @@ if [[ ! -x $bin ]]; then
   exit 2
 fi
 
-work=$(mktemp -d /tmp/ringtgt-conf.XXXXXX)
+work=$(mktemp -d "${TMPDIR:-/tmp}/ringtgt-conf.XXXXXX")
 results_dir=${RESULTS_DIR:-$work}
 mkdir -p "$results_dir/logs"
 daemon_pid=
@@ -90,7 +90,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A free port: the kernel's choice, or one of RINGTGT_TEST_PORTS=LO-HI (a
+# range of one's own on a machine shared with others).
+if [[ ${RINGTGT_TEST_PORTS:-} =~ ^([0-9]+)-([0-9]+)$ ]]; then
+  port=$(python3 -c 'import socket, sys
+for p in range(int(sys.argv[1]), int(sys.argv[2]) + 1):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}")
+else
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+fi
 iqn=iqn.2025-01.org.ringtgt:conformance
 lun=0
 init1=iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test

@@ -105,7 +105,8 @@ pick_ceph_base() {
   for _ in $(seq 50); do
     base=$(pick_port)
     ((base + 49 <= hi)) || continue
-    busy=$(ss -Htan | awk '{print $4}' | sed 's/.*://' |
+    # TIME-WAIT leftovers of an earlier run do not stop a bind (SO_REUSEADDR).
+    busy=$(ss -Htan exclude time-wait | awk '{print $4}' | sed 's/.*://' |
       awk -v b="$base" '$1 >= b && $1 <= b + 49' | head -n 1)
     [[ -z $busy ]] && { echo "$base"; return 0; }
   done
