@@ -404,6 +404,7 @@ int main(int argc, char** argv) {
                 {"WRITE_ACK", "write_ack"},
                 {"RO", "read_only"},
                 {"PATH", "path"},
+                {"STATE", "state"},
                 {"ALLOWED INITIATORS", "allowed_initiators"}});
     };
   } else if (cmd("lun", "stats")) {

@@ -451,6 +451,7 @@ void Service::add_methods() {
                          {"read_only", lu.params().read_only},
                          {"allow_sanitize", lu.params().allow_sanitize},
                          {"sanitizing", lu.sanitizing()},
+                         {"state", lu.backend().state()},
                          {"allowed_initiators", map.allowed_initiators(n)}};
                   for (const auto& t : running_.targets)
                     if (t.name == entry.name)

@@ -20,6 +20,8 @@
 #include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/server.hpp"
 #include "ringtgt/reactor/reactor.hpp"
+#include "ringtgt/storage/rbd_backend.hpp"
+#include "waiting_luns.hpp"
 
 namespace {
 
@@ -139,11 +141,18 @@ int main(int argc, char** argv) {
     const ringtgt::lun::LunFactory luns(cfg.state_dir,
                                         ringtgt::net::resolve_worker_count(cfg.workers),
                                         cfg.fault_testing.fault_injection);
+    // An RBD LUN whose image cannot open at start waits for it, NOT READY.
+    ringtgt::daemon::WaitingLuns waiting(luns);
     ringtgt::net::Registry registry(
-        cfg, [&luns](const std::string& target, const ringtgt::config::Lun& l) {
-          return luns.open(target, l);
+        cfg, [&waiting](const std::string& target, const ringtgt::config::Lun& l) {
+          return waiting.open(target, l);
         });
     ringtgt::net::Server server(cfg, registry);
+    // The retries post to the server's io_context: they end before it goes.
+    struct StopRetries {
+      ringtgt::daemon::WaitingLuns& w;
+      ~StopRetries() { w.stop(); }
+    } stop_retries{waiting};
     ringtgt::daemon::SystemdNotifier notifier(server.io(), registry, server);
     ringtgt::admin::Service admin(cfg, RINGTGT_VERSION, registry, server);
     ringtgt::admin::AdminServer admin_socket(server.io(), admin.dispatcher());
@@ -178,6 +187,9 @@ int main(int argc, char** argv) {
       admin.on_applied(
           [&] { collector->set_catalog(ringtgt::daemon::build_catalog(registry, server)); });
     }
+    waiting.start(server.io(), registry, [&] {
+      if (collector) collector->set_catalog(ringtgt::daemon::build_catalog(registry, server));
+    });
     try {
       admin_socket.start(cfg.admin.socket, cfg.admin.group);
     } catch (const std::exception& e) {
@@ -197,6 +209,8 @@ int main(int argc, char** argv) {
     spdlog::critical("cannot start: {}", e.what());
     return 1;
   }
+  // Images whose last LU went on a reactor close on threads of their own.
+  ringtgt::storage::RbdBackend::wait_for_background_closes();
   if (durability_log) {
     durability_log->flush();
     spdlog::info("durability log {} written", durability_log->path());

@@ -10,6 +10,7 @@
 #include "ringtgt/storage/fault_injection.hpp"
 #include "ringtgt/storage/file_backend.hpp"
 #include "ringtgt/storage/rbd_backend.hpp"
+#include "ringtgt/storage/unopened_backend.hpp"
 
 namespace ringtgt::lun {
 
@@ -33,7 +34,8 @@ storage::FileBackendOptions file_options(const config::Lun& l) {
 
 // Connects to the cluster and opens the image: blocking (bounded by
 // op_timeout), so the factory runs on the control plane, never a reactor.
-std::unique_ptr<storage::Backend> open_rbd_backend(const config::Lun& l) {
+std::unique_ptr<storage::Backend> open_rbd_backend(
+    const config::Lun& l, std::shared_ptr<metrics::StoreCounters> store_counters) {
   const config::RbdImage& r = *l.rbd;
   storage::RbdBackendOptions o;
   o.pool = r.pool;
@@ -46,6 +48,7 @@ std::unique_ptr<storage::Backend> open_rbd_backend(const config::Lun& l) {
   o.policy = l.write_ack;
   o.read_only = l.read_only;
   o.min_size = l.size.value_or(0);  // an image is never created or grown here
+  o.counters = std::move(store_counters);
   return std::make_unique<storage::RbdBackend>(o);
 }
 
@@ -55,15 +58,17 @@ std::string lun_name(const std::string& target, const config::Lun& l) {
 
 }  // namespace
 
-std::unique_ptr<storage::Backend> open_backend(const config::Lun& l) {
-  if (l.rbd) return open_rbd_backend(l);
+std::unique_ptr<storage::Backend> open_backend(
+    const config::Lun& l, std::shared_ptr<metrics::StoreCounters> store_counters) {
+  if (l.rbd) return open_rbd_backend(l, std::move(store_counters));
   return std::make_unique<storage::FileBackend>(file_options(l));
 }
 
-std::unique_ptr<storage::Backend> open_fault_injecting_backend(const config::Lun& l) {
+std::unique_ptr<storage::Backend> open_fault_injecting_backend(
+    const config::Lun& l, std::shared_ptr<metrics::StoreCounters> store_counters) {
   // Faults are injected beneath the file backend (its I/O engine); an RBD
   // LUN is served as it is, and fault.inject refuses it.
-  if (l.rbd) return open_rbd_backend(l);
+  if (l.rbd) return open_rbd_backend(l, std::move(store_counters));
   auto plan = std::make_shared<storage::FaultPlan>(l.block_size);
   storage::FileBackendOptions o = file_options(l);
   o.engine_for_tests = [plan](reactor::IoEngine& thread_engine) {
@@ -123,11 +128,13 @@ scsi::LunParams LunFactory::params_of(const std::string& target, const config::L
   return p;
 }
 
-std::shared_ptr<scsi::LogicalUnit> LunFactory::open(const std::string& target,
-                                                    const config::Lun& l) const {
+std::shared_ptr<scsi::LogicalUnit> LunFactory::open(
+    const std::string& target, const config::Lun& l,
+    std::shared_ptr<metrics::StoreCounters> store_counters) const {
   std::unique_ptr<storage::Backend> backend;
   try {
-    backend = fault_injection_ ? open_fault_injecting_backend(l) : open_backend(l);
+    backend = fault_injection_ ? open_fault_injecting_backend(l, std::move(store_counters))
+                               : open_backend(l, std::move(store_counters));
   } catch (const std::exception& e) {
     throw std::runtime_error(lun_name(target, l) + ": " + e.what());
   }
@@ -141,6 +148,16 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(const std::string& target,
                l.number, backend->describe(), backend->size_bytes(), l.block_size,
                storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
                l.read_only ? ", read-only" : "");
+  auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
+  lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
+  return lu;
+}
+
+std::shared_ptr<scsi::LogicalUnit> LunFactory::unopened(
+    const std::string& target, const config::Lun& l,
+    std::unique_ptr<storage::UnopenedBackend> backend) const {
+  scsi::LunParams p = params_of(target, l, *backend);
+  p.becoming_ready = true;
   auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
   lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
   return lu;

@@ -83,24 +83,52 @@ ClientMetric::Histogram latency_histogram(const std::array<std::uint64_t, kLaten
 
 namespace {
 
-// A remote store's series for one LUN.
-void add_store(MetricFamily& latency, MetricFamily& errors, MetricFamily& unreachable,
-               const std::string& target, const std::string& lun, const StoreCounters& s) {
-  std::array<std::uint64_t, kLatencyBuckets> buckets{};
-  for (std::size_t b = 0; b < kLatencyBuckets; ++b)
-    buckets[b] = s.buckets[b].load(std::memory_order_relaxed);
-  ClientMetric m = sample({{"target", target}, {"lun", lun}});
-  m.histogram = latency_histogram(buckets, s.latency_sum_ns.load(std::memory_order_relaxed));
-  latency.metric.push_back(std::move(m));
-  const std::uint64_t all = s.errors.load(std::memory_order_relaxed);
-  const std::uint64_t timeouts = s.timeouts.load(std::memory_order_relaxed);
-  add_counter(errors, {{"target", target}, {"lun", lun}, {"reason", "timeout"}},
-              static_cast<double>(timeouts));
-  add_counter(errors, {{"target", target}, {"lun", lun}, {"reason", "other"}},
-              static_cast<double>(all > timeouts ? all - timeouts : 0));
-  add_gauge(unreachable, {{"target", target}, {"lun", lun}},
-            s.unreachable.load(std::memory_order_relaxed) ? 1.0 : 0.0);
-}
+// A remote store's families: only where a LUN has one (RBD).
+struct StoreFamilies {
+  MetricFamily latency =
+      family("ringtgt_lun_store_latency_seconds",
+             "Time a remote store (librbd) took for the backend's operations, from submission to "
+             "completion",
+             MetricType::Histogram);
+  MetricFamily errors = family("ringtgt_lun_store_errors_total",
+                               "Operations the remote store (librbd) failed, by reason (timeout: "
+                               "the cluster did not answer within op_timeout)",
+                               MetricType::Counter);
+  MetricFamily unreachable = family(
+      "ringtgt_lun_store_unreachable",
+      "1 while the remote store (a Ceph cluster) does not answer: its last operation timed out",
+      MetricType::Gauge);
+  MetricFamily open = family("ringtgt_lun_store_open",
+                             "1 once the remote store (an RBD image) is open; 0 while it could not "
+                             "be opened (missing, too small, cluster away) and is retried: the LUN "
+                             "answers NOT READY meanwhile",
+                             MetricType::Gauge);
+  MetricFamily open_failures =
+      family("ringtgt_lun_store_open_failures_total",
+             "Attempts to open the remote store (an RBD image) that failed", MetricType::Counter);
+
+  // One LUN's series.
+  void add(const std::string& target, const std::string& lun, const StoreCounters& s) {
+    std::array<std::uint64_t, kLatencyBuckets> buckets{};
+    for (std::size_t b = 0; b < kLatencyBuckets; ++b)
+      buckets[b] = s.buckets[b].load(std::memory_order_relaxed);
+    ClientMetric m = sample({{"target", target}, {"lun", lun}});
+    m.histogram = latency_histogram(buckets, s.latency_sum_ns.load(std::memory_order_relaxed));
+    latency.metric.push_back(std::move(m));
+    const std::uint64_t all = s.errors.load(std::memory_order_relaxed);
+    const std::uint64_t timeouts = s.timeouts.load(std::memory_order_relaxed);
+    add_counter(errors, {{"target", target}, {"lun", lun}, {"reason", "timeout"}},
+                static_cast<double>(timeouts));
+    add_counter(errors, {{"target", target}, {"lun", lun}, {"reason", "other"}},
+                static_cast<double>(all > timeouts ? all - timeouts : 0));
+    add_gauge(unreachable, {{"target", target}, {"lun", lun}},
+              s.unreachable.load(std::memory_order_relaxed) ? 1.0 : 0.0);
+    add_gauge(open, {{"target", target}, {"lun", lun}},
+              s.not_open.load(std::memory_order_relaxed) ? 0.0 : 1.0);
+    add_counter(open_failures, {{"target", target}, {"lun", lun}},
+                static_cast<double>(s.open_failures.load(std::memory_order_relaxed)));
+  }
+};
 
 }  // namespace
 
@@ -128,19 +156,7 @@ std::vector<MetricFamily> Collector::Collect() const {
              "Commands that did not complete GOOD, by sense key or status", MetricType::Counter);
   auto in_flight = family("ringtgt_lun_commands_in_flight",
                           "SCSI commands executing in the logical unit", MetricType::Gauge);
-  auto store_latency =
-      family("ringtgt_lun_store_latency_seconds",
-             "Time a remote store (librbd) took for the backend's operations, from submission to "
-             "completion",
-             MetricType::Histogram);
-  auto store_errors = family("ringtgt_lun_store_errors_total",
-                             "Operations the remote store (librbd) failed, by reason (timeout: "
-                             "the cluster did not answer within op_timeout)",
-                             MetricType::Counter);
-  auto store_unreachable = family(
-      "ringtgt_lun_store_unreachable",
-      "1 while the remote store (a Ceph cluster) does not answer: its last operation timed out",
-      MetricType::Gauge);
+  StoreFamilies store;
   auto sessions =
       family("ringtgt_target_sessions", "Logged-in normal sessions per target", MetricType::Gauge);
   auto connections = family("ringtgt_target_connections", "Full-feature connections per target",
@@ -202,8 +218,7 @@ std::vector<MetricFamily> Collector::Collect() const {
                     static_cast<double>(t.errors[e]));
       }
       add_gauge(in_flight, {{"target", l.target}, {"lun", lun}}, static_cast<double>(t.in_flight));
-      if (l.store)
-        add_store(store_latency, store_errors, store_unreachable, l.target, lun, *l.store);
+      if (l.store) store.add(l.target, lun, *l.store);
       if (l.faults) {
         for (std::size_t k = 0; k < kFaultKinds; ++k) {
           const auto kind = static_cast<FaultKind>(k);
@@ -260,7 +275,8 @@ std::vector<MetricFamily> Collector::Collect() const {
     out.push_back(std::move(*f));
   }
   // Only where a LUN has a remote store (RBD).
-  for (auto* f : {&store_latency, &store_errors, &store_unreachable}) {
+  for (auto* f :
+       {&store.latency, &store.errors, &store.unreachable, &store.open, &store.open_failures}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
   if (!faults.metric.empty()) out.push_back(std::move(faults));

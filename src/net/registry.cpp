@@ -82,16 +82,39 @@ std::shared_ptr<iscsi::TargetEntry> Registry::entry(const std::string& target) c
 std::shared_ptr<scsi::LogicalUnit> Registry::open_lun(const std::string& target,
                                                       const config::Lun& l) const {
   auto lu = open_lun_(target, l);
+  attach(target, l, *lu);
+  return lu;
+}
+
+void Registry::attach(const std::string& target, const config::Lun& l,
+                      scsi::LogicalUnit& lu) const {
   // The registry outlives every reactor, and so every command an LU runs.
-  lu->set_copy_targets([this](std::uint64_t designator, const scsi::Nexus& nexus) {
+  lu.set_copy_targets([this](std::uint64_t designator, const scsi::Nexus& nexus) {
     return find_copy_target(designator, nexus);
   });
-  lu->set_task_set_aborter([this, target, lun = std::uint64_t{l.number}](
-                               std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
-                               std::function<void()> done) {
+  lu.set_task_set_aborter([this, target, lun = std::uint64_t{l.number}](
+                              std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
+                              std::function<void()> done) {
     abort_preempted(target, lun, std::move(ports), keep, std::move(done));
   });
-  return lu;
+}
+
+bool Registry::replace_waiting_lun(const std::string& target, const config::Lun& l,
+                                   const scsi::LogicalUnit* waiting,
+                                   std::shared_ptr<scsi::LogicalUnit> lu) {
+  std::shared_ptr<iscsi::TargetEntry> e;
+  for (const auto& t : snapshot()->targets)
+    if (t->name == target) e = t;
+  if (!e || e->luns()->find(l.number).get() != waiting) return false;
+  attach(target, l, *lu);
+  auto map = std::make_shared<scsi::LunMap>(*e->luns());
+  // Masking set live meanwhile (lun.set) holds.
+  auto initiators = map->allowed_initiators(l.number);
+  map->remove(l.number);
+  map->add(std::move(lu));
+  map->set_allowed_initiators(l.number, std::move(initiators));
+  e->set_luns(std::move(map));
+  return true;
 }
 
 void Registry::add_target(const config::Target& t,

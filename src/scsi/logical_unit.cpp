@@ -54,6 +54,12 @@ void reject(Task& task, SenseCode code) {
   task.complete();
 }
 
+// What a LU whose store is not open yet still answers: what an initiator
+// needs to find it and ask why it is not ready (SPC-4 5.11).
+bool answers_before_ready(std::uint8_t opcode) {
+  return opcode == 0x12 || opcode == 0xa0 || opcode == 0x03;  // INQUIRY, REPORT LUNS, REQUEST SENSE
+}
+
 // The fields READ and WRITE share across their four CDB sizes.
 struct BlockRange {
   std::uint64_t lba = 0;
@@ -831,6 +837,8 @@ void LogicalUnit::execute(Task& task) {
   if (storage::durability_seam().log != nullptr)
     record_command_started(task, backend_->ack_policy());
   if (nexus_state_blocks(task)) return;  // unit attention or persistent reservation conflict
+  if (params_.becoming_ready && !answers_before_ready(task.cdb[0]))
+    return reject(task, sense::becoming_ready);
   if (reservation_conflict(task)) {
     task.status = Status::reservation_conflict;
     return task.complete();

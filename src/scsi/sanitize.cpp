@@ -322,7 +322,7 @@ void LogicalUnit::request_sense(Task& task) {
     case SanitizeState::idle:
       break;
   }
-  detail::request_sense(task, sense::no_sense);
+  detail::request_sense(task, params_.becoming_ready ? sense::becoming_ready : sense::no_sense);
 }
 
 void LogicalUnit::sanitize_refused(const Task& task) {

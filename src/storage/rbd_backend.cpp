@@ -3,8 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
+#include <thread>
 
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/reactor/foreign_completions.hpp"
@@ -27,6 +30,26 @@ void set_option(rados_t cluster, const char* key, const std::string& value) {
   int rc = rados_conf_set(cluster, key, value.c_str());
   if (rc < 0)
     throw std::runtime_error(std::string("librados option ") + key + ": " + errno_text(rc));
+}
+
+// Closes an image and its cluster connection: rbd_close waits for the I/O
+// and the writeback librbd still holds (bounded by op_timeout_s).
+void close_image(rados_t cluster, rados_ioctx_t ioctx, rbd_image_t image) {
+  if (image) rbd_close(image);
+  if (ioctx) rados_ioctx_destroy(ioctx);
+  rados_shutdown(cluster);
+}
+
+// The closes handed off a reactor, still running.
+struct BackgroundCloses {
+  std::mutex mu;
+  std::condition_variable idle;
+  unsigned running = 0;
+};
+
+BackgroundCloses& background_closes() {
+  static BackgroundCloses closes;
+  return closes;
 }
 
 }  // namespace
@@ -132,7 +155,8 @@ RbdBackend::RbdBackend(const RbdBackendOptions& o)
     : spec_("rbd:" + o.pool + "/" + (o.rados_namespace.empty() ? "" : o.rados_namespace + "/") +
             o.image),
       policy_(o.policy),
-      op_timeout_s_(o.op_timeout_s) {
+      op_timeout_s_(o.op_timeout_s),
+      counters_(o.counters ? o.counters : std::make_shared<metrics::StoreCounters>()) {
   auto fail = [this](const std::string& what, int rc) {
     throw std::runtime_error(spec_ + ": " + what + ": " + errno_text(rc));
   };
@@ -175,18 +199,35 @@ RbdBackend::RbdBackend(const RbdBackendOptions& o)
     if (rc < 0) fail("cannot read the image's layout", rc);
     object_size_ = info.obj_size;
   } catch (...) {
-    if (image_) rbd_close(image_);
-    if (ioctx_) rados_ioctx_destroy(ioctx_);
-    rados_shutdown(cluster_);
+    close_image(cluster_, ioctx_, image_);
     throw;
   }
+  counters_->not_open.store(false, std::memory_order_relaxed);
 }
 
 RbdBackend::~RbdBackend() {
-  // Waits for the I/O librbd still holds (bounded by op_timeout_s).
-  rbd_close(image_);
-  rados_ioctx_destroy(ioctx_);
-  rados_shutdown(cluster_);
+  if (reactor::IoEngine::current() == nullptr) {
+    close_image(cluster_, ioctx_, image_);
+    return;
+  }
+  // The last reference dropped on a reactor (a session that outlived a LUN
+  // removal): rbd_close may wait for the cluster, which no reactor may do.
+  BackgroundCloses& closes = background_closes();
+  {
+    std::lock_guard lock(closes.mu);
+    ++closes.running;
+  }
+  std::thread([cluster = cluster_, ioctx = ioctx_, image = image_, &closes] {
+    close_image(cluster, ioctx, image);
+    std::lock_guard lock(closes.mu);
+    if (--closes.running == 0) closes.idle.notify_all();
+  }).detach();
+}
+
+void RbdBackend::wait_for_background_closes() {
+  BackgroundCloses& closes = background_closes();
+  std::unique_lock lock(closes.mu);
+  closes.idle.wait(lock, [&] { return closes.running == 0; });
 }
 
 void RbdBackend::grow_to(std::uint64_t bytes) {

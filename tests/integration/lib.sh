@@ -67,12 +67,24 @@ _lib_on_exit() {
 }
 trap _lib_on_exit EXIT
 
-# Prints a random loopback TCP port in 20000..59999 that nothing listens on
-# and that this test has not handed out before.
+# The ports tests pick from: 20000..59999, or RINGTGT_TEST_PORTS=LO-HI when
+# several people test on one machine, each in a range of their own.
+_port_range() {
+  if [[ -n ${RINGTGT_TEST_PORTS:-} ]]; then
+    [[ $RINGTGT_TEST_PORTS =~ ^([0-9]+)-([0-9]+)$ ]] || fail "RINGTGT_TEST_PORTS must be LO-HI"
+    echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+  else
+    echo "20000 59999"
+  fi
+}
+
+# Prints a random free loopback TCP port of that range that nothing listens
+# on and that this test has not handed out before.
 pick_port() {
-  local port tries=0 p taken
+  local port tries=0 p taken lo hi
+  read -r lo hi <<<"$(_port_range)"
   while ((tries++ < 200)); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    port=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo + 1)))
     taken=0
     for p in "${PICKED_PORTS[@]}"; do [[ $p == "$port" ]] && taken=1; done
     ((taken)) && continue
@@ -82,17 +94,19 @@ pick_port() {
       return 0
     fi
   done
-  fail "no free TCP port found in 20000..59999"
+  fail "no free TCP port found in $lo..$hi"
 }
 
 # pick_ceph_base: a port with the next 49 free too, for tests/ceph/cluster.sh
 # (the monitor and the other Ceph daemons).
 pick_ceph_base() {
-  local base p busy
+  local base busy lo hi
+  read -r lo hi <<<"$(_port_range)"
   for _ in $(seq 50); do
     base=$(pick_port)
-    ((base + 49 < 60000)) || continue
-    busy=$(ss -Htan | awk '{print $4}' | sed 's/.*://' |
+    ((base + 49 <= hi)) || continue
+    # TIME-WAIT leftovers of an earlier run do not stop a bind (SO_REUSEADDR).
+    busy=$(ss -Htan exclude time-wait | awk '{print $4}' | sed 's/.*://' |
       awk -v b="$base" '$1 >= b && $1 <= b + 49' | head -n 1)
     [[ -z $busy ]] && { echo "$base"; return 0; }
   done

@@ -10,6 +10,10 @@
 # - the OSD stopped under I/O: commands fail with NOT READY within op_timeout
 #   (the daemon stays up and says so in its log), and work again once the OSD
 #   is back;
+# - at start, a LUN whose image is missing or too small refuses that LUN only:
+#   the daemon serves its file LUN, the RBD LUN answers NOT READY (lun list,
+#   /metrics, an initiator's READ CAPACITY), and once `rbd create` makes the
+#   image the LUN comes up by itself and serves a qemu-io round trip;
 # - a LUN whose image is missing or too small is refused by lun.add, and the
 #   daemon carries on.
 # shellcheck source=tests/integration/lib.sh
@@ -45,6 +49,7 @@ rbd_ create --size 64M rbd/lun0
 rbd_ create --size 64M rbd/lun1
 rbd_ create --size 32M rbd/durable
 rbd_ create --size 16M rbd/small
+# rbd/late is created only once the daemon runs.
 
 PORT=$(pick_port)
 MPORT=$(pick_port)
@@ -53,7 +58,10 @@ TGT=iqn.2025-01.com.example:rbd
 CLIENT="conf = \"$CONF\"
   client = \"ringtgt\"
   keyring = \"$CEPH/ringtgt.keyring\""
-{ config_prologue "$PORT" "$TGT"; cat <<EOF; } >"$TMP/ringtgt.toml"
+# write_config [LUNS]: the daemon's config, with LUNS (more [[target.lun]]
+# tables) after LUN 4.
+write_config() {
+  { config_prologue "$PORT" "$TGT"; cat <<EOF; } >"$TMP/ringtgt.toml"
 
   [[target.lun]]
   number = 0
@@ -78,19 +86,37 @@ CLIENT="conf = \"$CONF\"
   [target.lun.rbd]
   $CLIENT
 
+  [[target.lun]]
+  number = 3
+  path = "rbd:rbd/late"
+  [target.lun.rbd]
+  $CLIENT
+  op_timeout = 5
+
+  [[target.lun]]
+  number = 4
+  path = "$TMP/file4.img"
+  size = "16M"
+${1:-}
 [metrics]
 listen = "127.0.0.1:$MPORT"
 EOF
+}
+# At the first start only: LUN 6 needs 32 MiB of a 16 MiB image.
+write_config "
+  [[target.lun]]
+  number = 6
+  path = \"rbd:rbd/small\"
+  size = \"32M\"
+  [target.lun.rbd]
+  $CLIENT
+  op_timeout = 5
+"
 run_ok "$TMP/check.txt" "$RINGTGT_BIN" --check-config --config "$TMP/ringtgt.toml"
 
 start_daemon "$TMP/ringtgt.toml" "$PORT"
 expect_grep "LUN 0: rbd:rbd/lun0 \(67108864 bytes" "$DAEMON_LOG" "LUN 0 opened on the image"
 expect_grep "LUN 1: rbd:rbd/lun1 \(67108864 bytes.*writeback" "$DAEMON_LOG" "LUN 1 opened, writeback"
-
-log "discovery"
-run_ok "$TMP/ls.txt" iscsi-ls -s "iscsi://127.0.0.1:$PORT"
-expect_grep "$TGT" "$TMP/ls.txt" "the target in discovery"
-expect_grep "Lun:0 .*Size:6" "$TMP/ls.txt" "LUN 0 of 64 MiB listed"
 
 MiB=1048576
 # qemu_io OUT LUN COMMANDS...: one qemu-io login; no error allowed.
@@ -118,6 +144,53 @@ round_trip() {
   qemu_io "$TMP/r$lun.txt" "$lun" "${r[@]}"
   expect_eq "$(grep -c '^read ' "$TMP/r$lun.txt")" "$((${#REGIONS[@]} + 2))" "LUN $lun: reads checked"
 }
+# metric SERIES: its value on /metrics.
+metric() {
+  curl -fsS "http://127.0.0.1:$MPORT/metrics" | awk -v want="$1" '$1 == want { print $2 }'
+}
+# lun_states: "LUN STATE" lines from ringtgtctl lun list --json.
+lun_states() {
+  "$CTL" --socket "$TMP/admin.sock" --json lun list --target "$TGT" |
+    python3 -c 'import json,sys; [print(l["lun"], l["state"]) for l in json.load(sys.stdin)]'
+}
+
+log "missing and too-small images at start: those LUNs only wait, NOT READY"
+expect_grep "LUN 3: rbd:rbd/late: cannot open image late: No such file or directory; the LUN answers NOT READY" \
+  "$DAEMON_LOG" "the missing image logged, with librados' error"
+expect_grep "LUN 6: rbd:rbd/small: the image is 16777216 bytes, smaller than the LUN's size 33554432" \
+  "$DAEMON_LOG" "the too-small image logged"
+qemu_io "$TMP/f4.txt" 4 "write -P 0x4f 0 65536" "read -P 0x4f 0 65536"
+rc=0
+iscsi-readcapacity16 "iscsi://127.0.0.1:$PORT/$TGT/3" >"$TMP/rc3.txt" 2>&1 || rc=$?
+cat "$TMP/rc3.txt"
+((rc != 0)) || fail "READ CAPACITY answered on LUN 3, whose image does not exist"
+expect_grep 'NOT READY.*0x0401' "$TMP/rc3.txt" "LUN 3 answers NOT READY, becoming ready"
+lun_states >"$TMP/states.txt"
+expect_grep "^3 not open \(retrying\): rbd:rbd/late: cannot open image late" "$TMP/states.txt" "lun list: LUN 3"
+expect_grep "^6 not open \(retrying\): .*smaller than the LUN's size" "$TMP/states.txt" "lun list: LUN 6"
+expect_grep "^0 ready$" "$TMP/states.txt" "lun list: LUN 0"
+curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$TMP/metrics.txt"
+for n in 3 6; do
+  expect_grep "^ringtgt_lun_store_open\{target=\"$TGT\",lun=\"$n\"\} 0$" "$TMP/metrics.txt" "LUN $n: store_open 0"
+done
+failures=$(metric "ringtgt_lun_store_open_failures_total{target=\"$TGT\",lun=\"3\"}")
+((${failures:-0} >= 1)) || fail "no failed open counted for LUN 3 (got '$failures')"
+
+log "rbd create: LUN 3 comes up by itself"
+rbd_ create --size 64M rbd/late
+t_created=$SECONDS
+# The retries back off to 30 s at most: 40 s covers one.
+for ((i = 0; i < 400; i++)); do
+  grep -q "LUN 3: rbd:rbd/late is open; the LUN is ready" "$DAEMON_LOG" && break
+  sleep 0.1
+done
+expect_grep "LUN 3: rbd:rbd/late is open; the LUN is ready" "$DAEMON_LOG" "LUN 3 ready once its image exists"
+log "LUN 3 ready $((SECONDS - t_created)) s after rbd create"
+lun_states >"$TMP/states.txt"
+expect_grep "^3 ready$" "$TMP/states.txt" "lun list: LUN 3 ready"
+expect_eq "$(metric "ringtgt_lun_store_open{target=\"$TGT\",lun=\"3\"}")" 1 "LUN 3: store_open"
+round_trip 3
+
 log "qemu-io round trip: writethrough LUN 0, writeback LUN 1"
 round_trip 0
 round_trip 1
@@ -126,6 +199,7 @@ qemu_io "$TMP/d0.txt" 0 "discard 4096 65536" "read -P 0 4096 65536" "read -P 0x3
 
 log "the data is in the images: rbd export after the daemon stopped"
 stop_daemon_ok
+write_config  # LUN 6 was for the first start
 # image_has IMAGE OFF LEN BYTE
 image_has() {
   if [[ ! -f $TMP/$1.export ]]; then
@@ -144,6 +218,14 @@ image_has lun1 4096 65536 0x22
 image_has lun1 $((64 * MiB - 512)) 512 0x44
 
 start_daemon "$TMP/ringtgt.toml" "$PORT"
+
+# iscsi-ls -s fails on a LUN that is not ready (its TEST UNIT READY): LUN 6,
+# too small, is in the first start's config only.
+log "discovery"
+run_ok "$TMP/ls.txt" iscsi-ls -s "iscsi://127.0.0.1:$PORT"
+expect_grep "$TGT" "$TMP/ls.txt" "the target in discovery"
+expect_grep "Lun:0 .*Size:6" "$TMP/ls.txt" "LUN 0 of 64 MiB listed"
+expect_grep "Lun:3 .*Size:6" "$TMP/ls.txt" "LUN 3 of 64 MiB listed"
 
 log "COMPARE AND WRITE through librbd (iscsi-test-cu's CompareAndWrite suite on LUN 0)"
 run_ok "$TMP/caw.txt" timeout 120 iscsi-test-cu -d -t ALL.CompareAndWrite \
@@ -232,11 +314,6 @@ cat "$TMP/down.txt"
 expect_grep 'NOT READY.*0x0401' "$TMP/down.txt" "NOT READY, BECOMING READY while the OSD is down"
 expect_grep 'the Ceph cluster did not answer' "$DAEMON_LOG" "the daemon logs the cluster as away"
 kill -0 "$DAEMON_PID" || fail "the daemon died while the OSD was down"
-# metric LUN NAME: the value of one of LUN 0's series on /metrics.
-metric() {
-  curl -fsS "http://127.0.0.1:$MPORT/metrics" |
-    awk -v want="$1" '$1 == want { print $2 }'
-}
 sel='target="'$TGT'",lun="0"'
 expect_eq "$(metric "ringtgt_lun_store_unreachable{$sel}")" 1 "the unreachable gauge while the OSD is down"
 timeouts=$(metric "ringtgt_lun_store_errors_total{$sel,reason=\"timeout\"}")

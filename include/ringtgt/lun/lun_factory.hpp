@@ -11,17 +11,22 @@
 #include "ringtgt/config/config.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/storage/backend.hpp"
+#include "ringtgt/storage/unopened_backend.hpp"
 
 namespace ringtgt::lun {
 
 // The backing store a LUN's config names. One function per backend kind, chosen
 // here: a file or block device today; an RBD image, or a mirror over several
 // backends, is one more branch. Throws std::runtime_error saying why.
-std::unique_ptr<storage::Backend> open_backend(const config::Lun& l);
+// store_counters: a remote store's /metrics series to go on counting in
+// (null: new ones).
+std::unique_ptr<storage::Backend> open_backend(
+    const config::Lun& l, std::shared_ptr<metrics::StoreCounters> store_counters = nullptr);
 
 // The same store inside a storage::FaultInjectingBackend, with the device
 // faults injected beneath it ([testing] fault_injection; tests only).
-std::unique_ptr<storage::Backend> open_fault_injecting_backend(const config::Lun& l);
+std::unique_ptr<storage::Backend> open_fault_injecting_backend(
+    const config::Lun& l, std::shared_ptr<metrics::StoreCounters> store_counters = nullptr);
 
 // A stable 64-bit identity for a LUN, from its target name and number, so
 // INQUIRY's designators do not change across restarts.
@@ -36,8 +41,17 @@ class LunFactory {
 
   // Opens the backing store of LUN l of target (creating a sparse file when l.size
   // says so) and builds its LogicalUnit, not yet served. Throws std::runtime_error
-  // naming the target and LUN.
-  std::shared_ptr<scsi::LogicalUnit> open(const std::string& target, const config::Lun& l) const;
+  // naming the target and LUN. store_counters: as for open_backend.
+  std::shared_ptr<scsi::LogicalUnit> open(
+      const std::string& target, const config::Lun& l,
+      std::shared_ptr<metrics::StoreCounters> store_counters = nullptr) const;
+
+  // The LogicalUnit of a LUN whose store could not be opened yet: the same
+  // identity as open's, answering NOT READY (LunParams::becoming_ready) until
+  // a LU from open takes its place.
+  std::shared_ptr<scsi::LogicalUnit> unopened(
+      const std::string& target, const config::Lun& l,
+      std::unique_ptr<storage::UnopenedBackend> backend) const;
 
  private:
   scsi::LunParams params_of(const std::string& target, const config::Lun& l,

@@ -19,6 +19,10 @@ struct StoreCounters {
   std::atomic<std::uint64_t> errors{0};    // operations that failed, timeouts included
   std::atomic<std::uint64_t> timeouts{0};  // of them: the store did not answer in time
   std::atomic<bool> unreachable{false};    // the last operation found the store away
+  // The store could not be opened (missing, too small, cluster away) and is
+  // retried in the background; attempts that failed so far.
+  std::atomic<bool> not_open{false};
+  std::atomic<std::uint64_t> open_failures{0};
 
   void record(std::uint64_t latency_ns, int result, bool store_away) {
     buckets[latency_bucket(latency_ns)].fetch_add(1, std::memory_order_relaxed);

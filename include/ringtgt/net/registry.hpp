@@ -74,6 +74,12 @@ class Registry {
   void remove_target(const std::string& name);
   void set_target_initiators(const std::string& target, std::vector<std::string> initiators);
   void set_target_chap(const std::string& target, const std::optional<config::Chap>& chap);
+  // A LU opened in the background (off this thread) for a LUN that waited
+  // for its store: given this registry's hooks and put in the place of
+  // `waiting` with the masking that LUN has now. False, and nothing changes,
+  // when that LUN was removed or replaced meanwhile.
+  bool replace_waiting_lun(const std::string& target, const config::Lun& l,
+                           const scsi::LogicalUnit* waiting, std::shared_ptr<scsi::LogicalUnit> lu);
   // Adds lu (or puts it in place of the LUN of that number) with l's masking.
   void put_lun(const std::string& target, const config::Lun& l,
                std::shared_ptr<scsi::LogicalUnit> lu);
@@ -133,6 +139,9 @@ class Registry {
   // The scsi::TaskSetAborter of LUN lun of target: finds the sessions of the
   // preempted initiator ports, has each one's worker abort its tasks, and
   // completes on the PERSISTENT RESERVE OUT's worker when all have answered.
+  // Gives lu the hooks every LU of this registry has (EXTENDED COPY's
+  // resolver, PREEMPT AND ABORT's reach).
+  void attach(const std::string& target, const config::Lun& l, scsi::LogicalUnit& lu) const;
   void abort_preempted(const std::string& target, std::uint64_t lun,
                        std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
                        std::function<void()> done) const;

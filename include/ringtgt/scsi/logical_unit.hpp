@@ -62,6 +62,11 @@ struct LunParams {
   // Where a sanitize in progress, or the failure of one, is kept so that it
   // survives a restart (sanitize.cpp). Empty: it does not.
   std::string sanitize_state_path;
+  // A LU whose store is not open yet (an RBD image missing or too small at
+  // start, retried in the background and then put in this LU's place): every
+  // command but INQUIRY, REPORT LUNS and REQUEST SENSE gets NOT READY, LOGICAL
+  // UNIT IS IN PROCESS OF BECOMING READY (02h/04h/01h), which initiators retry.
+  bool becoming_ready = false;
 };
 
 // The NAA designator (NAA 6, 8 bytes) VPD page 83h reports for a logical

@@ -84,6 +84,9 @@ class Backend {
 
   // For log lines and errors: the file, device or "memory".
   virtual std::string describe() const = 0;
+
+  // For ringtgtctl lun list: "ready", or why the store does not serve now.
+  virtual std::string state() const { return "ready"; }
 };
 
 }  // namespace ringtgt::storage

@@ -28,6 +28,9 @@ struct RbdBackendOptions {
   bool read_only = false;
   // The size the LUN needs: a smaller image is refused. 0: any size.
   std::uint64_t min_size = 0;
+  // The LUN's store series on /metrics, when they exist already (a LUN that
+  // waited for its image goes on counting in them); null: new ones.
+  std::shared_ptr<metrics::StoreCounters> counters;
 };
 
 // Ceph acknowledges a write once every replica of its placement group has it
@@ -42,7 +45,11 @@ struct RbdBackendOptions {
 // completion is handed back to the reactor that started the I/O through its
 // ForeignCompletions, so the IoOp contract holds. The constructor connects
 // and opens the image (blocking, bounded by op_timeout_s): call it on the
-// control plane, never on a reactor.
+// control plane or a thread of its own, never on a reactor. grow_to
+// (rbd_resize) is the control plane's too. The destructor closes the image
+// (rbd_close waits for librbd's writeback): where the last reference drops on
+// a reactor, the close moves to a thread of its own, which
+// wait_for_background_closes waits for before the process exits.
 class RbdBackend final : public Backend {
  public:
   // Throws std::runtime_error saying what failed (connect, pool, image, size).
@@ -65,6 +72,9 @@ class RbdBackend final : public Backend {
                          std::uint64_t offset, bool fua, std::uint64_t* mismatch_offset,
                          IoOp* op) override;
   std::string describe() const override { return spec_; }
+  std::string state() const override {
+    return cluster_unreachable() ? "cluster unreachable (NOT READY)" : "ready";
+  }
   std::shared_ptr<const metrics::StoreCounters> store_counters() const override {
     return counters_;
   }
@@ -74,6 +84,10 @@ class RbdBackend final : public Backend {
   bool cluster_unreachable() const {
     return counters_->unreachable.load(std::memory_order_relaxed);
   }
+
+  // Waits for the images closed off a reactor (see the class comment):
+  // the daemon calls it once every LUN is gone, before it exits.
+  static void wait_for_background_closes();
 
  private:
   struct Request;
@@ -94,7 +108,7 @@ class RbdBackend final : public Backend {
   std::uint64_t object_size_ = 4 << 20;
   WriteAckPolicy policy_;
   unsigned op_timeout_s_;
-  std::shared_ptr<metrics::StoreCounters> counters_ = std::make_shared<metrics::StoreCounters>();
+  std::shared_ptr<metrics::StoreCounters> counters_;
 };
 
 }  // namespace ringtgt::storage

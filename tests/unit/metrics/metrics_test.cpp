@@ -7,6 +7,7 @@
 
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/metrics/store_counters.hpp"
 #include "ringtgt/metrics/watchdog.hpp"
 
 namespace ringtgt::metrics {
@@ -221,6 +222,28 @@ TEST(Collector, InjectedFaultsOnlyForLunsThatInjectThem) {
   EXPECT_EQ(text.find("ringtgt_lun_faults_injected_total{target=\"iqn.2025-01.com.example:t\","
                       "lun=\"0\""),
             std::string::npos);
+}
+
+TEST(Collector, RemoteStoreSeriesOnlyForLunsWithOne) {
+  auto store = std::make_shared<StoreCounters>();
+  store->not_open.store(true);
+  store->open_failures.store(3);
+  auto cat = std::make_shared<Catalog>();
+  cat->luns.push_back({"iqn.2025-01.com.example:t", 0, std::make_shared<LunStats>(1)});
+  cat->luns.push_back({"iqn.2025-01.com.example:t", 1, std::make_shared<LunStats>(1), store});
+  Collector c;
+  c.set_catalog(cat);
+  std::string text = scrape(c);
+  const std::string l = "{target=\"iqn.2025-01.com.example:t\",lun=\"1\"}";
+  EXPECT_NE(text.find("ringtgt_lun_store_open" + l + " 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("ringtgt_lun_store_open_failures_total" + l + " 3"), std::string::npos);
+  EXPECT_EQ(text.find("ringtgt_lun_store_open{target=\"iqn.2025-01.com.example:t\",lun=\"0\"}"),
+            std::string::npos);
+  // The image opened: the same counters go on, open.
+  store->not_open.store(false);
+  text = scrape(c);
+  EXPECT_NE(text.find("ringtgt_lun_store_open" + l + " 1"), std::string::npos);
+  EXPECT_NE(text.find("ringtgt_lun_store_open_failures_total" + l + " 3"), std::string::npos);
 }
 
 TEST(Collector, GlobalCountersMove) {
