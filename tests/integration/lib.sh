@@ -67,12 +67,17 @@ _lib_on_exit() {
 }
 trap _lib_on_exit EXIT
 
-# Prints a random loopback TCP port in 20000..59999 that nothing listens on
-# and that this test has not handed out before.
+# Prints a random loopback TCP port in 20000..59999 (or in RINGTGT_TEST_PORTS,
+# "LOW-HIGH", for engineers who share a machine) that nothing listens on and
+# that this test has not handed out before.
 pick_port() {
-  local port tries=0 p taken
+  local port tries=0 p taken lo=20000 span=40000
+  if [[ ${RINGTGT_TEST_PORTS:-} =~ ^([0-9]+)-([0-9]+)$ ]]; then
+    lo=${BASH_REMATCH[1]}
+    span=$((BASH_REMATCH[2] - lo + 1))
+  fi
   while ((tries++ < 200)); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    port=$((lo + (RANDOM * 32768 + RANDOM) % span))
     taken=0
     for p in "${PICKED_PORTS[@]}"; do [[ $p == "$port" ]] && taken=1; done
     ((taken)) && continue
@@ -82,7 +87,7 @@ pick_port() {
       return 0
     fi
   done
-  fail "no free TCP port found in 20000..59999"
+  fail "no free TCP port found in $lo..$((lo + span - 1))"
 }
 
 # pick_ceph_base: a port with the next 49 free too, for tests/ceph/cluster.sh
