@@ -63,9 +63,13 @@ BenchExpectation parse_bench(const std::string& arg) {
 constexpr std::uint32_t kMaxTried = 4096;
 bool bench_accepts(const ringtgt::bench::BlockState& st, std::uint64_t lba, std::uint32_t bs,
                    unsigned sessions, std::uint64_t held, std::vector<unsigned char>& scratch) {
-  if (st.acked == 0 && (st.uncertain == 0 || held == DurableImage::kZeroBlock)) return true;
-  const std::uint32_t lo = st.acked != 0 ? st.acked : 1;
-  const std::uint32_t hi = std::max(st.acked, st.uncertain);
+  using ringtgt::bench::kGenMask;
+  using ringtgt::bench::kUnmapFlag;
+  if (((st.acked | st.uncertain) & kUnmapFlag) && held == DurableImage::kZeroBlock) return true;
+  const std::uint32_t acked = st.acked & kGenMask, uncertain = st.uncertain & kGenMask;
+  if (acked == 0 && (uncertain == 0 || held == DurableImage::kZeroBlock)) return true;
+  const std::uint32_t lo = acked != 0 ? acked : 1;
+  const std::uint32_t hi = std::max(acked, uncertain);
   if (hi - lo > kMaxTried) return true;
   for (std::uint32_t gen = lo; gen <= hi; ++gen) {
     for (unsigned s = 0; s < sessions; ++s) {

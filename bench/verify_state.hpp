@@ -10,6 +10,12 @@
 
 namespace ringtgt::bench {
 
+// An UNMAP leaves zeros: the generation of an acknowledged UNMAP carries
+// kUnmapFlag in acked, and an unacknowledged one since sets it in uncertain.
+// Generations themselves stay below 2^31.
+inline constexpr std::uint32_t kUnmapFlag = 0x80000000u;
+inline constexpr std::uint32_t kGenMask = 0x7fffffffu;
+
 struct BlockState {
   std::uint32_t acked = 0;      // generation of the last acknowledged write, 0 = none
   std::uint32_t uncertain = 0;  // highest generation written since then without an ack

@@ -511,26 +511,38 @@ void Connection::login_data_complete() {
         free_tasks_.push_back(t.get());
         task_store_.push_back(std::move(t));
       }
-      send_login_response(LoginStatus::success, std::move(response), true, csg, nsg);
-      phase_ = Phase::full_feature;
-      // Digests apply from the first PDU after the final login response.
-      digest_header_ = params_.header_digest;
-      digest_data_ = params_.data_digest;
-      nexus_.initiator_name = params_.initiator_name;
-      nexus_.target_name = params_.target_name;
-      nexus_.session_id = isid_ << 16 | tsih_;
-      spdlog::info(
-          "login: initiator {} target {} peer {} session {} tsih {} ({})", params_.initiator_name,
-          params_.session_type == SessionType::discovery ? "(discovery)" : params_.target_name,
-          peer_, params_.session_type == SessionType::discovery ? "discovery" : "normal", tsih_,
-          params_.header_digest && params_.data_digest ? "header and data digests"
-          : params_.header_digest                      ? "header digest"
-          : params_.data_digest                        ? "data digest"
-                                                       : "no digests");
+      // A reinstated session's commands must be out of the backend before this
+      // one's can run (RFC 7143 §6.3.5): the final response waits for that.
+      login_held_ = true;
+      host_.after_reinstated_session([this, csg, response = std::move(response)]() mutable {
+        enter_full_feature(std::move(response), csg);
+      });
       return;
     }
   }
   send_login_response(LoginStatus::success, std::move(response), transit, csg, nsg);
+}
+
+void Connection::enter_full_feature(std::string response, LoginStage csg) {
+  login_held_ = false;
+  if (closing_ || shut_down_) return;
+  send_login_response(LoginStatus::success, std::move(response), true, csg,
+                      LoginStage::full_feature);
+  phase_ = Phase::full_feature;
+  // Digests apply from the first PDU after the final login response.
+  digest_header_ = params_.header_digest;
+  digest_data_ = params_.data_digest;
+  nexus_.initiator_name = params_.initiator_name;
+  nexus_.target_name = params_.target_name;
+  nexus_.session_id = isid_ << 16 | tsih_;
+  spdlog::info(
+      "login: initiator {} target {} peer {} session {} tsih {} ({})", params_.initiator_name,
+      params_.session_type == SessionType::discovery ? "(discovery)" : params_.target_name, peer_,
+      params_.session_type == SessionType::discovery ? "discovery" : "normal", tsih_,
+      params_.header_digest && params_.data_digest ? "header and data digests"
+      : params_.header_digest                      ? "header digest"
+      : params_.data_digest                        ? "data digest"
+                                                   : "no digests");
 }
 
 // ---------------------------------------------------------------- commands
@@ -1347,8 +1359,9 @@ void Connection::on_tick(Clock::time_point now) {
   if (closing_) return;
   if (phase_ == Phase::login) {
     if (now > login_deadline_) {
-      spdlog::warn("{}: login not completed within {}s; closing", peer_,
-                   settings_.login_timeout.count());
+      spdlog::warn(
+          "{}: login not completed within {}s{}; closing", peer_, settings_.login_timeout.count(),
+          login_held_ ? " (the session it reinstates still has commands in the backend)" : "");
       host_.login_failed(LoginFailure::bad_request, params_.initiator_name, params_.target_name,
                          "login timeout");
       closing_ = true;

@@ -282,27 +282,26 @@ std::optional<iscsi::AuthPolicy> Registry::auth_policy(iscsi::SessionType type,
   return it->second;
 }
 
-std::uint16_t Registry::session_started(const std::string& initiator, std::uint64_t isid,
-                                        Worker* worker, std::weak_ptr<SocketConnection> conn,
+std::uint16_t Registry::session_started(const SessionId& id, Worker* worker,
+                                        std::weak_ptr<SocketConnection> conn,
                                         std::string local_address) {
   std::lock_guard lock(mu_);
-  auto key = std::make_pair(initiator, isid);
-  auto it = sessions_.find(key);
+  auto it = sessions_.find(id);
   // [limits]: a reinstatement replaces a session and is always let in.
   if (it == sessions_.end()) {
     if (sessions_.size() >= limits_.max_sessions) {
-      spdlog::warn("login refused: initiator {}: {} sessions open (limits.max_sessions)", initiator,
-                   sessions_.size());
+      spdlog::warn("login refused: initiator {}: {} sessions open (limits.max_sessions)",
+                   id.initiator, sessions_.size());
       return 0;
     }
     std::size_t mine = 0;
-    for (auto s = sessions_.lower_bound({initiator, 0});
-         s != sessions_.end() && s->first.first == initiator; ++s)
+    for (auto s = sessions_.lower_bound(SessionId{id.initiator, 0, {}});
+         s != sessions_.end() && s->first.initiator == id.initiator; ++s)
       ++mine;
     if (mine >= limits_.max_sessions_per_initiator) {
       spdlog::warn(
           "login refused: initiator {}: {} sessions of it open (limits.max_sessions_per_initiator)",
-          initiator, mine);
+          id.initiator, mine);
       return 0;
     }
   }
@@ -310,30 +309,56 @@ std::uint16_t Registry::session_started(const std::string& initiator, std::uint6
   if (next_tsih_ == 0) next_tsih_ = 1;
   if (it != sessions_.end()) {
     spdlog::info(
-        "session reinstatement: initiator {} ISID {:012x}: closing the old session (tsih {})",
-        initiator, isid, it->second.tsih);
+        "session reinstatement: initiator {} ISID {:012x} target {}: closing the old session "
+        "(tsih {})",
+        id.initiator, id.isid, id.target, it->second.tsih);
     auto old = it->second.conn;
     it->second.worker->reactor().post([old] {
       if (auto c = old.lock()) c->close("session reinstated by a new login");
     });
-    retiring_.emplace(key, it->second);
+    retiring_.emplace(id, it->second);
   }
-  sessions_[key] = SessionRef{tsih, worker, std::move(conn), std::move(local_address)};
+  sessions_[id] = SessionRef{tsih, worker, std::move(conn), std::move(local_address)};
   return tsih;
 }
 
-void Registry::session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih) {
+void Registry::after_reinstated(const SessionId& id, std::uint16_t tsih, Worker* worker,
+                                std::function<void()> ready) {
+  {
+    std::lock_guard lock(mu_);
+    if (const auto n = retiring_.count(id); n != 0) {
+      spdlog::info(
+          "login of initiator {} ISID {:012x} to target {} waits until the {} session(s) it "
+          "reinstates have no command left in the backend",
+          id.initiator, id.isid, id.target, n);
+      waiting_.emplace(id, Waiter{tsih, worker, std::move(ready)});
+      return;
+    }
+  }
+  ready();
+}
+
+void Registry::release_waiters(const SessionId& id) {
+  if (retiring_.contains(id)) return;
+  auto [first, last] = waiting_.equal_range(id);
+  for (auto w = first; w != last; ++w) w->second.worker->reactor().post(std::move(w->second.ready));
+  waiting_.erase(first, last);
+}
+
+void Registry::session_ended(const SessionId& id, std::uint16_t tsih) {
   std::lock_guard lock(mu_);
-  const auto key = std::make_pair(initiator, isid);
-  auto it = sessions_.find(key);
+  // A login that waited and went away waits no more.
+  std::erase_if(waiting_, [&](const auto& w) { return w.first == id && w.second.tsih == tsih; });
+  auto it = sessions_.find(id);
   if (it != sessions_.end() && it->second.tsih == tsih) {
     sessions_.erase(it);
     return;
   }
-  auto [first, last] = retiring_.equal_range(key);
+  auto [first, last] = retiring_.equal_range(id);
   for (auto r = first; r != last; ++r) {
     if (r->second.tsih == tsih) {
       retiring_.erase(r);
+      release_waiters(id);
       return;
     }
   }
@@ -342,9 +367,9 @@ void Registry::session_ended(const std::string& initiator, std::uint64_t isid, s
 void Registry::abort_preempted(const std::string& target, std::uint64_t lun,
                                std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
                                std::function<void()> done) const {
-  auto preempted = [&ports](const SessionKey& key, const SessionRef&) {
-    return std::any_of(ports.begin(), ports.end(), [&key](const scsi::InitiatorPort& p) {
-      return p.initiator_name == key.first && p.isid == key.second;
+  auto preempted = [&ports](const SessionId& id, const SessionRef&) {
+    return std::any_of(ports.begin(), ports.end(), [&id](const scsi::InitiatorPort& p) {
+      return p.initiator_name == id.initiator && p.isid == id.isid;
     });
   };
   abort_tasks_in(target, lun, &keep, preempted, std::move(done));
@@ -353,16 +378,16 @@ void Registry::abort_preempted(const std::string& target, std::uint64_t lun,
 void Registry::abort_tasks_elsewhere(const std::string& target, std::optional<std::uint64_t> lun,
                                      const SocketConnection* except,
                                      std::function<void()> done) const {
-  auto other = [except](const SessionKey&, const SessionRef& ref) {
+  auto other = [except](const SessionId&, const SessionRef& ref) {
     return ref.conn.lock().get() != except;
   };
   abort_tasks_in(target, lun, nullptr, other, std::move(done));
 }
 
-void Registry::abort_tasks_in(
-    const std::string& target, std::optional<std::uint64_t> lun, const scsi::Task* keep,
-    const std::function<bool(const SessionKey&, const SessionRef&)>& asked,
-    std::function<void()> done) const {
+void Registry::abort_tasks_in(const std::string& target, std::optional<std::uint64_t> lun,
+                              const scsi::Task* keep,
+                              const std::function<bool(const SessionId&, const SessionRef&)>& asked,
+                              std::function<void()> done) const {
   // The command or task management request that asks completes on its own
   // worker, whose reactor is the one running this.
   auto* home = dynamic_cast<reactor::Reactor*>(reactor::IoEngine::current());
@@ -425,7 +450,8 @@ std::shared_ptr<scsi::LogicalUnit> Registry::find_copy_target(std::uint64_t desi
   std::optional<std::string> portal;
   {
     std::lock_guard lock(mu_);
-    auto it = sessions_.find({nexus.initiator_name, nexus.session_id >> 16});
+    auto it =
+        sessions_.find(SessionId{nexus.initiator_name, nexus.session_id >> 16, nexus.target_name});
     if (it != sessions_.end() && it->second.tsih == (nexus.session_id & 0xffff)) {
       portal = it->second.local_address;
     }

@@ -279,7 +279,7 @@ void SocketConnection::maybe_finish() {
   conn_.shut_down();          // idempotent: drops output and tasks not yet running
   if (!conn_.idle()) return;  // tasks still in the SCSI layer; retried on tick
   if (registered_) {
-    registry_.session_ended(conn_.initiator_name(), conn_.isid(), conn_.tsih());
+    registry_.session_ended(session_id(), conn_.tsih());
     registered_ = false;
     if (target_counters_) {
       target_counters_->sessions.fetch_sub(1, std::memory_order_relaxed);
@@ -343,8 +343,8 @@ void SocketConnection::append_send_targets(std::string_view initiator, std::stri
 
 std::uint16_t SocketConnection::session_started(const iscsi::SessionParams& params,
                                                 std::uint64_t isid) {
-  const std::uint16_t tsih =
-      registry_.session_started(params.initiator_name, isid, &worker_, weak_from_this(), local_);
+  const std::uint16_t tsih = registry_.session_started(
+      {params.initiator_name, isid, params.target_name}, &worker_, weak_from_this(), local_);
   registered_ = tsih != 0;
   if (!registered_) return 0;  // over a session limit: the login is refused
   metrics::count_login_success();
@@ -383,6 +383,19 @@ void SocketConnection::login_failed(iscsi::LoginFailure why, const std::string& 
   spdlog::warn("login refused: initiator {} target {} peer {}: {} ({})",
                initiator.empty() ? "?" : initiator, target.empty() ? "?" : target, peer_,
                iscsi::to_string(why), detail);
+}
+
+void SocketConnection::after_reinstated_session(std::function<void()> ready) {
+  // Posted from the worker of the last old session to end; this connection may
+  // be gone by then.
+  registry_.after_reinstated(session_id(), conn_.tsih(), &worker_,
+                             [self = weak_from_this(), ready = std::move(ready)] {
+                               if (auto alive = self.lock()) ready();
+                             });
+}
+
+SessionId SocketConnection::session_id() const {
+  return {conn_.initiator_name(), conn_.isid(), conn_.target_name()};
 }
 
 }  // namespace ringtgt::net

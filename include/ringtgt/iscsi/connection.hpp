@@ -79,6 +79,11 @@ class ConnectionHost {
   // (a session limit is reached; the host logs which): the login fails with
   // status 0x0302, out of resources.
   virtual std::uint16_t session_started(const SessionParams& params, std::uint64_t isid) = 0;
+  // Called once session_started gave a TSIH: ready runs on this connection's thread once
+  // every session this login reinstated has no command left in the SCSI layer (RFC 7143
+  // §6.3.5), at once when it reinstated none; never after this connection is gone.
+  // The final login response waits for it.
+  virtual void after_reinstated_session(std::function<void()> ready) { ready(); }
   virtual void login_failed(LoginFailure why, const std::string& initiator,
                             const std::string& target, const std::string& detail) = 0;
   // The CHAP policy of a login to target (or of a discovery session), asked once the
@@ -219,6 +224,8 @@ class Connection final : private scsi::TaskOwner {
   void send_login_response(LoginStatus status, std::string keys, bool transit, LoginStage csg,
                            LoginStage nsg, bool cont = false);
   void fail_login(LoginStatus status, LoginFailure why, const std::string& detail);
+  // The final login response, once the sessions this login reinstated are gone.
+  void enter_full_feature(std::string response, LoginStage csg);
 
   // full feature phase
   std::optional<DataPlan> command_header(const Bhs& bhs);
@@ -285,6 +292,7 @@ class Connection final : private scsi::TaskOwner {
   Phase phase_ = Phase::login;
   bool closing_ = false;
   bool shut_down_ = false;
+  bool login_held_ = false;  // the final login response waits for reinstated sessions
 
   // login state
   LoginNegotiator negotiator_;

@@ -15,6 +15,7 @@
 #include "ringtgt/config/config.hpp"
 #include "ringtgt/iscsi/connection.hpp"
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/net/session_id.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 
 namespace ringtgt::net {
@@ -84,14 +85,19 @@ class Registry {
   void set_portals(std::vector<config::Portal> portals);
 
   // A session reached full feature phase through the portal at local_address: returns its
-  // TSIH, and closes an older session of the same initiator name and ISID (reinstatement).
+  // TSIH, and closes an older session with the same id (reinstatement, RFC 7143 §6.3.5).
   // Returns 0 (and logs why, naming the initiator) when [limits]
   // max_sessions or max_sessions_per_initiator is reached; a reinstatement
   // replaces a session, so it is never refused.
-  std::uint16_t session_started(const std::string& initiator, std::uint64_t isid, Worker* worker,
+  std::uint16_t session_started(const SessionId& id, Worker* worker,
                                 std::weak_ptr<SocketConnection> conn,
                                 std::string local_address = {});
-  void session_ended(const std::string& initiator, std::uint64_t isid, std::uint16_t tsih);
+  // The new session `tsih` of id may start once the sessions it reinstated have no task
+  // left in the SCSI layer: ready runs on worker then (posted), or at once (before this
+  // returns) when none is still closing. Not run if session tsih ends first.
+  void after_reinstated(const SessionId& id, std::uint16_t tsih, Worker* worker,
+                        std::function<void()> ready);
+  void session_ended(const SessionId& id, std::uint16_t tsih);
   // A reset or CLEAR TASK SET received on session `except`: every other session of target
   // aborts its tasks for LUN lun (every LUN: nullopt), and done runs on the calling worker
   // once all of them have answered (their aborted tasks are out of the backend).
@@ -132,11 +138,17 @@ class Registry {
                        std::function<void()> done) const;
   // The sessions `asked` picks (under mu_) abort their tasks for LUN lun (every LUN:
   // nullopt) of target but keep; done runs on the calling worker once all have answered.
-  using SessionKey = std::pair<std::string, std::uint64_t>;  // initiator name, ISID
   void abort_tasks_in(const std::string& target, std::optional<std::uint64_t> lun,
                       const scsi::Task* keep,
-                      const std::function<bool(const SessionKey&, const SessionRef&)>& asked,
+                      const std::function<bool(const SessionId&, const SessionRef&)>& asked,
                       std::function<void()> done) const;
+  // A login waiting for the sessions it reinstated (after_reinstated).
+  struct Waiter {
+    std::uint16_t tsih;
+    Worker* worker;
+    std::function<void()> ready;
+  };
+  void release_waiters(const SessionId& id);  // under mu_
 
   LunOpener open_lun_;
   mutable std::mutex snapshot_mu_;
@@ -144,10 +156,11 @@ class Registry {
   iscsi::ConnectionSettings settings_;
   std::optional<iscsi::AuthPolicy> discovery_auth_;
   mutable std::mutex mu_;
-  std::map<std::pair<std::string, std::uint64_t>, SessionRef> sessions_;
+  std::map<SessionId, SessionRef> sessions_;
   // Sessions replaced by a reinstatement and still closing: their commands
   // in flight are those of the same initiator port.
-  std::multimap<std::pair<std::string, std::uint64_t>, SessionRef> retiring_;
+  std::multimap<SessionId, SessionRef> retiring_;
+  std::multimap<SessionId, Waiter> waiting_;
   std::uint16_t next_tsih_ = 1;
   config::Limits limits_;
 };

@@ -10,6 +10,7 @@
 
 #include "ringtgt/iscsi/connection.hpp"
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/net/session_id.hpp"
 #include "ringtgt/reactor/reactor.hpp"
 
 namespace ringtgt::net {
@@ -51,6 +52,7 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void append_send_targets(std::string_view initiator, std::string_view which,
                            std::string& out) override;
   std::uint16_t session_started(const iscsi::SessionParams& params, std::uint64_t isid) override;
+  void after_reinstated_session(std::function<void()> ready) override;
   void login_failed(iscsi::LoginFailure why, const std::string& initiator,
                     const std::string& target, const std::string& detail) override;
   void output_ready() override;
@@ -75,6 +77,7 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void on_sent(int result);
   void begin_shutdown();
   void maybe_finish();
+  SessionId session_id() const;
 
   Worker& worker_;
   Registry& registry_;

@@ -182,7 +182,8 @@ TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
   Registry reg(cfg, factory_of(cfg));
   const std::string me = "iqn.2025-01.com.example:me";
   const std::uint64_t isid = 0x23d000000001ull;
-  const std::uint16_t tsih = reg.session_started(me, isid, nullptr, {}, "127.0.0.1:3260");
+  const std::uint16_t tsih =
+      reg.session_started({me, isid, "iqn.2025-01.com.example:a"}, nullptr, {}, "127.0.0.1:3260");
   ASSERT_NE(tsih, 0);
   const scsi::Nexus nexus{me, "iqn.2025-01.com.example:a", isid << 16 | tsih, {}};
   auto find = [&](const std::string& target, std::uint64_t lun) {
@@ -206,7 +207,8 @@ TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
 
   // From the second portal, f is there.
   const std::uint64_t isid2 = 0x23d000000002ull;
-  const std::uint16_t tsih2 = reg.session_started(me, isid2, nullptr, {}, "127.0.0.2:3260");
+  const std::uint16_t tsih2 =
+      reg.session_started({me, isid2, "iqn.2025-01.com.example:a"}, nullptr, {}, "127.0.0.2:3260");
   const scsi::Nexus there{me, "iqn.2025-01.com.example:a", isid2 << 16 | tsih2, {}};
   EXPECT_TRUE(reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:f", 0), there));
   // A nexus whose session the registry does not know: no portal, so only targets
@@ -232,7 +234,8 @@ TEST(RegistryCopyTargets, ChapTargetsNeedTheCredentialsTheSessionProved) {
   const auto cfg = copy_targets_config(tmp.path, true);
   Registry reg(cfg, factory_of(cfg));
   const std::string me = "iqn.2025-01.com.example:me";
-  const std::uint16_t tsih = reg.session_started(me, 1, nullptr, {}, "127.0.0.1:3260");
+  const std::uint16_t tsih =
+      reg.session_started({me, 1, "iqn.2025-01.com.example:a"}, nullptr, {}, "127.0.0.1:3260");
   const scsi::Nexus nexus{me, "iqn.2025-01.com.example:a", std::uint64_t{1} << 16 | tsih, {}};
   auto find = [&](const std::string& target) {
     return reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:" + target, 0), nexus);

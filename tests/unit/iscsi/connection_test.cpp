@@ -79,6 +79,12 @@ class FakeHost final : public ConnectionHost {
     failures.push_back({why, initiator, target_name, detail});
   }
   void output_ready() override { ++output_ready_calls; }
+  void after_reinstated_session(std::function<void()> ready) override {
+    if (hold_reinstated)
+      reinstated_ready = std::move(ready);
+    else
+      ready();
+  }
   void abort_tasks_elsewhere(std::optional<std::uint64_t> lun,
                              std::function<void()> done) override {
     elsewhere_luns.push_back(lun);
@@ -102,6 +108,9 @@ class FakeHost final : public ConnectionHost {
   std::vector<std::optional<std::uint64_t>> elsewhere_luns;
   bool hold_elsewhere = false;
   std::vector<std::function<void()>> elsewhere_done;
+  // A reinstatement whose old session still has commands in the backend.
+  bool hold_reinstated = false;
+  std::function<void()> reinstated_ready;
 };
 
 // One PDU the connection queued, copied out before it was given back.
@@ -496,6 +505,50 @@ TEST(ConnectionLogin, NonZeroTsihIsRefusedWith020a) {
   b.set_tsih(77);
   d.send(b, data);
   expect_refused(d, LoginStatus::session_does_not_exist, LoginFailure::unsupported);
+}
+
+// The security stage, then an operational request that asks for full feature phase.
+void log_in_to_the_last_step(Driver& d) {
+  ASSERT_TRUE(d.send(d.login_request(LoginStage::security, LoginStage::operational, true, 1, 7),
+                     d.text({{"InitiatorName", "iqn.2025-01.com.example:init"},
+                             {"TargetName", d.host.target->name},
+                             {"SessionType", "Normal"},
+                             {"AuthMethod", "None"}})));
+  ASSERT_EQ(d.drain().size(), 1u);
+  ASSERT_TRUE(d.send(d.login_request(LoginStage::operational, LoginStage::full_feature, true, 1, 8),
+                     d.text({{"ErrorRecoveryLevel", "0"}})));
+}
+
+TEST(ConnectionLogin, FinalResponseWaitsForTheReinstatedSession) {
+  Driver d;
+  d.host.hold_reinstated = true;
+  log_in_to_the_last_step(d);
+  EXPECT_EQ(d.host.sessions, 1);
+  EXPECT_TRUE(d.drain().empty());  // held: the old session's commands still run
+  EXPECT_FALSE(d.conn->full_feature());
+  ASSERT_TRUE(d.host.reinstated_ready);
+  d.host.reinstated_ready();
+  const Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::login_response);
+  EXPECT_EQ(r.bhs.login_status(), LoginStatus::success);
+  EXPECT_TRUE(r.bhs.login_transit());
+  EXPECT_EQ(r.bhs.login_csg(), LoginStage::operational);
+  EXPECT_EQ(r.bhs.login_nsg(), LoginStage::full_feature);
+  EXPECT_EQ(r.bhs.tsih(), kTsih);
+  EXPECT_TRUE(d.conn->full_feature());
+}
+
+TEST(ConnectionLogin, HeldLoginTimesOutAndStaysSilent) {
+  ConnectionSettings s;
+  s.login_timeout = 5s;
+  Driver d(s);
+  d.host.hold_reinstated = true;
+  log_in_to_the_last_step(d);
+  d.conn->on_tick(d.now + 6s);
+  EXPECT_TRUE(d.conn->closing());
+  d.host.reinstated_ready();  // too late: nothing is sent on a closing connection
+  EXPECT_TRUE(d.drain().empty());
+  EXPECT_FALSE(d.conn->full_feature());
 }
 
 TEST(ConnectionLogin, TimesOutWhenLoginDoesNotComplete) {
