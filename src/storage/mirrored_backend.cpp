@@ -42,7 +42,8 @@ struct MirroredBackend::Fanout {
     void on_complete(int) override { parent->owner->start(parent); }
   };
 
-  Fanout(MirroredBackend* o, Kind k, IoOp* c) : owner(o), kind(k), caller(c) {
+  Fanout(MirroredBackend* o, Kind k, IoOp* c, std::uint64_t off = 0, std::size_t l = 0)
+      : owner(o), kind(k), caller(c), len(l), offset(off) {
     resume.parent = this;
     for (unsigned i = 0; i < children.size(); ++i) {
       children[i].parent = this;
@@ -303,16 +304,18 @@ void MirroredBackend::finish(Fanout* f) {
   caller->on_complete(result);
 }
 
-void MirroredBackend::write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
-                            IoOp* op) {
-  auto* f = new Fanout(this, Fanout::Kind::write, op);
-  f->buf = buf;
-  f->len = len;
-  f->offset = offset;
-  f->fua = fua;
-  f->claim = {offset, len, &f->resume, reactor::IoEngine::current()};
+void MirroredBackend::start_in_order(Fanout* f) {
+  f->claim = {f->offset, f->len, &f->resume, reactor::IoEngine::current()};
   f->claimed = true;
   if (order_.admit(f->claim)) start(f);
+}
+
+void MirroredBackend::write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
+                            IoOp* op) {
+  auto* f = new Fanout(this, Fanout::Kind::write, op, offset, len);
+  f->buf = buf;
+  f->fua = fua;
+  start_in_order(f);
 }
 
 void MirroredBackend::flush(IoOp* op) {
@@ -329,23 +332,15 @@ bool MirroredBackend::can_unmap() const {
 }
 
 void MirroredBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
-  auto* f = new Fanout(this, Fanout::Kind::unmap, op);
-  f->len = len;
-  f->offset = offset;
+  auto* f = new Fanout(this, Fanout::Kind::unmap, op, offset, len);
   f->more_follow = more_follow;
-  f->claim = {offset, len, &f->resume, reactor::IoEngine::current()};
-  f->claimed = true;
-  if (order_.admit(f->claim)) start(f);
+  start_in_order(f);
 }
 
 void MirroredBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) {
-  auto* f = new Fanout(this, Fanout::Kind::zeroes, op);
-  f->len = len;
-  f->offset = offset;
+  auto* f = new Fanout(this, Fanout::Kind::zeroes, op, offset, len);
   f->fua = fua;
-  f->claim = {offset, len, &f->resume, reactor::IoEngine::current()};
-  f->claimed = true;
-  if (order_.admit(f->claim)) start(f);
+  start_in_order(f);
 }
 
 Backend::Extent MirroredBackend::extent_at(std::uint64_t offset, std::uint64_t max_len) {

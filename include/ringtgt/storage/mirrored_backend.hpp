@@ -97,6 +97,8 @@ class MirroredBackend final : public Backend {
   // Starts f on every in-sync copy, or answers it with the quorum error
   // when too few are left. f holds its range claim already, if it has one.
   void start(Fanout* f);
+  // Starts f once no earlier overlapping write is in flight (RangeOrder).
+  void start_in_order(Fanout* f);
   void finish(Fanout* f);
   // The first in-sync copy after `after` (-1: from the start); -1 when none.
   int next_in_sync(int after) const;
