@@ -76,28 +76,6 @@ EOF
 } >"$CFG"
 
 ctl() { "$RINGTGTCTL" --socket "$TMP/admin.sock" "$@"; }
-tool() {
-  local out=$1 url=$2
-  shift 2
-  run_ok "$out" "$FAULT_TOOL" "$url" "$@"
-}
-expect_line() {
-  grep -Fxq -- "$2" "$1" || {
-    cat "$1" >&2
-    fail "expected the line '$2' in $1"
-  }
-}
-# qemu_ok OUT URL COMMANDS...: one qemu-io login; every command must succeed.
-qemu_ok() {
-  local out=$1 url=$2 args=() c
-  shift 2
-  for c in "$@"; do args+=(-c "$c"); done
-  qemu-io -f raw "${args[@]}" "$url" >"$out" 2>&1 || true
-  if grep -Eq 'failed|error|Error|Pattern verification' "$out"; then
-    cat "$out" >&2
-    fail "qemu-io reported an error on $url"
-  fi
-}
 scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.txt" || fail "GET /metrics failed"; }
 # metric NAME{LABELS}: its value in the last scrape.
 metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
