@@ -206,9 +206,11 @@ std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::u
         closing_ = true;
         return std::nullopt;
       }
+      last_data_progress_ = now;
       plan = command_header(cur_);
       break;
     case Opcode::data_out:
+      last_data_progress_ = now;
       plan = data_out_header(cur_);
       break;
     case Opcode::nop_out:
@@ -572,7 +574,7 @@ bool Connection::check_cmd_sn(const Bhs& bhs) {
   std::uint32_t sn = bhs.cmd_sn();
   if (bhs.immediate()) return true;
   if (sn == exp_cmd_sn_) {
-    ++exp_cmd_sn_;
+    advance_exp_cmd_sn();
     return true;
   }
   // On one connection non-immediate commands arrive in CmdSN order, so a gap
@@ -585,6 +587,25 @@ bool Connection::check_cmd_sn(const Bhs& bhs) {
               peer_, params_.initiator_name, sn, exp_cmd_sn_, max_cmd_sn_sent_,
               ignored_commands_ == kIgnoredCommandsLogged ? " (further ones logged at debug)" : "");
   return false;
+}
+
+void Connection::advance_exp_cmd_sn() {
+  ++exp_cmd_sn_;
+  // CmdSNs already counted as received (abandoned commands) are passed too.
+  for (auto it = std::find(abandoned_cmd_sns_.begin(), abandoned_cmd_sns_.end(), exp_cmd_sn_);
+       it != abandoned_cmd_sns_.end();
+       it = std::find(abandoned_cmd_sns_.begin(), abandoned_cmd_sns_.end(), exp_cmd_sn_)) {
+    abandoned_cmd_sns_.erase(it);
+    ++exp_cmd_sn_;
+  }
+}
+
+void Connection::count_as_received(std::uint32_t sn) {
+  if (sn == exp_cmd_sn_) return advance_exp_cmd_sn();
+  if (!sn_lt(exp_cmd_sn_, sn) || abandoned_cmd_sns_.size() >= settings_.queue_depth) return;
+  if (std::find(abandoned_cmd_sns_.begin(), abandoned_cmd_sns_.end(), sn) ==
+      abandoned_cmd_sns_.end())
+    abandoned_cmd_sns_.push_back(sn);
 }
 
 IscsiTask* Connection::acquire_task() {
@@ -1129,6 +1150,10 @@ void Connection::task_management(const Bhs& bhs) {
         bool in_window =
             sn_lt(ref, bhs.cmd_sn()) && !sn_lt(ref, bhs.cmd_sn() - settings_.queue_depth);
         response = in_window ? TmfResponse::complete : TmfResponse::task_does_not_exist;
+        // RFC 7143 §11.5.1 (b): the initiator aborted a command it never sent
+        // (libiscsi does, for one still in its send queue). Its CmdSN counts as
+        // received, or every later command would wait behind the gap.
+        if (in_window) count_as_received(ref);
       }
       break;
     }
@@ -1368,7 +1393,16 @@ void Connection::on_tick(Clock::time_point now) {
     }
     return;
   }
-  if (phase_ != Phase::full_feature || settings_.nop_interval.count() == 0) return;
+  if (phase_ != Phase::full_feature) return;
+  if (data_out_stalled(now)) {
+    spdlog::warn(
+        "{} ({}): no Data-Out for {}s while a WRITE waits for its data; closing the "
+        "connection",
+        peer_, params_.initiator_name, settings_.nop_timeout.count());
+    closing_ = true;
+    return;
+  }
+  if (settings_.nop_interval.count() == 0) return;
   if (ping_sent_) {
     if (now - *ping_sent_ > settings_.nop_timeout) {
       spdlog::warn("{} ({}): no answer to NOP-In for {}s; closing the connection", peer_,
@@ -1386,6 +1420,18 @@ void Connection::on_tick(Clock::time_point now) {
     pdu->bhs.set_ttt(ping_ttt_);
     queue(pdu, false);
   }
+}
+
+bool Connection::data_out_stalled(Clock::time_point now) const {
+  // A peer that answers pings but never sends the data of its WRITEs would
+  // hold their buffers for ever (RFC 7143 leaves the time-out to the target;
+  // at ErrorRecoveryLevel 0 the connection goes). While receive is paused
+  // the data may be waiting unread in the socket: not the peer's stall.
+  if (settings_.nop_timeout.count() == 0 || should_pause_receive()) return false;
+  if (now - last_data_progress_ <= settings_.nop_timeout) return false;
+  for (const IscsiTask* t = active_list_; t; t = t->next)
+    if (t->state == IscsiTask::State::receiving) return true;
+  return false;
 }
 
 void Connection::request_close(const char* why) {

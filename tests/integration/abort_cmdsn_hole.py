@@ -4,11 +4,10 @@
 libiscsi (QEMU) does exactly this when it cancels a command still in its send
 queue and aborts it. Usage: abort_cmdsn_hole.py HOST PORT TARGET_IQN
 
-Reproducer of a daemon bug found by the chaos soak (test_soak.sh): ringtgt
-answers "function complete" but keeps ExpCmdSN at the hole, so every later
-command on the connection is ignored ("CmdSN N+1 is not ExpCmdSN N") until the
-initiator times out and reconnects. Not run by ctest until the daemon fills
-the hole (then a test_*.sh can call it: exit 0 = fixed, 1 = the bug).
+Found by the chaos soak (test_soak.sh): ringtgt answered "function complete"
+but kept ExpCmdSN at the hole, so every later command on the connection was
+ignored ("CmdSN N+1 is not ExpCmdSN N") until the initiator timed out and
+reconnected. test_task_management.sh runs it: exit 0 = the hole is filled.
 Run with RINGTGT_SRC set to the repository root."""
 import os
 import socket

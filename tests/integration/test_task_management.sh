@@ -3,8 +3,9 @@
 # gone (tests/integration/task_management.py, two raw iSCSI sessions): CLEAR
 # TASK SET, LOGICAL UNIT RESET and TARGET WARM RESET from one session end
 # another session's WRITE held at its R2T, whose late data never lands;
-# ABORT TASK SET leaves the other session's WRITE alone. The daemon logs
-# each abort and stays healthy.
+# ABORT TASK SET leaves the other session's WRITE alone; an ABORT TASK of a
+# command never sent fills its CmdSN hole. The daemon logs each abort and
+# stays healthy.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -31,6 +32,16 @@ timeout 90 python3 "$RINGTGT_SRC/tests/integration/task_management.py" 127.0.0.1
 cat "$TMP/tmf.out"
 ((rc == 0)) || fail "task_management.py exited with status $rc"
 expect_grep '^task_management: all checks passed$' "$TMP/tmf.out" "every check ran"
+
+# ABORT TASK of a command the initiator never sent fills its CmdSN hole
+# (RFC 7143 §11.5.1 b), as libiscsi and QEMU expect.
+rc=0
+RINGTGT_SRC=$RINGTGT_SRC timeout 30 python3 "$RINGTGT_SRC/tests/integration/abort_cmdsn_hole.py" \
+  127.0.0.1 "$PORT" "$TGT" >"$TMP/hole.out" 2>&1 || rc=$?
+cat "$TMP/hole.out"
+((rc == 0)) || fail "abort_cmdsn_hole.py exited with status $rc"
+expect_grep '^READ\(10\) with CmdSN [0-9]+: status 0x0: OK$' "$TMP/hole.out" \
+  "the command after the hole is answered"
 
 log "B's connection logs each WRITE another nexus ended"
 expect_eq "$(grep -cE '\(iqn\.2025-01\.com\.example:node-b\): 1 task\(s\) for (LUN 0|every LUN) aborted by another nexus' "$DAEMON_LOG")" \

@@ -224,6 +224,12 @@ class Connection final : private scsi::TaskOwner {
   void send_login_response(LoginStatus status, std::string keys, bool transit, LoginStage csg,
                            LoginStage nsg, bool cont = false);
   void fail_login(LoginStatus status, LoginFailure why, const std::string& detail);
+  // Some WRITE waits for Data-Out and none came (nor a command) for nop_timeout.
+  bool data_out_stalled(Clock::time_point now) const;
+  // ExpCmdSN moves past sn+1 and any CmdSN counted as received after it.
+  void advance_exp_cmd_sn();
+  // A CmdSN in the window whose command will never come (RFC 7143 §11.5.1 b).
+  void count_as_received(std::uint32_t sn);
   // The final login response, once the sessions this login reinstated are gone.
   void enter_full_feature(std::string response, LoginStage csg);
 
@@ -316,6 +322,10 @@ class Connection final : private scsi::TaskOwner {
   // sequence numbers
   std::uint32_t stat_sn_ = 0;
   std::uint32_t exp_cmd_sn_ = 0;
+  Clock::time_point last_data_progress_;  // the last SCSI command or Data-Out in
+  // CmdSNs ahead of exp_cmd_sn_ that count as received though no command
+  // came with them (ABORT TASK of a command never sent); at most queue_depth.
+  std::vector<std::uint32_t> abandoned_cmd_sns_;
   std::uint32_t max_cmd_sn_sent_ = 0;  // the largest MaxCmdSN advertised
   bool window_advertised_ = false;
   bool window_may_reopen_ = false;  // a task came back while the window was closed

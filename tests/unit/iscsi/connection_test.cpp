@@ -1229,6 +1229,35 @@ TEST(ConnectionTmf, AbortUnknownTaskByRefCmdSn) {
   EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::task_does_not_exist));
 }
 
+// RFC 7143 §11.5.1 (b): an aborted command the initiator never sent counts as
+// received, so the commands after it are not stuck behind its CmdSN.
+TEST(ConnectionTmf, AbortOfACommandNeverSentFillsItsCmdSnHole) {
+  Driver d;
+  d.login();
+  const std::uint32_t hole = d.cmd_sn++;  // the command the initiator cancelled
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x50, 0, 0x1234, hole)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  ASSERT_TRUE(d.send(d.command(1, tur(), 0, false, false)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.exp_cmd_sn(), hole + 2);
+
+  // A hole further ahead (the immediate request overtook command `next`, still
+  // queued): filled once the commands before it came.
+  const std::uint32_t next = d.cmd_sn;
+  d.cmd_sn = next + 2;
+  ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0x51, 0, 0x1235, next + 1)));
+  EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  d.cmd_sn = next;
+  ASSERT_TRUE(d.send(d.command(2, tur(), 0, false, false)));
+  EXPECT_EQ(d.only_one().bhs.exp_cmd_sn(), next + 2);
+  d.cmd_sn = next + 2;
+  ASSERT_TRUE(d.send(d.command(3, tur(), 0, false, false)));
+  r = d.only_one();
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.itt(), 3u);
+}
+
 TEST(ConnectionTmf, AbortTaskWaitingForData) {
   Driver d;
   LoginOptions o;
@@ -1241,6 +1270,42 @@ TEST(ConnectionTmf, AbortTaskWaitingForData) {
   Out r = d.only_one();
   EXPECT_EQ(r.bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
   EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+}
+
+// A peer that keeps its connection alive but never sends a WRITE's data would
+// hold its buffer for ever: nop_timeout without Data-Out closes the connection.
+TEST(ConnectionLimits, WriteWhoseDataStopsComingClosesAfterNopTimeout) {
+  ConnectionSettings s;
+  s.nop_interval = 0s;  // no pings: only the data time-out can close it
+  s.nop_timeout = 20s;
+  Driver d(s);
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  ASSERT_TRUE(d.send(d.command(7, write10(0, 8), 4096, false, true, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  d.conn->on_tick(d.now + 19s);
+  EXPECT_FALSE(d.conn->closing());
+  // Some data 15 s later is progress: the time-out counts from it.
+  d.now += 15s;
+  ASSERT_TRUE(d.send(d.data_out(7, r2t.bhs.ttt(), 0, 0, false), pattern(1024, 1)));
+  d.conn->on_tick(d.now + 19s);
+  EXPECT_FALSE(d.conn->closing());
+  d.conn->on_tick(d.now + 21s);
+  EXPECT_TRUE(d.conn->closing());
+}
+
+TEST(ConnectionLimits, IdleSessionIsNotClosedForWantOfData) {
+  ConnectionSettings s;
+  s.nop_interval = 0s;
+  s.nop_timeout = 20s;
+  Driver d(s);
+  d.login();
+  ASSERT_TRUE(d.send(d.command(1, read10(0, 1), 512, true, false)));
+  d.drain();
+  d.conn->on_tick(d.now + 300s);
+  EXPECT_FALSE(d.conn->closing());
 }
 
 TEST(ConnectionTmf, LateDataOutForAbortedTaskIsDroppedSilently) {
