@@ -66,12 +66,13 @@ const char* kHelp =
     "                                           unless --force\n"
     "  config write [--path FILE]               write the running config (default: its file)\n"
     "  fault inject --target IQN --lun N --fault eio|enospc|short|flush|delay\n"
-    "          [--lba LBA] [--blocks N] [--io read|write|both] [--count N] [--delay-ms MS]\n"
-    "                                           tests only ([testing] fault_injection):\n"
-    "                                           arm a fault on the LUN's backend; --count:\n"
+    "          [--copy NAME] [--lba LBA] [--blocks N] [--io read|write|both] [--count N]\n"
+    "          [--delay-ms MS]                  tests only ([testing] fault_injection):\n"
+    "                                           arm a fault on the LUN's backend (a mirrored\n"
+    "                                           LUN: on copy NAME, default primary); --count:\n"
     "                                           fire N times (default: until cleared)\n"
     "  fault list [--target IQN]                armed faults and faults injected so far\n"
-    "  fault clear --target IQN --lun N [--id ID]\n"
+    "  fault clear --target IQN --lun N [--copy NAME] [--id ID]\n"
     "  call METHOD [JSON-OBJECT]                any JSON-RPC method, raw\n"
     "\n"
     "SIZE: bytes, or with K, M, G, T (powers of 1024): 512M, 10G.\n"
@@ -537,10 +538,12 @@ int main(int argc, char** argv) {
     show = [](const json& r) { std::printf("written to %s\n", cell(r["path"]).c_str()); };
   } else if (cmd("fault", "inject")) {
     auto a = parse(in, i + 2,
-                   {"target", "lun", "fault", "lba", "blocks", "io", "count", "delay-ms"}, {}, 0);
+                   {"target", "lun", "copy", "fault", "lba", "blocks", "io", "count", "delay-ms"},
+                   {}, 0);
     method = "fault.inject";
     params["target"] = a.need("target");
     params["lun"] = parse_uint(a.need("lun"), "--lun");
+    if (auto v = a.opt("copy")) params["copy"] = *v;
     params["fault"] = a.need("fault");
     if (auto v = a.opt("lba")) params["lba"] = parse_uint(*v, "--lba");
     if (auto v = a.opt("blocks")) params["blocks"] = parse_uint(*v, "--blocks");
@@ -555,14 +558,18 @@ int main(int argc, char** argv) {
     method = "fault.list";
     if (auto v = a.opt("target")) params["target"] = *v;
     show = [](const json& r) {
-      table(r,
-            {{"TARGET", "target"}, {"LUN", "lun"}, {"ARMED", "faults"}, {"INJECTED", "injected"}});
+      table(r, {{"TARGET", "target"},
+                {"LUN", "lun"},
+                {"COPY", "copy"},
+                {"ARMED", "faults"},
+                {"INJECTED", "injected"}});
     };
   } else if (cmd("fault", "clear")) {
-    auto a = parse(in, i + 2, {"target", "lun", "id"}, {}, 0);
+    auto a = parse(in, i + 2, {"target", "lun", "copy", "id"}, {}, 0);
     method = "fault.clear";
     params["target"] = a.need("target");
     params["lun"] = parse_uint(a.need("lun"), "--lun");
+    if (auto v = a.opt("copy")) params["copy"] = *v;
     if (auto v = a.opt("id")) params["id"] = parse_uint(*v, "--id");
     show = [](const json& r) { std::printf("%s fault(s) cleared\n", cell(r["cleared"]).c_str()); };
   } else if (noun == "call") {

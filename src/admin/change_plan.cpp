@@ -29,7 +29,9 @@ bool same_backing(const config::Lun& a, const config::Lun& b) {
          a.physical_block_size == b.physical_block_size && a.read_only == b.read_only &&
          a.direct_io == b.direct_io && a.write_ack == b.write_ack && a.serial == b.serial &&
          a.provisioning == b.provisioning && a.allow_sanitize == b.allow_sanitize &&
-         a.sanitize_rate == b.sanitize_rate;
+         a.sanitize_rate == b.sanitize_rate && a.copies == b.copies &&
+         a.ack_quorum == b.ack_quorum && a.on_quorum_loss == b.on_quorum_loss &&
+         a.failure_domain == b.failure_domain;
 }
 
 std::string lun_name(const std::string& target, std::uint32_t lun) {

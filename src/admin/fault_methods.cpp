@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ringtgt/storage/fault_injection.hpp"
+#include "ringtgt/storage/mirrored_backend.hpp"
 
 namespace ringtgt::admin {
 
@@ -24,7 +25,23 @@ struct FaultyLun {
   storage::FaultInjectingBackend* backend;
 };
 
-FaultyLun faulty_lun(const net::Registry& registry, const std::string& target, std::uint64_t n) {
+// The fault-injecting backend of one copy of a mirrored LUN ("primary": its
+// own path); null when the copy was opened without fault injection.
+storage::FaultInjectingBackend* copy_of(storage::MirroredBackend& m, const std::string& copy,
+                                        const std::string& lun) {
+  for (std::size_t i = 0; i < m.copy_count(); ++i) {
+    if (m.copy_name(i) == copy)
+      return dynamic_cast<storage::FaultInjectingBackend*>(&m.copy_backend(i));
+  }
+  std::string names;
+  for (std::size_t i = 0; i < m.copy_count(); ++i) names += (i ? ", " : "") + m.copy_name(i);
+  throw RpcError(rpc_error::invalid_params, lun + " has no copy " + copy + " (" + names + ")");
+}
+
+// copy: which copy of a mirrored LUN (absent: the primary); a LUN without
+// copies has only its own store.
+FaultyLun faulty_lun(const net::Registry& registry, const std::string& target, std::uint64_t n,
+                     const std::optional<std::string>& copy = std::nullopt) {
   auto entry = registry.find_target(target);
   if (!entry) {
     throw RpcError(rpc_error::invalid_params,
@@ -35,7 +52,15 @@ FaultyLun faulty_lun(const net::Registry& registry, const std::string& target, s
     throw RpcError(rpc_error::invalid_params,
                    "target " + target + " has no LUN " + std::to_string(n));
   }
-  auto* b = dynamic_cast<storage::FaultInjectingBackend*>(&lu->backend());
+  const std::string name = "target " + target + " LUN " + std::to_string(n);
+  storage::FaultInjectingBackend* b = nullptr;
+  if (auto* m = dynamic_cast<storage::MirroredBackend*>(&lu->backend())) {
+    b = copy_of(*m, copy.value_or("primary"), name);
+  } else if (copy && *copy != "primary") {
+    throw RpcError(rpc_error::invalid_params, name + " has no copies");
+  } else {
+    b = dynamic_cast<storage::FaultInjectingBackend*>(&lu->backend());
+  }
   if (b == nullptr) {
     throw RpcError(rpc_error::refused, "target " + target + " LUN " + std::to_string(n) +
                                            " was opened without fault injection");
@@ -98,25 +123,26 @@ json counts_json(const metrics::FaultCounters& c) {
 void add_fault_methods(Dispatcher& d, const net::Registry& registry, bool enabled) {
   d.add("fault.inject", [&registry, enabled](const Params& p, const Responder& r) {
     require_enabled(enabled);
-    p.only({"target", "lun", "fault", "lba", "blocks", "io", "count", "delay_ms"});
+    p.only({"target", "lun", "copy", "fault", "lba", "blocks", "io", "count", "delay_ms"});
     const std::string target = p.string("target");
     const std::uint64_t n = p.uint("lun", 0, 16383);
-    FaultyLun f = faulty_lun(registry, target, n);
+    const auto copy = p.optional_string("copy");
+    FaultyLun f = faulty_lun(registry, target, n, copy);
     const std::uint32_t bs = f.lu->params().block_size;
     FaultRule rule = rule_from_params(p, bs, f.backend->size_bytes() / bs);
     rule.id = f.backend->plan().add(rule);
-    spdlog::warn("admin: target {} LUN {}: fault {} armed (id {}, lba {}, blocks {}, count {})",
-                 target, n, metrics::to_string(rule.kind), rule.id, rule.offset / bs,
-                 rule.length / bs, rule.count);
+    spdlog::warn("admin: target {} LUN {}{}: fault {} armed (id {}, lba {}, blocks {}, count {})",
+                 target, n, copy ? " copy " + *copy : "", metrics::to_string(rule.kind), rule.id,
+                 rule.offset / bs, rule.length / bs, rule.count);
     r.ok(rule_json(rule, bs));
   });
 
   d.add("fault.clear", [&registry, enabled](const Params& p, const Responder& r) {
     require_enabled(enabled);
-    p.only({"target", "lun", "id"});
+    p.only({"target", "lun", "copy", "id"});
     const std::string target = p.string("target");
     const std::uint64_t n = p.uint("lun", 0, 16383);
-    FaultyLun f = faulty_lun(registry, target, n);
+    FaultyLun f = faulty_lun(registry, target, n, p.optional_string("copy"));
     std::size_t cleared = 0;
     if (auto id = p.optional_uint("id", 1, UINT64_MAX)) {
       if (!f.backend->plan().remove(*id)) {
@@ -143,15 +169,28 @@ void add_fault_methods(Dispatcher& d, const net::Registry& registry, bool enable
       auto map = entry->luns();
       for (auto n : map->luns()) {
         auto lu = map->find(n);
-        auto* b = lu ? dynamic_cast<storage::FaultInjectingBackend*>(&lu->backend()) : nullptr;
-        if (b == nullptr) continue;
-        json faults = json::array();
-        for (const auto& rule : b->plan().rules())
-          faults.push_back(rule_json(rule, lu->params().block_size));
-        out.push_back({{"target", entry->name},
-                       {"lun", n},
-                       {"faults", faults},
-                       {"injected", counts_json(*b->plan().counters())}});
+        if (!lu) continue;
+        // One row per store: a mirrored LUN's copies each have their own plan.
+        std::vector<std::pair<std::string, storage::FaultInjectingBackend*>> stores;
+        if (auto* m = dynamic_cast<storage::MirroredBackend*>(&lu->backend())) {
+          for (std::size_t i = 0; i < m->copy_count(); ++i)
+            stores.emplace_back(m->copy_name(i),
+                                dynamic_cast<storage::FaultInjectingBackend*>(&m->copy_backend(i)));
+        } else {
+          stores.emplace_back("", dynamic_cast<storage::FaultInjectingBackend*>(&lu->backend()));
+        }
+        for (const auto& [copy, b] : stores) {
+          if (b == nullptr) continue;
+          json faults = json::array();
+          for (const auto& rule : b->plan().rules())
+            faults.push_back(rule_json(rule, lu->params().block_size));
+          json row{{"target", entry->name},
+                   {"lun", n},
+                   {"faults", faults},
+                   {"injected", counts_json(*b->plan().counters())}};
+          if (!copy.empty()) row["copy"] = copy;
+          out.push_back(std::move(row));
+        }
       }
     }
     r.ok(out);

@@ -732,10 +732,26 @@ class Loader {
             fail(at ? *at : *l.as_table()->get("rbd"),
                  "path \"" + lun.path + "\" is already used by " + pit->second);
           }
+          check_copy_paths(*l.as_table(), lun, user, paths);
           tgt.luns.push_back(std::move(lun));
         }
       }
       cfg.targets.push_back(std::move(tgt));
+    }
+  }
+
+  // A copy's file is nobody else's: not another LUN's, nor another LUN's copy.
+  void check_copy_paths(const toml::table& lun_table, const Lun& lun, const std::string& user,
+                        std::map<std::string, std::string>& paths) const {
+    if (lun.copies.empty()) return;
+    const toml::array& tables = *lun_table.get("copy")->as_array();
+    for (std::size_t i = 0; i < lun.copies.size(); ++i) {
+      const LunCopy& c = lun.copies[i];
+      auto [it, fresh] = paths.emplace(c.path, user + " (copy " + c.name + ")");
+      if (!fresh) {
+        fail(*tables[i].as_table()->get("path"),
+             "path \"" + c.path + "\" is already used by " + it->second);
+      }
     }
   }
 
@@ -847,6 +863,8 @@ class Loader {
       }
     }
 
+    read_mirroring(t, lun);
+
     if (auto serial = get_string(t, "serial", "serial")) {
       if (serial->size() > 64) fail(*t.get("serial"), "serial is longer than 64 characters");
       for (char c : *serial) {
@@ -857,6 +875,107 @@ class Loader {
       lun.serial = *serial;
     }
     return lun;
+  }
+
+  // A failure domain: free text people read in warnings, on one line.
+  std::string read_failure_domain(const toml::table& t, std::string_view what) const {
+    auto d = get_string(t, "failure_domain", what);
+    if (!d) return "";
+    const toml::node& at = *t.get("failure_domain");
+    if (d->empty() || d->size() > 128) fail(at, std::string(what) + " must be 1..128 characters");
+    for (char c : *d) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        fail(at, std::string(what) + " must not hold control characters");
+    }
+    return *d;
+  }
+
+  // ack_quorum, on_quorum_loss, failure_domain and [[target.lun.copy]]: a
+  // mirrored LUN (docs/replication.md).
+  void read_mirroring(const toml::table& t, Lun& lun) const {
+    lun.failure_domain = read_failure_domain(t, "failure_domain");
+    if (const toml::array* copies = get_array_of_tables(t, "copy", "[[target.lun.copy]]")) {
+      if (lun.rbd) {
+        fail(*t.get("copy"),
+             "copies of an RBD image are not built yet (Ceph keeps the image's own replicas)");
+      }
+      for (auto&& c : *copies) {
+        if (lun.copies.size() == 7) fail(c, "a LUN has at most 7 copies besides its path");
+        lun.copies.push_back(read_copy(*c.as_table(), lun));
+      }
+    }
+    const auto copies = static_cast<std::int64_t>(lun.copies.size());
+    if (const toml::node* n = t.get("ack_quorum")) {
+      auto v = n->value_exact<std::int64_t>();
+      if (!v) fail(*n, std::string("ack_quorum must be an integer, not ") + type_name(n->type()));
+      if (*v < 1 || *v > copies + 1) {
+        fail(*n, "ack_quorum must be 1.." + std::to_string(copies + 1) + " (the primary and its " +
+                     std::to_string(copies) + " cop" + (copies == 1 ? "y" : "ies") + "), not " +
+                     std::to_string(*v));
+      }
+      lun.ack_quorum = static_cast<std::uint32_t>(*v);
+    }
+    if (auto policy = get_string(t, "on_quorum_loss", "on_quorum_loss")) {
+      const toml::node& at = *t.get("on_quorum_loss");
+      if (*policy == "fail") {
+        lun.on_quorum_loss = QuorumLossPolicy::fail;
+      } else if (*policy == "read_only") {
+        lun.on_quorum_loss = QuorumLossPolicy::read_only;
+      } else if (*policy == "wait") {
+        fail(at, "on_quorum_loss = \"wait\" is not built yet; use \"fail\" or \"read_only\"");
+      } else {
+        fail(at,
+             "on_quorum_loss \"" + *policy + "\" is not one of \"fail\", \"wait\", \"read_only\"");
+      }
+      if (copies == 0)
+        fail(at, "on_quorum_loss applies to a LUN with copies ([[target.lun.copy]])");
+    }
+  }
+
+  // One [[target.lun.copy]]: a local file or block device. A url (a remote
+  // iSCSI copy) is refused until remote copies are built.
+  LunCopy read_copy(const toml::table& t, const Lun& lun) const {
+    check_keys(t, "[[target.lun.copy]]", kCopyKeys);
+    LunCopy c;
+    c.where = file_ + ":" + std::to_string(t.source().begin.line) + ":" +
+              std::to_string(t.source().begin.column);
+    auto name = get_string(t, "name", "copy name");
+    if (!name) fail(t, "[[target.lun.copy]] needs name = \"NAME\" (used in logs and metrics)");
+    const toml::node& name_at = *t.get("name");
+    bool ok = !name->empty() && name->size() <= 64;
+    for (char ch : *name) {
+      ok = ok && ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.');
+    }
+    if (!ok) fail(name_at, "copy name \"" + *name + "\" must be 1..64 of a-z A-Z 0-9 _ - .");
+    if (*name == "primary") fail(name_at, "copy name \"primary\" is taken by the LUN's own path");
+    for (const auto& other : lun.copies) {
+      if (other.name == *name) fail(name_at, "duplicate copy name \"" + *name + "\" in this LUN");
+    }
+    c.name = *name;
+    if (const toml::node* url = t.get("url")) {
+      fail(*url, "copy \"" + c.name +
+                     "\": remote copies (url) are not built yet; a copy is a "
+                     "local file or block device (path)");
+    }
+    for (std::string_view key : {"chap_user", "chap_secret_file"}) {
+      if (const toml::node* n = t.get(key))
+        fail(*n, std::string(key) + " is for a remote copy (url), which is not built yet");
+    }
+    auto path = get_string(t, "path", "copy path");
+    if (!path) fail(t, "copy \"" + c.name + "\" needs path = \"FILE or block device\"");
+    const toml::node& path_at = *t.get("path");
+    if (path->empty()) fail(path_at, "copy path must not be empty");
+    if (!base_ && fs::path(*path).is_relative())
+      fail(path_at, "copy path must be absolute, not \"" + *path + "\"");
+    c.path = resolve(*path);
+    if (c.path == lun.path) fail(path_at, "copy \"" + c.name + "\" is the LUN's own path");
+    for (const auto& other : lun.copies) {
+      if (other.path == c.path)
+        fail(path_at, "copy \"" + c.name + "\" has the path of copy \"" + other.name + "\"");
+    }
+    c.failure_domain = read_failure_domain(t, "copy failure_domain");
+    return c;
   }
 
   static constexpr std::string_view kRbdPrefix = "rbd:";
@@ -1006,6 +1125,18 @@ Config load_string(const std::string& text, const std::string& source_name) {
   std::error_code ec;
   fs::path cwd = fs::current_path(ec);
   return Loader(source_name, cwd).load(text);
+}
+
+const char* to_string(QuorumLossPolicy p) {
+  switch (p) {
+    case QuorumLossPolicy::fail:
+      return "fail";
+    case QuorumLossPolicy::wait:
+      return "wait";
+    case QuorumLossPolicy::read_only:
+      return "read_only";
+  }
+  return "fail";
 }
 
 std::string RbdImage::spec() const {

@@ -135,6 +135,18 @@ std::string to_toml(const Config& c) {
       if (!l.allowed_initiators.empty())
         lt.insert("allowed_initiators", strings(l.allowed_initiators));
       if (l.rbd) lt.insert("rbd", rbd_table(*l.rbd));
+      if (!l.failure_domain.empty()) lt.insert("failure_domain", l.failure_domain);
+      if (l.ack_quorum != 0) lt.insert("ack_quorum", i64(l.ack_quorum));
+      if (!l.copies.empty()) {
+        lt.insert("on_quorum_loss", to_string(l.on_quorum_loss));
+        toml::array copies;
+        for (const auto& c : l.copies) {
+          toml::table ct{{"name", c.name}, {"path", c.path}};
+          if (!c.failure_domain.empty()) ct.insert("failure_domain", c.failure_domain);
+          copies.push_back(std::move(ct));
+        }
+        lt.insert("copy", std::move(copies));
+      }
       luns.push_back(std::move(lt));
     }
     if (!luns.empty()) tt.insert("lun", std::move(luns));

@@ -23,7 +23,8 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
     for (std::uint64_t n : map->luns()) {
       auto lu = map->find(n);
       if (!lu) continue;
-      cat->luns.push_back({t.name, n, lu->stats(), lu->backend().store_counters()});
+      cat->luns.push_back({t.name, n, lu->stats(), lu->backend().store_counters(), nullptr,
+                           lu->backend().mirror_counters()});
       if (auto* f = dynamic_cast<const storage::FaultInjectingBackend*>(&lu->backend()))
         cat->luns.back().faults = f->plan().counters();
     }

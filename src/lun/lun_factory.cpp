@@ -3,12 +3,15 @@
 #include <spdlog/spdlog.h>
 
 #include <bit>
+#include <filesystem>
 #include <stdexcept>
 
+#include "ringtgt/lun/redundancy.hpp"
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/storage/fault_injecting_engine.hpp"
 #include "ringtgt/storage/fault_injection.hpp"
 #include "ringtgt/storage/file_backend.hpp"
+#include "ringtgt/storage/mirrored_backend.hpp"
 #include "ringtgt/storage/rbd_backend.hpp"
 #include "ringtgt/storage/unopened_backend.hpp"
 
@@ -54,6 +57,59 @@ std::unique_ptr<storage::Backend> open_rbd_backend(
 
 std::string lun_name(const std::string& target, const config::Lun& l) {
   return "target " + target + " LUN " + std::to_string(l.number);
+}
+
+// One copy of a mirrored LUN: its own file, opened as the LUN's primary is
+// (same block size, write_ack and direct_io rules). Errors name the copy's
+// table in the config file.
+std::unique_ptr<storage::Backend> open_copy(const std::string& target, const config::Lun& l,
+                                            const config::LunCopy& c, bool fault_injection,
+                                            std::uint64_t primary_size) {
+  const std::string who = c.where + ": copy " + c.name + " of " + lun_name(target, l);
+  config::Lun as_lun = l;
+  as_lun.path = c.path;
+  as_lun.copies.clear();
+  // A missing copy is created at the LUN's size; an existing one is never
+  // grown: smaller than the primary, it is not a copy of it.
+  std::error_code ec;
+  if (std::filesystem::exists(c.path, ec)) as_lun.size.reset();
+  std::unique_ptr<storage::Backend> b;
+  try {
+    b = fault_injection ? open_fault_injecting_backend(as_lun) : open_backend(as_lun);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(who + ": " + e.what());
+  }
+  if (b->size_bytes() < primary_size) {
+    throw std::runtime_error(who + ": " + c.path + " is " + std::to_string(b->size_bytes()) +
+                             " bytes, smaller than the primary " + l.path + " (" +
+                             std::to_string(primary_size) + " bytes)");
+  }
+  return b;
+}
+
+// The primary and its copies behind one MirroredBackend; logs what the LUN
+// survives (a warning when copies share a failure domain).
+std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const config::Lun& l,
+                                              std::unique_ptr<storage::Backend> primary,
+                                              bool fault_injection) {
+  std::vector<storage::MirrorCopy> copies;
+  const std::uint64_t size = primary->size_bytes();
+  copies.push_back({"primary", l.failure_domain, std::move(primary)});
+  for (const auto& c : l.copies)
+    copies.push_back({c.name, c.failure_domain, open_copy(target, l, c, fault_injection, size)});
+  storage::MirrorOptions o;
+  o.lun_label = lun_name(target, l);
+  o.ack_quorum = l.quorum();
+  o.on_quorum_loss = l.on_quorum_loss == config::QuorumLossPolicy::read_only
+                         ? storage::QuorumLossAction::read_only
+                         : storage::QuorumLossAction::fail;
+  const Redundancy r = redundancy_of(l);
+  if (r.warn) {
+    spdlog::warn("{}: {}", lun_name(target, l), r.text);
+  } else {
+    spdlog::info("{}: {}", lun_name(target, l), r.text);
+  }
+  return std::make_unique<storage::MirroredBackend>(std::move(copies), std::move(o));
 }
 
 }  // namespace
@@ -138,16 +194,22 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(
   } catch (const std::exception& e) {
     throw std::runtime_error(lun_name(target, l) + ": " + e.what());
   }
+  // Outside the try: a copy's errors start with its place in the config file.
+  if (!l.copies.empty()) backend = open_mirror(target, l, std::move(backend), fault_injection_);
   if (backend->size_bytes() % l.block_size != 0) {
     throw std::runtime_error(
         lun_name(target, l) + ": " + l.path + " is " + std::to_string(backend->size_bytes()) +
         " bytes, not a multiple of the block size " + std::to_string(l.block_size));
   }
   const scsi::LunParams p = params_of(target, l, *backend);
-  spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{})", target,
+  spdlog::info("target {} LUN {}: {} ({} bytes, {} byte blocks, {}, {} provisioned{}{})", target,
                l.number, backend->describe(), backend->size_bytes(), l.block_size,
                storage::to_string(backend->ack_policy()), p.thin_provisioned ? "thin" : "fully",
-               l.read_only ? ", read-only" : "");
+               l.read_only ? ", read-only" : "",
+               l.copies.empty()
+                   ? ""
+                   : fmt::format(", ack_quorum {} of {}, on_quorum_loss {}", l.quorum(),
+                                 l.copies.size() + 1, config::to_string(l.on_quorum_loss)));
   auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
   lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
   return lu;

@@ -130,6 +130,58 @@ struct StoreFamilies {
   }
 };
 
+// The series of mirrored LUNs: each copy's state and writes, and the LUN's
+// quorum, read repairs and quorum losses.
+struct MirrorFamilies {
+  MetricFamily state = family("ringtgt_lun_copy_state",
+                              "1 for the state a copy of a mirrored LUN is in (in_sync, "
+                              "out_of_sync), 0 for the others",
+                              MetricType::Gauge);
+  MetricFamily writes =
+      family("ringtgt_lun_copy_writes_total",
+             "Writes, zeroings and unmaps a copy of a mirrored LUN completed", MetricType::Counter);
+  MetricFamily in_sync =
+      family("ringtgt_lun_copies_in_sync",
+             "Copies of a mirrored LUN (the primary included) in sync", MetricType::Gauge);
+  MetricFamily quorum = family("ringtgt_lun_ack_quorum",
+                               "Copies that must hold a write before GOOD (ack_quorum); below it "
+                               "writes get the on_quorum_loss answer",
+                               MetricType::Gauge);
+  MetricFamily repairs =
+      family("ringtgt_lun_read_repairs_total",
+             "Failed reads served from another copy and written back", MetricType::Counter);
+  MetricFamily losses = family("ringtgt_lun_quorum_losses_total",
+                               "Times the in-sync copies of a mirrored LUN fell below ack_quorum",
+                               MetricType::Counter);
+
+  void add(const std::string& target, const std::string& lun, const MirrorCounters& m) {
+    std::size_t synced = 0;
+    for (const auto& c : m.copies) {
+      const bool on = c->in_sync.load(std::memory_order_relaxed);
+      synced += on ? 1 : 0;
+      add_gauge(state, {{"target", target}, {"lun", lun}, {"copy", c->name}, {"state", "in_sync"}},
+                on ? 1.0 : 0.0);
+      add_gauge(state,
+                {{"target", target}, {"lun", lun}, {"copy", c->name}, {"state", "out_of_sync"}},
+                on ? 0.0 : 1.0);
+      add_counter(writes, {{"target", target}, {"lun", lun}, {"copy", c->name}},
+                  static_cast<double>(c->writes.load(std::memory_order_relaxed)));
+    }
+    add_gauge(in_sync, {{"target", target}, {"lun", lun}}, static_cast<double>(synced));
+    add_gauge(quorum, {{"target", target}, {"lun", lun}}, static_cast<double>(m.ack_quorum));
+    add_counter(repairs, {{"target", target}, {"lun", lun}},
+                static_cast<double>(m.read_repairs.load(std::memory_order_relaxed)));
+    add_counter(losses, {{"target", target}, {"lun", lun}},
+                static_cast<double>(m.quorum_losses.load(std::memory_order_relaxed)));
+  }
+
+  void move_to(std::vector<MetricFamily>& out) {
+    for (auto* f : {&state, &writes, &in_sync, &quorum, &repairs, &losses}) {
+      if (!f->metric.empty()) out.push_back(std::move(*f));
+    }
+  }
+};
+
 }  // namespace
 
 void Collector::set_catalog(std::shared_ptr<const Catalog> catalog) {
@@ -196,6 +248,7 @@ std::vector<MetricFamily> Collector::Collect() const {
                        MetricType::Counter);
   auto digests = family("ringtgt_digest_errors_total", "Header and data digest (CRC32C) errors",
                         MetricType::Counter);
+  MirrorFamilies mirror;
 
   if (cat) {
     for (const auto& l : cat->luns) {
@@ -219,6 +272,7 @@ std::vector<MetricFamily> Collector::Collect() const {
       }
       add_gauge(in_flight, {{"target", l.target}, {"lun", lun}}, static_cast<double>(t.in_flight));
       if (l.store) store.add(l.target, lun, *l.store);
+      if (l.mirror) mirror.add(l.target, lun, *l.mirror);
       if (l.faults) {
         for (std::size_t k = 0; k < kFaultKinds; ++k) {
           const auto kind = static_cast<FaultKind>(k);
@@ -280,6 +334,7 @@ std::vector<MetricFamily> Collector::Collect() const {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
   if (!faults.metric.empty()) out.push_back(std::move(faults));
+  mirror.move_to(out);  // only where a LUN is mirrored
   return out;
 }
 

@@ -272,3 +272,38 @@ socket = "$TMP/admin.sock"
 name = "$2"
 CONF
 }
+
+# --- initiators that print what the target answered (test_faults.sh, test_mirror.sh) ---
+# They need FAULT_TOOL (tests/tools/fault_tool.c) and qemu-io.
+
+# tool OUT URL OPS...: one fault_tool session.
+tool() {
+  local out=$1 url=$2
+  shift 2
+  run_ok "$out" "$FAULT_TOOL" "$url" "$@"
+}
+
+# expect_line FILE LINE: FILE has exactly this line.
+expect_line() {
+  grep -Fxq -- "$2" "$1" || {
+    cat "$1" >&2
+    fail "expected the line '$2' in $1"
+  }
+}
+
+# qemu OUT URL COMMANDS...: one qemu-io login; its output in OUT (not checked here).
+qemu() {
+  local out=$1 url=$2 args=() c
+  shift 2
+  for c in "$@"; do args+=(-c "$c"); done
+  qemu-io -f raw "${args[@]}" "$url" >"$out" 2>&1 || true
+}
+
+# qemu_ok OUT URL COMMANDS...: every command must succeed.
+qemu_ok() {
+  qemu "$@"
+  if grep -Eq 'failed|error|Error' "$1"; then
+    cat "$1" >&2
+    fail "qemu-io reported an error on $2"
+  fi
+}

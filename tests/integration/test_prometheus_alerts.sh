@@ -51,6 +51,15 @@ cat >>"$TMP/ringtgt.toml" <<CONF
   path = "$TMP/ro.img"
   read_only = true
 
+  # Mirrored: the copy alerts' metrics exist only for a LUN with copies.
+  [[target.lun]]
+  number = 2
+  path = "$TMP/mirror.img"
+  size = "8M"
+    [[target.lun.copy]]
+    name = "b"
+    path = "$TMP/mirror-b.img"
+
 [[target]]
 name = "$HELD"
 

@@ -32,10 +32,37 @@ enum class Provisioning { thin, full };
 
 // The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
 // (which calls number "lun").
-inline constexpr std::array<std::string_view, 14> kLunKeys{
-    "number",       "path",           "size",          "block_size", "physical_block_size",
-    "read_only",    "direct_io",      "write_ack",     "serial",     "allowed_initiators",
-    "provisioning", "allow_sanitize", "sanitize_rate", "rbd"};
+inline constexpr std::array<std::string_view, 18> kLunKeys{
+    "number",         "path",           "size",          "block_size", "physical_block_size",
+    "read_only",      "direct_io",      "write_ack",     "serial",     "allowed_initiators",
+    "provisioning",   "allow_sanitize", "sanitize_rate", "rbd",        "ack_quorum",
+    "on_quorum_loss", "failure_domain", "copy"};
+
+// The keys of a LUN's [[target.lun.copy]] tables (url and the CHAP keys are
+// recognised so that a remote copy gets "not built yet", not "unknown key").
+inline constexpr std::array<std::string_view, 6> kCopyKeys{
+    "name", "path", "url", "failure_domain", "chap_user", "chap_secret_file"};
+
+// What a mirrored LUN answers writes with while fewer than ack_quorum of its
+// copies are in sync (docs/replication.md): fail: a CHECK CONDITION Linux
+// retries and then fails upward; read_only: DATA PROTECT, reads go on; wait:
+// hold writes for a bounded time (not built yet: refused by the loader).
+enum class QuorumLossPolicy { fail, wait, read_only };
+const char* to_string(QuorumLossPolicy p);
+
+// A copy of a LUN besides its primary path: a local file or block device
+// that every write goes to as well (docs/replication.md).
+struct LunCopy {
+  std::string name;            // in logs, metrics and ringtgtctl; not "primary"
+  std::string path;            // absolute
+  std::string failure_domain;  // free text ("disk:nvme1", "host:b"); empty: not said
+  // "FILE:LINE:COL" of its table, for errors found when it is opened (a copy
+  // smaller than the primary); not part of its identity.
+  std::string where;
+  bool operator==(const LunCopy& o) const {
+    return name == o.name && path == o.path && failure_domain == o.failure_domain;
+  }
+};
 
 // The keys of a LUN's [target.lun.rbd] table.
 inline constexpr std::array<std::string_view, 7> kRbdKeys{
@@ -80,6 +107,17 @@ struct Lun {
   // Bytes per second a SANITIZE OVERWRITE writes at most, so that it leaves
   // the disk to the other LUNs on it; 0: as fast as the store takes them.
   std::uint64_t sanitize_rate = 0;
+  // --- mirroring (docs/replication.md) ---
+  // Copies every write goes to besides path; empty: an unmirrored LUN.
+  std::vector<LunCopy> copies;
+  // Copies (the primary counted) that must hold a write durably before
+  // GOOD; 0: all of them (copies.size() + 1).
+  std::uint32_t ack_quorum = 0;
+  QuorumLossPolicy on_quorum_loss = QuorumLossPolicy::fail;
+  std::string failure_domain;  // the primary's; empty: not said
+  std::uint32_t quorum() const {
+    return ack_quorum != 0 ? ack_quorum : static_cast<std::uint32_t>(copies.size() + 1);
+  }
 };
 
 // CHAP credentials. The secrets are read from their files when the configuration is

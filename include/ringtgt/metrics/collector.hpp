@@ -25,6 +25,15 @@
 //                                                      with [testing] fault_injection
 //   commands_refused_total{cause}             counter  BUSY / TASK SET FULL before the LUN:
 //                                                      buffer_memory|task_slots
+//   mirrored LUNs only (docs/replication.md):
+//   lun_copy_state{target,lun,copy,state}     gauge    1 for the copy's state (in_sync|
+//                                                      out_of_sync), 0 for the other
+//   lun_copy_writes_total{target,lun,copy}    counter  writes, zeroings, unmaps it completed
+//   lun_copies_in_sync{target,lun}, lun_ack_quorum{target,lun}  gauges  writes fail (or the
+//                                                      LUN turns read-only) while in_sync < quorum
+//   lun_read_repairs_total{target,lun}        counter  failed reads served from another copy and
+//                                                      written back
+//   lun_quorum_losses_total{target,lun}       counter  times in-sync copies fell below ack_quorum
 #pragma once
 
 #include <prometheus/collectable.h>
@@ -38,6 +47,7 @@
 #include <vector>
 
 #include "ringtgt/metrics/counters.hpp"
+#include "ringtgt/metrics/mirror_counters.hpp"
 #include "ringtgt/metrics/store_counters.hpp"
 
 namespace prometheus {
@@ -57,6 +67,8 @@ struct Catalog {
     std::shared_ptr<const StoreCounters> store;  // a remote store's (RBD); may be null
     // Set only for a LUN that injects faults ([testing] fault_injection).
     std::shared_ptr<const FaultCounters> faults;
+    // Set only for a mirrored LUN (one with [[target.lun.copy]]).
+    std::shared_ptr<const MirrorCounters> mirror;
   };
   struct Target {
     std::string name;

@@ -67,12 +67,22 @@ inline constexpr SenseCode space_allocation_failed_write_protect{0x07, 0x27, 0x0
 // away for now (a Ceph cluster that did not answer in time); initiators retry.
 inline constexpr SenseCode becoming_ready{0x02, 0x04, 0x01};
 
+// A mirrored LUN below its write quorum (storage/mirrored_backend.hpp):
+// on_quorum_loss = "fail" answers ABORTED COMMAND, LOGICAL UNIT FAILURE,
+// which Linux's SCSI midlayer retries (scsi_check_sense: NEEDS_RETRY, up to
+// sd's 5 retries) and then fails upward as an I/O error; "read_only" answers
+// DATA PROTECT, WRITE PROTECTED, which it fails at once (docs/replication.md).
+inline constexpr SenseCode quorum_lost{0x0b, 0x3e, 0x01};
+
 // The sense for a failed backend operation (result: -errno, or a short byte
 // count): ENOSPC is a thin store out of space, ETIMEDOUT and EAGAIN a store
 // that is away for now (retryable), EINVAL a misaligned request
-// (our bug, logged by the backend: not the medium's fault), anything else
-// the medium error given.
+// (our bug, logged by the backend: not the medium's fault), ENOLINK and
+// EROFS a mirrored LUN below its write quorum, anything else the medium
+// error given.
 constexpr SenseCode for_io_error(int result, SenseCode medium) {
+  if (result == -ENOLINK) return quorum_lost;
+  if (result == -EROFS) return write_protected;
   if (result == -ENOSPC) return space_allocation_failed_write_protect;
   if (result == -ETIMEDOUT || result == -EAGAIN) return becoming_ready;
   if (result == -EINVAL) return internal_target_failure;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "ringtgt/metrics/mirror_counters.hpp"
 #include "ringtgt/metrics/store_counters.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
 #include "ringtgt/storage/write_ack_policy.hpp"
@@ -81,6 +82,9 @@ class Backend {
   // A remote store's own latency and availability (/metrics); nullptr for a
   // local one.
   virtual std::shared_ptr<const metrics::StoreCounters> store_counters() const { return nullptr; }
+  // A mirrored LUN's copies, read repairs and quorum losses (/metrics);
+  // nullptr for a LUN without copies.
+  virtual std::shared_ptr<const metrics::MirrorCounters> mirror_counters() const { return nullptr; }
 
   // For log lines and errors: the file, device or "memory".
   virtual std::string describe() const = 0;

@@ -263,7 +263,8 @@ TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
   EXPECT_EQ(error_of(with_lun("state_dir = \"s\"\n")),
             "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
-            "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd)");
+            "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd, ack_quorum, "
+            "on_quorum_loss, failure_domain, copy)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -674,7 +675,8 @@ TEST(Errors, UnknownKeys) {
   EXPECT_EQ(error_of(with_lun("  blok_size = 4096\n")),
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
-            "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd)");
+            "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd, ack_quorum, "
+            "on_quorum_loss, failure_domain, copy)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
   EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
             "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "

@@ -195,6 +195,41 @@ TEST(Collector, ExposesLunTargetWorkerAndGlobalFamilies) {
   EXPECT_NE(text.find("ringtgt_login_failures_total{reason=\"auth\"}"), std::string::npos);
 }
 
+TEST(Collector, MirroredLunsReportTheirCopies) {
+  auto stats = std::make_shared<LunStats>(1);
+  auto mirror = std::make_shared<MirrorCounters>();
+  mirror->copies.push_back(std::make_unique<MirrorCounters::Copy>("primary", "disk:a"));
+  mirror->copies.push_back(std::make_unique<MirrorCounters::Copy>("disk2", "disk:b"));
+  mirror->ack_quorum = 2;
+  mirror->copies[0]->writes = 7;
+  mirror->copies[1]->writes = 5;
+  mirror->copies[1]->in_sync = false;
+  mirror->read_repairs = 3;
+  mirror->quorum_losses = 1;
+  auto cat = std::make_shared<Catalog>();
+  cat->luns.push_back({"iqn.2025-01.com.example:t", 0, stats});
+  Collector c;
+  c.set_catalog(cat);
+  EXPECT_EQ(scrape(c).find("ringtgt_lun_copy_state"), std::string::npos);
+  cat = std::make_shared<Catalog>(*cat);
+  cat->luns.back().mirror = mirror;
+  c.set_catalog(cat);
+  const std::string text = scrape(c);
+  const std::string l = "target=\"iqn.2025-01.com.example:t\",lun=\"0\"";
+  for (const std::string& want :
+       {"ringtgt_lun_copy_state{" + l + ",copy=\"primary\",state=\"in_sync\"} 1",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"primary\",state=\"out_of_sync\"} 0",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"in_sync\"} 0",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"out_of_sync\"} 1",
+        "ringtgt_lun_copy_writes_total{" + l + ",copy=\"primary\"} 7",
+        "ringtgt_lun_copy_writes_total{" + l + ",copy=\"disk2\"} 5",
+        "ringtgt_lun_copies_in_sync{" + l + "} 1", "ringtgt_lun_ack_quorum{" + l + "} 2",
+        "ringtgt_lun_read_repairs_total{" + l + "} 3",
+        "ringtgt_lun_quorum_losses_total{" + l + "} 1"}) {
+    EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  }
+}
+
 TEST(Collector, InjectedFaultsOnlyForLunsThatInjectThem) {
   auto plain = std::make_shared<LunStats>(1);
   auto faulty = std::make_shared<LunStats>(1);

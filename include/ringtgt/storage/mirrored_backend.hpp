@@ -1,0 +1,113 @@
+// A mirrored LUN (docs/replication.md): the primary and its copies, each a
+// backend of its own on the same reactor ring, written in parallel and
+// acknowledged once ack_quorum of them hold the write durably.
+//
+// - Writes, zeroings, unmaps and flushes go to every in-sync copy at once.
+//   The caller hears the result only when every copy has answered (see the
+//   comment of MirroredBackend::Fanout for why), so ack_quorum decides which
+//   failures the LUN rides out, not how soon it answers.
+// - A copy whose I/O fails leaves the in-sync set at once, logged with its
+//   name and why, and stays out until the LUN is opened again (a restart):
+//   resynchronisation is not built yet.
+// - While fewer than ack_quorum copies are in sync, writes and flushes are
+//   answered with the quorum-loss policy's error (kQuorumLostError or
+//   kQuorumReadOnlyError) and touch no copy; reads go on.
+// - Overlapping writes start in arrival order, one after the other
+//   (RangeOrder), so that every copy applies them in the same order.
+// - Reads come from the first in-sync copy (the primary while it is in
+//   sync). A read that fails there is read from the next in-sync copy and
+//   the good data written back to the failing one: read repair.
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringtgt/metrics/mirror_counters.hpp"
+#include "ringtgt/storage/backend.hpp"
+#include "ringtgt/storage/range_order.hpp"
+
+namespace ringtgt::storage {
+
+// What writes get below quorum (the SCSI layer maps them to sense, see
+// scsi::sense::for_io_error): fail answers ABORTED COMMAND, which Linux
+// retries and then fails upward; read_only answers DATA PROTECT.
+enum class QuorumLossAction { fail, read_only };
+inline constexpr int kQuorumLostError = -ENOLINK;
+inline constexpr int kQuorumReadOnlyError = -EROFS;
+
+struct MirrorCopy {
+  std::string name;  // "primary" for the LUN's own path
+  std::string failure_domain;
+  std::unique_ptr<Backend> backend;
+};
+
+struct MirrorOptions {
+  std::string lun_label;  // "target T LUN n", for log lines
+  std::uint32_t ack_quorum = 1;
+  QuorumLossAction on_quorum_loss = QuorumLossAction::fail;
+};
+
+class MirroredBackend final : public Backend {
+ public:
+  // At most this many copies, the primary included (the config allows 1 + 7).
+  static constexpr std::size_t kMaxCopies = 8;
+
+  // copies[0] is the primary; every copy at least as large as it (the LUN
+  // factory checks, naming the copy). Throws std::invalid_argument otherwise.
+  MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions options);
+  ~MirroredBackend() override;
+
+  std::uint64_t size_bytes() const override { return copies_[0].backend->size_bytes(); }
+  WriteAckPolicy ack_policy() const override { return copies_[0].backend->ack_policy(); }
+  void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override;
+  void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
+  void flush(IoOp* op) override;
+  bool can_unmap() const override;
+  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow = false) override;
+  void write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) override;
+  Extent extent_at(std::uint64_t offset, std::uint64_t max_len) override;
+  void grow_to(std::uint64_t bytes) override;
+  std::string describe() const override;
+
+  // --- the copies, for the admin socket, metrics and tests ---
+  std::size_t copy_count() const { return copies_.size(); }
+  const std::string& copy_name(std::size_t i) const { return copies_[i].name; }
+  Backend& copy_backend(std::size_t i) { return *copies_[i].backend; }
+  bool in_sync(std::size_t i) const;
+  std::size_t in_sync_count() const { return in_sync_count_.load(std::memory_order_acquire); }
+  std::uint32_t ack_quorum() const { return options_.ack_quorum; }
+  std::shared_ptr<const metrics::MirrorCounters> mirror_counters() const override {
+    return counters_;
+  }
+  // Takes copy i out of the in-sync set (once; later calls do nothing) and
+  // logs "copy NAME of LUN out of sync: WHAT failed: strerror(-error)".
+  void mark_out_of_sync(std::size_t i, const char* what, int error);
+
+ private:
+  struct Fanout;
+  struct ReadRepair;
+  friend struct Fanout;
+  friend struct ReadRepair;
+
+  int quorum_error() const;
+  // Starts f on every in-sync copy, or answers it with the quorum error
+  // when too few are left. f holds its range claim already, if it has one.
+  void start(Fanout* f);
+  // Starts f once no earlier overlapping write is in flight (RangeOrder).
+  void start_in_order(Fanout* f);
+  void finish(Fanout* f);
+  // The first in-sync copy after `after` (-1: from the start); -1 when none.
+  int next_in_sync(int after) const;
+
+  std::vector<MirrorCopy> copies_;
+  MirrorOptions options_;
+  std::shared_ptr<metrics::MirrorCounters> counters_;
+  std::atomic<std::size_t> in_sync_count_;
+  RangeOrder order_;
+};
+
+}  // namespace ringtgt::storage

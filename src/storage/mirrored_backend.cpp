@@ -1,0 +1,364 @@
+#include "ringtgt/storage/mirrored_backend.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cstring>
+#include <stdexcept>
+
+namespace ringtgt::storage {
+
+namespace {
+std::string error_text(int error) {
+  return std::strerror(error < 0 ? -error : EIO);
+}
+}  // namespace
+
+// One write, flush, unmap or zeroing on every in-sync copy.
+//
+// The caller (a SCSI task) hears the result only once EVERY copy it went to
+// has answered, even when ack_quorum of them answered earlier. The task's
+// data buffer is reused as soon as the task completes, and a copy still
+// writing from it would then write whatever the next command put there:
+// waiting for all is what keeps the buffer alive without copying it. The
+// alternative, copying the data so that the quorum can answer first, costs
+// a memcpy and a buffer per write for a gain only when one copy is much
+// slower than the others; for local copies (the same ring, disk latency) it
+// is not worth it. So ack_quorum decides which failures the LUN rides out,
+// not how soon it answers. (Remote copies, later, will bound how long a copy
+// may take and leave the in-sync set past it.) Allocated per I/O: a mirrored
+// write costs N submissions anyway.
+struct MirroredBackend::Fanout {
+  enum class Kind : std::uint8_t { write, flush, unmap, zeroes };
+
+  struct Child final : IoOp {
+    Fanout* parent = nullptr;
+    unsigned index = 0;
+    void on_complete(int result) override { parent->child_done(index, result); }
+  };
+  // Completed by RangeOrder when a held write may start.
+  struct Resume final : IoOp {
+    Fanout* parent = nullptr;
+    void on_complete(int) override { parent->owner->start(parent); }
+  };
+
+  Fanout(MirroredBackend* o, Kind k, IoOp* c, std::uint64_t off = 0, std::size_t l = 0)
+      : owner(o), kind(k), caller(c), len(l), offset(off) {
+    resume.parent = this;
+    for (unsigned i = 0; i < children.size(); ++i) {
+      children[i].parent = this;
+      children[i].index = i;
+    }
+  }
+
+  const char* verb() const {
+    switch (kind) {
+      case Kind::write:
+        return "write";
+      case Kind::flush:
+        return "flush";
+      case Kind::unmap:
+        return "unmap";
+      case Kind::zeroes:
+        return "write zeroes";
+    }
+    return "I/O";
+  }
+
+  bool succeeded(int result) const {
+    if (kind == Kind::write) return result >= 0 && static_cast<std::uint64_t>(result) == len;
+    return result >= 0;
+  }
+
+  void submit(unsigned i) {
+    Backend& b = *owner->copies_[i].backend;
+    switch (kind) {
+      case Kind::write:
+        return b.write(buf, len, offset, fua, &children[i]);
+      case Kind::flush:
+        return b.flush(&children[i]);
+      case Kind::unmap:
+        return b.unmap(offset, len, &children[i], more_follow);
+      case Kind::zeroes:
+        return b.write_zeroes(offset, len, fua, &children[i]);
+    }
+  }
+
+  void child_done(unsigned i, int result) {
+    if (succeeded(result)) {
+      ++ok;
+      if (kind != Kind::flush)
+        owner->counters_->copies[i]->writes.fetch_add(1, std::memory_order_relaxed);
+    } else if (result == -EOPNOTSUPP && (kind == Kind::zeroes || kind == Kind::unmap)) {
+      // The store cannot do it this way; the caller falls back (writes zeroes).
+      ++unsupported;
+    } else {
+      owner->mark_out_of_sync(i, verb(), result < 0 ? result : -EIO);
+    }
+    if (--pending == 0) owner->finish(this);
+  }
+
+  MirroredBackend* owner;
+  Kind kind;
+  IoOp* caller;
+  const void* buf = nullptr;
+  std::size_t len = 0;
+  std::uint64_t offset = 0;
+  bool fua = false;
+  bool more_follow = false;
+  bool claimed = false;  // holds claim in owner->order_
+  RangeOrder::Claim claim;
+  Resume resume;
+  std::array<Child, kMaxCopies> children;
+  // Completions come on the submitting thread (the Backend contract), so
+  // plain counters do.
+  unsigned pending = 0;
+  unsigned ok = 0;
+  unsigned unsupported = 0;
+};
+
+// A read from the first in-sync copy, and when it fails, the repair: under a
+// range claim (so no write to those blocks lands in between), the blocks are
+// read from the next in-sync copy into the caller's buffer and written back,
+// durably, to the copy that failed.
+struct MirroredBackend::ReadRepair final : IoOp {
+  enum class Step : std::uint8_t { first_read, claim, good_read, write_back };
+
+  ReadRepair(MirroredBackend* o, void* b, std::size_t l, std::uint64_t off, IoOp* c)
+      : owner(o), buf(b), len(l), offset(off), caller(c) {}
+
+  void on_complete(int result) override {
+    switch (step) {
+      case Step::first_read:
+        return first_read_done(result);
+      case Step::claim:
+        return read_from_next(-1);
+      case Step::good_read:
+        return good_read_done(result);
+      case Step::write_back:
+        return write_back_done(result);
+    }
+  }
+
+  bool whole(int result) const { return result >= 0 && static_cast<std::uint64_t>(result) == len; }
+
+  void first_read_done(int result) {
+    if (whole(result)) return end(result);
+    first_error = result < 0 ? result : -EIO;
+    if (other_in_sync(-1) < 0) return end(first_error);
+    step = Step::claim;
+    claim = {offset, len, this, reactor::IoEngine::current()};
+    claimed = true;
+    if (owner->order_.admit(claim)) read_from_next(-1);
+  }
+
+  // The next in-sync copy after `after` that is not the one that failed.
+  int other_in_sync(int after) const {
+    for (int i = owner->next_in_sync(after); i >= 0; i = owner->next_in_sync(i)) {
+      if (i != bad) return i;
+    }
+    return -1;
+  }
+
+  void read_from_next(int after) {
+    source = other_in_sync(after);
+    if (source < 0) return end(first_error);
+    step = Step::good_read;
+    owner->copies_[source].backend->read(buf, len, offset, this);
+  }
+
+  void good_read_done(int result) {
+    if (!whole(result)) return read_from_next(source);
+    step = Step::write_back;
+    owner->copies_[bad].backend->write(buf, len, offset, true, this);
+  }
+
+  void write_back_done(int result) {
+    if (whole(result)) {
+      owner->counters_->read_repairs.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn(
+          "{}: read repair: {} bytes at byte {} failed on copy {} ({}), read from copy {} "
+          "and written back",
+          owner->options_.lun_label, len, offset, owner->copies_[bad].name, error_text(first_error),
+          owner->copies_[source].name);
+    } else {
+      owner->mark_out_of_sync(bad, "read repair write", result < 0 ? result : -EIO);
+    }
+    end(static_cast<int>(len));  // the caller got good data either way
+  }
+
+  void end(int result) {
+    if (claimed) owner->order_.release(claim);
+    IoOp* c = caller;
+    delete this;
+    c->on_complete(result);
+  }
+
+  MirroredBackend* owner;
+  void* buf;
+  std::size_t len;
+  std::uint64_t offset;
+  IoOp* caller;
+  Step step = Step::first_read;
+  int bad = -1;     // the copy whose read failed
+  int source = -1;  // the copy read now
+  int first_error = 0;
+  bool claimed = false;
+  RangeOrder::Claim claim;
+};
+
+MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions options)
+    : copies_(std::move(copies)),
+      options_(std::move(options)),
+      counters_(std::make_shared<metrics::MirrorCounters>()),
+      in_sync_count_(copies_.size()) {
+  if (copies_.empty() || copies_.size() > kMaxCopies)
+    throw std::invalid_argument("a mirrored LUN has 1.." + std::to_string(kMaxCopies) + " copies");
+  if (options_.ack_quorum < 1 || options_.ack_quorum > copies_.size())
+    throw std::invalid_argument("ack_quorum must be 1.." + std::to_string(copies_.size()));
+  for (const auto& c : copies_) {
+    if (c.backend->size_bytes() < copies_[0].backend->size_bytes()) {
+      throw std::invalid_argument("copy " + c.name + " (" + c.backend->describe() + ") is " +
+                                  std::to_string(c.backend->size_bytes()) +
+                                  " bytes, smaller than the primary");
+    }
+    counters_->copies.push_back(
+        std::make_unique<metrics::MirrorCounters::Copy>(c.name, c.failure_domain));
+  }
+  counters_->ack_quorum = options_.ack_quorum;
+}
+
+MirroredBackend::~MirroredBackend() = default;
+
+bool MirroredBackend::in_sync(std::size_t i) const {
+  return counters_->copies[i]->in_sync.load(std::memory_order_acquire);
+}
+
+int MirroredBackend::next_in_sync(int after) const {
+  for (std::size_t i = static_cast<std::size_t>(after + 1); i < copies_.size(); ++i) {
+    if (in_sync(i)) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int MirroredBackend::quorum_error() const {
+  return options_.on_quorum_loss == QuorumLossAction::read_only ? kQuorumReadOnlyError
+                                                                : kQuorumLostError;
+}
+
+void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int error) {
+  if (!counters_->copies[i]->in_sync.exchange(false, std::memory_order_acq_rel)) return;
+  const std::size_t left = in_sync_count_.fetch_sub(1, std::memory_order_acq_rel) - 1;
+  spdlog::error(
+      "copy {} of {} out of sync: {} failed: {} ({} of {} copies in sync, ack_quorum {}; "
+      "it stays out until ringtgt restarts)",
+      copies_[i].name, options_.lun_label, what, error_text(error), left, copies_.size(),
+      options_.ack_quorum);
+  if (left + 1 == options_.ack_quorum) {
+    counters_->quorum_losses.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error(
+        "{} lost its write quorum ({} of {} copies in sync, ack_quorum {}): writes now "
+        "get {}; reads go on{}",
+        options_.lun_label, left, copies_.size(), options_.ack_quorum,
+        options_.on_quorum_loss == QuorumLossAction::read_only
+            ? "DATA PROTECT (on_quorum_loss = \"read_only\")"
+            : "ABORTED COMMAND (on_quorum_loss = \"fail\")",
+        left == 0 ? " nowhere: no copy is left" : "");
+  }
+}
+
+void MirroredBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) {
+  const int first = next_in_sync(-1);
+  if (first < 0) return op->on_complete(-EIO);
+  auto* r = new ReadRepair(this, buf, len, offset, op);
+  r->bad = r->source = first;
+  copies_[first].backend->read(buf, len, offset, r);
+}
+
+void MirroredBackend::start(Fanout* f) {
+  if (in_sync_count() < options_.ack_quorum) {
+    f->ok = 0;
+    return finish(f);
+  }
+  f->pending = 1;  // held while submitting: children may complete inline
+  for (unsigned i = 0; i < copies_.size(); ++i) {
+    if (!in_sync(i)) continue;
+    ++f->pending;
+    f->submit(i);
+  }
+  if (--f->pending == 0) finish(f);
+}
+
+void MirroredBackend::finish(Fanout* f) {
+  int result;
+  if (f->ok + f->unsupported < options_.ack_quorum) {
+    result = quorum_error();
+  } else if (f->unsupported != 0) {
+    result = -EOPNOTSUPP;
+  } else {
+    result = f->kind == Fanout::Kind::write ? static_cast<int>(f->len) : 0;
+  }
+  if (f->claimed) order_.release(f->claim);
+  IoOp* caller = f->caller;
+  delete f;
+  caller->on_complete(result);
+}
+
+void MirroredBackend::start_in_order(Fanout* f) {
+  f->claim = {f->offset, f->len, &f->resume, reactor::IoEngine::current()};
+  f->claimed = true;
+  if (order_.admit(f->claim)) start(f);
+}
+
+void MirroredBackend::write(const void* buf, std::size_t len, std::uint64_t offset, bool fua,
+                            IoOp* op) {
+  auto* f = new Fanout(this, Fanout::Kind::write, op, offset, len);
+  f->buf = buf;
+  f->fua = fua;
+  start_in_order(f);
+}
+
+void MirroredBackend::flush(IoOp* op) {
+  // No range: a flush makes the writes that completed before it durable,
+  // and those completed on every copy.
+  start(new Fanout(this, Fanout::Kind::flush, op));
+}
+
+bool MirroredBackend::can_unmap() const {
+  for (const auto& c : copies_) {
+    if (!c.backend->can_unmap()) return false;
+  }
+  return true;
+}
+
+void MirroredBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
+  auto* f = new Fanout(this, Fanout::Kind::unmap, op, offset, len);
+  f->more_follow = more_follow;
+  start_in_order(f);
+}
+
+void MirroredBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) {
+  auto* f = new Fanout(this, Fanout::Kind::zeroes, op, offset, len);
+  f->fua = fua;
+  start_in_order(f);
+}
+
+Backend::Extent MirroredBackend::extent_at(std::uint64_t offset, std::uint64_t max_len) {
+  const int i = next_in_sync(-1);
+  return copies_[i < 0 ? 0 : static_cast<std::size_t>(i)].backend->extent_at(offset, max_len);
+}
+
+void MirroredBackend::grow_to(std::uint64_t bytes) {
+  // Copies first: the LUN's size is the primary's, so it grows last.
+  for (std::size_t i = copies_.size(); i-- > 0;) copies_[i].backend->grow_to(bytes);
+}
+
+std::string MirroredBackend::describe() const {
+  std::string out = copies_[0].backend->describe() + " mirrored to";
+  for (std::size_t i = 1; i < copies_.size(); ++i) {
+    out += (i == 1 ? " " : ", ") + copies_[i].name + " (" + copies_[i].backend->describe() + ")";
+  }
+  return out;
+}
+
+}  // namespace ringtgt::storage

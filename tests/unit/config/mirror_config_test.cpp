@@ -1,0 +1,147 @@
+// Config layer: mirrored LUNs (ack_quorum, on_quorum_loss, [[target.lun.copy]]).
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "ringtgt/config/config.hpp"
+
+namespace ringtgt::config {
+namespace {
+
+// Lines 1-7: a portal, a target and LUN 0 with path /tmp/p.img; tests append
+// from line 8 on.
+std::string lun(const std::string& more) {
+  return "[[portal]]\n"
+         "listen = \"127.0.0.1:3260\"\n"
+         "[[target]]\n"
+         "name = \"iqn.2025-01.com.example:t\"\n"
+         "[[target.lun]]\n"
+         "number = 0\n"
+         "path = \"/tmp/p.img\"\n" +
+         more;
+}
+
+std::string copy(const std::string& name, const std::string& path, const std::string& more = "") {
+  return "[[target.lun.copy]]\nname = \"" + name + "\"\npath = \"" + path + "\"\n" + more;
+}
+
+std::string error_of(const std::string& text) {
+  try {
+    load_string(text, "t.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Mirror, CopiesQuorumAndDomains) {
+  const Config c =
+      load_string(lun("ack_quorum = 2\non_quorum_loss = \"read_only\"\n"
+                      "failure_domain = \"disk:nvme0\"\n") +
+                      copy("disk2", "/tmp/c2.img", "failure_domain = \"disk:nvme1\"\n") +
+                      copy("disk3", "/tmp/c3.img"),
+                  "t.toml");
+  const Lun& l = c.targets[0].luns[0];
+  ASSERT_EQ(l.copies.size(), 2u);
+  EXPECT_EQ(l.copies[0].name, "disk2");
+  EXPECT_EQ(l.copies[0].path, "/tmp/c2.img");
+  EXPECT_EQ(l.copies[0].failure_domain, "disk:nvme1");
+  EXPECT_EQ(l.copies[0].where, "t.toml:11:1");
+  EXPECT_EQ(l.copies[1].failure_domain, "");
+  EXPECT_EQ(l.ack_quorum, 2u);
+  EXPECT_EQ(l.quorum(), 2u);
+  EXPECT_EQ(l.on_quorum_loss, QuorumLossPolicy::read_only);
+  EXPECT_EQ(l.failure_domain, "disk:nvme0");
+}
+
+TEST(Mirror, DefaultsAreAllCopiesAndFail) {
+  const Lun l = load_string(lun(copy("b", "/tmp/b.img")), "t.toml").targets[0].luns[0];
+  EXPECT_EQ(l.ack_quorum, 0u);
+  EXPECT_EQ(l.quorum(), 2u);
+  EXPECT_EQ(l.on_quorum_loss, QuorumLossPolicy::fail);
+  EXPECT_TRUE(load_string(lun(""), "t.toml").targets[0].luns[0].copies.empty());
+}
+
+TEST(Mirror, WrittenConfigReadsBack) {
+  const Config c = load_string(lun("ack_quorum = 1\nfailure_domain = \"host:a\"\n") +
+                                   copy("b", "/tmp/b.img", "failure_domain = \"host:b\"\n"),
+                               "t.toml");
+  const Config again = validate(c);
+  const Lun& l = again.targets[0].luns[0];
+  EXPECT_EQ(l.copies, c.targets[0].luns[0].copies);
+  EXPECT_EQ(l.ack_quorum, 1u);
+  EXPECT_EQ(l.failure_domain, "host:a");
+  EXPECT_EQ(l.on_quorum_loss, QuorumLossPolicy::fail);
+}
+
+TEST(Mirror, QuorumOutOfRange) {
+  EXPECT_EQ(error_of(lun("ack_quorum = 3\n") + copy("b", "/tmp/b.img")),
+            "t.toml:8:14: ack_quorum must be 1..2 (the primary and its 1 copy), not 3");
+  EXPECT_EQ(error_of(lun("ack_quorum = 0\n") + copy("b", "/tmp/b.img") + copy("c", "/tmp/c.img")),
+            "t.toml:8:14: ack_quorum must be 1..3 (the primary and its 2 copies), not 0");
+  EXPECT_EQ(error_of(lun("ack_quorum = 2\n")),
+            "t.toml:8:14: ack_quorum must be 1..1 (the primary and its 0 copies), not 2");
+  EXPECT_EQ(error_of(lun("ack_quorum = \"2\"\n") + copy("b", "/tmp/b.img")),
+            "t.toml:8:14: ack_quorum must be an integer, not a string");
+}
+
+TEST(Mirror, QuorumLossPolicies) {
+  EXPECT_EQ(error_of(lun("on_quorum_loss = \"wait\"\n") + copy("b", "/tmp/b.img")),
+            "t.toml:8:18: on_quorum_loss = \"wait\" is not built yet; use \"fail\" or "
+            "\"read_only\"");
+  EXPECT_EQ(
+      error_of(lun("on_quorum_loss = \"panic\"\n") + copy("b", "/tmp/b.img")),
+      "t.toml:8:18: on_quorum_loss \"panic\" is not one of \"fail\", \"wait\", \"read_only\"");
+  EXPECT_EQ(error_of(lun("on_quorum_loss = \"fail\"\n")),
+            "t.toml:8:18: on_quorum_loss applies to a LUN with copies ([[target.lun.copy]])");
+}
+
+TEST(Mirror, BadCopies) {
+  EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "size = 5\n"))),
+            "t.toml:11:1: unknown key 'size' in [[target.lun.copy]] (allowed: name, path, url, "
+            "failure_domain, chap_user, chap_secret_file)");
+  EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img") + copy("b", "/tmp/c.img"))),
+            "t.toml:12:8: duplicate copy name \"b\" in this LUN");
+  EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img") + copy("c", "/tmp/b.img"))),
+            "t.toml:13:8: copy \"c\" has the path of copy \"b\"");
+  EXPECT_EQ(error_of(lun(copy("b", "/tmp/p.img"))),
+            "t.toml:10:8: copy \"b\" is the LUN's own path");
+  EXPECT_EQ(error_of(lun(copy("primary", "/tmp/b.img"))),
+            "t.toml:9:8: copy name \"primary\" is taken by the LUN's own path");
+  EXPECT_EQ(error_of(lun(copy("a b", "/tmp/b.img"))),
+            "t.toml:9:8: copy name \"a b\" must be 1..64 of a-z A-Z 0-9 _ - .");
+  EXPECT_EQ(error_of(lun("[[target.lun.copy]]\nname = \"b\"\n")),
+            "t.toml:8:1: copy \"b\" needs path = \"FILE or block device\"");
+  EXPECT_EQ(error_of(lun("[[target.lun.copy]]\npath = \"/tmp/b.img\"\n")),
+            "t.toml:8:1: [[target.lun.copy]] needs name = \"NAME\" (used in logs and metrics)");
+  EXPECT_EQ(error_of(lun("[[target.lun.copy]]\nname = \"r\"\n"
+                         "url = \"iscsi://127.0.0.1:3260/iqn.2025-01.com.example:r/1\"\n")),
+            "t.toml:10:7: copy \"r\": remote copies (url) are not built yet; a copy is a local "
+            "file or block device (path)");
+  EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "failure_domain = \"\"\n"))),
+            "t.toml:11:18: copy failure_domain must be 1..128 characters");
+  EXPECT_EQ(error_of(lun("copy = 3\n")),
+            "t.toml:8:8: 'copy' must be an array of tables, written [[target.lun.copy]], not an "
+            "integer");
+}
+
+TEST(Mirror, CopyPathsAreNobodyElses) {
+  const std::string two_luns = lun(copy("b", "/tmp/b.img")) +
+                               "[[target.lun]]\n"
+                               "number = 1\n"
+                               "path = \"/tmp/b.img\"\n";
+  EXPECT_EQ(error_of(two_luns),
+            "t.toml:13:8: path \"/tmp/b.img\" is already used by target "
+            "\"iqn.2025-01.com.example:t\" LUN 0 (copy b)");
+  const std::string copy_of_other = lun("") +
+                                    "[[target.lun]]\n"
+                                    "number = 1\n"
+                                    "path = \"/tmp/q.img\"\n" +
+                                    copy("b", "/tmp/p.img");
+  EXPECT_EQ(error_of(copy_of_other),
+            "t.toml:13:8: path \"/tmp/p.img\" is already used by target "
+            "\"iqn.2025-01.com.example:t\" LUN 0");
+}
+
+}  // namespace
+}  // namespace ringtgt::config

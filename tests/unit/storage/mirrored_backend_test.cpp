@@ -1,0 +1,342 @@
+// The mirrored backend: parallel writes, the quorum and its loss, the order
+// of overlapping writes, and read repair, over copies whose completions the
+// test releases one by one.
+#include "ringtgt/storage/mirrored_backend.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <deque>
+#include <vector>
+
+#include "ringtgt/storage/memory_backend.hpp"
+#include "storage_test_support.hpp"
+
+namespace ringtgt::storage {
+namespace {
+
+using testing::Result;
+
+// A copy in RAM whose operations wait until the test completes them; a
+// write's data lands when it completes, so the order of completions is the
+// order the copy applied the writes in.
+class HeldBackend final : public Backend {
+ public:
+  enum class Kind { read, write, flush, unmap, zeroes };
+  struct Pending {
+    Kind kind;
+    void* buf;
+    std::size_t len;
+    std::uint64_t offset;
+    IoOp* op;
+  };
+
+  explicit HeldBackend(std::uint64_t size) : data_(size, 0) {}
+
+  std::uint64_t size_bytes() const override { return data_.size(); }
+  WriteAckPolicy ack_policy() const override { return WriteAckPolicy::writethrough; }
+  void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override {
+    pending.push_back({Kind::read, buf, len, offset, op});
+  }
+  void write(const void* buf, std::size_t len, std::uint64_t offset, bool, IoOp* op) override {
+    pending.push_back({Kind::write, const_cast<void*>(buf), len, offset, op});
+  }
+  void flush(IoOp* op) override { pending.push_back({Kind::flush, nullptr, 0, 0, op}); }
+  bool can_unmap() const override { return true; }
+  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool) override {
+    pending.push_back({Kind::unmap, nullptr, len, offset, op});
+  }
+  void write_zeroes(std::uint64_t offset, std::uint64_t len, bool, IoOp* op) override {
+    pending.push_back({Kind::zeroes, nullptr, len, offset, op});
+  }
+  std::string describe() const override { return "held"; }
+
+  // Completes the oldest pending operation: with `error` (< 0) or as the
+  // device would (moving the data).
+  void complete_next(int error = 0) {
+    ASSERT_FALSE(pending.empty());
+    Pending p = pending.front();
+    pending.pop_front();
+    if (error < 0) return p.op->on_complete(error);
+    if (p.kind == Kind::write) std::memcpy(&data_[p.offset], p.buf, p.len);
+    if (p.kind == Kind::read) std::memcpy(p.buf, &data_[p.offset], p.len);
+    if (p.kind == Kind::zeroes || p.kind == Kind::unmap) std::memset(&data_[p.offset], 0, p.len);
+    const bool moves = p.kind == Kind::read || p.kind == Kind::write;
+    p.op->on_complete(moves ? static_cast<int>(p.len) : 0);
+  }
+
+  std::uint8_t at(std::uint64_t offset) const { return data_[offset]; }
+  void fill(std::uint64_t offset, std::size_t len, std::uint8_t v) {
+    std::memset(&data_[offset], v, len);
+  }
+
+  std::deque<Pending> pending;
+
+ private:
+  std::vector<std::uint8_t> data_;
+};
+
+constexpr std::uint64_t kSize = 1 << 20;
+
+class Mirror : public ::testing::Test {
+ protected:
+  // copies: the primary and `copies - 1` more.
+  void build(unsigned copies, std::uint32_t quorum,
+             QuorumLossAction action = QuorumLossAction::fail) {
+    std::vector<MirrorCopy> v;
+    for (unsigned i = 0; i < copies; ++i) {
+      auto b = std::make_unique<HeldBackend>(kSize);
+      held.push_back(b.get());
+      v.push_back({i == 0 ? "primary" : "disk" + std::to_string(i + 1), "", std::move(b)});
+    }
+    MirrorOptions o;
+    o.lun_label = "target t LUN 1";
+    o.ack_quorum = quorum;
+    o.on_quorum_loss = action;
+    mirror = std::make_unique<MirroredBackend>(std::move(v), o);
+  }
+
+  // Completes the oldest pending operation of every copy, in copy order.
+  void complete_all_once() {
+    for (auto* h : held) h->complete_next();
+  }
+
+  std::vector<HeldBackend*> held;
+  std::unique_ptr<MirroredBackend> mirror;
+};
+
+TEST_F(Mirror, AWriteGoesToEveryCopyAtOnceAndAnswersWhenAllHaveIt) {
+  build(3, 2);
+  std::vector<std::uint8_t> buf(4096, 0xab);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 8192, false, &r);
+  // Submitted to all three before any completed: in parallel.
+  for (auto* h : held) ASSERT_EQ(h->pending.size(), 1u);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  // The quorum holds it, but a copy still writes from the caller's buffer.
+  EXPECT_EQ(r.calls, 0);
+  held[2]->complete_next();
+  EXPECT_EQ(r.calls, 1);
+  EXPECT_EQ(r.value, 4096);
+  for (auto* h : held) EXPECT_EQ(h->at(8192), 0xab);
+  for (const auto& c : mirror->mirror_counters()->copies) EXPECT_EQ(c->writes.load(), 1u);
+}
+
+TEST_F(Mirror, AFailedCopyLeavesTheSetAndWritesGoOnAtQuorum) {
+  build(3, 2);
+  std::vector<std::uint8_t> buf(4096, 0x11);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  held[2]->complete_next(-EIO);
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_FALSE(mirror->in_sync(2));
+  EXPECT_EQ(mirror->in_sync_count(), 2u);
+  EXPECT_EQ(mirror->mirror_counters()->quorum_losses.load(), 0u);
+
+  // Out of the set: the next write does not go to it.
+  Result r2;
+  mirror->write(buf.data(), buf.size(), 4096, true, &r2);
+  EXPECT_EQ(held[2]->pending.size(), 0u);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(r2.value, 4096);
+  EXPECT_EQ(mirror->mirror_counters()->copies[2]->writes.load(), 0u);
+}
+
+TEST_F(Mirror, BelowQuorumFailAnswersTheQuorumErrorAndTouchesNoCopy) {
+  build(3, 2);
+  std::vector<std::uint8_t> buf(512, 0x22);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next();
+  held[1]->complete_next(-EIO);
+  held[2]->complete_next(-ENOSPC);
+  EXPECT_EQ(r.value, kQuorumLostError);
+  EXPECT_EQ(mirror->in_sync_count(), 1u);
+  EXPECT_EQ(mirror->mirror_counters()->quorum_losses.load(), 1u);
+
+  Result r2, f;
+  mirror->write(buf.data(), buf.size(), 512, false, &r2);
+  mirror->flush(&f);
+  EXPECT_EQ(r2.value, kQuorumLostError);
+  EXPECT_EQ(f.value, kQuorumLostError);
+  EXPECT_TRUE(held[0]->pending.empty());
+  // Reads go on from the copy that is left.
+  std::vector<std::uint8_t> in(512);
+  Result rd;
+  mirror->read(in.data(), in.size(), 0, &rd);
+  held[0]->complete_next();
+  EXPECT_EQ(rd.value, 512);
+  EXPECT_EQ(in[0], 0x22);
+}
+
+TEST_F(Mirror, BelowQuorumReadOnlyAnswersWriteProtected) {
+  build(2, 2, QuorumLossAction::read_only);
+  std::vector<std::uint8_t> buf(512, 0x33);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next(-EIO);
+  held[1]->complete_next();
+  EXPECT_EQ(r.value, kQuorumReadOnlyError);
+  EXPECT_FALSE(mirror->in_sync(0));
+  // The primary is out: reads come from the copy that is in sync.
+  std::vector<std::uint8_t> in(512);
+  Result rd;
+  mirror->read(in.data(), in.size(), 0, &rd);
+  EXPECT_TRUE(held[0]->pending.empty());
+  held[1]->complete_next();
+  EXPECT_EQ(rd.value, 512);
+  EXPECT_EQ(in[0], 0x33);
+}
+
+TEST_F(Mirror, OverlappingWritesApplyInArrivalOrderOnEveryCopy) {
+  build(2, 2);
+  std::vector<std::uint8_t> a(4096, 0xaa), b(4096, 0xbb), c(4096, 0xcc), d(4096, 0xdd);
+  Result ra, rb, rc, rd;
+  mirror->write(a.data(), a.size(), 0, false, &ra);
+  mirror->write(b.data(), b.size(), 2048, false, &rb);   // overlaps a
+  mirror->write(c.data(), c.size(), 65536, false, &rc);  // overlaps nothing
+  mirror->write(d.data(), d.size(), 4096, false, &rd);   // overlaps b only, which waits
+  // a and c are in flight on both copies; b waits for a, d for b.
+  for (auto* h : held) ASSERT_EQ(h->pending.size(), 2u);
+  // Complete a on the second copy first: b still waits for the primary.
+  held[1]->complete_next();
+  EXPECT_EQ(held[1]->pending.size(), 1u);
+  held[0]->complete_next();
+  EXPECT_EQ(ra.value, 4096);
+  // Now b is submitted to both; d still waits for it.
+  for (auto* h : held) ASSERT_EQ(h->pending.size(), 2u);  // c and b
+  complete_all_once();                                    // c
+  EXPECT_EQ(rc.value, 4096);
+  EXPECT_EQ(rd.calls, 0);
+  complete_all_once();  // b
+  EXPECT_EQ(rb.value, 4096);
+  complete_all_once();  // d
+  EXPECT_EQ(rd.value, 4096);
+  for (auto* h : held) {
+    EXPECT_EQ(h->at(0), 0xaa);
+    EXPECT_EQ(h->at(2047), 0xaa);
+    EXPECT_EQ(h->at(2048), 0xbb);
+    EXPECT_EQ(h->at(4095), 0xbb);
+    EXPECT_EQ(h->at(4096), 0xdd);
+    EXPECT_EQ(h->at(65536), 0xcc);
+  }
+}
+
+TEST_F(Mirror, AFailedReadIsServedFromACopyAndRepaired) {
+  build(3, 2);
+  held[0]->fill(0, 4096, 0x00);  // the primary's blocks are bad
+  held[1]->fill(0, 4096, 0x77);
+  held[2]->fill(0, 4096, 0x77);
+  std::vector<std::uint8_t> in(4096);
+  Result r;
+  mirror->read(in.data(), in.size(), 0, &r);
+  held[0]->complete_next(-EIO);
+  // Read from the next in-sync copy.
+  ASSERT_EQ(held[1]->pending.size(), 1u);
+  // A write to those blocks meanwhile waits for the repair.
+  std::vector<std::uint8_t> w(512, 0x99);
+  Result rw;
+  mirror->write(w.data(), w.size(), 0, false, &rw);
+  EXPECT_TRUE(held[2]->pending.empty());
+  held[1]->complete_next();
+  // ... and written back to the primary, durably.
+  ASSERT_EQ(held[0]->pending.size(), 1u);
+  EXPECT_EQ(held[0]->pending.front().kind, HeldBackend::Kind::write);
+  held[0]->complete_next();
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_EQ(in[0], 0x77);
+  EXPECT_EQ(held[0]->at(100), 0x77);
+  EXPECT_TRUE(mirror->in_sync(0));
+  EXPECT_EQ(mirror->mirror_counters()->read_repairs.load(), 1u);
+  // The held write starts now, after the repair.
+  for (auto* h : held) ASSERT_EQ(h->pending.size(), 1u);
+  complete_all_once();
+  EXPECT_EQ(rw.value, 512);
+  EXPECT_EQ(held[0]->at(0), 0x99);
+}
+
+TEST_F(Mirror, AReadThatFailsEverywhereReportsTheFirstError) {
+  build(2, 1);
+  std::vector<std::uint8_t> in(512);
+  Result r;
+  mirror->read(in.data(), in.size(), 0, &r);
+  held[0]->complete_next(-EIO);
+  held[1]->complete_next(-ENODATA);
+  EXPECT_EQ(r.value, -EIO);
+  EXPECT_EQ(mirror->mirror_counters()->read_repairs.load(), 0u);
+}
+
+TEST_F(Mirror, ARepairThatCannotBeWrittenTakesTheCopyOut) {
+  build(2, 1);
+  std::vector<std::uint8_t> in(512);
+  Result r;
+  mirror->read(in.data(), in.size(), 0, &r);
+  held[0]->complete_next(-EIO);
+  held[1]->complete_next();
+  held[0]->complete_next(-EIO);  // the write back
+  EXPECT_EQ(r.value, 512);       // the data itself was good
+  EXPECT_FALSE(mirror->in_sync(0));
+}
+
+TEST_F(Mirror, FlushAndZeroesGoEverywhere) {
+  build(2, 2);
+  Result f;
+  mirror->flush(&f);
+  for (auto* h : held) ASSERT_EQ(h->pending.size(), 1u);
+  complete_all_once();
+  EXPECT_EQ(f.value, 0);
+  // A copy that cannot zero: the caller falls back to writing zeroes, and
+  // nobody leaves the set for it.
+  Result z;
+  mirror->write_zeroes(0, 4096, false, &z);
+  held[0]->complete_next();
+  held[1]->complete_next(-EOPNOTSUPP);
+  EXPECT_EQ(z.value, -EOPNOTSUPP);
+  EXPECT_EQ(mirror->in_sync_count(), 2u);
+  Result u;
+  mirror->unmap(0, 8192, &u);
+  complete_all_once();
+  EXPECT_EQ(u.value, 0);
+}
+
+TEST_F(Mirror, InlineCompletionsAreCountedOnce) {
+  // Copies that complete before the call returns (RAM backends).
+  std::vector<MirrorCopy> v;
+  v.push_back({"primary", "", std::make_unique<MemoryBackend>(kSize)});
+  v.push_back({"b", "", std::make_unique<MemoryBackend>(kSize)});
+  MirrorOptions o;
+  o.ack_quorum = 2;
+  MirroredBackend m(std::move(v), o);
+  std::vector<std::uint8_t> buf(512, 0x5c), in(512);
+  Result w, r;
+  m.write(buf.data(), buf.size(), 0, true, &w);
+  m.read(in.data(), in.size(), 0, &r);
+  EXPECT_EQ(w.calls, 1);
+  EXPECT_EQ(w.value, 512);
+  EXPECT_EQ(in[0], 0x5c);
+}
+
+TEST(MirrorCopies, ASmallerCopyIsRefused) {
+  std::vector<MirrorCopy> v;
+  v.push_back({"primary", "", std::make_unique<HeldBackend>(8192)});
+  v.push_back({"small", "", std::make_unique<HeldBackend>(4096)});
+  EXPECT_THROW(MirroredBackend(std::move(v), MirrorOptions{}), std::invalid_argument);
+}
+
+TEST(RangeOrderTest, NonOverlappingClaimsRunTogether) {
+  RangeOrder order;
+  RangeOrder::Claim a{0, 4096, nullptr, nullptr}, b{4096, 4096, nullptr, nullptr};
+  EXPECT_TRUE(order.admit(a));
+  EXPECT_TRUE(order.admit(b));
+  EXPECT_EQ(order.in_flight(), 2u);
+  order.release(a);
+  order.release(b);
+  EXPECT_EQ(order.in_flight(), 0u);
+}
+
+}  // namespace
+}  // namespace ringtgt::storage
