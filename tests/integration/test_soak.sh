@@ -51,29 +51,21 @@ RANDOM=$SEED
 
 PORT=${SOAK_PORT:-$(pick_port)}
 TGTS=(iqn.2025-01.com.example:soak-a iqn.2025-01.com.example:soak-b)
-{
-  cat <<EOF
-workers = 2
-log_level = "info"
-state_dir = "$TMP/state"
-
-[[portal]]
-listen = "127.0.0.1:$PORT"
-
-[admin]
-socket = "$TMP/admin.sock"
-
-[limits]
-max_sessions = $((8 * SESSIONS + 64))
-max_sessions_per_initiator = $((2 * SESSIONS + 4))
-EOF
-  for t in 0 1; do
-    printf '\n[[target]]\nname = "%s"\n' "${TGTS[$t]}"
-    for l in 0 1; do
-      printf '\n  [[target.lun]]\n  number = %d\n  path = "%s"\n  size = "16M"\n  block_size = 512\n  provisioning = "thin"\n' \
-        "$l" "$TMP/lun$t$l.img"
-    done
+# lun_tables T: the two LUNs of target T.
+lun_tables() {
+  local l
+  for l in 0 1; do
+    printf '\n  [[target.lun]]\n  number = %d\n  path = "%s"\n  size = "16M"\n  block_size = 512\n  provisioning = "thin"\n' \
+      "$l" "$TMP/lun$1$l.img"
   done
+}
+{
+  config_prologue "$PORT" "${TGTS[0]}"
+  lun_tables 0
+  printf '\n[[target]]\nname = "%s"\n' "${TGTS[1]}"
+  lun_tables 1
+  printf '\n[limits]\nmax_sessions = %d\nmax_sessions_per_initiator = %d\n' \
+    $((8 * SESSIONS + 64)) $((2 * SESSIONS + 4))
 } >"$TMP/ringtgt.toml"
 
 # daemon_rss_kib, daemon_fds: from /proc.
