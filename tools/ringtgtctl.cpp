@@ -65,6 +65,12 @@ const char* kHelp =
     "                                           waits until no session uses the target,\n"
     "                                           unless --force\n"
     "  config write [--path FILE]               write the running config (default: its file)\n"
+    "  copy list [--target IQN]                 each copy of every mirrored LUN: state,\n"
+    "                                           dirty bytes, resync progress\n"
+    "  copy fail --target IQN --lun N --copy NAME   take a copy out of the in-sync set (the\n"
+    "                                           writes it misses are tracked)\n"
+    "  copy resync --target IQN --lun N --copy NAME copy its dirty regions back from an\n"
+    "                                           in-sync copy; it rejoins when clean\n"
     "  fault inject --target IQN --lun N --fault eio|enospc|short|flush|delay\n"
     "          [--copy NAME] [--lba LBA] [--blocks N] [--io read|write|both] [--count N]\n"
     "          [--delay-ms MS]                  tests only ([testing] fault_injection):\n"
@@ -285,7 +291,8 @@ void table(const json& rows, const std::vector<std::pair<std::string, std::strin
     for (const auto& c : columns) {
       const json& v = r.contains(c.second) ? r[c.second] : json(nullptr);
       bool bytes = c.second == "size" || c.second == "bytes_in" || c.second == "bytes_out" ||
-                   c.second == "read_bytes" || c.second == "write_bytes";
+                   c.second == "read_bytes" || c.second == "write_bytes" ||
+                   c.second == "dirty_bytes" || c.second == "resynced_bytes";
       line.push_back(bytes && v.is_number() ? human_bytes(v.get<std::uint64_t>()) : cell(v));
     }
     out.push_back(line);
@@ -536,6 +543,30 @@ int main(int argc, char** argv) {
     method = "config.write";
     if (auto v = a.opt("path")) params["path"] = absolute(*v);
     show = [](const json& r) { std::printf("written to %s\n", cell(r["path"]).c_str()); };
+  } else if (cmd("copy", "list")) {
+    auto a = parse(in, i + 2, {"target"}, {}, 0);
+    method = "copy.list";
+    if (auto v = a.opt("target")) params["target"] = *v;
+    show = [](const json& r) {
+      table(r, {{"TARGET", "target"},
+                {"LUN", "lun"},
+                {"COPY", "copy"},
+                {"STATE", "state"},
+                {"DIRTY", "dirty_bytes"},
+                {"RESYNC", "resync_progress"},
+                {"RESYNCED", "resynced_bytes"},
+                {"DOMAIN", "failure_domain"}});
+    };
+  } else if (cmd("copy", "fail") || cmd("copy", "resync")) {
+    auto a = parse(in, i + 2, {"target", "lun", "copy"}, {}, 0);
+    method = "copy." + verb;
+    params["target"] = a.need("target");
+    params["lun"] = parse_uint(a.need("lun"), "--lun");
+    params["copy"] = a.need("copy");
+    show = [](const json& r) {
+      std::printf("copy %s: %s (%s dirty bytes)\n", cell(r["copy"]).c_str(),
+                  cell(r["state"]).c_str(), cell(r["dirty_bytes"]).c_str());
+    };
   } else if (cmd("fault", "inject")) {
     auto a = parse(in, i + 2,
                    {"target", "lun", "copy", "fault", "lba", "blocks", "io", "count", "delay-ms"},

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "copy_methods.hpp"
 #include "ringtgt/admin/fault_methods.hpp"
 #include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/collector.hpp"
@@ -399,6 +400,10 @@ void Service::reload_from_signal() {
 void Service::add_methods() {
   auto& d = dispatcher_;
   add_fault_methods(d, registry_, running_.fault_testing.fault_injection);
+  add_copy_methods(d, registry_, [this](std::uint64_t key, std::function<void()> fn) {
+    const auto& workers = server_.workers();
+    workers[key % workers.size()]->reactor().post(std::move(fn));
+  });
 
   d.add("version", [this](const Params& p, const Responder& r) {
     p.only({});

@@ -930,6 +930,33 @@ class Loader {
       if (copies == 0)
         fail(at, "on_quorum_loss applies to a LUN with copies ([[target.lun.copy]])");
     }
+    read_resync(t, lun);
+  }
+
+  // resync_region_size and resync_rate: how a copy that missed writes is
+  // brought back (docs/replication.md, "Resynchronisation").
+  void read_resync(const toml::table& t, Lun& lun) const {
+    if (const toml::node* n = t.get("resync_region_size")) {
+      const std::uint64_t v = parse_size(*n);
+      if (v < lun.block_size || v > (std::uint64_t{1} << 30) || !std::has_single_bit(v)) {
+        fail(*n, "resync_region_size must be a power of two from block_size (" +
+                     std::to_string(lun.block_size) + ") to 1GiB, not " + std::to_string(v));
+      }
+      if (lun.copies.empty())
+        fail(*n, "resync_region_size applies to a LUN with copies ([[target.lun.copy]])");
+      lun.resync_region_size = v;
+    }
+    if (const toml::node* n = t.get("resync_rate")) {
+      const std::uint64_t v = parse_size(*n);
+      if (v < lun.resync_region_size) {
+        fail(*n, "resync_rate must be at least resync_region_size (" +
+                     std::to_string(lun.resync_region_size) + ") per second, not " +
+                     std::to_string(v));
+      }
+      if (lun.copies.empty())
+        fail(*n, "resync_rate applies to a LUN with copies ([[target.lun.copy]])");
+      lun.resync_rate = v;
+    }
   }
 
   // One [[target.lun.copy]]: a local file or block device. A url (a remote

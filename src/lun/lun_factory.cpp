@@ -103,6 +103,8 @@ std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const c
   o.on_quorum_loss = l.on_quorum_loss == config::QuorumLossPolicy::read_only
                          ? storage::QuorumLossAction::read_only
                          : storage::QuorumLossAction::fail;
+  o.region_size = l.resync_region_size;
+  o.resync_rate = l.resync_rate;
   const Redundancy r = redundancy_of(l);
   if (r.warn) {
     spdlog::warn("{}: {}", lun_name(target, l), r.text);

@@ -135,8 +135,14 @@ struct StoreFamilies {
 struct MirrorFamilies {
   MetricFamily state = family("ringtgt_lun_copy_state",
                               "1 for the state a copy of a mirrored LUN is in (in_sync, "
-                              "out_of_sync), 0 for the others",
+                              "out_of_sync, resyncing), 0 for the others",
                               MetricType::Gauge);
+  MetricFamily dirty =
+      family("ringtgt_lun_copy_dirty_bytes",
+             "Bytes of a copy's dirty regions: what a resync would copy now", MetricType::Gauge);
+  MetricFamily resynced =
+      family("ringtgt_lun_copy_resynced_bytes_total",
+             "Bytes resyncs copied to a copy of a mirrored LUN", MetricType::Counter);
   MetricFamily writes =
       family("ringtgt_lun_copy_writes_total",
              "Writes, zeroings and unmaps a copy of a mirrored LUN completed", MetricType::Counter);
@@ -156,14 +162,22 @@ struct MirrorFamilies {
 
   void add(const std::string& target, const std::string& lun, const MirrorCounters& m) {
     std::size_t synced = 0;
+    using State = MirrorCounters::State;
     for (const auto& c : m.copies) {
-      const bool on = c->in_sync.load(std::memory_order_relaxed);
-      synced += on ? 1 : 0;
-      add_gauge(state, {{"target", target}, {"lun", lun}, {"copy", c->name}, {"state", "in_sync"}},
-                on ? 1.0 : 0.0);
-      add_gauge(state,
-                {{"target", target}, {"lun", lun}, {"copy", c->name}, {"state", "out_of_sync"}},
-                on ? 0.0 : 1.0);
+      const State now = c->state.load(std::memory_order_relaxed);
+      synced += now == State::in_sync ? 1 : 0;
+      for (State st : {State::in_sync, State::out_of_sync, State::resyncing}) {
+        add_gauge(state,
+                  {{"target", target},
+                   {"lun", lun},
+                   {"copy", c->name},
+                   {"state", MirrorCounters::to_string(st)}},
+                  now == st ? 1.0 : 0.0);
+      }
+      add_gauge(dirty, {{"target", target}, {"lun", lun}, {"copy", c->name}},
+                static_cast<double>(c->dirty_bytes.load(std::memory_order_relaxed)));
+      add_counter(resynced, {{"target", target}, {"lun", lun}, {"copy", c->name}},
+                  static_cast<double>(c->resynced_bytes.load(std::memory_order_relaxed)));
       add_counter(writes, {{"target", target}, {"lun", lun}, {"copy", c->name}},
                   static_cast<double>(c->writes.load(std::memory_order_relaxed)));
     }
@@ -176,7 +190,7 @@ struct MirrorFamilies {
   }
 
   void move_to(std::vector<MetricFamily>& out) {
-    for (auto* f : {&state, &writes, &in_sync, &quorum, &repairs, &losses}) {
+    for (auto* f : {&state, &dirty, &resynced, &writes, &in_sync, &quorum, &repairs, &losses}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
   }

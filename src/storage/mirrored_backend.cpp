@@ -6,6 +6,9 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "dirty_bitmap.hpp"
+#include "resync_job.hpp"
+
 namespace ringtgt::storage {
 
 namespace {
@@ -34,6 +37,9 @@ struct MirroredBackend::Fanout {
   struct Child final : IoOp {
     Fanout* parent = nullptr;
     unsigned index = 0;
+    // An in-sync copy's answer counts towards ack_quorum; a resyncing
+    // copy is written to but not counted (it is not a copy yet).
+    bool counts = false;
     void on_complete(int result) override { parent->child_done(index, result); }
   };
   // Completed by RangeOrder when a held write may start.
@@ -84,15 +90,34 @@ struct MirroredBackend::Fanout {
     }
   }
 
+  // Copy i does not hold what this operation wrote: its bitmap says so
+  // (while the range claim keeps a resync from copying these regions).
+  void missed_by(unsigned i) {
+    if (kind == Kind::flush) {
+      // Which earlier writes the failed flush left unstable is unknown.
+      owner->mark_all_dirty(i);
+    } else {
+      owner->mark_dirty(i, offset, len);
+    }
+  }
+
   void child_done(unsigned i, int result) {
+    const bool counts = children[i].counts;
     if (succeeded(result)) {
-      ++ok;
+      if (counts) ++ok;
       if (kind != Kind::flush)
         owner->counters_->copies[i]->writes.fetch_add(1, std::memory_order_relaxed);
     } else if (result == -EOPNOTSUPP && (kind == Kind::zeroes || kind == Kind::unmap)) {
-      // The store cannot do it this way; the caller falls back (writes zeroes).
-      ++unsupported;
+      // The store cannot do it this way; the caller falls back (writes
+      // zeroes), unless the in-sync copies did it: then a resyncing copy
+      // gets the range from them later.
+      if (counts) {
+        ++unsupported;
+      } else {
+        missed_by(i);
+      }
     } else {
+      missed_by(i);
       owner->mark_out_of_sync(i, verb(), result < 0 ? result : -EIO);
     }
     if (--pending == 0) owner->finish(this);
@@ -211,7 +236,8 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
     : copies_(std::move(copies)),
       options_(std::move(options)),
       counters_(std::make_shared<metrics::MirrorCounters>()),
-      in_sync_count_(copies_.size()) {
+      in_sync_count_(copies_.size()),
+      resync_running_(std::make_unique<std::atomic<bool>[]>(copies_.size())) {
   if (copies_.empty() || copies_.size() > kMaxCopies)
     throw std::invalid_argument("a mirrored LUN has 1.." + std::to_string(kMaxCopies) + " copies");
   if (options_.ack_quorum < 1 || options_.ack_quorum > copies_.size())
@@ -224,7 +250,10 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
     }
     counters_->copies.push_back(
         std::make_unique<metrics::MirrorCounters::Copy>(c.name, c.failure_domain));
+    bitmaps_.push_back(
+        std::make_unique<DirtyBitmap>(copies_[0].backend->size_bytes(), options_.region_size));
   }
+  for (std::size_t i = 0; i < copies_.size(); ++i) resync_running_[i].store(false);
   counters_->ack_quorum = options_.ack_quorum;
 }
 
@@ -246,14 +275,52 @@ int MirroredBackend::quorum_error() const {
                                                                 : kQuorumLostError;
 }
 
+MirroredBackend::CopyState MirroredBackend::copy_state(std::size_t i) const {
+  return counters_->copies[i]->state.load(std::memory_order_acquire);
+}
+
+std::uint64_t MirroredBackend::dirty_bytes(std::size_t i) const {
+  return bitmaps_[i]->dirty_bytes();
+}
+
+void MirroredBackend::publish_dirty(std::size_t i) {
+  counters_->copies[i]->dirty_bytes.store(bitmaps_[i]->dirty_bytes(), std::memory_order_relaxed);
+}
+
+void MirroredBackend::mark_dirty(std::size_t i, std::uint64_t offset, std::uint64_t len) {
+  bitmaps_[i]->mark(offset, len);
+  publish_dirty(i);
+}
+
+void MirroredBackend::mark_all_dirty(std::size_t i) {
+  bitmaps_[i]->mark_all();
+  publish_dirty(i);
+}
+
+void MirroredBackend::set_state(std::size_t i, CopyState s) {
+  counters_->copies[i]->state.store(s, std::memory_order_release);
+}
+
 void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int error) {
-  if (!counters_->copies[i]->in_sync.exchange(false, std::memory_order_acq_rel)) return;
+  auto& state = counters_->copies[i]->state;
+  CopyState was = state.load(std::memory_order_acquire);
+  do {
+    if (was == CopyState::out_of_sync) return;
+  } while (!state.compare_exchange_weak(was, CopyState::out_of_sync, std::memory_order_acq_rel));
+  // error 0: taken out on request (what says by whom), not by a failure.
+  const std::string why =
+      error == 0 ? std::string(what) : fmt::format("{} failed: {}", what, error_text(error));
+  if (was == CopyState::resyncing) {
+    spdlog::error("copy {} of {}: resync stopped: {} ({} bytes still dirty)", copies_[i].name,
+                  options_.lun_label, why, dirty_bytes(i));
+    return;
+  }
+  counters_->copies[i]->in_sync.store(false, std::memory_order_release);
   const std::size_t left = in_sync_count_.fetch_sub(1, std::memory_order_acq_rel) - 1;
   spdlog::error(
-      "copy {} of {} out of sync: {} failed: {} ({} of {} copies in sync, ack_quorum {}; "
-      "it stays out until ringtgt restarts)",
-      copies_[i].name, options_.lun_label, what, error_text(error), left, copies_.size(),
-      options_.ack_quorum);
+      "copy {} of {} out of sync: {} ({} of {} copies in sync, ack_quorum {}; the writes it "
+      "misses are tracked: ringtgtctl copy resync brings it back)",
+      copies_[i].name, options_.lun_label, why, left, copies_.size(), options_.ack_quorum);
   if (left + 1 == options_.ack_quorum) {
     counters_->quorum_losses.fetch_add(1, std::memory_order_relaxed);
     spdlog::error(
@@ -282,11 +349,58 @@ void MirroredBackend::start(Fanout* f) {
   }
   f->pending = 1;  // held while submitting: children may complete inline
   for (unsigned i = 0; i < copies_.size(); ++i) {
-    if (!in_sync(i)) continue;
+    const CopyState s = copy_state(i);
+    if (s == CopyState::out_of_sync) {
+      // Marked while f holds its range claim: a resync copies the region
+      // only after f is done, and its last check sees the mark.
+      if (f->kind != Fanout::Kind::flush) f->missed_by(i);
+      continue;
+    }
+    f->children[i].counts = s == CopyState::in_sync;
     ++f->pending;
     f->submit(i);
   }
   if (--f->pending == 0) finish(f);
+}
+
+std::string MirroredBackend::begin_resync(std::size_t i) {
+  if (resync_running_[i].load(std::memory_order_acquire))
+    return "a resync of copy " + copies_[i].name + " is running or still stopping";
+  CopyState was = CopyState::out_of_sync;
+  if (!counters_->copies[i]->state.compare_exchange_strong(was, CopyState::resyncing,
+                                                           std::memory_order_acq_rel)) {
+    return "copy " + copies_[i].name + " is " + metrics::MirrorCounters::to_string(was) +
+           ", not out_of_sync";
+  }
+  if (in_sync_count() == 0) {
+    set_state(i, CopyState::out_of_sync);
+    return "no copy of " + options_.lun_label + " is in sync to resync from";
+  }
+  resync_running_[i].store(true, std::memory_order_release);
+  counters_->copies[i]->resync_done.store(0, std::memory_order_relaxed);
+  return {};
+}
+
+void MirroredBackend::run_resync(std::size_t i, std::shared_ptr<void> keep_alive) {
+  (new ResyncJob(*this, i, std::move(keep_alive)))->start();
+}
+
+bool MirroredBackend::rejoin(std::size_t i) {
+  // Readable before the state says in_sync (its data is complete now), so
+  // that a failure racing with this finds a consistent copy to take out.
+  counters_->copies[i]->in_sync.store(true, std::memory_order_release);
+  const std::size_t now = in_sync_count_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  CopyState was = CopyState::resyncing;
+  if (!counters_->copies[i]->state.compare_exchange_strong(was, CopyState::in_sync,
+                                                           std::memory_order_acq_rel)) {
+    // A flush failed on it meanwhile (flushes hold no range claim).
+    counters_->copies[i]->in_sync.store(false, std::memory_order_release);
+    in_sync_count_.fetch_sub(1, std::memory_order_acq_rel);
+    return false;
+  }
+  spdlog::info("copy {} of {} is in sync again ({} of {} copies in sync, ack_quorum {})",
+               copies_[i].name, options_.lun_label, now, copies_.size(), options_.ack_quorum);
+  return true;
 }
 
 void MirroredBackend::finish(Fanout* f) {

@@ -32,11 +32,26 @@ enum class Provisioning { thin, full };
 
 // The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
 // (which calls number "lun").
-inline constexpr std::array<std::string_view, 18> kLunKeys{
-    "number",         "path",           "size",          "block_size", "physical_block_size",
-    "read_only",      "direct_io",      "write_ack",     "serial",     "allowed_initiators",
-    "provisioning",   "allow_sanitize", "sanitize_rate", "rbd",        "ack_quorum",
-    "on_quorum_loss", "failure_domain", "copy"};
+inline constexpr std::array<std::string_view, 20> kLunKeys{"number",
+                                                           "path",
+                                                           "size",
+                                                           "block_size",
+                                                           "physical_block_size",
+                                                           "read_only",
+                                                           "direct_io",
+                                                           "write_ack",
+                                                           "serial",
+                                                           "allowed_initiators",
+                                                           "provisioning",
+                                                           "allow_sanitize",
+                                                           "sanitize_rate",
+                                                           "rbd",
+                                                           "ack_quorum",
+                                                           "on_quorum_loss",
+                                                           "failure_domain",
+                                                           "copy",
+                                                           "resync_region_size",
+                                                           "resync_rate"};
 
 // The keys of a LUN's [[target.lun.copy]] tables (url and the CHAP keys are
 // recognised so that a remote copy gets "not built yet", not "unknown key").
@@ -115,6 +130,13 @@ struct Lun {
   std::uint32_t ack_quorum = 0;
   QuorumLossPolicy on_quorum_loss = QuorumLossPolicy::fail;
   std::string failure_domain;  // the primary's; empty: not said
+  // The dirty-region bitmap's grain: a write a copy misses marks the regions
+  // it touches, and a resync copies whole regions. A power of two from
+  // block_size to 1 GiB.
+  std::uint64_t resync_region_size = std::uint64_t{1} << 20;
+  // Bytes per second a resync copies at most, so that it leaves the disks to
+  // the initiators; at least one region per second.
+  std::uint64_t resync_rate = std::uint64_t{100} << 20;
   std::uint32_t quorum() const {
     return ack_quorum != 0 ? ack_quorum : static_cast<std::uint32_t>(copies.size() + 1);
   }

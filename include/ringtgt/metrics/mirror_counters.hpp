@@ -13,12 +13,24 @@ namespace ringtgt::metrics {
 // Shared by every reactor that serves the LUN (relaxed atomics). The copies'
 // in_sync flags are the backend's own state, not a copy of it.
 struct MirrorCounters {
+  // Where a copy stands (docs/replication.md): in the in-sync set; out of it,
+  // missing the writes its dirty-region bitmap marks; or being brought back
+  // (written to, not yet read from or counted for the quorum).
+  enum class State : std::uint8_t { in_sync, out_of_sync, resyncing };
+  static const char* to_string(State s) {
+    return s == State::in_sync ? "in_sync" : s == State::out_of_sync ? "out_of_sync" : "resyncing";
+  }
+
   struct Copy {
     Copy(std::string n, std::string d) : name(std::move(n)), failure_domain(std::move(d)) {}
     const std::string name;            // "primary" for the LUN's own path
     const std::string failure_domain;  // may be empty
-    std::atomic<bool> in_sync{true};
-    std::atomic<std::uint64_t> writes{0};  // writes, zeroings and unmaps it completed
+    std::atomic<bool> in_sync{true};   // state == in_sync, read on every I/O
+    std::atomic<State> state{State::in_sync};
+    std::atomic<std::uint64_t> writes{0};          // writes, zeroings and unmaps it completed
+    std::atomic<std::uint64_t> dirty_bytes{0};     // what a resync would copy now
+    std::atomic<std::uint64_t> resynced_bytes{0};  // copied by every resync so far
+    std::atomic<std::uint64_t> resync_done{0};     // copied by the resync running now
   };
   std::vector<std::unique_ptr<Copy>> copies;  // [0]: the primary; fixed once built
   std::uint32_t ack_quorum = 1;

@@ -76,6 +76,9 @@ class IoEngine {
   // msg and everything it points to must stay valid until op completes.
   virtual void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) = 0;
 
+  // Whether the loop was asked to stop: background work (a resync) ends
+  // instead of issuing more, so that the reactor can drain and return.
+  virtual bool stopping() const { return false; }
   // Where a library that completes I/O on its own threads hands completions
   // back to this engine's thread (foreign_completions.hpp); nullptr when the
   // engine has no loop to run them on.

@@ -60,6 +60,7 @@ class Reactor final : public IoEngine {
   void start_timer(std::chrono::nanoseconds after, TimerOp* op) override;
   void recv(int fd, void* buf, std::size_t len, int flags, IoOp* op) override;
   void sendmsg(int fd, const msghdr* msg, int flags, IoOp* op) override;
+  bool stopping() const override { return stopping_.load(); }
   // Drained on the wake-up eventfd, like post(), without allocating.
   ForeignCompletions* foreign_completions() override { return foreign_.get(); }
 

@@ -6,9 +6,12 @@
 //   The caller hears the result only when every copy has answered (see the
 //   comment of MirroredBackend::Fanout for why), so ack_quorum decides which
 //   failures the LUN rides out, not how soon it answers.
-// - A copy whose I/O fails leaves the in-sync set at once, logged with its
-//   name and why, and stays out until the LUN is opened again (a restart):
-//   resynchronisation is not built yet.
+// - A copy whose I/O fails (or that ringtgtctl copy fail takes out) leaves
+//   the in-sync set at once, logged with its name and why. From then on
+//   every write, zeroing and unmap it misses marks the regions it touches in
+//   the copy's dirty-region bitmap, and a resync (ringtgtctl copy resync)
+//   copies only those regions from an in-sync copy while the LUN serves I/O
+//   (resync_job.hpp). The copy rejoins the in-sync set when none is dirty.
 // - While fewer than ack_quorum copies are in sync, writes and flushes are
 //   answered with the quorum-loss policy's error (kQuorumLostError or
 //   kQuorumReadOnlyError) and touch no copy; reads go on.
@@ -49,7 +52,12 @@ struct MirrorOptions {
   std::string lun_label;  // "target T LUN n", for log lines
   std::uint32_t ack_quorum = 1;
   QuorumLossAction on_quorum_loss = QuorumLossAction::fail;
+  std::uint64_t region_size = std::uint64_t{1} << 20;    // of the dirty-region bitmaps
+  std::uint64_t resync_rate = std::uint64_t{100} << 20;  // bytes per second; 0: unpaced
 };
+
+class DirtyBitmap;
+class ResyncJob;
 
 class MirroredBackend final : public Backend {
  public:
@@ -83,15 +91,41 @@ class MirroredBackend final : public Backend {
   std::shared_ptr<const metrics::MirrorCounters> mirror_counters() const override {
     return counters_;
   }
-  // Takes copy i out of the in-sync set (once; later calls do nothing) and
-  // logs "copy NAME of LUN out of sync: WHAT failed: strerror(-error)".
+  // Takes copy i out of the in-sync set, or stops its resync (once; later
+  // calls do nothing), and logs "copy NAME of LUN out of sync: WHAT failed:
+  // strerror(-error)" (error 0: "... out of sync: WHAT", a request). The
+  // writes it misses from now on mark its bitmap.
   void mark_out_of_sync(std::size_t i, const char* what, int error);
+  using CopyState = metrics::MirrorCounters::State;
+  CopyState copy_state(std::size_t i) const;
+  std::uint64_t dirty_bytes(std::size_t i) const;
+  std::uint64_t region_size() const { return options_.region_size; }
+  // Records in copy i's bitmap that it misses [offset, offset + len).
+  void mark_dirty(std::size_t i, std::uint64_t offset, std::uint64_t len);
+
+  // --- resynchronisation (ringtgtctl copy resync) ---
+  // Any thread: moves copy i from out_of_sync to resyncing, so that writes
+  // go to it from now on; an empty string, or why it cannot.
+  std::string begin_resync(std::size_t i);
+  // On a reactor thread, after begin_resync: copies copy i's dirty regions
+  // from an in-sync copy at the resync rate until none is left, then puts
+  // it back in the in-sync set. keep_alive (the logical unit) is held until
+  // the resync ends, so a LUN removal cannot free the backend under it.
+  void run_resync(std::size_t i, std::shared_ptr<void> keep_alive);
 
  private:
   struct Fanout;
   struct ReadRepair;
   friend struct Fanout;
   friend struct ReadRepair;
+  friend class ResyncJob;
+
+  void set_state(std::size_t i, CopyState s);
+  void mark_all_dirty(std::size_t i);
+  // Called by a resync that found nothing dirty under a claim of the whole
+  // LUN: copy i is back in the in-sync set; false when it failed meanwhile.
+  bool rejoin(std::size_t i);
+  void publish_dirty(std::size_t i);
 
   int quorum_error() const;
   // Starts f on every in-sync copy, or answers it with the quorum error
@@ -108,6 +142,10 @@ class MirroredBackend final : public Backend {
   std::shared_ptr<metrics::MirrorCounters> counters_;
   std::atomic<std::size_t> in_sync_count_;
   RangeOrder order_;
+  std::vector<std::unique_ptr<DirtyBitmap>> bitmaps_;  // one per copy
+  // A resync job of the copy exists (it may still be stopping after the
+  // copy left the resyncing state); a second one is not started meanwhile.
+  std::unique_ptr<std::atomic<bool>[]> resync_running_;
 };
 
 }  // namespace ringtgt::storage

@@ -204,6 +204,9 @@ TEST(Collector, MirroredLunsReportTheirCopies) {
   mirror->copies[0]->writes = 7;
   mirror->copies[1]->writes = 5;
   mirror->copies[1]->in_sync = false;
+  mirror->copies[1]->state = MirrorCounters::State::resyncing;
+  mirror->copies[1]->dirty_bytes = 3 << 20;
+  mirror->copies[1]->resynced_bytes = 9 << 20;
   mirror->read_repairs = 3;
   mirror->quorum_losses = 1;
   auto cat = std::make_shared<Catalog>();
@@ -220,7 +223,12 @@ TEST(Collector, MirroredLunsReportTheirCopies) {
        {"ringtgt_lun_copy_state{" + l + ",copy=\"primary\",state=\"in_sync\"} 1",
         "ringtgt_lun_copy_state{" + l + ",copy=\"primary\",state=\"out_of_sync\"} 0",
         "ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"in_sync\"} 0",
-        "ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"out_of_sync\"} 1",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"out_of_sync\"} 0",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"resyncing\"} 1",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"primary\",state=\"resyncing\"} 0",
+        "ringtgt_lun_copy_dirty_bytes{" + l + ",copy=\"disk2\"} 3145728",
+        "ringtgt_lun_copy_dirty_bytes{" + l + ",copy=\"primary\"} 0",
+        "ringtgt_lun_copy_resynced_bytes_total{" + l + ",copy=\"disk2\"} 9437184",
         "ringtgt_lun_copy_writes_total{" + l + ",copy=\"primary\"} 7",
         "ringtgt_lun_copy_writes_total{" + l + ",copy=\"disk2\"} 5",
         "ringtgt_lun_copies_in_sync{" + l + "} 1", "ringtgt_lun_ack_quorum{" + l + "} 2",

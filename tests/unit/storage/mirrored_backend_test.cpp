@@ -82,7 +82,8 @@ class Mirror : public ::testing::Test {
  protected:
   // copies: the primary and `copies - 1` more.
   void build(unsigned copies, std::uint32_t quorum,
-             QuorumLossAction action = QuorumLossAction::fail) {
+             QuorumLossAction action = QuorumLossAction::fail,
+             std::uint64_t region_size = std::uint64_t{1} << 20) {
     std::vector<MirrorCopy> v;
     for (unsigned i = 0; i < copies; ++i) {
       auto b = std::make_unique<HeldBackend>(kSize);
@@ -93,6 +94,7 @@ class Mirror : public ::testing::Test {
     o.lun_label = "target t LUN 1";
     o.ack_quorum = quorum;
     o.on_quorum_loss = action;
+    o.region_size = region_size;
     mirror = std::make_unique<MirroredBackend>(std::move(v), o);
   }
 
@@ -318,6 +320,104 @@ TEST_F(Mirror, InlineCompletionsAreCountedOnce) {
   EXPECT_EQ(w.calls, 1);
   EXPECT_EQ(w.value, 512);
   EXPECT_EQ(in[0], 0x5c);
+}
+
+// --- resynchronisation: 16 regions of 64 KiB ---
+constexpr std::uint64_t kRegion = 64 << 10;
+
+TEST_F(Mirror, AnOutOfSyncCopyRecordsOnlyTheRegionsItMisses) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  std::vector<std::uint8_t> buf(8192, 0x77);
+  Result r;
+  // Across the border of regions 2 and 3.
+  mirror->write(buf.data(), buf.size(), 3 * kRegion - 4096, false, &r);
+  EXPECT_EQ(held[1]->pending.size(), 0u);
+  held[0]->complete_next();
+  EXPECT_EQ(r.value, 8192);
+  Result u;
+  mirror->unmap(10 * kRegion, 4096, &u);
+  held[0]->complete_next();
+  EXPECT_EQ(mirror->dirty_bytes(1), 3 * kRegion);
+  EXPECT_EQ(mirror->mirror_counters()->copies[1]->dirty_bytes.load(), 3 * kRegion);
+  EXPECT_EQ(mirror->dirty_bytes(0), 0u);
+}
+
+TEST_F(Mirror, AResyncCopiesTheDirtyRegionsAndTheCopyRejoins) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  held[0]->fill(0, kSize, 0x5a);  // what the copy missed
+  EXPECT_NE(mirror->begin_resync(1), "") << "an in-sync copy is not resynced";
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  mirror->mark_dirty(1, 5 * kRegion + 100, 1);
+  EXPECT_EQ(mirror->begin_resync(1), "");
+  EXPECT_NE(mirror->begin_resync(1), "") << "one resync at a time";
+  mirror->run_resync(1, nullptr);
+  ASSERT_EQ(held[0]->pending.size(), 1u);
+  EXPECT_EQ(held[0]->pending.front().offset, 5 * kRegion);
+  EXPECT_EQ(held[0]->pending.front().len, kRegion);
+  held[0]->complete_next();  // the read from the in-sync copy
+  ASSERT_EQ(held[1]->pending.size(), 1u);
+  held[1]->complete_next();  // the write to the resyncing copy
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::in_sync);
+  EXPECT_EQ(mirror->in_sync_count(), 2u);
+  EXPECT_EQ(mirror->dirty_bytes(1), 0u);
+  EXPECT_EQ(held[1]->at(5 * kRegion), 0x5a);
+  EXPECT_EQ(held[1]->at(6 * kRegion - 1), 0x5a);
+  EXPECT_EQ(held[1]->at(6 * kRegion), 0x00) << "a clean region is not copied";
+  EXPECT_EQ(mirror->mirror_counters()->copies[1]->resynced_bytes.load(), kRegion);
+}
+
+TEST_F(Mirror, AWriteToARegionBeingCopiedWaitsAndLandsAfterTheCopy) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  held[0]->fill(0, kSize, 0x5a);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  mirror->mark_dirty(1, 0, 1);
+  ASSERT_EQ(mirror->begin_resync(1), "");
+  mirror->run_resync(1, nullptr);
+  ASSERT_EQ(held[0]->pending.size(), 1u);  // region 0 read from the primary
+  std::vector<std::uint8_t> buf(4096, 0x99);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 4096, false, &w);
+  EXPECT_EQ(held[0]->pending.size(), 1u) << "the write waits for the region's copy";
+  held[0]->complete_next();
+  held[1]->complete_next();  // the region's old data lands on the copy
+  // Now the write goes to both, the resyncing copy too (it rejoined already:
+  // nothing else was dirty).
+  ASSERT_EQ(held[0]->pending.size(), 1u);
+  ASSERT_EQ(held[1]->pending.size(), 1u);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(w.value, 4096);
+  EXPECT_EQ(held[1]->at(4096), 0x99) << "the stale copy did not overwrite the write";
+  EXPECT_EQ(held[1]->at(0), 0x5a);
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::in_sync);
+}
+
+TEST_F(Mirror, WritesDuringAResyncGoToTheCopyWithoutCountingForTheQuorum) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  mirror->mark_dirty(1, 0, 1);
+  ASSERT_EQ(mirror->begin_resync(1), "");
+  // Not run yet: the copy is resyncing, region 0 dirty.
+  std::vector<std::uint8_t> buf(4096, 0x42);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 8 * kRegion, false, &w);
+  ASSERT_EQ(held[1]->pending.size(), 1u) << "a resyncing copy gets the writes";
+  held[1]->complete_next(-EIO);  // it fails: the resync stops, the region is dirty
+  EXPECT_EQ(w.calls, 0);
+  held[0]->complete_next();
+  EXPECT_EQ(w.value, 4096) << "the in-sync primary alone is the quorum";
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(mirror->dirty_bytes(1), 2 * kRegion);
+}
+
+TEST_F(Mirror, NoResyncWithoutAnInSyncCopyToCopyFrom) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  mirror->mark_out_of_sync(0, "test", -EIO);
+  EXPECT_NE(mirror->begin_resync(1), "");
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
 }
 
 TEST(MirrorCopies, ASmallerCopyIsRefused) {

@@ -1,0 +1,116 @@
+#include "copy_methods.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "ringtgt/storage/mirrored_backend.hpp"
+
+namespace ringtgt::admin {
+
+namespace {
+
+using storage::MirroredBackend;
+
+struct MirroredLun {
+  std::shared_ptr<scsi::LogicalUnit> lu;  // keeps the backend alive
+  MirroredBackend* mirror;
+  std::size_t copy;
+  std::string label;  // "target T LUN n"
+};
+
+MirroredLun mirrored_lun(const net::Registry& registry, const Params& p) {
+  const std::string target = p.string("target");
+  const std::uint64_t n = p.uint("lun", 0, 16383);
+  const std::string copy = p.string("copy");
+  auto entry = registry.find_target(target);
+  if (!entry) {
+    throw RpcError(rpc_error::invalid_params,
+                   "no target named " + target + " (ringtgtctl target list shows them)");
+  }
+  auto lu = entry->luns()->find(n);
+  const std::string label = "target " + target + " LUN " + std::to_string(n);
+  if (!lu) throw RpcError(rpc_error::invalid_params, label + " does not exist");
+  auto* m = dynamic_cast<MirroredBackend*>(&lu->backend());
+  if (m == nullptr) throw RpcError(rpc_error::invalid_params, label + " has no copies");
+  std::string names;
+  for (std::size_t i = 0; i < m->copy_count(); ++i) {
+    if (m->copy_name(i) == copy) return {std::move(lu), m, i, label};
+    names += (i ? ", " : "") + m->copy_name(i);
+  }
+  throw RpcError(rpc_error::invalid_params, label + " has no copy " + copy + " (" + names + ")");
+}
+
+// Percent of the running resync done: copied / (copied + still dirty).
+json resync_progress(const metrics::MirrorCounters::Copy& c, std::uint64_t dirty) {
+  if (c.state.load() != metrics::MirrorCounters::State::resyncing) return nullptr;
+  const std::uint64_t done = c.resync_done.load(std::memory_order_relaxed);
+  if (done + dirty == 0) return 100.0;
+  return static_cast<double>(done * 1000 / (done + dirty)) / 10.0;
+}
+
+json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m, std::size_t i) {
+  const auto& c = *m.mirror_counters()->copies[i];
+  const std::uint64_t dirty = m.dirty_bytes(i);
+  return {{"target", target},
+          {"lun", lun},
+          {"copy", m.copy_name(i)},
+          {"state", metrics::MirrorCounters::to_string(m.copy_state(i))},
+          {"dirty_bytes", dirty},
+          {"resync_progress", resync_progress(c, dirty)},
+          {"resync_done_bytes", c.resync_done.load(std::memory_order_relaxed)},
+          {"resynced_bytes", c.resynced_bytes.load(std::memory_order_relaxed)},
+          {"region_size", m.region_size()},
+          {"failure_domain", c.failure_domain},
+          {"writes", c.writes.load(std::memory_order_relaxed)}};
+}
+
+}  // namespace
+
+void add_copy_methods(Dispatcher& d, const net::Registry& registry, RunOnReactor run) {
+  d.add("copy.list", [&registry](const Params& p, const Responder& r) {
+    p.only({"target"});
+    const auto only = p.optional_string("target");
+    if (only && !registry.find_target(*only))
+      throw RpcError(rpc_error::invalid_params, "no target named " + *only);
+    json out = json::array();
+    for (const auto& entry : registry.targets()) {
+      if (only && entry->name != *only) continue;
+      auto map = entry->luns();
+      for (auto n : map->luns()) {
+        auto lu = map->find(n);
+        auto* m = lu ? dynamic_cast<MirroredBackend*>(&lu->backend()) : nullptr;
+        if (m == nullptr) continue;
+        for (std::size_t i = 0; i < m->copy_count(); ++i)
+          out.push_back(copy_json(entry->name, n, *m, i));
+      }
+    }
+    r.ok(out);
+  });
+
+  d.add("copy.fail", [&registry](const Params& p, const Responder& r) {
+    p.only({"target", "lun", "copy"});
+    MirroredLun l = mirrored_lun(registry, p);
+    if (l.mirror->copy_state(l.copy) == MirroredBackend::CopyState::in_sync &&
+        l.mirror->in_sync_count() == 1) {
+      throw RpcError(rpc_error::refused, "copy " + l.mirror->copy_name(l.copy) + " is the last " +
+                                             "copy of " + l.label + " in sync");
+    }
+    l.mirror->mark_out_of_sync(l.copy, "taken out by ringtgtctl copy fail", 0);
+    r.ok(copy_json(p.string("target"), p.uint("lun", 0, 16383), *l.mirror, l.copy));
+  });
+
+  d.add("copy.resync", [&registry, run](const Params& p, const Responder& r) {
+    p.only({"target", "lun", "copy"});
+    MirroredLun l = mirrored_lun(registry, p);
+    if (std::string why = l.mirror->begin_resync(l.copy); !why.empty())
+      throw RpcError(rpc_error::refused, l.label + ": " + why);
+    spdlog::info("admin: {}: resync of copy {} requested", l.label, l.mirror->copy_name(l.copy));
+    const std::uint64_t lun = p.uint("lun", 0, 16383);
+    json answer = copy_json(p.string("target"), lun, *l.mirror, l.copy);
+    MirroredBackend* m = l.mirror;
+    const std::size_t copy = l.copy;
+    run(lun, [m, copy, lu = std::move(l.lu)]() mutable { m->run_resync(copy, std::move(lu)); });
+    r.ok(answer);
+  });
+}
+
+}  // namespace ringtgt::admin

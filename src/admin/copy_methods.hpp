@@ -1,0 +1,21 @@
+// The admin socket's copy.* methods (ringtgtctl copy): the copies of mirrored
+// LUNs, their state, dirty bytes and resync progress; taking one out of the
+// in-sync set and resynchronising it (docs/replication.md).
+#pragma once
+
+#include <functional>
+
+#include "ringtgt/admin/json_rpc.hpp"
+#include "ringtgt/net/registry.hpp"
+
+namespace ringtgt::admin {
+
+// Runs fn on a reactor thread (a resync runs on one); key spreads the LUNs
+// over the reactors.
+using RunOnReactor = std::function<void(std::uint64_t key, std::function<void()> fn)>;
+
+// copy.list {[target]}, copy.fail {target, lun, copy}, copy.resync {target,
+// lun, copy}.
+void add_copy_methods(Dispatcher& d, const net::Registry& registry, RunOnReactor run);
+
+}  // namespace ringtgt::admin
