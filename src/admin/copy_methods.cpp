@@ -63,7 +63,34 @@ json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m,
           {"writes", c.writes.load(std::memory_order_relaxed)}};
 }
 
+// f(target, lun, lu, mirror) for every mirrored LUN (of target only, if set).
+template <typename F>
+void for_each_mirror(const net::Registry& registry, const std::optional<std::string>& only, F&& f) {
+  for (const auto& entry : registry.targets()) {
+    if (only && entry->name != *only) continue;
+    auto map = entry->luns();
+    for (auto n : map->luns()) {
+      auto lu = map->find(n);
+      auto* m = lu ? dynamic_cast<MirroredBackend*>(&lu->backend()) : nullptr;
+      if (m != nullptr) f(entry->name, n, lu, *m);
+    }
+  }
+}
+
 }  // namespace
+
+void resume_resyncs(const net::Registry& registry, const RunOnReactor& run) {
+  for_each_mirror(registry, std::nullopt,
+                  [&run](const std::string& target, std::uint64_t n,
+                         const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m) {
+                    for (std::size_t i : m.resync_at_start()) {
+                      if (!m.begin_resync(i).empty()) continue;
+                      spdlog::info("target {} LUN {}: resuming the resync of copy {}", target, n,
+                                   m.copy_name(i));
+                      run(n, [m = &m, i, lu]() { m->run_resync(i, lu); });
+                    }
+                  });
+}
 
 void add_copy_methods(Dispatcher& d, const net::Registry& registry, RunOnReactor run) {
   d.add("copy.list", [&registry](const Params& p, const Responder& r) {
@@ -72,17 +99,12 @@ void add_copy_methods(Dispatcher& d, const net::Registry& registry, RunOnReactor
     if (only && !registry.find_target(*only))
       throw RpcError(rpc_error::invalid_params, "no target named " + *only);
     json out = json::array();
-    for (const auto& entry : registry.targets()) {
-      if (only && entry->name != *only) continue;
-      auto map = entry->luns();
-      for (auto n : map->luns()) {
-        auto lu = map->find(n);
-        auto* m = lu ? dynamic_cast<MirroredBackend*>(&lu->backend()) : nullptr;
-        if (m == nullptr) continue;
-        for (std::size_t i = 0; i < m->copy_count(); ++i)
-          out.push_back(copy_json(entry->name, n, *m, i));
-      }
-    }
+    for_each_mirror(registry, only,
+                    [&out](const std::string& target, std::uint64_t n,
+                           const std::shared_ptr<scsi::LogicalUnit>&, MirroredBackend& m) {
+                      for (std::size_t i = 0; i < m.copy_count(); ++i)
+                        out.push_back(copy_json(target, n, m, i));
+                    });
     r.ok(out);
   });
 

@@ -18,4 +18,8 @@ using RunOnReactor = std::function<void(std::uint64_t key, std::function<void()>
 // lun, copy}.
 void add_copy_methods(Dispatcher& d, const net::Registry& registry, RunOnReactor run);
 
+// At start: resyncs the copies whose LUN's state file says they are out of
+// sync (stopped so, or regions with writes in flight at a crash).
+void resume_resyncs(const net::Registry& registry, const RunOnReactor& run);
+
 }  // namespace ringtgt::admin

@@ -126,6 +126,18 @@ Service::Service(config::Config running, std::string version, net::Registry& reg
   add_methods();
 }
 
+void Service::start_background_work() {
+  resume_resyncs(registry_, [this](std::uint64_t key, std::function<void()> fn) {
+    post_to_reactor(key, std::move(fn));
+  });
+}
+
+void Service::post_to_reactor(std::uint64_t key, std::function<void()> fn) {
+  const auto& workers = server_.workers();
+  if (workers.empty()) throw RpcError(rpc_error::refused, "the reactors are not running yet");
+  workers[key % workers.size()]->reactor().post(std::move(fn));
+}
+
 config::Target& Service::target_of(config::Config& c, const std::string& name) {
   for (auto& t : c.targets)
     if (t.name == name) return t;
@@ -401,8 +413,7 @@ void Service::add_methods() {
   auto& d = dispatcher_;
   add_fault_methods(d, registry_, running_.fault_testing.fault_injection);
   add_copy_methods(d, registry_, [this](std::uint64_t key, std::function<void()> fn) {
-    const auto& workers = server_.workers();
-    workers[key % workers.size()]->reactor().post(std::move(fn));
+    post_to_reactor(key, std::move(fn));
   });
 
   d.add("version", [this](const Params& p, const Responder& r) {

@@ -175,6 +175,7 @@ int main(int argc, char** argv) {
         };
     signals.async_wait(on_signal);
     server.start();
+    admin.start_background_work();
     std::shared_ptr<ringtgt::metrics::Collector> collector;
     std::unique_ptr<ringtgt::metrics::Endpoint> metrics_endpoint;
     if (cfg.metrics.listen) {

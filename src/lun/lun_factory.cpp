@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <bit>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 
@@ -91,7 +92,7 @@ std::unique_ptr<storage::Backend> open_copy(const std::string& target, const con
 // survives (a warning when copies share a failure domain).
 std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const config::Lun& l,
                                               std::unique_ptr<storage::Backend> primary,
-                                              bool fault_injection) {
+                                              bool fault_injection, std::string state_path) {
   std::vector<storage::MirrorCopy> copies;
   const std::uint64_t size = primary->size_bytes();
   copies.push_back({"primary", l.failure_domain, std::move(primary)});
@@ -105,6 +106,7 @@ std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const c
                          : storage::QuorumLossAction::fail;
   o.region_size = l.resync_region_size;
   o.resync_rate = l.resync_rate;
+  o.state_path = std::move(state_path);
   const Redundancy r = redundancy_of(l);
   if (r.warn) {
     spdlog::warn("{}: {}", lun_name(target, l), r.text);
@@ -197,7 +199,20 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(
     throw std::runtime_error(lun_name(target, l) + ": " + e.what());
   }
   // Outside the try: a copy's errors start with its place in the config file.
-  if (!l.copies.empty()) backend = open_mirror(target, l, std::move(backend), fault_injection_);
+  // The copies' states, bitmaps and activity log, one file per LUN named by
+  // its NAA like its reservations.
+  if (!l.copies.empty()) {
+    std::string state_path =
+        fmt::format("{}/mirror-{:016x}.state", state_dir_, lun_naa(target, l.number));
+    // Benchmarks only (docs/replication.md, "Overhead"): the activity log's
+    // cost is measured against the same daemon without it.
+    if (const char* off = std::getenv("RINGTGT_BENCH_NO_ACTIVITY_LOG"); off && *off == '1') {
+      spdlog::warn("{}: RINGTGT_BENCH_NO_ACTIVITY_LOG=1: no state file, a crash is not recovered",
+                   lun_name(target, l));
+      state_path.clear();
+    }
+    backend = open_mirror(target, l, std::move(backend), fault_injection_, std::move(state_path));
+  }
   if (backend->size_bytes() % l.block_size != 0) {
     throw std::runtime_error(
         lun_name(target, l) + ": " + l.path + " is " + std::to_string(backend->size_bytes()) +

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "activity_log.hpp"
 #include "dirty_bitmap.hpp"
 #include "resync_job.hpp"
 
@@ -131,7 +132,8 @@ struct MirroredBackend::Fanout {
   std::uint64_t offset = 0;
   bool fua = false;
   bool more_follow = false;
-  bool claimed = false;  // holds claim in owner->order_
+  bool claimed = false;     // holds claim in owner->order_
+  bool not_logged = false;  // the activity log could not be written: not started
   RangeOrder::Claim claim;
   Resume resume;
   std::array<Child, kMaxCopies> children;
@@ -254,10 +256,107 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
         std::make_unique<DirtyBitmap>(copies_[0].backend->size_bytes(), options_.region_size));
   }
   for (std::size_t i = 0; i < copies_.size(); ++i) resync_running_[i].store(false);
+  if (!options_.state_path.empty()) {
+    al_ = std::make_unique<ActivityLog>(
+        options_.state_path, copies_[0].backend->size_bytes(), options_.region_size,
+        [this](std::vector<ActivityLog::CopyRecord>& out) {
+          for (std::size_t i = 0; i < copies_.size(); ++i)
+            out.push_back(
+                {copies_[i].name, copy_state(i) == CopyState::in_sync, bitmaps_[i]->words()});
+        });
+    recover();
+  }
   counters_->ack_quorum = options_.ack_quorum;
 }
 
-MirroredBackend::~MirroredBackend() = default;
+MirroredBackend::~MirroredBackend() {
+  // Stopped cleanly: no write is in flight, so no region is hot.
+  if (al_) al_->clear_hot();
+}
+
+void MirroredBackend::out_of_sync_at_start(std::size_t i, const char* why) {
+  if (copy_state(i) == CopyState::out_of_sync) return;
+  set_state(i, CopyState::out_of_sync);
+  counters_->copies[i]->in_sync.store(false, std::memory_order_release);
+  in_sync_count_.fetch_sub(1, std::memory_order_acq_rel);
+  spdlog::warn("copy {} of {} out of sync at start: {} ({} bytes to resync)", copies_[i].name,
+               options_.lun_label, why, dirty_bytes(i));
+}
+
+void MirroredBackend::recover() {
+  const auto record = al_->load();
+  if (!record) {
+    // A first start: the copies are taken to be equal (docs/replication.md).
+    spdlog::info("{}: no mirror state in {} yet: every copy counts as in sync", options_.lun_label,
+                 al_->path().string());
+    persist_state();
+    return;
+  }
+  const bool same_shape = record->size_bytes == copies_[0].backend->size_bytes() &&
+                          record->region_size == options_.region_size;
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    const ActivityLog::CopyRecord* c = nullptr;
+    for (const auto& r : record->copies) {
+      if (r.name == copies_[i].name) c = &r;
+    }
+    if (i == 0 && (c == nullptr || !same_shape)) continue;  // the source of full syncs
+    if (c == nullptr || !same_shape) {
+      mark_all_dirty(i);
+      out_of_sync_at_start(i, c == nullptr ? "a copy the state file does not know: a full sync"
+                                           : "the LUN's size or resync_region_size changed: "
+                                             "a full sync");
+      continue;
+    }
+    if (c->in_sync) continue;
+    bitmaps_[i]->load(c->dirty);
+    publish_dirty(i);
+    out_of_sync_at_start(i, "it was out of sync when ringtgt stopped");
+  }
+  // Regions with writes in flight when ringtgt stopped without a clean stop
+  // (kill -9, a crash): the copies still in sync may differ there. The first
+  // in-sync copy is the source; the others get those regions from it.
+  const int source = next_in_sync(-1);
+  std::uint64_t hot = 0;
+  for (std::size_t w = 0; same_shape && w < record->hot.size(); ++w) {
+    for (unsigned b = 0; b < 64; ++b) {
+      if (!((record->hot[w] >> b) & 1)) continue;
+      ++hot;
+      for (std::size_t i = 0; i < copies_.size(); ++i) {
+        if (static_cast<int>(i) != source)
+          bitmaps_[i]->mark((w * 64 + b) * options_.region_size, 1);
+      }
+    }
+  }
+  if (hot != 0) {
+    spdlog::warn(
+        "{}: ringtgt did not stop cleanly: {} region(s) had writes in flight; copy {} "
+        "is their source",
+        options_.lun_label, hot, source < 0 ? "none" : copies_[source].name);
+    for (std::size_t i = 0; i < copies_.size(); ++i) {
+      if (static_cast<int>(i) == source) continue;
+      publish_dirty(i);
+      out_of_sync_at_start(i, "regions with writes in flight at a crash");
+    }
+  }
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    if (copy_state(i) == CopyState::out_of_sync && source >= 0) resync_at_start_.push_back(i);
+  }
+  // The hot regions are dirty bits now: the file no longer needs them.
+  al_->clear_hot();
+}
+
+void MirroredBackend::persist_state() {
+  if (al_) al_->persist();
+}
+
+void MirroredBackend::maybe_clear_hot() {
+  if (!al_ || !al_->wants_clear()) return;
+  // Only with no write in flight or waiting: then no hot region is needed.
+  RangeOrder::Claim all{0, copies_[0].backend->size_bytes(), nullptr, nullptr};
+  if (!order_.try_admit(all)) return;
+  al_->clear_hot();
+  order_.release(all);
+}
 
 bool MirroredBackend::in_sync(std::size_t i) const {
   return counters_->copies[i]->in_sync.load(std::memory_order_acquire);
@@ -321,6 +420,7 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
       "copy {} of {} out of sync: {} ({} of {} copies in sync, ack_quorum {}; the writes it "
       "misses are tracked: ringtgtctl copy resync brings it back)",
       copies_[i].name, options_.lun_label, why, left, copies_.size(), options_.ack_quorum);
+  persist_state();  // a restart must not take it for in sync
   if (left + 1 == options_.ack_quorum) {
     counters_->quorum_losses.fetch_add(1, std::memory_order_relaxed);
     spdlog::error(
@@ -345,6 +445,11 @@ void MirroredBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoO
 void MirroredBackend::start(Fanout* f) {
   if (in_sync_count() < options_.ack_quorum) {
     f->ok = 0;
+    return finish(f);
+  }
+  // Durably hot before any copy is touched: a crash from here on resyncs it.
+  if (al_ && f->kind != Fanout::Kind::flush && !al_->make_hot(f->offset, f->len)) {
+    f->not_logged = true;
     return finish(f);
   }
   f->pending = 1;  // held while submitting: children may complete inline
@@ -400,12 +505,15 @@ bool MirroredBackend::rejoin(std::size_t i) {
   }
   spdlog::info("copy {} of {} is in sync again ({} of {} copies in sync, ack_quorum {})",
                copies_[i].name, options_.lun_label, now, copies_.size(), options_.ack_quorum);
+  persist_state();
   return true;
 }
 
 void MirroredBackend::finish(Fanout* f) {
   int result;
-  if (f->ok + f->unsupported < options_.ack_quorum) {
+  if (f->not_logged) {
+    result = -EIO;
+  } else if (f->ok + f->unsupported < options_.ack_quorum) {
     result = quorum_error();
   } else if (f->unsupported != 0) {
     result = -EOPNOTSUPP;
@@ -415,6 +523,7 @@ void MirroredBackend::finish(Fanout* f) {
   if (f->claimed) order_.release(f->claim);
   IoOp* caller = f->caller;
   delete f;
+  maybe_clear_hot();
   caller->on_complete(result);
 }
 

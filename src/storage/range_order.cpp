@@ -31,6 +31,13 @@ bool RangeOrder::admit(Claim& c) {
   return false;
 }
 
+bool RangeOrder::try_admit(Claim& c) {
+  std::lock_guard lock(mu_);
+  if (blocked(c, waiting_.size())) return false;
+  active_.push_back(&c);
+  return true;
+}
+
 void RangeOrder::release(Claim& c) {
   std::vector<Claim*> ready;
   {

@@ -184,5 +184,72 @@ ctl copy fail --target "$TGT" --lun 0 --copy primary >/dev/null
 verify_all "after the resync under writes, read from disk2 alone"
 
 kill -0 "$DAEMON_PID" || fail "the daemon died"
+ctl copy resync --target "$TGT" --lun 0 --copy primary >/dev/null
+wait_state primary in_sync
+stop_daemon_ok
+
+# --- restarts: the state file in state_dir -------------------------------------------------------
+STATE=$(ls "$TMP"/state/mirror-*.state)
+[[ -f $STATE ]] || fail "no mirror state file in state_dir"
+# hot_regions: the regions the state file marks hot (writes in flight), one a line.
+hot_regions() {
+  python3 - "$STATE" <<'PY'
+import sys
+for line in open(sys.argv[1]):
+    f = line.split()
+    if f and f[0] == "hot":
+        for w, word in enumerate(f[1:]):
+            v = int(word, 16)
+            for b in range(64):
+                if v >> b & 1:
+                    print(w * 64 + b)
+PY
+}
+[[ -z $(hot_regions) ]] || fail "a clean stop left hot regions: $(hot_regions | tr '\n' ' ')"
+
+log "an out-of-sync copy stays out across a clean restart, and its resync resumes"
+start_daemon "$CFG" "$PORT"
+expect_eq "$(copy_field disk2 state)" in_sync "disk2 after a clean restart"
+ctl copy fail --target "$TGT" --lun 0 --copy disk2 >/dev/null
+bench_verify 1 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+dirty=$(copy_field disk2 dirty_bytes)
+((dirty > 0)) || fail "no dirty bytes after writes"
+stop_daemon_ok
+start_daemon "$CFG" "$PORT"
+expect_grep "copy disk2 of target $TGT LUN 0 out of sync at start: it was out of sync when ringtgt stopped \($dirty bytes to resync\)" \
+  "$DAEMON_LOG" "the restart's out-of-sync line"
+expect_grep "resuming the resync of copy disk2" "$DAEMON_LOG"
+wait_state disk2 in_sync
+same "$P" "$C" "after the resumed resync, disk2"
+
+log "kill -9 mid-write: the regions with writes in flight are resynchronised"
+timeout 60 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randwrite --sessions 2 --qd 8 \
+  --bs 4096 --runtime 20 --range 2M --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin" \
+  >"$TMP/k.json" 2>"$TMP/k.err" &
+BENCH=$!
+bg_track "$BENCH"
+# Mid-write: once disk2 has taken writes of this load.
+for ((i = 0; i < 300; i++)); do
+  scrape
+  (($(metric "ringtgt_lun_copy_writes_total{$L,copy=\"disk2\"}") > 200)) && break
+  sleep 0.1
+done
+kill9_daemon
+wait "$BENCH" || true
+mapfile -t hot < <(hot_regions)
+((${#hot[@]} > 0)) || fail "kill -9 mid-write left no hot region in the state file"
+log "hot regions after kill -9: ${hot[*]}"
+# Make the copies differ where the log says writes were in flight (as a torn
+# write would): a resync of those regions must repair it.
+printf 'torn' | dd of="$C" bs=1 seek=$((hot[0] * REGION + 100)) conv=notrunc status=none
+cmp -s "$P" "$C" && fail "the copies do not differ after the scribble"
+start_daemon "$CFG" "$PORT"
+expect_grep "did not stop cleanly: ${#hot[@]} region\(s\) had writes in flight; copy primary is their source" \
+  "$DAEMON_LOG" "the crash recovery line"
+wait_state disk2 in_sync
+expect_grep "copy disk2 of target $TGT LUN 0: resync done: $((${#hot[@]} * REGION)) bytes copied" \
+  "$DAEMON_LOG" "only the hot regions resynced"
+same "$P" "$C" "after the crash recovery, disk2"
+verify_all "after kill -9 and the recovery"
 stop_daemon_ok
 log "PASS"

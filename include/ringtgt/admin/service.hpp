@@ -28,6 +28,9 @@ class Service {
 
   const Dispatcher& dispatcher() const { return dispatcher_; }
   const config::Config& running() const { return running_; }
+  // Once the server's reactors run: resumes the resyncs the mirrored LUNs'
+  // state files ask for (docs/replication.md, "After a restart or a crash").
+  void start_background_work();
   // SIGHUP: the same as config.reload, with the outcome in the log only.
   void reload_from_signal();
   // Called on the control-plane thread after every change that was applied (e.g. to
@@ -39,6 +42,8 @@ class Service {
   using Fail = std::function<void(int code, const std::string& message)>;
 
   void add_methods();
+  // Runs fn on one of the reactors (key spreads the work over them).
+  void post_to_reactor(std::uint64_t key, std::function<void()> fn);
   // Runs job once every change queued before it is done; job calls release when done.
   void exclusive(std::function<void(std::function<void()> release)> job);
   void run_next();

@@ -54,8 +54,12 @@ struct MirrorOptions {
   QuorumLossAction on_quorum_loss = QuorumLossAction::fail;
   std::uint64_t region_size = std::uint64_t{1} << 20;    // of the dirty-region bitmaps
   std::uint64_t resync_rate = std::uint64_t{100} << 20;  // bytes per second; 0: unpaced
+  // The activity log and bitmaps, durable across restarts (activity_log.hpp);
+  // empty: kept in memory only (unit tests).
+  std::string state_path;
 };
 
+class ActivityLog;
 class DirtyBitmap;
 class ResyncJob;
 
@@ -112,6 +116,10 @@ class MirroredBackend final : public Backend {
   // it back in the in-sync set. keep_alive (the logical unit) is held until
   // the resync ends, so a LUN removal cannot free the backend under it.
   void run_resync(std::size_t i, std::shared_ptr<void> keep_alive);
+  // The copies the state file found out of sync at start (after a crash:
+  // those the hot regions may differ on), to resync as soon as the daemon
+  // runs.
+  const std::vector<std::size_t>& resync_at_start() const { return resync_at_start_; }
 
  private:
   struct Fanout;
@@ -126,6 +134,14 @@ class MirroredBackend final : public Backend {
   // LUN: copy i is back in the in-sync set; false when it failed meanwhile.
   bool rejoin(std::size_t i);
   void publish_dirty(std::size_t i);
+  // Reads the state file: copies out of sync, their bitmaps, and the hot
+  // regions of a crash marked dirty on every copy but the first in sync.
+  void recover();
+  void out_of_sync_at_start(std::size_t i, const char* why);
+  // Writes the state file (a state changed); no-op without one.
+  void persist_state();
+  // Forgets the hot regions when enough piled up and no write is in flight.
+  void maybe_clear_hot();
 
   int quorum_error() const;
   // Starts f on every in-sync copy, or answers it with the quorum error
@@ -146,6 +162,8 @@ class MirroredBackend final : public Backend {
   // A resync job of the copy exists (it may still be stopping after the
   // copy left the resyncing state); a second one is not started meanwhile.
   std::unique_ptr<std::atomic<bool>[]> resync_running_;
+  std::unique_ptr<ActivityLog> al_;
+  std::vector<std::size_t> resync_at_start_;
 };
 
 }  // namespace ringtgt::storage

@@ -30,6 +30,8 @@ class RangeOrder {
   // a loop, else at once on the releasing thread (unit tests' engines).
   // Called on c.home's thread.
   bool admit(Claim& c);
+  // Admits c only if it may start now; otherwise leaves it out (not queued).
+  bool try_admit(Claim& c);
   // c (in flight) is done on every copy: starts the queued claims that no
   // longer overlap anything before them.
   void release(Claim& c);

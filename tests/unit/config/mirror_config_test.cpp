@@ -85,6 +85,26 @@ TEST(Mirror, QuorumOutOfRange) {
             "t.toml:8:14: ack_quorum must be an integer, not a string");
 }
 
+TEST(Mirror, ResyncKeys) {
+  const Config c = load_string(lun("resync_region_size = \"256K\"\nresync_rate = \"8M\"\n") +
+                               copy("b", "/tmp/b.img"));
+  EXPECT_EQ(c.targets[0].luns[0].resync_region_size, 256u << 10);
+  EXPECT_EQ(c.targets[0].luns[0].resync_rate, 8u << 20);
+  const Config d = load_string(lun("") + copy("b", "/tmp/b.img"));
+  EXPECT_EQ(d.targets[0].luns[0].resync_region_size, 1u << 20);
+  EXPECT_EQ(error_of(lun("resync_region_size = 3000\n") + copy("b", "/tmp/b.img")),
+            "t.toml:8:22: resync_region_size must be a power of two from block_size (512) to "
+            "1GiB, not 3000");
+  EXPECT_EQ(error_of(lun("resync_region_size = 256\n") + copy("b", "/tmp/b.img")),
+            "t.toml:8:22: resync_region_size must be a power of two from block_size (512) to "
+            "1GiB, not 256");
+  EXPECT_EQ(error_of(lun("resync_rate = \"64K\"\n") + copy("b", "/tmp/b.img")),
+            "t.toml:8:15: resync_rate must be at least resync_region_size (1048576) per second, "
+            "not 65536");
+  EXPECT_EQ(error_of(lun("resync_rate = \"64M\"\n")),
+            "t.toml:8:15: resync_rate applies to a LUN with copies ([[target.lun.copy]])");
+}
+
 TEST(Mirror, QuorumLossPolicies) {
   EXPECT_EQ(error_of(lun("on_quorum_loss = \"wait\"\n") + copy("b", "/tmp/b.img")),
             "t.toml:8:18: on_quorum_loss = \"wait\" is not built yet; use \"fail\" or "

@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <vector>
 
+#include "activity_log.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
 #include "storage_test_support.hpp"
 
@@ -95,6 +98,7 @@ class Mirror : public ::testing::Test {
     o.ack_quorum = quorum;
     o.on_quorum_loss = action;
     o.region_size = region_size;
+    o.state_path = state_path;
     mirror = std::make_unique<MirroredBackend>(std::move(v), o);
   }
 
@@ -105,6 +109,7 @@ class Mirror : public ::testing::Test {
 
   std::vector<HeldBackend*> held;
   std::unique_ptr<MirroredBackend> mirror;
+  std::string state_path;  // set before build: the activity log's file
 };
 
 TEST_F(Mirror, AWriteGoesToEveryCopyAtOnceAndAnswersWhenAllHaveIt) {
@@ -418,6 +423,113 @@ TEST_F(Mirror, NoResyncWithoutAnInSyncCopyToCopyFrom) {
   mirror->mark_out_of_sync(0, "test", -EIO);
   EXPECT_NE(mirror->begin_resync(1), "");
   EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+}
+
+// --- the state file: bitmaps and the activity log across restarts ---
+class MirrorState : public Mirror {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/ringtgt-mirror-state-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+    state_path = dir_ + "/mirror.state";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  // A second backend over the same file, as a restart after a crash sees it
+  // (the first is not destroyed: it did not stop cleanly).
+  std::unique_ptr<MirroredBackend> reopen() {
+    std::vector<MirrorCopy> v;
+    v.push_back({"primary", "", std::make_unique<HeldBackend>(kSize)});
+    v.push_back({"disk2", "", std::make_unique<HeldBackend>(kSize)});
+    MirrorOptions o;
+    o.lun_label = "target t LUN 1 (restarted)";
+    o.region_size = kRegion;
+    o.state_path = state_path;
+    return std::make_unique<MirroredBackend>(std::move(v), o);
+  }
+  std::string dir_;
+};
+
+TEST_F(MirrorState, RegionsWithWritesInFlightAtACrashAreResyncedAfterIt) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
+  // In flight on both copies: the crash comes now.
+  ASSERT_EQ(held[1]->pending.size(), 1u);
+  auto after = reopen();
+  EXPECT_EQ(after->copy_state(0), MirroredBackend::CopyState::in_sync);
+  EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(after->dirty_bytes(1), kRegion) << "only the hot region";
+  EXPECT_EQ(after->resync_at_start(), std::vector<std::size_t>{1});
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(w.value, 4096);
+}
+
+TEST_F(MirrorState, AWriteToAHotRegionDoesNotWriteTheFile) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  std::filesystem::remove(state_path);
+  Result w2;
+  mirror->write(buf.data(), buf.size(), 8192, false, &w2);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(w2.value, 4096);
+  EXPECT_FALSE(std::filesystem::exists(state_path)) << "region 0 was hot already";
+  Result w3;
+  mirror->write(buf.data(), buf.size(), 2 * kRegion, false, &w3);
+  EXPECT_TRUE(std::filesystem::exists(state_path)) << "a new region is logged before the write";
+  held[0]->complete_next();
+  held[1]->complete_next();
+}
+
+TEST_F(MirrorState, AnOutOfSyncCopyStaysOutWithItsBitmapAcrossACleanRestart) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 3 * kRegion, false, &w);
+  held[0]->complete_next();
+  mirror.reset();  // a clean stop
+  held.clear();
+  auto after = reopen();
+  EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(after->dirty_bytes(1), kRegion);
+  EXPECT_EQ(after->copy_state(0), MirroredBackend::CopyState::in_sync);
+  after.reset();
+  // A first start (no file: every copy in sync), a clean stop: nothing to resync.
+  std::filesystem::remove(state_path);
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  EXPECT_TRUE(std::filesystem::exists(state_path));
+  mirror.reset();
+  auto clean = reopen();
+  EXPECT_EQ(clean->copy_state(1), MirroredBackend::CopyState::in_sync);
+  EXPECT_TRUE(clean->resync_at_start().empty());
+}
+
+TEST(ActivityLogText, RoundTrips) {
+  ActivityLog::Record r;
+  r.size_bytes = 1 << 20;
+  r.region_size = 4096;
+  r.hot = {0x5, 0, 0, 0x8000000000000000ull};
+  r.copies = {{"primary", true, {0, 0, 0, 0}}, {"disk2", false, {0xff, 1, 0, 0}}};
+  ActivityLog::Record back;
+  ASSERT_TRUE(parse_activity_log(activity_log_text(r), back));
+  EXPECT_EQ(back.size_bytes, r.size_bytes);
+  EXPECT_EQ(back.region_size, r.region_size);
+  EXPECT_EQ(back.hot, r.hot);
+  ASSERT_EQ(back.copies.size(), 2u);
+  EXPECT_EQ(back.copies[1].name, "disk2");
+  EXPECT_FALSE(back.copies[1].in_sync);
+  EXPECT_EQ(back.copies[1].dirty, r.copies[1].dirty);
+  ActivityLog::Record bad;
+  EXPECT_FALSE(parse_activity_log("something else\n", bad));
+  EXPECT_FALSE(parse_activity_log(activity_log_text(r) + "copy x maybe 1\n", bad));
 }
 
 TEST(MirrorCopies, ASmallerCopyIsRefused) {

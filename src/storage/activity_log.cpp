@@ -1,0 +1,158 @@
+#include "activity_log.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "ringtgt/common/atomic_file.hpp"
+
+namespace ringtgt::storage {
+
+namespace {
+
+constexpr const char* kMagic = "ringtgt-mirror-state 1";
+
+void put_words(std::string& out, const std::vector<std::uint64_t>& words) {
+  for (std::uint64_t w : words) out += fmt::format(" {:x}", w);
+  out += '\n';
+}
+
+bool get_words(std::istringstream& in, std::vector<std::uint64_t>& words) {
+  std::string hex;
+  while (in >> hex) {
+    try {
+      std::size_t used = 0;
+      words.push_back(std::stoull(hex, &used, 16));
+      if (used != hex.size()) return false;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string activity_log_text(const ActivityLog::Record& r) {
+  std::string out = std::string(kMagic) + "\n";
+  out += fmt::format("size {} region {}\n", r.size_bytes, r.region_size);
+  out += "hot";
+  put_words(out, r.hot);
+  for (const auto& c : r.copies) {
+    out += fmt::format("copy {} {}", c.name, c.in_sync ? "in_sync" : "out_of_sync");
+    put_words(out, c.dirty);
+  }
+  return out;
+}
+
+bool parse_activity_log(const std::string& text, ActivityLog::Record& out) {
+  std::istringstream lines(text);
+  std::string line;
+  if (!std::getline(lines, line) || line != kMagic) return false;
+  if (!std::getline(lines, line)) return false;
+  {
+    std::istringstream in(line);
+    std::string size_word, region_word;
+    if (!(in >> size_word >> out.size_bytes >> region_word >> out.region_size) ||
+        size_word != "size" || region_word != "region")
+      return false;
+  }
+  while (std::getline(lines, line)) {
+    std::istringstream in(line);
+    std::string kind;
+    in >> kind;
+    if (kind == "hot") {
+      if (!get_words(in, out.hot)) return false;
+    } else if (kind == "copy") {
+      ActivityLog::CopyRecord c;
+      std::string state;
+      if (!(in >> c.name >> state)) return false;
+      if (state != "in_sync" && state != "out_of_sync") return false;
+      c.in_sync = state == "in_sync";
+      if (!get_words(in, c.dirty)) return false;
+      out.copies.push_back(std::move(c));
+    } else if (!kind.empty()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+ActivityLog::ActivityLog(std::filesystem::path path, std::uint64_t size_bytes,
+                         std::uint64_t region_size, Snapshot snapshot)
+    : path_(std::move(path)), snapshot_(std::move(snapshot)), hot_(size_bytes, region_size) {}
+
+std::optional<ActivityLog::Record> ActivityLog::load() const {
+  std::ifstream f(path_);
+  if (!f) return std::nullopt;
+  std::stringstream text;
+  text << f.rdbuf();
+  Record r;
+  if (!parse_activity_log(text.str(), r))
+    throw std::runtime_error(path_.string() + " is not a mirror state file this ringtgt wrote");
+  return r;
+}
+
+void ActivityLog::restore_hot(const std::vector<std::uint64_t>& words) {
+  hot_.load(words);
+}
+
+bool ActivityLog::all_hot(std::uint64_t offset, std::uint64_t len) const {
+  if (len == 0) return true;
+  const std::uint64_t first = offset / hot_.region_size();
+  const std::uint64_t last = std::min(offset + len - 1, hot_.size_bytes() - 1) / hot_.region_size();
+  for (std::uint64_t r = first; r <= last; ++r) {
+    if (!hot_.dirty(r)) return false;
+  }
+  return true;
+}
+
+bool ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len) {
+  // The common case, a region written recently: a few atomic loads.
+  if (all_hot(offset, len)) return true;
+  std::lock_guard lock(mu_);
+  // Another thread's write may have made them hot (and durable) meanwhile:
+  // concurrent writes to new regions share one file write this way.
+  if (all_hot(offset, len)) return true;
+  std::vector<std::uint64_t> hot = hot_.words();
+  const std::uint64_t first = offset / hot_.region_size();
+  const std::uint64_t last = std::min(offset + len - 1, hot_.size_bytes() - 1) / hot_.region_size();
+  for (std::uint64_t r = first; r <= last; ++r) hot[r / 64] |= std::uint64_t{1} << (r % 64);
+  if (!write_locked(hot)) return false;
+  // Only now, durable, do other writes to these regions skip the file.
+  hot_.mark(offset, len);
+  return true;
+}
+
+bool ActivityLog::clear_hot() {
+  std::lock_guard lock(mu_);
+  const std::vector<std::uint64_t> none(hot_.words().size(), 0);
+  if (!write_locked(none)) return false;
+  hot_.load(none);
+  return true;
+}
+
+bool ActivityLog::persist() {
+  std::lock_guard lock(mu_);
+  return write_locked(hot_.words());
+}
+
+bool ActivityLog::write_locked(const std::vector<std::uint64_t>& hot) {
+  Record r;
+  r.size_bytes = hot_.size_bytes();
+  r.region_size = hot_.region_size();
+  r.hot = hot;
+  snapshot_(r.copies);
+  try {
+    common::write_file_atomically(path_, activity_log_text(r), 0600);
+    return true;
+  } catch (const std::exception& e) {
+    spdlog::error("mirror state {} not written: {}", path_.string(), e.what());
+    return false;
+  }
+}
+
+}  // namespace ringtgt::storage

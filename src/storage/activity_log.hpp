@@ -1,0 +1,89 @@
+// The durable part of a mirrored LUN's resynchronisation state, in one file
+// under state_dir (docs/replication.md, "After a crash"), after DRBD's
+// activity log:
+// - the "hot" regions: every region a write, zeroing or unmap may be in
+//   flight in. A write whose regions are not all hot yet marks them and
+//   writes the file (durably) before it starts on any copy; a write whose
+//   regions are hot already costs a few atomic loads, no I/O. Hot regions
+//   are cleared lazily, in a batch, once kHotLimit of them are hot and no
+//   write is in flight (the caller holds a claim of the whole LUN).
+// - each copy's state and dirty-region bitmap, as of the last time the file
+//   was written (every mark, clear and state change writes it).
+// After a crash of ringtgt, the hot regions are the only places where the
+// copies that were in sync can differ: the next start marks them dirty on
+// every copy but the first in-sync one, and resyncs them.
+// Private to the storage layer.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dirty_bitmap.hpp"
+
+namespace ringtgt::storage {
+
+class ActivityLog {
+ public:
+  // Regions kept hot before a lazy clear (a crash resyncs at most this many
+  // regions that no write was in flight in).
+  static constexpr std::uint64_t kHotLimit = 64;
+
+  // What the file says about one copy.
+  struct CopyRecord {
+    std::string name;
+    bool in_sync = true;
+    std::vector<std::uint64_t> dirty;  // DirtyBitmap::words()
+  };
+  // What the file holds; the caller fills copies when it is written.
+  struct Record {
+    std::uint64_t size_bytes = 0;
+    std::uint64_t region_size = 0;
+    std::vector<std::uint64_t> hot;
+    std::vector<CopyRecord> copies;
+  };
+  // Fills r.copies (under the log's lock): the copies as they are now.
+  using Snapshot = std::function<void(std::vector<CopyRecord>& copies)>;
+
+  ActivityLog(std::filesystem::path path, std::uint64_t size_bytes, std::uint64_t region_size,
+              Snapshot snapshot);
+
+  // The file's content; nullopt when there is none (a first start). Throws
+  // std::runtime_error for a file this build cannot read.
+  std::optional<Record> load() const;
+  // Restores the hot regions read by load (they stay hot until a clear).
+  void restore_hot(const std::vector<std::uint64_t>& words);
+
+  // Before a write to [offset, offset + len) starts: marks its regions hot,
+  // durably, unless they are already. False (logged) when the file could not
+  // be written: the write must not start.
+  bool make_hot(std::uint64_t offset, std::uint64_t len);
+  bool wants_clear() const { return hot_.dirty_regions() >= kHotLimit; }
+  // No write is in flight: forgets the hot regions, durably.
+  bool clear_hot();
+  // Writes the file now (a copy changed state or its bitmap).
+  bool persist();
+  std::uint64_t hot_regions() const { return hot_.dirty_regions(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  bool all_hot(std::uint64_t offset, std::uint64_t len) const;
+  // Writes the file with these hot regions (mu_ held); false when it failed.
+  bool write_locked(const std::vector<std::uint64_t>& hot);
+
+  std::filesystem::path path_;
+  Snapshot snapshot_;
+  DirtyBitmap hot_;
+  std::mutex mu_;  // one writer of the file at a time
+};
+
+// The file's text form (exposed for the unit tests).
+std::string activity_log_text(const ActivityLog::Record& r);
+// False when the text is not one this build wrote.
+bool parse_activity_log(const std::string& text, ActivityLog::Record& out);
+
+}  // namespace ringtgt::storage
