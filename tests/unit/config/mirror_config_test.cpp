@@ -86,11 +86,12 @@ TEST(Mirror, QuorumOutOfRange) {
 }
 
 TEST(Mirror, ResyncKeys) {
-  const Config c = load_string(lun("resync_region_size = \"256K\"\nresync_rate = \"8M\"\n") +
-                               copy("b", "/tmp/b.img"));
+  const Config c = load_string(
+      lun("resync_region_size = \"256K\"\nresync_rate = \"8M\"\n") + copy("b", "/tmp/b.img"),
+      "t.toml");
   EXPECT_EQ(c.targets[0].luns[0].resync_region_size, 256u << 10);
   EXPECT_EQ(c.targets[0].luns[0].resync_rate, 8u << 20);
-  const Config d = load_string(lun("") + copy("b", "/tmp/b.img"));
+  const Config d = load_string(lun("") + copy("b", "/tmp/b.img"), "t.toml");
   EXPECT_EQ(d.targets[0].luns[0].resync_region_size, 1u << 20);
   EXPECT_EQ(error_of(lun("resync_region_size = 3000\n") + copy("b", "/tmp/b.img")),
             "t.toml:8:22: resync_region_size must be a power of two from block_size (512) to "
