@@ -1,4 +1,4 @@
-#include "ringtgt/admin/fault_methods.hpp"
+#include "fault_methods.hpp"
 
 #include <spdlog/spdlog.h>
 

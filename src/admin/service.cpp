@@ -10,7 +10,7 @@
 #include <map>
 #include <set>
 
-#include "ringtgt/admin/fault_methods.hpp"
+#include "fault_methods.hpp"
 #include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/storage/backend.hpp"

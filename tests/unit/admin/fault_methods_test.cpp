@@ -1,6 +1,6 @@
 // fault.inject|list|clear over a registry whose LUNs the factory opened with
 // fault injection, and their refusals.
-#include "ringtgt/admin/fault_methods.hpp"
+#include "fault_methods.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
