@@ -10,12 +10,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
 #include "commands.hpp"
 #include "ringtgt/common/atomic_file.hpp"
+#include "ringtgt/reactor/foreign_completions.hpp"
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 
@@ -32,31 +35,26 @@ bool passes_unit_attention(std::uint8_t opcode) {
   return opcode == kInquiry || opcode == kReportLuns || opcode == kRequestSense;
 }
 
-void conflict(Task &task) {
+void conflict(Task& task) {
   task.status = Status::reservation_conflict;
   task.complete();
 }
 
-} // namespace
+}  // namespace
 
 // --- unit attentions and the reservation standing of a nexus ---
 
-bool LogicalUnit::nexus_state_blocks(Task &task) {
-  if (const Nexus *n = task.nexus; n != nullptr) {
+bool LogicalUnit::nexus_state_blocks(Task& task) {
+  if (const Nexus* n = task.nexus; n != nullptr) {
     const std::uint64_t now = state_generation_.load(std::memory_order_acquire);
-    for (const Nexus::LuView &v : n->lu_views) {
-      if (v.lu != this)
-        continue;
-      if (v.generation != now)
-        break;
+    for (const Nexus::LuView& v : n->lu_views) {
+      if (v.lu != this) continue;
+      if (v.generation != now) break;
       // Nothing changed since this nexus last looked: no unit attention,
       // and its standing under the reservation is the one it saw.
-      if (v.pr_type == 0)
-        return false;
-      const PrStanding s{static_cast<PrType>(v.pr_type), v.pr_registered,
-                         v.pr_holder};
-      if (!pr_conflicts(pr_access_of(task.cdb), s))
-        return false;
+      if (v.pr_type == 0) return false;
+      const PrStanding s{static_cast<PrType>(v.pr_type), v.pr_registered, v.pr_holder};
+      if (!pr_conflicts(pr_access_of(task.cdb), s)) return false;
       conflict(task);
       return true;
     }
@@ -64,10 +62,9 @@ bool LogicalUnit::nexus_state_blocks(Task &task) {
   return nexus_state_slow(task);
 }
 
-bool LogicalUnit::nexus_state_slow(Task &task) {
-  const Nexus *n = task.nexus;
-  const std::string port =
-      n != nullptr ? initiator_port_name(*n) : std::string{};
+bool LogicalUnit::nexus_state_slow(Task& task) {
+  const Nexus* n = task.nexus;
+  const std::string port = n != nullptr ? initiator_port_name(*n) : std::string{};
   const std::uint8_t opcode = task.cdb[0];
   SenseCode ua{};
   bool have_ua = false;
@@ -77,10 +74,9 @@ bool LogicalUnit::nexus_state_slow(Task &task) {
     const std::uint64_t now = state_generation_.load(std::memory_order_relaxed);
     standing = reservations_.standing(port);
     if (n != nullptr) {
-      Nexus::LuView *view = nullptr;
-      for (auto &v : n->lu_views) {
-        if (v.lu == this)
-          view = &v;
+      Nexus::LuView* view = nullptr;
+      for (auto& v : n->lu_views) {
+        if (v.lu == this) view = &v;
       }
       if (view == nullptr) {
         view = &n->lu_views.emplace_back();
@@ -112,25 +108,20 @@ bool LogicalUnit::nexus_state_slow(Task &task) {
   return false;
 }
 
-void LogicalUnit::post_unit_attention(std::uint8_t asc, std::uint8_t ascq,
-                                      const Nexus *except) {
-  const std::string skip =
-      except != nullptr ? initiator_port_name(*except) : std::string{};
+void LogicalUnit::post_unit_attention(std::uint8_t asc, std::uint8_t ascq, const Nexus* except) {
+  const std::string skip = except != nullptr ? initiator_port_name(*except) : std::string{};
   std::lock_guard lock(state_mutex_);
   unit_attentions_.post_all(asc, ascq, skip);
   state_generation_.fetch_add(1, std::memory_order_release);
 }
 
-bool LogicalUnit::reservation_blocks(const Nexus *nexus, PrAccess access) {
-  if (access == PrAccess::unrestricted)
-    return false;
-  const std::string port =
-      nexus != nullptr ? initiator_port_name(*nexus) : std::string{};
+bool LogicalUnit::reservation_blocks(const Nexus* nexus, PrAccess access) {
+  if (access == PrAccess::unrestricted) return false;
+  const std::string port = nexus != nullptr ? initiator_port_name(*nexus) : std::string{};
   std::lock_guard lock(state_mutex_);
   // The SPC-2 holder is one I_T nexus (holds_reservation); every command
   // from any other conflicts, reads included.
-  if (reserved_.load(std::memory_order_relaxed) && !holds_reservation(nexus))
-    return true;
+  if (reserved_.load(std::memory_order_relaxed) && !holds_reservation(nexus)) return true;
   return pr_conflicts(access, reservations_.standing(port));
 }
 
@@ -141,18 +132,14 @@ PersistentReservations LogicalUnit::persistent_reservations() {
 
 // --- SPC-2 RESERVE/RELEASE beside persistent reservations ---
 
-std::optional<Status>
-LogicalUnit::spc2_meets_persistent(const Task &task) const {
-  if (!reservations_.any())
-    return std::nullopt;
-  const std::string port =
-      task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
+std::optional<Status> LogicalUnit::spc2_meets_persistent(const Task& task) const {
+  if (!reservations_.any()) return std::nullopt;
+  const std::string port = task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
   const PrStanding s = reservations_.standing(port);
-  const bool shares =
-      s.registered && (s.type == PrType::write_exclusive_registrants_only ||
-                       s.type == PrType::exclusive_access_registrants_only ||
-                       s.type == PrType::write_exclusive_all_registrants ||
-                       s.type == PrType::exclusive_access_all_registrants);
+  const bool shares = s.registered && (s.type == PrType::write_exclusive_registrants_only ||
+                                       s.type == PrType::exclusive_access_registrants_only ||
+                                       s.type == PrType::write_exclusive_all_registrants ||
+                                       s.type == PrType::exclusive_access_all_registrants);
   // The holder (or a registrant sharing the reservation) gets GOOD and the
   // persistent reservation stays as it is; everyone else conflicts.
   return s.holder || shares ? Status::good : Status::reservation_conflict;
@@ -160,7 +147,7 @@ LogicalUnit::spc2_meets_persistent(const Task &task) const {
 
 // --- PERSISTENT RESERVE IN / OUT ---
 
-void LogicalUnit::persistent_reserve_in(Task &task) {
+void LogicalUnit::persistent_reserve_in(Task& task) {
   const std::uint8_t action = task.cdb[1] & 0x1f;
   const std::uint16_t alloc = get_be16(&task.cdb[7]);
   task.transfer_length = alloc;
@@ -170,43 +157,95 @@ void LogicalUnit::persistent_reserve_in(Task &task) {
     data = reservations_.in(action);
   }
   if (!data) {
-    task.fail_cdb_field(1, 4); // SERVICE ACTION
+    task.fail_cdb_field(1, 4);  // SERVICE ACTION
     return task.complete();
   }
   detail::finish_data_in(task, data->data(), data->size(), alloc);
 }
 
-void LogicalUnit::persistent_reserve_out(Task &task) {
+namespace {
+
+// Runs a function on the reactor thread that expected it, when
+// ForeignCompletions hands it back: how a job of the state writer returns.
+class OnHomeReactor final : public reactor::IoOp {
+ public:
+  explicit OnHomeReactor(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void on_complete(int) override {
+    std::function<void()> fn = std::move(fn_);
+    delete this;
+    fn();
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+
+}  // namespace
+
+void LogicalUnit::persistent_reserve_out(Task& task) {
   const std::uint32_t len = get_be32(&task.cdb[5]);
   task.transfer_length = len;
-  const std::size_t have =
-      task.buffer != nullptr ? std::min<std::size_t>(task.buffer_len, len) : 0;
+  const std::size_t have = task.buffer != nullptr ? std::min<std::size_t>(task.buffer_len, len) : 0;
   if (have < len) {
     task.fail(sense::parameter_list_length_error);
     return task.complete();
   }
-  const std::string port =
-      task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
+  std::string port = task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
+  reactor::IoEngine* engine = reactor::IoEngine::current();
+  reactor::ForeignCompletions* home = engine != nullptr ? engine->foreign_completions() : nullptr;
+  if (params_.pr_state_path.empty() || home == nullptr) {
+    const PrOutcome o = decide_reserve_out(task, port, have);
+    return finish_reserve_out(task, port, o);
+  }
+  // With APTPL the change is durable before it takes effect: fsyncs that
+  // must not stall the reactor's other connections. So every PERSISTENT
+  // RESERVE OUT of a LU with a state file is decided on its state writer, one
+  // after another, and this reactor finishes the command.
+  home->expect();
+  state_writer_.post([this, &task, port = std::move(port), have, home] {
+    auto o = std::make_shared<PrOutcome>(decide_reserve_out(task, port, have));
+    home->complete(
+        new OnHomeReactor([this, &task, port, o] { finish_reserve_out(task, port, *o); }), 0);
+  });
+}
+
+PrOutcome LogicalUnit::decide_reserve_out(const Task& task, const std::string& port,
+                                          std::size_t have) {
+  PersistentReservations next;
   PrOutcome o;
   {
     std::lock_guard lock(state_mutex_);
-    PersistentReservations next = reservations_;
+    next = reservations_;
     o = next.out(port, task.cdb.data(), task.buffer, have);
-    if (o.changed) {
-      if ((next.aptpl() || reservations_.aptpl()) &&
-          !store_reservations(next)) {
-        o = PrOutcome{};
-        o.status = Status::check_condition;
-        o.sense = sense::internal_target_failure;
-      } else {
-        reservations_ = std::move(next);
-        for (const auto &ua : o.unit_attentions) {
-          unit_attentions_.post(ua.initiator_port, ua.asc, ua.ascq);
-        }
-        state_generation_.fetch_add(1, std::memory_order_release);
-      }
+    if (!o.changed) return o;
+    if (params_.pr_state_path.empty() || (!next.aptpl() && !reservations_.aptpl())) {
+      apply_reservations(std::move(next), o);
+      return o;
     }
   }
+  // Written without state_mutex_, which every reactor takes: only PERSISTENT
+  // RESERVE OUT changes reservations_, and with a state file they all run on
+  // state_writer_, one at a time, so nothing changes it meanwhile.
+  if (!store_reservations(next)) {
+    o = PrOutcome{};
+    o.status = Status::check_condition;
+    o.sense = sense::internal_target_failure;
+    return o;
+  }
+  std::lock_guard lock(state_mutex_);
+  apply_reservations(std::move(next), o);
+  return o;
+}
+
+void LogicalUnit::apply_reservations(PersistentReservations next, const PrOutcome& o) {
+  reservations_ = std::move(next);
+  for (const auto& ua : o.unit_attentions) {
+    unit_attentions_.post(ua.initiator_port, ua.asc, ua.ascq);
+  }
+  state_generation_.fetch_add(1, std::memory_order_release);
+}
+
+void LogicalUnit::finish_reserve_out(Task& task, const std::string& port, const PrOutcome& o) {
   if (o.status == Status::check_condition) {
     if (o.cdb_field >= 0) {
       task.fail_cdb_field(static_cast<std::uint16_t>(o.cdb_field));
@@ -216,60 +255,55 @@ void LogicalUnit::persistent_reserve_out(Task &task) {
   } else {
     task.status = o.status;
   }
-  if (!o.abort_tasks_of.empty())
-    return abort_preempted(task, port, o.abort_tasks_of);
+  if (!o.abort_tasks_of.empty()) return abort_preempted(task, port, o.abort_tasks_of);
   task.complete();
 }
 
-void LogicalUnit::abort_preempted(Task &task, const std::string &by,
-                                  const std::vector<std::string> &nexuses) {
+void LogicalUnit::abort_preempted(Task& task, const std::string& by,
+                                  const std::vector<std::string>& nexuses) {
   std::vector<InitiatorPort> ports;
   std::string names;
-  for (const auto &n : nexuses) {
+  for (const auto& n : nexuses) {
     names += (names.empty() ? "" : ", ") + n;
     if (auto p = parse_initiator_port_name(n)) {
       ports.push_back(std::move(*p));
     } else {
-      spdlog::error("{}: PREEMPT AND ABORT: cannot find the sessions of {}: "
-                    "not a port name",
+      spdlog::error("{}: PREEMPT AND ABORT: cannot find the sessions of {}: not a port name",
                     params_.device_name, n);
     }
   }
   if (!aborter_) {
-    spdlog::warn("{}: PREEMPT AND ABORT by {}: {} preempted; no transport to "
-                 "abort their tasks",
+    spdlog::warn("{}: PREEMPT AND ABORT by {}: {} preempted; no transport to abort their tasks",
                  params_.device_name, by, names);
     return task.complete();
   }
-  spdlog::info("{}: PREEMPT AND ABORT by {}: aborting the tasks of {}",
-               params_.device_name, by, names);
+  spdlog::info("{}: PREEMPT AND ABORT by {}: aborting the tasks of {}", params_.device_name, by,
+               names);
   // GOOD only once none of those tasks can still write: a fencing node must
   // not see a stale write of the node it fenced land after this.
   task.awaiting_aborts = true;
   aborter_(std::move(ports), task, [&task] { task.complete(); });
 }
 
-bool LogicalUnit::store_reservations(const PersistentReservations &next) {
-  if (params_.pr_state_path.empty())
-    return true;
+bool LogicalUnit::store_reservations(const PersistentReservations& next) {
+  if (params_.pr_state_path.empty()) return true;
   const std::filesystem::path path = params_.pr_state_path;
   if (next.aptpl()) {
     std::error_code ec;
-    std::filesystem::create_directories(path.parent_path(),
-                                        ec); // a failure shows below
+    std::filesystem::create_directories(path.parent_path(), ec);  // a failure shows below
     try {
       // 0600: the file names the initiators holding registrations.
       common::write_file_atomically(path, next.serialize(), 0600);
-    } catch (const std::runtime_error &e) {
-      spdlog::error("{}: cannot store persistent reservations (APTPL): {}",
-                    params_.device_name, e.what());
+    } catch (const std::runtime_error& e) {
+      spdlog::error("{}: cannot store persistent reservations (APTPL): {}", params_.device_name,
+                    e.what());
       return false;
     }
     return true;
   }
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    spdlog::error("{}: cannot remove {} (APTPL turned off): {}",
-                  params_.device_name, path.string(), std::strerror(errno));
+    spdlog::error("{}: cannot remove {} (APTPL turned off): {}", params_.device_name, path.string(),
+                  std::strerror(errno));
     return false;
   }
   common::fsync_dir(path.parent_path());
@@ -277,26 +311,21 @@ bool LogicalUnit::store_reservations(const PersistentReservations &next) {
 }
 
 void LogicalUnit::load_reservations() {
-  if (params_.pr_state_path.empty())
-    return;
+  if (params_.pr_state_path.empty()) return;
   std::ifstream in(params_.pr_state_path, std::ios::binary);
-  if (!in)
-    return; // none stored
+  if (!in) return;  // none stored
   std::ostringstream text;
   text << in.rdbuf();
   std::string error;
   auto pr = PersistentReservations::parse(text.str(), error);
   if (!pr) {
-    spdlog::error("{}: ignoring persistent reservation file {}: {}; starting "
-                  "without reservations",
+    spdlog::error("{}: ignoring persistent reservation file {}: {}; starting without reservations",
                   params_.device_name, params_.pr_state_path, error);
     return;
   }
   reservations_ = std::move(*pr);
-  spdlog::info(
-      "{}: {} persistent reservation registration(s) restored from {} (APTPL)",
-      params_.device_name, reservations_.registrations().size(),
-      params_.pr_state_path);
+  spdlog::info("{}: {} persistent reservation registration(s) restored from {} (APTPL)",
+               params_.device_name, reservations_.registrations().size(), params_.pr_state_path);
 }
 
-} // namespace ringtgt::scsi
+}  // namespace ringtgt::scsi
