@@ -7,7 +7,6 @@
 
 #include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/metrics/counters.hpp"
-#include "ringtgt/reactor/buffer_pool.hpp"
 #include "ringtgt/scsi/lun_addressing.hpp"
 
 namespace ringtgt::iscsi {
@@ -154,7 +153,7 @@ Connection::Connection(ConnectionHost& host, ConnectionSettings settings, std::s
 
 Connection::~Connection() {
   for (auto& t : task_store_) {
-    if (t->buf) reactor::BufferPool::local().release(t->buf, t->buf_size);
+    if (t->buf) host_.release_buffer({t->buf, t->buf_size});
   }
   // Only an idle connection is destroyed, so no abort is still waiting; if
   // one were, its PREEMPT AND ABORT must not wait forever.
@@ -181,7 +180,7 @@ std::optional<DataPlan> Connection::on_header(const std::uint8_t* header, std::u
       // Its length fields cannot be trusted, so the next PDU cannot be found:
       // the connection goes (RFC 7143 §7.8; there are no markers).
       ++digest_errors_.header;
-      count_digest_error(true);
+      metrics::count_digest_error(metrics::DigestKind::header, host_.counters());
       spdlog::warn("{} ({}): header digest error (opcode byte {:#x}); closing the connection",
                    peer_, params_.initiator_name, header[0]);
       closing_ = true;
@@ -273,7 +272,7 @@ void Connection::on_data(const std::uint8_t* trailer, std::uint32_t trailer_len)
         // so the connection goes and the initiator recovers the session. A
         // non-data PDU (NOP-Out, Text) needs nothing more.
         ++digest_errors_.data;
-        count_digest_error(false);
+        metrics::count_digest_error(metrics::DigestKind::data, host_.counters());
         const bool data_out = cur_task_ != nullptr && cur_.opcode() == Opcode::data_out;
         const bool command = cur_task_ != nullptr && !data_out;
         spdlog::warn("{} ({}): data digest error on opcode {:#x} ITT {:#x}; {}", peer_,
@@ -636,7 +635,7 @@ IscsiTask* Connection::acquire_task() {
 void Connection::release_task(IscsiTask& t) {
   if (t.buf) {
     if (t.reading) output_bytes_ -= t.buf_size;
-    reactor::BufferPool::local().release(t.buf, t.buf_size);
+    host_.release_buffer({t.buf, t.buf_size});
     t.buf = nullptr;
     t.buf_size = 0;
   }
@@ -684,7 +683,7 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
   if (!check_cmd_sn(bhs)) return DataPlan{};
   IscsiTask* t = acquire_task();
   if (t == nullptr) {
-    metrics::count_refused_command(metrics::RefusalCause::task_slots);
+    metrics::count_refused_command(metrics::RefusalCause::task_slots, host_.counters());
     OutPdu* pdu = new_pdu(Opcode::scsi_response, 0x80);
     pdu->bhs.bytes[3] = static_cast<std::uint8_t>(scsi::Status::task_set_full);
     pdu->bhs.set_itt(bhs.itt());
@@ -733,8 +732,9 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
     return std::nullopt;
   }
   if ((t->writing || t->reading) && t->edtl > 0) {
-    t->buf_size = std::max<std::size_t>(t->edtl, reactor::BufferPool::kMinSize);
-    t->buf = reactor::BufferPool::local().acquire(t->buf_size);
+    IoBuffer lent = host_.acquire_buffer(t->edtl);
+    t->buf = lent.data;
+    t->buf_size = lent.size;
     if (t->buf == nullptr) {
       // Over limits.max_buffer_memory (or out of memory): a status initiators
       // retry after a while (Linux and QEMU both do), never a failed command.
@@ -742,7 +742,7 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
       // frees memory, BUSY when it has none (SAM-5 5.3).
       t->buf_size = 0;
       scsi::Status st = active_tasks_ > 1 ? scsi::Status::task_set_full : scsi::Status::busy;
-      metrics::count_refused_command(metrics::RefusalCause::buffer_memory);
+      metrics::count_refused_command(metrics::RefusalCause::buffer_memory, host_.counters());
       auto level =
           ++busy_commands_ <= kIgnoredCommandsLogged ? spdlog::level::warn : spdlog::level::debug;
       spdlog::log(level,
@@ -1281,7 +1281,7 @@ void Connection::reject(const Bhs& bhs, RejectReason reason, const char* why) {
   spdlog::warn("{} ({}): reject opcode {:#x}: {}", peer_,
                params_.initiator_name.empty() ? "?" : params_.initiator_name,
                static_cast<unsigned>(bhs.opcode()), why);
-  metrics::count_reject();
+  metrics::count_reject(host_.counters());
   OutPdu* pdu = new_pdu(Opcode::reject, 0x80);
   pdu->bhs.bytes[2] = static_cast<std::uint8_t>(reason);
   pdu->bhs.set_itt(kReservedTag);

@@ -19,6 +19,7 @@
 #include "ringtgt/iscsi/negotiation.hpp"
 #include "ringtgt/iscsi/pdu.hpp"
 #include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 
 namespace ringtgt::iscsi {
@@ -65,10 +66,25 @@ enum class LoginFailure {
 };
 const char* to_string(LoginFailure f);
 
+// A payload buffer the host lent the engine: size is what it holds (at least what was
+// asked, rounded up as the host's pool does), and what the engine gives back.
+struct IoBuffer {
+  std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+};
+
 // What the connection needs from the daemon around it. All calls come on the
 // connection's own thread.
 class ConnectionHost {
  public:
+  // Payload buffers for commands that move data, one call per command (none per PDU or
+  // byte): the host lends its thread's pool, so the engine holds no global state.
+  // data null: over the memory limit ([limits] max_buffer_memory) or out of memory.
+  virtual IoBuffer acquire_buffer(std::size_t min_size) = 0;
+  virtual void release_buffer(IoBuffer buffer) = 0;
+  // Where the engine counts its rare events (Rejects, digest errors, refused commands):
+  // the process-wide counters /metrics exports, or a test's own.
+  virtual metrics::GlobalCounters& counters() = 0;
   virtual std::shared_ptr<const TargetEntry> find_target(std::string_view name) = 0;
   // Appends "TargetName=…\0TargetAddress=…\0" for each target the initiator
   // may log in to ("All"), or just the named one.
