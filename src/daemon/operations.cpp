@@ -11,11 +11,11 @@
 
 namespace ringtgt::daemon {
 
-std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& registry,
+std::shared_ptr<const metrics::Catalog> build_catalog(const net::TargetCatalog& catalog,
                                                       const net::Server& server) {
   auto cat = std::make_shared<metrics::Catalog>();
-  const auto& targets = registry.targets();
-  const auto& counters = registry.all_target_counters();
+  const auto& targets = catalog.targets();
+  const auto& counters = catalog.all_target_counters();
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const auto& t = *targets[i];
     cat->targets.push_back({t.name, i < counters.size() ? counters[i] : nullptr});
@@ -41,18 +41,18 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
   return cat;
 }
 
-SystemdNotifier::SystemdNotifier(boost::asio::io_context& io, const net::Registry& registry,
+SystemdNotifier::SystemdNotifier(boost::asio::io_context& io, const net::TargetCatalog& targets,
                                  const net::Server& server)
-    : registry_(registry), server_(server), status_timer_(io), watchdog_timer_(io) {}
+    : targets_(targets), server_(server), status_timer_(io), watchdog_timer_(io) {}
 
 void SystemdNotifier::send_status(const char* prefix) {
   std::size_t sessions = 0;
-  for (const auto& c : registry_.all_target_counters())
+  for (const auto& c : targets_.all_target_counters())
     sessions += static_cast<std::size_t>(c->sessions.load(std::memory_order_relaxed));
   std::size_t connections = 0;
   for (const auto& w : server_.workers()) connections += w->connection_count();
   std::string msg = std::string(prefix) + "STATUS=serving " +
-                    std::to_string(registry_.targets().size()) + " targets, " +
+                    std::to_string(targets_.targets().size()) + " targets, " +
                     std::to_string(sessions) + " sessions, " + std::to_string(connections) +
                     " connections";
   sd_notify(0, msg.c_str());

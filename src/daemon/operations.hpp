@@ -9,13 +9,13 @@
 
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/metrics/watchdog.hpp"
-#include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/server.hpp"
+#include "ringtgt/net/target_catalog.hpp"
 
 namespace ringtgt::daemon {
 
 // Every LUN, target and worker of a running server, for the collector.
-std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& registry,
+std::shared_ptr<const metrics::Catalog> build_catalog(const net::TargetCatalog& targets,
                                                       const net::Server& server);
 
 // sd_notify beyond READY=1: STATUS= every few seconds ("serving N targets, M
@@ -23,7 +23,7 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
 // only while every reactor's heartbeat advances. Runs on the control thread.
 class SystemdNotifier {
  public:
-  SystemdNotifier(boost::asio::io_context& io, const net::Registry& registry,
+  SystemdNotifier(boost::asio::io_context& io, const net::TargetCatalog& targets,
                   const net::Server& server);
   // Sends READY=1 with the first STATUS= and starts the timers.
   void ready();
@@ -35,7 +35,7 @@ class SystemdNotifier {
   void arm_status();
   void arm_watchdog();
 
-  const net::Registry& registry_;
+  const net::TargetCatalog& targets_;
   const net::Server& server_;
   boost::asio::steady_timer status_timer_;
   boost::asio::steady_timer watchdog_timer_;

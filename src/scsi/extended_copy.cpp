@@ -46,8 +46,8 @@
 #include <new>
 #include <vector>
 
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi::detail {
 

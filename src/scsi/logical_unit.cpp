@@ -11,9 +11,9 @@
 #include <string>
 #include <utility>
 
+#include "command_table.hpp"
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/command_table.hpp"
-#include "ringtgt/scsi/commands.hpp"
 #include "ringtgt/scsi/durability_promise.hpp"
 #include "ringtgt/storage/durability_log.hpp"
 
