@@ -88,16 +88,14 @@ void Connection::login_data_complete() {
   LoginStage csg = bhs.login_csg();
   LoginStage nsg = bhs.login_nsg();
   bool transit = bhs.login_transit();
-  text_.in.append(reinterpret_cast<const char*>(rx_.segment.data()), rx_.segment.size());
+  keep_keys();
   if (bhs.login_continue()) {
     // More keys follow: acknowledge with an empty response in the same stage.
     send_login_response(LoginStatus::success, {}, false, csg, csg);
     return;
   }
   std::vector<KeyValue> keys;
-  TextParseError perr =
-      parse_text(reinterpret_cast<const std::uint8_t*>(text_.in.data()), text_.in.size(), keys);
-  text_.in.clear();
+  TextParseError perr = take_keys(keys);
   if (perr != TextParseError::none) {
     fail_login(LoginStatus::initiator_error, LoginFailure::bad_request,
                std::string("login keys: ") + to_string(perr));

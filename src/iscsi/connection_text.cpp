@@ -15,6 +15,18 @@ std::uint32_t Connection::new_ttt() {
   return ttt;
 }
 
+// A login or text request may come in pieces (the C bit): its keys are parsed once whole.
+void Connection::keep_keys() {
+  text_.in.append(reinterpret_cast<const char*>(rx_.segment.data()), rx_.segment.size());
+}
+
+TextParseError Connection::take_keys(std::vector<KeyValue>& keys) {
+  TextParseError err =
+      parse_text(reinterpret_cast<const std::uint8_t*>(text_.in.data()), text_.in.size(), keys);
+  text_.in.clear();
+  return err;
+}
+
 // ---------------------------------------------------------------- NOP
 
 std::optional<DataPlan> Connection::nop_out_header(const Bhs& bhs) {
@@ -89,7 +101,7 @@ void Connection::text_complete() {
     }
     return send_text_piece(bhs);
   }
-  text_.in.append(reinterpret_cast<const char*>(rx_.segment.data()), rx_.segment.size());
+  keep_keys();
   if (bhs.flags() & 0x40) {
     // Continued request: answer empty until the last piece.
     OutPdu* pdu = new_pdu(Opcode::text_response, 0x00);
@@ -100,9 +112,7 @@ void Connection::text_complete() {
     return;
   }
   std::vector<KeyValue> keys;
-  TextParseError perr =
-      parse_text(reinterpret_cast<const std::uint8_t*>(text_.in.data()), text_.in.size(), keys);
-  text_.in.clear();
+  TextParseError perr = take_keys(keys);
   if (perr != TextParseError::none) {
     reject(bhs, RejectReason::protocol_error, "malformed text request");
     return;

@@ -295,6 +295,10 @@ class Connection final : private scsi::TaskOwner {
   void logout(const Bhs& bhs);
   void maybe_finish_logout();
   void keep_alive(Clock::time_point now);
+  // The data segment just received is a piece of a login or text request's keys.
+  void keep_keys();
+  // The keys of the request, whole: parsed, and the pieces let go.
+  TextParseError take_keys(std::vector<KeyValue>& keys);
   // A target transfer tag for an R2T, a ping or a text response in pieces.
   std::uint32_t new_ttt();
 
