@@ -17,7 +17,7 @@ struct MirroredLun {
   std::string label;  // "target T LUN n"
 };
 
-MirroredLun mirrored_lun(const net::Registry& registry, const Params& p) {
+MirroredLun mirrored_lun(const net::TargetCatalog& registry, const Params& p) {
   const std::string target = p.string("target");
   const std::uint64_t n = p.uint("lun", 0, 16383);
   const std::string copy = p.string("copy");
@@ -65,7 +65,8 @@ json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m,
 
 // f(target, lun, lu, mirror) for every mirrored LUN (of target only, if set).
 template <typename F>
-void for_each_mirror(const net::Registry& registry, const std::optional<std::string>& only, F&& f) {
+void for_each_mirror(const net::TargetCatalog& registry, const std::optional<std::string>& only,
+                     F&& f) {
   for (const auto& entry : registry.targets()) {
     if (only && entry->name != *only) continue;
     auto map = entry->luns();
@@ -79,7 +80,7 @@ void for_each_mirror(const net::Registry& registry, const std::optional<std::str
 
 }  // namespace
 
-void resume_resyncs(const net::Registry& registry, const RunOnReactor& run) {
+void resume_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run) {
   for_each_mirror(registry, std::nullopt,
                   [&run](const std::string& target, std::uint64_t n,
                          const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m) {
@@ -92,7 +93,7 @@ void resume_resyncs(const net::Registry& registry, const RunOnReactor& run) {
                   });
 }
 
-void add_copy_methods(Dispatcher& d, const net::Registry& registry, RunOnReactor run) {
+void add_copy_methods(Dispatcher& d, const net::TargetCatalog& registry, RunOnReactor run) {
   d.add("copy.list", [&registry](const Params& p, const Responder& r) {
     p.only({"target"});
     const auto only = p.optional_string("target");

@@ -6,7 +6,7 @@
 #include <functional>
 
 #include "ringtgt/admin/json_rpc.hpp"
-#include "ringtgt/net/registry.hpp"
+#include "ringtgt/net/target_catalog.hpp"
 
 namespace ringtgt::admin {
 
@@ -16,10 +16,10 @@ using RunOnReactor = std::function<void(std::uint64_t key, std::function<void()>
 
 // copy.list {[target]}, copy.fail {target, lun, copy}, copy.resync {target,
 // lun, copy}.
-void add_copy_methods(Dispatcher& d, const net::Registry& registry, RunOnReactor run);
+void add_copy_methods(Dispatcher& d, const net::TargetCatalog& registry, RunOnReactor run);
 
 // At start: resyncs the copies whose LUN's state file says they are out of
 // sync (stopped so, or regions with writes in flight at a crash).
-void resume_resyncs(const net::Registry& registry, const RunOnReactor& run);
+void resume_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run);
 
 }  // namespace ringtgt::admin

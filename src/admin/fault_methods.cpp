@@ -1,4 +1,4 @@
-#include "ringtgt/admin/fault_methods.hpp"
+#include "fault_methods.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -40,9 +40,9 @@ storage::FaultInjectingBackend* copy_of(storage::MirroredBackend& m, const std::
 
 // copy: which copy of a mirrored LUN (absent: the primary); a LUN without
 // copies has only its own store.
-FaultyLun faulty_lun(const net::Registry& registry, const std::string& target, std::uint64_t n,
+FaultyLun faulty_lun(const net::TargetCatalog& catalog, const std::string& target, std::uint64_t n,
                      const std::optional<std::string>& copy = std::nullopt) {
-  auto entry = registry.find_target(target);
+  auto entry = catalog.find_target(target);
   if (!entry) {
     throw RpcError(rpc_error::invalid_params,
                    "no target named " + target + " (ringtgtctl target list shows them)");
@@ -120,14 +120,14 @@ json counts_json(const metrics::FaultCounters& c) {
 
 }  // namespace
 
-void add_fault_methods(Dispatcher& d, const net::Registry& registry, bool enabled) {
-  d.add("fault.inject", [&registry, enabled](const Params& p, const Responder& r) {
+void add_fault_methods(Dispatcher& d, const net::TargetCatalog& catalog, bool enabled) {
+  d.add("fault.inject", [&catalog, enabled](const Params& p, const Responder& r) {
     require_enabled(enabled);
     p.only({"target", "lun", "copy", "fault", "lba", "blocks", "io", "count", "delay_ms"});
     const std::string target = p.string("target");
     const std::uint64_t n = p.uint("lun", 0, 16383);
     const auto copy = p.optional_string("copy");
-    FaultyLun f = faulty_lun(registry, target, n, copy);
+    FaultyLun f = faulty_lun(catalog, target, n, copy);
     const std::uint32_t bs = f.lu->params().block_size;
     FaultRule rule = rule_from_params(p, bs, f.backend->size_bytes() / bs);
     rule.id = f.backend->plan().add(rule);
@@ -137,12 +137,12 @@ void add_fault_methods(Dispatcher& d, const net::Registry& registry, bool enable
     r.ok(rule_json(rule, bs));
   });
 
-  d.add("fault.clear", [&registry, enabled](const Params& p, const Responder& r) {
+  d.add("fault.clear", [&catalog, enabled](const Params& p, const Responder& r) {
     require_enabled(enabled);
     p.only({"target", "lun", "copy", "id"});
     const std::string target = p.string("target");
     const std::uint64_t n = p.uint("lun", 0, 16383);
-    FaultyLun f = faulty_lun(registry, target, n, p.optional_string("copy"));
+    FaultyLun f = faulty_lun(catalog, target, n, p.optional_string("copy"));
     std::size_t cleared = 0;
     if (auto id = p.optional_uint("id", 1, UINT64_MAX)) {
       if (!f.backend->plan().remove(*id)) {
@@ -159,12 +159,12 @@ void add_fault_methods(Dispatcher& d, const net::Registry& registry, bool enable
     r.ok({{"cleared", cleared}});
   });
 
-  d.add("fault.list", [&registry, enabled](const Params& p, const Responder& r) {
+  d.add("fault.list", [&catalog, enabled](const Params& p, const Responder& r) {
     require_enabled(enabled);
     p.only({"target"});
     const auto only = p.optional_string("target");
     json out = json::array();
-    for (const auto& entry : registry.targets()) {
+    for (const auto& entry : catalog.targets()) {
       if (only && entry->name != *only) continue;
       auto map = entry->luns();
       for (auto n : map->luns()) {

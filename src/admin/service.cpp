@@ -11,7 +11,7 @@
 #include <set>
 
 #include "copy_methods.hpp"
-#include "ringtgt/admin/fault_methods.hpp"
+#include "fault_methods.hpp"
 #include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/storage/backend.hpp"
@@ -26,8 +26,8 @@ namespace {
 // Calls f(target entry, its LUN map, LUN number, LU) for every LU served, of the
 // target named `only` or of all targets.
 template <typename F>
-void for_each_lu(const net::Registry& registry, const std::optional<std::string>& only, F&& f) {
-  for (const auto& entry : registry.targets()) {
+void for_each_lu(const net::TargetCatalog& catalog, const std::optional<std::string>& only, F&& f) {
+  for (const auto& entry : catalog.targets()) {
     if (only && entry->name != *only) continue;
     auto map = entry->luns();
     for (auto n : map->luns())
@@ -127,7 +127,7 @@ Service::Service(config::Config running, std::string version, net::Registry& reg
 }
 
 void Service::start_background_work() {
-  resume_resyncs(registry_, [this](std::uint64_t key, std::function<void()> fn) {
+  resume_resyncs(registry_.catalog(), [this](std::uint64_t key, std::function<void()> fn) {
     post_to_reactor(key, std::move(fn));
   });
 }
@@ -325,7 +325,8 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
       }
     }
     for (const auto& s : plan.steps)
-      if (s.kind == Kind::resize_lun) registry_.resize_lun(s.target, s.lun, *s.lun_cfg.size);
+      if (s.kind == Kind::resize_lun)
+        registry_.catalog().resize_lun(s.target, s.lun, *s.lun_cfg.size);
   } catch (...) {
     for (const auto& p : bound) server_.close_portal(p);
     throw;
@@ -344,36 +345,36 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
       case Kind::add_target: {
         std::map<std::uint32_t, std::shared_ptr<scsi::LogicalUnit>> luns;
         for (const auto& l : s.target_cfg.luns) luns[l.number] = opened[{s.target, l.number}];
-        registry_.add_target(s.target_cfg, std::move(luns));
+        registry_.catalog().add_target(s.target_cfg, std::move(luns));
         break;
       }
       case Kind::remove_target:
-        registry_.remove_target(s.target);
+        registry_.catalog().remove_target(s.target);
         break;
       case Kind::set_target_initiators:
-        registry_.set_target_initiators(s.target, s.target_cfg.allowed_initiators);
+        registry_.catalog().set_target_initiators(s.target, s.target_cfg.allowed_initiators);
         break;
       case Kind::set_target_chap:
-        registry_.set_target_chap(s.target, s.target_cfg.chap);
+        registry_.catalog().set_target_chap(s.target, s.target_cfg.chap);
         break;
       case Kind::add_lun:
-        registry_.put_lun(s.target, s.lun_cfg, opened[{s.target, s.lun}]);
+        registry_.catalog().put_lun(s.target, s.lun_cfg, opened[{s.target, s.lun}]);
         break;
       case Kind::replace_lun:
-        registry_.put_lun(s.target, s.lun_cfg, opened[{s.target, s.lun}]);
+        registry_.catalog().put_lun(s.target, s.lun_cfg, opened[{s.target, s.lun}]);
         if (s.strengthens_ack) flush_what_writeback_left(s, running_);
         break;
       case Kind::remove_lun:
-        registry_.remove_lun(s.target, s.lun);
+        registry_.catalog().remove_lun(s.target, s.lun);
         break;
       case Kind::set_lun_initiators:
-        registry_.set_lun_initiators(s.target, s.lun, s.lun_cfg.allowed_initiators);
+        registry_.catalog().set_lun_initiators(s.target, s.lun, s.lun_cfg.allowed_initiators);
         break;
     }
     spdlog::info("admin: {}", s.description);
     applied.push_back(s.description);
   }
-  if (portals_changed) registry_.set_portals(next.portals);
+  if (portals_changed) registry_.catalog().set_portals(next.portals);
   for (const auto& n : plan.needs_restart) spdlog::warn("admin: not applied: {}", n);
   running_ = next;
   ++generation_;
@@ -411,8 +412,8 @@ void Service::reload_from_signal() {
 
 void Service::add_methods() {
   auto& d = dispatcher_;
-  add_fault_methods(d, registry_, running_.fault_testing.fault_injection);
-  add_copy_methods(d, registry_, [this](std::uint64_t key, std::function<void()> fn) {
+  add_fault_methods(d, registry_.catalog(), running_.fault_testing.fault_injection);
+  add_copy_methods(d, registry_.catalog(), [this](std::uint64_t key, std::function<void()> fn) {
     post_to_reactor(key, std::move(fn));
   });
 
@@ -453,7 +454,7 @@ void Service::add_methods() {
     auto only = p.optional_string("target");
     if (only) target_of(running_, *only);
     json out = json::array();
-    for_each_lu(registry_, only,
+    for_each_lu(registry_.catalog(), only,
                 [&](const iscsi::TargetEntry& entry, const scsi::LunMap& map, std::uint64_t n,
                     scsi::LogicalUnit& lu) {
                   json j{{"target", entry.name},
@@ -485,7 +486,7 @@ void Service::add_methods() {
     auto only = p.optional_string("target");
     if (only) target_of(running_, *only);
     json out = json::array();
-    for_each_lu(registry_, only,
+    for_each_lu(registry_.catalog(), only,
                 [&](const iscsi::TargetEntry& entry, const scsi::LunMap&, std::uint64_t n,
                     scsi::LogicalUnit& lu) {
                   if (!lu.stats()) return;
@@ -632,7 +633,7 @@ void Service::add_methods() {
     if (it == t.luns.end())
       throw RpcError(rpc_error::invalid_params,
                      "target " + t.name + " has no LUN " + std::to_string(n));
-    auto lu = registry_.find_target(t.name)->luns()->find(n);
+    auto lu = registry_.catalog().find_target(t.name)->luns()->find(n);
     std::uint64_t now = lu ? lu->backend().size_bytes() : 0;
     if (size < now)
       throw RpcError(rpc_error::invalid_params,

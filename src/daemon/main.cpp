@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
       ringtgt::daemon::WaitingLuns& w;
       ~StopRetries() { w.stop(); }
     } stop_retries{waiting};
-    ringtgt::daemon::SystemdNotifier notifier(server.io(), registry, server);
+    ringtgt::daemon::SystemdNotifier notifier(server.io(), registry.catalog(), server);
     ringtgt::admin::Service admin(cfg, RINGTGT_VERSION, registry, server);
     ringtgt::admin::AdminServer admin_socket(server.io(), admin.dispatcher());
     // Signals are caught before the portals open, so a SIGTERM that comes
@@ -180,16 +180,18 @@ int main(int argc, char** argv) {
     std::unique_ptr<ringtgt::metrics::Endpoint> metrics_endpoint;
     if (cfg.metrics.listen) {
       collector = std::make_shared<ringtgt::metrics::Collector>();
-      collector->set_catalog(ringtgt::daemon::build_catalog(registry, server));
+      collector->set_catalog(ringtgt::daemon::build_catalog(registry.catalog(), server));
       metrics_endpoint =
           std::make_unique<ringtgt::metrics::Endpoint>(cfg.metrics.listen->to_string(), collector);
       spdlog::info("metrics on http://{}/metrics", cfg.metrics.listen->to_string());
       // Targets and LUNs added or removed live are scraped from then on.
-      admin.on_applied(
-          [&] { collector->set_catalog(ringtgt::daemon::build_catalog(registry, server)); });
+      admin.on_applied([&] {
+        collector->set_catalog(ringtgt::daemon::build_catalog(registry.catalog(), server));
+      });
     }
     waiting.start(server.io(), registry, [&] {
-      if (collector) collector->set_catalog(ringtgt::daemon::build_catalog(registry, server));
+      if (collector)
+        collector->set_catalog(ringtgt::daemon::build_catalog(registry.catalog(), server));
     });
     try {
       admin_socket.start(cfg.admin.socket, cfg.admin.group);
@@ -200,7 +202,8 @@ int main(int argc, char** argv) {
           "SIGHUP still reloads)",
           e.what());
     }
-    spdlog::info("{} workers, {} targets; ready", server.worker_count(), registry.targets().size());
+    spdlog::info("{} workers, {} targets; ready", server.worker_count(),
+                 registry.catalog().targets().size());
     notifier.ready();
     server.run();
   } catch (const ringtgt::reactor::IoUringUnavailable& e) {

@@ -6,16 +6,17 @@
 #include <limits>
 #include <string>
 
+#include "ringtgt/lun/copy_health.hpp"
 #include "ringtgt/reactor/buffer_pool.hpp"
 #include "ringtgt/storage/fault_injection.hpp"
 
 namespace ringtgt::daemon {
 
-std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& registry,
+std::shared_ptr<const metrics::Catalog> build_catalog(const net::TargetCatalog& catalog,
                                                       const net::Server& server) {
   auto cat = std::make_shared<metrics::Catalog>();
-  const auto& targets = registry.targets();
-  const auto& counters = registry.all_target_counters();
+  const auto& targets = catalog.targets();
+  const auto& counters = catalog.all_target_counters();
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const auto& t = *targets[i];
     cat->targets.push_back({t.name, i < counters.size() ? counters[i] : nullptr});
@@ -41,21 +42,41 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& regis
   return cat;
 }
 
-SystemdNotifier::SystemdNotifier(boost::asio::io_context& io, const net::Registry& registry,
+SystemdNotifier::SystemdNotifier(boost::asio::io_context& io, const net::TargetCatalog& targets,
                                  const net::Server& server)
-    : registry_(registry), server_(server), status_timer_(io), watchdog_timer_(io) {}
+    : targets_(targets), server_(server), status_timer_(io), watchdog_timer_(io) {}
 
 void SystemdNotifier::send_status(const char* prefix) {
   std::size_t sessions = 0;
-  for (const auto& c : registry_.all_target_counters())
+  for (const auto& c : targets_.all_target_counters())
     sessions += static_cast<std::size_t>(c->sessions.load(std::memory_order_relaxed));
   std::size_t connections = 0;
   for (const auto& w : server_.workers()) connections += w->connection_count();
   std::string msg = std::string(prefix) + "STATUS=serving " +
-                    std::to_string(registry_.targets().size()) + " targets, " +
+                    std::to_string(targets_.targets().size()) + " targets, " +
                     std::to_string(sessions) + " sessions, " + std::to_string(connections) +
-                    " connections";
+                    " connections" + degraded_luns();
   sd_notify(0, msg.c_str());
+}
+
+// "; DEGRADED: <target> LUN n: 1 of 3 copies out of sync (disk3)" for each
+// mirrored LUN short of copies: `systemctl status` is where an operator looks
+// first, and a LUN that survives nothing more must show there.
+std::string SystemdNotifier::degraded_luns() const {
+  std::string text;
+  for (const auto& t : targets_.targets()) {
+    const auto map = t->luns();
+    for (std::uint64_t n : map->luns()) {
+      auto lu = map->find(n);
+      auto mirror = lu ? lu->backend().mirror_counters() : nullptr;
+      if (!mirror) continue;
+      if (auto what = lun::degraded_copies(*mirror)) {
+        text += (text.empty() ? "; DEGRADED: " : "; ") + t->name + " LUN " + std::to_string(n) +
+                ": " + *what;
+      }
+    }
+  }
+  return text;
 }
 
 void SystemdNotifier::ready() {

@@ -6,24 +6,26 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/metrics/watchdog.hpp"
-#include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/server.hpp"
+#include "ringtgt/net/target_catalog.hpp"
 
 namespace ringtgt::daemon {
 
 // Every LUN, target and worker of a running server, for the collector.
-std::shared_ptr<const metrics::Catalog> build_catalog(const net::Registry& registry,
+std::shared_ptr<const metrics::Catalog> build_catalog(const net::TargetCatalog& targets,
                                                       const net::Server& server);
 
 // sd_notify beyond READY=1: STATUS= every few seconds ("serving N targets, M
-// sessions") and, when systemd asks for a watchdog (WatchdogSec=), WATCHDOG=1
-// only while every reactor's heartbeat advances. Runs on the control thread.
+// sessions", and which mirrored LUNs are short of copies) and, when systemd asks for a watchdog
+// (WatchdogSec=), WATCHDOG=1 only while every reactor's heartbeat advances. Runs on the control
+// thread.
 class SystemdNotifier {
  public:
-  SystemdNotifier(boost::asio::io_context& io, const net::Registry& registry,
+  SystemdNotifier(boost::asio::io_context& io, const net::TargetCatalog& targets,
                   const net::Server& server);
   // Sends READY=1 with the first STATUS= and starts the timers.
   void ready();
@@ -32,10 +34,11 @@ class SystemdNotifier {
 
  private:
   void send_status(const char* prefix);
+  std::string degraded_luns() const;
   void arm_status();
   void arm_watchdog();
 
-  const net::Registry& registry_;
+  const net::TargetCatalog& targets_;
   const net::Server& server_;
   boost::asio::steady_timer status_timer_;
   boost::asio::steady_timer watchdog_timer_;

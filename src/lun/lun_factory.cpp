@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "ringtgt/lun/redundancy.hpp"
+#include "redundancy.hpp"
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/storage/fault_injecting_engine.hpp"
 #include "ringtgt/storage/fault_injection.hpp"

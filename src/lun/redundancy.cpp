@@ -1,4 +1,4 @@
-#include "ringtgt/lun/redundancy.hpp"
+#include "redundancy.hpp"
 
 #include <map>
 #include <vector>

@@ -10,7 +10,7 @@
 
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/net/registry.hpp"
-#include "ringtgt/net/worker.hpp"
+#include "ringtgt/reactor/buffer_pool.hpp"
 
 namespace ringtgt::net {
 
@@ -18,9 +18,10 @@ namespace {
 std::atomic<std::uint64_t> next_connection_id{1};  // once per accepted connection
 }  // namespace
 
-SocketConnection::SocketConnection(Worker& worker, Registry& registry, int fd, std::string peer,
-                                   std::string local)
-    : worker_(worker),
+SocketConnection::SocketConnection(reactor::Reactor& reactor, unsigned worker_index,
+                                   Registry& registry, int fd, std::string peer, std::string local)
+    : reactor_(reactor),
+      worker_index_(worker_index),
       registry_(registry),
       fd_(fd),
       peer_(std::move(peer)),
@@ -39,7 +40,7 @@ SocketConnection::~SocketConnection() {
 }
 
 void SocketConnection::start() {
-  spdlog::debug("connection from {} on {} (worker {})", peer_, local_, worker_.index());
+  spdlog::debug("connection from {} on {} (worker {})", peer_, local_, worker_index_);
   post_recv();
 }
 
@@ -52,8 +53,7 @@ void SocketConnection::post_recv() {
       plan_.len - data_have_ >= kDirectThreshold) {
     // Large payload: straight into the task's buffer, no copy.
     direct_recv_ = true;
-    worker_.reactor().recv(fd_, plan_.dest + data_have_, plan_.len - data_have_, MSG_WAITALL,
-                           &recv_op_);
+    reactor_.recv(fd_, plan_.dest + data_have_, plan_.len - data_have_, MSG_WAITALL, &recv_op_);
     return;
   }
   direct_recv_ = false;
@@ -63,7 +63,7 @@ void SocketConnection::post_recv() {
     rx_end_ -= rx_begin_;
     rx_begin_ = 0;
   }
-  worker_.reactor().recv(fd_, rx_.get() + rx_end_, kRxSize - rx_end_, 0, &recv_op_);
+  reactor_.recv(fd_, rx_.get() + rx_end_, kRxSize - rx_end_, 0, &recv_op_);
 }
 
 void SocketConnection::on_recv(int result) {
@@ -209,7 +209,7 @@ void SocketConnection::try_send() {
   msg_.msg_iov = iov_.data();
   msg_.msg_iovlen = n;
   send_inflight_ = true;
-  worker_.reactor().sendmsg(fd_, &msg_, 0, &send_op_);
+  reactor_.sendmsg(fd_, &msg_, 0, &send_op_);
 }
 
 void SocketConnection::on_sent(int result) {
@@ -279,7 +279,7 @@ void SocketConnection::maybe_finish() {
   conn_.shut_down();          // idempotent: drops output and tasks not yet running
   if (!conn_.idle()) return;  // tasks still in the SCSI layer; retried on tick
   if (registered_) {
-    registry_.session_ended(session_id(), conn_.tsih());
+    registry_.sessions().session_ended(session_id(), conn_.tsih());
     registered_ = false;
     if (target_counters_) {
       target_counters_->sessions.fetch_sub(1, std::memory_order_relaxed);
@@ -304,10 +304,10 @@ void SocketConnection::abort_tasks_elsewhere(std::optional<std::uint64_t> lun,
                                              std::function<void()> done) {
   // The answer is posted to this worker after every other session's; this
   // connection may have gone by then, and with it what done refers to.
-  registry_.abort_tasks_elsewhere(conn_.target_name(), lun, this,
-                                  [self = weak_from_this(), done = std::move(done)] {
-                                    if (auto alive = self.lock()) done();
-                                  });
+  registry_.sessions().abort_tasks_elsewhere(conn_.target_name(), lun, this,
+                                             [self = weak_from_this(), done = std::move(done)] {
+                                               if (auto alive = self.lock()) done();
+                                             });
 }
 
 void SocketConnection::on_tick(reactor::Clock::time_point now) {
@@ -322,36 +322,46 @@ void SocketConnection::on_tick(reactor::Clock::time_point now) {
 
 // ---------------------------------------------------------------- host
 
+iscsi::IoBuffer SocketConnection::acquire_buffer(std::size_t min_size) {
+  // The reactor thread's own pool: no lock, and reused once warm.
+  std::size_t size = std::max(min_size, reactor::BufferPool::kMinSize);
+  return {reactor::BufferPool::local().acquire(size), size};
+}
+
+void SocketConnection::release_buffer(iscsi::IoBuffer buffer) {
+  reactor::BufferPool::local().release(buffer.data, buffer.size);
+}
+
 std::optional<iscsi::AuthPolicy> SocketConnection::auth_policy(iscsi::SessionType type,
                                                                std::string_view target) {
-  return registry_.auth_policy(type, target);
+  return registry_.catalog().auth_policy(type, target);
 }
 
 std::shared_ptr<const iscsi::TargetEntry> SocketConnection::find_target(std::string_view name) {
   // A target limited to other portals is not there for this connection.
-  if (!registry_.offered_on(name, local_)) {
+  if (!registry_.catalog().offered_on(name, local_)) {
     spdlog::info("{}: target {} is not offered on portal {} (target.portals)", peer_, name, local_);
     return nullptr;
   }
-  return registry_.find_target(name);
+  return registry_.catalog().find_target(name);
 }
 
 void SocketConnection::append_send_targets(std::string_view initiator, std::string_view which,
                                            std::string& out) {
-  registry_.append_send_targets(initiator, which, local_, out);
+  registry_.catalog().append_send_targets(initiator, which, local_, out);
 }
 
 std::uint16_t SocketConnection::session_started(const iscsi::SessionParams& params,
                                                 std::uint64_t isid) {
-  const std::uint16_t tsih = registry_.session_started(
-      {params.initiator_name, isid, params.target_name}, &worker_, weak_from_this(), local_);
+  const std::uint16_t tsih = registry_.sessions().session_started(
+      {params.initiator_name, isid, params.target_name}, &reactor_, weak_from_this(), local_);
   registered_ = tsih != 0;
   if (!registered_) return 0;  // over a session limit: the login is refused
   metrics::count_login_success();
   if (params.session_type == iscsi::SessionType::discovery) {
     metrics::global().discovery_sessions.fetch_add(1, std::memory_order_relaxed);
     discovery_counted_ = true;
-  } else if ((target_counters_ = registry_.target_counters(params.target_name))) {
+  } else if ((target_counters_ = registry_.catalog().target_counters(params.target_name))) {
     target_counters_->sessions.fetch_add(1, std::memory_order_relaxed);
     target_counters_->connections.fetch_add(1, std::memory_order_relaxed);
   }
@@ -388,10 +398,10 @@ void SocketConnection::login_failed(iscsi::LoginFailure why, const std::string& 
 void SocketConnection::after_reinstated_session(std::function<void()> ready) {
   // Posted from the worker of the last old session to end; this connection may
   // be gone by then.
-  registry_.after_reinstated(session_id(), conn_.tsih(), &worker_,
-                             [self = weak_from_this(), ready = std::move(ready)] {
-                               if (auto alive = self.lock()) ready();
-                             });
+  registry_.sessions().after_reinstated(session_id(), conn_.tsih(), &reactor_,
+                                        [self = weak_from_this(), ready = std::move(ready)] {
+                                          if (auto alive = self.lock()) ready();
+                                        });
 }
 
 SessionId SocketConnection::session_id() const {

@@ -6,8 +6,6 @@
 #include <algorithm>
 
 #include "ringtgt/metrics/counters.hpp"
-
-#include "ringtgt/net/registry.hpp"
 #include "ringtgt/net/socket_connection.hpp"
 
 namespace ringtgt::net {
@@ -48,8 +46,8 @@ void Worker::adopt(int fd, std::string peer, std::string local) {
       ::close(fd);
       return;
     }
-    auto c =
-        std::make_shared<SocketConnection>(*this, registry_, fd, std::move(peer), std::move(local));
+    auto c = std::make_shared<SocketConnection>(reactor_, index_, registry_, fd, std::move(peer),
+                                                std::move(local));
     conns_.push_back(c);
     count_.store(conns_.size());
     c->start();

@@ -1,12 +1,12 @@
 // The command table (command_table.hpp): one row per command a logical unit
 // knows. Rows of one opcode sit together, ordered by service action, and the
 // opcodes ascend: REPORT SUPPORTED OPERATION CODES lists them in this order.
-#include "ringtgt/scsi/command_table.hpp"
+#include "command_table.hpp"
 
 #include <algorithm>
 
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi::detail {
 

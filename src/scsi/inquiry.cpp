@@ -4,8 +4,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi::detail {
 

@@ -10,13 +10,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
+#include "commands.hpp"
 #include "ringtgt/common/atomic_file.hpp"
+#include "ringtgt/reactor/foreign_completions.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 
 namespace ringtgt::scsi {
@@ -160,6 +163,25 @@ void LogicalUnit::persistent_reserve_in(Task& task) {
   detail::finish_data_in(task, data->data(), data->size(), alloc);
 }
 
+namespace {
+
+// Runs a function on the reactor thread that expected it, when
+// ForeignCompletions hands it back: how a job of the state writer returns.
+class OnHomeReactor final : public reactor::IoOp {
+ public:
+  explicit OnHomeReactor(std::function<void()> fn) : fn_(std::move(fn)) {}
+  void on_complete(int) override {
+    std::function<void()> fn = std::move(fn_);
+    delete this;
+    fn();
+  }
+
+ private:
+  std::function<void()> fn_;
+};
+
+}  // namespace
+
 void LogicalUnit::persistent_reserve_out(Task& task) {
   const std::uint32_t len = get_be32(&task.cdb[5]);
   task.transfer_length = len;
@@ -168,26 +190,62 @@ void LogicalUnit::persistent_reserve_out(Task& task) {
     task.fail(sense::parameter_list_length_error);
     return task.complete();
   }
-  const std::string port = task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
+  std::string port = task.nexus != nullptr ? initiator_port_name(*task.nexus) : std::string{};
+  reactor::IoEngine* engine = reactor::IoEngine::current();
+  reactor::ForeignCompletions* home = engine != nullptr ? engine->foreign_completions() : nullptr;
+  if (params_.pr_state_path.empty() || home == nullptr) {
+    const PrOutcome o = decide_reserve_out(task, port, have);
+    return finish_reserve_out(task, port, o);
+  }
+  // With APTPL the change is durable before it takes effect: fsyncs that
+  // must not stall the reactor's other connections. So every PERSISTENT
+  // RESERVE OUT of a LU with a state file is decided on its state writer, one
+  // after another, and this reactor finishes the command.
+  home->expect();
+  state_writer_.post([this, &task, port = std::move(port), have, home] {
+    auto o = std::make_shared<PrOutcome>(decide_reserve_out(task, port, have));
+    home->complete(
+        new OnHomeReactor([this, &task, port, o] { finish_reserve_out(task, port, *o); }), 0);
+  });
+}
+
+PrOutcome LogicalUnit::decide_reserve_out(const Task& task, const std::string& port,
+                                          std::size_t have) {
+  PersistentReservations next;
   PrOutcome o;
   {
     std::lock_guard lock(state_mutex_);
-    PersistentReservations next = reservations_;
+    next = reservations_;
     o = next.out(port, task.cdb.data(), task.buffer, have);
-    if (o.changed) {
-      if ((next.aptpl() || reservations_.aptpl()) && !store_reservations(next)) {
-        o = PrOutcome{};
-        o.status = Status::check_condition;
-        o.sense = sense::internal_target_failure;
-      } else {
-        reservations_ = std::move(next);
-        for (const auto& ua : o.unit_attentions) {
-          unit_attentions_.post(ua.initiator_port, ua.asc, ua.ascq);
-        }
-        state_generation_.fetch_add(1, std::memory_order_release);
-      }
+    if (!o.changed) return o;
+    if (params_.pr_state_path.empty() || (!next.aptpl() && !reservations_.aptpl())) {
+      apply_reservations(std::move(next), o);
+      return o;
     }
   }
+  // Written without state_mutex_, which every reactor takes: only PERSISTENT
+  // RESERVE OUT changes reservations_, and with a state file they all run on
+  // state_writer_, one at a time, so nothing changes it meanwhile.
+  if (!store_reservations(next)) {
+    o = PrOutcome{};
+    o.status = Status::check_condition;
+    o.sense = sense::internal_target_failure;
+    return o;
+  }
+  std::lock_guard lock(state_mutex_);
+  apply_reservations(std::move(next), o);
+  return o;
+}
+
+void LogicalUnit::apply_reservations(PersistentReservations next, const PrOutcome& o) {
+  reservations_ = std::move(next);
+  for (const auto& ua : o.unit_attentions) {
+    unit_attentions_.post(ua.initiator_port, ua.asc, ua.ascq);
+  }
+  state_generation_.fetch_add(1, std::memory_order_release);
+}
+
+void LogicalUnit::finish_reserve_out(Task& task, const std::string& port, const PrOutcome& o) {
   if (o.status == Status::check_condition) {
     if (o.cdb_field >= 0) {
       task.fail_cdb_field(static_cast<std::uint16_t>(o.cdb_field));

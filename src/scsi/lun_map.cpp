@@ -2,8 +2,8 @@
 #include <cstring>
 #include <ranges>
 
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/scsi/lun_addressing.hpp"
 

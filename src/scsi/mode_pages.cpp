@@ -5,8 +5,8 @@
 // and is not changeable.
 #include <cstring>
 
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi::detail {
 

@@ -9,8 +9,8 @@
 // defaults as the saved values. The settings last until the daemon restarts.
 #include <cstring>
 
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi {
 

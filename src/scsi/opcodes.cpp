@@ -2,9 +2,9 @@
 // executes, with the CDB bits it examines, as the command table lists them.
 #include <cstring>
 
+#include "command_table.hpp"
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/command_table.hpp"
-#include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi::detail {
 

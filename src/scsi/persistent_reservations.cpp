@@ -7,8 +7,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "command_table.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/command_table.hpp"
 
 namespace ringtgt::scsi {
 

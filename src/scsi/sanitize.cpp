@@ -28,10 +28,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "commands.hpp"
 #include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 
 namespace ringtgt::scsi {

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "commands.hpp"
 #include "ringtgt/scsi/cdb.hpp"
-#include "ringtgt/scsi/commands.hpp"
 
 namespace ringtgt::scsi {
 

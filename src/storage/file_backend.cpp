@@ -15,8 +15,8 @@
 #include <string>
 #include <system_error>
 
-#include "ringtgt/storage/group_commit.hpp"
-#include "ringtgt/storage/transfer.hpp"
+#include "group_commit.hpp"
+#include "transfer.hpp"
 
 namespace ringtgt::storage {
 

@@ -1,4 +1,4 @@
-#include "ringtgt/storage/group_commit.hpp"
+#include "group_commit.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-#include "ringtgt/storage/transfer.hpp"
+#include "transfer.hpp"
 
 #include <spdlog/spdlog.h>
 

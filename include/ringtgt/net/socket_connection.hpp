@@ -11,28 +11,30 @@
 #include "ringtgt/iscsi/connection.hpp"
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/net/session_id.hpp"
+#include "ringtgt/net/session_peer.hpp"
 #include "ringtgt/reactor/reactor.hpp"
 
 namespace ringtgt::net {
 
 class Registry;
-class Worker;
 
+// Lives on one reactor (its worker's, numbered worker_index) and is owned by
+// that worker; knows the worker no further than its reactor and number.
 class SocketConnection final : public iscsi::ConnectionHost,
+                               public SessionPeer,
                                public std::enable_shared_from_this<SocketConnection> {
  public:
-  SocketConnection(Worker& worker, Registry& registry, int fd, std::string peer, std::string local);
+  SocketConnection(reactor::Reactor& reactor, unsigned worker_index, Registry& registry, int fd,
+                   std::string peer, std::string local);
   ~SocketConnection();
 
   void start();
-  // Reactor thread: flush what is queued, then close.
-  void close(const char* why);
-  // Reactor thread: another nexus ended this session's tasks for LUN lun (every LUN:
-  // nullopt) of target: a PREEMPT AND ABORT, a reset or a CLEAR TASK SET
-  // (iscsi::Connection::abort_tasks_from_elsewhere). A session of another target has
-  // nothing to abort there: done at once.
+  // SessionPeer, reactor thread. close: flush what is queued, then close.
+  // abort_tasks: iscsi::Connection::abort_tasks_from_elsewhere, if this session is one
+  // of target.
+  void close(const char* why) override;
   void abort_tasks(const std::string& target, std::optional<std::uint64_t> lun,
-                   const scsi::Task* keep, std::function<void()> done);
+                   const scsi::Task* keep, std::function<void()> done) override;
   // Called on every tick: time-outs, and the last step of a close.
   void on_tick(reactor::Clock::time_point now);
   // Closed and every task returned: the worker may drop it.
@@ -59,6 +61,9 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void abort_tasks_elsewhere(std::optional<std::uint64_t> lun, std::function<void()> done) override;
   std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
                                                std::string_view target) override;
+  iscsi::IoBuffer acquire_buffer(std::size_t min_size) override;
+  void release_buffer(iscsi::IoBuffer buffer) override;
+  metrics::GlobalCounters& counters() override { return metrics::global(); }
 
  private:
   struct Op final : reactor::IoOp {
@@ -79,7 +84,8 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void maybe_finish();
   SessionId session_id() const;
 
-  Worker& worker_;
+  reactor::Reactor& reactor_;
+  unsigned worker_index_;
   Registry& registry_;
   int fd_;
   std::string peer_, local_;

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "ringtgt/common/serial_worker.hpp"
 #include "ringtgt/scsi/persistent_reservations.hpp"
 #include "ringtgt/scsi/sanitize.hpp"
 #include "ringtgt/scsi/task.hpp"
@@ -225,7 +226,13 @@ class LogicalUnit : public std::enable_shared_from_this<LogicalUnit> {
   // Completes task (the PREEMPT AND ABORT of port `by`) once the transport
   // aborted the tasks of `nexuses` (initiator port names).
   void abort_preempted(Task& task, const std::string& by, const std::vector<std::string>& nexuses);
-  bool store_reservations(const PersistentReservations& next);  // state_mutex_ held
+  // PERSISTENT RESERVE OUT in two halves: the decision, which stores the
+  // APTPL file (on state_writer_ when the LU has one), and the answer on the
+  // task's own reactor.
+  PrOutcome decide_reserve_out(const Task& task, const std::string& port, std::size_t have);
+  void apply_reservations(PersistentReservations next, const PrOutcome& o);  // state_mutex_ held
+  void finish_reserve_out(Task& task, const std::string& port, const PrOutcome& o);
+  bool store_reservations(const PersistentReservations& next);
   void load_reservations();
   // SANITIZE (sanitize.cpp): whether a sanitize in progress or its failure
   // mode ends task here (it then completed it); a SANITIZE the LU does not
@@ -277,6 +284,10 @@ class LogicalUnit : public std::enable_shared_from_this<LogicalUnit> {
 
   std::mutex caw_mutex_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> caw_ranges_;  // first LBA, blocks
+
+  // The APTPL file's writes, off the reactors. Last: its jobs use the members
+  // above, and its destructor waits for them.
+  common::SerialWorker state_writer_;
 };
 
 // The logical units of one target, by LUN number. Answers what no single LU

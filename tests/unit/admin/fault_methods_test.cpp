@@ -1,6 +1,6 @@
 // fault.inject|list|clear over a registry whose LUNs the factory opened with
 // fault injection, and their refusals.
-#include "ringtgt/admin/fault_methods.hpp"
+#include "fault_methods.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "ringtgt/lun/lun_factory.hpp"
+#include "ringtgt/net/registry.hpp"
 #include "ringtgt/storage/fault_injection.hpp"
 
 namespace ringtgt::admin {
@@ -40,9 +41,11 @@ net::LunOpener opener(const config::Config& cfg, bool faults) {
 // injection, and the fault methods over it.
 struct FaultyTarget {
   explicit FaultyTarget(bool faults) : cfg(one_lun(tmp.path)), reg(cfg, opener(cfg, faults)) {
-    add_fault_methods(d, reg, faults);
+    add_fault_methods(d, reg.catalog(), faults);
   }
-  storage::Backend& backend() { return reg.find_target(kTarget)->luns()->find(0)->backend(); }
+  storage::Backend& backend() {
+    return reg.catalog().find_target(kTarget)->luns()->find(0)->backend();
+  }
   TempDir tmp;
   config::Config cfg;
   net::Registry reg;

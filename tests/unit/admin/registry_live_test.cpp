@@ -47,38 +47,39 @@ TEST(RegistryLive, LunAddedAndRemovedThroughANewMap) {
   TempDir tmp;
   const auto cfg = one_target(tmp.path);
   Registry reg(cfg, factory_of(cfg));
-  auto entry = reg.find_target("iqn.2025-01.com.example:a");
+  auto entry = reg.catalog().find_target("iqn.2025-01.com.example:a");
   ASSERT_TRUE(entry);
   auto held = entry->luns();  // what a session runs on
   const auto v0 = entry->luns_version();
 
   auto l2 = lun(2, tmp.path / "a2.img", 2u << 20);
-  reg.put_lun(entry->name, l2, reg.open_lun(entry->name, l2));
+  reg.catalog().put_lun(entry->name, l2, reg.open_lun(entry->name, l2));
   EXPECT_GT(entry->luns_version(), v0);
   EXPECT_EQ(entry->luns()->luns(), (std::vector<std::uint64_t>{1, 2}));
   EXPECT_EQ(held->luns(), (std::vector<std::uint64_t>{1}));  // the old map is untouched
   EXPECT_EQ(fs::file_size(tmp.path / "a2.img"), 2u << 20);
 
   auto lu1 = entry->luns()->find(1);
-  reg.remove_lun(entry->name, 1);
+  reg.catalog().remove_lun(entry->name, 1);
   EXPECT_EQ(entry->luns()->luns(), (std::vector<std::uint64_t>{2}));
   EXPECT_EQ(held->find(1), lu1);  // in-flight commands on the held map keep their LU
-  EXPECT_THROW(reg.remove_lun(entry->name, 1), std::runtime_error);
+  EXPECT_THROW(reg.catalog().remove_lun(entry->name, 1), std::runtime_error);
 }
 
 TEST(RegistryLive, ResizeGrowsFileAndBlockCount) {
   TempDir tmp;
   const auto cfg = one_target(tmp.path);
   Registry reg(cfg, factory_of(cfg));
-  auto lu = reg.find_target("iqn.2025-01.com.example:a")->luns()->find(1);
+  auto lu = reg.catalog().find_target("iqn.2025-01.com.example:a")->luns()->find(1);
   ASSERT_TRUE(lu);
   EXPECT_EQ(lu->block_count(), 2048u);
-  reg.resize_lun("iqn.2025-01.com.example:a", 1, 4u << 20);
+  reg.catalog().resize_lun("iqn.2025-01.com.example:a", 1, 4u << 20);
   EXPECT_EQ(lu->block_count(), 8192u);
   EXPECT_EQ(lu->backend().size_bytes(), 4u << 20);
   EXPECT_EQ(fs::file_size(tmp.path / "a1.img"), 4u << 20);
-  EXPECT_THROW(reg.resize_lun("iqn.2025-01.com.example:a", 1, 1u << 20), std::runtime_error);
-  EXPECT_THROW(reg.resize_lun("iqn.2025-01.com.example:a", 1, (4u << 20) + 100),
+  EXPECT_THROW(reg.catalog().resize_lun("iqn.2025-01.com.example:a", 1, 1u << 20),
+               std::runtime_error);
+  EXPECT_THROW(reg.catalog().resize_lun("iqn.2025-01.com.example:a", 1, (4u << 20) + 100),
                std::runtime_error);  // not a multiple of the block size
   EXPECT_EQ(lu->block_count(), 8192u);
 }
@@ -87,29 +88,29 @@ TEST(RegistryLive, TargetsComeAndGoWhileHoldersKeepTheirs) {
   TempDir tmp;
   const auto cfg = one_target(tmp.path);
   Registry reg(cfg, factory_of(cfg));
-  auto old = reg.find_target("iqn.2025-01.com.example:a");
+  auto old = reg.catalog().find_target("iqn.2025-01.com.example:a");
   config::Target b;
   b.name = "iqn.2025-01.com.example:b";
   b.allowed_initiators = {"iqn.2025-01.com.example:i"};
   b.luns.push_back(lun(0, tmp.path / "b0.img", 1u << 20));
-  reg.add_target(b);
-  EXPECT_THROW(reg.add_target(b), std::runtime_error);
-  auto eb = reg.find_target(b.name);
+  reg.catalog().add_target(b);
+  EXPECT_THROW(reg.catalog().add_target(b), std::runtime_error);
+  auto eb = reg.catalog().find_target(b.name);
   ASSERT_TRUE(eb);
   EXPECT_TRUE(eb->allows("iqn.2025-01.com.example:i"));
   EXPECT_FALSE(eb->allows("iqn.2025-01.com.example:j"));
-  reg.set_target_initiators(b.name, {});
+  reg.catalog().set_target_initiators(b.name, {});
   EXPECT_TRUE(eb->allows("iqn.2025-01.com.example:j"));
 
   std::string out;
-  reg.append_send_targets("iqn.2025-01.com.example:j", "All", "127.0.0.1:3260", out);
+  reg.catalog().append_send_targets("iqn.2025-01.com.example:j", "All", "127.0.0.1:3260", out);
   EXPECT_NE(out.find(b.name), std::string::npos);
 
-  reg.remove_target("iqn.2025-01.com.example:a");
-  EXPECT_FALSE(reg.find_target("iqn.2025-01.com.example:a"));
-  EXPECT_EQ(reg.targets().size(), 1u);
+  reg.catalog().remove_target("iqn.2025-01.com.example:a");
+  EXPECT_FALSE(reg.catalog().find_target("iqn.2025-01.com.example:a"));
+  EXPECT_EQ(reg.catalog().targets().size(), 1u);
   EXPECT_EQ(old->luns()->luns(), (std::vector<std::uint64_t>{1}));  // a session's entry lives on
-  EXPECT_THROW(reg.remove_target("iqn.2025-01.com.example:a"), std::runtime_error);
+  EXPECT_THROW(reg.catalog().remove_target("iqn.2025-01.com.example:a"), std::runtime_error);
 }
 
 TEST(RegistryLive, OpenLunFailureNamesTargetAndLun) {
@@ -173,7 +174,7 @@ config::Config copy_targets_config(const fs::path& dir, bool a_has_chap) {
 }
 
 std::uint64_t designator_of(const Registry& reg, const std::string& target, std::uint64_t lun) {
-  return scsi::naa_designator(reg.find_target(target)->luns()->find(lun)->params());
+  return scsi::naa_designator(reg.catalog().find_target(target)->luns()->find(lun)->params());
 }
 
 TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
@@ -182,15 +183,15 @@ TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
   Registry reg(cfg, factory_of(cfg));
   const std::string me = "iqn.2025-01.com.example:me";
   const std::uint64_t isid = 0x23d000000001ull;
-  const std::uint16_t tsih =
-      reg.session_started({me, isid, "iqn.2025-01.com.example:a"}, nullptr, {}, "127.0.0.1:3260");
+  const std::uint16_t tsih = reg.sessions().session_started({me, isid, "iqn.2025-01.com.example:a"},
+                                                            nullptr, {}, "127.0.0.1:3260");
   ASSERT_NE(tsih, 0);
   const scsi::Nexus nexus{me, "iqn.2025-01.com.example:a", isid << 16 | tsih, {}};
   auto find = [&](const std::string& target, std::uint64_t lun) {
     return reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:" + target, lun),
                                 nexus);
   };
-  auto a1 = reg.find_target("iqn.2025-01.com.example:a")->luns()->find(1);
+  auto a1 = reg.catalog().find_target("iqn.2025-01.com.example:a")->luns()->find(1);
   EXPECT_EQ(find("a", 1), a1);
   EXPECT_TRUE(find("a", 0));
   EXPECT_FALSE(find("a", 2));  // masked to another initiator
@@ -203,12 +204,12 @@ TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
 
   // The LUs carry it as their resolver.
   EXPECT_EQ(a1->copy_targets()(designator_of(reg, "iqn.2025-01.com.example:b", 0), nexus),
-            reg.find_target("iqn.2025-01.com.example:b")->luns()->find(0));
+            reg.catalog().find_target("iqn.2025-01.com.example:b")->luns()->find(0));
 
   // From the second portal, f is there.
   const std::uint64_t isid2 = 0x23d000000002ull;
-  const std::uint16_t tsih2 =
-      reg.session_started({me, isid2, "iqn.2025-01.com.example:a"}, nullptr, {}, "127.0.0.2:3260");
+  const std::uint16_t tsih2 = reg.sessions().session_started(
+      {me, isid2, "iqn.2025-01.com.example:a"}, nullptr, {}, "127.0.0.2:3260");
   const scsi::Nexus there{me, "iqn.2025-01.com.example:a", isid2 << 16 | tsih2, {}};
   EXPECT_TRUE(reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:f", 0), there));
   // A nexus whose session the registry does not know: no portal, so only targets
@@ -219,11 +220,12 @@ TEST(RegistryCopyTargets, WhatTheInitiatorCouldLogInToAndSee) {
 
   // Live changes count: b's ACL no longer admits me; LUN 1 of a is removed (what a copy
   // already holds stays valid).
-  reg.set_target_initiators("iqn.2025-01.com.example:b", {"iqn.2025-01.com.example:other"});
+  reg.catalog().set_target_initiators("iqn.2025-01.com.example:b",
+                                      {"iqn.2025-01.com.example:other"});
   EXPECT_FALSE(find("b", 0));
   const std::uint64_t a1_designator = designator_of(reg, "iqn.2025-01.com.example:a", 1);
   auto held = reg.find_copy_target(a1_designator, nexus);
-  reg.remove_lun("iqn.2025-01.com.example:a", 1);
+  reg.catalog().remove_lun("iqn.2025-01.com.example:a", 1);
   EXPECT_FALSE(reg.find_copy_target(a1_designator, nexus));
   ASSERT_TRUE(held);
   EXPECT_EQ(held->block_count(), 2048u);
@@ -234,8 +236,8 @@ TEST(RegistryCopyTargets, ChapTargetsNeedTheCredentialsTheSessionProved) {
   const auto cfg = copy_targets_config(tmp.path, true);
   Registry reg(cfg, factory_of(cfg));
   const std::string me = "iqn.2025-01.com.example:me";
-  const std::uint16_t tsih =
-      reg.session_started({me, 1, "iqn.2025-01.com.example:a"}, nullptr, {}, "127.0.0.1:3260");
+  const std::uint16_t tsih = reg.sessions().session_started({me, 1, "iqn.2025-01.com.example:a"},
+                                                            nullptr, {}, "127.0.0.1:3260");
   const scsi::Nexus nexus{me, "iqn.2025-01.com.example:a", std::uint64_t{1} << 16 | tsih, {}};
   auto find = [&](const std::string& target) {
     return reg.find_copy_target(designator_of(reg, "iqn.2025-01.com.example:" + target, 0), nexus);

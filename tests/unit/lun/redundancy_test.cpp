@@ -1,5 +1,5 @@
 // What a mirrored LUN survives, as the daemon logs it at start.
-#include "ringtgt/lun/redundancy.hpp"
+#include "redundancy.hpp"
 
 #include <gtest/gtest.h>
 

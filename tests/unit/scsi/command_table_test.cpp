@@ -7,7 +7,7 @@
 #include <array>
 #include <memory>
 
-#include "ringtgt/scsi/command_table.hpp"
+#include "command_table.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
 #include "scsi_test_support.hpp"

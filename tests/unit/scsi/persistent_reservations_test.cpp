@@ -3,6 +3,9 @@
 // several I_T nexuses, then the APTPL file.
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -12,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "ringtgt/reactor/foreign_completions.hpp"
+#include "ringtgt/reactor/io_engine.hpp"
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/scsi/persistent_reservations.hpp"
@@ -805,6 +810,62 @@ TEST(LuPreemptAndAbort, NothingIsAbortedWhenTheAptplStateCannotBeStored) {
   EXPECT_EQ(f.calls, 0);
   expect_sense(t, 0x04, 0x44, 0x00);  // INTERNAL TARGET FAILURE
   EXPECT_TRUE(l.lu->persistent_reservations().registered("iqn.b,i,0x000000000002"));
+  std::filesystem::remove_all(dir);
+}
+
+// A reactor stand-in: an IoEngine whose ForeignCompletions wake an eventfd,
+// as Reactor's do, so a test can see when work comes back to "its" thread.
+struct HomeEngine final : reactor::IoEngine {
+  HomeEngine() : wake(::eventfd(0, EFD_CLOEXEC)), foreign(wake) { set_current(this); }
+  ~HomeEngine() override {
+    set_current(nullptr);
+    ::close(wake);
+  }
+  void read(int, void*, std::size_t, std::uint64_t, reactor::IoOp*) override {}
+  void write(int, const void*, std::size_t, std::uint64_t, int, reactor::IoOp*) override {}
+  void fsync(int, bool, reactor::IoOp*) override {}
+  void recv(int, void*, std::size_t, int, reactor::IoOp*) override {}
+  void sendmsg(int, const msghdr*, int, reactor::IoOp*) override {}
+  reactor::ForeignCompletions* foreign_completions() override { return &foreign; }
+  // Blocks until a foreign completion arrives, then runs it here.
+  void wait_and_drain() {
+    pollfd p{wake, POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "nothing came back from the state writer";
+    std::uint64_t n = 0;
+    ASSERT_EQ(::read(wake, &n, sizeof n), static_cast<ssize_t>(sizeof n));
+    foreign.drain();
+  }
+
+  int wake;
+  reactor::ForeignCompletions foreign;
+};
+
+TEST(LuPersistentReservations, AptplIsStoredOffTheReactorAndAnsweredOnIt) {
+  const std::string dir = temp_dir();
+  const std::string path = dir + "/state/pr.state";
+  Lu l(path, false);
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}};
+  HomeEngine home;
+  Out o = prout(0, 0, 0xa, 0, 0x01);  // REGISTER with APTPL
+  l.task = Task{};
+  l.owner.completions = 0;
+  std::copy(o.cdb, o.cdb + 10, l.task.cdb.begin());
+  l.task.owner = &l.owner;
+  l.task.nexus = &a;
+  l.buffer = o.params;
+  l.task.direction = DataDirection::to_device;
+  l.task.buffer = l.buffer.data();
+  l.task.buffer_len = static_cast<std::uint32_t>(l.buffer.size());
+  l.lu->execute(l.task);
+  // The reactor's thread returned before the file was written and synced.
+  EXPECT_EQ(l.owner.completions, 0);
+  EXPECT_EQ(home.foreign.outstanding(), 1u);
+  home.wait_and_drain();
+  EXPECT_EQ(l.owner.completions, 1);
+  EXPECT_EQ(l.task.status, Status::good);
+  EXPECT_TRUE(std::filesystem::exists(path));
+  EXPECT_TRUE(l.lu->persistent_reservations().aptpl());
+  EXPECT_EQ(home.foreign.outstanding(), 0u);
   std::filesystem::remove_all(dir);
 }
 

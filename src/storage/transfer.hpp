@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "group_commit.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
-#include "ringtgt/storage/group_commit.hpp"
 
 namespace ringtgt::storage {
 
