@@ -658,8 +658,8 @@ struct FakeAborter {
 // Starts a PERSISTENT RESERVE OUT on l's task without requiring it to
 // complete before execute returns.
 Task& start_out(Lu& l, const Nexus& n, std::uint8_t sa, std::uint64_t key, std::uint64_t sark,
-                std::uint8_t type) {
-  Out o = prout(sa, key, sark, type);
+                std::uint8_t type, std::uint8_t flags = 0) {
+  Out o = prout(sa, key, sark, type, flags);
   l.task = Task{};
   l.owner.completions = 0;
   std::copy(o.cdb, o.cdb + 10, l.task.cdb.begin());
@@ -846,17 +846,7 @@ TEST(LuPersistentReservations, AptplIsStoredOffTheReactorAndAnsweredOnIt) {
   Lu l(path, false);
   Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}};
   HomeEngine home;
-  Out o = prout(0, 0, 0xa, 0, 0x01);  // REGISTER with APTPL
-  l.task = Task{};
-  l.owner.completions = 0;
-  std::copy(o.cdb, o.cdb + 10, l.task.cdb.begin());
-  l.task.owner = &l.owner;
-  l.task.nexus = &a;
-  l.buffer = o.params;
-  l.task.direction = DataDirection::to_device;
-  l.task.buffer = l.buffer.data();
-  l.task.buffer_len = static_cast<std::uint32_t>(l.buffer.size());
-  l.lu->execute(l.task);
+  start_out(l, a, 0, 0, 0xa, 0, 0x01);  // REGISTER with APTPL
   // The reactor's thread returned before the file was written and synced.
   EXPECT_EQ(l.owner.completions, 0);
   EXPECT_EQ(home.foreign.outstanding(), 1u);
