@@ -203,9 +203,11 @@ void LogicalUnit::persistent_reserve_out(Task& task) {
   // after another, and this reactor finishes the command.
   home->expect();
   state_writer_.post([this, &task, port = std::move(port), have, home] {
-    auto o = std::make_shared<PrOutcome>(decide_reserve_out(task, port, have));
-    home->complete(
-        new OnHomeReactor([this, &task, port, o] { finish_reserve_out(task, port, *o); }), 0);
+    PrOutcome o = decide_reserve_out(task, port, have);
+    home->complete(new OnHomeReactor([this, &task, port, o = std::move(o)] {
+                     finish_reserve_out(task, port, o);
+                   }),
+                   0);
   });
 }
 
@@ -225,7 +227,8 @@ PrOutcome LogicalUnit::decide_reserve_out(const Task& task, const std::string& p
   }
   // Written without state_mutex_, which every reactor takes: only PERSISTENT
   // RESERVE OUT changes reservations_, and with a state file they all run on
-  // state_writer_, one at a time, so nothing changes it meanwhile.
+  // state_writer_, one at a time (on the calling thread only where no reactor
+  // runs, as in unit tests), so nothing changes it meanwhile.
   if (!store_reservations(next)) {
     o = PrOutcome{};
     o.status = Status::check_condition;
