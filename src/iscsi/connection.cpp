@@ -126,9 +126,10 @@ void TargetEntry::set_luns(std::shared_ptr<scsi::LunMap> map) {
 }
 
 void Connection::refresh_luns() {
-  // Commands executing now keep running on the maps they started on.
+  // Commands executing now keep running on the maps they started on, and
+  // those in a logical unit's task set run on that LU (LunMap::execute).
   for (IscsiTask* t = active_list_; t; t = t->next) {
-    if (t->state == IscsiTask::State::executing && !t->on_retired_luns) {
+    if ((t->state == IscsiTask::State::executing || t->task_set_lu) && !t->on_retired_luns) {
       t->on_retired_luns = true;
       ++tasks_on_retired_luns_;
     }
@@ -634,6 +635,7 @@ IscsiTask* Connection::acquire_task() {
 }
 
 void Connection::release_task(IscsiTask& t) {
+  if (t.task_set_lu) t.task_set_lu->leave_task_set(t);  // before its map may go
   if (t.buf) {
     if (t.reading) output_bytes_ -= t.buf_size;
     reactor::BufferPool::local().release(t.buf, t.buf_size);
@@ -699,6 +701,14 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
   std::memcpy(t->cdb.data(), bhs.cdb(), 16);
   t->lun = lun_of(bhs);
   t->unsolicited_done = bhs.final_bit();
+  // The task is in its logical unit's task set from now on (SAM-5), so that
+  // an abort reaches it while its Data-Out is still coming.
+  t->nexus = &nexus_;
+  t->owner = this;
+  if (target_) {
+    if (target_->luns_version() != luns_version_ || !luns_) refresh_luns();
+    luns_->enter_task_set(*t);
+  }
 
   auto fail_now = [&](scsi::SenseCode code) {
     t->state = IscsiTask::State::executing;
@@ -1137,8 +1147,9 @@ void Connection::task_management(const Bhs& bhs) {
   TmfResponse response = TmfResponse::complete;
   std::uint64_t lun = lun_of(bhs);
   std::vector<IscsiTask*> executing;  // aborted here, still in the SCSI layer
-  bool other_sessions = false;        // the function ends other nexuses' tasks too
-  std::optional<std::uint64_t> scope = lun;
+  // The task sets that abort, and which of their tasks.
+  std::vector<std::shared_ptr<scsi::LogicalUnit>> lus;
+  std::function<bool(const scsi::Task&)> aborted = [](const scsi::Task&) { return true; };
   switch (fn) {
     case TmfFunction::abort_task: {
       IscsiTask* t = find_task(bhs.ref_task_tag());
@@ -1165,18 +1176,21 @@ void Connection::task_management(const Bhs& bhs) {
         response = TmfResponse::lun_does_not_exist;
         break;
       }
-      executing = abort_tasks_of(lun, nullptr).executing;
       // ABORT TASK SET ends this nexus's tasks only; the task set is shared
       // (TST 000b), so CLEAR TASK SET and a reset end every nexus's.
-      other_sessions = fn != TmfFunction::abort_task_set;
-      if (fn == TmfFunction::logical_unit_reset) luns_->find(lun)->reset();
+      lus.push_back(luns_->find(lun));
+      if (fn == TmfFunction::abort_task_set)
+        aborted = [me = &nexus_](const scsi::Task& t) { return t.nexus == me; };
+      if (fn == TmfFunction::logical_unit_reset) lus.back()->reset();
       break;
     case TmfFunction::target_warm_reset:
     case TmfFunction::target_cold_reset:
+      // This session's tasks of every LUN (some may be in no task set), and
+      // every other nexus's in the task sets of the target's LUs.
       executing = abort_tasks_of(std::nullopt, nullptr).executing;
-      other_sessions = true;
-      scope.reset();
       if (target_->luns_version() != luns_version_ || !luns_) refresh_luns();
+      for (std::uint64_t l : luns_->luns()) lus.push_back(luns_->find(l));
+      aborted = [me = &nexus_](const scsi::Task& t) { return t.nexus != me; };
       luns_->reset_all();
       break;
     case TmfFunction::task_reassign:
@@ -1186,25 +1200,33 @@ void Connection::task_management(const Bhs& bhs) {
       response = TmfResponse::not_supported;
       break;
   }
-  spdlog::info("task management {} from {} ({}): response {}{}", static_cast<unsigned>(fn),
-               params_.initiator_name, peer_, static_cast<unsigned>(response),
-               executing.empty() && !other_sessions
-                   ? ""
-                   : fmt::format(" once {} task(s) of this session{} are out of the backend",
-                                 executing.size(), other_sessions ? " and those of others" : ""));
-  answer_tmf_when_gone(bhs.itt(), response, std::move(executing), other_sessions, scope);
+  spdlog::info(
+      "task management {} from {} ({}): response {}{}", static_cast<unsigned>(fn),
+      params_.initiator_name, peer_, static_cast<unsigned>(response),
+      executing.empty() && lus.empty()
+          ? ""
+          : fmt::format(
+                " once the aborted tasks of {} task set(s){} are out of the "
+                "backend",
+                lus.size(),
+                executing.empty() ? "" : fmt::format(" and {} of this session", executing.size())));
+  answer_tmf_when_gone(bhs.itt(), response, std::move(executing), std::move(lus), aborted);
 }
 
 void Connection::answer_tmf_when_gone(std::uint32_t itt, TmfResponse response,
-                                      std::vector<IscsiTask*> executing, bool other_sessions,
-                                      std::optional<std::uint64_t> lun) {
-  if (executing.empty() && !other_sessions) return send_tmf_response(itt, response);
-  auto parts_left = std::make_shared<int>((executing.empty() ? 0 : 1) + (other_sessions ? 1 : 0));
-  auto part_done = [this, parts_left, itt, response] {
-    if (--*parts_left == 0) send_tmf_response(itt, response);
+                                      std::vector<IscsiTask*> executing,
+                                      std::vector<std::shared_ptr<scsi::LogicalUnit>> lus,
+                                      const std::function<bool(const scsi::Task&)>& aborted) {
+  if (executing.empty() && lus.empty()) return send_tmf_response(itt, response);
+  // One part for this function, so that a task set done at once cannot
+  // answer before the others were asked.
+  auto parts_left = std::make_shared<std::size_t>(1 + lus.size() + (executing.empty() ? 0 : 1));
+  auto part_done = [this, alive = std::weak_ptr<bool>(alive_), parts_left, itt, response] {
+    if (!alive.expired() && --*parts_left == 0) send_tmf_response(itt, response);
   };
   if (!executing.empty()) abort_waits_.push_back({std::move(executing), part_done});
-  if (other_sessions) host_.abort_tasks_elsewhere(lun, part_done);
+  for (const auto& lu : lus) lu->abort_task_set(aborted, nullptr, part_done);
+  part_done();
 }
 
 void Connection::send_tmf_response(std::uint32_t itt, TmfResponse response) {
@@ -1249,17 +1271,17 @@ Connection::Aborted Connection::abort_tasks_of(std::optional<std::uint64_t> lun,
   return aborted;
 }
 
-void Connection::abort_tasks_from_elsewhere(std::optional<std::uint64_t> lun,
-                                            const scsi::Task* keep, std::function<void()> done) {
-  Aborted aborted = abort_tasks_of(lun, keep);
-  if (aborted.count > 0) {
-    spdlog::info("{} ({}): {} task(s) for {} aborted by another nexus, {} still executing", peer_,
-                 params_.initiator_name, aborted.count,
-                 lun ? "LUN " + std::to_string(*lun) : std::string("every LUN"),
-                 aborted.executing.size());
-  }
-  if (aborted.executing.empty()) return done();
-  abort_waits_.push_back({std::move(aborted.executing), std::move(done)});
+bool Connection::task_aborted(scsi::Task& task) {
+  auto& t = static_cast<IscsiTask&>(task);
+  if (t.state == IscsiTask::State::responding || t.state == IscsiTask::State::idle) return false;
+  // A PREEMPT AND ABORT of this session waiting for its own aborts is not
+  // waited for: those may be waiting for this one.
+  bool in_backend = t.state == IscsiTask::State::executing && !t.only_waiting();
+  spdlog::info("{} ({}): task {:#x} for LUN {} aborted by its logical unit, {}", peer_,
+               params_.initiator_name, t.itt, t.lun,
+               in_backend ? "waited for in the backend" : "not in the backend");
+  abort_task(t);
+  return in_backend;
 }
 
 void Connection::abort_wait_over(IscsiTask& t) {

@@ -132,10 +132,18 @@ struct Nexus {
 
 class Task;
 
+class LogicalUnit;
+
 class TaskOwner {
  public:
   // Called exactly once per execute(), on the thread the task runs on.
   virtual void task_complete(Task& task) = 0;
+  // The logical unit aborted task, which is in its task set (ABORT TASK SET,
+  // CLEAR TASK SET, a reset, PREEMPT AND ABORT; SAM-5 7.1), on the thread of
+  // the task. The transport ends it without status. Returns whether the
+  // abort must wait for it to leave the task set: it may still touch the
+  // medium (it is in the backend and not only_waiting()).
+  virtual bool task_aborted(Task& task) { return false; }
 
  protected:
   ~TaskOwner() = default;
@@ -182,6 +190,13 @@ class Task : public reactor::IoOp {
   void (*io_continuation)(Task&, int result) = nullptr;
   void* lu_context = nullptr;
   std::uint64_t lu_scratch[4]{};
+
+  // --- the task set it is in (LogicalUnit::enter_task_set; null: none) ---
+  // Only the thread of the task touches these.
+  LogicalUnit* task_set_lu = nullptr;
+  Task* task_set_prev = nullptr;
+  Task* task_set_next = nullptr;
+  bool task_set_awaited = false;  // an abort waits for it to leave
 
   // --- metrics: the executing worker's block of the LU (null: not counted) ---
   metrics::LunCounters* counters = nullptr;
