@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "ringtgt/lun/copy_health.hpp"
 #include "ringtgt/reactor/buffer_pool.hpp"
 #include "ringtgt/storage/fault_injection.hpp"
 
@@ -54,8 +55,28 @@ void SystemdNotifier::send_status(const char* prefix) {
   std::string msg = std::string(prefix) + "STATUS=serving " +
                     std::to_string(targets_.targets().size()) + " targets, " +
                     std::to_string(sessions) + " sessions, " + std::to_string(connections) +
-                    " connections";
+                    " connections" + degraded_luns();
   sd_notify(0, msg.c_str());
+}
+
+// "; DEGRADED: <target> LUN n: 1 of 3 copies out of sync (disk3)" for each
+// mirrored LUN short of copies: `systemctl status` is where an operator looks
+// first, and a LUN that survives nothing more must show there.
+std::string SystemdNotifier::degraded_luns() const {
+  std::string text;
+  for (const auto& t : targets_.targets()) {
+    const auto map = t->luns();
+    for (std::uint64_t n : map->luns()) {
+      auto lu = map->find(n);
+      auto mirror = lu ? lu->backend().mirror_counters() : nullptr;
+      if (!mirror) continue;
+      if (auto what = lun::degraded_copies(*mirror)) {
+        text += (text.empty() ? "; DEGRADED: " : "; ") + t->name + " LUN " + std::to_string(n) +
+                ": " + *what;
+      }
+    }
+  }
+  return text;
 }
 
 void SystemdNotifier::ready() {

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
+#include <string>
 
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/metrics/watchdog.hpp"
@@ -19,8 +20,9 @@ std::shared_ptr<const metrics::Catalog> build_catalog(const net::TargetCatalog& 
                                                       const net::Server& server);
 
 // sd_notify beyond READY=1: STATUS= every few seconds ("serving N targets, M
-// sessions") and, when systemd asks for a watchdog (WatchdogSec=), WATCHDOG=1
-// only while every reactor's heartbeat advances. Runs on the control thread.
+// sessions", and which mirrored LUNs are short of copies) and, when systemd asks for a watchdog
+// (WatchdogSec=), WATCHDOG=1 only while every reactor's heartbeat advances. Runs on the control
+// thread.
 class SystemdNotifier {
  public:
   SystemdNotifier(boost::asio::io_context& io, const net::TargetCatalog& targets,
@@ -32,6 +34,7 @@ class SystemdNotifier {
 
  private:
   void send_status(const char* prefix);
+  std::string degraded_luns() const;
   void arm_status();
   void arm_watchdog();
 

@@ -1,7 +1,5 @@
 #include "ringtgt/iscsi/digest.hpp"
 
-#include "ringtgt/metrics/counters.hpp"
-
 #include <isa-l/crc.h>
 
 #include <atomic>
@@ -40,18 +38,6 @@ std::uint32_t data_digest(const void* data, std::size_t len) {
   c.update(data, len);
   c.update_zeros((4 - len % 4) % 4);
   return c.value();
-}
-
-// The totals live with the other process-wide counters that /metrics exports
-// (ringtgt_digest_errors_total{kind}); these are the protocol layer's names.
-DigestErrorCounts digest_error_counts() {
-  const auto& c = metrics::global().digest_errors;
-  return {c[static_cast<std::size_t>(metrics::DigestKind::header)].load(std::memory_order_relaxed),
-          c[static_cast<std::size_t>(metrics::DigestKind::data)].load(std::memory_order_relaxed)};
-}
-
-void count_digest_error(bool header) {
-  metrics::count_digest_error(header ? metrics::DigestKind::header : metrics::DigestKind::data);
 }
 
 }  // namespace ringtgt::iscsi

@@ -10,6 +10,7 @@
 
 #include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/net/registry.hpp"
+#include "ringtgt/reactor/buffer_pool.hpp"
 
 namespace ringtgt::net {
 
@@ -304,6 +305,16 @@ void SocketConnection::on_tick(reactor::Clock::time_point now) {
 }
 
 // ---------------------------------------------------------------- host
+
+iscsi::IoBuffer SocketConnection::acquire_buffer(std::size_t min_size) {
+  // The reactor thread's own pool: no lock, and reused once warm.
+  std::size_t size = std::max(min_size, reactor::BufferPool::kMinSize);
+  return {reactor::BufferPool::local().acquire(size), size};
+}
+
+void SocketConnection::release_buffer(iscsi::IoBuffer buffer) {
+  reactor::BufferPool::local().release(buffer.data, buffer.size);
+}
 
 std::optional<iscsi::AuthPolicy> SocketConnection::auth_policy(iscsi::SessionType type,
                                                                std::string_view target) {

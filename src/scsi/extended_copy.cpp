@@ -436,7 +436,10 @@ void record_outcome(const Task& task, HeldCopyStatus& h, std::uint16_t segments,
   }
 }
 
-// A copy in flight; task.lu_context points at it until it completes.
+}  // namespace
+
+// A copy in flight; the task's CopyState points at it until it completes. Outside the
+// anonymous namespace: scsi::Task names it (task.hpp).
 struct CopyJob {
   LogicalUnit* lu = nullptr;  // the copy manager
   ParsedList list;            // its copy targets, held until the copy ends
@@ -457,6 +460,8 @@ struct CopyJob {
   bool inline_done = false;  // that call completed before returning
   int result = 0;
 };
+
+namespace {
 
 // The source and destination byte offsets of the chunk of in_flight bytes:
 // from the start, or from the end when the destination overlaps the source
@@ -483,7 +488,7 @@ void finish(Task& task, CopyJob* job) {
   std::free(job->bounce);
   delete job;  // and with it the hold on the other copy targets
   copies_in_flight.fetch_sub(1, std::memory_order_relaxed);
-  task.lu_context = nullptr;
+  task.command_state = std::monostate{};
   task.complete();
 }
 
@@ -572,7 +577,7 @@ void run(Task& task, CopyJob& job) {
 }
 
 void io_done(Task& task, int result) {
-  auto& job = *static_cast<CopyJob*>(task.lu_context);
+  auto& job = *std::get<CopyState>(task.command_state).job;
   job.result = result;
   if (job.issuing) {
     job.inline_done = true;
@@ -657,7 +662,7 @@ void extended_copy(LogicalUnit& lu, Task& task) {
   job->hold_status = hold;
   job->chunk_bytes = chunk_bytes;
   job->bounce = bounce;
-  task.lu_context = job;
+  task.command_state = CopyState{job};
   task.io_continuation = &io_done;
   run(task, *job);
 }

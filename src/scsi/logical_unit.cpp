@@ -113,20 +113,18 @@ bool in_range(const LogicalUnit& lu, std::uint64_t lba, std::uint64_t blocks) {
 
 // What the backend continuations need, kept in the task so that no state
 // lives outside it while the I/O is in flight.
-struct IoState {
-  std::uint64_t lba;
-  std::uint64_t bytes;
-  std::uint64_t block_size;
-};
+using IoState = BlockIoState;
 
 void save_io(Task& task, const IoState& s) {
-  task.lu_scratch[0] = s.lba;
-  task.lu_scratch[1] = s.bytes;
-  task.lu_scratch[2] = s.block_size;
+  task.command_state = s;
 }
 
-IoState load_io(const Task& task) {
-  return {task.lu_scratch[0], task.lu_scratch[1], task.lu_scratch[2]};
+IoState& io_state(Task& task) {
+  return std::get<BlockIoState>(task.command_state);
+}
+
+IoState load_io(Task& task) {
+  return io_state(task);
 }
 
 // A failed or short transfer: the INFORMATION field gets the first block that
@@ -150,7 +148,7 @@ void read_done(Task& task, int result) {
 
 // Rare paths (a READ whose Data-In ends inside a block, VERIFY with BYTCHK)
 // read into a bounce buffer of whole blocks, aligned for O_DIRECT; its
-// address is kept in lu_scratch[3] while the read is in flight.
+// address is kept in the task's BlockIoState while the read is in flight.
 constexpr std::size_t kBounceAlign = 4096;
 
 std::uint8_t* bounce_alloc(std::uint64_t bytes) {
@@ -158,20 +156,20 @@ std::uint8_t* bounce_alloc(std::uint64_t bytes) {
   return static_cast<std::uint8_t*>(std::aligned_alloc(kBounceAlign, rounded));
 }
 
-std::uint8_t* bounce_of(const Task& task) {
-  return reinterpret_cast<std::uint8_t*>(static_cast<std::uintptr_t>(task.lu_scratch[3]));
+std::uint8_t* bounce_of(Task& task) {
+  return io_state(task).bounce;
 }
 
 void bounce_free(Task& task) {
   std::free(bounce_of(task));
-  task.lu_scratch[3] = 0;
+  io_state(task).bounce = nullptr;
 }
 
 void start_bounce_read(LogicalUnit& lu, Task& task, const IoState& s, void (*done)(Task&, int)) {
   std::uint8_t* bounce = bounce_alloc(s.bytes);
   if (bounce == nullptr) return reject(task, sense::internal_target_failure);
   save_io(task, s);
-  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  io_state(task).bounce = bounce;
   task.io_continuation = done;
   lu.backend().read(bounce, s.bytes, s.lba * s.block_size, &task);
 }
@@ -294,9 +292,7 @@ void read_write(LogicalUnit& lu, Task& task, bool write) {
   }
 }
 
-// WRITE SAME state while in flight: lu_scratch[0] the next LBA to write,
-// [1] blocks left (this chunk included), [2] block size, [3] the bounce
-// buffer holding one chunk of the pattern.
+// WRITE SAME state while in flight: WriteSameState.
 std::uint64_t write_same_chunk_blocks(std::uint64_t bs) {
   return detail::write_same_chunk_bytes / bs;
 }
@@ -304,34 +300,35 @@ std::uint64_t write_same_chunk_blocks(std::uint64_t bs) {
 void write_same_issue(Task& task);
 
 void write_same_done(Task& task, int result) {
-  const std::uint64_t lba = task.lu_scratch[0];
-  const std::uint64_t left = task.lu_scratch[1];
-  const std::uint64_t bs = task.lu_scratch[2];
+  auto& ws = std::get<WriteSameState>(task.command_state);
+  const std::uint64_t lba = ws.next_lba;
+  const std::uint64_t left = ws.blocks_left;
+  const std::uint64_t bs = ws.block_size;
   const std::uint64_t chunk = std::min(left, write_same_chunk_blocks(bs));
   if (result < 0 || static_cast<std::uint64_t>(result) != chunk * bs) {
-    bounce_free(task);
+    std::free(ws.bounce);
     task.fail(sense::for_io_error(result, sense::write_error), true,
               first_failed_lba({lba, chunk * bs, bs}, result));
     return task.complete();
   }
   if (left == chunk) {
-    bounce_free(task);
+    std::free(ws.bounce);
     task.status = Status::good;
     return task.complete();
   }
-  task.lu_scratch[0] = lba + chunk;
-  task.lu_scratch[1] = left - chunk;
+  ws.next_lba = lba + chunk;
+  ws.blocks_left = left - chunk;
   write_same_issue(task);
 }
 
 // One backend write per chunk. A backend that completes inline (the memory
 // backend) recurses once per chunk: fine for RAM-sized LUs.
 void write_same_issue(Task& task) {
-  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
-  const std::uint64_t bs = task.lu_scratch[2];
-  const std::uint64_t chunk = std::min(task.lu_scratch[1], write_same_chunk_blocks(bs));
+  const auto& ws = std::get<WriteSameState>(task.command_state);
+  const std::uint64_t bs = ws.block_size;
+  const std::uint64_t chunk = std::min(ws.blocks_left, write_same_chunk_blocks(bs));
   task.io_continuation = &write_same_done;
-  lu.backend().write(bounce_of(task), chunk * bs, task.lu_scratch[0] * bs, false, &task);
+  task.unit->backend().write(ws.bounce, chunk * bs, ws.next_lba * bs, false, &task);
 }
 
 // WRITE SAME(10/16): one Data-Out block (or zeros with NDOB) written to every
@@ -386,20 +383,17 @@ void detail::write_same_pattern(LogicalUnit& lu, Task& task, std::uint64_t lba, 
       std::memcpy(bounce + off, pattern, bs);
     }
   }
-  task.lu_scratch[0] = lba;
-  task.lu_scratch[1] = total;
-  task.lu_scratch[2] = bs;
-  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  task.command_state = WriteSameState{lba, total, bs, bounce};
   write_same_issue(task);
 }
 
 namespace {
 
-// COMPARE AND WRITE: lu_scratch[0] LBA, [1] bytes of one half, [2] block
-// size, [3] the bounce buffer the medium is read into.
+// COMPARE AND WRITE: a BlockIoState, bytes one half of the Data-Out, the medium
+// read into its bounce buffer.
 void caw_finish(Task& task) {
   bounce_free(task);
-  static_cast<LogicalUnit*>(task.lu_context)->caw_unlock(task.lu_scratch[0]);
+  task.unit->caw_unlock(io_state(task).lba);
   task.complete();
 }
 
@@ -428,10 +422,9 @@ void caw_read_done(Task& task, int result) {
     task.fail(kMiscompare, true, i);
     return caw_finish(task);
   }
-  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
   task.io_continuation = &caw_write_done;
   const bool fua = task.cdb[1] & 0x08;
-  lu.backend().write(task.buffer + s.bytes, s.bytes, s.lba * s.block_size, fua, &task);
+  task.unit->backend().write(task.buffer + s.bytes, s.bytes, s.lba * s.block_size, fua, &task);
 }
 
 // The LU compares: the medium is read into a bounce buffer, compared, and
@@ -443,17 +436,14 @@ void caw_compare_here(Task& task) {
     task.fail(sense::internal_target_failure);
     return caw_finish(task);
   }
-  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  io_state(task).bounce = bounce;
   task.io_continuation = &caw_read_done;
-  static_cast<LogicalUnit*>(task.lu_context)
-      ->backend()
-      .read(bounce, s.bytes, s.lba * s.block_size, &task);
+  task.unit->backend().read(bounce, s.bytes, s.lba * s.block_size, &task);
 }
 
 void caw_store_done(Task& task, int result) {
   const IoState s = load_io(task);
-  const std::uint64_t mismatch = task.lu_scratch[3];
-  task.lu_scratch[3] = 0;  // held the miscompare offset, not a bounce buffer
+  const std::uint64_t mismatch = s.miscompare_offset;
   // A request the store cannot do itself (librbd: one crossing an object).
   if (result == -EOPNOTSUPP) return caw_compare_here(task);
   if (result == -EILSEQ) {
@@ -497,20 +487,19 @@ void compare_and_write(LogicalUnit& lu, Task& task) {
   save_io(task, {lba, half, bs});
   if (lu.backend().can_compare_and_write()) {
     // The store compares and writes atomically against all its clients (a
-    // second gateway on an RBD image too); lu_scratch[3] takes the offset of
-    // a miscompare.
+    // second gateway on an RBD image too); the offset of a miscompare comes
+    // back in the task's state.
     task.io_continuation = &caw_store_done;
     const bool fua = task.cdb[1] & 0x08;
     return lu.backend().compare_and_write(task.buffer, task.buffer + half, half, lba * bs, fua,
-                                          &task.lu_scratch[3], &task);
+                                          &io_state(task).miscompare_offset, &task);
   }
   caw_compare_here(task);
 }
 
-// ORWRITE(16): lu_scratch[0] LBA, [1] bytes, [2] block size, [3] the
-// bounce buffer the medium is read into, ORed with the Data-Out and written
-// back. Holds the same range lock as COMPARE AND WRITE for the whole
-// read-modify-write, so no other write lands in between.
+// ORWRITE(16): a BlockIoState, the medium read into its bounce buffer, ORed with the Data-Out and
+// written back. Holds the same range lock as COMPARE AND WRITE for the whole read-modify-write, so
+// no other write lands in between.
 void orwrite_read_done(Task& task, int result) {
   const IoState s = load_io(task);
   if (result < 0 || static_cast<std::uint64_t>(result) != s.bytes) {
@@ -520,10 +509,9 @@ void orwrite_read_done(Task& task, int result) {
   }
   std::uint8_t* medium = bounce_of(task);
   for (std::uint64_t i = 0; i < s.bytes; ++i) medium[i] |= task.buffer[i];
-  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
   task.io_continuation = &caw_write_done;  // the same ending as COMPARE AND WRITE
   const bool fua = task.cdb[1] & 0x08;
-  lu.backend().write(medium, s.bytes, s.lba * s.block_size, fua, &task);
+  task.unit->backend().write(medium, s.bytes, s.lba * s.block_size, fua, &task);
 }
 
 void orwrite(LogicalUnit& lu, Task& task) {
@@ -548,8 +536,7 @@ void orwrite(LogicalUnit& lu, Task& task) {
     lu.caw_unlock(r.lba);
     return reject(task, sense::internal_target_failure);
   }
-  save_io(task, {r.lba, bytes, bs});
-  task.lu_scratch[3] = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(bounce));
+  save_io(task, {r.lba, bytes, bs, bounce});
   task.io_continuation = &orwrite_read_done;
   lu.backend().read(bounce, bytes, r.lba * bs, &task);
 }
@@ -827,7 +814,7 @@ void LogicalUnit::reset() {
 
 void LogicalUnit::execute(Task& task) {
   task.reset_outcome();
-  task.lu_context = this;
+  task.unit = this;
   if (stats_) {
     if ((task.counters = stats_->local()) != nullptr) {
       task.counters->started.add();

@@ -22,46 +22,43 @@ void complete_with(Task& task, SenseCode code) {
   task.complete();
 }
 
-// UNMAP while in flight: lu_scratch[0] the next descriptor, [1] how many
-// there are, [2] the block size, [3] the last one with blocks to unmap (its
-// unmap makes them all durable). The descriptors stay in the Data-Out
-// buffer, which the transport keeps until the task completes.
+// UNMAP while in flight: an UnmapState.
 void unmap_next(Task& task);
 
 void unmap_done(Task& task, int result) {
+  auto& state = std::get<UnmapState>(task.command_state);
   if (result < 0) {
-    const std::uint8_t* d = task.buffer + kUnmapHeader + task.lu_scratch[0] * kUnmapDescriptor;
+    const std::uint8_t* d = task.buffer + kUnmapHeader + state.next * kUnmapDescriptor;
     task.fail(sense::for_io_error(result, sense::write_error), true, get_be64(d));
     return task.complete();
   }
-  ++task.lu_scratch[0];
+  ++state.next;
   unmap_next(task);
 }
 
 void unmap_next(Task& task) {
-  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
-  const std::uint64_t bs = task.lu_scratch[2];
-  while (task.lu_scratch[0] < task.lu_scratch[1]) {
-    const std::uint8_t* d = task.buffer + kUnmapHeader + task.lu_scratch[0] * kUnmapDescriptor;
+  auto& state = std::get<UnmapState>(task.command_state);
+  const std::uint64_t bs = state.block_size;
+  while (state.next < state.count) {
+    const std::uint8_t* d = task.buffer + kUnmapHeader + state.next * kUnmapDescriptor;
     const std::uint64_t lba = get_be64(d);
     const std::uint32_t blocks = get_be32(d + 8);
     if (blocks == 0) {
-      ++task.lu_scratch[0];
+      ++state.next;
       continue;
     }
     task.io_continuation = &unmap_done;
-    const bool more_follow = task.lu_scratch[0] < task.lu_scratch[3];
+    const bool more_follow = state.next < state.last;
     // The backend may complete before returning: nothing is touched after.
-    return lu.backend().unmap(lba * bs, std::uint64_t{blocks} * bs, &task, more_follow);
+    return task.unit->backend().unmap(lba * bs, std::uint64_t{blocks} * bs, &task, more_follow);
   }
   task.status = Status::good;
   task.complete();
 }
 
 void zeroes_done(Task& task, int result) {
-  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
-  const std::uint64_t lba = task.lu_scratch[0];
-  const std::uint64_t blocks = task.lu_scratch[1];
+  auto& lu = *task.unit;
+  const auto [lba, blocks] = std::get<ZeroRangeState>(task.command_state);
   if (result == -EOPNOTSUPP) {
     // A store that cannot zero a range in place (tmpfs has no ZERO_RANGE):
     // write the zeroes instead.
@@ -123,18 +120,14 @@ void unmap(LogicalUnit& lu, Task& task) {
   if (total > max_unmap_lba_count) {
     return complete_with(task, sense::invalid_field_in_parameter_list);
   }
-  task.lu_scratch[0] = 0;
-  task.lu_scratch[1] = count;
-  task.lu_scratch[2] = lu.params().block_size;
-  task.lu_scratch[3] = last;
+  task.command_state = UnmapState{0, count, lu.params().block_size, last};
   unmap_next(task);
 }
 
 void write_same_zeroes(LogicalUnit& lu, Task& task, std::uint64_t lba, std::uint64_t blocks,
                        bool unmap) {
   const std::uint64_t bs = lu.params().block_size;
-  task.lu_scratch[0] = lba;
-  task.lu_scratch[1] = blocks;
+  task.command_state = ZeroRangeState{lba, blocks};
   task.io_continuation = &zeroes_done;
   if (unmap && lu.params().thin_provisioned) {
     return lu.backend().unmap(lba * bs, blocks * bs, &task);

@@ -14,11 +14,12 @@ namespace ringtgt::scsi::detail {
 
 namespace {
 
-// lu_scratch while the write is in flight: [0] LBA, [1] bytes.
+// While the write is in flight: a BlockIoState (LBA and bytes).
 void write_atomic_done(Task& task, int result) {
-  auto& lu = *static_cast<LogicalUnit*>(task.lu_context);
-  const std::uint64_t lba = task.lu_scratch[0];
-  const std::uint64_t bytes = task.lu_scratch[1];
+  auto& lu = *task.unit;
+  const auto& state = std::get<BlockIoState>(task.command_state);
+  const std::uint64_t lba = state.lba;
+  const std::uint64_t bytes = state.bytes;
   if (result < 0 || static_cast<std::uint64_t>(result) != bytes) {
     // The INFORMATION field names the write's first LBA: which blocks of it
     // the medium took is not known.
@@ -79,8 +80,7 @@ void run_write_atomic(LogicalUnit& lu, Task& task) {
     task.status = Status::busy;
     return task.complete();
   }
-  task.lu_scratch[0] = lba;
-  task.lu_scratch[1] = bytes;
+  task.command_state = BlockIoState{.lba = lba, .bytes = bytes};
   task.io_continuation = &write_atomic_done;
   const bool fua = c[1] & 0x08;
   lu.backend().write(task.buffer, bytes, lba * bs, fua, &task);

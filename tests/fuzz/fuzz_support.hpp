@@ -3,6 +3,7 @@
 // net::SocketConnection does (BHS, AHS + header digest, data, trailer).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/iscsi/pdu.hpp"
 #include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/reactor/buffer_pool.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
 
@@ -78,9 +80,17 @@ class FuzzHost final : public iscsi::ConnectionHost {
   void login_failed(iscsi::LoginFailure, const std::string&, const std::string&,
                     const std::string&) override {}
   void output_ready() override {}
+  iscsi::IoBuffer acquire_buffer(std::size_t min_size) override {
+    std::size_t size = std::max(min_size, reactor::BufferPool::kMinSize);
+    return {pool_.acquire(size), size};
+  }
+  void release_buffer(iscsi::IoBuffer buffer) override { pool_.release(buffer.data, buffer.size); }
+  metrics::GlobalCounters& counters() override { return counters_; }
 
  private:
   std::shared_ptr<iscsi::TargetEntry> target_;
+  reactor::BufferPool pool_;  // this host's own: the fuzzer touches no global state
+  metrics::GlobalCounters counters_;
 };
 
 // Gives every queued PDU back as sent, checking what the engine built.

@@ -37,6 +37,10 @@ chap_secret_file = "$TMP/secrets/locked"
   number = 3
   path = "$TMP/locked.img"
   size = "8M"
+    # A mirrored LUN, for the dashboard's replication row.
+    [[target.lun.copy]]
+    name = "disk2"
+    path = "$TMP/locked-disk2.img"
 
 [metrics]
 listen = "127.0.0.1:$MPORT"

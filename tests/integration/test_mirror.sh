@@ -9,7 +9,8 @@
 #   writes go on at ack_quorum; what the initiator wrote reads back;
 # - below ack_quorum, on_quorum_loss = "fail" answers writes ABORTED COMMAND
 #   (0Bh/3Eh/01h) and "read_only" DATA PROTECT (07h/27h/00h); reads go on;
-# - copies sharing a failure domain are warned about at start.
+# - copies sharing a failure domain are warned about at start;
+# - systemd's STATUS= line names a LUN whose copies are out of sync.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -114,7 +115,25 @@ expect_eq "$rc" 1 "--check-config exit status for ack_quorum = 4"
 expect_grep "$TMP/bad.toml:$line:16: ack_quorum must be 1..3 \(the primary and its 2 copies\), not 4" \
   "$TMP/bad.out" "the bad ack_quorum's error"
 
-start_daemon "$CFG" "$PORT"
+# systemd's view: STATUS= lines through a NOTIFY_SOCKET listener.
+NLOG=$TMP/notify.log
+python3 "$RINGTGT_SRC/tests/integration/notify_listener.py" "$TMP/notify.sock" "$NLOG" 600 &
+bg_track $!
+for ((i = 0; i < 50; i++)); do [[ -e $NLOG.ready ]] && break; sleep 0.1; done
+[[ -e $NLOG.ready ]] || fail "notify listener did not start"
+# wait_status REGEX WHAT: a STATUS= line matching it (one comes every 5 s).
+wait_status() {
+  local i
+  for ((i = 0; i < 150; i++)); do
+    grep -Eq -- "$1" "$NLOG" && return 0
+    sleep 0.1
+  done
+  expect_grep "$1" "$NLOG" "$2"
+}
+
+NOTIFY_SOCKET=$TMP/notify.sock start_daemon "$CFG" "$PORT"
+wait_status 'READY=1' "READY=1"
+expect_no_grep 'DEGRADED' "$NLOG" "STATUS while every copy is in sync"
 # The daemon says what each LUN survives; LUN 0's primary and disk2 share disk:a.
 expect_grep "LUN 0: copies primary, disk2 share failure domain disk:a; survives the loss of 1 copy, but not of disk:a" \
   "$DAEMON_LOG" "the shared failure domain warning"
@@ -160,6 +179,8 @@ expect_eq "$(metric "ringtgt_lun_copy_state{$L0,copy=\"disk3\",state=\"out_of_sy
 expect_eq "$(metric "ringtgt_lun_copy_state{$L0,copy=\"disk3\",state=\"in_sync\"}")" 0 "disk3's state"
 expect_eq "$(metric "ringtgt_lun_copies_in_sync{$L0}")" 2 "copies in sync after disk3 failed"
 expect_eq "$(metric "ringtgt_lun_quorum_losses_total{$L0}")" 0 "quorum losses while at quorum"
+wait_status "STATUS=serving .*; DEGRADED: $TGT LUN 0: 1 of 3 copies out of sync \\(disk3\\)" \
+  "systemd STATUS names the degraded LUN"
 # Every block the first load acknowledged reads back, and new writes go on.
 bench_verify "$URL0" 2 --load-state "$TMP/gen.bin"
 qemu_ok "$TMP/q-read.out" "$URL0" "read -P 0x61 20M 64k" "read -P 0x5a 16M 64k"

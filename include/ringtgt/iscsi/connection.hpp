@@ -3,13 +3,10 @@
 // segments and sends what it queues; the SCSI layer executes its tasks.
 #pragma once
 
-#include <array>
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,40 +14,18 @@
 
 #include "ringtgt/iscsi/digest.hpp"
 #include "ringtgt/iscsi/negotiation.hpp"
+#include "ringtgt/iscsi/output_queue.hpp"
 #include "ringtgt/iscsi/pdu.hpp"
+#include "ringtgt/iscsi/session_window.hpp"
+#include "ringtgt/iscsi/target_entry.hpp"
+#include "ringtgt/iscsi/task_table.hpp"
 #include "ringtgt/iscsi/text.hpp"
+#include "ringtgt/metrics/counters.hpp"
 #include "ringtgt/scsi/logical_unit.hpp"
 
 namespace ringtgt::iscsi {
 
 using Clock = std::chrono::steady_clock;
-
-// A target as the protocol engine sees it. Its name and alias are fixed; its initiator
-// list and LUN map can be changed live by the control plane while sessions run: a changed
-// LUN map is published as a new map (copy, change, set_luns) and each connection picks it
-// up before its next command, keeping the map its in-flight commands run on alive until
-// they finish. Readers on the I/O path only load an atomic version number.
-class TargetEntry {
- public:
-  std::string name;
-  std::string alias;
-
-  bool allows(std::string_view initiator) const;
-  std::vector<std::string> allowed_initiators() const;  // empty: everyone
-  void set_allowed_initiators(std::vector<std::string> initiators);
-
-  std::shared_ptr<scsi::LunMap> luns() const;
-  // Publishes map; it must not be changed afterwards.
-  void set_luns(std::shared_ptr<scsi::LunMap> map);
-  // Bumped by every set_luns.
-  std::uint64_t luns_version() const { return luns_version_.load(std::memory_order_acquire); }
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> allowed_initiators_;
-  std::shared_ptr<scsi::LunMap> luns_;
-  std::atomic<std::uint64_t> luns_version_{0};
-};
 
 // Why a login was refused, for logs and (later) metrics.
 enum class LoginFailure {
@@ -65,10 +40,25 @@ enum class LoginFailure {
 };
 const char* to_string(LoginFailure f);
 
+// A payload buffer the host lent the engine: size is what it holds (at least what was
+// asked, rounded up as the host's pool does), and what the engine gives back.
+struct IoBuffer {
+  std::uint8_t* data = nullptr;
+  std::size_t size = 0;
+};
+
 // What the connection needs from the daemon around it. All calls come on the
 // connection's own thread.
 class ConnectionHost {
  public:
+  // Payload buffers for commands that move data, one call per command (none per PDU or
+  // byte): the host lends its thread's pool, so the engine holds no global state.
+  // data null: over the memory limit ([limits] max_buffer_memory) or out of memory.
+  virtual IoBuffer acquire_buffer(std::size_t min_size) = 0;
+  virtual void release_buffer(IoBuffer buffer) = 0;
+  // Where the engine counts its rare events (Rejects, digest errors, refused commands):
+  // the process-wide counters /metrics exports, or a test's own.
+  virtual metrics::GlobalCounters& counters() = 0;
   virtual std::shared_ptr<const TargetEntry> find_target(std::string_view name) = 0;
   // Appends "TargetName=…\0TargetAddress=…\0" for each target the initiator
   // may log in to ("All"), or just the named one.
@@ -96,21 +86,6 @@ class ConnectionHost {
 
  protected:
   ~ConnectionHost() = default;
-};
-
-// A PDU waiting to be sent: header (+digest), then a data slice that points
-// into a task's buffer or into owned bytes, then padding (+digest).
-struct OutPdu {
-  Bhs bhs;
-  std::uint8_t header_digest[kDigestSize]{};
-  std::uint8_t header_len = kBhsSize;  // with the digest when digests are on
-  const std::uint8_t* data = nullptr;
-  std::uint32_t data_len = 0;
-  std::uint8_t trailer[3 + kDigestSize]{};  // padding then data digest
-  std::uint8_t trailer_len = 0;
-  std::vector<std::uint8_t> owned;   // text, sense, ping data
-  struct IscsiTask* task = nullptr;  // released when its last PDU is sent
-  OutPdu* next = nullptr;
 };
 
 // Where the network layer must put the data segment it is about to receive.
@@ -156,7 +131,7 @@ class Connection final : private scsi::TaskOwner {
   // Takes every PDU queued so far (a linked list in send order); give each
   // back with sent() once the socket has it.
   OutPdu* take_output();
-  bool has_output() const { return out_head_ != nullptr; }
+  bool has_output() const { return !out_.empty(); }
   void sent(OutPdu* pdu);
   // Backpressure: the bytes this connection holds for the initiator to read,
   // the buffers of its read commands (from the command until its Data-In is
@@ -164,11 +139,11 @@ class Connection final : private scsi::TaskOwner {
   // settings.max_unsent_output the network layer should take no further PDU
   // (the peer is not reading its responses), and go on once it is at half.
   // Write buffers do not count: their Data-Out must still come in.
-  std::uint64_t output_bytes() const { return output_bytes_; }
+  std::uint64_t output_bytes() const { return out_.bytes(); }
   bool should_pause_receive() const {
-    return phase_ == Phase::full_feature && output_bytes_ > settings_.max_unsent_output;
+    return phase_ == Phase::full_feature && out_.bytes() > settings_.max_unsent_output;
   }
-  bool may_resume_receive() const { return output_bytes_ <= settings_.max_unsent_output / 2; }
+  bool may_resume_receive() const { return out_.bytes() <= settings_.max_unsent_output / 2; }
 
   // --- time and teardown ---
   void on_tick(Clock::time_point now);
@@ -188,7 +163,7 @@ class Connection final : private scsi::TaskOwner {
   const std::string& peer() const { return peer_; }
   const std::string& target_name() const { return params_.target_name; }
   const std::string& initiator_name() const { return params_.initiator_name; }
-  std::uint32_t tasks_in_flight() const { return active_tasks_; }
+  std::uint32_t tasks_in_flight() const { return tasks_.in_use(); }
   // Digest errors on this connection (see digest.hpp for what each does).
   const DigestErrorCounts& digest_errors() const { return digest_errors_; }
   // Normal session: the target it logged in to (null before that, or discovery).
@@ -196,49 +171,87 @@ class Connection final : private scsi::TaskOwner {
 
  private:
   enum class Phase { login, full_feature, logged_out };
-  struct Pending;
 
-  // login
+  // --- receiving (connection.cpp): which concept a PDU belongs to ---
+  std::optional<DataPlan> full_feature_header(Clock::time_point now);
+  // The header digest of a received header, when digests are on (RFC 7143 §7.8).
+  bool header_digest_ok(const std::uint8_t* header, std::uint32_t len);
+  // The data digest of the segment just received; false: the PDU is discarded.
+  bool data_digest_ok(const std::uint8_t* trailer, std::uint32_t trailer_len);
+  void data_digest_error();
+  void segment_complete();
+
+  // --- login (connection_login.cpp) ---
   std::optional<DataPlan> login_header(const Bhs& bhs);
   void login_data_complete();
+  // The ISID, ITT and version of a login request fit the login so far (the first one sets
+  // them); false: the login failed.
+  bool login_request_fits(const Bhs& bhs);
+  bool valid_login_stages(const Bhs& bhs) const;
+  bool negotiated(LoginStage csg, const std::vector<KeyValue>& keys, std::string& response);
+  bool target_allows_login();
+  void leave_login(std::string response, LoginStage csg);
   void send_login_response(LoginStatus status, std::string keys, bool transit, LoginStage csg,
                            LoginStage nsg, bool cont = false);
   void fail_login(LoginStatus status, LoginFailure why, const std::string& detail);
-  // Some WRITE waits for Data-Out and none came (nor a command) for nop_timeout.
-  bool data_out_stalled(Clock::time_point now) const;
-  // ExpCmdSN moves past sn+1 and any CmdSN counted as received after it.
-  void advance_exp_cmd_sn();
-  // A CmdSN in the window whose command will never come (RFC 7143 §11.5.1 b).
-  void count_as_received(std::uint32_t sn);
   // The final login response, once the sessions this login reinstated are gone.
   void enter_full_feature(std::string response, LoginStage csg);
+  void check_login_deadline(Clock::time_point now);
 
-  // full feature phase
-  std::optional<DataPlan> command_header(const Bhs& bhs);
-  std::optional<DataPlan> data_out_header(const Bhs& bhs);
-  std::optional<DataPlan> nop_out_header(const Bhs& bhs);
-  std::optional<DataPlan> text_header(const Bhs& bhs);
-  void logout(const Bhs& bhs);
-  void maybe_finish_logout();
-  void task_management(const Bhs& bhs);
-  void text_complete();
-  void nop_out_complete();
+  // --- session window (connection_window.cpp) ---
+  // A command, task management request, text request or ping that takes a CmdSN: false
+  // when it must be ignored (out of order, RFC 7143 §4.2.2.1).
   bool check_cmd_sn(const Bhs& bhs);
+  std::uint32_t max_cmd_sn();
+  // Commands the window may offer now: the queue depth less the tasks that hold
+  // a slot of it, and never more than the task pool has free.
+  std::uint32_t window_room() const;
+  // Queues a NOP-In that only carries a MaxCmdSN the window reopened to.
+  void announce_window();
+
+  // --- data transfer (connection_data.cpp): commands, R2T, Data-Out, Data-In ---
+  std::optional<DataPlan> command_header(const Bhs& bhs);
+  // No task left for a command: TASK SET FULL.
+  std::optional<DataPlan> command_without_task(const Bhs& bhs);
+  // Why a command cannot run at all (a sense to end it with), checked before its buffer.
+  std::optional<scsi::SenseCode> command_refusal(IscsiTask& t, const Bhs& bhs);
+  // A protocol error in a command's header that closes the connection, or null.
+  const char* command_violation(const IscsiTask& t, const Bhs& bhs) const;
+  // The command's data buffer: false when there is no memory for it (the command is
+  // answered BUSY or TASK SET FULL).
+  bool take_buffer(IscsiTask& t);
+  void refuse_for_memory(IscsiTask& t);
+  std::optional<DataPlan> data_out_header(const Bhs& bhs);
+  // What is wrong with a Data-Out for t that the connection cannot survive (null: it
+  // fits an R2T or the unsolicited burst); a DataSN out of order only fails t.
+  const char* data_out_sequence_error(IscsiTask& t, const Bhs& bhs);
+  void scsi_data_complete();
   void data_received(IscsiTask& t);
   void send_r2ts(IscsiTask& t);
   void execute(IscsiTask& t);
+  // The LUN map commands run on (target_->luns() as of luns_version_); the maps replaced
+  // since stay alive while commands started on them still execute.
+  void refresh_luns();
+  // The current LUN map, refreshed first when the target published a new one.
+  scsi::LunMap& lun_map();
   void task_complete(scsi::Task& task) override;
+  void respond(IscsiTask& t);
+  void send_data_in(IscsiTask& t, std::uint32_t to_send);
+  void send_scsi_response(IscsiTask& t);
+  void data_sn_error(IscsiTask& t, const Bhs& bhs);
+  void fail_task(IscsiTask& t, scsi::SenseCode code);
+  void release_task(IscsiTask& t);
+  // Some WRITE waits for Data-Out and none came (nor a command) for nop_timeout.
+  bool data_out_stalled(Clock::time_point now) const;
+
+  // --- task management (connection_tmf.cpp) ---
+  void task_management(const Bhs& bhs);
+  void abort_task(IscsiTask& t);
   // A logical unit aborted one of this session's tasks: its task set's
   // ABORT TASK SET, CLEAR TASK SET or reset, or a PREEMPT AND ABORT of this
   // I_T nexus (SPC-4 5.13.11.2.6), from this or another session. It ends as
   // by ABORT TASK, with no status (TAS 0); true while it is in the backend.
   bool task_aborted(scsi::Task& task) override;
-  void respond(IscsiTask& t);
-  void send_scsi_response(IscsiTask& t, bool with_data_in);
-  void reject(const Bhs& bhs, RejectReason reason, const char* why);
-  void data_sn_error(IscsiTask& t, const Bhs& bhs);
-  void fail_task(IscsiTask& t, scsi::SenseCode code);
-  void abort_task(IscsiTask& t);
   // Aborts this session's tasks for lun (every LUN: nullopt) but keep: how many, and those
   // still executing in the SCSI layer, which the abort has to wait for.
   struct Aborted {
@@ -259,25 +272,38 @@ class Connection final : private scsi::TaskOwner {
   // it may be over.
   void abort_wait_over(IscsiTask& t);
 
-  // plumbing
-  IscsiTask* acquire_task();
-  void release_task(IscsiTask& t);
-  IscsiTask* find_task(std::uint32_t itt);
+  // --- text, keep-alive, logout (connection_text.cpp) ---
+  std::optional<DataPlan> nop_out_header(const Bhs& bhs);
+  void nop_out_complete();
+  std::optional<DataPlan> text_header(const Bhs& bhs);
+  void text_complete();
+  void answer_text_request(const std::vector<KeyValue>& keys);
+  void send_text_piece(const Bhs& bhs);
+  void logout(const Bhs& bhs);
+  void maybe_finish_logout();
+  void keep_alive(Clock::time_point now);
+  // The data segment just received is a piece of a login or text request's keys.
+  void keep_keys();
+  // The keys of the request, whole: parsed, and the pieces let go.
+  TextParseError take_keys(std::vector<KeyValue>& keys);
+  // A target transfer tag for an R2T, a ping or a text response in pieces.
+  std::uint32_t new_ttt();
+
+  // --- output (connection_output.cpp) ---
   OutPdu* new_pdu(Opcode op, std::uint8_t flags = 0x80);
   void set_data(OutPdu& pdu, const std::uint8_t* data, std::uint32_t len);
   // Numbers (StatSN, ExpCmdSN, MaxCmdSN), pads and digests pdu, appends it to the
   // output, and tells the host.
   void queue(OutPdu* pdu, bool advance_stat_sn);
   void prepare(OutPdu* pdu, bool advance_stat_sn);
-  void append(OutPdu* pdu);
-  std::uint32_t max_cmd_sn();
-  // Commands the window may offer now: the queue depth less the tasks that hold
-  // a slot of it, and never more than the task pool has free.
-  std::uint32_t window_room() const;
-  // Queues a NOP-In that only carries a MaxCmdSN the window reopened to.
-  void announce_window();
+  void reject(const Bhs& bhs, RejectReason reason, const char* why);
+
   // Tasks beyond the queue depth, for immediate commands (outside the CmdSN window).
   static constexpr std::uint32_t kImmediateTaskReserve = 4;
+  // Login and text keys across continuation PDUs, at most.
+  static constexpr std::size_t kMaxTextBytes = 65536;
+  // Ignored commands and refusals logged at warn per connection; the rest at debug.
+  static constexpr std::uint32_t kWarningsLogged = 10;
 
   ConnectionHost& host_;
   ConnectionSettings settings_;
@@ -285,66 +311,66 @@ class Connection final : private scsi::TaskOwner {
   Phase phase_ = Phase::login;
   bool closing_ = false;
   bool shut_down_ = false;
-  bool login_held_ = false;  // the final login response waits for reinstated sessions
 
-  // login state
-  LoginNegotiator negotiator_;
+  // What the login negotiated, and the session it made.
   SessionParams params_;
   std::shared_ptr<const TargetEntry> target_;
-  // The LUN map commands run on (target_->luns() as of luns_version_), and the maps
-  // replaced since that commands still executing were started on.
-  void refresh_luns();
-  std::shared_ptr<scsi::LunMap> luns_;
-  std::uint64_t luns_version_ = 0;
-  std::vector<std::shared_ptr<scsi::LunMap>> retired_luns_;
-  std::uint32_t tasks_on_retired_luns_ = 0;
   std::uint64_t isid_ = 0;
   std::uint16_t tsih_ = 0;
-  std::uint32_t itt_login_ = 0;
-  LoginStage login_stage_ = LoginStage::security;
-  bool first_login_pdu_ = true;
-  bool target_checked_ = false;
-  Clock::time_point login_deadline_;
+  scsi::Nexus nexus_;
 
-  // sequence numbers
-  std::uint32_t stat_sn_ = 0;
-  std::uint32_t exp_cmd_sn_ = 0;
-  Clock::time_point last_data_progress_;  // the last SCSI command or Data-Out in
-  // CmdSNs ahead of exp_cmd_sn_ that count as received though no command
-  // came with them (ABORT TASK of a command never sent); at most queue_depth.
-  std::vector<std::uint32_t> abandoned_cmd_sns_;
-  std::uint32_t max_cmd_sn_sent_ = 0;  // the largest MaxCmdSN advertised
-  bool window_advertised_ = false;
-  bool window_may_reopen_ = false;  // a task came back while the window was closed
-  std::uint32_t responding_tasks_ = 0;
+  struct Login {
+    LoginNegotiator negotiator;
+    std::uint32_t itt = 0;
+    LoginStage stage = LoginStage::security;
+    bool first_pdu = true;
+    bool target_checked = false;
+    bool held = false;  // the final login response waits for reinstated sessions
+    Clock::time_point deadline;
+  } login_;
+
+  SessionWindow window_;
   std::uint32_t ignored_commands_ = 0;  // outside the CmdSN window
-  std::uint32_t busy_commands_ = 0;     // answered BUSY/TASK SET FULL: no buffer memory
+
+  // The LUN maps: see refresh_luns.
+  struct Luns {
+    std::shared_ptr<scsi::LunMap> current;
+    std::uint64_t version = 0;
+    std::vector<std::shared_ptr<scsi::LunMap>> retired;
+    std::uint32_t tasks_on_retired = 0;
+  } luns_;
+
+  // Digests apply from the first PDU after the final login response.
   bool digest_header_ = false, digest_data_ = false;
   DigestErrorCounts digest_errors_;
 
-  // the PDU being received
-  Bhs cur_;
-  std::vector<std::uint8_t> segment_;  // login/text/nop data
-  IscsiTask* cur_task_ = nullptr;      // Data-Out or immediate data target
-  bool cur_ignored_ = false;           // outside the CmdSN window: no action
-  bool cur_dropped_ = false;           // its data segment is not kept
-  std::uint32_t cur_offset_ = 0;
-  std::string text_in_;   // login/text keys across continuation PDUs
-  std::string text_out_;  // a long text response being sent in pieces
-  std::size_t text_out_pos_ = 0;
-  std::uint32_t text_ttt_ = 0;
-  bool logout_pending_ = false;
-  std::uint32_t logout_itt_ = 0;
-  std::uint8_t logout_response_ = 0;
+  // The PDU being received.
+  struct Receiving {
+    Bhs bhs;
+    std::vector<std::uint8_t> segment;  // login/text/nop data
+    IscsiTask* task = nullptr;          // Data-Out or immediate data target
+    bool ignored = false;               // outside the CmdSN window: no action
+    bool dropped = false;               // its data segment is not kept
+    std::uint32_t offset = 0;
+  } rx_;
 
-  // tasks
-  std::vector<std::unique_ptr<IscsiTask>> task_store_;
-  std::vector<IscsiTask*> free_tasks_;
-  IscsiTask* active_list_ = nullptr;
-  std::uint32_t active_tasks_ = 0;
+  struct Text {
+    std::string in;   // login/text keys across continuation PDUs
+    std::string out;  // a long text response being sent in pieces
+    std::size_t out_pos = 0;
+    std::uint32_t ttt = 0;
+  } text_;
+
+  struct Logout {
+    bool pending = false;
+    std::uint32_t itt = 0;
+    std::uint8_t response = 0;
+  } logout_;
+
+  TaskTable tasks_;
   std::uint32_t next_ttt_ = 1;
-  std::array<std::uint32_t, 16> aborted_itts_;
-  std::uint32_t aborted_next_ = 0;
+  std::uint32_t busy_commands_ = 0;       // answered BUSY/TASK SET FULL: no buffer memory
+  Clock::time_point last_data_progress_;  // the last SCSI command or Data-Out in
   // Aborts (task management, PREEMPT AND ABORT) waiting for executing tasks they aborted
   // to come back.
   struct AbortWait {
@@ -355,20 +381,14 @@ class Connection final : private scsi::TaskOwner {
   // What an answer coming back from task sets on other reactors checks
   // first: this connection may be gone by then.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
-  scsi::Nexus nexus_;
 
-  // output
-  OutPdu* out_head_ = nullptr;
-  OutPdu* out_tail_ = nullptr;
-  std::vector<std::unique_ptr<OutPdu>> pdu_store_;
-  std::vector<OutPdu*> free_pdus_;
-  std::uint32_t pdus_unsent_ = 0;
-  std::uint64_t output_bytes_ = 0;  // see output_bytes()
+  OutputQueue out_;
 
-  // keep-alive
-  Clock::time_point last_rx_;
-  std::optional<Clock::time_point> ping_sent_;
-  std::uint32_t ping_ttt_ = 0;
+  struct KeepAlive {
+    Clock::time_point last_rx;
+    std::optional<Clock::time_point> ping_sent;
+    std::uint32_t ping_ttt = 0;
+  } keep_alive_;
 };
 
 }  // namespace ringtgt::iscsi

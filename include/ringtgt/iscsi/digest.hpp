@@ -51,12 +51,4 @@ struct DigestErrorCounts {
   std::uint64_t data = 0;
 };
 
-// Process-wide totals since start, over every connection on every reactor
-// (relaxed atomics in metrics::global(), exported as
-// ringtgt_digest_errors_total{kind="header"|"data"}).
-DigestErrorCounts digest_error_counts();
-// Called by the protocol engine when it finds one (also bumps its own
-// per-connection count, Connection::digest_errors()).
-void count_digest_error(bool header);
-
 }  // namespace ringtgt::iscsi

@@ -319,19 +319,20 @@ struct FaultCounters {
 // --- the counting API for code outside src/metrics ---
 
 // A header (kind header) or data (kind data) digest did not match: exported as
-// ringtgt_digest_errors_total{kind="header"|"data"}. Any thread.
-inline void count_digest_error(DigestKind kind) {
-  global().digest_errors[static_cast<std::size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
+// ringtgt_digest_errors_total{kind="header"|"data"}. Any thread. These three take the
+// counters to bump so the protocol engine can count into the ones its host gives it (a
+// unit test's own, or global()).
+inline void count_digest_error(DigestKind kind, GlobalCounters& g = global()) {
+  g.digest_errors[static_cast<std::size_t>(kind)].fetch_add(1, std::memory_order_relaxed);
 }
 // A Reject PDU was sent: ringtgt_pdu_rejects_total.
-inline void count_reject() {
-  global().rejects.fetch_add(1, std::memory_order_relaxed);
+inline void count_reject(GlobalCounters& g = global()) {
+  g.rejects.fetch_add(1, std::memory_order_relaxed);
 }
 // A command was answered BUSY / TASK SET FULL before reaching its LUN:
 // ringtgt_commands_refused_total{cause}. Any thread; rare (the initiator backs off).
-inline void count_refused_command(RefusalCause cause) {
-  global().refused_commands[static_cast<std::size_t>(cause)].fetch_add(1,
-                                                                       std::memory_order_relaxed);
+inline void count_refused_command(RefusalCause cause, GlobalCounters& g = global()) {
+  g.refused_commands[static_cast<std::size_t>(cause)].fetch_add(1, std::memory_order_relaxed);
 }
 // A login ended: ringtgt_login_attempts_total, and ringtgt_login_failures_total{reason}.
 inline void count_login_success() {

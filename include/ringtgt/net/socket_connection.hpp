@@ -56,6 +56,9 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void output_ready() override;
   std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
                                                std::string_view target) override;
+  iscsi::IoBuffer acquire_buffer(std::size_t min_size) override;
+  void release_buffer(iscsi::IoBuffer buffer) override;
+  metrics::GlobalCounters& counters() override { return metrics::global(); }
 
  private:
   struct Op final : reactor::IoOp {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "ringtgt/metrics/counters.hpp"
@@ -131,8 +132,49 @@ struct Nexus {
 };
 
 class Task;
-
 class LogicalUnit;
+namespace detail {
+struct CopyJob;
+}
+
+// What a command keeps between its backend operations, by kind of command: each piece
+// has a name and a type, and lives in the Task (nothing is allocated per I/O).
+// A transfer of whole blocks: READ and VERIFY through a bounce buffer, WRITE ATOMIC,
+// COMPARE AND WRITE, ORWRITE.
+struct BlockIoState {
+  std::uint64_t lba = 0;
+  std::uint64_t bytes = 0;  // COMPARE AND WRITE: one half of the Data-Out
+  std::uint64_t block_size = 0;
+  std::uint8_t* bounce = nullptr;  // the medium read into a buffer of the LU's own
+  // Where a store's own COMPARE AND WRITE found the first difference (a byte offset).
+  std::uint64_t miscompare_offset = 0;
+};
+// WRITE SAME of a pattern, written chunk by chunk.
+struct WriteSameState {
+  std::uint64_t next_lba = 0;
+  std::uint64_t blocks_left = 0;  // this chunk included
+  std::uint64_t block_size = 0;
+  std::uint8_t* bounce = nullptr;  // one chunk of the pattern
+};
+// UNMAP, one block descriptor at a time; the descriptors stay in the Data-Out buffer,
+// which the transport keeps until the task completes.
+struct UnmapState {
+  std::uint64_t next = 0;   // the descriptor being unmapped
+  std::uint64_t count = 0;  // descriptors in the list
+  std::uint64_t block_size = 0;
+  std::uint64_t last = 0;  // the last one with blocks to unmap (its unmap makes all durable)
+};
+// WRITE SAME of zeroes, or with UNMAP: one zeroing or deallocation of the range.
+struct ZeroRangeState {
+  std::uint64_t lba = 0;
+  std::uint64_t blocks = 0;
+};
+// EXTENDED COPY: the copy in flight, which the task owns until it completes.
+struct CopyState {
+  detail::CopyJob* job = nullptr;
+};
+using CommandState = std::variant<std::monostate, BlockIoState, WriteSameState, UnmapState,
+                                  ZeroRangeState, CopyState>;
 
 class TaskOwner {
  public:
@@ -188,8 +230,8 @@ class Task : public reactor::IoOp {
 
   // --- the logical unit's continuation for its backend operation ---
   void (*io_continuation)(Task&, int result) = nullptr;
-  void* lu_context = nullptr;
-  std::uint64_t lu_scratch[4]{};
+  LogicalUnit* unit = nullptr;  // the logical unit executing it
+  CommandState command_state;
 
   // --- the task set it is in (LogicalUnit::enter_task_set; null: none) ---
   // Only the thread of the task touches these.
@@ -218,7 +260,8 @@ class Task : public reactor::IoOp {
     waits_for_background_operation = false;
     durability_promise = DurabilityPromise::none;
     io_continuation = nullptr;
-    lu_context = nullptr;
+    unit = nullptr;
+    command_state = std::monostate{};
     counters = nullptr;
   }
   // CHECK CONDITION with fixed-format sense data; info is put in the

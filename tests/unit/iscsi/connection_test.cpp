@@ -79,6 +79,21 @@ class FakeHost final : public ConnectionHost {
     failures.push_back({why, initiator, target_name, detail});
   }
   void output_ready() override { ++output_ready_calls; }
+  // This host's own pool and counters: no test touches the process-wide ones.
+  IoBuffer acquire_buffer(std::size_t min_size) override {
+    std::size_t size = std::max(min_size, reactor::BufferPool::kMinSize);
+    if (buffers_in_use + size > buffer_budget) return {nullptr, size};
+    buffers_in_use += size;
+    return {pool.acquire(size), size};
+  }
+  void release_buffer(IoBuffer buffer) override {
+    buffers_in_use -= buffer.size;
+    pool.release(buffer.data, buffer.size);
+  }
+  metrics::GlobalCounters& counters() override { return stats; }
+  std::uint64_t digest_errors(metrics::DigestKind kind) const {
+    return stats.digest_errors[static_cast<std::size_t>(kind)].load();
+  }
   void after_reinstated_session(std::function<void()> ready) override {
     if (hold_reinstated)
       reinstated_ready = std::move(ready);
@@ -88,6 +103,10 @@ class FakeHost final : public ConnectionHost {
 
   std::shared_ptr<TargetEntry> target;
   storage::MemoryBackend* mem = nullptr;
+  reactor::BufferPool pool;
+  std::size_t buffer_budget = std::numeric_limits<std::size_t>::max();
+  std::size_t buffers_in_use = 0;
+  metrics::GlobalCounters stats;
   std::vector<Failure> failures;
   int output_ready_calls = 0;
   int sessions = 0;
@@ -1619,12 +1638,13 @@ TEST(ConnectionDigest, NegotiatedDigestsProtectBothDirections) {
 TEST(ConnectionDigest, HeaderDigestMismatchCloses) {
   Driver d(digests_allowed());
   d.login(with_digests());
-  DigestErrorCounts before = digest_error_counts();
   EXPECT_FALSE(d.send(d.nop_out(0x21, kReservedTag), {}, /*corrupt_header_digest=*/true));
   EXPECT_TRUE(d.conn->closing());
   EXPECT_EQ(d.conn->digest_errors().header, 1u);
   EXPECT_EQ(d.conn->digest_errors().data, 0u);
-  EXPECT_EQ(digest_error_counts().header, before.header + 1);
+  // Counted in the host's counters (the daemon's are what /metrics exports).
+  EXPECT_EQ(d.host.digest_errors(metrics::DigestKind::header), 1u);
+  EXPECT_EQ(d.host.digest_errors(metrics::DigestKind::data), 0u);
 }
 
 // Feeds one PDU whose data digest is wrong.
@@ -1647,7 +1667,6 @@ void send_bad_data_digest(Driver& d, Bhs b, const Bytes& data) {
 TEST(ConnectionDigest, DataDigestErrorOnNopOutRejectsAndDiscards) {
   Driver d(digests_allowed());
   d.login(with_digests());
-  DigestErrorCounts before = digest_error_counts();
   send_bad_data_digest(d, d.nop_out(0x22, kReservedTag), Bytes{'a', 'b', 'c', 'd'});
   // RFC 7143 7.8: Reject (data digest error), the PDU discarded (no NOP-In),
   // and for a non-data PDU nothing more: the connection stays.
@@ -1657,7 +1676,8 @@ TEST(ConnectionDigest, DataDigestErrorOnNopOutRejectsAndDiscards) {
   EXPECT_EQ(out[0].bhs.bytes[2], 0x02);
   EXPECT_FALSE(d.conn->closing());
   EXPECT_EQ(d.conn->digest_errors().data, 1u);
-  EXPECT_EQ(digest_error_counts().data, before.data + 1);
+  EXPECT_EQ(d.host.digest_errors(metrics::DigestKind::data), 1u);
+  EXPECT_EQ(d.host.stats.rejects.load(), 1u);
   // The session goes on: a ping with a good digest is answered.
   ASSERT_TRUE(d.send(d.nop_out(0x23, kReservedTag), Bytes{1, 2, 3, 4}));
   EXPECT_EQ(d.only_one().op(), Opcode::nop_in);
@@ -1792,24 +1812,13 @@ TEST(ConnectionLimits, LoginKeyLimitsFailTheLogin) {
   EXPECT_EQ(attempt(long_key), LoginStatus::initiator_error);
 }
 
-// limits.max_buffer_memory for the tests below; "no budget" again afterwards.
-struct BufferBudget {
-  explicit BufferBudget(std::size_t extra) {
-    reactor::BufferPool::set_memory_budget(reactor::BufferPool::memory_held() + extra, 1);
-  }
-  ~BufferBudget() {
-    reactor::BufferPool::set_memory_budget(std::numeric_limits<std::size_t>::max(), 1);
-  }
-};
-
 TEST(ConnectionLimits, NoBufferMemoryAnswersBusyThenTaskSetFull) {
   Driver d;
   LoginOptions o;
   o.initial_r2t = "Yes";
   o.immediate_data = "No";
   d.login(o);
-  reactor::BufferPool::local().set_retain_limit(0);  // nothing kept: the budget is all in use
-  BufferBudget budget(64 * 1024);
+  d.host.buffer_budget = 64 * 1024;  // limits.max_buffer_memory, as the host enforces it
   // Alone in its session and too big: BUSY, no sense, not executed.
   ASSERT_TRUE(d.send(d.command(0x50, read10(0, 256), 128 * 1024, true, false)));
   Out busy = d.only_one();
@@ -1840,7 +1849,9 @@ TEST(ConnectionLimits, NoBufferMemoryAnswersBusyThenTaskSetFull) {
   EXPECT_EQ(out.back().bhs.bytes[3], 0);
   EXPECT_EQ(Bytes(out.back().data.begin(), out.back().data.end()),
             Bytes(data.begin(), data.begin() + 4096));
-  reactor::BufferPool::local().set_retain_limit(256u << 20);
+  EXPECT_EQ(
+      d.host.stats.refused_commands[static_cast<std::size_t>(metrics::RefusalCause::buffer_memory)],
+      2u);
 }
 
 // ------------------------------------------------------------------ live LUN map changes
