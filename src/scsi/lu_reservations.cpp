@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -275,17 +276,19 @@ void LogicalUnit::abort_preempted(Task& task, const std::string& by,
                     params_.device_name, n);
     }
   }
-  if (!aborter_) {
-    spdlog::warn("{}: PREEMPT AND ABORT by {}: {} preempted; no transport to abort their tasks",
-                 params_.device_name, by, names);
-    return task.complete();
-  }
   spdlog::info("{}: PREEMPT AND ABORT by {}: aborting the tasks of {}", params_.device_name, by,
                names);
-  // GOOD only once none of those tasks can still write: a fencing node must
-  // not see a stale write of the node it fenced land after this.
+  // As ABORT TASK SET would in each preempted nexus, with no status for any
+  // task (the control mode page's TAS is 0). GOOD only once none of those
+  // tasks can still write: a fencing node must not see a stale write of the
+  // node it fenced land after this.
+  auto preempted = [ports = std::move(ports)](const Task& t) {
+    if (t.nexus == nullptr) return false;
+    auto port = parse_initiator_port_name(initiator_port_name(*t.nexus));
+    return port && std::find(ports.begin(), ports.end(), *port) != ports.end();
+  };
   task.awaiting_aborts = true;
-  aborter_(std::move(ports), task, [&task] { task.complete(); });
+  abort_task_set(std::move(preempted), &task, [&task] { task.complete(); });
 }
 
 bool LogicalUnit::store_reservations(const PersistentReservations& next) {
