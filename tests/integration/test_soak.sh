@@ -140,7 +140,8 @@ wait_benches() {
       rc=0
       wait "${BENCH_PIDS[$k]}" || rc=$?
       k=$((k + 1))
-      grep -E '^(total|errors|verify|ops|chaos):' "$TMP/bench.$phase.$t$l.out" | sed "s/^/  [$phase LUN $t$l] /"
+      # An aborted bench printed none of these lines; its tail follows.
+      grep -E '^(total|errors|verify|ops|chaos):' "$TMP/bench.$phase.$t$l.out" | sed "s/^/  [$phase LUN $t$l] /" || true
       if ((rc != 0)); then
         tail -n 30 "$TMP/bench.$phase.$t$l.out" >&2
         fail "phase $phase: bench on target $t LUN $l exited $rc (verify failure or a session that did not come back)"
