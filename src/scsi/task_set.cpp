@@ -39,8 +39,9 @@ struct TaskSet::Run {
 };
 
 // The tasks of one thread. Others read only home and size, to know whether
-// to ask this thread at all.
-struct TaskSet::Shard {
+// to ask this thread at all. A cache line each: every reactor writes its
+// own shard on every command, and must not invalidate its neighbour's.
+struct alignas(64) TaskSet::Shard {
   Task* head = nullptr;
   std::atomic<std::uint32_t> size{0};  // written by the owner thread only
   std::atomic<reactor::Reactor*> home{nullptr};
