@@ -86,6 +86,8 @@ struct Session {
   std::uint64_t relogin_deadline = 0;
   std::uint64_t login_started = 0;
   bool first_login = true;
+  scsi_task* login_tur = nullptr;  // the TEST UNIT READY that ends a login
+  int login_unit_attentions = 0;
 };
 
 struct Tmf {
@@ -106,6 +108,9 @@ class Bench {
   int run();
 
   // libiscsi callbacks land here.
+  void on_tcp_connected(Session& s, int status);
+  void on_login(Session& s, int status);
+  void on_login_tur(Session& s, int status);
   void on_connect(Session& s, int status);
   void on_complete(Io& io, int status);
   void on_logout(Session& s) { s.state = SessState::kDone; }
@@ -114,6 +119,7 @@ class Bench {
  private:
   bool connect_all();
   bool start_login(Session& s);
+  void send_login_tur(Session& s);
   void schedule_reconnect(Session& s);
   void service_reconnects(std::uint64_t now);
   void release_held(Session& s, std::uint64_t before_seq, std::uint64_t only_seq);

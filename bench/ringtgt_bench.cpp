@@ -28,11 +28,6 @@ namespace {
 volatile sig_atomic_t g_interrupted = 0;
 }  // namespace
 
-void connect_cb(iscsi_context*, int status, void*, void* priv) {
-  auto* s = static_cast<Session*>(priv);
-  s->bench->on_connect(*s, status);
-}
-
 void io_cb(iscsi_context*, int status, void*, void* priv) {
   auto* io = static_cast<Io*>(priv);
   io->session->bench->on_complete(*io, status);
@@ -596,34 +591,6 @@ void Bench::check_timeouts(std::uint64_t now) {
     }
     if (stuck) kill_session(s, "command timed out");
   }
-}
-
-// Starts a login of s with its ISID (the same one every time: a second login
-// reinstates the session).
-bool Bench::start_login(Session& s) {
-  s.ctx = iscsi_create_context(o_.initiator.c_str());
-  if (!s.ctx) {
-    std::fprintf(stderr, "ringtgt-bench: cannot create an iSCSI context\n");
-    return false;
-  }
-  iscsi_set_targetname(s.ctx, target_.c_str());
-  iscsi_set_session_type(s.ctx, ISCSI_SESSION_NORMAL);
-  iscsi_set_header_digest(s.ctx, ISCSI_HEADER_DIGEST_NONE_CRC32C);
-  iscsi_set_noautoreconnect(s.ctx, 1);
-  // A distinct ISID per session: each is its own I_T nexus.
-  iscsi_set_isid_random(s.ctx, s.isid_rnd, static_cast<std::uint32_t>(s.id));
-  if (!user_.empty()) iscsi_set_initiator_username_pwd(s.ctx, user_.c_str(), passwd_.c_str());
-  s.state = SessState::kConnecting;
-  s.login_started = now_ns();
-  if (iscsi_full_connect_async(s.ctx, portal_.c_str(), lun_, connect_cb, &s) != 0) {
-    if (s.first_login)
-      std::fprintf(stderr, "ringtgt-bench: session %d: connect to %s failed: %s\n", s.id,
-                   portal_.c_str(), iscsi_get_error(s.ctx));
-    iscsi_destroy_context(s.ctx);
-    s.ctx = nullptr;
-    return false;
-  }
-  return true;
 }
 
 bool Bench::connect_all() {

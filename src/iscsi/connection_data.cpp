@@ -27,6 +27,11 @@ std::optional<DataPlan> Connection::command_header(const Bhs& bhs) {
   std::memcpy(t->cdb.data(), bhs.cdb(), 16);
   t->lun = lun_of(bhs);
   t->unsolicited_done = bhs.final_bit();
+  // The task is in its logical unit's task set from now on (SAM-5), so that
+  // an abort reaches it while its Data-Out is still coming.
+  t->nexus = &nexus_;
+  t->owner = this;
+  if (target_) lun_map().enter_task_set(*t);
 
   if (auto code = command_refusal(*t, bhs)) {
     t->state = IscsiTask::State::executing;
@@ -268,9 +273,10 @@ bool Connection::data_out_stalled(Clock::time_point now) const {
 // ---------------------------------------------------------------- execution
 
 void Connection::refresh_luns() {
-  // Commands executing now keep running on the maps they started on.
+  // Commands executing now keep running on the maps they started on, and
+  // those in a logical unit's task set run on that LU (LunMap::execute).
   for (IscsiTask* t = tasks_.first(); t; t = t->next) {
-    if (t->state == IscsiTask::State::executing && !t->on_retired_luns) {
+    if ((t->state == IscsiTask::State::executing || t->task_set_lu) && !t->on_retired_luns) {
       t->on_retired_luns = true;
       ++luns_.tasks_on_retired;
     }
@@ -325,6 +331,7 @@ void Connection::task_complete(scsi::Task& task) {
 }
 
 void Connection::release_task(IscsiTask& t) {
+  if (t.task_set_lu) t.task_set_lu->leave_task_set(t);  // before its map may go
   if (t.buf) {
     if (t.reading) out_.let_go(t.buf_size);
     host_.release_buffer({t.buf, t.buf_size});

@@ -15,8 +15,9 @@ void Connection::task_management(const Bhs& bhs) {
   TmfResponse response = TmfResponse::complete;
   std::uint64_t lun = lun_of(bhs);
   std::vector<IscsiTask*> executing;  // aborted here, still in the SCSI layer
-  bool other_sessions = false;        // the function ends other nexuses' tasks too
-  std::optional<std::uint64_t> scope = lun;
+  // The task sets that abort, and which of their tasks.
+  std::vector<std::shared_ptr<scsi::LogicalUnit>> lus;
+  std::function<bool(const scsi::Task&)> aborted = [](const scsi::Task&) { return true; };
   switch (fn) {
     case TmfFunction::abort_task: {
       IscsiTask* t = tasks_.find(bhs.ref_task_tag());
@@ -43,20 +44,25 @@ void Connection::task_management(const Bhs& bhs) {
         response = TmfResponse::lun_does_not_exist;
         break;
       }
-      executing = abort_tasks_of(lun, nullptr).executing;
       // ABORT TASK SET ends this nexus's tasks only; the task set is shared
       // (TST 000b), so CLEAR TASK SET and a reset end every nexus's.
-      other_sessions = fn != TmfFunction::abort_task_set;
-      if (fn == TmfFunction::logical_unit_reset) luns.find(lun)->reset();
+      lus.push_back(luns.find(lun));
+      if (fn == TmfFunction::abort_task_set)
+        aborted = [me = &nexus_](const scsi::Task& t) { return t.nexus == me; };
+      if (fn == TmfFunction::logical_unit_reset) lus.back()->reset();
       break;
     }
     case TmfFunction::target_warm_reset:
-    case TmfFunction::target_cold_reset:
+    case TmfFunction::target_cold_reset: {
+      // This session's tasks of every LUN (some may be in no task set), and
+      // every other nexus's in the task sets of the target's LUs.
       executing = abort_tasks_of(std::nullopt, nullptr).executing;
-      other_sessions = true;
-      scope.reset();
-      lun_map().reset_all();
+      scsi::LunMap& luns = lun_map();
+      for (std::uint64_t l : luns.luns()) lus.push_back(luns.find(l));
+      aborted = [me = &nexus_](const scsi::Task& t) { return t.nexus != me; };
+      luns.reset_all();
       break;
+    }
     case TmfFunction::task_reassign:
       response = TmfResponse::reassignment_not_supported;
       break;
@@ -64,25 +70,33 @@ void Connection::task_management(const Bhs& bhs) {
       response = TmfResponse::not_supported;
       break;
   }
-  spdlog::info("task management {} from {} ({}): response {}{}", static_cast<unsigned>(fn),
-               params_.initiator_name, peer_, static_cast<unsigned>(response),
-               executing.empty() && !other_sessions
-                   ? ""
-                   : fmt::format(" once {} task(s) of this session{} are out of the backend",
-                                 executing.size(), other_sessions ? " and those of others" : ""));
-  answer_tmf_when_gone(bhs.itt(), response, std::move(executing), other_sessions, scope);
+  spdlog::info(
+      "task management {} from {} ({}): response {}{}", static_cast<unsigned>(fn),
+      params_.initiator_name, peer_, static_cast<unsigned>(response),
+      executing.empty() && lus.empty()
+          ? ""
+          : fmt::format(
+                " once the aborted tasks of {} task set(s){} are out of the "
+                "backend",
+                lus.size(),
+                executing.empty() ? "" : fmt::format(" and {} of this session", executing.size())));
+  answer_tmf_when_gone(bhs.itt(), response, std::move(executing), std::move(lus), aborted);
 }
 
 void Connection::answer_tmf_when_gone(std::uint32_t itt, TmfResponse response,
-                                      std::vector<IscsiTask*> executing, bool other_sessions,
-                                      std::optional<std::uint64_t> lun) {
-  if (executing.empty() && !other_sessions) return send_tmf_response(itt, response);
-  auto parts_left = std::make_shared<int>((executing.empty() ? 0 : 1) + (other_sessions ? 1 : 0));
-  auto part_done = [this, parts_left, itt, response] {
-    if (--*parts_left == 0) send_tmf_response(itt, response);
+                                      std::vector<IscsiTask*> executing,
+                                      std::vector<std::shared_ptr<scsi::LogicalUnit>> lus,
+                                      const std::function<bool(const scsi::Task&)>& aborted) {
+  if (executing.empty() && lus.empty()) return send_tmf_response(itt, response);
+  // One part for this function, so that a task set done at once cannot
+  // answer before the others were asked.
+  auto parts_left = std::make_shared<std::size_t>(1 + lus.size() + (executing.empty() ? 0 : 1));
+  auto part_done = [this, alive = std::weak_ptr<bool>(alive_), parts_left, itt, response] {
+    if (!alive.expired() && --*parts_left == 0) send_tmf_response(itt, response);
   };
   if (!executing.empty()) abort_waits_.push_back({std::move(executing), part_done});
-  if (other_sessions) host_.abort_tasks_elsewhere(lun, part_done);
+  for (const auto& lu : lus) lu->abort_task_set(aborted, nullptr, part_done);
+  part_done();
 }
 
 void Connection::send_tmf_response(std::uint32_t itt, TmfResponse response) {
@@ -127,17 +141,17 @@ Connection::Aborted Connection::abort_tasks_of(std::optional<std::uint64_t> lun,
   return aborted;
 }
 
-void Connection::abort_tasks_from_elsewhere(std::optional<std::uint64_t> lun,
-                                            const scsi::Task* keep, std::function<void()> done) {
-  Aborted aborted = abort_tasks_of(lun, keep);
-  if (aborted.count > 0) {
-    spdlog::info("{} ({}): {} task(s) for {} aborted by another nexus, {} still executing", peer_,
-                 params_.initiator_name, aborted.count,
-                 lun ? "LUN " + std::to_string(*lun) : std::string("every LUN"),
-                 aborted.executing.size());
-  }
-  if (aborted.executing.empty()) return done();
-  abort_waits_.push_back({std::move(aborted.executing), std::move(done)});
+bool Connection::task_aborted(scsi::Task& task) {
+  auto& t = static_cast<IscsiTask&>(task);
+  if (t.state == IscsiTask::State::responding || t.state == IscsiTask::State::idle) return false;
+  // A PREEMPT AND ABORT of this session waiting for its own aborts is not
+  // waited for: those may be waiting for this one.
+  bool in_backend = t.state == IscsiTask::State::executing && !t.only_waiting();
+  spdlog::info("{} ({}): task {:#x} for LUN {} aborted by its logical unit, {}", peer_,
+               params_.initiator_name, t.itt, t.lun,
+               in_backend ? "waited for in the backend" : "not in the backend");
+  abort_task(t);
+  return in_backend;
 }
 
 void Connection::abort_wait_over(IscsiTask& t) {

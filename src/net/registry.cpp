@@ -60,11 +60,6 @@ void Registry::attach(const std::string& target, const config::Lun& l,
   lu.set_copy_targets([this](std::uint64_t designator, const scsi::Nexus& nexus) {
     return find_copy_target(designator, nexus);
   });
-  lu.set_task_set_aborter([this, target, lun = std::uint64_t{l.number}](
-                              std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
-                              std::function<void()> done) {
-    sessions_.abort_preempted(target, lun, std::move(ports), keep, std::move(done));
-  });
 }
 
 std::shared_ptr<scsi::LogicalUnit> Registry::find_copy_target(std::uint64_t designator,

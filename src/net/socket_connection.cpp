@@ -294,22 +294,6 @@ void SocketConnection::maybe_finish() {
   finished_ = true;
 }
 
-void SocketConnection::abort_tasks(const std::string& target, std::optional<std::uint64_t> lun,
-                                   const scsi::Task* keep, std::function<void()> done) {
-  if (conn_.target_name() != target) return done();
-  conn_.abort_tasks_from_elsewhere(lun, keep, std::move(done));
-}
-
-void SocketConnection::abort_tasks_elsewhere(std::optional<std::uint64_t> lun,
-                                             std::function<void()> done) {
-  // The answer is posted to this worker after every other session's; this
-  // connection may have gone by then, and with it what done refers to.
-  registry_.sessions().abort_tasks_elsewhere(conn_.target_name(), lun, this,
-                                             [self = weak_from_this(), done = std::move(done)] {
-                                               if (auto alive = self.lock()) done();
-                                             });
-}
-
 void SocketConnection::on_tick(reactor::Clock::time_point now) {
   if (shut_) {
     maybe_finish();

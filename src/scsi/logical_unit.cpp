@@ -16,6 +16,7 @@
 #include "ringtgt/scsi/cdb.hpp"
 #include "ringtgt/scsi/durability_promise.hpp"
 #include "ringtgt/storage/durability_log.hpp"
+#include "task_set.hpp"
 
 namespace ringtgt::scsi {
 
@@ -676,7 +677,11 @@ struct OneLun {
 
 LogicalUnit::LogicalUnit(std::uint64_t lun, LunParams params,
                          std::unique_ptr<storage::Backend> backend)
-    : lun_(lun), params_(std::move(params)), backend_(std::move(backend)), block_count_(0) {
+    : lun_(lun),
+      params_(std::move(params)),
+      backend_(std::move(backend)),
+      block_count_(0),
+      task_set_(std::make_unique<TaskSet>()) {
   const std::uint32_t bs = params_.block_size;
   if (bs < 512 || bs > 65536 || (bs & (bs - 1)) != 0) {
     throw std::invalid_argument("LUN " + std::to_string(lun) + ": block size " +

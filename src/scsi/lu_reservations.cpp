@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -203,9 +204,11 @@ void LogicalUnit::persistent_reserve_out(Task& task) {
   // after another, and this reactor finishes the command.
   home->expect();
   state_writer_.post([this, &task, port = std::move(port), have, home] {
-    auto o = std::make_shared<PrOutcome>(decide_reserve_out(task, port, have));
-    home->complete(
-        new OnHomeReactor([this, &task, port, o] { finish_reserve_out(task, port, *o); }), 0);
+    PrOutcome o = decide_reserve_out(task, port, have);
+    home->complete(new OnHomeReactor([this, &task, port, o = std::move(o)] {
+                     finish_reserve_out(task, port, o);
+                   }),
+                   0);
   });
 }
 
@@ -225,7 +228,8 @@ PrOutcome LogicalUnit::decide_reserve_out(const Task& task, const std::string& p
   }
   // Written without state_mutex_, which every reactor takes: only PERSISTENT
   // RESERVE OUT changes reservations_, and with a state file they all run on
-  // state_writer_, one at a time, so nothing changes it meanwhile.
+  // state_writer_, one at a time (on the calling thread only where no reactor
+  // runs, as in unit tests), so nothing changes it meanwhile.
   if (!store_reservations(next)) {
     o = PrOutcome{};
     o.status = Status::check_condition;
@@ -272,17 +276,19 @@ void LogicalUnit::abort_preempted(Task& task, const std::string& by,
                     params_.device_name, n);
     }
   }
-  if (!aborter_) {
-    spdlog::warn("{}: PREEMPT AND ABORT by {}: {} preempted; no transport to abort their tasks",
-                 params_.device_name, by, names);
-    return task.complete();
-  }
   spdlog::info("{}: PREEMPT AND ABORT by {}: aborting the tasks of {}", params_.device_name, by,
                names);
-  // GOOD only once none of those tasks can still write: a fencing node must
-  // not see a stale write of the node it fenced land after this.
+  // As ABORT TASK SET would in each preempted nexus, with no status for any
+  // task (the control mode page's TAS is 0). GOOD only once none of those
+  // tasks can still write: a fencing node must not see a stale write of the
+  // node it fenced land after this.
+  auto preempted = [ports = std::move(ports)](const Task& t) {
+    if (t.nexus == nullptr) return false;
+    auto port = parse_initiator_port_name(initiator_port_name(*t.nexus));
+    return port && std::find(ports.begin(), ports.end(), *port) != ports.end();
+  };
   task.awaiting_aborts = true;
-  aborter_(std::move(ports), task, [&task] { task.complete(); });
+  abort_task_set(std::move(preempted), &task, [&task] { task.complete(); });
 }
 
 bool LogicalUnit::store_reservations(const PersistentReservations& next) {

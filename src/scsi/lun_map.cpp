@@ -145,6 +145,13 @@ bool LunMap::visible(std::uint64_t lun, const Nexus* nexus) const {
   return std::find(it->second.begin(), it->second.end(), nexus->initiator_name) != it->second.end();
 }
 
+void LunMap::enter_task_set(Task& task) const {
+  if (auto it = units_.find(task.lun);
+      it != units_.end() && (masks_.empty() || visible(task.lun, task.nexus))) {
+    it->second->enter_task_set(task);
+  }
+}
+
 void LunMap::execute(Task& task) {
   const std::uint8_t opcode = task.cdb[0];
   if (opcode == kReportLuns) {
@@ -155,6 +162,9 @@ void LunMap::execute(Task& task) {
     }
     return detail::report_luns(seen, task);
   }
+  // A command runs on the LU it arrived for, even if a live change of the
+  // LUN map since then took it out: the transport keeps that map alive.
+  if (task.task_set_lu != nullptr) return task.task_set_lu->execute(task);
   // Not find(): a shared_ptr copy per command would be an atomic increment
   // on the hot path. The map outlives the tasks it executes.
   if (auto it = units_.find(task.lun);

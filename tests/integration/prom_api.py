@@ -18,8 +18,9 @@ saw last.
       Prometheus's own ALERTS{alertstate="pending"} series)
   prom_api.py BASE no-alert NAME [label=value ...]
       no alert NAME with those labels is pending or firing now
-  prom_api.py BASE no-alerts
-      no alert at all is pending or firing now
+  prom_api.py BASE no-alerts [TIMEOUT]
+      no alert at all is pending or firing (within TIMEOUT seconds; default
+      now)
   prom_api.py BASE dashboard DASHBOARD.json
       every query of the Grafana dashboard (variables replaced: $__rate_interval
       by 1m, $target and $lun by .*) is valid PromQL and returns data
@@ -120,9 +121,15 @@ def main():
         if found:
             sys.exit(f'{rest[0]} is active:\n' + json.dumps(found, indent=1))
     elif cmd == 'no-alerts':
-        alerts = get(base, '/api/v1/alerts')['data']['alerts']
-        if alerts:
-            sys.exit('alerts active:\n' + json.dumps(alerts, indent=1))
+        def probe():
+            alerts = get(base, '/api/v1/alerts')['data']['alerts']
+            return not alerts, 'alerts active:\n' + json.dumps(alerts, indent=1)
+        if rest:
+            poll(rest[0], probe, 'no alert pending or firing')
+        else:
+            quiet, seen = probe()
+            if not quiet:
+                sys.exit(seen)
     elif cmd == 'dashboard':
         check_dashboard(base, rest[0])
     else:

@@ -37,8 +37,10 @@ expect_grep '^preempt_abort: all checks passed$' "$TMP/fence.out" "every check r
 log "the abort is logged: by whom, whose tasks, and the task the session lost"
 expect_grep 'PREEMPT AND ABORT by iqn\.2025-01\.com\.example:node-a,i,0x[0-9a-f]{12}: aborting the tasks of iqn\.2025-01\.com\.example:node-b,i,0x[0-9a-f]{12}' \
   "$DAEMON_LOG" "the LU logs the preemption"
-expect_grep '\(iqn\.2025-01\.com\.example:node-b\): 1 task\(s\) for LUN 0 aborted by another nexus, 0 still executing' \
+expect_grep '\(iqn\.2025-01\.com\.example:node-b\): task 0x[0-9a-f]+ for LUN 0 aborted by its logical unit, not in the backend' \
   "$DAEMON_LOG" "B's connection logs its aborted WRITE"
+expect_eq "$(grep -cE '\(iqn\.2025-01\.com\.example:node-b\): task 0x[0-9a-f]+ for LUN 0 aborted by its logical unit' "$DAEMON_LOG")" \
+  1 "B lost that one task"
 expect_no_grep 'no transport to abort' "$DAEMON_LOG" "the transport hook is installed"
 
 log "the daemon stays healthy: a new session reads the keys, SIGTERM exits cleanly"

@@ -116,7 +116,10 @@ ALL_LOGS+=("$TMP/prometheus.log")
 $API "$PROM" ready 60 || fail "Prometheus not ready on port $PPORT"
 $API "$PROM" query-eq 30 'up{job="ringtgt"}' 1 || fail "Prometheus does not scrape ringtgt"
 $API "$PROM" rules-healthy 30 "$NALERTS" || fail "the rules did not load and evaluate cleanly"
-$API "$PROM" no-alerts || fail "alerts active before anything was provoked"
+# RingtgtNotScraped (absent(up), with the test's short for:) may fire in the
+# seconds before Prometheus's first scrape on a loaded machine; it resolves at
+# the next evaluation. An alert that stays active is a false alarm.
+$API "$PROM" no-alerts 15 || fail "alerts active before anything was provoked"
 
 log "every ringtgt_ metric the rules use is in a scrape"
 curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/scrape.txt" || fail "GET /metrics"

@@ -83,16 +83,6 @@ class ConnectionHost {
   }
   // Output was queued: the network layer should send.
   virtual void output_ready() = 0;
-  // A LOGICAL UNIT RESET, CLEAR TASK SET or TARGET WARM/COLD RESET received on this
-  // connection ends the tasks of every I_T nexus, not only its own (SAM-5 7.6, 7.7, 7.10):
-  // aborts the tasks of LUN lun (every LUN when nullopt) of this session's target in every
-  // other session, and calls done on this connection's thread once none of them can still
-  // reach the backend; never after this connection is gone. Without other sessions: done
-  // at once.
-  virtual void abort_tasks_elsewhere(std::optional<std::uint64_t> lun, std::function<void()> done) {
-    (void)lun;
-    done();
-  }
 
  protected:
   ~ConnectionHost() = default;
@@ -166,16 +156,6 @@ class Connection final : private scsi::TaskOwner {
   bool closing() const { return closing_; }
   // Another login reinstated this session, or the operator closed it.
   void request_close(const char* why);
-  // Another nexus ended this session's tasks for LUN lun (every LUN when nullopt): a
-  // PREEMPT AND ABORT (SPC-4 5.13.11.2.6) that preempted this I_T nexus, or a LOGICAL UNIT
-  // RESET, CLEAR TASK SET or TARGET RESET received on another session. They are aborted
-  // as by ABORT TASK SET, with no task management response and no status for any of them
-  // (TAS 0), except `keep` (the PERSISTENT RESERVE OUT, when it came on this connection).
-  // done is called on this thread, maybe before this returns, once none of the aborted
-  // tasks is still executing in the SCSI layer.
-  void abort_tasks_from_elsewhere(std::optional<std::uint64_t> lun, const scsi::Task* keep,
-                                  std::function<void()> done);
-
   bool full_feature() const { return phase_ == Phase::full_feature; }
   const SessionParams& params() const { return params_; }
   std::uint64_t isid() const { return isid_; }
@@ -267,6 +247,11 @@ class Connection final : private scsi::TaskOwner {
   // --- task management (connection_tmf.cpp) ---
   void task_management(const Bhs& bhs);
   void abort_task(IscsiTask& t);
+  // A logical unit aborted one of this session's tasks: its task set's
+  // ABORT TASK SET, CLEAR TASK SET or reset, or a PREEMPT AND ABORT of this
+  // I_T nexus (SPC-4 5.13.11.2.6), from this or another session. It ends as
+  // by ABORT TASK, with no status (TAS 0); true while it is in the backend.
+  bool task_aborted(scsi::Task& task) override;
   // Aborts this session's tasks for lun (every LUN: nullopt) but keep: how many, and those
   // still executing in the SCSI layer, which the abort has to wait for.
   struct Aborted {
@@ -274,12 +259,14 @@ class Connection final : private scsi::TaskOwner {
     std::vector<IscsiTask*> executing;
   };
   Aborted abort_tasks_of(std::optional<std::uint64_t> lun, const scsi::Task* keep);
-  // Answers a task management request once the tasks it aborted here (executing) and, when
-  // other_sessions, those of the other nexuses for lun are out of the SCSI layer: SAM-5
-  // 7.1: the response says the tasks are gone, so an aborted WRITE cannot land after it.
+  // Answers a task management request once the tasks it aborted here (executing) and
+  // those the task sets of lus abort (every nexus's that `aborted` accepts) are out of the
+  // SCSI layer: SAM-5 7.1: the response says the tasks are gone, so an aborted WRITE
+  // cannot land after it.
   void answer_tmf_when_gone(std::uint32_t itt, TmfResponse response,
-                            std::vector<IscsiTask*> executing, bool other_sessions,
-                            std::optional<std::uint64_t> lun);
+                            std::vector<IscsiTask*> executing,
+                            std::vector<std::shared_ptr<scsi::LogicalUnit>> lus,
+                            const std::function<bool(const scsi::Task&)>& aborted);
   void send_tmf_response(std::uint32_t itt, TmfResponse response);
   // An aborted task came back from the SCSI layer: the aborts waiting for
   // it may be over.
@@ -391,6 +378,9 @@ class Connection final : private scsi::TaskOwner {
     std::function<void()> done;
   };
   std::vector<AbortWait> abort_waits_;
+  // What an answer coming back from task sets on other reactors checks
+  // first: this connection may be gone by then.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 
   OutputQueue out_;
 

@@ -16,7 +16,6 @@
 #include "ringtgt/net/session_peer.hpp"
 #include "ringtgt/reactor/reactor.hpp"
 #include "ringtgt/scsi/task.hpp"
-#include "ringtgt/scsi/unit_attention.hpp"
 
 namespace ringtgt::net {
 
@@ -45,18 +44,6 @@ class SessionTable {
   // The portal (local address) the session of nexus came in through, if it is open.
   std::optional<std::string> portal_of(const scsi::Nexus& nexus) const;
 
-  // PREEMPT AND ABORT's reach (scsi::TaskSetAborter): the sessions of the preempted
-  // initiator ports abort their tasks for LUN lun of target, all but keep; done runs on
-  // the calling reactor once all of them have answered.
-  void abort_preempted(const std::string& target, std::uint64_t lun,
-                       std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
-                       std::function<void()> done) const;
-  // A reset or CLEAR TASK SET received on session `except`: every other session of target
-  // aborts its tasks for LUN lun (every LUN: nullopt), and done runs on the calling
-  // reactor once all of them have answered (their aborted tasks are out of the backend).
-  void abort_tasks_elsewhere(const std::string& target, std::optional<std::uint64_t> lun,
-                             const SessionPeer* except, std::function<void()> done) const;
-
  private:
   struct SessionRef {
     std::uint16_t tsih;
@@ -70,17 +57,12 @@ class SessionTable {
     reactor::Reactor* home;
     std::function<void()> ready;
   };
-  using Asked = std::function<bool(const SessionId&, const SessionRef&)>;
 
   // Whether a new session of initiator would pass [limits] (mu_ held); logs if not.
   bool admits(const std::string& initiator) const;
   // Closes the session `it` replaces and keeps it as retiring (mu_ held).
   void retire(const std::map<SessionId, SessionRef>::iterator& it);
   void release_waiters(const SessionId& id);  // mu_ held
-  // The sessions `asked` picks abort their tasks for LUN lun (every LUN: nullopt) of
-  // target but keep; done runs on the calling reactor once all have answered.
-  void abort_tasks_in(const std::string& target, std::optional<std::uint64_t> lun,
-                      const scsi::Task* keep, const Asked& asked, std::function<void()> done) const;
 
   config::Limits limits_;
   mutable std::mutex mu_;

@@ -29,12 +29,8 @@ class SocketConnection final : public iscsi::ConnectionHost,
   ~SocketConnection();
 
   void start();
-  // SessionPeer, reactor thread. close: flush what is queued, then close.
-  // abort_tasks: iscsi::Connection::abort_tasks_from_elsewhere, if this session is one
-  // of target.
+  // SessionPeer, reactor thread: flush what is queued, then close.
   void close(const char* why) override;
-  void abort_tasks(const std::string& target, std::optional<std::uint64_t> lun,
-                   const scsi::Task* keep, std::function<void()> done) override;
   // Called on every tick: time-outs, and the last step of a close.
   void on_tick(reactor::Clock::time_point now);
   // Closed and every task returned: the worker may drop it.
@@ -58,7 +54,6 @@ class SocketConnection final : public iscsi::ConnectionHost,
   void login_failed(iscsi::LoginFailure why, const std::string& initiator,
                     const std::string& target, const std::string& detail) override;
   void output_ready() override;
-  void abort_tasks_elsewhere(std::optional<std::uint64_t> lun, std::function<void()> done) override;
   std::optional<iscsi::AuthPolicy> auth_policy(iscsi::SessionType type,
                                                std::string_view target) override;
   iscsi::IoBuffer acquire_buffer(std::size_t min_size) override;

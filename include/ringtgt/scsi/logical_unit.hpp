@@ -86,16 +86,7 @@ class LogicalUnit;
 using CopyTargetResolver =
     std::function<std::shared_ptr<LogicalUnit>(std::uint64_t designator, const Nexus& nexus)>;
 
-// The transport's half of PREEMPT AND ABORT (SPC-4 5.13.11.2.6): the tasks of
-// the preempted I_T nexuses are in their sessions, which only the transport
-// reaches. Called on the thread of `keep`, the PERSISTENT RESERVE OUT, after
-// the reservation changed: aborts every task for this LUN from the nexuses of
-// `ports` except keep, as ABORT TASK SET would, and with no status for any of
-// them (the control mode page's TAS is 0); then calls done, on keep's thread,
-// once none of them can touch the medium any more (a task already in the
-// backend is waited for). done is called exactly once, maybe before return.
-using TaskSetAborter = std::function<void(std::vector<InitiatorPort> ports, const Task& keep,
-                                          std::function<void()> done)>;
+class TaskSet;
 
 // Shared (std::make_shared) by the LUN maps of the sessions that use it; a
 // sanitize in progress holds it too, so that a LUN removed meanwhile stays
@@ -122,10 +113,22 @@ class LogicalUnit : public std::enable_shared_from_this<LogicalUnit> {
   // them the LU counts nothing.
   void set_stats(std::shared_ptr<metrics::LunStats> stats) { stats_ = std::move(stats); }
   const std::shared_ptr<metrics::LunStats>& stats() const { return stats_; }
-  // How PREEMPT AND ABORT reaches other sessions' tasks; set before the LU is
-  // shared. Without it (unit tests, an LU outside a target) the preempted
-  // nexuses lose their registrations but their tasks in flight run on.
-  void set_task_set_aborter(TaskSetAborter aborter) { aborter_ = std::move(aborter); }
+
+  // --- the task set (SAM-5 4.6; task_set.cpp) ---
+  // The transport puts a task in when its command arrives (before its
+  // Data-Out is in) and takes it out when it ends, both on the thread of the
+  // task, which executes it only on this LU. No lock, no allocation.
+  void enter_task_set(Task& task);
+  void leave_task_set(Task& task);
+  // ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET, target resets,
+  // PREEMPT AND ABORT: asks the owner of every task in the set that
+  // `aborted` accepts (called on each task's thread), except keep, to abort it
+  // (TaskOwner::task_aborted), on every reactor the LU's tasks run on; calls
+  // done on the caller's thread once none that must be waited for is left in
+  // the backend (a fencing node must not see a stale write land after it).
+  // done is called exactly once, maybe before return.
+  void abort_task_set(std::function<bool(const Task&)> aborted, const Task* keep,
+                      std::function<void()> done);
 
   // Where EXTENDED COPY finds copy targets other than this LU; set by the
   // transport before the LU is shared. Without it a copy reaches this LU only.
@@ -223,8 +226,8 @@ class LogicalUnit : public std::enable_shared_from_this<LogicalUnit> {
   bool nexus_state_blocks(Task& task);
   bool nexus_state_slow(Task& task);
   // The APTPL file and PREEMPT AND ABORT (lu_reservations.cpp).
-  // Completes task (the PREEMPT AND ABORT of port `by`) once the transport
-  // aborted the tasks of `nexuses` (initiator port names).
+  // Completes task (the PREEMPT AND ABORT of port `by`) once the tasks of
+  // `nexuses` (initiator port names) are aborted and out of the backend.
   void abort_preempted(Task& task, const std::string& by, const std::vector<std::string>& nexuses);
   // PERSISTENT RESERVE OUT in two halves: the decision, which stores the
   // APTPL file (on state_writer_ when the LU has one), and the answer on the
@@ -251,7 +254,7 @@ class LogicalUnit : public std::enable_shared_from_this<LogicalUnit> {
   std::atomic<std::uint64_t> block_count_;
   std::shared_ptr<metrics::LunStats> stats_;
   CopyTargetResolver copy_targets_;
-  TaskSetAborter aborter_;
+  std::unique_ptr<TaskSet> task_set_;
 
   // SPC-2 RESERVE/RELEASE: shared by every nexus of the LU. reserved_ keeps
   // the lock off the path of commands while nothing is reserved.
@@ -303,6 +306,11 @@ class LunMap {
   std::shared_ptr<LogicalUnit> find(std::uint64_t lun) const;
   std::vector<std::uint64_t> luns() const;
 
+  // A task whose command arrived for a LUN of this map (task.lun, task.nexus
+  // set) enters that LU's task set; no LU (or a masked one): it enters none.
+  void enter_task_set(Task& task) const;
+  // Executes task on the LU whose task set it is in, or else the LU of
+  // task.lun in this map (a LUN added since the command arrived).
   void execute(Task& task);
 
   // Fan-out of LogicalUnit::nexus_lost / reset to every LU of the target.

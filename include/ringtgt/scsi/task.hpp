@@ -180,6 +180,12 @@ class TaskOwner {
  public:
   // Called exactly once per execute(), on the thread the task runs on.
   virtual void task_complete(Task& task) = 0;
+  // The logical unit aborted task, which is in its task set (ABORT TASK SET,
+  // CLEAR TASK SET, a reset, PREEMPT AND ABORT; SAM-5 7.1), on the thread of
+  // the task. The transport ends it without status. Returns whether the
+  // abort must wait for it to leave the task set: it may still touch the
+  // medium (it is in the backend and not only_waiting()).
+  virtual bool task_aborted(Task& task) { return false; }
 
  protected:
   ~TaskOwner() = default;
@@ -226,6 +232,13 @@ class Task : public reactor::IoOp {
   void (*io_continuation)(Task&, int result) = nullptr;
   LogicalUnit* unit = nullptr;  // the logical unit executing it
   CommandState command_state;
+
+  // --- the task set it is in (LogicalUnit::enter_task_set; null: none) ---
+  // Only the thread of the task touches these.
+  LogicalUnit* task_set_lu = nullptr;
+  Task* task_set_prev = nullptr;
+  Task* task_set_next = nullptr;
+  bool task_set_awaited = false;  // an abort waits for it to leave
 
   // --- metrics: the executing worker's block of the LU (null: not counted) ---
   metrics::LunCounters* counters = nullptr;

@@ -100,14 +100,6 @@ class FakeHost final : public ConnectionHost {
     else
       ready();
   }
-  void abort_tasks_elsewhere(std::optional<std::uint64_t> lun,
-                             std::function<void()> done) override {
-    elsewhere_luns.push_back(lun);
-    if (hold_elsewhere)
-      elsewhere_done.push_back(std::move(done));
-    else
-      done();
-  }
 
   std::shared_ptr<TargetEntry> target;
   storage::MemoryBackend* mem = nullptr;
@@ -122,11 +114,6 @@ class FakeHost final : public ConnectionHost {
   SessionParams session_params;
   std::uint64_t session_isid = 0;
   std::string send_targets_initiator;
-  // What resets and CLEAR TASK SETs asked of the other sessions, and (when held) the
-  // answers they have not given yet.
-  std::vector<std::optional<std::uint64_t>> elsewhere_luns;
-  bool hold_elsewhere = false;
-  std::vector<std::function<void()>> elsewhere_done;
   // A reinstatement whose old session still has commands in the backend.
   bool hold_reinstated = false;
   std::function<void()> reinstated_ready;
@@ -1389,11 +1376,23 @@ Bytes prout_params(std::uint64_t key, std::uint64_t sark) {
   return p;
 }
 
-// What the LU handed the transport for its PREEMPT AND ABORT, to be run later
-// as a worker would run it (posted, not inside the LU's call).
-struct HeldAbort {
-  const scsi::Task* keep = nullptr;
-  std::function<void()> done;
+// A task of another session (another transport, as far as this connection
+// knows) in a logical unit's task set: what the LU asked of it.
+struct OtherSessionTask final : scsi::TaskOwner {
+  scsi::Nexus nexus{"iqn.2025-01.com.example:other", kTarget, 7ull << 16 | 7, {}};
+  scsi::Task task;
+  bool in_backend = true;
+  int aborts = 0;
+  void task_complete(scsi::Task&) override {}
+  bool task_aborted(scsi::Task&) override {
+    ++aborts;
+    return in_backend;
+  }
+  void arrive(scsi::LogicalUnit& lu) {
+    task.nexus = &nexus;
+    task.owner = this;
+    lu.enter_task_set(task);
+  }
 };
 
 std::shared_ptr<scsi::LogicalUnit> lun0(Driver& d) {
@@ -1407,14 +1406,6 @@ TEST(ConnectionPreemptAbort, SelfPreemptDropsItsWaitingWriteAndAnswersThePrOut) 
   LoginOptions o;
   o.initial_r2t = "Yes";
   d.login(o);
-  HeldAbort held;
-  lun0(d)->set_task_set_aborter([&](std::vector<scsi::InitiatorPort> ports, const scsi::Task& keep,
-                                    std::function<void()> done) {
-    ASSERT_EQ(ports.size(), 1u);
-    EXPECT_EQ(ports[0].initiator_name, kInitiator);
-    EXPECT_EQ(ports[0].isid, kIsid);
-    held = {&keep, std::move(done)};
-  });
   auto good = [&](std::uint32_t itt, const Bytes& cdb, const Bytes& params) {
     ASSERT_TRUE(d.send(d.command(itt, cdb, 24, false, true), params));
     Out r = d.only_one();
@@ -1428,12 +1419,9 @@ TEST(ConnectionPreemptAbort, SelfPreemptDropsItsWaitingWriteAndAnswersThePrOut) 
   ASSERT_TRUE(d.send(d.command(0x12, write10(0, 8), 4096, false, true, true)));
   Out r2t = d.only_one();
   ASSERT_EQ(r2t.op(), Opcode::r2t);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
   ASSERT_TRUE(d.send(d.command(0x13, prout_cdb(5, 3), 24, false, true), prout_params(0xaa, 0xaa)));
-  ASSERT_NE(held.keep, nullptr);
-  EXPECT_TRUE(d.drain().empty());  // no GOOD before the aborts are done
-  EXPECT_EQ(d.conn->tasks_in_flight(), 2u);
-
-  d.conn->abort_tasks_from_elsewhere(0, held.keep, std::move(held.done));
+  // The WRITE was not in the backend: nothing to wait for.
   Out r = d.only_one();  // the PR OUT's GOOD, nothing for the WRITE
   EXPECT_EQ(r.op(), Opcode::scsi_response);
   EXPECT_EQ(r.bhs.itt(), 0x13u);
@@ -1459,11 +1447,19 @@ TEST(ConnectionPreemptAbort, WriteWaitingForDataOutIsDroppedSilently) {
   Out r2t = d.only_one();
   ASSERT_EQ(r2t.op(), Opcode::r2t);
   int done = 0;
-  d.conn->abort_tasks_from_elsewhere(1, nullptr, [&] { ++done; });  // another LUN: nothing
+  // Another nexus's abort that spares this one's tasks: nothing.
+  lun0(d)->abort_task_set([](const scsi::Task& t) { return t.nexus->initiator_name != kInitiator; },
+                          nullptr, [&] { ++done; });
   EXPECT_EQ(done, 1);
   EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
-  d.conn->abort_tasks_from_elsewhere(0, nullptr, [&] { ++done; });
-  EXPECT_EQ(done, 2);  // nothing was executing: done at once
+  // Another LUN's task set does not hold it.
+  auto other_lu = std::make_shared<scsi::LogicalUnit>(
+      1, scsi::LunParams{}, std::make_unique<storage::MemoryBackend>(kLunBytes));
+  other_lu->abort_task_set([](const scsi::Task&) { return true; }, nullptr, [&] { ++done; });
+  EXPECT_EQ(done, 2);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
+  lun0(d)->abort_task_set([](const scsi::Task&) { return true; }, nullptr, [&] { ++done; });
+  EXPECT_EQ(done, 3);  // nothing was executing: done at once
   EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
   EXPECT_TRUE(d.drain().empty());  // no status, no TMF response
   ASSERT_TRUE(d.send(d.data_out(0x20, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 3)));
@@ -1492,7 +1488,7 @@ TEST(ConnectionPreemptAbort, AbortBetweenDataOutHeaderAndDataKeepsTheBufferUntil
   ASSERT_TRUE(plan);
   ASSERT_NE(plan->dest, nullptr);
   int done = 0;
-  d.conn->abort_tasks_from_elsewhere(0, nullptr, [&] { ++done; });
+  lun0(d)->abort_task_set([](const scsi::Task&) { return true; }, nullptr, [&] { ++done; });
   EXPECT_EQ(done, 1);
   EXPECT_EQ(d.conn->tasks_in_flight(), 1u);  // its buffer is still being filled
   Bytes data = pattern(4096, 5);
@@ -1974,11 +1970,13 @@ TEST(ConnectionTmfWaits, AbortTaskIsAnsweredOnceTheTaskIsOutOfTheBackend) {
   Driver d;
   d.login();
   HeldBackend* held = serve_lun0_on_held_backend(d);
+  OtherSessionTask other;
+  other.arrive(*lun0(d));
   ASSERT_TRUE(d.send(d.command(0xb00, write10(0, 1), 512, false, true), pattern(512, 4)));
   ASSERT_NE(held->held, nullptr);  // the write is in the backend
   ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task, 0xb01, 0, 0xb00, d.cmd_sn - 1)));
-  EXPECT_TRUE(d.drain().empty());              // no answer while the write can still land
-  EXPECT_TRUE(d.host.elsewhere_luns.empty());  // ABORT TASK is this session's business
+  EXPECT_TRUE(d.drain().empty());  // no answer while the write can still land
+  EXPECT_EQ(other.aborts, 0);      // ABORT TASK is this session's business
   held->complete();
   Out r = d.only_one();
   EXPECT_EQ(r.op(), Opcode::task_mgmt_response);
@@ -1993,17 +1991,16 @@ TEST(ConnectionTmfWaits, LunResetWaitsForItsOwnTasksAndTheOtherSessions) {
   Driver d;
   d.login();
   HeldBackend* held = serve_lun0_on_held_backend(d);
-  d.host.hold_elsewhere = true;
+  OtherSessionTask other;  // another session's task, in the backend
+  other.arrive(*lun0(d));
   ASSERT_TRUE(d.send(d.command(0xb10, read10(0, 1), 512, true, false)));
   ASSERT_NE(held->held, nullptr);
   ASSERT_TRUE(d.send(d.tmf(TmfFunction::logical_unit_reset, 0xb11, 0, kReservedTag, 0)));
-  ASSERT_EQ(d.host.elsewhere_luns.size(), 1u);
-  EXPECT_EQ(d.host.elsewhere_luns[0], std::optional<std::uint64_t>(0));
+  EXPECT_EQ(other.aborts, 1);
   EXPECT_TRUE(d.drain().empty());
   held->complete();
-  EXPECT_TRUE(d.drain().empty());  // the other sessions have not answered yet
-  ASSERT_EQ(d.host.elsewhere_done.size(), 1u);
-  d.host.elsewhere_done[0]();
+  EXPECT_TRUE(d.drain().empty());  // the other session's task is still in the backend
+  lun0(d)->leave_task_set(other.task);
   Out r = d.only_one();  // the response, and nothing for the aborted READ
   EXPECT_EQ(r.op(), Opcode::task_mgmt_response);
   EXPECT_EQ(r.bhs.itt(), 0xb11u);
@@ -2013,22 +2010,36 @@ TEST(ConnectionTmfWaits, LunResetWaitsForItsOwnTasksAndTheOtherSessions) {
 TEST(ConnectionTmfWaits, TargetResetReachesEveryLunOfTheOtherSessions) {
   Driver d;
   d.login();
+  // LUN 1 besides LUN 0; another session has a task on each, not in the backend.
+  auto map = std::make_shared<scsi::LunMap>(*d.host.target->luns());
+  map->add(std::make_shared<scsi::LogicalUnit>(
+      1, scsi::LunParams{}, std::make_unique<storage::MemoryBackend>(kLunBytes)));
+  d.host.target->set_luns(map);
+  OtherSessionTask on0, on1;
+  on0.in_backend = on1.in_backend = false;
+  on0.arrive(*map->find(0));
+  on1.arrive(*map->find(1));
   ASSERT_TRUE(d.send(d.tmf(TmfFunction::target_warm_reset, 0xb20, 0, kReservedTag, 0)));
-  ASSERT_EQ(d.host.elsewhere_luns.size(), 1u);
-  EXPECT_EQ(d.host.elsewhere_luns[0], std::nullopt);
+  EXPECT_EQ(on0.aborts, 1);
+  EXPECT_EQ(on1.aborts, 1);
   EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  map->find(0)->leave_task_set(on0.task);
+  map->find(1)->leave_task_set(on1.task);
 }
 
 TEST(ConnectionTmfWaits, ClearTaskSetReachesOtherSessionsAbortTaskSetDoesNot) {
   Driver d;
   d.login();
+  OtherSessionTask other;
+  other.in_backend = false;
+  other.arrive(*lun0(d));
   ASSERT_TRUE(d.send(d.tmf(TmfFunction::abort_task_set, 0xb30, 0, kReservedTag, 0)));
   EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
-  EXPECT_TRUE(d.host.elsewhere_luns.empty());
+  EXPECT_EQ(other.aborts, 0);
   ASSERT_TRUE(d.send(d.tmf(TmfFunction::clear_task_set, 0xb31, 0, kReservedTag, 0)));
   EXPECT_EQ(d.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
-  ASSERT_EQ(d.host.elsewhere_luns.size(), 1u);
-  EXPECT_EQ(d.host.elsewhere_luns[0], std::optional<std::uint64_t>(0));
+  EXPECT_EQ(other.aborts, 1);
+  lun0(d)->leave_task_set(other.task);
 }
 
 // The connection goes while a reset waits: nothing is sent, nothing leaks.
@@ -2100,7 +2111,7 @@ TEST(ConnectionPreemptAbort, WaitsForATaskInTheBackendThenDropsIt) {
   ASSERT_TRUE(d.send(d.command(0xb00, write10(0, 1), 512, false, true), pattern(512, 1)));
   ASSERT_NE(held->held, nullptr);  // the write is in flight
   int done = 0;
-  d.conn->abort_tasks_from_elsewhere(0, nullptr, [&] { ++done; });
+  lun0(d)->abort_task_set([](const scsi::Task&) { return true; }, nullptr, [&] { ++done; });
   EXPECT_EQ(done, 0);
   EXPECT_EQ(d.conn->tasks_in_flight(), 1u);
   // Another command of the session runs meanwhile.
@@ -2110,6 +2121,105 @@ TEST(ConnectionPreemptAbort, WaitsForATaskInTheBackendThenDropsIt) {
   EXPECT_EQ(done, 1);
   EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
   EXPECT_TRUE(d.drain().empty());  // no status for the aborted write
+}
+
+// Its own key, with a READ of the session in the backend: the READ is
+// aborted and waited for, the PR OUT answered only once it is out, and the
+// READ gets no status.
+TEST(ConnectionPreemptAbort, SelfPreemptWaitsForItsReadInTheBackend) {
+  Driver d;
+  d.login();
+  HeldBackend* held = serve_lun0_on_held_backend(d);
+  auto good = [&](std::uint32_t itt, const Bytes& cdb, const Bytes& params) {
+    ASSERT_TRUE(d.send(d.command(itt, cdb, 24, false, true), params));
+    Out r = d.only_one();
+    EXPECT_EQ(r.bhs.itt(), itt);
+    EXPECT_EQ(r.bhs.bytes[3], 0x00);
+  };
+  good(0xd0, prout_cdb(0, 0), prout_params(0, 0xaa));  // REGISTER
+  good(0xd1, prout_cdb(1, 1), prout_params(0xaa, 0));  // RESERVE Write Exclusive
+  ASSERT_TRUE(d.send(d.command(0xd2, read10(0, 1), 512, true, false)));
+  ASSERT_NE(held->held, nullptr);
+  ASSERT_TRUE(d.send(d.command(0xd3, prout_cdb(5, 3), 24, false, true), prout_params(0xaa, 0xaa)));
+  EXPECT_TRUE(d.drain().empty());  // no GOOD while the READ is in the backend
+  EXPECT_EQ(d.conn->tasks_in_flight(), 2u);
+  held->complete();
+  Out r = d.only_one();  // the PR OUT's GOOD, nothing for the READ
+  EXPECT_EQ(r.op(), Opcode::scsi_response);
+  EXPECT_EQ(r.bhs.itt(), 0xd3u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x00);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+}
+
+// Two sessions sharing the target's LUN map, as every session of a target
+// does: a CLEAR TASK SET on one ends the other's WRITE waiting for its
+// Data-Out, silently; an ABORT TASK SET does not reach it.
+TEST(ConnectionTaskSet, ClearTaskSetOnOneSessionEndsAnothersTasks) {
+  Driver a, b;
+  b.host.target->set_luns(a.host.target->luns());
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  a.login(o);
+  o.initiator = "iqn.2025-01.com.example:other";
+  b.login(o);
+  ASSERT_TRUE(a.send(a.command(0xe0, write10(0, 8), 4096, false, true, true)));
+  Out r2t = a.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+  ASSERT_TRUE(b.send(b.tmf(TmfFunction::abort_task_set, 0xe1, 0, kReservedTag, 0)));
+  EXPECT_EQ(b.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  EXPECT_EQ(a.conn->tasks_in_flight(), 1u);
+  ASSERT_TRUE(b.send(b.tmf(TmfFunction::clear_task_set, 0xe2, 0, kReservedTag, 0)));
+  EXPECT_EQ(b.only_one().bhs.bytes[2], static_cast<std::uint8_t>(TmfResponse::complete));
+  EXPECT_EQ(a.conn->tasks_in_flight(), 0u);
+  EXPECT_TRUE(a.drain().empty());
+  ASSERT_TRUE(a.send(a.data_out(0xe0, r2t.bhs.ttt(), 0, 0, true), pattern(4096, 7)));
+  EXPECT_TRUE(a.drain().empty());  // dropped without a Reject
+  EXPECT_FALSE(a.conn->closing());
+  EXPECT_EQ(a.host.mem->data()[0], 0);
+}
+
+// A command is in its LU's task set from its arrival: when the LUN map is
+// replaced before its Data-Out is in, it still runs on the LU it arrived for
+// (whose map is kept until it is done), and that LU's aborts reach it, not
+// the new one's.
+TEST(ConnectionTaskSet, CommandRunsOnTheLuItArrivedForAcrossALiveMapChange) {
+  Driver d;
+  LoginOptions o;
+  o.initial_r2t = "Yes";
+  d.login(o);
+  std::weak_ptr<scsi::LunMap> old_map = d.host.target->luns();
+  std::shared_ptr<scsi::LogicalUnit> old_lu = lun0(d);
+  ASSERT_TRUE(d.send(d.command(0xf0, write10(0, 1), 512, false, true, true)));
+  Out r2t = d.only_one();
+  ASSERT_EQ(r2t.op(), Opcode::r2t);
+
+  auto backend = std::make_unique<storage::MemoryBackend>(kLunBytes);
+  storage::MemoryBackend* new_mem = backend.get();
+  scsi::LunParams lp;
+  lp.block_size = kBlock;
+  auto map = std::make_shared<scsi::LunMap>();
+  map->add(std::make_shared<scsi::LogicalUnit>(0, lp, std::move(backend)));
+  d.host.target->set_luns(map);
+  ASSERT_TRUE(d.send(d.command(0xf1, tur(), 0, false, false)));  // the new map is in use
+  EXPECT_EQ(d.only_one().bhs.bytes[3], 0x00);
+  EXPECT_FALSE(old_map.expired());
+
+  int done = 0;
+  map->find(0)->abort_task_set([](const scsi::Task&) { return true; }, nullptr, [&] { ++done; });
+  EXPECT_EQ(done, 1);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 1u);  // not in the new LU's task set
+
+  ASSERT_TRUE(d.send(d.data_out(0xf0, r2t.bhs.ttt(), 0, 0, true), pattern(512, 9)));
+  Out r = d.only_one();
+  EXPECT_EQ(r.bhs.itt(), 0xf0u);
+  EXPECT_EQ(r.bhs.bytes[3], 0x00);
+  EXPECT_EQ(d.host.mem->data()[0], pattern(512, 9)[0]);  // the old LU's medium
+  EXPECT_EQ(new_mem->data()[0], 0);
+  EXPECT_EQ(d.conn->tasks_in_flight(), 0u);
+  ASSERT_TRUE(d.send(d.command(0xf2, tur(), 0, false, false)));
+  d.drain();
+  EXPECT_TRUE(old_map.expired());  // let go once its last command left
+  old_lu.reset();
 }
 
 }  // namespace

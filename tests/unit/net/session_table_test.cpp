@@ -1,5 +1,6 @@
-// The session table alone: [limits], reinstatement and the reach of task-set
-// aborts, with connections replaced by recording peers on a real reactor.
+// The session table alone: [limits] and reinstatement, with connections
+// replaced by recording peers on a real reactor. (Task-set aborts are the
+// logical unit's: tests/unit/scsi/task_set_test.cpp.)
 #include "ringtgt/net/session_table.hpp"
 
 #include <gtest/gtest.h>
@@ -19,18 +20,7 @@ const std::string kTarget = "iqn.2025-01.com.example:t";
 // What the table asked of one connection.
 struct RecordingPeer final : SessionPeer {
   void close(const char* why) override { closed.emplace_back(why); }
-  void abort_tasks(const std::string& target, std::optional<std::uint64_t> lun,
-                   const scsi::Task* keep, std::function<void()> done) override {
-    aborts.push_back({target, lun, keep});
-    done();
-  }
-  struct Abort {
-    std::string target;
-    std::optional<std::uint64_t> lun;
-    const scsi::Task* keep;
-  };
   std::vector<std::string> closed;
-  std::vector<Abort> aborts;
 };
 
 // A reactor on its own thread for the length of a test, as a worker's.
@@ -139,36 +129,6 @@ TEST(SessionTable, PortalOfANexusIsWhereItsSessionCameIn) {
   EXPECT_EQ(table.portal_of(nexus), "1.2.3.4:1");
   nexus.session_id = (std::uint64_t{5} << 16) | static_cast<std::uint16_t>(tsih + 1);
   EXPECT_FALSE(table.portal_of(nexus));  // another session of that port
-}
-
-TEST(SessionTable, TaskSetAbortsReachTheSessionsTheyName) {
-  RunningReactor w;
-  reactor::Reactor& r = w.r;
-  SessionTable table(limits(8, 8));
-  auto mine = std::make_shared<RecordingPeer>();
-  auto other = std::make_shared<RecordingPeer>();
-  auto preempted = std::make_shared<RecordingPeer>();
-  table.session_started({"iqn.a", 1, kTarget}, &r, mine);
-  table.session_started({"iqn.b", 1, kTarget}, &r, other);
-  table.session_started({"iqn.c", 3, kTarget}, &r, preempted);
-
-  int done = 0;
-  scsi::Task keep;
-  r.post([&] {
-    // A reset on `mine` reaches every other session; done comes back here.
-    table.abort_tasks_elsewhere(kTarget, 4, mine.get(), [&] { ++done; });
-    // PREEMPT AND ABORT reaches the preempted port only, and keeps its own command.
-    table.abort_preempted(kTarget, 2, {{"iqn.c", 3}}, keep, [&] { ++done; });
-  });
-  w.settle();
-  EXPECT_EQ(done, 2);
-  EXPECT_TRUE(mine->aborts.empty());
-  ASSERT_EQ(other->aborts.size(), 1u);
-  EXPECT_EQ(other->aborts[0].lun, 4u);
-  EXPECT_EQ(other->aborts[0].keep, nullptr);
-  ASSERT_EQ(preempted->aborts.size(), 2u);
-  EXPECT_EQ(preempted->aborts[1].lun, 2u);
-  EXPECT_EQ(preempted->aborts[1].keep, &keep);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -637,29 +638,34 @@ TEST(LuPersistentReservations, ReportedBySupportedOperationCodes) {
   EXPECT_EQ(one(0x5f, 8), 0x01);
 }
 
-// --- PREEMPT AND ABORT through a LogicalUnit, with a stand-in transport ---
+// --- PREEMPT AND ABORT through a LogicalUnit's task set, with a stand-in transport ---
 
-struct FakeAborter {
-  int calls = 0;
-  std::vector<InitiatorPort> ports;
-  const Task* keep = nullptr;
-  std::function<void()> done;
-
-  TaskSetAborter hook() {
-    return [this](std::vector<InitiatorPort> p, const Task& k, std::function<void()> d) {
-      ++calls;
-      ports = std::move(p);
-      keep = &k;
-      done = std::move(d);
-    };
+// The transport's side of the task set: what the LU asked it to abort, and
+// whether each was still in the backend (then the abort waits for it to leave).
+struct FakeTransport final : TaskOwner {
+  std::vector<Task*> aborted;
+  bool in_backend = true;
+  int completions = 0;
+  void task_complete(Task&) override { ++completions; }
+  bool task_aborted(Task& t) override {
+    aborted.push_back(&t);
+    return in_backend;
   }
 };
 
+// A task of nexus n that arrived for l and is in its task set.
+void arrive(Lu& l, Task& t, const Nexus& n, FakeTransport& transport) {
+  t.nexus = &n;
+  t.owner = &transport;
+  l.lu->enter_task_set(t);
+}
+
 // Starts a PERSISTENT RESERVE OUT on l's task without requiring it to
-// complete before execute returns.
+// complete before execute returns. flags is the PR OUT flags byte; with
+// in_set, the task is in l's task set first, as the transport puts it there.
 Task& start_out(Lu& l, const Nexus& n, std::uint8_t sa, std::uint64_t key, std::uint64_t sark,
-                std::uint8_t type) {
-  Out o = prout(sa, key, sark, type);
+                std::uint8_t type, std::uint8_t flags = 0, bool in_set = false) {
+  Out o = prout(sa, key, sark, type, flags);
   l.task = Task{};
   l.owner.completions = 0;
   std::copy(o.cdb, o.cdb + 10, l.task.cdb.begin());
@@ -669,32 +675,39 @@ Task& start_out(Lu& l, const Nexus& n, std::uint8_t sa, std::uint64_t key, std::
   l.task.direction = DataDirection::to_device;
   l.task.buffer = l.buffer.data();
   l.task.buffer_len = static_cast<std::uint32_t>(l.buffer.size());
+  if (in_set) l.lu->enter_task_set(l.task);
   l.lu->execute(l.task);
   return l.task;
 }
 
-TEST(LuPreemptAndAbort, CompletesOnlyOnceTheTransportAbortedThePreemptedTasks) {
+TEST(LuPreemptAndAbort, CompletesOnlyOnceThePreemptedTasksLeftTheBackend) {
   Lu l({}, false);
-  FakeAborter f;
-  l.lu->set_task_set_aborter(f.hook());
+  FakeTransport f;
   Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}},
       c{"iqn.c", "t", 3ull << 16 | 3, {}};
+  // b2: another session of b's initiator (another ISID), not preempted.
+  Nexus b2{"iqn.b", "t", 4ull << 16 | 4, {}};
   EXPECT_EQ(l.out(a, 0, 0, 0xa), Status::good);
   EXPECT_EQ(l.out(b, 0, 0, 0xb), Status::good);
   EXPECT_EQ(l.out(c, 0, 0, 0xc), Status::good);
   EXPECT_EQ(l.out(b, 1, 0xb, 0, WE), Status::good);
-  // Plain PREEMPT of c's registration: the transport is not asked.
+  Task b_write, b_read, c_write, b2_write;
+  arrive(l, b_write, b, f);
+  arrive(l, b_read, b, f);
+  arrive(l, c_write, c, f);
+  arrive(l, b2_write, b2, f);
+  // Plain PREEMPT of c's registration: no task is aborted.
   EXPECT_EQ(l.out(a, 4, 0xa, 0xc, WE), Status::good);
-  EXPECT_EQ(f.calls, 0);
-  // A failed PREEMPT AND ABORT (a key no one has) asks nothing either.
+  EXPECT_TRUE(f.aborted.empty());
+  // A failed PREEMPT AND ABORT (a key no one has) aborts nothing either.
   EXPECT_EQ(l.out(a, 5, 0xa, 0xc, WE), Status::reservation_conflict);
-  EXPECT_EQ(f.calls, 0);
+  EXPECT_TRUE(f.aborted.empty());
 
   Task& t = start_out(l, a, 5, 0xa, 0xb, WE);
-  ASSERT_EQ(f.calls, 1);
-  ASSERT_EQ(f.ports.size(), 1u);
-  EXPECT_EQ(f.ports[0], (InitiatorPort{"iqn.b", 2}));
-  EXPECT_EQ(f.keep, &t);
+  // Only the preempted nexus's tasks, each asked once.
+  ASSERT_EQ(f.aborted.size(), 2u);
+  EXPECT_NE(std::find(f.aborted.begin(), f.aborted.end(), &b_write), f.aborted.end());
+  EXPECT_NE(std::find(f.aborted.begin(), f.aborted.end(), &b_read), f.aborted.end());
   EXPECT_TRUE(t.awaiting_aborts);
   // The reservation changed at once: b's next command is told and refused...
   const Bytes write10 = cdb10(0x2a, 0, 0, 1);
@@ -712,39 +725,94 @@ TEST(LuPreemptAndAbort, CompletesOnlyOnceTheTransportAbortedThePreemptedTasks) {
   };
   expect_ua(as_b(write10, &block), 0x2a, 0x05);
   EXPECT_EQ(as_b(write10, &block).status, Status::reservation_conflict);
-  // ...but GOOD for the PREEMPT AND ABORT only once the transport is done.
+  // ...but GOOD for the PREEMPT AND ABORT only once both left the backend.
   EXPECT_EQ(l.owner.completions, 0);
-  f.done();
+  l.lu->leave_task_set(b_read);
+  EXPECT_EQ(l.owner.completions, 0);
+  l.lu->leave_task_set(c_write);  // not one it waits for
+  EXPECT_EQ(l.owner.completions, 0);
+  l.lu->leave_task_set(b_write);
   EXPECT_EQ(l.owner.completions, 1);
   EXPECT_EQ(t.status, Status::good);
   EXPECT_TRUE(l.lu->persistent_reservations().standing("iqn.a,i,0x000000000001").holder);
+  EXPECT_EQ(f.completions, 0);  // the LU gives aborted tasks no status
+  l.lu->leave_task_set(b2_write);
 }
 
-TEST(LuPreemptAndAbort, SelfPreemptAsksForItsOwnNexusToo) {
+TEST(LuPreemptAndAbort, TasksNotInTheBackendAreNotWaitedFor) {
   Lu l({}, false);
-  FakeAborter f;
-  l.lu->set_task_set_aborter(f.hook());
+  FakeTransport f;
+  f.in_backend = false;  // e.g. WRITEs still waiting for their Data-Out
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}};
+  EXPECT_EQ(l.out(a, 0, 0, 0xa), Status::good);
+  EXPECT_EQ(l.out(b, 0, 0, 0xb), Status::good);
+  Task b_write;
+  arrive(l, b_write, b, f);
+  Task& t = start_out(l, a, 5, 0xa, 0xb, WE);
+  ASSERT_EQ(f.aborted.size(), 1u);
+  EXPECT_EQ(f.aborted[0], &b_write);
+  EXPECT_EQ(l.owner.completions, 1);
+  EXPECT_EQ(t.status, Status::good);
+  l.lu->leave_task_set(b_write);
+  EXPECT_EQ(l.owner.completions, 1);
+}
+
+TEST(LuPreemptAndAbort, SelfPreemptAbortsItsOwnNexusButNotItself) {
+  Lu l({}, false);
+  FakeTransport f;
   Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}};
   EXPECT_EQ(l.out(a, 0, 0, 0xa), Status::good);
   EXPECT_EQ(l.out(a, 1, 0xa, 0, WE), Status::good);
-  Task& t = start_out(l, a, 5, 0xa, 0xa, EA);
-  ASSERT_EQ(f.calls, 1);
-  ASSERT_EQ(f.ports.size(), 1u);
-  EXPECT_EQ(f.ports[0], (InitiatorPort{"iqn.a", 1}));
-  EXPECT_EQ(f.keep, &t);  // the transport spares this command
-  f.done();
+  Task a_write;
+  arrive(l, a_write, a, f);
+  Task& t = start_out(l, a, 5, 0xa, 0xa, EA, 0, true);
+  ASSERT_EQ(f.aborted.size(), 1u);
+  EXPECT_EQ(f.aborted[0], &a_write);  // the PERSISTENT RESERVE OUT is spared
+  EXPECT_EQ(l.owner.completions, 0);
+  l.lu->leave_task_set(a_write);
   EXPECT_EQ(l.owner.completions, 1);
   EXPECT_EQ(t.status, Status::good);
   EXPECT_EQ(l.lu->persistent_reservations().type(), PrType::exclusive_access);
+  l.lu->leave_task_set(t);
 }
 
-TEST(LuPreemptAndAbort, WithoutATransportItCompletesAtOnce) {
+TEST(LuPreemptAndAbort, WithNoTaskInTheSetItCompletesAtOnce) {
   Lu l({}, false);
   Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}};
   EXPECT_EQ(l.out(a, 0, 0, 0xa), Status::good);
   EXPECT_EQ(l.out(b, 0, 0, 0xb), Status::good);
   EXPECT_EQ(l.out(a, 5, 0xa, 0xb, WE), Status::good);  // run_task checks the one completion
   EXPECT_FALSE(l.lu->persistent_reservations().registered("iqn.b,i,0x000000000002"));
+}
+
+// The task set as task management uses it: a filter picks the tasks, keep is
+// spared, done comes once those in the backend left.
+TEST(LuTaskSet, AbortTaskSetAsksTheOwnersOfTheTasksTheFilterPicks) {
+  Lu l({}, false);
+  FakeTransport f;
+  Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}};
+  Task a1, a2, b1;
+  arrive(l, a1, a, f);
+  arrive(l, a2, a, f);
+  arrive(l, b1, b, f);
+  int done = 0;
+  l.lu->abort_task_set([&](const Task& t) { return t.nexus == &a; }, &a2, [&] { ++done; });
+  ASSERT_EQ(f.aborted.size(), 1u);
+  EXPECT_EQ(f.aborted[0], &a1);
+  EXPECT_EQ(done, 0);
+  l.lu->leave_task_set(a1);
+  EXPECT_EQ(done, 1);
+  // Every nexus's: both left, one at a time; done once, after the last.
+  f.aborted.clear();
+  l.lu->abort_task_set([](const Task&) { return true; }, nullptr, [&] { ++done; });
+  EXPECT_EQ(f.aborted.size(), 2u);
+  l.lu->leave_task_set(b1);
+  EXPECT_EQ(done, 1);
+  l.lu->leave_task_set(a2);
+  EXPECT_EQ(done, 2);
+  // An empty set: done at once.
+  l.lu->abort_task_set([](const Task&) { return true; }, nullptr, [&] { ++done; });
+  EXPECT_EQ(done, 3);
 }
 
 std::string temp_dir() {
@@ -797,19 +865,21 @@ TEST(LuPreemptAndAbort, NothingIsAbortedWhenTheAptplStateCannotBeStored) {
   const std::string dir = temp_dir();
   const std::string path = dir + "/state/pr.state";
   Lu l(path, false);
-  FakeAborter f;
-  l.lu->set_task_set_aborter(f.hook());
+  FakeTransport f;
   Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}}, b{"iqn.b", "t", 2ull << 16 | 2, {}};
   EXPECT_EQ(l.out(a, 0, 0, 0xa, 0, 0x01), Status::good);  // APTPL on
   EXPECT_EQ(l.out(b, 0, 0, 0xb, 0, 0x01), Status::good);
+  Task b_write;
+  arrive(l, b_write, b, f);
   // The state folder turns into a file: the next change cannot be stored.
   std::filesystem::remove_all(dir + "/state");
   std::ofstream(dir + "/state") << "in the way\n";
   Task& t = start_out(l, a, 5, 0xa, 0xb, WE);
   EXPECT_EQ(l.owner.completions, 1);
-  EXPECT_EQ(f.calls, 0);
+  EXPECT_TRUE(f.aborted.empty());
   expect_sense(t, 0x04, 0x44, 0x00);  // INTERNAL TARGET FAILURE
   EXPECT_TRUE(l.lu->persistent_reservations().registered("iqn.b,i,0x000000000002"));
+  l.lu->leave_task_set(b_write);
   std::filesystem::remove_all(dir);
 }
 
@@ -846,17 +916,7 @@ TEST(LuPersistentReservations, AptplIsStoredOffTheReactorAndAnsweredOnIt) {
   Lu l(path, false);
   Nexus a{"iqn.a", "t", 1ull << 16 | 1, {}};
   HomeEngine home;
-  Out o = prout(0, 0, 0xa, 0, 0x01);  // REGISTER with APTPL
-  l.task = Task{};
-  l.owner.completions = 0;
-  std::copy(o.cdb, o.cdb + 10, l.task.cdb.begin());
-  l.task.owner = &l.owner;
-  l.task.nexus = &a;
-  l.buffer = o.params;
-  l.task.direction = DataDirection::to_device;
-  l.task.buffer = l.buffer.data();
-  l.task.buffer_len = static_cast<std::uint32_t>(l.buffer.size());
-  l.lu->execute(l.task);
+  start_out(l, a, 0, 0, 0xa, 0, 0x01);  // REGISTER with APTPL
   // The reactor's thread returned before the file was written and synced.
   EXPECT_EQ(l.owner.completions, 0);
   EXPECT_EQ(home.foreign.outstanding(), 1u);
