@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "ringtgt/common/atomic_file.hpp"
+#include "ringtgt/reactor/foreign_completions.hpp"
 
 namespace ringtgt::storage {
 
@@ -125,6 +126,67 @@ bool ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len) {
   // Only now, durable, do other writes to these regions skip the file.
   hot_.mark(offset, len);
   return true;
+}
+
+ActivityLog::Hot ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len,
+                                       reactor::IoOp* resume, reactor::IoEngine* home) {
+  if (all_hot(offset, len)) return Hot::hot;
+  reactor::ForeignCompletions* fc = home != nullptr ? home->foreign_completions() : nullptr;
+  if (fc == nullptr) return make_hot(offset, len) ? Hot::hot : Hot::failed;
+  // Counted as in flight on its thread, so its reactor does not stop while
+  // the write waits for the file.
+  fc->expect();
+  bool post = false;
+  {
+    std::lock_guard lock(waiting_mu_);
+    waiting_.push_back({offset, len, resume, fc});
+    post = !std::exchange(writer_queued_, true);
+  }
+  if (post) writer_.post([this] { write_waiting(); });
+  return Hot::later;
+}
+
+void ActivityLog::write_waiting() {
+  for (;;) {
+    std::vector<Waiter> batch;
+    {
+      std::lock_guard lock(waiting_mu_);
+      if (waiting_.empty()) {
+        writer_queued_ = false;
+        return;
+      }
+      batch.swap(waiting_);
+    }
+    bool ok = true;
+    {
+      std::lock_guard lock(mu_);
+      std::vector<std::uint64_t> hot = hot_.words();
+      for (const Waiter& w : batch) {
+        if (w.len == 0) continue;
+        const std::uint64_t first = w.offset / hot_.region_size();
+        const std::uint64_t last =
+            std::min(w.offset + w.len - 1, hot_.size_bytes() - 1) / hot_.region_size();
+        for (std::uint64_t r = first; r <= last; ++r) hot[r / 64] |= std::uint64_t{1} << (r % 64);
+      }
+      ok = write_locked(hot);
+      // Only now, durable, do other writes to these regions skip the file.
+      if (ok) {
+        for (const Waiter& w : batch) hot_.mark(w.offset, w.len);
+      }
+    }
+    for (const Waiter& w : batch) w.home->complete(w.resume, ok ? 0 : -EIO);
+  }
+}
+
+void ActivityLog::clear_hot(reactor::IoEngine* home, std::function<void()> done) {
+  if (home == nullptr || home->foreign_completions() == nullptr) {
+    clear_hot();
+    return done();
+  }
+  writer_.post([this, done = std::move(done)] {
+    clear_hot();
+    done();
+  });
 }
 
 bool ActivityLog::clear_hot() {

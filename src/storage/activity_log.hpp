@@ -7,6 +7,9 @@
 //   regions are hot already costs a few atomic loads, no I/O. Hot regions
 //   are cleared lazily, in a batch, once kHotLimit of them are hot and no
 //   write is in flight (the caller holds a claim of the whole LUN).
+//   On a reactor thread, the file is written on this log's own writer
+//   thread, never on the reactor: the writes waiting for it wait there, and
+//   every write that queued meanwhile shares one file write.
 // - each copy's state and dirty-region bitmap, as of the last time the file
 //   was written (every mark, clear and state change writes it).
 // After a crash of ringtgt, the hot regions are the only places where the
@@ -24,6 +27,8 @@
 #include <vector>
 
 #include "dirty_bitmap.hpp"
+#include "ringtgt/common/serial_worker.hpp"
+#include "ringtgt/reactor/io_engine.hpp"
 
 namespace ringtgt::storage {
 
@@ -64,16 +69,36 @@ class ActivityLog {
   // durably, unless they are already. False (logged) when the file could not
   // be written: the write must not start.
   bool make_hot(std::uint64_t offset, std::uint64_t len);
+  // The same for a write on home's thread: hot means it may start now;
+  // failed, that it must not; later, that resume completes on home's thread
+  // once the regions are durably hot (0) or the file could not be written
+  // (-EIO). Without a reactor loop on home (unit tests) it is make_hot.
+  enum class Hot { hot, failed, later };
+  Hot make_hot(std::uint64_t offset, std::uint64_t len, reactor::IoOp* resume,
+               reactor::IoEngine* home);
   bool wants_clear() const { return hot_.dirty_regions() >= kHotLimit; }
   // No write is in flight: forgets the hot regions, durably.
   bool clear_hot();
+  // The same, on the writer thread when home has a reactor loop (else now);
+  // then done, on whichever thread wrote the file.
+  void clear_hot(reactor::IoEngine* home, std::function<void()> done);
   // Writes the file now (a copy changed state or its bitmap).
   bool persist();
   std::uint64_t hot_regions() const { return hot_.dirty_regions(); }
   const std::filesystem::path& path() const { return path_; }
 
  private:
+  // A write waiting for its regions to be made hot.
+  struct Waiter {
+    std::uint64_t offset;
+    std::uint64_t len;
+    reactor::IoOp* resume;
+    reactor::ForeignCompletions* home;
+  };
   bool all_hot(std::uint64_t offset, std::uint64_t len) const;
+  // Writer thread: makes the regions of every queued waiter hot with one
+  // file write, then resumes them; again while more queued meanwhile.
+  void write_waiting();
   // Writes the file with these hot regions (mu_ held); false when it failed.
   bool write_locked(const std::vector<std::uint64_t>& hot);
 
@@ -81,6 +106,12 @@ class ActivityLog {
   Snapshot snapshot_;
   DirtyBitmap hot_;
   std::mutex mu_;  // one writer of the file at a time
+  std::mutex waiting_mu_;
+  std::vector<Waiter> waiting_;  // waiting_mu_
+  bool writer_queued_ = false;   // waiting_mu_: write_waiting is posted
+  // Last member: its destructor runs the jobs still queued while the rest
+  // of the log is alive.
+  common::SerialWorker writer_;
 };
 
 // The file's text form (exposed for the unit tests).

@@ -48,10 +48,23 @@ struct MirroredBackend::Fanout {
     Fanout* parent = nullptr;
     void on_complete(int) override { parent->owner->start(parent); }
   };
+  // Completed by the activity log once the write's regions are durably hot
+  // (0), or the file could not be written (-EIO).
+  struct Logged final : IoOp {
+    Fanout* parent = nullptr;
+    void on_complete(int result) override {
+      if (result < 0) {
+        parent->not_logged = true;
+        return parent->owner->finish(parent);
+      }
+      parent->owner->start_on_copies(parent);
+    }
+  };
 
   Fanout(MirroredBackend* o, Kind k, IoOp* c, std::uint64_t off = 0, std::size_t l = 0)
       : owner(o), kind(k), caller(c), len(l), offset(off) {
     resume.parent = this;
+    logged.parent = this;
     for (unsigned i = 0; i < children.size(); ++i) {
       children[i].parent = this;
       children[i].index = i;
@@ -136,6 +149,7 @@ struct MirroredBackend::Fanout {
   bool not_logged = false;  // the activity log could not be written: not started
   RangeOrder::Claim claim;
   Resume resume;
+  Logged logged;
   std::array<Child, kMaxCopies> children;
   // Completions come on the submitting thread (the Backend contract), so
   // plain counters do.
@@ -351,11 +365,19 @@ void MirroredBackend::persist_state() {
 
 void MirroredBackend::maybe_clear_hot() {
   if (!al_ || !al_->wants_clear()) return;
+  if (clearing_.exchange(true, std::memory_order_acq_rel)) return;
   // Only with no write in flight or waiting: then no hot region is needed.
-  RangeOrder::Claim all{0, copies_[0].backend->size_bytes(), nullptr, nullptr};
-  if (!order_.try_admit(all)) return;
-  al_->clear_hot();
-  order_.release(all);
+  // The claim of the whole LUN holds later writes back until the file says
+  // nothing is hot (they then mark their regions again).
+  clear_claim_ = {0, copies_[0].backend->size_bytes(), nullptr, nullptr};
+  if (!order_.try_admit(clear_claim_)) {
+    clearing_.store(false, std::memory_order_release);
+    return;
+  }
+  al_->clear_hot(reactor::IoEngine::current(), [this] {
+    order_.release(clear_claim_);
+    clearing_.store(false, std::memory_order_release);
+  });
 }
 
 bool MirroredBackend::in_sync(std::size_t i) const {
@@ -448,10 +470,21 @@ void MirroredBackend::start(Fanout* f) {
     return finish(f);
   }
   // Durably hot before any copy is touched: a crash from here on resyncs it.
-  if (al_ && f->kind != Fanout::Kind::flush && !al_->make_hot(f->offset, f->len)) {
-    f->not_logged = true;
-    return finish(f);
+  if (al_ && f->kind != Fanout::Kind::flush) {
+    switch (al_->make_hot(f->offset, f->len, &f->logged, reactor::IoEngine::current())) {
+      case ActivityLog::Hot::hot:
+        break;
+      case ActivityLog::Hot::failed:
+        f->not_logged = true;
+        return finish(f);
+      case ActivityLog::Hot::later:
+        return;  // f->logged goes on
+    }
   }
+  start_on_copies(f);
+}
+
+void MirroredBackend::start_on_copies(Fanout* f) {
   f->pending = 1;  // held while submitting: children may complete inline
   for (unsigned i = 0; i < copies_.size(); ++i) {
     const CopyState s = copy_state(i);

@@ -146,7 +146,10 @@ class MirroredBackend final : public Backend {
   int quorum_error() const;
   // Starts f on every in-sync copy, or answers it with the quorum error
   // when too few are left. f holds its range claim already, if it has one.
+  // Its regions are made hot in the activity log first, which may finish
+  // later on the log's writer thread (start_on_copies goes on from there).
   void start(Fanout* f);
+  void start_on_copies(Fanout* f);
   // Starts f once no earlier overlapping write is in flight (RangeOrder).
   void start_in_order(Fanout* f);
   void finish(Fanout* f);
@@ -162,6 +165,9 @@ class MirroredBackend final : public Backend {
   // A resync job of the copy exists (it may still be stopping after the
   // copy left the resyncing state); a second one is not started meanwhile.
   std::unique_ptr<std::atomic<bool>[]> resync_running_;
+  // A lazy clear of the hot regions holds clear_claim_ while clearing_.
+  std::atomic<bool> clearing_{false};
+  RangeOrder::Claim clear_claim_;
   std::unique_ptr<ActivityLog> al_;
   std::vector<std::size_t> resync_at_start_;
 };

@@ -3,8 +3,6 @@
 // several I_T nexuses, then the APTPL file.
 #include <gtest/gtest.h>
 
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "../home_engine.hpp"
 #include "ringtgt/reactor/foreign_completions.hpp"
 #include "ringtgt/reactor/io_engine.hpp"
 #include "ringtgt/scsi/cdb.hpp"
@@ -883,32 +882,7 @@ TEST(LuPreemptAndAbort, NothingIsAbortedWhenTheAptplStateCannotBeStored) {
   std::filesystem::remove_all(dir);
 }
 
-// A reactor stand-in: an IoEngine whose ForeignCompletions wake an eventfd,
-// as Reactor's do, so a test can see when work comes back to "its" thread.
-struct HomeEngine final : reactor::IoEngine {
-  HomeEngine() : wake(::eventfd(0, EFD_CLOEXEC)), foreign(wake) { set_current(this); }
-  ~HomeEngine() override {
-    set_current(nullptr);
-    ::close(wake);
-  }
-  void read(int, void*, std::size_t, std::uint64_t, reactor::IoOp*) override {}
-  void write(int, const void*, std::size_t, std::uint64_t, int, reactor::IoOp*) override {}
-  void fsync(int, bool, reactor::IoOp*) override {}
-  void recv(int, void*, std::size_t, int, reactor::IoOp*) override {}
-  void sendmsg(int, const msghdr*, int, reactor::IoOp*) override {}
-  reactor::ForeignCompletions* foreign_completions() override { return &foreign; }
-  // Blocks until a foreign completion arrives, then runs it here.
-  void wait_and_drain() {
-    pollfd p{wake, POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 10000), 1) << "nothing came back from the state writer";
-    std::uint64_t n = 0;
-    ASSERT_EQ(::read(wake, &n, sizeof n), static_cast<ssize_t>(sizeof n));
-    foreign.drain();
-  }
-
-  int wake;
-  reactor::ForeignCompletions foreign;
-};
+using ringtgt::testing::HomeEngine;
 
 TEST(LuPersistentReservations, AptplIsStoredOffTheReactorAndAnsweredOnIt) {
   const std::string dir = temp_dir();

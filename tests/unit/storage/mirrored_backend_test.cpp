@@ -9,8 +9,11 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <vector>
 
+#include "../home_engine.hpp"
 #include "activity_log.hpp"
 #include "ringtgt/storage/memory_backend.hpp"
 #include "storage_test_support.hpp"
@@ -486,6 +489,39 @@ TEST_F(MirrorState, AWriteToAHotRegionDoesNotWriteTheFile) {
   EXPECT_TRUE(std::filesystem::exists(state_path)) << "a new region is logged before the write";
   held[0]->complete_next();
   held[1]->complete_next();
+}
+
+// On a reactor, a write to a region not yet hot waits for the file on the
+// log's writer thread, and goes on to the copies back on its own thread.
+TEST_F(MirrorState, ANewRegionIsLoggedOffTheReactorThread) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  ringtgt::testing::HomeEngine home;
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 5 * kRegion, false, &w);
+  EXPECT_TRUE(held[0]->pending.empty()) << "no copy is written before the region is logged";
+  EXPECT_EQ(home.foreign.outstanding(), 1u);
+  home.wait_and_drain();
+  ASSERT_EQ(held[0]->pending.size(), 1u);
+  ASSERT_EQ(held[1]->pending.size(), 1u);
+  std::ifstream f(state_path);
+  std::stringstream text;
+  text << f.rdbuf();
+  ActivityLog::Record r;
+  ASSERT_TRUE(parse_activity_log(text.str(), r));
+  ASSERT_FALSE(r.hot.empty());
+  EXPECT_EQ(r.hot[0], std::uint64_t{1} << 5) << "region 5, durably hot before the write";
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(w.value, 4096);
+  // The region is hot now: the next write to it starts at once.
+  Result w2;
+  mirror->write(buf.data(), buf.size(), 5 * kRegion + 8192, false, &w2);
+  EXPECT_EQ(held[0]->pending.size(), 1u);
+  EXPECT_EQ(home.foreign.outstanding(), 0u);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(w2.value, 4096);
 }
 
 TEST_F(MirrorState, AnOutOfSyncCopyStaysOutWithItsBitmapAcrossACleanRestart) {
