@@ -307,3 +307,27 @@ qemu_ok() {
     fail "qemu-io reported an error on $2"
   fi
 }
+
+# verified_load URL RANGE SECONDS ARGS...: ringtgt-bench's verified random
+# read/write load (2 sessions, QD 8, 4 KiB) over the first RANGE bytes of the
+# LUN; fails on any error or verify failure, or when it wrote or checked
+# nothing. ARGS go to the bench (--save-state, --load-state, ...).
+verified_load() {
+  local out=$TMP/bench.$RANDOM rc=0 url=$1 range=$2 seconds=$3
+  shift 3
+  timeout 120 "$RINGTGT_BENCH" --url "$url" --json --verify --rw randrw --sessions 2 --qd 8 \
+    --bs 4096 --runtime "$seconds" --range "$range" "$@" >"$out.json" 2>"$out.err" || rc=$?
+  if ((rc != 0)); then
+    cat "$out.err" "$out.json" >&2
+    fail "ringtgt-bench --verify on $url exited $rc"
+  fi
+  python3 - "$out.json" <<'PY' || fail "the verified load on $url saw errors"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["errors"] == 0 and j["verify_failures"] == 0, j
+assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
+PY
+}
+
+# same_bytes FILE_A FILE_B WHAT: the two files are equal, byte for byte.
+same_bytes() { cmp "$1" "$2" >/dev/null || fail "$3: $1 and $2 differ ($(cmp "$1" "$2" | head -n 1))"; }

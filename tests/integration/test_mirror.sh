@@ -82,27 +82,6 @@ scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.t
 metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
 L0="target=\"$TGT\",lun=\"0\""
 L1="target=\"$TGT\",lun=\"1\""
-# same FILE_A FILE_B WHAT: byte for byte.
-same() { cmp "$1" "$2" >/dev/null || fail "$3: $1 and $2 differ ($(cmp "$1" "$2" | head -n 1))"; }
-# bench_verify URL SECONDS ARGS...: a verified random read/write load over the
-# first 8 MiB (qemu-io and fault_tool write above it); no errors allowed.
-bench_verify() {
-  local out=$TMP/bench.$RANDOM rc=0 url=$1 seconds=$2
-  shift 2
-  timeout 120 "$RINGTGT_BENCH" --url "$url" --json --verify --rw randrw --sessions 2 --qd 8 \
-    --bs 4096 --runtime "$seconds" --range 8M "$@" >"$out.json" 2>"$out.err" || rc=$?
-  if ((rc != 0)); then
-    cat "$out.err" "$out.json" >&2
-    fail "ringtgt-bench --verify on $1 exited $rc"
-  fi
-  python3 - "$out.json" <<'PY' || fail "the verified load on $1 saw errors"
-import json, sys
-j = json.load(open(sys.argv[1]))
-assert j["errors"] == 0 and j["verify_failures"] == 0, j
-assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
-PY
-}
-
 # --check-config validates the mirror keys with file:line:col.
 "$RINGTGT_BIN" --check-config --config "$CFG" >"$TMP/check.out" 2>&1 ||
   { cat "$TMP/check.out" >&2; fail "--check-config refused the mirror config"; }
@@ -144,9 +123,9 @@ expect_eq "$(metric "ringtgt_lun_ack_quorum{$L0}")" 2 "LUN 0 ack_quorum"
 
 # --- every copy holds what the initiator wrote -----------------------------------------
 log "verified load: every copy equals the primary"
-bench_verify "$URL0" 3 --save-state "$TMP/gen.bin"
-same "$P0" "$C0B" "after the verified load, copy disk2"
-same "$P0" "$C0C" "after the verified load, copy disk3"
+verified_load "$URL0" 8M 3 --save-state "$TMP/gen.bin"
+same_bytes "$P0" "$C0B" "after the verified load, copy disk2"
+same_bytes "$P0" "$C0C" "after the verified load, copy disk3"
 scrape
 (($(metric "ringtgt_lun_copy_writes_total{$L0,copy=\"disk3\"}") > 0)) || fail "no writes counted on disk3"
 
@@ -164,7 +143,7 @@ expect_grep 'read repair: 65536 bytes at byte 16777216 failed on copy primary \(
   "$DAEMON_LOG" "the read repair log line"
 scrape
 expect_eq "$(metric "ringtgt_lun_read_repairs_total{$L0}")" 1 "read repairs"
-same "$P0" "$C0B" "after the read repair, the primary"
+same_bytes "$P0" "$C0B" "after the read repair, the primary"
 expect_eq "$(metric "ringtgt_lun_copy_state{$L0,copy=\"primary\",state=\"in_sync\"}")" 1 \
   "the repaired primary stays in sync"
 
@@ -182,9 +161,9 @@ expect_eq "$(metric "ringtgt_lun_quorum_losses_total{$L0}")" 0 "quorum losses wh
 wait_status "STATUS=serving .*; DEGRADED: $TGT LUN 0: 1 of 3 copies out of sync \\(disk3\\)" \
   "systemd STATUS names the degraded LUN"
 # Every block the first load acknowledged reads back, and new writes go on.
-bench_verify "$URL0" 2 --load-state "$TMP/gen.bin"
+verified_load "$URL0" 8M 2 --load-state "$TMP/gen.bin"
 qemu_ok "$TMP/q-read.out" "$URL0" "read -P 0x61 20M 64k" "read -P 0x5a 16M 64k"
-same "$P0" "$C0B" "at quorum, copy disk2"
+same_bytes "$P0" "$C0B" "at quorum, copy disk2"
 cmp -s "$P0" "$C0C" && fail "disk3 holds every write although its writes failed"
 ctl --json fault list --target "$TGT" >"$TMP/list.json"
 python3 - "$TMP/list.json" <<'PY' || fail "fault list does not show the copies of LUN 0"
@@ -212,7 +191,7 @@ expect_eq "$(metric "ringtgt_lun_copies_in_sync{$L0}")" 1 "LUN 0 copies in sync 
 # --- below quorum: read_only ---------------------------------------------------------------------
 log "LUN 1 loses copy b: on_quorum_loss = read_only"
 qemu_ok "$TMP/ro-fill.out" "$URL1" "write -P 0x77 0 128k"
-same "$P1" "$C1B" "LUN 1 before the fault, copy b"
+same_bytes "$P1" "$C1B" "LUN 1 before the fault, copy b"
 ctl fault inject --target "$TGT" --lun 1 --copy b --fault eio --io write >/dev/null
 # (What a refused write's blocks hold afterwards is undefined, as after any
 # failed write: the first one landed on the primary. So it is outside the

@@ -57,7 +57,6 @@ ctl() { "$RINGTGTCTL" --socket "$TMP/admin.sock" "$@"; }
 scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.txt" || fail "GET /metrics failed"; }
 metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
 L="target=\"$TGT\",lun=\"0\""
-same() { cmp "$1" "$2" >/dev/null || fail "$3: $1 and $2 differ ($(cmp "$1" "$2" | head -n 1))"; }
 # copy_field COPY FIELD: the field of COPY in `copy list --json`.
 copy_field() {
   ctl --json copy list --target "$TGT" >"$TMP/copies.json" || fail "copy list failed"
@@ -77,24 +76,6 @@ wait_state() {
     sleep 0.1
   done
   fail "copy $1 did not reach $2 within 60 s (it is $(copy_field "$1" state))"
-}
-# bench_verify SECONDS ARGS...: a verified random read/write load over the
-# first 2 MiB (32 regions of the 64 MiB LUN); no errors allowed.
-bench_verify() {
-  local out=$TMP/bench.$RANDOM rc=0 seconds=$1
-  shift
-  timeout 120 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
-    --bs 4096 --runtime "$seconds" --range 2M "$@" >"$out.json" 2>"$out.err" || rc=$?
-  if ((rc != 0)); then
-    cat "$out.err" "$out.json" >&2
-    fail "ringtgt-bench --verify exited $rc"
-  fi
-  python3 - "$out.json" <<'PY' || fail "the verified load saw errors"
-import json, sys
-j = json.load(open(sys.argv[1]))
-assert j["errors"] == 0 and j["verify_failures"] == 0, j
-assert j["verify"]["blocks_checked"] > 0, j
-PY
 }
 # verify_all WHAT: every block of the first 2 MiB holds its last acknowledged write.
 verify_all() {
@@ -124,8 +105,8 @@ start_daemon "$CFG" "$PORT"
 expect_eq "$(copy_field disk2 state)" in_sync "disk2 at start"
 
 log "a verified load while both copies are in sync"
-bench_verify 2 --save-state "$TMP/gen.bin"
-same "$P" "$C" "after the first load, disk2"
+verified_load "$URL" 2M 2 --save-state "$TMP/gen.bin"
+same_bytes "$P" "$C" "after the first load, disk2"
 
 # --- copy fail: only the regions written meanwhile are dirty -------------------------------
 log "copy fail disk2, then writes to the first 2 MiB"
@@ -133,7 +114,7 @@ ctl copy fail --target "$TGT" --lun 0 --copy disk2 >/dev/null
 expect_eq "$(copy_field disk2 state)" out_of_sync "disk2 after copy fail"
 expect_grep "copy disk2 of target $TGT LUN 0 out of sync: taken out by ringtgtctl copy fail" "$DAEMON_LOG"
 expect_eq "$(copy_field disk2 dirty_bytes)" 0 "dirty bytes before any write"
-bench_verify 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+verified_load "$URL" 2M 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
 dirty=$(copy_field disk2 dirty_bytes)
 log "dirty: $dirty of $SIZE bytes"
 ((dirty > 0 && dirty <= 2 << 20 && dirty % REGION == 0)) ||
@@ -156,7 +137,7 @@ wait_state disk2 in_sync
 expect_eq "$(copy_field disk2 resynced_bytes)" "$dirty" "bytes resynced (only the dirty regions)"
 expect_eq "$(copy_field disk2 dirty_bytes)" 0 "dirty bytes after the resync"
 expect_grep "copy disk2 of target $TGT LUN 0: resync done: $dirty bytes copied" "$DAEMON_LOG"
-same "$P" "$C" "after the resync, disk2"
+same_bytes "$P" "$C" "after the resync, disk2"
 scrape
 expect_eq "$(metric "ringtgt_lun_copy_resynced_bytes_total{$L,copy=\"disk2\"}")" "$dirty" "resynced bytes in /metrics"
 expect_eq "$(metric "ringtgt_lun_copies_in_sync{$L}")" 2 "copies in sync after the resync"
@@ -171,15 +152,15 @@ wait_state primary in_sync
 # --- a resync under concurrent writes ------------------------------------------------------------
 log "copy fail disk2, writes, then a resync while the initiator writes on"
 ctl copy fail --target "$TGT" --lun 0 --copy disk2 >/dev/null
-bench_verify 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+verified_load "$URL" 2M 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
 dirty=$(copy_field disk2 dirty_bytes)
 ((dirty >= 3 << 19)) || fail "only $dirty bytes dirty after 2 s of writes over 2 MiB"
 ctl copy resync --target "$TGT" --lun 0 --copy disk2 >/dev/null
 # At 512 KiB/s the resync of >= 1.5 MiB outlasts this 1 s load: they overlap.
-bench_verify 1 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+verified_load "$URL" 2M 1 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
 expect_eq "$(copy_field disk2 state)" resyncing "disk2 while the concurrent load ended"
 wait_state disk2 in_sync
-same "$P" "$C" "after the resync under writes, disk2"
+same_bytes "$P" "$C" "after the resync under writes, disk2"
 ctl copy fail --target "$TGT" --lun 0 --copy primary >/dev/null
 verify_all "after the resync under writes, read from disk2 alone"
 
@@ -211,7 +192,7 @@ log "an out-of-sync copy stays out across a clean restart, and its resync resume
 start_daemon "$CFG" "$PORT"
 expect_eq "$(copy_field disk2 state)" in_sync "disk2 after a clean restart"
 ctl copy fail --target "$TGT" --lun 0 --copy disk2 >/dev/null
-bench_verify 1 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+verified_load "$URL" 2M 1 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
 dirty=$(copy_field disk2 dirty_bytes)
 ((dirty > 0)) || fail "no dirty bytes after writes"
 stop_daemon_ok
@@ -220,7 +201,7 @@ expect_grep "copy disk2 of target $TGT LUN 0 out of sync at start: it was out of
   "$DAEMON_LOG" "the restart's out-of-sync line"
 expect_grep "resuming the resync of copy disk2" "$DAEMON_LOG"
 wait_state disk2 in_sync
-same "$P" "$C" "after the resumed resync, disk2"
+same_bytes "$P" "$C" "after the resumed resync, disk2"
 
 log "kill -9 mid-write: the regions with writes in flight are resynchronised"
 timeout 60 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randwrite --sessions 2 --qd 8 \
@@ -249,7 +230,7 @@ expect_grep "did not stop cleanly: ${#hot[@]} region\(s\) had writes in flight; 
 wait_state disk2 in_sync
 expect_grep "copy disk2 of target $TGT LUN 0: resync done: $((${#hot[@]} * REGION)) bytes copied" \
   "$DAEMON_LOG" "only the hot regions resynced"
-same "$P" "$C" "after the crash recovery, disk2"
+same_bytes "$P" "$C" "after the crash recovery, disk2"
 verify_all "after kill -9 and the recovery"
 stop_daemon_ok
 log "PASS"
