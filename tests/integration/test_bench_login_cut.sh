@@ -14,6 +14,16 @@
 : "${RINGTGT_BENCH:=$(dirname "$RINGTGT_BIN")/bench/ringtgt-bench}"
 [[ -x $RINGTGT_BENCH ]] || fail "RINGTGT_BENCH=$RINGTGT_BENCH is not executable"
 
+# peer_says FILE LINE: waits (up to 10 s) for the helper peer's first line
+# in FILE, which must be LINE.
+peer_says() {
+  for _ in $(seq 100); do
+    grep -q . "$1" && break
+    sleep 0.1
+  done
+  expect_line "$1" "$2"
+}
+
 PORT=$(pick_port)
 # The holder listens with a backlog of 0 and never accepts; it fills the
 # queue, checks that one more connect stays pending, then prints "full".
@@ -35,11 +45,7 @@ print("full" if not writable else "a connect completed: the queue is not full", 
 time.sleep(600)
 PY
 bg_track $!
-for _ in $(seq 100); do
-  grep -q . "$TMP/holder.out" && break
-  sleep 0.1
-done
-expect_line "$TMP/holder.out" full
+peer_says "$TMP/holder.out" full
 
 # bench_cut PORT WHAT: two sessions to PORT time out their logins.
 bench_cut() {
@@ -72,9 +78,5 @@ while True:
     threading.Thread(target=drain, args=(c,), daemon=True).start()
 PY
 bg_track $!
-for _ in $(seq 100); do
-  grep -q . "$TMP/mute.out" && break
-  sleep 0.1
-done
-expect_line "$TMP/mute.out" listening
+peer_says "$TMP/mute.out" listening
 bench_cut "$MUTE" "login request unanswered"
