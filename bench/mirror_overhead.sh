@@ -50,7 +50,7 @@ name = "$TGT"
   [[target.lun]]
   number = 0
   path = "$TMP/primary.img"
-  size = "4G"
+  size = "2G"
   block_size = 512
   write_ack = "writethrough"
   ack_quorum = 2
@@ -60,8 +60,8 @@ name = "$TGT"
 CONF
 # Written once through, so that no run meets a hole or an unwritten extent.
 for f in primary disk2; do
-  fallocate -l 4G "$TMP/$f.img"
-  dd if=/dev/zero of="$TMP/$f.img" bs=1M count=4096 conv=notrunc,fsync status=none
+  fallocate -l 2G "$TMP/$f.img"
+  dd if=/dev/zero of="$TMP/$f.img" bs=1M count=2048 conv=notrunc,fsync status=none
 done
 
 start() {  # start WITH_LOG(1|0)
@@ -90,7 +90,7 @@ stop() {
 # run QD RANGE: prints "IOPS mean-latency-us" of one run.
 run() {
   "$RINGTGT_BENCH" --url "iscsi://127.0.0.1:$PORT/$TGT/0" --rw randwrite --bs 4096 \
-    --qd "$1" --range "$2" --runtime "$RUNTIME" --seed 7 --json |
+    --qd "$1" --range "$2" --runtime "$RUNTIME" --seed 7 --json 2>>"$TMP/bench.err" |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["write"]["iops"], j["write"]["lat_us"]["mean"])'
 }
 
