@@ -111,6 +111,14 @@ bool ActivityLog::all_hot(std::uint64_t offset, std::uint64_t len) const {
   return true;
 }
 
+void ActivityLog::add_regions(std::vector<std::uint64_t>& words, std::uint64_t offset,
+                              std::uint64_t len) const {
+  if (len == 0) return;
+  const std::uint64_t first = offset / hot_.region_size();
+  const std::uint64_t last = std::min(offset + len - 1, hot_.size_bytes() - 1) / hot_.region_size();
+  for (std::uint64_t r = first; r <= last; ++r) words[r / 64] |= std::uint64_t{1} << (r % 64);
+}
+
 bool ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len) {
   // The common case, a region written recently: a few atomic loads.
   if (all_hot(offset, len)) return true;
@@ -119,9 +127,7 @@ bool ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len) {
   // concurrent writes to new regions share one file write this way.
   if (all_hot(offset, len)) return true;
   std::vector<std::uint64_t> hot = hot_.words();
-  const std::uint64_t first = offset / hot_.region_size();
-  const std::uint64_t last = std::min(offset + len - 1, hot_.size_bytes() - 1) / hot_.region_size();
-  for (std::uint64_t r = first; r <= last; ++r) hot[r / 64] |= std::uint64_t{1} << (r % 64);
+  add_regions(hot, offset, len);
   if (!write_locked(hot)) return false;
   // Only now, durable, do other writes to these regions skip the file.
   hot_.mark(offset, len);
@@ -162,11 +168,7 @@ void ActivityLog::write_waiting() {
       std::lock_guard lock(mu_);
       std::vector<std::uint64_t> hot = hot_.words();
       for (const Waiter& w : batch) {
-        if (w.len == 0) continue;
-        const std::uint64_t first = w.offset / hot_.region_size();
-        const std::uint64_t last =
-            std::min(w.offset + w.len - 1, hot_.size_bytes() - 1) / hot_.region_size();
-        for (std::uint64_t r = first; r <= last; ++r) hot[r / 64] |= std::uint64_t{1} << (r % 64);
+        add_regions(hot, w.offset, w.len);
       }
       ok = write_locked(hot);
       // Only now, durable, do other writes to these regions skip the file.

@@ -96,6 +96,10 @@ class ActivityLog {
     reactor::ForeignCompletions* home;
   };
   bool all_hot(std::uint64_t offset, std::uint64_t len) const;
+  // Sets, in words (a copy of the hot bitmap), the bits of the regions of
+  // [offset, offset + len).
+  void add_regions(std::vector<std::uint64_t>& words, std::uint64_t offset,
+                   std::uint64_t len) const;
   // Writer thread: makes the regions of every queued waiter hot with one
   // file write, then resumes them; again while more queued meanwhile.
   void write_waiting();
