@@ -53,7 +53,7 @@ json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m,
   return {{"target", target},
           {"lun", lun},
           {"copy", m.copy_name(i)},
-          {"state", metrics::MirrorCounters::to_string(m.copy_state(i))},
+          {"state", metrics::MirrorCounters::to_string(c.shown_state())},
           {"dirty_bytes", dirty},
           {"resync_progress", resync_progress(c, dirty)},
           {"resync_done_bytes", c.resync_done.load(std::memory_order_relaxed)},
@@ -80,16 +80,35 @@ void for_each_mirror(const net::TargetCatalog& registry, const std::optional<std
 
 }  // namespace
 
+namespace {
+
+// Starts the resync of copy i, as ringtgtctl copy resync does; why goes in
+// the log line. Nothing when the copy cannot begin one now.
+void start_resync(const std::string& target, std::uint64_t n,
+                  const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m, std::size_t i,
+                  const char* why, const RunOnReactor& run) {
+  if (!m.begin_resync(i).empty()) return;
+  spdlog::info("target {} LUN {}: {} copy {}", target, n, why, m.copy_name(i));
+  run(n, [m = &m, i, lu]() { m->run_resync(i, lu); });
+}
+
+}  // namespace
+
 void resume_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run) {
   for_each_mirror(registry, std::nullopt,
                   [&run](const std::string& target, std::uint64_t n,
                          const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m) {
-                    for (std::size_t i : m.resync_at_start()) {
-                      if (!m.begin_resync(i).empty()) continue;
-                      spdlog::info("target {} LUN {}: resuming the resync of copy {}", target, n,
-                                   m.copy_name(i));
-                      run(n, [m = &m, i, lu]() { m->run_resync(i, lu); });
-                    }
+                    for (std::size_t i : m.resync_at_start())
+                      start_resync(target, n, lu, m, i, "resuming the resync of", run);
+                  });
+}
+
+void resync_reconnected_copies(const net::TargetCatalog& registry, const RunOnReactor& run) {
+  for_each_mirror(registry, std::nullopt,
+                  [&run](const std::string& target, std::uint64_t n,
+                         const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m) {
+                    for (std::size_t i : m.check_connections())
+                      start_resync(target, n, lu, m, i, "reconnected: resyncing", run);
                   });
 }
 

@@ -22,4 +22,9 @@ void add_copy_methods(Dispatcher& d, const net::TargetCatalog& registry, RunOnRe
 // sync (stopped so, or regions with writes in flight at a crash).
 void resume_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run);
 
+// Every fraction of a second: notes which remote copies are connected (a
+// copy whose connection is lost leaves the in-sync set) and resyncs those
+// that connected again since they left it.
+void resync_reconnected_copies(const net::TargetCatalog& registry, const RunOnReactor& run);
+
 }  // namespace ringtgt::admin

@@ -122,13 +122,34 @@ Service::Service(config::Config running, std::string version, net::Registry& reg
     : running_(std::move(running)),
       version_(std::move(version)),
       registry_(registry),
-      server_(server) {
+      server_(server),
+      copy_watch_(server.io()) {
   add_methods();
 }
 
 void Service::start_background_work() {
   resume_resyncs(registry_.catalog(), [this](std::uint64_t key, std::function<void()> fn) {
     post_to_reactor(key, std::move(fn));
+  });
+  watch_copy_connections();
+}
+
+void Service::stop_background_work() {
+  background_stopped_ = true;
+  copy_watch_.cancel();
+}
+
+void Service::watch_copy_connections() {
+  // As often as a copy first retries its connection: one that is back
+  // resyncs soon after.
+  copy_watch_.expires_after(std::chrono::milliseconds(200));
+  copy_watch_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || background_stopped_) return;
+    resync_reconnected_copies(registry_.catalog(),
+                              [this](std::uint64_t key, std::function<void()> fn) {
+                                post_to_reactor(key, std::move(fn));
+                              });
+    watch_copy_connections();
   });
 }
 

@@ -959,8 +959,64 @@ class Loader {
     }
   }
 
-  // One [[target.lun.copy]]: a local file or block device. A url (a remote
-  // iSCSI copy) is refused until remote copies are built.
+  // A local copy's path: absolute, neither the LUN's own nor another copy's.
+  void read_local_copy(const toml::table& t, const Lun& lun, LunCopy& c) const {
+    for (std::string_view key : {"chap_user", "chap_secret_file"}) {
+      if (const toml::node* n = t.get(key))
+        fail(*n, "copy \"" + c.name + "\": " + std::string(key) +
+                     " is for a remote copy (url), not a local one (path)");
+    }
+    auto path = get_string(t, "path", "copy path");
+    if (!path)
+      fail(t,
+           "copy \"" + c.name +
+               "\" needs path = \"FILE or block device\" or url = \"iscsi://HOST:PORT/IQN/LUN\"");
+    const toml::node& path_at = *t.get("path");
+    if (path->empty()) fail(path_at, "copy path must not be empty");
+    if (!base_ && fs::path(*path).is_relative())
+      fail(path_at, "copy path must be absolute, not \"" + *path + "\"");
+    c.path = resolve(*path);
+    if (c.path == lun.path) fail(path_at, "copy \"" + c.name + "\" is the LUN's own path");
+    for (const auto& other : lun.copies) {
+      if (other.path == c.path)
+        fail(path_at, "copy \"" + c.name + "\" has the path of copy \"" + other.name + "\"");
+    }
+  }
+
+  // A remote copy: url = "iscsi://HOST[:PORT]/IQN/LUN", and chap_user with
+  // chap_secret_file when the target wants CHAP (both or neither).
+  void read_remote_copy(const toml::table& t, const Lun& lun, LunCopy& c) const {
+    auto url = get_string(t, "url", "copy url");
+    const toml::node& url_at = *t.get("url");
+    IscsiUrl u;
+    std::string why;
+    if (!parse_iscsi_url(*url, &u, &why))
+      fail(url_at, "copy \"" + c.name + "\": url \"" + *url + "\" is not " +
+                       "iscsi://HOST[:PORT]/IQN/LUN: " + why);
+    for (const auto& other : lun.copies) {
+      if (other.url == u)
+        fail(url_at, "copy \"" + c.name + "\" has the url of copy \"" + other.name + "\"");
+    }
+    c.url = std::move(u);
+    auto user = get_string(t, "chap_user", "copy chap_user");
+    auto file = get_string(t, "chap_secret_file", "copy chap_secret_file");
+    if (user.has_value() != file.has_value()) {
+      fail(user ? *t.get("chap_user") : *t.get("chap_secret_file"),
+           "copy \"" + c.name + "\": chap_user and chap_secret_file go together");
+    }
+    if (!user) return;
+    if (user->empty() || user->size() > 255)
+      fail(*t.get("chap_user"), "copy chap_user must be 1..255 bytes");
+    if (file->empty()) fail(*t.get("chap_secret_file"), "chap_secret_file must not be empty");
+    InitiatorChap chap;
+    chap.user = *user;
+    chap.secret_file = resolve(*file);
+    chap.secret = read_secret(*t.get("chap_secret_file"), chap.secret_file);
+    c.chap = std::move(chap);
+  }
+
+  // One [[target.lun.copy]]: a local file or block device (path) or a LUN of
+  // another iSCSI target (url).
   LunCopy read_copy(const toml::table& t, const Lun& lun) const {
     check_keys(t, "[[target.lun.copy]]", kCopyKeys);
     LunCopy c;
@@ -980,26 +1036,13 @@ class Loader {
       if (other.name == *name) fail(name_at, "duplicate copy name \"" + *name + "\" in this LUN");
     }
     c.name = *name;
-    if (const toml::node* url = t.get("url")) {
-      fail(*url, "copy \"" + c.name +
-                     "\": remote copies (url) are not built yet; a copy is a "
-                     "local file or block device (path)");
-    }
-    for (std::string_view key : {"chap_user", "chap_secret_file"}) {
-      if (const toml::node* n = t.get(key))
-        fail(*n, std::string(key) + " is for a remote copy (url), which is not built yet");
-    }
-    auto path = get_string(t, "path", "copy path");
-    if (!path) fail(t, "copy \"" + c.name + "\" needs path = \"FILE or block device\"");
-    const toml::node& path_at = *t.get("path");
-    if (path->empty()) fail(path_at, "copy path must not be empty");
-    if (!base_ && fs::path(*path).is_relative())
-      fail(path_at, "copy path must be absolute, not \"" + *path + "\"");
-    c.path = resolve(*path);
-    if (c.path == lun.path) fail(path_at, "copy \"" + c.name + "\" is the LUN's own path");
-    for (const auto& other : lun.copies) {
-      if (other.path == c.path)
-        fail(path_at, "copy \"" + c.name + "\" has the path of copy \"" + other.name + "\"");
+    const bool has_url = t.get("url") != nullptr;
+    if (has_url && t.get("path"))
+      fail(*t.get("url"), "copy \"" + c.name + "\" has both path and url; a copy is one of them");
+    if (has_url) {
+      read_remote_copy(t, lun, c);
+    } else {
+      read_local_copy(t, lun, c);
     }
     c.failure_domain = read_failure_domain(t, "copy failure_domain");
     return c;

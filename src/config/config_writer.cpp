@@ -143,7 +143,16 @@ std::string to_toml(const Config& c) {
         lt.insert("resync_rate", i64(l.resync_rate));
         toml::array copies;
         for (const auto& c : l.copies) {
-          toml::table ct{{"name", c.name}, {"path", c.path}};
+          toml::table ct{{"name", c.name}};
+          if (c.url) {
+            ct.insert("url", c.url->text());
+          } else {
+            ct.insert("path", c.path);
+          }
+          if (c.chap) {
+            ct.insert("chap_user", c.chap->user);
+            ct.insert("chap_secret_file", c.chap->secret_file);
+          }
           if (!c.failure_domain.empty()) ct.insert("failure_domain", c.failure_domain);
           copies.push_back(std::move(ct));
         }

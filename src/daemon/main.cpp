@@ -170,6 +170,7 @@ int main(int argc, char** argv) {
           }
           spdlog::info("received {}", strsignal(sig));
           notifier.stopping();
+          admin.stop_background_work();
           admin_socket.stop();
           server.shutdown();
         };

@@ -12,6 +12,7 @@
 #include "ringtgt/storage/fault_injecting_engine.hpp"
 #include "ringtgt/storage/fault_injection.hpp"
 #include "ringtgt/storage/file_backend.hpp"
+#include "ringtgt/storage/iscsi_copy_backend.hpp"
 #include "ringtgt/storage/mirrored_backend.hpp"
 #include "ringtgt/storage/rbd_backend.hpp"
 #include "ringtgt/storage/unopened_backend.hpp"
@@ -60,13 +61,43 @@ std::string lun_name(const std::string& target, const config::Lun& l) {
   return "target " + target + " LUN " + std::to_string(l.number);
 }
 
+// A remote copy: a LUN of another iSCSI target, logged in to with the
+// mirrored LUN's target name as InitiatorName. Its block size and capacity
+// are checked when it connects; one that cannot connect now starts
+// connecting (the LUN serves at quorum meanwhile).
+std::unique_ptr<storage::Backend> open_remote_copy(const std::string& target, const config::Lun& l,
+                                                   const config::LunCopy& c,
+                                                   std::uint64_t primary_size,
+                                                   const std::string& who) {
+  storage::IscsiCopyBackendOptions o;
+  o.label = "copy " + c.name + " of " + lun_name(target, l);
+  o.portal = c.url->portal();
+  o.target = c.url->target;
+  o.lun = c.url->lun;
+  o.url = c.url->text();
+  o.initiator = target;
+  if (c.chap) {
+    o.chap_user = c.chap->user;
+    o.chap_secret = c.chap->secret;
+  }
+  o.block_size = l.block_size;
+  o.min_size = primary_size;
+  o.policy = l.write_ack;
+  try {
+    return std::make_unique<storage::IscsiCopyBackend>(std::move(o));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(who + ": " + e.what());
+  }
+}
+
 // One copy of a mirrored LUN: its own file, opened as the LUN's primary is
-// (same block size, write_ack and direct_io rules). Errors name the copy's
-// table in the config file.
+// (same block size, write_ack and direct_io rules), or a remote LUN. Errors
+// name the copy's table in the config file.
 std::unique_ptr<storage::Backend> open_copy(const std::string& target, const config::Lun& l,
                                             const config::LunCopy& c, bool fault_injection,
                                             std::uint64_t primary_size) {
   const std::string who = c.where + ": copy " + c.name + " of " + lun_name(target, l);
+  if (c.url) return open_remote_copy(target, l, c, primary_size, who);
   config::Lun as_lun = l;
   as_lun.path = c.path;
   as_lun.copies.clear();

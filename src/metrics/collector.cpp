@@ -135,7 +135,7 @@ struct StoreFamilies {
 struct MirrorFamilies {
   MetricFamily state = family("ringtgt_lun_copy_state",
                               "1 for the state a copy of a mirrored LUN is in (in_sync, "
-                              "out_of_sync, resyncing), 0 for the others",
+                              "out_of_sync, resyncing, connecting), 0 for the others",
                               MetricType::Gauge);
   MetricFamily dirty =
       family("ringtgt_lun_copy_dirty_bytes",
@@ -164,9 +164,9 @@ struct MirrorFamilies {
     std::size_t synced = 0;
     using State = MirrorCounters::State;
     for (const auto& c : m.copies) {
-      const State now = c->state.load(std::memory_order_relaxed);
+      const State now = c->shown_state();
       synced += now == State::in_sync ? 1 : 0;
-      for (State st : {State::in_sync, State::out_of_sync, State::resyncing}) {
+      for (State st : MirrorCounters::kStates) {
         add_gauge(state,
                   {{"target", target},
                    {"lun", lun},

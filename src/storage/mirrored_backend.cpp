@@ -253,7 +253,8 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
       options_(std::move(options)),
       counters_(std::make_shared<metrics::MirrorCounters>()),
       in_sync_count_(copies_.size()),
-      resync_running_(std::make_unique<std::atomic<bool>[]>(copies_.size())) {
+      resync_running_(std::make_unique<std::atomic<bool>[]>(copies_.size())),
+      connections_when_out_(std::make_unique<std::atomic<std::uint64_t>[]>(copies_.size())) {
   if (copies_.empty() || copies_.size() > kMaxCopies)
     throw std::invalid_argument("a mirrored LUN has 1.." + std::to_string(kMaxCopies) + " copies");
   if (options_.ack_quorum < 1 || options_.ack_quorum > copies_.size())
@@ -269,7 +270,10 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
     bitmaps_.push_back(
         std::make_unique<DirtyBitmap>(copies_[0].backend->size_bytes(), options_.region_size));
   }
-  for (std::size_t i = 0; i < copies_.size(); ++i) resync_running_[i].store(false);
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    resync_running_[i].store(false);
+    connections_when_out_[i].store(copies_[i].backend->connections());
+  }
   if (!options_.state_path.empty()) {
     al_ = std::make_unique<ActivityLog>(
         options_.state_path, copies_[0].backend->size_bytes(), options_.region_size,
@@ -428,6 +432,7 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
   do {
     if (was == CopyState::out_of_sync) return;
   } while (!state.compare_exchange_weak(was, CopyState::out_of_sync, std::memory_order_acq_rel));
+  connections_when_out_[i].store(copies_[i].backend->connections(), std::memory_order_release);
   // error 0: taken out on request (what says by whom), not by a failure.
   const std::string why =
       error == 0 ? std::string(what) : fmt::format("{} failed: {}", what, error_text(error));
@@ -454,6 +459,25 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
             : "ABORTED COMMAND (on_quorum_loss = \"fail\")",
         left == 0 ? " nowhere: no copy is left" : "");
   }
+}
+
+std::vector<std::size_t> MirroredBackend::check_connections() {
+  std::vector<std::size_t> reconnected;
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    const Backend& b = *copies_[i].backend;
+    const bool up = b.connected();
+    counters_->copies[i]->connected.store(up, std::memory_order_relaxed);
+    const CopyState s = copy_state(i);
+    if (!up && s != CopyState::out_of_sync) {
+      // Also with no write in flight: a copy that cannot be written is not
+      // counted for the quorum, and its return must bring a resync.
+      mark_out_of_sync(i, "its connection", -ENOTCONN);
+    } else if (up && s == CopyState::out_of_sync &&
+               b.connections() > connections_when_out_[i].load(std::memory_order_acquire)) {
+      reconnected.push_back(i);
+    }
+  }
+  return reconnected;
 }
 
 void MirroredBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) {

@@ -30,7 +30,11 @@ class Service {
   const config::Config& running() const { return running_; }
   // Once the server's reactors run: resumes the resyncs the mirrored LUNs'
   // state files ask for (docs/replication.md, "After a restart or a crash").
+  // Then, until stop_background_work: watches the remote copies' connections
+  // and resyncs a copy that connected again (resync_reconnected_copies).
   void start_background_work();
+  // On shutdown: lets the control plane's io_context run out of work.
+  void stop_background_work();
   // SIGHUP: the same as config.reload, with the outcome in the log only.
   void reload_from_signal();
   // Called on the control-plane thread after every change that was applied (e.g. to
@@ -42,6 +46,7 @@ class Service {
   using Fail = std::function<void(int code, const std::string& message)>;
 
   void add_methods();
+  void watch_copy_connections();
   // Runs fn on one of the reactors (key spreads the work over them).
   void post_to_reactor(std::uint64_t key, std::function<void()> fn);
   // Runs job once every change queued before it is done; job calls release when done.
@@ -75,6 +80,8 @@ class Service {
   std::deque<std::function<void(std::function<void()>)>> queue_;
   bool busy_ = false;
   std::function<void()> on_applied_;
+  boost::asio::steady_timer copy_watch_;
+  bool background_stopped_ = false;
 };
 
 }  // namespace ringtgt::admin

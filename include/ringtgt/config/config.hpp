@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ringtgt/config/iscsi_url.hpp"
 #include "ringtgt/storage/write_ack_policy.hpp"
 
 namespace ringtgt::config {
@@ -53,8 +54,7 @@ inline constexpr std::array<std::string_view, 20> kLunKeys{"number",
                                                            "resync_region_size",
                                                            "resync_rate"};
 
-// The keys of a LUN's [[target.lun.copy]] tables (url and the CHAP keys are
-// recognised so that a remote copy gets "not built yet", not "unknown key").
+// The keys of a LUN's [[target.lun.copy]] tables.
 inline constexpr std::array<std::string_view, 6> kCopyKeys{
     "name", "path", "url", "failure_domain", "chap_user", "chap_secret_file"};
 
@@ -65,17 +65,30 @@ inline constexpr std::array<std::string_view, 6> kCopyKeys{
 enum class QuorumLossPolicy { fail, wait, read_only };
 const char* to_string(QuorumLossPolicy p);
 
-// A copy of a LUN besides its primary path: a local file or block device
-// that every write goes to as well (docs/replication.md).
+// CHAP credentials ringtgt logs in with as an initiator (a remote copy): the
+// secret read from its file when the configuration is loaded; never logged.
+struct InitiatorChap {
+  std::string user;
+  std::string secret;
+  std::string secret_file;
+  bool operator==(const InitiatorChap&) const = default;
+};
+
+// A copy of a LUN besides its primary path that every write goes to as well
+// (docs/replication.md): a local file or block device (path), or a LUN of
+// another iSCSI target (url) that ringtgt logs in to as an initiator.
 struct LunCopy {
-  std::string name;            // in logs, metrics and ringtgtctl; not "primary"
-  std::string path;            // absolute
-  std::string failure_domain;  // free text ("disk:nvme1", "host:b"); empty: not said
+  std::string name;                   // in logs, metrics and ringtgtctl; not "primary"
+  std::string path;                   // absolute; empty for a remote copy
+  std::optional<IscsiUrl> url;        // set: a remote copy
+  std::optional<InitiatorChap> chap;  // a remote copy's login, if it needs one
+  std::string failure_domain;         // free text ("disk:nvme1", "host:b"); empty: not said
   // "FILE:LINE:COL" of its table, for errors found when it is opened (a copy
   // smaller than the primary); not part of its identity.
   std::string where;
   bool operator==(const LunCopy& o) const {
-    return name == o.name && path == o.path && failure_domain == o.failure_domain;
+    return name == o.name && path == o.path && url == o.url && chap == o.chap &&
+           failure_domain == o.failure_domain;
   }
 };
 

@@ -14,11 +14,25 @@ namespace ringtgt::metrics {
 // in_sync flags are the backend's own state, not a copy of it.
 struct MirrorCounters {
   // Where a copy stands (docs/replication.md): in the in-sync set; out of it,
-  // missing the writes its dirty-region bitmap marks; or being brought back
-  // (written to, not yet read from or counted for the quorum).
-  enum class State : std::uint8_t { in_sync, out_of_sync, resyncing };
+  // missing the writes its dirty-region bitmap marks; being brought back
+  // (written to, not yet read from or counted for the quorum); or out of it
+  // while its remote store is not connected (shown only: the mirror keeps
+  // such a copy out_of_sync, see Copy::shown_state).
+  enum class State : std::uint8_t { in_sync, out_of_sync, resyncing, connecting };
+  static constexpr State kStates[] = {State::in_sync, State::out_of_sync, State::resyncing,
+                                      State::connecting};
   static const char* to_string(State s) {
-    return s == State::in_sync ? "in_sync" : s == State::out_of_sync ? "out_of_sync" : "resyncing";
+    switch (s) {
+      case State::in_sync:
+        return "in_sync";
+      case State::out_of_sync:
+        return "out_of_sync";
+      case State::resyncing:
+        return "resyncing";
+      case State::connecting:
+        return "connecting";
+    }
+    return "?";
   }
 
   struct Copy {
@@ -27,6 +41,17 @@ struct MirrorCounters {
     const std::string failure_domain;  // may be empty
     std::atomic<bool> in_sync{true};   // state == in_sync, read on every I/O
     std::atomic<State> state{State::in_sync};
+    // Whether its store is connected (a remote copy; a local one always is),
+    // refreshed by the control plane (MirroredBackend::check_connections).
+    std::atomic<bool> connected{true};
+    // What ringtgtctl and /metrics show: connecting for a copy out of sync
+    // whose remote store is not connected.
+    State shown_state() const {
+      const State s = state.load(std::memory_order_acquire);
+      return s == State::out_of_sync && !connected.load(std::memory_order_relaxed)
+                 ? State::connecting
+                 : s;
+    }
     std::atomic<std::uint64_t> writes{0};          // writes, zeroings and unmaps it completed
     std::atomic<std::uint64_t> dirty_bytes{0};     // what a resync would copy now
     std::atomic<std::uint64_t> resynced_bytes{0};  // copied by every resync so far

@@ -79,6 +79,13 @@ class Backend {
   // saying why it cannot.
   virtual void grow_to(std::uint64_t bytes);
 
+  // --- a store reached over the network (a remote copy) ---
+  // Whether it is connected now; a local store always is.
+  virtual bool connected() const { return true; }
+  // How many times it has connected so far (each reconnect counts one); 0
+  // for a local store. A mirror resyncs a copy whose store connected again.
+  virtual std::uint64_t connections() const { return 0; }
+
   // A remote store's own latency and availability (/metrics); nullptr for a
   // local one.
   virtual std::shared_ptr<const metrics::StoreCounters> store_counters() const { return nullptr; }

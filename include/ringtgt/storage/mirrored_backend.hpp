@@ -116,6 +116,13 @@ class MirroredBackend final : public Backend {
   // it back in the in-sync set. keep_alive (the logical unit) is held until
   // the resync ends, so a LUN removal cannot free the backend under it.
   void run_resync(std::size_t i, std::shared_ptr<void> keep_alive);
+  // --- remote copies (a store that connects: Backend::connected) ---
+  // Control plane, every fraction of a second: refreshes each copy's
+  // connected flag (shown as the state connecting), takes a copy whose
+  // store is not connected out of the in-sync set, and returns the copies
+  // out of sync whose store connected again since they left it: those to
+  // resync (the caller starts it as ringtgtctl copy resync does).
+  std::vector<std::size_t> check_connections();
   // The copies the state file found out of sync at start (after a crash:
   // those the hot regions may differ on), to resync as soon as the daemon
   // runs.
@@ -165,6 +172,9 @@ class MirroredBackend final : public Backend {
   // A resync job of the copy exists (it may still be stopping after the
   // copy left the resyncing state); a second one is not started meanwhile.
   std::unique_ptr<std::atomic<bool>[]> resync_running_;
+  // Each copy's Backend::connections() when it last left the in-sync set or
+  // its resync stopped: more now means it reconnected since.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> connections_when_out_;
   // A lazy clear of the hot regions holds clear_claim_ while clearing_.
   std::atomic<bool> clearing_{false};
   RangeOrder::Claim clear_claim_;

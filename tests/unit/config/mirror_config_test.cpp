@@ -1,6 +1,11 @@
 // Config layer: mirrored LUNs (ack_quorum, on_quorum_loss, [[target.lun.copy]]).
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "ringtgt/config/config.hpp"
@@ -132,13 +137,10 @@ TEST(Mirror, BadCopies) {
   EXPECT_EQ(error_of(lun(copy("a b", "/tmp/b.img"))),
             "t.toml:9:8: copy name \"a b\" must be 1..64 of a-z A-Z 0-9 _ - .");
   EXPECT_EQ(error_of(lun("[[target.lun.copy]]\nname = \"b\"\n")),
-            "t.toml:8:1: copy \"b\" needs path = \"FILE or block device\"");
+            "t.toml:8:1: copy \"b\" needs path = \"FILE or block device\" or url = "
+            "\"iscsi://HOST:PORT/IQN/LUN\"");
   EXPECT_EQ(error_of(lun("[[target.lun.copy]]\npath = \"/tmp/b.img\"\n")),
             "t.toml:8:1: [[target.lun.copy]] needs name = \"NAME\" (used in logs and metrics)");
-  EXPECT_EQ(error_of(lun("[[target.lun.copy]]\nname = \"r\"\n"
-                         "url = \"iscsi://127.0.0.1:3260/iqn.2025-01.com.example:r/1\"\n")),
-            "t.toml:10:7: copy \"r\": remote copies (url) are not built yet; a copy is a local "
-            "file or block device (path)");
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "failure_domain = \"\"\n"))),
             "t.toml:11:18: copy failure_domain must be 1..128 characters");
   EXPECT_EQ(error_of(lun("copy = 3\n")),
@@ -162,6 +164,79 @@ TEST(Mirror, CopyPathsAreNobodyElses) {
   EXPECT_EQ(error_of(copy_of_other),
             "t.toml:13:8: path \"/tmp/p.img\" is already used by target "
             "\"iqn.2025-01.com.example:t\" LUN 0");
+}
+
+// --- remote copies (url) ---
+
+const std::string kUrl = "iscsi://127.0.0.1:3261/iqn.2025-01.com.example:r/1";
+
+std::string remote(const std::string& name, const std::string& url, const std::string& more = "") {
+  return "[[target.lun.copy]]\nname = \"" + name + "\"\nurl = \"" + url + "\"\n" + more;
+}
+
+TEST(Mirror, RemoteCopyUrl) {
+  const Config c =
+      load_string(lun(remote("backup", kUrl) + copy("disk2", "/tmp/c2.img")), "t.toml");
+  const Lun& l = c.targets[0].luns[0];
+  ASSERT_EQ(l.copies.size(), 2u);
+  ASSERT_TRUE(l.copies[0].url.has_value());
+  EXPECT_EQ(l.copies[0].url->host, "127.0.0.1");
+  EXPECT_EQ(l.copies[0].url->port, 3261);
+  EXPECT_EQ(l.copies[0].url->target, "iqn.2025-01.com.example:r");
+  EXPECT_EQ(l.copies[0].url->lun, 1u);
+  EXPECT_EQ(l.copies[0].path, "");
+  EXPECT_FALSE(l.copies[0].chap.has_value());
+  EXPECT_FALSE(l.copies[1].url.has_value());
+  const Config again = validate(c);
+  EXPECT_EQ(again.targets[0].luns[0].copies, l.copies);
+}
+
+TEST(Mirror, RemoteCopyErrors) {
+  EXPECT_EQ(error_of(lun(remote("r", "iscsi://h/iqn.2025-01.com.example:r"))),
+            "t.toml:10:7: copy \"r\": url \"iscsi://h/iqn.2025-01.com.example:r\" is not "
+            "iscsi://HOST[:PORT]/IQN/LUN: it has no /LUN after the target");
+  EXPECT_EQ(error_of(lun(remote("r", "iscsi://h:99999/iqn.2025-01.com.example:r/0"))),
+            "t.toml:10:7: copy \"r\": url \"iscsi://h:99999/iqn.2025-01.com.example:r/0\" is not "
+            "iscsi://HOST[:PORT]/IQN/LUN: the port must be 1..65535");
+  EXPECT_EQ(error_of(lun(remote("r", kUrl, "path = \"/tmp/r.img\"\n"))),
+            "t.toml:10:7: copy \"r\" has both path and url; a copy is one of them");
+  EXPECT_EQ(error_of(lun(remote("r", kUrl) + remote("s", kUrl))),
+            "t.toml:13:7: copy \"s\" has the url of copy \"r\"");
+  EXPECT_EQ(error_of(lun(remote("r", kUrl, "chap_user = \"u\"\n"))),
+            "t.toml:11:13: copy \"r\": chap_user and chap_secret_file go together");
+  EXPECT_EQ(error_of(lun(remote("r", kUrl, "chap_secret_file = \"/nonexistent/s\"\n"))),
+            "t.toml:11:20: copy \"r\": chap_user and chap_secret_file go together");
+  EXPECT_EQ(
+      error_of(lun(copy("b", "/tmp/b.img", "chap_user = \"u\"\n"))),
+      "t.toml:11:13: copy \"b\": chap_user is for a remote copy (url), not a local one (path)");
+  EXPECT_EQ(error_of(lun(
+                remote("r", kUrl, "chap_user = \"u\"\nchap_secret_file = \"/nonexistent/s\"\n"))),
+            "t.toml:12:20: cannot open secret file \"/nonexistent/s\": No such file or directory");
+}
+
+TEST(Mirror, RemoteCopyChapSecretIsRead) {
+  char dir[] = "/tmp/ringtgt-copy-chap-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/secret";
+  {
+    FILE* f = std::fopen(file.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("a-long-enough-secret\n", f);
+    std::fclose(f);
+  }
+  ASSERT_EQ(chmod(file.c_str(), 0644), 0);
+  const std::string text =
+      lun(remote("r", kUrl, "chap_user = \"u\"\nchap_secret_file = \"" + file + "\"\n"));
+  EXPECT_NE(error_of(text).find("it must not be accessible by group or others"), std::string::npos)
+      << error_of(text);
+  ASSERT_EQ(chmod(file.c_str(), 0600), 0);
+  const Lun l = load_string(text, "t.toml").targets[0].luns[0];
+  ASSERT_TRUE(l.copies[0].chap.has_value());
+  EXPECT_EQ(l.copies[0].chap->user, "u");
+  EXPECT_EQ(l.copies[0].chap->secret, "a-long-enough-secret");
+  EXPECT_EQ(l.copies[0].chap->secret_file, file);
+  std::remove(file.c_str());
+  rmdir(dir);
 }
 
 }  // namespace

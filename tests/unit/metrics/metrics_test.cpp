@@ -236,6 +236,16 @@ TEST(Collector, MirroredLunsReportTheirCopies) {
         "ringtgt_lun_quorum_losses_total{" + l + "} 1"}) {
     EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
   }
+  // A remote copy out of sync whose target is not connected shows connecting.
+  mirror->copies[1]->state = MirrorCounters::State::out_of_sync;
+  mirror->copies[1]->connected = false;
+  const std::string down = scrape(c);
+  for (const std::string& want :
+       {"ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"connecting\"} 1",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"disk2\",state=\"out_of_sync\"} 0",
+        "ringtgt_lun_copy_state{" + l + ",copy=\"primary\",state=\"connecting\"} 0"}) {
+    EXPECT_NE(down.find(want), std::string::npos) << want << "\n" << down;
+  }
 }
 
 TEST(Collector, InjectedFaultsOnlyForLunsThatInjectThem) {

@@ -21,6 +21,7 @@
 namespace ringtgt::storage {
 namespace {
 
+using metrics::MirrorCounters;
 using testing::Result;
 
 // A copy in RAM whose operations wait until the test completes them; a
@@ -56,6 +57,12 @@ class HeldBackend final : public Backend {
     pending.push_back({Kind::zeroes, nullptr, len, offset, op});
   }
   std::string describe() const override { return "held"; }
+  bool connected() const override { return up; }
+  std::uint64_t connections() const override { return connects; }
+
+  // As a remote store: whether it is connected, and how often it connected.
+  bool up = true;
+  std::uint64_t connects = 0;
 
   // Completes the oldest pending operation: with `error` (< 0) or as the
   // device would (moving the data).
@@ -418,6 +425,42 @@ TEST_F(Mirror, WritesDuringAResyncGoToTheCopyWithoutCountingForTheQuorum) {
   EXPECT_EQ(w.value, 4096) << "the in-sync primary alone is the quorum";
   EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
   EXPECT_EQ(mirror->dirty_bytes(1), 2 * kRegion);
+}
+
+TEST_F(Mirror, ACopyThatLosesItsConnectionLeavesAndIsResyncedWhenItIsBack) {
+  build(2, 1);
+  held[1]->connects = 1;
+  EXPECT_TRUE(mirror->check_connections().empty());
+  EXPECT_TRUE(mirror->in_sync(1));
+  // Down: out of the set even without a write, and shown connecting.
+  held[1]->up = false;
+  EXPECT_TRUE(mirror->check_connections().empty());
+  EXPECT_FALSE(mirror->in_sync(1));
+  const auto& c = *mirror->mirror_counters()->copies[1];
+  EXPECT_EQ(c.shown_state(), MirrorCounters::State::connecting);
+  EXPECT_EQ(mirror->copy_state(1), MirrorCounters::State::out_of_sync);
+  std::vector<std::uint8_t> buf(4096, 0x5a);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, true, &r);
+  held[0]->complete_next();
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_EQ(mirror->dirty_bytes(1), kSize);  // one region of 1 MiB
+  // Back with a new connection: it is the one to resync.
+  held[1]->up = true;
+  held[1]->connects = 2;
+  EXPECT_EQ(mirror->check_connections(), std::vector<std::size_t>{1});
+  EXPECT_EQ(c.shown_state(), MirrorCounters::State::out_of_sync);
+  EXPECT_EQ(mirror->begin_resync(1), "");
+  EXPECT_TRUE(mirror->check_connections().empty());  // resyncing: nothing more to start
+}
+
+TEST_F(Mirror, ACopyTakenOutWhileConnectedIsNotResyncedByItself) {
+  build(2, 1);
+  held[1]->connects = 1;
+  mirror->mark_out_of_sync(1, "taken out by a test", 0);
+  EXPECT_TRUE(mirror->check_connections().empty());
+  EXPECT_EQ(mirror->mirror_counters()->copies[1]->shown_state(),
+            MirrorCounters::State::out_of_sync);
 }
 
 TEST_F(Mirror, NoResyncWithoutAnInSyncCopyToCopyFrom) {

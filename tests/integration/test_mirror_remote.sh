@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# A mirrored LUN with a remote copy (issue 11; docs/replication.md, "Remote
+# copies"): daemon A mirrors its LUN 0 (primary file, ack_quorum 1) to LUN 0
+# of daemon B, which A logs in to as an initiator. Checked with real
+# initiators (ringtgt-bench --verify), ringtgtctl, /metrics and cmp:
+# - A starts while B is down: it serves, the copy shows connecting and goes
+#   out of sync; B starts: A connects, resyncs the dirty regions on its own,
+#   and the copy is in sync with A's primary byte for byte;
+# - writes through A land on B;
+# - kill -9 B mid-write: A's writes go on at quorum, the copy goes out of
+#   sync with dirty bytes; B restarts on the same file: A reconnects and
+#   resyncs only the dirty regions (far fewer bytes than the LUN), the files
+#   compare equal and every acknowledged block reads back from B alone.
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+: "${RINGTGTCTL:?RINGTGTCTL must name the ringtgtctl binary}"
+: "${RINGTGT_BENCH:=$(dirname "$RINGTGT_BIN")/bench/ringtgt-bench}"
+[[ -x $RINGTGT_BENCH ]] || fail "RINGTGT_BENCH=$RINGTGT_BENCH is not executable"
+command -v curl >/dev/null || fail "curl is missing (scripts/deps.sh installs it)"
+
+TGT=iqn.2025-01.com.example:mirror-a
+TGT_B=iqn.2025-01.com.example:replica-b
+PORT=$(pick_port)
+PORT_B=$(pick_port)
+MPORT=$(pick_port)
+CHECK="python3 $RINGTGT_SRC/tests/integration/metrics_check.py"
+URL="iscsi://127.0.0.1:$PORT/$TGT/0"
+URL_B="iscsi://127.0.0.1:$PORT_B/$TGT_B/0"
+P=$TMP/primary.img
+R=$TMP/replica.img
+SIZE=$((64 << 20))
+REGION=$((256 << 10))
+
+{
+  config_prologue "$PORT" "$TGT"
+  cat <<EOF
+
+  [[target.lun]]
+  number = 0
+  path = "$P"
+  size = "64M"
+  block_size = 512
+  ack_quorum = 1
+  resync_region_size = "256K"
+    [[target.lun.copy]]
+    name = "remote"
+    url = "iscsi://127.0.0.1:$PORT_B/$TGT_B/0"
+    failure_domain = "host:b"
+
+[metrics]
+listen = "127.0.0.1:$MPORT"
+EOF
+} >"$TMP/a.toml"
+
+cat >"$TMP/b.toml" <<EOF
+workers = 1
+log_level = "info"
+state_dir = "$TMP/state-b"
+
+[[portal]]
+listen = "127.0.0.1:$PORT_B"
+
+[admin]
+socket = "$TMP/admin-b.sock"
+
+[[target]]
+name = "$TGT_B"
+
+  [[target.lun]]
+  number = 0
+  path = "$R"
+  size = "64M"
+  block_size = 512
+EOF
+
+# Daemon B runs beside lib.sh's daemon (A): its own pid and log.
+B_PID=""
+B_LOG=""
+start_b() {
+  B_LOG="$TMP/b.${#ALL_LOGS[@]}.log"
+  ALL_LOGS+=("$B_LOG")
+  "$RINGTGT_BIN" --config "$TMP/b.toml" >"$B_LOG" 2>&1 &
+  B_PID=$!
+  bg_track "$B_PID"
+  local i
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$B_PID" 2>/dev/null || fail "daemon B exited during start-up"
+    port_listening "$PORT_B" && return 0
+    sleep 0.1
+  done
+  fail "daemon B did not listen on port $PORT_B within 15 s"
+}
+kill9_b() {
+  kill -KILL "$B_PID"
+  wait "$B_PID" 2>/dev/null || true
+  B_PID=""
+  log "daemon B killed with SIGKILL"
+}
+
+ctl() { "$RINGTGTCTL" --socket "$TMP/admin.sock" "$@"; }
+scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.txt" || fail "GET /metrics failed"; }
+metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
+L="target=\"$TGT\",lun=\"0\""
+# copy_field COPY FIELD: the field of COPY in `copy list --json`.
+copy_field() {
+  ctl --json copy list --target "$TGT" >"$TMP/copies.json" || fail "copy list failed"
+  python3 - "$TMP/copies.json" "$1" "$2" <<'PY'
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1])) if r["copy"] == sys.argv[2]]
+assert len(rows) == 1, rows
+v = rows[0][sys.argv[3]]
+print("null" if v is None else v)
+PY
+}
+# wait_state COPY STATE: until copy list says so (polled, up to 30 s).
+wait_state() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    [[ $(copy_field "$1" state) == "$2" ]] && return 0
+    sleep 0.1
+  done
+  fail "copy $1 did not reach $2 within 30 s (it is $(copy_field "$1" state))"
+}
+# wait_log PATTERN FILE WHAT: until FILE has a line matching PATTERN (30 s).
+wait_log() {
+  local i
+  for ((i = 0; i < 300; i++)); do
+    grep -Eq -- "$1" "$2" && return 0
+    sleep 0.1
+  done
+  fail "$3: no line matching '$1' in $2 within 30 s"
+}
+# resynced_total: bytes every resync of the remote copy copied so far.
+resynced_total() { copy_field remote resynced_bytes; }
+
+# --- (c) A starts while B is down ---------------------------------------------------------
+start_daemon "$TMP/a.toml" "$PORT"
+expect_grep "copy remote of target $TGT LUN 0: cannot connect to $URL_B" "$DAEMON_LOG" \
+  "A's line about the unreachable copy"
+wait_state remote connecting
+scrape
+expect_eq "$(metric "ringtgt_lun_copy_state{$L,copy=\"remote\",state=\"connecting\"}")" 1 \
+  "the remote copy's state metric while B is down"
+log "A serves at quorum 1 while the copy is down"
+verified_load "$URL" 2M 2 --save-state "$TMP/gen.bin"
+dirty=$(copy_field remote dirty_bytes)
+((dirty > 0 && dirty <= 2 << 20)) || fail "dirty bytes $dirty after writes over 2 MiB with B down"
+expect_eq "$(resynced_total)" 0 "bytes resynced before B ran"
+log "B starts: A connects and resyncs $dirty dirty bytes on its own"
+start_b
+wait_state remote in_sync
+expect_grep "target $TGT LUN 0: reconnected: resyncing copy remote" "$DAEMON_LOG"
+expect_eq "$(resynced_total)" "$dirty" "bytes resynced after B started (the dirty regions)"
+same_bytes "$P" "$R" "after B started and the resync"
+
+# --- (a) writes through A land on B -----------------------------------------------------------
+log "a verified load with the copy in sync"
+verified_load "$URL" 2M 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+same_bytes "$P" "$R" "after the load with both copies in sync"
+expect_eq "$(copy_field remote state)" in_sync "the copy after the load"
+
+# --- (b) kill -9 B mid-write, restart it ----------------------------------------------------
+before=$(resynced_total)
+outs=$(grep -c "copy remote of target $TGT LUN 0 out of sync" "$DAEMON_LOG")
+timeout 60 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
+  --bs 4096 --runtime 4 --range 2M --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin" \
+  >"$TMP/k.json" 2>"$TMP/k.err" &
+BENCH=$!
+bg_track "$BENCH"
+# Mid-write: once the copy has taken writes of this load.
+scrape
+base=$(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}")
+for ((i = 0; i < 300; i++)); do
+  scrape
+  (($(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}") > base + 200)) && break
+  sleep 0.1
+done
+kill9_b
+rc=0
+wait "$BENCH" || rc=$?
+((rc == 0)) || { cat "$TMP/k.err" "$TMP/k.json" >&2; fail "the load across B's kill -9 exited $rc"; }
+python3 - "$TMP/k.json" <<'PY' || fail "the load across B's kill -9 saw errors or lost writes"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["errors"] == 0 and j["verify_failures"] == 0, j
+assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
+PY
+(($(grep -c "copy remote of target $TGT LUN 0 out of sync" "$DAEMON_LOG") > outs)) ||
+  fail "no new out-of-sync line for the remote copy after B's kill -9"
+expect_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost" "$DAEMON_LOG"
+wait_state remote connecting
+dirty=$(copy_field remote dirty_bytes)
+log "dirty after B's kill -9: $dirty of $SIZE bytes"
+((dirty > 0 && dirty <= 2 << 20 && dirty % REGION == 0)) ||
+  fail "dirty bytes $dirty: not whole regions within the 2 MiB written"
+cmp -s "$P" "$R" && fail "B's file holds the writes it missed"
+log "B restarts on the same file"
+start_b
+wait_state remote in_sync
+copied=$(($(resynced_total) - before))
+log "resynced $copied bytes of $SIZE"
+expect_eq "$copied" "$dirty" "bytes resynced after B's restart (only the dirty regions)"
+((copied < SIZE / 16)) || fail "the resync copied $copied bytes: not much less than the LUN"
+wait_log "copy remote of target $TGT LUN 0: resync done: $dirty bytes copied" "$DAEMON_LOG" \
+  "the resync's end"
+same_bytes "$P" "$R" "after B's restart and the resync"
+log "every acknowledged block reads back from B alone"
+rc=0
+timeout 120 "$RINGTGT_BENCH" --url "$URL_B" --json --verify-only --bs 4096 --range 2M \
+  --load-state "$TMP/gen.bin" >"$TMP/vo.json" 2>"$TMP/vo.err" || rc=$?
+((rc == 0)) || { cat "$TMP/vo.err" "$TMP/vo.json" >&2; fail "--verify-only on B exited $rc"; }
+python3 - "$TMP/vo.json" <<'PY' || fail "blocks did not read back from B"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["errors"] == 0 and j["verify_failures"] == 0, j
+assert j["verify"]["blocks_checked"] >= 512, j
+PY
+kill -0 "$DAEMON_PID" || fail "daemon A died"
+stop_daemon_ok
+kill -TERM "$B_PID"
+wait "$B_PID" || fail "daemon B exited with an error after SIGTERM"
+B_PID=""
+log "PASS"
