@@ -44,6 +44,14 @@ std::uint32_t isid_of(const std::string& label) {
   return h & 0x3fffff;  // 22 bits: what the random ISID type carries
 }
 
+// libiscsi's last error on ctx, for a log line: without the full stop and
+// newline it sometimes ends with.
+std::string error_of(iscsi_context* ctx) {
+  std::string e = iscsi_get_error(ctx);
+  while (!e.empty() && (e.back() == '\n' || e.back() == ' ' || e.back() == '.')) e.pop_back();
+  return e.empty() ? std::string("connection lost") : e;
+}
+
 // A command's status as an errno for the mirror: GOOD is 0.
 int result_of(int status, const scsi_task* t) {
   if (status == SCSI_STATUS_GOOD) return 0;
@@ -154,7 +162,7 @@ class IscsiCopyBackend::Initiator {
       }
       if (ctx_ != nullptr && n == 2 && fds[1].revents != 0 &&
           iscsi_service(ctx_, fds[1].revents) < 0)
-        fail_later(iscsi_get_error(ctx_));
+        fail_later(error_of(ctx_));
       // The context is destroyed here, never inside one of its callbacks.
       if (!failure_.empty()) drop(std::exchange(failure_, std::string()));
       issue_queued();
@@ -194,29 +202,29 @@ class IscsiCopyBackend::Initiator {
     phase_deadline_ms_ = now_ms() + o_.command_timeout_ms;
     unit_attentions_ = 0;
     if (iscsi_connect_async(ctx_, o_.portal.c_str(), &Initiator::tcp_connected_cb, this) != 0)
-      connect_failed(iscsi_get_error(ctx_));
+      connect_failed(error_of(ctx_));
   }
 
   static void tcp_connected_cb(iscsi_context*, int status, void*, void* priv) {
     auto* self = static_cast<Initiator*>(priv);
     if (self->phase_ != Phase::connecting) return;  // inside destroy: let go
-    if (status != SCSI_STATUS_GOOD) return self->fail_later(iscsi_get_error(self->ctx_));
+    if (status != SCSI_STATUS_GOOD) return self->fail_later(error_of(self->ctx_));
     if (iscsi_login_async(self->ctx_, &Initiator::login_cb, self) != 0)
-      self->fail_later(iscsi_get_error(self->ctx_));
+      self->fail_later(error_of(self->ctx_));
   }
 
   static void login_cb(iscsi_context*, int status, void*, void* priv) {
     auto* self = static_cast<Initiator*>(priv);
     if (self->phase_ != Phase::connecting) return;
     if (status != SCSI_STATUS_GOOD)
-      return self->fail_later(std::string("login refused: ") + iscsi_get_error(self->ctx_));
+      return self->fail_later(std::string("login refused: ") + error_of(self->ctx_));
     self->send_test_unit_ready();
   }
 
   void send_test_unit_ready() {
     login_task_ =
         iscsi_testunitready_task(ctx_, static_cast<int>(o_.lun), &Initiator::tur_cb, this);
-    if (login_task_ == nullptr) fail_later(iscsi_get_error(ctx_));
+    if (login_task_ == nullptr) fail_later(error_of(ctx_));
   }
 
   // command_data is not used: a cancelled command has none, and the task is
@@ -238,7 +246,7 @@ class IscsiCopyBackend::Initiator {
                               " does not answer TEST UNIT READY: " + sense);
     self->login_task_ =
         iscsi_readcapacity16_task(self->ctx_, static_cast<int>(self->o_.lun), &capacity_cb, self);
-    if (self->login_task_ == nullptr) self->fail_later(iscsi_get_error(self->ctx_));
+    if (self->login_task_ == nullptr) self->fail_later(error_of(self->ctx_));
   }
 
   static void capacity_cb(iscsi_context*, int status, void*, void* priv) {
@@ -261,21 +269,24 @@ class IscsiCopyBackend::Initiator {
   void check_capacity(std::uint64_t bytes, std::uint32_t block) {
     std::string mismatch;
     if (block != o_.block_size) {
-      mismatch = "the remote LUN has " + std::to_string(block) + "-byte blocks, the LUN " +
-                 std::to_string(o_.block_size);
+      mismatch = "the remote LUN has " + std::to_string(block) + "-byte blocks, this LUN " +
+                 std::to_string(o_.block_size) + "-byte ones";
     } else if (bytes < o_.min_size) {
       mismatch = "the remote LUN is " + std::to_string(bytes) +
                  " bytes, smaller than the primary (" + std::to_string(o_.min_size) + " bytes)";
     }
     if (!mismatch.empty()) {
+      bool at_start;
       {
         std::lock_guard lock(first_mu_);
-        if (!first_done_) refused_ = mismatch;
+        at_start = !first_done_;
+        if (at_start) refused_ = mismatch;  // the constructor throws it
       }
       // Not written to: a LUN swapped under the copy waits for an operator
       // (a restart checks again).
       refused_once_ = mismatch;
-      spdlog::error("{}: {} refused: {}; no longer reconnecting", o_.label, o_.url, mismatch);
+      if (!at_start)
+        spdlog::error("{}: {} refused: {}; no longer reconnecting", o_.label, o_.url, mismatch);
       return fail_later(mismatch);
     }
     size_.store(bytes, std::memory_order_relaxed);
@@ -384,7 +395,7 @@ class IscsiCopyBackend::Initiator {
         break;
     }
     if (r->task == nullptr) {
-      spdlog::error("{}: libiscsi refused a command: {}", o_.label, iscsi_get_error(ctx_));
+      spdlog::error("{}: libiscsi refused a command: {}", o_.label, error_of(ctx_));
       return r->home->complete(r, -EIO);
     }
     r->issued_ms = now_ms();

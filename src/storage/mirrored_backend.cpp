@@ -445,7 +445,8 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
   const std::size_t left = in_sync_count_.fetch_sub(1, std::memory_order_acq_rel) - 1;
   spdlog::error(
       "copy {} of {} out of sync: {} ({} of {} copies in sync, ack_quorum {}; the writes it "
-      "misses are tracked: ringtgtctl copy resync brings it back)",
+      "misses are tracked: ringtgtctl copy resync, or a remote copy's reconnect, brings it "
+      "back)",
       copies_[i].name, options_.lun_label, why, left, copies_.size(), options_.ack_quorum);
   persist_state();  // a restart must not take it for in sync
   if (left + 1 == options_.ack_quorum) {

@@ -72,6 +72,12 @@ name = "$TGT_B"
   path = "$R"
   size = "64M"
   block_size = 512
+
+  [[target.lun]]
+  number = 1
+  path = "$TMP/replica-4k.img"
+  size = "64M"
+  block_size = 4096
 EOF
 
 # Daemon B runs beside lib.sh's daemon (A): its own pid and log.
@@ -218,6 +224,22 @@ assert j["verify"]["blocks_checked"] >= 512, j
 PY
 kill -0 "$DAEMON_PID" || fail "daemon A died"
 stop_daemon_ok
+
+# --- a remote LUN that does not fit is refused at start, naming the copy ---------------
+# refused NAME SED WHAT: A's config changed by SED must not start, and its
+# error must match WHAT (after the copy's file:line:col).
+refused() {
+  local cfg=$TMP/$1.toml rc=0
+  sed -e "s|^state_dir = .*|state_dir = \"$TMP/state-$1\"|" -e "s|$P|$TMP/$1.img|" -e "$2" \
+    "$TMP/a.toml" >"$cfg"
+  timeout 30 "$RINGTGT_BIN" --config "$cfg" >"$TMP/$1.log" 2>&1 || rc=$?
+  ((rc != 0 && rc != 124)) || { cat "$TMP/$1.log" >&2; fail "$1: A started (or hung: $rc)"; }
+  expect_grep "$cfg:[0-9]+:5: copy remote of target $TGT LUN 0: $3" "$TMP/$1.log" "$1's error"
+}
+refused bigger 's|^  size = "64M"$|  size = "128M"|' \
+  "iscsi://127.0.0.1:$PORT_B/$TGT_B/0: the remote LUN is 67108864 bytes, smaller than the primary \(134217728 bytes\)"
+refused blocks "s|$TGT_B/0\"|$TGT_B/1\"|" \
+  "iscsi://127.0.0.1:$PORT_B/$TGT_B/1: the remote LUN has 4096-byte blocks, this LUN 512-byte ones"
 kill -TERM "$B_PID"
 wait "$B_PID" || fail "daemon B exited with an error after SIGTERM"
 B_PID=""
