@@ -78,38 +78,35 @@ void for_each_mirror(const net::TargetCatalog& registry, const std::optional<std
   }
 }
 
-}  // namespace
-
-namespace {
-
-// Starts the resync of copy i, as ringtgtctl copy resync does; why goes in
-// the log line. Nothing when the copy cannot begin one now.
-void start_resync(const std::string& target, std::uint64_t n,
-                  const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m, std::size_t i,
-                  const char* why, const RunOnReactor& run) {
-  if (!m.begin_resync(i).empty()) return;
-  spdlog::info("target {} LUN {}: {} copy {}", target, n, why, m.copy_name(i));
-  run(n, [m = &m, i, lu]() { m->run_resync(i, lu); });
+// For every mirrored LUN, starts the resync of the copies pick(mirror)
+// names, as ringtgtctl copy resync does; why goes in the log line. A copy
+// that cannot begin one now is left as it is.
+template <typename Pick>
+void start_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run, Pick&& pick,
+                   const char* why) {
+  for_each_mirror(registry, std::nullopt,
+                  [&](const std::string& target, std::uint64_t n,
+                      const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m) {
+                    for (std::size_t i : pick(m)) {
+                      if (!m.begin_resync(i).empty()) continue;
+                      spdlog::info("target {} LUN {}: {} copy {}", target, n, why, m.copy_name(i));
+                      run(n, [m = &m, i, lu]() { m->run_resync(i, lu); });
+                    }
+                  });
 }
 
 }  // namespace
 
 void resume_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run) {
-  for_each_mirror(registry, std::nullopt,
-                  [&run](const std::string& target, std::uint64_t n,
-                         const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m) {
-                    for (std::size_t i : m.resync_at_start())
-                      start_resync(target, n, lu, m, i, "resuming the resync of", run);
-                  });
+  start_resyncs(
+      registry, run, [](MirroredBackend& m) { return m.resync_at_start(); },
+      "resuming the resync of");
 }
 
 void resync_reconnected_copies(const net::TargetCatalog& registry, const RunOnReactor& run) {
-  for_each_mirror(registry, std::nullopt,
-                  [&run](const std::string& target, std::uint64_t n,
-                         const std::shared_ptr<scsi::LogicalUnit>& lu, MirroredBackend& m) {
-                    for (std::size_t i : m.check_connections())
-                      start_resync(target, n, lu, m, i, "reconnected: resyncing", run);
-                  });
+  start_resyncs(
+      registry, run, [](MirroredBackend& m) { return m.check_connections(); },
+      "reconnected: resyncing");
 }
 
 void add_copy_methods(Dispatcher& d, const net::TargetCatalog& registry, RunOnReactor run) {

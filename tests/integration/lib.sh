@@ -202,6 +202,18 @@ expect_grep() {
   fi
 }
 
+# wait_grep PATTERN FILE WHAT [SECONDS]: until FILE has a line matching the
+# extended regex PATTERN (polled, up to SECONDS, default 15); then as
+# expect_grep.
+wait_grep() {
+  local i limit=${4:-15}
+  for ((i = 0; i < limit * 10; i++)); do
+    grep -Eq -- "$1" "$2" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  expect_grep "$1" "$2" "$3"
+}
+
 # expect_no_grep PATTERN FILE WHAT
 expect_no_grep() {
   local pat=$1 file=$2 what=${3:-}
@@ -326,6 +338,49 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["errors"] == 0 and j["verify_failures"] == 0, j
 assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
+PY
+}
+
+# --- mirrored LUNs (test_mirror_resync.sh, test_mirror_remote.sh) ---
+# Both ask the daemon at $TMP/admin.sock about the copies of target $TGT.
+
+# copy_field COPY FIELD: the field of COPY in `ringtgtctl copy list --json`.
+copy_field() {
+  "$RINGTGTCTL" --socket "$TMP/admin.sock" --json copy list --target "$TGT" >"$TMP/copies.json" ||
+    fail "copy list failed"
+  python3 - "$TMP/copies.json" "$1" "$2" <<'PY'
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1])) if r["copy"] == sys.argv[2]]
+assert len(rows) == 1, rows
+v = rows[0][sys.argv[3]]
+print("null" if v is None else v)
+PY
+}
+
+# wait_state COPY STATE [SECONDS]: until copy list says so (polled, up to
+# SECONDS, default 60).
+wait_state() {
+  local i limit=${3:-60}
+  for ((i = 0; i < limit * 10; i++)); do
+    [[ $(copy_field "$1" state) == "$2" ]] && return 0
+    sleep 0.1
+  done
+  fail "copy $1 did not reach $2 within $limit s (it is $(copy_field "$1" state))"
+}
+
+# verify_acked URL STATE WHAT: every block of the LUN's first 2 MiB holds its
+# last acknowledged write, as ringtgt-bench's saved STATE says (at least 512
+# blocks checked).
+verify_acked() {
+  local rc=0
+  timeout 120 "$RINGTGT_BENCH" --url "$1" --json --verify-only --bs 4096 --range 2M \
+    --load-state "$2" >"$TMP/vo.json" 2>"$TMP/vo.err" || rc=$?
+  ((rc == 0)) || { cat "$TMP/vo.err" "$TMP/vo.json" >&2; fail "$3: --verify-only exited $rc"; }
+  python3 - "$TMP/vo.json" <<'PY' || fail "$3: blocks did not read back"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["errors"] == 0 and j["verify_failures"] == 0, j
+assert j["verify"]["blocks_checked"] >= 512, j
 PY
 }
 

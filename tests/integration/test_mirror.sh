@@ -101,14 +101,7 @@ bg_track $!
 for ((i = 0; i < 50; i++)); do [[ -e $NLOG.ready ]] && break; sleep 0.1; done
 [[ -e $NLOG.ready ]] || fail "notify listener did not start"
 # wait_status REGEX WHAT: a STATUS= line matching it (one comes every 5 s).
-wait_status() {
-  local i
-  for ((i = 0; i < 150; i++)); do
-    grep -Eq -- "$1" "$NLOG" && return 0
-    sleep 0.1
-  done
-  expect_grep "$1" "$NLOG" "$2"
-}
+wait_status() { wait_grep "$1" "$NLOG" "$2" 15; }
 
 NOTIFY_SOCKET=$TMP/notify.sock start_daemon "$CFG" "$PORT"
 wait_status 'READY=1' "READY=1"

@@ -57,39 +57,8 @@ ctl() { "$RINGTGTCTL" --socket "$TMP/admin.sock" "$@"; }
 scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.txt" || fail "GET /metrics failed"; }
 metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
 L="target=\"$TGT\",lun=\"0\""
-# copy_field COPY FIELD: the field of COPY in `copy list --json`.
-copy_field() {
-  ctl --json copy list --target "$TGT" >"$TMP/copies.json" || fail "copy list failed"
-  python3 - "$TMP/copies.json" "$1" "$2" <<'PY'
-import json, sys
-rows = [r for r in json.load(open(sys.argv[1])) if r["copy"] == sys.argv[2]]
-assert len(rows) == 1, rows
-v = rows[0][sys.argv[3]]
-print("null" if v is None else v)
-PY
-}
-# wait_state COPY STATE: until copy list says so (polled, up to 60 s).
-wait_state() {
-  local i
-  for ((i = 0; i < 600; i++)); do
-    [[ $(copy_field "$1" state) == "$2" ]] && return 0
-    sleep 0.1
-  done
-  fail "copy $1 did not reach $2 within 60 s (it is $(copy_field "$1" state))"
-}
 # verify_all WHAT: every block of the first 2 MiB holds its last acknowledged write.
-verify_all() {
-  local rc=0
-  timeout 120 "$RINGTGT_BENCH" --url "$URL" --json --verify-only --bs 4096 --range 2M \
-    --load-state "$TMP/gen.bin" >"$TMP/vo.json" 2>"$TMP/vo.err" || rc=$?
-  ((rc == 0)) || { cat "$TMP/vo.err" "$TMP/vo.json" >&2; fail "$1: --verify-only exited $rc"; }
-  python3 - "$TMP/vo.json" <<'PY' || fail "$1: blocks did not read back"
-import json, sys
-j = json.load(open(sys.argv[1]))
-assert j["errors"] == 0 and j["verify_failures"] == 0, j
-assert j["verify"]["blocks_checked"] >= 512, j
-PY
-}
+verify_all() { verify_acked "$URL" "$TMP/gen.bin" "$1"; }
 
 # --- config validation ---------------------------------------------------------------
 sed 's/^  resync_region_size = "256K"$/  resync_region_size = "100K"/' "$CFG" >"$TMP/bad.toml"
