@@ -159,6 +159,15 @@ struct MirrorFamilies {
   MetricFamily losses = family("ringtgt_lun_quorum_losses_total",
                                "Times the in-sync copies of a mirrored LUN fell below ack_quorum",
                                MetricType::Counter);
+  MetricFamily latency =
+      family("ringtgt_lun_copy_write_latency_seconds",
+             "Time a copy of a mirrored LUN took to complete a WRITE", MetricType::Histogram);
+  MetricFamily acknowledged =
+      family("ringtgt_lun_mirrored_writes_total",
+             "Writes, zeroings and unmaps of a mirrored LUN answered GOOD, by where they are: "
+             "on every copy (copies=\"all\") or only on the in-sync copies of a degraded LUN "
+             "(copies=\"quorum\")",
+             MetricType::Counter);
 
   void add(const std::string& target, const std::string& lun, const MirrorCounters& m) {
     std::size_t synced = 0;
@@ -180,7 +189,12 @@ struct MirrorFamilies {
                   static_cast<double>(c->resynced_bytes.load(std::memory_order_relaxed)));
       add_counter(writes, {{"target", target}, {"lun", lun}, {"copy", c->name}},
                   static_cast<double>(c->writes.load(std::memory_order_relaxed)));
+      add_latency(target, lun, *c);
     }
+    add_counter(acknowledged, {{"target", target}, {"lun", lun}, {"copies", "all"}},
+                static_cast<double>(m.writes_on_all_copies.load(std::memory_order_relaxed)));
+    add_counter(acknowledged, {{"target", target}, {"lun", lun}, {"copies", "quorum"}},
+                static_cast<double>(m.writes_at_quorum_only.load(std::memory_order_relaxed)));
     add_gauge(in_sync, {{"target", target}, {"lun", lun}}, static_cast<double>(synced));
     add_gauge(quorum, {{"target", target}, {"lun", lun}}, static_cast<double>(m.ack_quorum));
     add_counter(repairs, {{"target", target}, {"lun", lun}},
@@ -189,8 +203,21 @@ struct MirrorFamilies {
                 static_cast<double>(m.quorum_losses.load(std::memory_order_relaxed)));
   }
 
+  void add_latency(const std::string& target, const std::string& lun,
+                   const MirrorCounters::Copy& c) {
+    std::array<std::uint64_t, kLatencyBuckets> buckets{};
+    for (std::size_t b = 0; b < kLatencyBuckets; ++b)
+      buckets[b] = c.write_latency[b].load(std::memory_order_relaxed);
+    ClientMetric m;
+    m.label = {{"target", target}, {"lun", lun}, {"copy", c.name}};
+    m.histogram =
+        latency_histogram(buckets, c.write_latency_sum_ns.load(std::memory_order_relaxed));
+    latency.metric.push_back(std::move(m));
+  }
+
   void move_to(std::vector<MetricFamily>& out) {
-    for (auto* f : {&state, &dirty, &resynced, &writes, &in_sync, &quorum, &repairs, &losses}) {
+    for (auto* f : {&state, &dirty, &resynced, &writes, &in_sync, &quorum, &repairs, &losses,
+                    &latency, &acknowledged}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
   }

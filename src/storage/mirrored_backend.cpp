@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 
@@ -15,6 +16,12 @@ namespace ringtgt::storage {
 namespace {
 std::string error_text(int error) {
   return std::strerror(error < 0 ? -error : EIO);
+}
+
+std::uint64_t nanoseconds_since(std::chrono::steady_clock::time_point t) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t)
+          .count());
 }
 }  // namespace
 
@@ -119,8 +126,9 @@ struct MirroredBackend::Fanout {
     const bool counts = children[i].counts;
     if (succeeded(result)) {
       if (counts) ++ok;
-      if (kind != Kind::flush)
-        owner->counters_->copies[i]->writes.fetch_add(1, std::memory_order_relaxed);
+      auto& copy = *owner->counters_->copies[i];
+      if (kind != Kind::flush) copy.writes.fetch_add(1, std::memory_order_relaxed);
+      if (kind == Kind::write) copy.record_write_latency(nanoseconds_since(started));
     } else if (result == -EOPNOTSUPP && (kind == Kind::zeroes || kind == Kind::unmap)) {
       // The store cannot do it this way; the caller falls back (writes
       // zeroes), unless the in-sync copies did it: then a resyncing copy
@@ -147,6 +155,7 @@ struct MirroredBackend::Fanout {
   bool more_follow = false;
   bool claimed = false;     // holds claim in owner->order_
   bool not_logged = false;  // the activity log could not be written: not started
+  std::chrono::steady_clock::time_point started;  // submitted to the copies
   RangeOrder::Claim claim;
   Resume resume;
   Logged logged;
@@ -510,6 +519,7 @@ void MirroredBackend::start(Fanout* f) {
 }
 
 void MirroredBackend::start_on_copies(Fanout* f) {
+  f->started = std::chrono::steady_clock::now();
   f->pending = 1;  // held while submitting: children may complete inline
   for (unsigned i = 0; i < copies_.size(); ++i) {
     const CopyState s = copy_state(i);
@@ -577,12 +587,21 @@ void MirroredBackend::finish(Fanout* f) {
     result = -EOPNOTSUPP;
   } else {
     result = f->kind == Fanout::Kind::write ? static_cast<int>(f->len) : 0;
+    if (f->kind != Fanout::Kind::flush) count_acknowledged(*f);
   }
   if (f->claimed) order_.release(f->claim);
   IoOp* caller = f->caller;
   delete f;
   maybe_clear_hot();
   caller->on_complete(result);
+}
+
+void MirroredBackend::count_acknowledged(const Fanout& f) {
+  // ok counts the in-sync copies that hold it; a resyncing copy that was
+  // written too is not a whole copy yet.
+  auto& n =
+      f.ok == copies_.size() ? counters_->writes_on_all_copies : counters_->writes_at_quorum_only;
+  n.fetch_add(1, std::memory_order_relaxed);
 }
 
 void MirroredBackend::start_in_order(Fanout* f) {

@@ -2,11 +2,14 @@
 // copy's state and writes, read repairs and losses of the write quorum.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "ringtgt/metrics/counters.hpp"
 
 namespace ringtgt::metrics {
 
@@ -56,12 +59,26 @@ struct MirrorCounters {
     std::atomic<std::uint64_t> dirty_bytes{0};     // what a resync would copy now
     std::atomic<std::uint64_t> resynced_bytes{0};  // copied by every resync so far
     std::atomic<std::uint64_t> resync_done{0};     // copied by the resync running now
+    // How long this copy took to complete each data write (WRITE, not
+    // zeroings or unmaps): a slow copy holds every write of the LUN, since
+    // the mirror answers once all copies have (mirrored_backend.cpp).
+    std::array<std::atomic<std::uint64_t>, kLatencyBuckets> write_latency{};  // not cumulative
+    std::atomic<std::uint64_t> write_latency_sum_ns{0};
+    void record_write_latency(std::uint64_t ns) {
+      write_latency[latency_bucket(ns)].fetch_add(1, std::memory_order_relaxed);
+      write_latency_sum_ns.fetch_add(ns, std::memory_order_relaxed);
+    }
   };
   std::vector<std::unique_ptr<Copy>> copies;  // [0]: the primary; fixed once built
   std::uint32_t ack_quorum = 1;
   std::atomic<std::uint64_t> read_repairs{0};   // failed reads served from another copy and
                                                 // written back to the failing one
   std::atomic<std::uint64_t> quorum_losses{0};  // times in-sync copies fell below ack_quorum
+  // Writes, zeroings and unmaps answered GOOD: held by every copy of the
+  // LUN, or only by the in-sync copies while the LUN was degraded (at least
+  // ack_quorum of them, but not all).
+  std::atomic<std::uint64_t> writes_on_all_copies{0};
+  std::atomic<std::uint64_t> writes_at_quorum_only{0};
 };
 
 }  // namespace ringtgt::metrics

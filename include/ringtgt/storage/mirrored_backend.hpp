@@ -160,6 +160,8 @@ class MirroredBackend final : public Backend {
   // Starts f once no earlier overlapping write is in flight (RangeOrder).
   void start_in_order(Fanout* f);
   void finish(Fanout* f);
+  // Counts a write, zeroing or unmap answered GOOD: on every copy or at quorum only.
+  void count_acknowledged(const Fanout& f);
   // The first in-sync copy after `after` (-1: from the start); -1 when none.
   int next_in_sync(int after) const;
 

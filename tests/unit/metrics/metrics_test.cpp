@@ -209,6 +209,10 @@ TEST(Collector, MirroredLunsReportTheirCopies) {
   mirror->copies[1]->resynced_bytes = 9 << 20;
   mirror->read_repairs = 3;
   mirror->quorum_losses = 1;
+  mirror->writes_on_all_copies = 11;
+  mirror->writes_at_quorum_only = 4;
+  mirror->copies[1]->record_write_latency(150'000);    // le 0.0002
+  mirror->copies[1]->record_write_latency(3'000'000);  // le 0.005
   auto cat = std::make_shared<Catalog>();
   cat->luns.push_back({"iqn.2025-01.com.example:t", 0, stats});
   Collector c;
@@ -231,9 +235,18 @@ TEST(Collector, MirroredLunsReportTheirCopies) {
         "ringtgt_lun_copy_resynced_bytes_total{" + l + ",copy=\"disk2\"} 9437184",
         "ringtgt_lun_copy_writes_total{" + l + ",copy=\"primary\"} 7",
         "ringtgt_lun_copy_writes_total{" + l + ",copy=\"disk2\"} 5",
-        "ringtgt_lun_copies_in_sync{" + l + "} 1", "ringtgt_lun_ack_quorum{" + l + "} 2",
+        "ringtgt_lun_copies_in_sync{" + l + "} 1",
+        "ringtgt_lun_ack_quorum{" + l + "} 2",
         "ringtgt_lun_read_repairs_total{" + l + "} 3",
-        "ringtgt_lun_quorum_losses_total{" + l + "} 1"}) {
+        "ringtgt_lun_quorum_losses_total{" + l + "} 1",
+        "ringtgt_lun_mirrored_writes_total{" + l + ",copies=\"all\"} 11",
+        "ringtgt_lun_mirrored_writes_total{" + l + ",copies=\"quorum\"} 4",
+        "ringtgt_lun_copy_write_latency_seconds_bucket{" + l + ",copy=\"disk2\",le=\"0.0001\"} 0",
+        "ringtgt_lun_copy_write_latency_seconds_bucket{" + l + ",copy=\"disk2\",le=\"0.0002\"} 1",
+        "ringtgt_lun_copy_write_latency_seconds_bucket{" + l + ",copy=\"disk2\",le=\"0.005\"} 2",
+        "ringtgt_lun_copy_write_latency_seconds_count{" + l + ",copy=\"disk2\"} 2",
+        "ringtgt_lun_copy_write_latency_seconds_sum{" + l + ",copy=\"disk2\"} 0.00315",
+        "ringtgt_lun_copy_write_latency_seconds_count{" + l + ",copy=\"primary\"} 0"}) {
     EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
   }
   // A remote copy out of sync whose target is not connected shows connecting.

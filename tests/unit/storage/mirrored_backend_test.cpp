@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "../home_engine.hpp"
@@ -138,6 +140,65 @@ TEST_F(Mirror, AWriteGoesToEveryCopyAtOnceAndAnswersWhenAllHaveIt) {
   EXPECT_EQ(r.value, 4096);
   for (auto* h : held) EXPECT_EQ(h->at(8192), 0xab);
   for (const auto& c : mirror->mirror_counters()->copies) EXPECT_EQ(c->writes.load(), 1u);
+}
+
+std::uint64_t latency_samples(const metrics::MirrorCounters::Copy& c) {
+  std::uint64_t n = 0;
+  for (const auto& b : c.write_latency) n += b.load();
+  return n;
+}
+
+TEST_F(Mirror, EachCopysWriteLatencyIsTimedFromTheFanOut) {
+  build(2, 1);
+  std::vector<std::uint8_t> buf(4096, 0x5c);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next();
+  std::this_thread::sleep_for(std::chrono::milliseconds(3));  // the slow copy
+  held[1]->complete_next();
+  const auto& copies = mirror->mirror_counters()->copies;
+  EXPECT_EQ(latency_samples(*copies[0]), 1u);
+  EXPECT_EQ(latency_samples(*copies[1]), 1u);
+  EXPECT_GE(copies[1]->write_latency_sum_ns.load(), 3'000'000u);
+  EXPECT_LT(copies[0]->write_latency_sum_ns.load(), copies[1]->write_latency_sum_ns.load());
+  // Flushes and zeroings are not data writes: not timed.
+  Result f;
+  mirror->flush(&f);
+  mirror->write_zeroes(8192, 4096, false, &r);
+  complete_all_once();
+  complete_all_once();
+  EXPECT_EQ(latency_samples(*copies[0]), 1u);
+}
+
+TEST_F(Mirror, WritesAreCountedOnAllCopiesOrAtQuorumOnly) {
+  build(3, 2);
+  std::vector<std::uint8_t> buf(4096, 0x21);
+  const auto& m = *mirror->mirror_counters();
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  complete_all_once();
+  EXPECT_EQ(m.writes_on_all_copies.load(), 1u);
+  EXPECT_EQ(m.writes_at_quorum_only.load(), 0u);
+  // A copy fails this one: GOOD at quorum, not on all copies.
+  mirror->write(buf.data(), buf.size(), 4096, false, &r);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  held[2]->complete_next(-EIO);
+  EXPECT_EQ(r.value, 4096);
+  mirror->unmap(8192, 4096, &r);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(m.writes_on_all_copies.load(), 1u);
+  EXPECT_EQ(m.writes_at_quorum_only.load(), 2u);
+  // A flush is not a write; a failed write is not counted.
+  mirror->flush(&r);
+  held[0]->complete_next();
+  held[1]->complete_next();
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next(-EIO);
+  held[1]->complete_next();
+  EXPECT_LT(r.value, 0);
+  EXPECT_EQ(m.writes_on_all_copies.load() + m.writes_at_quorum_only.load(), 3u);
 }
 
 TEST_F(Mirror, AFailedCopyLeavesTheSetAndWritesGoOnAtQuorum) {
