@@ -10,7 +10,11 @@
 # - kill -9 B mid-write: A's writes go on at quorum, the copy goes out of
 #   sync with dirty bytes; B restarts on the same file: A reconnects and
 #   resyncs only the dirty regions (far fewer bytes than the LUN), the files
-#   compare equal and every acknowledged block reads back from B alone.
+#   compare equal and every acknowledged block reads back from B alone;
+# - B stops answering (SIGSTOP) mid-write: within the copy's 10 s bound A
+#   drops it and acknowledges at quorum; B answers again: resync, equal files;
+# - a remote LUN smaller than the primary, or of another block size, stops A
+#   at start with the copy's file:line:col.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -183,6 +187,43 @@ wait_grep "copy remote of target $TGT LUN 0: resync done: $dirty bytes copied" "
 same_bytes "$P" "$R" "after B's restart and the resync"
 log "every acknowledged block reads back from B alone"
 verify_acked "$URL_B" "$TMP/gen.bin" "read from B alone"
+
+# --- (d) B stops answering (SIGSTOP): the copy errors within its bound of 10 s ----------------
+before=$(resynced_total)
+timeout 90 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
+  --bs 4096 --runtime 14 --timeout 30 --range 2M --load-state "$TMP/gen.bin" \
+  --save-state "$TMP/gen.bin" >"$TMP/s.json" 2>"$TMP/s.err" &
+BENCH=$!
+bg_track "$BENCH"
+scrape
+base=$(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}")
+for ((i = 0; i < 300; i++)); do
+  scrape
+  (($(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}") > base + 200)) && break
+  sleep 0.1
+done
+kill -STOP "$B_PID"
+stopped_at=$SECONDS
+log "daemon B stopped (SIGSTOP) mid-write"
+wait_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost: a command got no answer within 10000 ms" \
+  "$DAEMON_LOG" "the bound on a command B does not answer" 20
+((SECONDS - stopped_at <= 13)) || fail "the unanswered copy errored only after $((SECONDS - stopped_at)) s"
+kill -CONT "$B_PID"
+rc=0
+wait "$BENCH" || rc=$?
+((rc == 0)) || { cat "$TMP/s.err" "$TMP/s.json" >&2; fail "the load across B's SIGSTOP exited $rc"; }
+python3 - "$TMP/s.json" <<'PY' || fail "the load across B's SIGSTOP saw errors or lost writes"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["errors"] == 0 and j["verify_failures"] == 0, j
+assert j["write"]["ios"] > 0, j
+PY
+wait_state remote in_sync 30
+copied=$(($(resynced_total) - before))
+log "resynced $copied bytes after B answered again"
+((copied > 0 && copied < SIZE / 16)) || fail "the resync after SIGSTOP copied $copied bytes"
+same_bytes "$P" "$R" "after B answered again and the resync"
+
 kill -0 "$DAEMON_PID" || fail "daemon A died"
 stop_daemon_ok
 
