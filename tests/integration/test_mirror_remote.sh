@@ -14,7 +14,9 @@
 # - B stops answering (SIGSTOP) mid-write: within the copy's 10 s bound A
 #   drops it and acknowledges at quorum; B answers again: resync, equal files;
 # - a remote LUN smaller than the primary, or of another block size, stops A
-#   at start with the copy's file:line:col.
+#   at start with the copy's file:line:col;
+# - CHAP: A logs in to a B that wants it; with a wrong secret the copy stays
+#   connecting.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -87,10 +89,11 @@ EOF
 # Daemon B runs beside lib.sh's daemon (A): its own pid and log.
 B_PID=""
 B_LOG=""
+# start_b [CONFIG]: B with CONFIG (default $TMP/b.toml), listening.
 start_b() {
   B_LOG="$TMP/b.${#ALL_LOGS[@]}.log"
   ALL_LOGS+=("$B_LOG")
-  "$RINGTGT_BIN" --config "$TMP/b.toml" >"$B_LOG" 2>&1 &
+  "$RINGTGT_BIN" --config "${1:-$TMP/b.toml}" >"$B_LOG" 2>&1 &
   B_PID=$!
   bg_track "$B_PID"
   local i
@@ -242,7 +245,40 @@ refused bigger 's|^  size = "64M"$|  size = "128M"|' \
   "iscsi://127.0.0.1:$PORT_B/$TGT_B/0: the remote LUN is 67108864 bytes, smaller than the primary \(134217728 bytes\)"
 refused blocks "s|$TGT_B/0\"|$TGT_B/1\"|" \
   "iscsi://127.0.0.1:$PORT_B/$TGT_B/1: the remote LUN has 4096-byte blocks, this LUN 512-byte ones"
-kill -TERM "$B_PID"
-wait "$B_PID" || fail "daemon B exited with an error after SIGTERM"
-B_PID=""
+# stop_b: SIGTERM, and B must exit cleanly.
+stop_b() {
+  kill -TERM "$B_PID"
+  wait "$B_PID" || fail "daemon B exited with an error after SIGTERM"
+  B_PID=""
+}
+
+# --- CHAP: A logs in to a B that wants it; a wrong secret leaves the copy connecting ---
+stop_b
+umask 077
+printf 'remote-copy-secret\n' >"$TMP/b.secret"
+cp "$TMP/b.secret" "$TMP/a.secret"
+printf 'not-the-right-one\n' >"$TMP/bad.secret"
+sed "s|^name = \"$TGT_B\"$|&\nchap_user = \"mirror-a\"\nchap_secret_file = \"$TMP/b.secret\"|" \
+  "$TMP/b.toml" >"$TMP/b-chap.toml"
+grep -q '^chap_user = "mirror-a"$' "$TMP/b-chap.toml" || fail "B's CHAP config was not written"
+start_b "$TMP/b-chap.toml"
+# chap_config NAME SECRET: A's config as $TMP/NAME.toml, its copy logging in with SECRET.
+chap_config() {
+  sed -e "s|^state_dir = .*|state_dir = \"$TMP/state-$1\"|" -e "s|$P|$TMP/$1.img|" \
+    -e "s|^    url = .*|&\n    chap_user = \"mirror-a\"\n    chap_secret_file = \"$2\"|" \
+    "$TMP/a.toml" >"$TMP/$1.toml"
+  grep -q '^    chap_user = "mirror-a"$' "$TMP/$1.toml" || fail "$1: the copy's CHAP keys were not written"
+}
+chap_config chap "$TMP/a.secret"
+start_daemon "$TMP/chap.toml" "$PORT"
+expect_grep "copy remote of target $TGT LUN 0: connected to $URL_B" "$DAEMON_LOG" "the CHAP login"
+expect_eq "$(copy_field remote state)" in_sync "the copy logged in with CHAP"
+stop_daemon_ok
+chap_config chap-bad "$TMP/bad.secret"
+start_daemon "$TMP/chap-bad.toml" "$PORT"
+expect_grep "copy remote of target $TGT LUN 0: cannot connect to $URL_B: login refused" \
+  "$DAEMON_LOG" "the login with a wrong CHAP secret"
+wait_state remote connecting 30
+stop_daemon_ok
+stop_b
 log "PASS"
