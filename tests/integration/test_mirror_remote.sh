@@ -114,6 +114,36 @@ kill9_b() {
 scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.txt" || fail "GET /metrics failed"; }
 metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
 L="target=\"$TGT\",lun=\"0\""
+# load_started SECONDS: a verified load through A in the background (BENCH),
+# for SECONDS; returns mid-write, once the remote copy took 200 of its writes.
+load_started() {
+  timeout 90 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
+    --bs 4096 --runtime "$1" --timeout 30 --range 2M --load-state "$TMP/gen.bin" \
+    --save-state "$TMP/gen.bin" >"$TMP/load.json" 2>"$TMP/load.err" &
+  BENCH=$!
+  bg_track "$BENCH"
+  local base i
+  scrape
+  base=$(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}")
+  for ((i = 0; i < 300; i++)); do
+    scrape
+    (($(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}") > base + 200)) && return 0
+    sleep 0.1
+  done
+  fail "the remote copy took no writes of the load within 30 s"
+}
+# load_ok WHAT: the background load ended without an error or a lost write.
+load_ok() {
+  local rc=0
+  wait "$BENCH" || rc=$?
+  ((rc == 0)) || { cat "$TMP/load.err" "$TMP/load.json" >&2; fail "the load across $1 exited $rc"; }
+  python3 - "$TMP/load.json" <<'PY' || fail "the load across $1 saw errors or lost writes"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["errors"] == 0 and j["verify_failures"] == 0, j
+assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
+PY
+}
 # resynced_total: bytes every resync of the remote copy copied so far.
 resynced_total() { copy_field remote resynced_bytes; }
 
@@ -146,29 +176,9 @@ expect_eq "$(copy_field remote state)" in_sync "the copy after the load"
 # --- (b) kill -9 B mid-write, restart it ----------------------------------------------------
 before=$(resynced_total)
 outs=$(grep -c "copy remote of target $TGT LUN 0 out of sync" "$DAEMON_LOG")
-timeout 60 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
-  --bs 4096 --runtime 4 --range 2M --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin" \
-  >"$TMP/k.json" 2>"$TMP/k.err" &
-BENCH=$!
-bg_track "$BENCH"
-# Mid-write: once the copy has taken writes of this load.
-scrape
-base=$(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}")
-for ((i = 0; i < 300; i++)); do
-  scrape
-  (($(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}") > base + 200)) && break
-  sleep 0.1
-done
+load_started 4
 kill9_b
-rc=0
-wait "$BENCH" || rc=$?
-((rc == 0)) || { cat "$TMP/k.err" "$TMP/k.json" >&2; fail "the load across B's kill -9 exited $rc"; }
-python3 - "$TMP/k.json" <<'PY' || fail "the load across B's kill -9 saw errors or lost writes"
-import json, sys
-j = json.load(open(sys.argv[1]))
-assert j["errors"] == 0 and j["verify_failures"] == 0, j
-assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
-PY
+load_ok "B's kill -9"
 (($(grep -c "copy remote of target $TGT LUN 0 out of sync" "$DAEMON_LOG") > outs)) ||
   fail "no new out-of-sync line for the remote copy after B's kill -9"
 expect_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost" "$DAEMON_LOG"
@@ -193,18 +203,7 @@ verify_acked "$URL_B" "$TMP/gen.bin" "read from B alone"
 
 # --- (d) B stops answering (SIGSTOP): the copy errors within its bound of 10 s ----------------
 before=$(resynced_total)
-timeout 90 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
-  --bs 4096 --runtime 14 --timeout 30 --range 2M --load-state "$TMP/gen.bin" \
-  --save-state "$TMP/gen.bin" >"$TMP/s.json" 2>"$TMP/s.err" &
-BENCH=$!
-bg_track "$BENCH"
-scrape
-base=$(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}")
-for ((i = 0; i < 300; i++)); do
-  scrape
-  (($(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}") > base + 200)) && break
-  sleep 0.1
-done
+load_started 14
 kill -STOP "$B_PID"
 stopped_at=$SECONDS
 log "daemon B stopped (SIGSTOP) mid-write"
@@ -212,15 +211,7 @@ wait_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost: a comman
   "$DAEMON_LOG" "the bound on a command B does not answer" 20
 ((SECONDS - stopped_at <= 13)) || fail "the unanswered copy errored only after $((SECONDS - stopped_at)) s"
 kill -CONT "$B_PID"
-rc=0
-wait "$BENCH" || rc=$?
-((rc == 0)) || { cat "$TMP/s.err" "$TMP/s.json" >&2; fail "the load across B's SIGSTOP exited $rc"; }
-python3 - "$TMP/s.json" <<'PY' || fail "the load across B's SIGSTOP saw errors or lost writes"
-import json, sys
-j = json.load(open(sys.argv[1]))
-assert j["errors"] == 0 and j["verify_failures"] == 0, j
-assert j["write"]["ios"] > 0, j
-PY
+load_ok "B's SIGSTOP"
 wait_state remote in_sync 30
 copied=$(($(resynced_total) - before))
 log "resynced $copied bytes after B answered again"
