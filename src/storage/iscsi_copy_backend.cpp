@@ -290,6 +290,9 @@ class IscsiCopyBackend::Initiator {
       return fail_later(mismatch);
     }
     size_.store(bytes, std::memory_order_relaxed);
+    // While no command is in flight only TCP can tell that the remote host
+    // vanished (a crash, a cut cable): keepalives find it within ~11 s.
+    iscsi_set_tcp_keepalive(ctx_, 5, 3, 2);
     phase_ = Phase::connected;
     backoff_ms_ = o_.backoff_min_ms;
     connections_.fetch_add(1, std::memory_order_acq_rel);
