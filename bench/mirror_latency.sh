@@ -41,14 +41,9 @@ done
 : "${RINGTGT_BIN:=build/ringtgt}"
 : "${RINGTGT_BENCH:=$(dirname "$RINGTGT_BIN")/bench/ringtgt-bench}"
 METRICS_PORT=$((PORT + 1))
-TMP=$(mktemp -d "$DIR/mirror-latency.XXXXXX")
-DAEMON_PID=""
-cleanup() {
-  [[ -n $DAEMON_PID ]] && kill -KILL "$DAEMON_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+# shellcheck source=bench/mirror_lib.sh
+. bench/mirror_lib.sh
+bench_scratch "$DIR" mirror-latency
 
 TGT=iqn.2025-01.com.example:mirror-latency
 lun() {  # lun NUMBER FILE [COPY-FILE]
@@ -89,20 +84,8 @@ CONF
   lun 1 alone-b
   lun 2 primary copy
 } >"$TMP/ringtgt.toml"
-# Written once through, so that no run meets a hole or an unwritten extent.
-for f in alone-a alone-b primary copy; do
-  fallocate -l "$SIZE" "$TMP/$f.img"
-  dd if=/dev/zero of="$TMP/$f.img" bs=1M count=$(($(stat -c %s "$TMP/$f.img") >> 20)) \
-    conv=notrunc,fsync status=none
-done
-
-"$RINGTGT_BIN" --config "$TMP/ringtgt.toml" >"$TMP/daemon.log" 2>&1 &
-DAEMON_PID=$!
-for _ in $(seq 200); do
-  ss -Htln "( sport = :$PORT )" | grep -q . && break
-  kill -0 "$DAEMON_PID" 2>/dev/null || { cat "$TMP/daemon.log" >&2; exit 1; }
-  sleep 0.05
-done
+for f in alone-a alone-b primary copy; do written_image "$TMP/$f.img" "$SIZE"; done
+start_bench_daemon "$TMP/ringtgt.toml" "$PORT"
 # One sequential pass over each LUN first: every region of the mirror is
 # then hot in its activity log (512 MiB is 512 regions, under the 1024 kept
 # hot), so the runs measure the copies, not the log's warm-up

@@ -26,14 +26,9 @@ while (($#)); do
 done
 : "${RINGTGT_BIN:=build/ringtgt}"
 : "${RINGTGT_BENCH:=$(dirname "$RINGTGT_BIN")/bench/ringtgt-bench}"
-TMP=$(mktemp -d "$DIR/mirror-overhead.XXXXXX")
-DAEMON_PID=""
-cleanup() {
-  [[ -n $DAEMON_PID ]] && kill -KILL "$DAEMON_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+# shellcheck source=bench/mirror_lib.sh
+. bench/mirror_lib.sh
+bench_scratch "$DIR" mirror-overhead
 
 TGT=iqn.2025-01.com.example:mirror-overhead
 cat >"$TMP/ringtgt.toml" <<CONF
@@ -58,28 +53,15 @@ name = "$TGT"
     name = "disk2"
     path = "$TMP/disk2.img"
 CONF
-# Written once through, so that no run meets a hole or an unwritten extent.
-for f in primary disk2; do
-  fallocate -l 2G "$TMP/$f.img"
-  dd if=/dev/zero of="$TMP/$f.img" bs=1M count=2048 conv=notrunc,fsync status=none
-done
+for f in primary disk2; do written_image "$TMP/$f.img" 2G; done
 
 start() {  # start WITH_LOG(1|0)
   rm -rf "$TMP/state"
   if (($1)); then
-    "$RINGTGT_BIN" --config "$TMP/ringtgt.toml" >"$TMP/daemon.log" 2>&1 &
+    start_bench_daemon "$TMP/ringtgt.toml" "$PORT"
   else
-    RINGTGT_BENCH_NO_ACTIVITY_LOG=1 "$RINGTGT_BIN" --config "$TMP/ringtgt.toml" >"$TMP/daemon.log" 2>&1 &
+    start_bench_daemon "$TMP/ringtgt.toml" "$PORT" RINGTGT_BENCH_NO_ACTIVITY_LOG=1
   fi
-  DAEMON_PID=$!
-  for _ in $(seq 200); do
-    ss -Htln "( sport = :$PORT )" | grep -q . && return 0
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$TMP/daemon.log" >&2
-  echo "the daemon did not start" >&2
-  exit 1
 }
 stop() {
   kill -TERM "$DAEMON_PID"

@@ -31,8 +31,8 @@ bool same_backing(const config::Lun& a, const config::Lun& b) {
          a.provisioning == b.provisioning && a.allow_sanitize == b.allow_sanitize &&
          a.sanitize_rate == b.sanitize_rate && a.copies == b.copies &&
          a.ack_quorum == b.ack_quorum && a.on_quorum_loss == b.on_quorum_loss &&
-         a.failure_domain == b.failure_domain && a.resync_region_size == b.resync_region_size &&
-         a.resync_rate == b.resync_rate;
+         a.quorum_wait_seconds == b.quorum_wait_seconds && a.failure_domain == b.failure_domain &&
+         a.resync_region_size == b.resync_region_size && a.resync_rate == b.resync_rate;
 }
 
 std::string lun_name(const std::string& target, std::uint32_t lun) {

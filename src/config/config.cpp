@@ -922,13 +922,18 @@ class Loader {
       } else if (*policy == "read_only") {
         lun.on_quorum_loss = QuorumLossPolicy::read_only;
       } else if (*policy == "wait") {
-        fail(at, "on_quorum_loss = \"wait\" is not built yet; use \"fail\" or \"read_only\"");
+        lun.on_quorum_loss = QuorumLossPolicy::wait;
       } else {
         fail(at,
              "on_quorum_loss \"" + *policy + "\" is not one of \"fail\", \"wait\", \"read_only\"");
       }
       if (copies == 0)
         fail(at, "on_quorum_loss applies to a LUN with copies ([[target.lun.copy]])");
+    }
+    if (const toml::node* n = t.get("quorum_wait")) {
+      if (lun.on_quorum_loss != QuorumLossPolicy::wait)
+        fail(*n, "quorum_wait applies to on_quorum_loss = \"wait\"");
+      get_uint(t, "quorum_wait", "quorum_wait (seconds)", 1, 3600, lun.quorum_wait_seconds);
     }
     read_resync(t, lun);
   }

@@ -139,6 +139,8 @@ std::string to_toml(const Config& c) {
       if (l.ack_quorum != 0) lt.insert("ack_quorum", i64(l.ack_quorum));
       if (!l.copies.empty()) {
         lt.insert("on_quorum_loss", to_string(l.on_quorum_loss));
+        if (l.on_quorum_loss == QuorumLossPolicy::wait)
+          lt.insert("quorum_wait", i64(l.quorum_wait_seconds));
         lt.insert("resync_region_size", i64(l.resync_region_size));
         lt.insert("resync_rate", i64(l.resync_rate));
         toml::array copies;

@@ -132,9 +132,18 @@ std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const c
   storage::MirrorOptions o;
   o.lun_label = lun_name(target, l);
   o.ack_quorum = l.quorum();
-  o.on_quorum_loss = l.on_quorum_loss == config::QuorumLossPolicy::read_only
-                         ? storage::QuorumLossAction::read_only
-                         : storage::QuorumLossAction::fail;
+  switch (l.on_quorum_loss) {
+    case config::QuorumLossPolicy::fail:
+      o.on_quorum_loss = storage::QuorumLossAction::fail;
+      break;
+    case config::QuorumLossPolicy::wait:
+      o.on_quorum_loss = storage::QuorumLossAction::wait;
+      break;
+    case config::QuorumLossPolicy::read_only:
+      o.on_quorum_loss = storage::QuorumLossAction::read_only;
+      break;
+  }
+  o.quorum_wait = std::chrono::seconds(l.quorum_wait_seconds);
   o.region_size = l.resync_region_size;
   o.resync_rate = l.resync_rate;
   o.state_path = std::move(state_path);

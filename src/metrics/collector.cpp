@@ -159,6 +159,10 @@ struct MirrorFamilies {
   MetricFamily losses = family("ringtgt_lun_quorum_losses_total",
                                "Times the in-sync copies of a mirrored LUN fell below ack_quorum",
                                MetricType::Counter);
+  MetricFamily waiting = family("ringtgt_lun_writes_waiting_for_quorum",
+                                "Writes of a mirrored LUN held below ack_quorum "
+                                "(on_quorum_loss = \"wait\") right now",
+                                MetricType::Gauge);
   MetricFamily latency =
       family("ringtgt_lun_copy_write_latency_seconds",
              "Time a copy of a mirrored LUN took to complete a WRITE", MetricType::Histogram);
@@ -191,6 +195,8 @@ struct MirrorFamilies {
                   static_cast<double>(c->writes.load(std::memory_order_relaxed)));
       add_latency(target, lun, *c);
     }
+    add_gauge(waiting, {{"target", target}, {"lun", lun}},
+              static_cast<double>(m.writes_waiting_for_quorum.load(std::memory_order_relaxed)));
     add_counter(acknowledged, {{"target", target}, {"lun", lun}, {"copies", "all"}},
                 static_cast<double>(m.writes_on_all_copies.load(std::memory_order_relaxed)));
     add_counter(acknowledged, {{"target", target}, {"lun", lun}, {"copies", "quorum"}},
@@ -217,7 +223,7 @@ struct MirrorFamilies {
 
   void move_to(std::vector<MetricFamily>& out) {
     for (auto* f : {&state, &dirty, &resynced, &writes, &in_sync, &quorum, &repairs, &losses,
-                    &latency, &acknowledged}) {
+                    &waiting, &latency, &acknowledged}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
   }

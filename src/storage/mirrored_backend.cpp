@@ -5,10 +5,12 @@
 #include <array>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "activity_log.hpp"
 #include "dirty_bitmap.hpp"
+#include "quorum_wait.hpp"
 #include "resync_job.hpp"
 
 namespace ringtgt::storage {
@@ -55,6 +57,18 @@ struct MirroredBackend::Fanout {
     Fanout* parent = nullptr;
     void on_complete(int) override { parent->owner->start(parent); }
   };
+  // Completed on the fan-out's own thread by the quorum wait: 0 once the
+  // quorum is back, kQuorumLostError when its time is up.
+  struct Parked final : IoOp {
+    Fanout* parent = nullptr;
+    void on_complete(int result) override {
+      if (result < 0) {
+        parent->ok = 0;
+        return parent->owner->finish(parent);
+      }
+      parent->owner->restart_after_wait(parent);
+    }
+  };
   // Completed by the activity log once the write's regions are durably hot
   // (0), or the file could not be written (-EIO).
   struct Logged final : IoOp {
@@ -72,6 +86,7 @@ struct MirroredBackend::Fanout {
       : owner(o), kind(k), caller(c), len(l), offset(off) {
     resume.parent = this;
     logged.parent = this;
+    parked.parent = this;
     for (unsigned i = 0; i < children.size(); ++i) {
       children[i].parent = this;
       children[i].index = i;
@@ -159,6 +174,10 @@ struct MirroredBackend::Fanout {
   RangeOrder::Claim claim;
   Resume resume;
   Logged logged;
+  Parked parked;
+  // Under on_quorum_loss = "wait": until when it may wait for the quorum
+  // (set the first time it has to).
+  std::optional<std::chrono::steady_clock::time_point> wait_until;
   std::array<Child, kMaxCopies> children;
   // Completions come on the submitting thread (the Backend contract), so
   // plain counters do.
@@ -294,6 +313,9 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
     recover();
   }
   counters_->ack_quorum = options_.ack_quorum;
+  if (options_.on_quorum_loss == QuorumLossAction::wait)
+    quorum_wait_ = std::make_unique<QuorumWait>(options_.lun_label, kQuorumLostError,
+                                                &counters_->writes_waiting_for_quorum);
 }
 
 MirroredBackend::~MirroredBackend() {
@@ -404,6 +426,21 @@ int MirroredBackend::next_in_sync(int after) const {
   return -1;
 }
 
+std::string MirroredBackend::quorum_loss_answer() const {
+  switch (options_.on_quorum_loss) {
+    case QuorumLossAction::read_only:
+      return "DATA PROTECT (on_quorum_loss = \"read_only\")";
+    case QuorumLossAction::wait:
+      return fmt::format(
+          "held until it is back, for at most {} ms each, then ABORTED COMMAND "
+          "(on_quorum_loss = \"wait\")",
+          std::chrono::duration_cast<std::chrono::milliseconds>(options_.quorum_wait).count());
+    case QuorumLossAction::fail:
+      break;
+  }
+  return "ABORTED COMMAND (on_quorum_loss = \"fail\")";
+}
+
 int MirroredBackend::quorum_error() const {
   return options_.on_quorum_loss == QuorumLossAction::read_only ? kQuorumReadOnlyError
                                                                 : kQuorumLostError;
@@ -463,10 +500,7 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
     spdlog::error(
         "{} lost its write quorum ({} of {} copies in sync, ack_quorum {}): writes now "
         "get {}; reads go on{}",
-        options_.lun_label, left, copies_.size(), options_.ack_quorum,
-        options_.on_quorum_loss == QuorumLossAction::read_only
-            ? "DATA PROTECT (on_quorum_loss = \"read_only\")"
-            : "ABORTED COMMAND (on_quorum_loss = \"fail\")",
+        options_.lun_label, left, copies_.size(), options_.ack_quorum, quorum_loss_answer(),
         left == 0 ? " nowhere: no copy is left" : "");
   }
 }
@@ -500,8 +534,11 @@ void MirroredBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoO
 
 void MirroredBackend::start(Fanout* f) {
   if (in_sync_count() < options_.ack_quorum) {
-    f->ok = 0;
-    return finish(f);
+    if (waits_for_quorum(f)) return;
+    if (in_sync_count() < options_.ack_quorum) {
+      f->ok = 0;
+      return finish(f);
+    }
   }
   // Durably hot before any copy is touched: a crash from here on resyncs it.
   if (al_ && f->kind != Fanout::Kind::flush) {
@@ -516,6 +553,35 @@ void MirroredBackend::start(Fanout* f) {
     }
   }
   start_on_copies(f);
+}
+
+bool MirroredBackend::waits_for_quorum(Fanout* f) {
+  if (!quorum_wait_) return false;
+  const auto now = std::chrono::steady_clock::now();
+  if (!f->wait_until) f->wait_until = now + options_.quorum_wait;
+  if (*f->wait_until <= now) return false;
+  // A waiting write holds no range claim: the resync that brings the
+  // quorum back must be able to copy its regions meanwhile.
+  if (f->claimed) {
+    order_.release(f->claim);
+    f->claimed = false;
+  }
+  switch (quorum_wait_->park(&f->parked, *f->wait_until,
+                             [this] { return in_sync_count() < options_.ack_quorum; })) {
+    case QuorumWait::Park::parked:
+      return true;
+    case QuorumWait::Park::back:
+      restart_after_wait(f);
+      return true;
+    case QuorumWait::Park::cannot_wait:
+      break;
+  }
+  return false;
+}
+
+void MirroredBackend::restart_after_wait(Fanout* f) {
+  if (f->kind == Fanout::Kind::flush) return start(f);
+  start_in_order(f);
 }
 
 void MirroredBackend::start_on_copies(Fanout* f) {
@@ -574,6 +640,7 @@ bool MirroredBackend::rejoin(std::size_t i) {
   spdlog::info("copy {} of {} is in sync again ({} of {} copies in sync, ack_quorum {})",
                copies_[i].name, options_.lun_label, now, copies_.size(), options_.ack_quorum);
   persist_state();
+  if (quorum_wait_ && now >= options_.ack_quorum) quorum_wait_->release_all();
   return true;
 }
 

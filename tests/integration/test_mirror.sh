@@ -9,6 +9,8 @@
 #   writes go on at ack_quorum; what the initiator wrote reads back;
 # - below ack_quorum, on_quorum_loss = "fail" answers writes ABORTED COMMAND
 #   (0Bh/3Eh/01h) and "read_only" DATA PROTECT (07h/27h/00h); reads go on;
+#   "wait" holds a write until a resync brings the quorum back (then it is
+#   GOOD and on every copy), or for quorum_wait seconds, then ABORTED COMMAND;
 # - copies sharing a failure domain are warned about at start;
 # - systemd's STATUS= line names a LUN whose copies are out of sync.
 # shellcheck source=tests/integration/lib.sh
@@ -33,6 +35,9 @@ C0B=$TMP/lun0-disk2.img
 C0C=$TMP/lun0-disk3.img
 P1=$TMP/lun1.img  # LUN 1: primary + b, ack_quorum 2, read_only
 C1B=$TMP/lun1-b.img
+URL2="iscsi://127.0.0.1:$PORT/$TGT/2"
+P2=$TMP/lun2.img  # LUN 2: primary + w, ack_quorum 2, wait 3 s
+C2W=$TMP/lun2-w.img
 
 {
   config_prologue "$PORT" "$TGT"
@@ -65,6 +70,17 @@ C1B=$TMP/lun1-b.img
     name = "b"
     path = "$C1B"
 
+  [[target.lun]]
+  number = 2
+  path = "$P2"
+  size = "8M"
+  block_size = 512
+  on_quorum_loss = "wait"
+  quorum_wait = 3
+    [[target.lun.copy]]
+    name = "w"
+    path = "$C2W"
+
 [iscsi]
 nop_interval = 0
 
@@ -82,6 +98,7 @@ scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.t
 metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
 L0="target=\"$TGT\",lun=\"0\""
 L1="target=\"$TGT\",lun=\"1\""
+L2="target=\"$TGT\",lun=\"2\""
 # --check-config validates the mirror keys with file:line:col.
 "$RINGTGT_BIN" --check-config --config "$CFG" >"$TMP/check.out" 2>&1 ||
   { cat "$TMP/check.out" >&2; fail "--check-config refused the mirror config"; }
@@ -162,7 +179,8 @@ ctl --json fault list --target "$TGT" >"$TMP/list.json"
 python3 - "$TMP/list.json" <<'PY' || fail "fault list does not show the copies of LUN 0"
 import json, sys
 rows = {(r["lun"], r.get("copy")): r for r in json.load(open(sys.argv[1]))}
-assert set(rows) == {(0, "primary"), (0, "disk2"), (0, "disk3"), (1, "primary"), (1, "b")}, rows
+assert set(rows) == {(0, "primary"), (0, "disk2"), (0, "disk3"), (1, "primary"), (1, "b"),
+                     (2, "primary"), (2, "w")}, rows
 assert rows[(0, "disk3")]["injected"]["eio"] > 0, rows
 PY
 
@@ -199,6 +217,47 @@ scrape
 expect_eq "$(metric "ringtgt_lun_quorum_losses_total{$L1}")" 1 "LUN 1 quorum losses"
 (($(metric "ringtgt_lun_errors_total{$L1,reason=\"data_protect\"}") >= 2)) ||
   fail "the refused writes are not counted as data_protect"
+
+# --- below quorum: wait ---------------------------------------------------------------------------
+log "LUN 2 loses copy w: on_quorum_loss = wait holds a write until a resync brings w back"
+ctl copy fail --target "$TGT" --lun 2 --copy w >/dev/null
+expect_grep "LUN 2 lost its write quorum \(1 of 2 copies in sync, ack_quorum 2\): writes now get held until it is back, for at most 3000 ms each" \
+  "$DAEMON_LOG" "LUN 2's quorum loss"
+qemu "$TMP/wait-write.out" "$URL2" "write -P 0x42 64k 64k" &
+qemu_pid=$!
+bg_track $qemu_pid
+# wait_waiting N: the LUN holds N writes (the metric is the event).
+wait_waiting() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    scrape
+    [[ $(metric "ringtgt_lun_writes_waiting_for_quorum{$L2}") == "$1" ]] && return 0
+    sleep 0.05
+  done
+  fail "LUN 2 does not hold $1 writes waiting for its quorum"
+}
+wait_waiting 1
+ctl copy resync --target "$TGT" --lun 2 --copy w >/dev/null
+wait "$qemu_pid" || true
+if grep -Eq 'failed|error|Error' "$TMP/wait-write.out" || ! grep -q 'wrote 65536/65536' "$TMP/wait-write.out"; then
+  cat "$TMP/wait-write.out" >&2
+  fail "the write that waited for the quorum did not succeed once it was back"
+fi
+expect_grep "copy w of target $TGT LUN 2 is in sync again" "$DAEMON_LOG" "w rejoined"
+expect_grep "LUN 2: the write quorum is back; 1 writes that waited for it go on" "$DAEMON_LOG"
+same_bytes "$P2" "$C2W" "after the write that waited, copy w"
+qemu_ok "$TMP/wait-read.out" "$URL2" "read -P 0x42 64k 64k"
+scrape
+expect_eq "$(metric "ringtgt_lun_writes_waiting_for_quorum{$L2}")" 0 "writes waiting once the quorum is back"
+
+log "LUN 2 loses w again: after quorum_wait (3 s) the write gets ABORTED COMMAND"
+ctl copy fail --target "$TGT" --lun 2 --copy w >/dev/null
+started=$SECONDS
+tool "$TMP/wait-expire.out" "$URL2" write:2048:8 read:0:8
+((SECONDS - started >= 2)) || fail "the write was answered before quorum_wait was up"
+expect_line "$TMP/wait-expire.out" "write 2048 8: CHECK CONDITION key 0x0b asc 0x3e ascq 0x01 info 2048"
+expect_line "$TMP/wait-expire.out" "read 0 8: GOOD"
+expect_grep "LUN 2: 1 writes waited for the write quorum until their time was up" "$DAEMON_LOG"
 
 kill -0 "$DAEMON_PID" || fail "the daemon died"
 stop_daemon_ok

@@ -33,26 +33,12 @@ enum class Provisioning { thin, full };
 
 // The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
 // (which calls number "lun").
-inline constexpr std::array<std::string_view, 20> kLunKeys{"number",
-                                                           "path",
-                                                           "size",
-                                                           "block_size",
-                                                           "physical_block_size",
-                                                           "read_only",
-                                                           "direct_io",
-                                                           "write_ack",
-                                                           "serial",
-                                                           "allowed_initiators",
-                                                           "provisioning",
-                                                           "allow_sanitize",
-                                                           "sanitize_rate",
-                                                           "rbd",
-                                                           "ack_quorum",
-                                                           "on_quorum_loss",
-                                                           "failure_domain",
-                                                           "copy",
-                                                           "resync_region_size",
-                                                           "resync_rate"};
+inline constexpr std::array<std::string_view, 21> kLunKeys{
+    "number",         "path",           "size",           "block_size", "physical_block_size",
+    "read_only",      "direct_io",      "write_ack",      "serial",     "allowed_initiators",
+    "provisioning",   "allow_sanitize", "sanitize_rate",  "rbd",        "ack_quorum",
+    "on_quorum_loss", "quorum_wait",    "failure_domain", "copy",       "resync_region_size",
+    "resync_rate"};
 
 // The keys of a LUN's [[target.lun.copy]] tables.
 inline constexpr std::array<std::string_view, 6> kCopyKeys{
@@ -61,7 +47,8 @@ inline constexpr std::array<std::string_view, 6> kCopyKeys{
 // What a mirrored LUN answers writes with while fewer than ack_quorum of its
 // copies are in sync (docs/replication.md): fail: a CHECK CONDITION Linux
 // retries and then fails upward; read_only: DATA PROTECT, reads go on; wait:
-// hold writes for a bounded time (not built yet: refused by the loader).
+// hold writes until the quorum is back, for at most quorum_wait seconds each,
+// then answer them as fail does.
 enum class QuorumLossPolicy { fail, wait, read_only };
 const char* to_string(QuorumLossPolicy p);
 
@@ -142,6 +129,10 @@ struct Lun {
   // GOOD; 0: all of them (copies.size() + 1).
   std::uint32_t ack_quorum = 0;
   QuorumLossPolicy on_quorum_loss = QuorumLossPolicy::fail;
+  // Seconds a write waits for the quorum under on_quorum_loss = "wait". Below
+  // Linux's SCSI command timeout (30 s), so that the initiator hears the
+  // answer before it aborts the command.
+  std::uint32_t quorum_wait_seconds = 20;
   std::string failure_domain;  // the primary's; empty: not said
   // The dirty-region bitmap's grain: a write a copy misses marks the regions
   // it touches, and a resync copies whole regions. A power of two from

@@ -77,6 +77,8 @@ struct MirrorCounters {
   // Writes, zeroings and unmaps answered GOOD: held by every copy of the
   // LUN, or only by the in-sync copies while the LUN was degraded (at least
   // ack_quorum of them, but not all).
+  // Writes held below quorum under on_quorum_loss = "wait" right now.
+  std::atomic<std::uint64_t> writes_waiting_for_quorum{0};
   std::atomic<std::uint64_t> writes_on_all_copies{0};
   std::atomic<std::uint64_t> writes_at_quorum_only{0};
 };

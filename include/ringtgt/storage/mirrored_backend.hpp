@@ -24,6 +24,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,8 +38,10 @@ namespace ringtgt::storage {
 
 // What writes get below quorum (the SCSI layer maps them to sense, see
 // scsi::sense::for_io_error): fail answers ABORTED COMMAND, which Linux
-// retries and then fails upward; read_only answers DATA PROTECT.
-enum class QuorumLossAction { fail, read_only };
+// retries and then fails upward; read_only answers DATA PROTECT; wait holds
+// them until the quorum is back or quorum_wait has passed, and then answers
+// as fail does.
+enum class QuorumLossAction { fail, wait, read_only };
 inline constexpr int kQuorumLostError = -ENOLINK;
 inline constexpr int kQuorumReadOnlyError = -EROFS;
 
@@ -52,6 +55,8 @@ struct MirrorOptions {
   std::string lun_label;  // "target T LUN n", for log lines
   std::uint32_t ack_quorum = 1;
   QuorumLossAction on_quorum_loss = QuorumLossAction::fail;
+  // How long a write waits for the quorum under QuorumLossAction::wait.
+  std::chrono::nanoseconds quorum_wait = std::chrono::seconds(20);
   std::uint64_t region_size = std::uint64_t{1} << 20;    // of the dirty-region bitmaps
   std::uint64_t resync_rate = std::uint64_t{100} << 20;  // bytes per second; 0: unpaced
   // The activity log and bitmaps, durable across restarts (activity_log.hpp);
@@ -61,6 +66,7 @@ struct MirrorOptions {
 
 class ActivityLog;
 class DirtyBitmap;
+class QuorumWait;
 class ResyncJob;
 
 class MirroredBackend final : public Backend {
@@ -160,6 +166,15 @@ class MirroredBackend final : public Backend {
   // Starts f once no earlier overlapping write is in flight (RangeOrder).
   void start_in_order(Fanout* f);
   void finish(Fanout* f);
+  // Below quorum under QuorumLossAction::wait: true when f now waits for
+  // the quorum (start(f) runs again once it is back, or f is answered when
+  // its time is up); false when it does not wait (another policy, its time
+  // is up, the thread cannot wait, or the quorum came back meanwhile).
+  bool waits_for_quorum(Fanout* f);
+  // A fan-out that waited for the quorum goes on: claims its range again.
+  void restart_after_wait(Fanout* f);
+  // What writes get below quorum, for the log line.
+  std::string quorum_loss_answer() const;
   // Counts a write, zeroing or unmap answered GOOD: on every copy or at quorum only.
   void count_acknowledged(const Fanout& f);
   // The first in-sync copy after `after` (-1: from the start); -1 when none.
@@ -181,6 +196,7 @@ class MirroredBackend final : public Backend {
   std::atomic<bool> clearing_{false};
   RangeOrder::Claim clear_claim_;
   std::unique_ptr<ActivityLog> al_;
+  std::unique_ptr<QuorumWait> quorum_wait_;  // only under QuorumLossAction::wait
   std::vector<std::size_t> resync_at_start_;
 };
 

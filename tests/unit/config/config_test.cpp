@@ -264,7 +264,7 @@ TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
             "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
             "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd, ack_quorum, "
-            "on_quorum_loss, failure_domain, copy, resync_region_size, resync_rate)");
+            "on_quorum_loss, quorum_wait, failure_domain, copy, resync_region_size, resync_rate)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -676,7 +676,7 @@ TEST(Errors, UnknownKeys) {
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
             "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd, ack_quorum, "
-            "on_quorum_loss, failure_domain, copy, resync_region_size, resync_rate)");
+            "on_quorum_loss, quorum_wait, failure_domain, copy, resync_region_size, resync_rate)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
   EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
             "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "

@@ -112,9 +112,25 @@ TEST(Mirror, ResyncKeys) {
 }
 
 TEST(Mirror, QuorumLossPolicies) {
-  EXPECT_EQ(error_of(lun("on_quorum_loss = \"wait\"\n") + copy("b", "/tmp/b.img")),
-            "t.toml:8:18: on_quorum_loss = \"wait\" is not built yet; use \"fail\" or "
-            "\"read_only\"");
+  const Lun waits =
+      load_string(lun("on_quorum_loss = \"wait\"\n") + copy("b", "/tmp/b.img"), "t.toml")
+          .targets[0]
+          .luns[0];
+  EXPECT_EQ(waits.on_quorum_loss, QuorumLossPolicy::wait);
+  EXPECT_EQ(waits.quorum_wait_seconds, 20u);
+  const Lun briefly =
+      load_string(lun("on_quorum_loss = \"wait\"\nquorum_wait = 5\n") + copy("b", "/tmp/b.img"),
+                  "t.toml")
+          .targets[0]
+          .luns[0];
+  EXPECT_EQ(briefly.quorum_wait_seconds, 5u);
+  EXPECT_EQ(error_of(lun("on_quorum_loss = \"wait\"\nquorum_wait = 0\n") + copy("b", "/tmp/b.img")),
+            "t.toml:9:15: quorum_wait (seconds) must be 1..3600, not 0");
+  EXPECT_EQ(
+      error_of(lun("on_quorum_loss = \"wait\"\nquorum_wait = \"5s\"\n") + copy("b", "/tmp/b.img")),
+      "t.toml:9:15: quorum_wait (seconds) must be an integer, not a string");
+  EXPECT_EQ(error_of(lun("quorum_wait = 5\n") + copy("b", "/tmp/b.img")),
+            "t.toml:8:15: quorum_wait applies to on_quorum_loss = \"wait\"");
   EXPECT_EQ(
       error_of(lun("on_quorum_loss = \"panic\"\n") + copy("b", "/tmp/b.img")),
       "t.toml:8:18: on_quorum_loss \"panic\" is not one of \"fail\", \"wait\", \"read_only\"");

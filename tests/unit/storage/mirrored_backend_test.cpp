@@ -92,6 +92,7 @@ class HeldBackend final : public Backend {
 };
 
 constexpr std::uint64_t kSize = 1 << 20;
+constexpr std::uint64_t kRegion = 64 << 10;  // resync tests: 16 regions
 
 class Mirror : public ::testing::Test {
  protected:
@@ -110,6 +111,7 @@ class Mirror : public ::testing::Test {
     o.ack_quorum = quorum;
     o.on_quorum_loss = action;
     o.region_size = region_size;
+    o.quorum_wait = quorum_wait;
     o.state_path = state_path;
     mirror = std::make_unique<MirroredBackend>(std::move(v), o);
   }
@@ -122,6 +124,7 @@ class Mirror : public ::testing::Test {
   std::vector<HeldBackend*> held;
   std::unique_ptr<MirroredBackend> mirror;
   std::string state_path;  // set before build: the activity log's file
+  std::chrono::nanoseconds quorum_wait = std::chrono::seconds(20);  // set before build
 };
 
 TEST_F(Mirror, AWriteGoesToEveryCopyAtOnceAndAnswersWhenAllHaveIt) {
@@ -270,6 +273,71 @@ TEST_F(Mirror, BelowQuorumReadOnlyAnswersWriteProtected) {
   EXPECT_EQ(in[0], 0x33);
 }
 
+// on_quorum_loss = "wait": writes and flushes wait, touching no copy and
+// holding no range, until a resync brings the quorum back; then they go on,
+// on their own thread.
+TEST_F(Mirror, BelowQuorumWaitHoldsWritesUntilTheQuorumIsBack) {
+  build(2, 2, QuorumLossAction::wait, kRegion);
+  ringtgt::testing::HomeEngine home;
+  held[0]->fill(0, kSize, 0x5a);
+  mirror->mark_out_of_sync(1, "test", -EIO);  // 1 of 2 in sync: below quorum
+  mirror->mark_dirty(1, 0, 1);
+  std::vector<std::uint8_t> buf(4096, 0x77);
+  Result w, f;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);  // in the region the resync copies
+  mirror->flush(&f);
+  EXPECT_EQ(w.calls + f.calls, 0);
+  for (auto* h : held) EXPECT_TRUE(h->pending.empty());
+  EXPECT_EQ(mirror->mirror_counters()->writes_waiting_for_quorum.load(), 2u);
+  EXPECT_EQ(home.foreign.outstanding(), 2u) << "the reactor may not stop while they wait";
+
+  ASSERT_EQ(mirror->begin_resync(1), "");
+  mirror->run_resync(1, nullptr);
+  ASSERT_EQ(held[0]->pending.size(), 1u) << "the waiting write does not hold region 0";
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(mirror->in_sync_count(), 2u);
+  EXPECT_EQ(w.calls, 0) << "answered on its own thread, not the resync's";
+  home.wait_and_drain();
+  EXPECT_EQ(mirror->mirror_counters()->writes_waiting_for_quorum.load(), 0u);
+  ASSERT_EQ(held[1]->pending.size(), 2u);  // the write, then the flush
+  complete_all_once();
+  complete_all_once();
+  EXPECT_EQ(w.value, 4096);
+  EXPECT_EQ(f.value, 0);
+  EXPECT_EQ(held[1]->at(0), 0x77) << "the write lands after the region's resync";
+  EXPECT_EQ(mirror->mirror_counters()->writes_on_all_copies.load(), 1u);
+}
+
+TEST_F(Mirror, BelowQuorumWaitAnswersTheQuorumErrorWhenTheTimeIsUp) {
+  quorum_wait = std::chrono::milliseconds(50);
+  build(2, 2, QuorumLossAction::wait);
+  ringtgt::testing::HomeEngine home;
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  std::vector<std::uint8_t> buf(4096, 0x77);
+  Result w;
+  const auto asked = std::chrono::steady_clock::now();
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  EXPECT_EQ(w.calls, 0);
+  home.wait_and_drain();
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, std::chrono::milliseconds(50));
+  EXPECT_EQ(w.calls, 1);
+  EXPECT_EQ(w.value, kQuorumLostError);
+  for (auto* h : held) EXPECT_TRUE(h->pending.empty());
+  EXPECT_EQ(mirror->mirror_counters()->writes_waiting_for_quorum.load(), 0u);
+  EXPECT_EQ(home.foreign.outstanding(), 0u);
+}
+
+TEST_F(Mirror, BelowQuorumWaitWithoutALoopToComeBackToAnswersAtOnce) {
+  build(2, 2, QuorumLossAction::wait);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  std::vector<std::uint8_t> buf(4096, 0x77);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  EXPECT_EQ(w.value, kQuorumLostError);
+  EXPECT_TRUE(held[0]->pending.empty());
+}
+
 TEST_F(Mirror, OverlappingWritesApplyInArrivalOrderOnEveryCopy) {
   build(2, 2);
   std::vector<std::uint8_t> a(4096, 0xaa), b(4096, 0xbb), c(4096, 0xcc), d(4096, 0xdd);
@@ -398,8 +466,7 @@ TEST_F(Mirror, InlineCompletionsAreCountedOnce) {
   EXPECT_EQ(in[0], 0x5c);
 }
 
-// --- resynchronisation: 16 regions of 64 KiB ---
-constexpr std::uint64_t kRegion = 64 << 10;
+// --- resynchronisation (16 regions of kRegion) ---
 
 TEST_F(Mirror, AnOutOfSyncCopyRecordsOnlyTheRegionsItMisses) {
   build(2, 1, QuorumLossAction::fail, kRegion);
