@@ -12,7 +12,13 @@ config::Lun mirrored(std::uint32_t quorum, const std::string& primary_domain,
   l.path = "/tmp/p.img";
   l.ack_quorum = quorum;
   l.failure_domain = primary_domain;
-  for (const auto& [name, domain] : copies) l.copies.push_back({name, "/tmp/x", domain, ""});
+  for (const auto& [name, domain] : copies) {
+    config::LunCopy c;
+    c.name = name;
+    c.path = "/tmp/x";
+    c.failure_domain = domain;
+    l.copies.push_back(c);
+  }
   return l;
 }
 
