@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -128,9 +129,7 @@ Service::Service(config::Config running, std::string version, net::Registry& reg
 }
 
 void Service::start_background_work() {
-  resume_resyncs(registry_.catalog(), [this](std::uint64_t key, std::function<void()> fn) {
-    post_to_reactor(key, std::move(fn));
-  });
+  resume_resyncs(registry_.catalog(), std::bind_front(&Service::post_to_reactor, this));
   watch_copy_connections();
 }
 
@@ -146,9 +145,7 @@ void Service::watch_copy_connections() {
   copy_watch_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || background_stopped_) return;
     resync_reconnected_copies(registry_.catalog(),
-                              [this](std::uint64_t key, std::function<void()> fn) {
-                                post_to_reactor(key, std::move(fn));
-                              });
+                              std::bind_front(&Service::post_to_reactor, this));
     watch_copy_connections();
   });
 }
@@ -434,9 +431,7 @@ void Service::reload_from_signal() {
 void Service::add_methods() {
   auto& d = dispatcher_;
   add_fault_methods(d, registry_.catalog(), running_.fault_testing.fault_injection);
-  add_copy_methods(d, registry_.catalog(), [this](std::uint64_t key, std::function<void()> fn) {
-    post_to_reactor(key, std::move(fn));
-  });
+  add_copy_methods(d, registry_.catalog(), std::bind_front(&Service::post_to_reactor, this));
 
   d.add("version", [this](const Params& p, const Responder& r) {
     p.only({});
