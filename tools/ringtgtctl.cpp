@@ -71,6 +71,10 @@ const char* kHelp =
     "                                           writes it misses are tracked)\n"
     "  copy resync --target IQN --lun N --copy NAME copy its dirty regions back from an\n"
     "                                           in-sync copy; it rejoins when clean\n"
+    "  copy replace --target IQN --lun N --copy NAME   open the copy's store afresh from\n"
+    "                                           the config (a new disk or volume at its\n"
+    "                                           path, a remote LUN made anew), close the\n"
+    "                                           old one, and fill the new one in full\n"
     "  fault inject --target IQN --lun N --fault eio|enospc|short|flush|delay\n"
     "          [--copy NAME] [--lba LBA] [--blocks N] [--io read|write|both] [--count N]\n"
     "          [--delay-ms MS]                  tests only ([testing] fault_injection):\n"
@@ -557,7 +561,7 @@ int main(int argc, char** argv) {
                 {"RESYNCED", "resynced_bytes"},
                 {"DOMAIN", "failure_domain"}});
     };
-  } else if (cmd("copy", "fail") || cmd("copy", "resync")) {
+  } else if (cmd("copy", "fail") || cmd("copy", "resync") || cmd("copy", "replace")) {
     auto a = parse(in, i + 2, {"target", "lun", "copy"}, {}, 0);
     method = "copy." + verb;
     params["target"] = a.need("target");
@@ -566,6 +570,10 @@ int main(int argc, char** argv) {
     show = [](const json& r) {
       std::printf("copy %s: %s (%s dirty bytes)\n", cell(r["copy"]).c_str(),
                   cell(r["state"]).c_str(), cell(r["dirty_bytes"]).c_str());
+      if (r.contains("location")) {
+        std::printf("store: %s; full sync: %s\n", cell(r["location"]).c_str(),
+                    cell(r["full_sync"]).c_str());
+      }
     };
   } else if (cmd("fault", "inject")) {
     auto a = parse(in, i + 2,

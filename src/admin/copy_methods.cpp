@@ -2,6 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+
+#include "ringtgt/lun/lun_factory.hpp"
 #include "ringtgt/storage/mirrored_backend.hpp"
 
 namespace ringtgt::admin {
@@ -95,6 +100,106 @@ void start_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run, 
                   });
 }
 
+const config::Lun& lun_config(const config::Config& running, const std::string& target,
+                              std::uint64_t n) {
+  for (const auto& t : running.targets) {
+    if (t.name != target) continue;
+    for (const auto& l : t.luns) {
+      if (l.number == n) return l;
+    }
+  }
+  throw RpcError(rpc_error::refused, "target " + target + " LUN " + std::to_string(n) +
+                                         " is not in the running configuration");
+}
+
+// How long the I/O on a replaced store may take to finish: past a remote
+// copy's 10 s command bound, with room to spare.
+constexpr auto kDrainLimit = std::chrono::seconds(60);
+constexpr auto kDrainPoll = std::chrono::milliseconds(5);
+
+// One copy.replace, from the new store's opening to the answer.
+struct Replacement : std::enable_shared_from_this<Replacement> {
+  Replacement(CopyMethodsContext& c, MirroredLun l, lun::CopyStore s, Responder r,
+              std::string target, std::uint64_t n)
+      : ctx(c),
+        lun(std::move(l)),
+        store(std::move(s)),
+        responder(std::move(r)),
+        target(std::move(target)),
+        number(n),
+        timer(c.io) {}
+
+  // Polls until no I/O is in flight on the old store, then swaps it.
+  void wait_for_drain() {
+    if (lun.mirror->replace_drained(lun.copy)) return swap();
+    if (std::chrono::steady_clock::now() > deadline) {
+      lun.mirror->abandon_replace(lun.copy);
+      return responder.fail(rpc_error::refused,
+                            lun.label + ": the I/O on copy " + name() + "'s old store did not " +
+                                "finish within 60 s; the copy stays out of sync on its old store");
+    }
+    timer.expires_after(kDrainPoll);
+    timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->wait_for_drain();
+    });
+  }
+
+  void swap() {
+    retire(lun.mirror->finish_replace(lun.copy, std::move(store.backend), store.location));
+    std::string full_sync = "once it connects";  // check_connections starts it then
+    if (lun.mirror->copy_backend(lun.copy).connected()) {
+      full_sync = lun.mirror->begin_resync(lun.copy);
+      if (full_sync.empty()) {
+        full_sync = "started";
+        MirroredBackend* m = lun.mirror;
+        const std::size_t copy = lun.copy;
+        ctx.run(number, [m, copy, lu = lun.lu]() mutable { m->run_resync(copy, std::move(lu)); });
+      } else {
+        full_sync = "not started: " + full_sync;
+      }
+    }
+    json answer = copy_json(target, number, *lun.mirror, lun.copy);
+    answer["location"] = lun.mirror->copy_location(lun.copy);
+    answer["full_sync"] = full_sync;
+    responder.ok(answer);
+  }
+
+  // The old store goes once every reactor has gone round its loop (a
+  // completion from it may still be returning on one), on the control plane.
+  void retire(std::unique_ptr<storage::Backend> old) {
+    struct Retired {
+      Retired(std::unique_ptr<storage::Backend> s, boost::asio::io_context& i)
+          : store(std::move(s)), io(i) {}
+      Retired(const Retired&) = delete;
+      Retired& operator=(const Retired&) = delete;
+      std::unique_ptr<storage::Backend> store;
+      boost::asio::io_context& io;
+      ~Retired() {
+        boost::asio::post(io, [s = std::shared_ptr<storage::Backend>(std::move(store))] {});
+      }
+    };
+    auto retired = std::make_shared<Retired>(std::move(old), ctx.io);
+    for (std::size_t k = 0; k < ctx.reactor_count(); ++k) {
+      try {
+        ctx.run(k, [retired] {});
+      } catch (const std::exception&) {
+        // The reactors are gone (shutdown): none can be returning from it.
+      }
+    }
+  }
+
+  const std::string& name() const { return lun.mirror->copy_name(lun.copy); }
+
+  CopyMethodsContext& ctx;
+  MirroredLun lun;
+  lun::CopyStore store;
+  Responder responder;
+  std::string target;
+  std::uint64_t number;
+  boost::asio::steady_timer timer;
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now() + kDrainLimit;
+};
+
 }  // namespace
 
 void resume_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run) {
@@ -109,7 +214,11 @@ void resync_reconnected_copies(const net::TargetCatalog& registry, const RunOnRe
       "reconnected: resyncing");
 }
 
-void add_copy_methods(Dispatcher& d, const net::TargetCatalog& registry, RunOnReactor run) {
+void add_copy_methods(Dispatcher& d, CopyMethodsContext context) {
+  // The methods outlive this call; the context is theirs.
+  auto ctx = std::make_shared<CopyMethodsContext>(std::move(context));
+  const net::TargetCatalog& registry = ctx->registry;
+  const RunOnReactor run = ctx->run;
   d.add("copy.list", [&registry](const Params& p, const Responder& r) {
     p.only({"target"});
     const auto only = p.optional_string("target");
@@ -149,6 +258,36 @@ void add_copy_methods(Dispatcher& d, const net::TargetCatalog& registry, RunOnRe
     const std::size_t copy = l.copy;
     run(lun, [m, copy, lu = std::move(l.lu)]() mutable { m->run_resync(copy, std::move(lu)); });
     r.ok(answer);
+  });
+
+  // The copy's store is opened afresh from the running configuration (a new
+  // disk or volume at its path, a remote LUN made anew), the old one closed
+  // once no I/O is in flight on it, and the new one filled in full.
+  d.add("copy.replace", [ctx](const Params& p, const Responder& r) {
+    p.only({"target", "lun", "copy"});
+    MirroredLun l = mirrored_lun(ctx->registry, p);
+    const std::string target = p.string("target");
+    const std::uint64_t n = p.uint("lun", 0, 16383);
+    const config::Lun& cfg = lun_config(ctx->running, target, n);
+    lun::CopyStore store;
+    try {
+      store =
+          lun::open_copy_store(target, cfg, l.mirror->copy_name(l.copy),
+                               ctx->running.fault_testing.fault_injection, l.mirror->size_bytes());
+    } catch (const std::exception& e) {
+      throw RpcError(rpc_error::refused, std::string(e.what()) + " (the copy is left as it was)");
+    }
+    if (l.mirror->can_unmap() && !store.backend->can_unmap()) {
+      throw RpcError(rpc_error::refused, l.label + ": the new store of copy " +
+                                             l.mirror->copy_name(l.copy) +
+                                             " cannot deallocate blocks, and the LUN does");
+    }
+    if (std::string why = l.mirror->begin_replace(l.copy); !why.empty())
+      throw RpcError(rpc_error::refused, l.label + ": " + why);
+    spdlog::info("admin: {}: replacing the store of copy {} with {}", l.label,
+                 l.mirror->copy_name(l.copy), store.location);
+    auto job = std::make_shared<Replacement>(*ctx, std::move(l), std::move(store), r, target, n);
+    job->wait_for_drain();
   });
 }
 

@@ -1,9 +1,12 @@
 // The admin socket's copy.* methods (ringtgtctl copy): the copies of mirrored
 // LUNs, their state, dirty bytes and resync progress; taking one out of the
-// in-sync set and resynchronising it (docs/replication.md).
+// in-sync set, resynchronising it, and replacing its store (docs/replication.md).
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <functional>
+
+#include "ringtgt/config/config.hpp"
 
 #include "ringtgt/admin/json_rpc.hpp"
 #include "ringtgt/net/target_catalog.hpp"
@@ -14,9 +17,19 @@ namespace ringtgt::admin {
 // over the reactors.
 using RunOnReactor = std::function<void(std::uint64_t key, std::function<void()> fn)>;
 
+// What the copy.* methods reach besides the LUNs.
+struct CopyMethodsContext {
+  const net::TargetCatalog& registry;
+  RunOnReactor run;
+  // The reactors there are now (copy.replace waits for each to go round its loop).
+  std::function<std::size_t()> reactor_count;
+  const config::Config& running;  // where copy.replace reopens a copy's store from
+  boost::asio::io_context& io;    // the control plane's
+};
+
 // copy.list {[target]}, copy.fail {target, lun, copy}, copy.resync {target,
-// lun, copy}.
-void add_copy_methods(Dispatcher& d, const net::TargetCatalog& registry, RunOnReactor run);
+// lun, copy}, copy.replace {target, lun, copy}.
+void add_copy_methods(Dispatcher& d, CopyMethodsContext context);
 
 // At start: resyncs the copies whose LUN's state file says they are out of
 // sync (stopped so, or regions with writes in flight at a crash).

@@ -431,7 +431,11 @@ void Service::reload_from_signal() {
 void Service::add_methods() {
   auto& d = dispatcher_;
   add_fault_methods(d, registry_.catalog(), running_.fault_testing.fault_injection);
-  add_copy_methods(d, registry_.catalog(), std::bind_front(&Service::post_to_reactor, this));
+  add_copy_methods(d, {.registry = registry_.catalog(),
+                       .run = std::bind_front(&Service::post_to_reactor, this),
+                       .reactor_count = [this] { return server_.workers().size(); },
+                       .running = running_,
+                       .io = server_.io()});
 
   d.add("version", [this](const Params& p, const Responder& r) {
     p.only({});

@@ -90,6 +90,8 @@ std::unique_ptr<storage::Backend> open_remote_copy(const std::string& target, co
   }
 }
 
+}  // namespace
+
 // One copy of a mirrored LUN: its own file, opened as the LUN's primary is
 // (same block size, write_ack and direct_io rules), or a remote LUN. Errors
 // name the copy's table in the config file.
@@ -119,6 +121,38 @@ std::unique_ptr<storage::Backend> open_copy(const std::string& target, const con
   return b;
 }
 
+std::string copy_location(const config::LunCopy& c) {
+  return c.url ? c.url->text() : c.path;
+}
+
+CopyStore open_copy_store(const std::string& target, const config::Lun& l, const std::string& name,
+                          bool fault_injection, std::uint64_t lun_size) {
+  for (const auto& c : l.copies) {
+    if (c.name == name)
+      return {open_copy(target, l, c, fault_injection, lun_size), copy_location(c)};
+  }
+  if (name != "primary")
+    throw std::runtime_error(lun_name(target, l) + " has no copy " + name + " in the config");
+  config::Lun primary = l;
+  primary.copies.clear();
+  std::error_code ec;
+  if (std::filesystem::exists(l.path, ec)) primary.size.reset();  // never grown here
+  std::unique_ptr<storage::Backend> b;
+  try {
+    b = fault_injection ? open_fault_injecting_backend(primary) : open_backend(primary);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(lun_name(target, l) + ": primary: " + e.what());
+  }
+  if (b->size_bytes() < lun_size) {
+    throw std::runtime_error(lun_name(target, l) + ": primary: " + l.path + " is " +
+                             std::to_string(b->size_bytes()) + " bytes, smaller than the LUN (" +
+                             std::to_string(lun_size) + " bytes)");
+  }
+  return {std::move(b), l.path};
+}
+
+namespace {
+
 // The primary and its copies behind one MirroredBackend; logs what the LUN
 // survives (a warning when copies share a failure domain).
 std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const config::Lun& l,
@@ -126,9 +160,11 @@ std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const c
                                               bool fault_injection, std::string state_path) {
   std::vector<storage::MirrorCopy> copies;
   const std::uint64_t size = primary->size_bytes();
-  copies.push_back({"primary", l.failure_domain, std::move(primary)});
-  for (const auto& c : l.copies)
-    copies.push_back({c.name, c.failure_domain, open_copy(target, l, c, fault_injection, size)});
+  copies.push_back({"primary", l.failure_domain, std::move(primary), l.path});
+  for (const auto& c : l.copies) {
+    copies.push_back({c.name, c.failure_domain, open_copy(target, l, c, fault_injection, size),
+                      copy_location(c)});
+  }
   storage::MirrorOptions o;
   o.lun_label = lun_name(target, l);
   o.ack_quorum = l.quorum();

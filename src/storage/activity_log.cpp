@@ -45,6 +45,8 @@ std::string activity_log_text(const ActivityLog::Record& r) {
   for (const auto& c : r.copies) {
     out += fmt::format("copy {} {}", c.name, c.in_sync ? "in_sync" : "out_of_sync");
     put_words(out, c.dirty);
+    // The rest of its own line: a path may hold spaces.
+    if (!c.location.empty()) out += "at " + c.location + "\n";
   }
   return out;
 }
@@ -75,6 +77,9 @@ bool parse_activity_log(const std::string& text, ActivityLog::Record& out) {
       c.in_sync = state == "in_sync";
       if (!get_words(in, c.dirty)) return false;
       out.copies.push_back(std::move(c));
+    } else if (kind == "at") {
+      if (out.copies.empty() || line.size() <= 3 || line.compare(0, 3, "at ") != 0) return false;
+      out.copies.back().location = line.substr(3);
     } else if (!kind.empty()) {
       return false;
     }

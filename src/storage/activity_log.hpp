@@ -45,6 +45,9 @@ class ActivityLog {
     std::string name;
     bool in_sync = true;
     std::vector<std::uint64_t> dirty;  // DirtyBitmap::words()
+    // Its path or URL (MirrorCopy::location); empty in files written before
+    // it was kept, and then not compared.
+    std::string location;
   };
   // What the file holds; the caller fills copies when it is written.
   struct Record {

@@ -138,6 +138,8 @@ struct MirroredBackend::Fanout {
   }
 
   void child_done(unsigned i, int result) {
+    // Not a member of this fan-out: finish may free it (and the LUN).
+    MirroredBackend* const o = owner;
     const bool counts = children[i].counts;
     if (succeeded(result)) {
       if (counts) ++ok;
@@ -157,7 +159,9 @@ struct MirroredBackend::Fanout {
       missed_by(i);
       owner->mark_out_of_sync(i, verb(), result < 0 ? result : -EIO);
     }
-    if (--pending == 0) owner->finish(this);
+    // Done with the store before the caller hears of it.
+    o->leave(i);
+    if (--pending == 0) o->finish(this);
   }
 
   MirroredBackend* owner;
@@ -232,11 +236,17 @@ struct MirroredBackend::ReadRepair final : IoOp {
   void read_from_next(int after) {
     source = other_in_sync(after);
     if (source < 0) return end(first_error);
+    owner->enter(source);
+    if (!owner->in_sync(source)) {  // left the set meanwhile (a replacement)
+      owner->leave(source);
+      return read_from_next(source);
+    }
     step = Step::good_read;
     owner->copies_[source].backend->read(buf, len, offset, this);
   }
 
   void good_read_done(int result) {
+    owner->leave(source);
     if (!whole(result)) return read_from_next(source);
     step = Step::write_back;
     owner->copies_[bad].backend->write(buf, len, offset, true, this);
@@ -258,6 +268,7 @@ struct MirroredBackend::ReadRepair final : IoOp {
 
   void end(int result) {
     if (claimed) owner->order_.release(claim);
+    owner->leave(bad);
     IoOp* c = caller;
     delete this;
     c->on_complete(result);
@@ -276,9 +287,23 @@ struct MirroredBackend::ReadRepair final : IoOp {
   RangeOrder::Claim claim;
 };
 
+namespace {
+bool every_copy_can_unmap(const std::vector<MirrorCopy>& copies) {
+  for (const auto& c : copies) {
+    if (!c.backend->can_unmap()) return false;
+  }
+  return !copies.empty();
+}
+}  // namespace
+
 MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions options)
     : copies_(std::move(copies)),
       options_(std::move(options)),
+      size_bytes_(copies_.empty() ? 0 : copies_[0].backend->size_bytes()),
+      ack_policy_(copies_.empty() ? WriteAckPolicy{} : copies_[0].backend->ack_policy()),
+      can_unmap_(every_copy_can_unmap(copies_)),
+      in_flight_(std::make_unique<InFlight[]>(copies_.size())),
+      replacing_(std::make_unique<std::atomic<bool>[]>(copies_.size())),
       counters_(std::make_shared<metrics::MirrorCounters>()),
       in_sync_count_(copies_.size()),
       resync_running_(std::make_unique<std::atomic<bool>[]>(copies_.size())),
@@ -299,6 +324,7 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
         std::make_unique<DirtyBitmap>(copies_[0].backend->size_bytes(), options_.region_size));
   }
   for (std::size_t i = 0; i < copies_.size(); ++i) {
+    replacing_[i].store(false);
     resync_running_[i].store(false);
     connections_when_out_[i].store(copies_[i].backend->connections());
   }
@@ -307,8 +333,8 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
         options_.state_path, copies_[0].backend->size_bytes(), options_.region_size,
         [this](std::vector<ActivityLog::CopyRecord>& out) {
           for (std::size_t i = 0; i < copies_.size(); ++i)
-            out.push_back(
-                {copies_[i].name, copy_state(i) == CopyState::in_sync, bitmaps_[i]->words()});
+            out.push_back({copies_[i].name, copy_state(i) == CopyState::in_sync,
+                           bitmaps_[i]->words(), copies_[i].location});
         });
     recover();
   }
@@ -343,10 +369,41 @@ void MirroredBackend::recover() {
   }
   const bool same_shape = record->size_bytes == copies_[0].backend->size_bytes() &&
                           record->region_size == options_.region_size;
-  for (std::size_t i = 0; i < copies_.size(); ++i) {
-    const ActivityLog::CopyRecord* c = nullptr;
+  auto record_of = [&record](const std::string& name) -> const ActivityLog::CopyRecord* {
     for (const auto& r : record->copies) {
-      if (r.name == copies_[i].name) c = &r;
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  };
+  // The store at a copy's name is not the one the file describes: its path
+  // or URL changed in the config since (a new disk, a re-pointed copy).
+  auto moved = [this, &record_of](std::size_t i) {
+    const ActivityLog::CopyRecord* c = record_of(copies_[i].name);
+    return c != nullptr && !c->location.empty() && !copies_[i].location.empty() &&
+           c->location != copies_[i].location;
+  };
+  // Another copy that holds the data as the file knew it, to fill a moved primary from.
+  auto other_known_in_sync = [&](std::size_t i) {
+    for (std::size_t j = 0; j < copies_.size(); ++j) {
+      const ActivityLog::CopyRecord* c = record_of(copies_[j].name);
+      if (j != i && c != nullptr && c->in_sync && !moved(j)) return true;
+    }
+    return false;
+  };
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    const ActivityLog::CopyRecord* c = record_of(copies_[i].name);
+    if (same_shape && moved(i)) {
+      if (i != 0 || other_known_in_sync(i)) {
+        mark_all_dirty(i);
+        const std::string why = "its store moved from " + c->location + " to " +
+                                copies_[i].location + ": a new store, a full sync";
+        out_of_sync_at_start(i, why.c_str());
+        continue;
+      }
+      spdlog::warn(
+          "{}: the primary moved from {} to {}, and no other copy is known to be in "
+          "sync: it is served as it is, the source of the others",
+          options_.lun_label, c->location, copies_[i].location);
     }
     if (i == 0 && (c == nullptr || !same_shape)) continue;  // the source of full syncs
     if (c == nullptr || !same_shape) {
@@ -404,7 +461,7 @@ void MirroredBackend::maybe_clear_hot() {
   // Only with no write in flight or waiting: then no hot region is needed.
   // The claim of the whole LUN holds later writes back until the file says
   // nothing is hot (they then mark their regions again).
-  clear_claim_ = {0, copies_[0].backend->size_bytes(), nullptr, nullptr};
+  clear_claim_ = {0, size_bytes(), nullptr, nullptr};
   if (!order_.try_admit(clear_claim_)) {
     clearing_.store(false, std::memory_order_release);
     return;
@@ -477,7 +534,8 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
   CopyState was = state.load(std::memory_order_acquire);
   do {
     if (was == CopyState::out_of_sync) return;
-  } while (!state.compare_exchange_weak(was, CopyState::out_of_sync, std::memory_order_acq_rel));
+    // seq_cst, like in_sync below: see enter().
+  } while (!state.compare_exchange_weak(was, CopyState::out_of_sync, std::memory_order_seq_cst));
   connections_when_out_[i].store(copies_[i].backend->connections(), std::memory_order_release);
   // error 0: taken out on request (what says by whom), not by a failure.
   const std::string why =
@@ -487,7 +545,7 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
                   options_.lun_label, why, dirty_bytes(i));
     return;
   }
-  counters_->copies[i]->in_sync.store(false, std::memory_order_release);
+  counters_->copies[i]->in_sync.store(false, std::memory_order_seq_cst);
   const std::size_t left = in_sync_count_.fetch_sub(1, std::memory_order_acq_rel) - 1;
   spdlog::error(
       "copy {} of {} out of sync: {} ({} of {} copies in sync, ack_quorum {}; the writes it "
@@ -524,8 +582,26 @@ std::vector<std::size_t> MirroredBackend::check_connections() {
   return reconnected;
 }
 
+void MirroredBackend::enter(std::size_t i) {
+  in_flight_[i].n.fetch_add(1, std::memory_order_seq_cst);
+}
+
+void MirroredBackend::leave(std::size_t i) {
+  in_flight_[i].n.fetch_sub(1, std::memory_order_release);
+}
+
+int MirroredBackend::enter_next_in_sync(int after) {
+  for (int i = next_in_sync(after); i >= 0; i = next_in_sync(i)) {
+    const auto c = static_cast<std::size_t>(i);
+    enter(c);
+    if (counters_->copies[c]->in_sync.load(std::memory_order_seq_cst)) return i;
+    leave(c);
+  }
+  return -1;
+}
+
 void MirroredBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) {
-  const int first = next_in_sync(-1);
+  const int first = enter_next_in_sync(-1);
   if (first < 0) return op->on_complete(-EIO);
   auto* r = new ReadRepair(this, buf, len, offset, op);
   r->bad = r->source = first;
@@ -588,8 +664,10 @@ void MirroredBackend::start_on_copies(Fanout* f) {
   f->started = std::chrono::steady_clock::now();
   f->pending = 1;  // held while submitting: children may complete inline
   for (unsigned i = 0; i < copies_.size(); ++i) {
-    const CopyState s = copy_state(i);
+    enter(i);
+    const CopyState s = counters_->copies[i]->state.load(std::memory_order_seq_cst);
     if (s == CopyState::out_of_sync) {
+      leave(i);
       // Marked while f holds its range claim: a resync copies the region
       // only after f is done, and its last check sees the mark.
       if (f->kind != Fanout::Kind::flush) f->missed_by(i);
@@ -603,6 +681,8 @@ void MirroredBackend::start_on_copies(Fanout* f) {
 }
 
 std::string MirroredBackend::begin_resync(std::size_t i) {
+  if (replacing_[i].load(std::memory_order_acquire))
+    return "copy " + copies_[i].name + " is being replaced";
   if (resync_running_[i].load(std::memory_order_acquire))
     return "a resync of copy " + copies_[i].name + " is running or still stopping";
   CopyState was = CopyState::out_of_sync;
@@ -618,6 +698,44 @@ std::string MirroredBackend::begin_resync(std::size_t i) {
   resync_running_[i].store(true, std::memory_order_release);
   counters_->copies[i]->resync_done.store(0, std::memory_order_relaxed);
   return {};
+}
+
+std::string MirroredBackend::begin_replace(std::size_t i) {
+  if (replacing_[i].exchange(true, std::memory_order_acq_rel))
+    return "a replacement of copy " + copies_[i].name + " is under way";
+  if (in_sync(i) && in_sync_count() == 1) {
+    replacing_[i].store(false, std::memory_order_release);
+    return "copy " + copies_[i].name + " is the last copy of " + options_.lun_label +
+           " in sync: there is nothing to fill a new store from";
+  }
+  mark_out_of_sync(i, "its store is being replaced (ringtgtctl copy replace)", 0);
+  return {};
+}
+
+bool MirroredBackend::replace_drained(std::size_t i) const {
+  return in_flight_[i].n.load(std::memory_order_seq_cst) == 0 &&
+         !resync_running_[i].load(std::memory_order_acquire);
+}
+
+std::unique_ptr<Backend> MirroredBackend::finish_replace(std::size_t i,
+                                                         std::unique_ptr<Backend> store,
+                                                         std::string location) {
+  // Out of sync since begin_replace, so no reactor reads copies_[i] now.
+  std::unique_ptr<Backend> old = std::move(copies_[i].backend);
+  copies_[i].backend = std::move(store);
+  copies_[i].location = std::move(location);
+  // A remote store's first connection counts as a reconnection: it resyncs.
+  connections_when_out_[i].store(0, std::memory_order_release);
+  mark_all_dirty(i);
+  spdlog::warn("copy {} of {}: store replaced by {}: every region is dirty ({} bytes, a full sync)",
+               copies_[i].name, options_.lun_label, copies_[i].backend->describe(), dirty_bytes(i));
+  persist_state();
+  replacing_[i].store(false, std::memory_order_release);
+  return old;
+}
+
+void MirroredBackend::abandon_replace(std::size_t i) {
+  replacing_[i].store(false, std::memory_order_release);
 }
 
 void MirroredBackend::run_resync(std::size_t i, std::shared_ptr<void> keep_alive) {
@@ -691,13 +809,6 @@ void MirroredBackend::flush(IoOp* op) {
   start(new Fanout(this, Fanout::Kind::flush, op));
 }
 
-bool MirroredBackend::can_unmap() const {
-  for (const auto& c : copies_) {
-    if (!c.backend->can_unmap()) return false;
-  }
-  return true;
-}
-
 void MirroredBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
   auto* f = new Fanout(this, Fanout::Kind::unmap, op, offset, len);
   f->more_follow = more_follow;
@@ -711,13 +822,19 @@ void MirroredBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool
 }
 
 Backend::Extent MirroredBackend::extent_at(std::uint64_t offset, std::uint64_t max_len) {
-  const int i = next_in_sync(-1);
-  return copies_[i < 0 ? 0 : static_cast<std::size_t>(i)].backend->extent_at(offset, max_len);
+  const int i = enter_next_in_sync(-1);
+  // No copy in sync: no store to ask; every block counts as mapped.
+  if (i < 0) return {true, max_len};
+  const auto c = static_cast<std::size_t>(i);
+  const Extent e = copies_[c].backend->extent_at(offset, max_len);
+  leave(c);
+  return e;
 }
 
 void MirroredBackend::grow_to(std::uint64_t bytes) {
   // Copies first: the LUN's size is the primary's, so it grows last.
   for (std::size_t i = copies_.size(); i-- > 0;) copies_[i].backend->grow_to(bytes);
+  size_bytes_.store(copies_[0].backend->size_bytes(), std::memory_order_release);
 }
 
 std::string MirroredBackend::describe() const {

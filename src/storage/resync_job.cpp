@@ -75,7 +75,7 @@ void ResyncJob::next_region() {
 }
 
 void ResyncJob::copy_chunk() {
-  source_ = m_.next_in_sync(-1);
+  source_ = m_.enter_next_in_sync(-1);
   if (source_ < 0) {
     release();
     return end("no copy is in sync to copy from");
@@ -86,6 +86,7 @@ void ResyncJob::copy_chunk() {
 }
 
 void ResyncJob::read_done(int result) {
+  m_.leave(static_cast<std::size_t>(source_));
   if (result < 0 || static_cast<std::uint64_t>(result) != chunk_) {
     spdlog::error("copy {} of {}: resync read of {} bytes at byte {} from copy {} failed: {}",
                   m_.copies_[target_].name, m_.options_.lun_label, chunk_, pos_,

@@ -13,6 +13,7 @@
 #   compare equal and every acknowledged block reads back from B alone;
 # - B stops answering (SIGSTOP) mid-write: within the copy's 10 s bound A
 #   drops it and acknowledges at quorum; B answers again: resync, equal files;
+# - B's LUN made anew: copy replace syncs it in full, equal files;
 # - a remote LUN smaller than the primary, or of another block size, stops A
 #   at start with the copy's file:line:col;
 # - CHAP: A logs in to a B that wants it; with a wrong secret the copy stays
@@ -217,6 +218,25 @@ copied=$(($(resynced_total) - before))
 log "resynced $copied bytes after B answered again"
 ((copied > 0 && copied < SIZE / 16)) || fail "the resync after SIGSTOP copied $copied bytes"
 same_bytes "$P" "$R" "after B answered again and the resync"
+
+# --- (e) B's LUN made anew behind the same URL: copy replace fills it in full ----------------
+# A reconnect cannot tell a new remote LUN from the old one (it resyncs only
+# what A knows the copy missed): the operator says so with copy replace.
+kill9_b
+rm -f "$R"
+start_b
+wait_state remote in_sync 30
+before=$(resynced_total)
+"$RINGTGTCTL" --socket "$TMP/admin.sock" copy replace --target "$TGT" --lun 0 --copy remote \
+  >"$TMP/replace.out" || fail "copy replace of the remote copy failed: $(cat "$TMP/replace.out")"
+expect_grep "store: iscsi://127.0.0.1:$PORT_B/$TGT_B/0; full sync: (started|once it connects)" \
+  "$TMP/replace.out" "copy replace's answer"
+wait_state remote in_sync 60
+copied=$(($(resynced_total) - before))
+log "copy replace of the remote copy: $copied bytes copied"
+((copied >= SIZE)) || fail "the remote copy's replacement copied $copied bytes, not the whole $SIZE"
+same_bytes "$P" "$R" "after the remote copy's replacement"
+verify_acked "$URL_B" "$TMP/gen.bin" "after the replacement, read from B alone"
 
 kill -0 "$DAEMON_PID" || fail "daemon A died"
 stop_daemon_ok

@@ -49,6 +49,10 @@ struct MirrorCopy {
   std::string name;  // "primary" for the LUN's own path
   std::string failure_domain;
   std::unique_ptr<Backend> backend;
+  // Where the store is (its path or URL), kept in the state file: a copy
+  // whose location changed between two runs is a new store (a full sync).
+  // Empty: not known (unit tests), never compared.
+  std::string location;
 };
 
 struct MirrorOptions {
@@ -79,12 +83,14 @@ class MirroredBackend final : public Backend {
   MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions options);
   ~MirroredBackend() override;
 
-  std::uint64_t size_bytes() const override { return copies_[0].backend->size_bytes(); }
-  WriteAckPolicy ack_policy() const override { return copies_[0].backend->ack_policy(); }
+  // Kept here, not read from the primary's store: a replaced primary's store
+  // is swapped while reactors ask (copy replace).
+  std::uint64_t size_bytes() const override { return size_bytes_.load(std::memory_order_acquire); }
+  WriteAckPolicy ack_policy() const override { return ack_policy_; }
   void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override;
   void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
   void flush(IoOp* op) override;
-  bool can_unmap() const override;
+  bool can_unmap() const override { return can_unmap_; }
   void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow = false) override;
   void write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) override;
   Extent extent_at(std::uint64_t offset, std::uint64_t max_len) override;
@@ -94,6 +100,8 @@ class MirroredBackend final : public Backend {
   // --- the copies, for the admin socket, metrics and tests ---
   std::size_t copy_count() const { return copies_.size(); }
   const std::string& copy_name(std::size_t i) const { return copies_[i].name; }
+  const std::string& copy_location(std::size_t i) const { return copies_[i].location; }
+  // Control plane only: a replacement swaps it there (copy replace).
   Backend& copy_backend(std::size_t i) { return *copies_[i].backend; }
   bool in_sync(std::size_t i) const;
   std::size_t in_sync_count() const { return in_sync_count_.load(std::memory_order_acquire); }
@@ -133,6 +141,27 @@ class MirroredBackend final : public Backend {
   // those the hot regions may differ on), to resync as soon as the daemon
   // runs.
   const std::vector<std::size_t>& resync_at_start() const { return resync_at_start_; }
+
+  // --- replacing a copy's store (ringtgtctl copy replace) ---
+  // A copy's store is swapped for a new one (a new disk or volume, a remote
+  // LUN created afresh), which then gets a full sync. All on the control
+  // plane: begin_replace, then (polled) replace_drained, then finish_replace;
+  // the old store is destroyed by the caller once every reactor has gone
+  // round its loop (a completion of it may still be returning).
+  // Takes copy i out of the in-sync set for the replacement; an empty
+  // string, or why not (the last copy in sync, a replacement under way).
+  std::string begin_replace(std::size_t i);
+  // True once no I/O is in flight on copy i's store and no resync job of it
+  // runs: the store may be swapped.
+  bool replace_drained(std::size_t i) const;
+  // Once drained: store (at location) is copy i's from now on, every region
+  // of it dirty (a full sync, by run_resync after begin_resync, or when a
+  // remote store connects). Returns the old store.
+  std::unique_ptr<Backend> finish_replace(std::size_t i, std::unique_ptr<Backend> store,
+                                          std::string location);
+  // Gives a replacement up (its I/O did not drain): copy i stays out of sync
+  // on its old store, its bitmap as it is.
+  void abandon_replace(std::size_t i);
 
  private:
   struct Fanout;
@@ -179,9 +208,27 @@ class MirroredBackend final : public Backend {
   void count_acknowledged(const Fanout& f);
   // The first in-sync copy after `after` (-1: from the start); -1 when none.
   int next_in_sync(int after) const;
+  // Copy i's store is about to be used by an I/O (or extent_at) on a reactor:
+  // counted in flight until leave(i). A replacement waits for none. The
+  // count goes up before the state is read (both sequentially consistent),
+  // so a replacement that saw none in flight after taking the copy out of
+  // sync cannot miss an I/O that saw the copy still usable.
+  void enter(std::size_t i);
+  void leave(std::size_t i);
+  // The first in-sync copy after `after`, entered (leave it when done); -1
+  // when none.
+  int enter_next_in_sync(int after);
 
   std::vector<MirrorCopy> copies_;
   MirrorOptions options_;
+  std::atomic<std::uint64_t> size_bytes_;
+  const WriteAckPolicy ack_policy_;
+  const bool can_unmap_;
+  struct alignas(64) InFlight {
+    std::atomic<std::uint64_t> n{0};
+  };
+  std::unique_ptr<InFlight[]> in_flight_;  // per copy: I/O on its store
+  std::unique_ptr<std::atomic<bool>[]> replacing_;
   std::shared_ptr<metrics::MirrorCounters> counters_;
   std::atomic<std::size_t> in_sync_count_;
   RangeOrder order_;

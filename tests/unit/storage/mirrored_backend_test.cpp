@@ -104,7 +104,8 @@ class Mirror : public ::testing::Test {
     for (unsigned i = 0; i < copies; ++i) {
       auto b = std::make_unique<HeldBackend>(kSize);
       held.push_back(b.get());
-      v.push_back({i == 0 ? "primary" : "disk" + std::to_string(i + 1), "", std::move(b)});
+      v.push_back({i == 0 ? "primary" : "disk" + std::to_string(i + 1), "", std::move(b),
+                   i < locations.size() ? locations[i] : ""});
     }
     MirrorOptions o;
     o.lun_label = "target t LUN 1";
@@ -123,7 +124,8 @@ class Mirror : public ::testing::Test {
 
   std::vector<HeldBackend*> held;
   std::unique_ptr<MirroredBackend> mirror;
-  std::string state_path;  // set before build: the activity log's file
+  std::string state_path;              // set before build: the activity log's file
+  std::vector<std::string> locations;  // set before build: each copy's, in the state file
   std::chrono::nanoseconds quorum_wait = std::chrono::seconds(20);  // set before build
 };
 
@@ -452,8 +454,8 @@ TEST_F(Mirror, FlushAndZeroesGoEverywhere) {
 TEST_F(Mirror, InlineCompletionsAreCountedOnce) {
   // Copies that complete before the call returns (RAM backends).
   std::vector<MirrorCopy> v;
-  v.push_back({"primary", "", std::make_unique<MemoryBackend>(kSize)});
-  v.push_back({"b", "", std::make_unique<MemoryBackend>(kSize)});
+  v.push_back({"primary", "", std::make_unique<MemoryBackend>(kSize), ""});
+  v.push_back({"b", "", std::make_unique<MemoryBackend>(kSize), ""});
   MirrorOptions o;
   o.ack_quorum = 2;
   MirroredBackend m(std::move(v), o);
@@ -611,10 +613,10 @@ class MirrorState : public Mirror {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   // A second backend over the same file, as a restart after a crash sees it
   // (the first is not destroyed: it did not stop cleanly).
-  std::unique_ptr<MirroredBackend> reopen() {
+  std::unique_ptr<MirroredBackend> reopen(std::vector<std::string> where = {"", ""}) {
     std::vector<MirrorCopy> v;
-    v.push_back({"primary", "", std::make_unique<HeldBackend>(kSize)});
-    v.push_back({"disk2", "", std::make_unique<HeldBackend>(kSize)});
+    v.push_back({"primary", "", std::make_unique<HeldBackend>(kSize), where[0]});
+    v.push_back({"disk2", "", std::make_unique<HeldBackend>(kSize), where[1]});
     MirrorOptions o;
     o.lun_label = "target t LUN 1 (restarted)";
     o.region_size = kRegion;
@@ -719,21 +721,128 @@ TEST_F(MirrorState, AnOutOfSyncCopyStaysOutWithItsBitmapAcrossACleanRestart) {
   EXPECT_TRUE(clean->resync_at_start().empty());
 }
 
+TEST_F(MirrorState, ACopyWhoseStoreMovedBetweenTwoRunsIsSyncedInFull) {
+  locations = {"/p", "/c"};
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror.reset();  // a clean stop
+  auto same = reopen({"/p", "/c"});
+  EXPECT_EQ(same->copy_state(1), MirroredBackend::CopyState::in_sync);
+  same.reset();
+  auto moved = reopen({"/p", "/c2"});
+  EXPECT_EQ(moved->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(moved->dirty_bytes(1), kSize) << "a new store: every region";
+  EXPECT_EQ(moved->copy_state(0), MirroredBackend::CopyState::in_sync);
+  ASSERT_EQ(moved->resync_at_start().size(), 1u);
+  EXPECT_EQ(moved->resync_at_start()[0], 1u);
+  moved.reset();
+  // Still out of sync on the next start, at its new place: not "moved" again.
+  auto again = reopen({"/p", "/c2"});
+  EXPECT_EQ(again->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(again->dirty_bytes(1), kSize);
+}
+
+TEST_F(MirrorState, AMovedPrimaryIsFilledFromACopyInSync) {
+  locations = {"/p", "/c"};
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror.reset();
+  auto moved = reopen({"/p2", "/c"});
+  EXPECT_EQ(moved->copy_state(0), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(moved->dirty_bytes(0), kSize);
+  EXPECT_EQ(moved->copy_state(1), MirroredBackend::CopyState::in_sync) << "the source";
+  moved.reset();
+  // Both moved: nothing known to fill the primary from; it stays the source.
+  auto both = reopen({"/p3", "/c3"});
+  EXPECT_EQ(both->copy_state(0), MirroredBackend::CopyState::out_of_sync)
+      << "still out of sync from the last run";
+}
+
+// --- copy replace: the old store is swapped only once no I/O is on it ---
+
+TEST_F(Mirror, AReplacementWaitsForTheWriteInFlightOnTheOldStore) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  std::vector<std::uint8_t> buf(4096, 0x21);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  ASSERT_EQ(mirror->begin_replace(1), "");
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_NE(mirror->begin_replace(1), "") << "one replacement at a time";
+  EXPECT_NE(mirror->begin_resync(1), "") << "no resync onto the store being replaced";
+  EXPECT_FALSE(mirror->replace_drained(1)) << "the write is still on the old store";
+  held[0]->complete_next();
+  EXPECT_FALSE(mirror->replace_drained(1));
+  held[1]->complete_next();
+  EXPECT_EQ(w.value, 4096);
+  EXPECT_TRUE(mirror->replace_drained(1));
+  // A write now skips the copy: nothing reaches the old store.
+  Result w2;
+  mirror->write(buf.data(), buf.size(), 8192, false, &w2);
+  EXPECT_TRUE(held[1]->pending.empty());
+  held[0]->complete_next();
+  EXPECT_EQ(w2.value, 4096);
+  auto fresh = std::make_unique<HeldBackend>(kSize);
+  HeldBackend* next = fresh.get();
+  auto old = mirror->finish_replace(1, std::move(fresh), "/new");
+  EXPECT_EQ(old.get(), held[1]);
+  EXPECT_EQ(&mirror->copy_backend(1), next);
+  EXPECT_EQ(mirror->copy_location(1), "/new");
+  EXPECT_EQ(mirror->dirty_bytes(1), kSize) << "a full sync";
+  // The full sync reads every region from the primary onto the new store.
+  held[0]->fill(0, kSize, 0x5a);
+  ASSERT_EQ(mirror->begin_resync(1), "");
+  mirror->run_resync(1, nullptr);
+  for (std::uint64_t r = 0; r < kSize / kRegion; ++r) {
+    ASSERT_EQ(held[0]->pending.size(), 1u) << "region " << r;
+    held[0]->complete_next();
+    ASSERT_EQ(next->pending.size(), 1u) << "region " << r;
+    next->complete_next();
+  }
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::in_sync);
+  EXPECT_EQ(next->at(0), 0x5a);
+  EXPECT_EQ(next->at(kSize - 1), 0x5a);
+  EXPECT_TRUE(static_cast<HeldBackend*>(old.get())->pending.empty());
+}
+
+TEST_F(Mirror, AReplacementWaitsForAReadInFlightAndRefusesTheLastCopyInSync) {
+  build(2, 1);
+  std::vector<std::uint8_t> in(4096);
+  Result r;
+  mirror->read(in.data(), in.size(), 0, &r);  // from the primary
+  ASSERT_EQ(mirror->begin_replace(0), "");
+  EXPECT_FALSE(mirror->replace_drained(0));
+  held[0]->complete_next();
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_TRUE(mirror->replace_drained(0));
+  Result r2;
+  mirror->read(in.data(), in.size(), 0, &r2);
+  EXPECT_TRUE(held[0]->pending.empty()) << "reads come from disk2 meanwhile";
+  held[1]->complete_next();
+  EXPECT_EQ(r2.value, 4096);
+  EXPECT_EQ(mirror->size_bytes(), kSize) << "the LUN keeps its size while the primary is away";
+  EXPECT_NE(mirror->begin_replace(1).find("the last copy"), std::string::npos);
+  mirror->abandon_replace(0);
+  EXPECT_EQ(mirror->begin_replace(0), "") << "given up: it may be tried again";
+}
+
 TEST(ActivityLogText, RoundTrips) {
   ActivityLog::Record r;
   r.size_bytes = 1 << 20;
   r.region_size = 4096;
   r.hot = {0x5, 0, 0, 0x8000000000000000ull};
-  r.copies = {{"primary", true, {0, 0, 0, 0}}, {"disk2", false, {0xff, 1, 0, 0}}};
+  r.copies = {{"primary", true, {0, 0, 0, 0}, "/dev/vg0/lun1"},
+              {"disk2", false, {0xff, 1, 0, 0}, "/mnt/a disk/lun1 copy.img"},
+              {"old", true, {0, 0, 0, 0}, ""}};
   ActivityLog::Record back;
   ASSERT_TRUE(parse_activity_log(activity_log_text(r), back));
   EXPECT_EQ(back.size_bytes, r.size_bytes);
   EXPECT_EQ(back.region_size, r.region_size);
   EXPECT_EQ(back.hot, r.hot);
-  ASSERT_EQ(back.copies.size(), 2u);
+  ASSERT_EQ(back.copies.size(), 3u);
   EXPECT_EQ(back.copies[1].name, "disk2");
   EXPECT_FALSE(back.copies[1].in_sync);
   EXPECT_EQ(back.copies[1].dirty, r.copies[1].dirty);
+  EXPECT_EQ(back.copies[0].location, "/dev/vg0/lun1");
+  EXPECT_EQ(back.copies[1].location, "/mnt/a disk/lun1 copy.img") << "spaces kept";
+  EXPECT_EQ(back.copies[2].location, "") << "a file without locations (older builds)";
   ActivityLog::Record bad;
   EXPECT_FALSE(parse_activity_log("something else\n", bad));
   EXPECT_FALSE(parse_activity_log(activity_log_text(r) + "copy x maybe 1\n", bad));
@@ -741,8 +850,8 @@ TEST(ActivityLogText, RoundTrips) {
 
 TEST(MirrorCopies, ASmallerCopyIsRefused) {
   std::vector<MirrorCopy> v;
-  v.push_back({"primary", "", std::make_unique<HeldBackend>(8192)});
-  v.push_back({"small", "", std::make_unique<HeldBackend>(4096)});
+  v.push_back({"primary", "", std::make_unique<HeldBackend>(8192), ""});
+  v.push_back({"small", "", std::make_unique<HeldBackend>(4096), ""});
   EXPECT_THROW(MirroredBackend(std::move(v), MirrorOptions{}), std::invalid_argument);
 }
 
