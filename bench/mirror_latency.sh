@@ -14,9 +14,12 @@
 # the LUN's latency is the target's own path and the loopback network.
 # Run it with --dir on a disk and on tmpfs (/dev/shm) to separate the
 # device's time from the protocol's. Figures in docs/replication.md.
+# --remote: the copy is a LUN of a second daemon on loopback (a remote copy,
+# url = "iscsi://..."), and alone-b is that daemon's LUN of the same kind
+# read and written directly by the bench; the CPU column adds both daemons'.
 #
 # usage: bench/mirror_latency.sh [--reps N] [--runtime S] [--port PORT] [--dir DIR]
-#                                [--size SIZE] [--qd "1 32"]
+#                                [--size SIZE] [--qd "1 32"] [--remote]
 # Environment: RINGTGT_BIN (default build/ringtgt), RINGTGT_BENCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +29,7 @@ PORT=15410
 DIR=/var/tmp
 SIZE=512M
 QDS="1 32"
+REMOTE=0
 while (($#)); do
   case $1 in
     --reps) REPS=$2; shift 2 ;;
@@ -34,19 +38,22 @@ while (($#)); do
     --dir) DIR=$2; shift 2 ;;
     --size) SIZE=$2; shift 2 ;;
     --qd) QDS=$2; shift 2 ;;
-    *) echo "usage: $0 [--reps N] [--runtime S] [--port PORT] [--dir DIR] [--size SIZE] [--qd LIST]" >&2
+    --remote) REMOTE=1; shift ;;
+    *) echo "usage: $0 [--reps N] [--runtime S] [--port PORT] [--dir DIR] [--size SIZE] [--qd LIST] [--remote]" >&2
        exit 2 ;;
   esac
 done
 : "${RINGTGT_BIN:=build/ringtgt}"
 : "${RINGTGT_BENCH:=$(dirname "$RINGTGT_BIN")/bench/ringtgt-bench}"
 METRICS_PORT=$((PORT + 1))
+PORT_B=$((PORT + 2))
 # shellcheck source=bench/mirror_lib.sh
 . bench/mirror_lib.sh
 bench_scratch "$DIR" mirror-latency
 
 TGT=iqn.2025-01.com.example:mirror-latency
-lun() {  # lun NUMBER FILE [COPY-FILE]
+TGT_B=iqn.2025-01.com.example:mirror-latency-b
+lun() {  # lun NUMBER FILE [COPY-FILE | iscsi://COPY-URL]
   cat <<LUN
 
   [[target.lun]]
@@ -56,46 +63,71 @@ lun() {  # lun NUMBER FILE [COPY-FILE]
   block_size = 512
   write_ack = "writethrough"
 LUN
-  if [[ -n ${3:-} ]]; then
-    cat <<COPY
-  ack_quorum = 2
-    [[target.lun.copy]]
-    name = "copy"
-    path = "$TMP/$3.img"
-COPY
+  if [[ ${3:-} == iscsi://* ]]; then
+    printf '  ack_quorum = 2\n    [[target.lun.copy]]\n    name = "copy"\n    url = "%s"\n' "$3"
+  elif [[ -n ${3:-} ]]; then
+    printf '  ack_quorum = 2\n    [[target.lun.copy]]\n    name = "copy"\n    path = "%s"\n' \
+      "$TMP/$3.img"
   fi
 }
-{
+# daemon_config PORT METRICS-PORT STATE TARGET: a daemon's settings and its target.
+daemon_config() {
   cat <<CONF
 workers = 1
 log_level = "warn"
-state_dir = "$TMP/state"
+state_dir = "$TMP/$3"
 
 [[portal]]
-listen = "127.0.0.1:$PORT"
-
-[metrics]
-listen = "127.0.0.1:$METRICS_PORT"
-
-[[target]]
-name = "$TGT"
+listen = "127.0.0.1:$1"
 CONF
+  [[ -n $2 ]] && printf '\n[metrics]\nlisten = "127.0.0.1:%s"\n' "$2"
+  printf '\n[[target]]\nname = "%s"\n' "$4"
+}
+# URL_OF[n]: where LUN n's runs go (alone-b is on the second daemon with --remote).
+URL_OF=("iscsi://127.0.0.1:$PORT/$TGT/0" "iscsi://127.0.0.1:$PORT/$TGT/1"
+  "iscsi://127.0.0.1:$PORT/$TGT/2")
+if ((REMOTE)); then
+  # B serves alone-b (the copy alone, over iSCSI) and the mirror's remote copy.
+  {
+    daemon_config "$PORT_B" "" state-b "$TGT_B"
+    lun 0 alone-b
+    lun 1 copy
+  } >"$TMP/b.toml"
+  URL_OF[1]="iscsi://127.0.0.1:$PORT_B/$TGT_B/0"
+  COPY="iscsi://127.0.0.1:$PORT_B/$TGT_B/1"
+else
+  COPY=copy
+fi
+{
+  daemon_config "$PORT" "$METRICS_PORT" state "$TGT"
   lun 0 alone-a
-  lun 1 alone-b
-  lun 2 primary copy
+  ((REMOTE)) || lun 1 alone-b
+  lun 2 primary "$COPY"
 } >"$TMP/ringtgt.toml"
 for f in alone-a alone-b primary copy; do written_image "$TMP/$f.img" "$SIZE"; done
+if ((REMOTE)); then
+  start_second_daemon "$TMP/b.toml" "$PORT_B"
+  # The mirror's first write waits for its copy's login otherwise.
+fi
 start_bench_daemon "$TMP/ringtgt.toml" "$PORT"
+if ((REMOTE)); then
+  for _ in $(seq 200); do
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
+      grep -q '^ringtgt_lun_copy_state{.*copy="copy",state="in_sync"} 1' && break
+    sleep 0.05
+  done
+fi
 # One sequential pass over each LUN first: every region of the mirror is
 # then hot in its activity log (512 MiB is 512 regions, under the 1024 kept
 # hot), so the runs measure the copies, not the log's warm-up
 # (bench/mirror_overhead.sh measures that).
 for l in 0 1 2; do
-  "$RINGTGT_BENCH" --url "iscsi://127.0.0.1:$PORT/$TGT/$l" --rw write --bs 1M --qd 4 \
+  "$RINGTGT_BENCH" --url "${URL_OF[$l]}" --rw write --bs 1M --qd 4 \
     --ios $(($(stat -c %s "$TMP/primary.img") >> 20)) --quiet >/dev/null 2>>"$TMP/bench.err"
 done
 ticks_per_s=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$DAEMON_PID/stat"; }
+# Both daemons' CPU with --remote: the remote copy's target works for the mirror too.
+cpu_ticks() { cat "/proc/$DAEMON_PID/stat" ${SECOND_DAEMON_PID:+"/proc/$SECOND_DAEMON_PID/stat"} | awk '{t += $14 + $15} END {print t}'; }
 # The mirror's per-copy write latency: "COPY SUM COUNT" lines.
 copy_latency() {
   curl -s "http://127.0.0.1:$METRICS_PORT/metrics" |
@@ -110,7 +142,7 @@ run() {
   local before_cpu after_cpu before_lat after_lat
   before_cpu=$(cpu_ticks)
   before_lat=$(copy_latency)
-  "$RINGTGT_BENCH" --url "iscsi://127.0.0.1:$PORT/$TGT/$1" --rw randwrite --bs 4096 \
+  "$RINGTGT_BENCH" --url "${URL_OF[$1]}" --rw randwrite --bs 4096 \
     --qd "$2" --runtime "$RUNTIME" --seed 7 --json 2>>"$TMP/bench.err" >"$TMP/run.json"
   after_cpu=$(cpu_ticks)
   after_lat=$(copy_latency)
@@ -138,7 +170,7 @@ print(" ".join(f"{x:.1f}" for x in fields))
 PY
 }
 
-echo "dir $DIR ($(df -T "$DIR" | awk 'NR==2 {print $2}')), $SIZE files, ${RUNTIME}s runs, medians of $REPS"
+echo "dir $DIR ($(df -T "$DIR" | awk 'NR==2 {print $2}')), $SIZE files, ${RUNTIME}s runs, medians of $REPS$( ((REMOTE)) && echo ", the copy on a second daemon (remote)")"
 echo
 echo "| QD | alone-a: IOPS, mean latency | alone-b | mirrored | mirrored / slower alone (latency) | copies' own mean write latency in the mirror (primary, copy) | daemon CPU µs per write (a, b, mirrored) |"
 echo "|---|---|---|---|---|---|---|"

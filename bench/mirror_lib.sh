@@ -10,7 +10,8 @@ bench_scratch() {
   trap 'bench_cleanup' EXIT
 }
 bench_cleanup() {
-  [[ -n $DAEMON_PID ]] && kill -KILL "$DAEMON_PID" 2>/dev/null || true
+  local pid
+  for pid in ${DAEMON_PID:-} ${SECOND_DAEMON_PID:-}; do kill -KILL "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$TMP"
 }
@@ -30,12 +31,23 @@ start_bench_daemon() {
   shift 2
   env "$@" "$RINGTGT_BIN" --config "$config" >"$TMP/daemon.log" 2>&1 &
   DAEMON_PID=$!
+  wait_bench_daemon "$DAEMON_PID" "$port" "$TMP/daemon.log"
+}
+# start_second_daemon CONFIG PORT: another daemon beside it (a remote copy's
+# target; log in TMP/daemon2.log), in SECOND_DAEMON_PID.
+start_second_daemon() {
+  "$RINGTGT_BIN" --config "$1" >"$TMP/daemon2.log" 2>&1 &
+  SECOND_DAEMON_PID=$!
+  wait_bench_daemon "$SECOND_DAEMON_PID" "$2" "$TMP/daemon2.log"
+}
+# wait_bench_daemon PID PORT LOG: returns once PORT listens; exits when PID ends first.
+wait_bench_daemon() {
   for _ in $(seq 200); do
-    ss -Htln "( sport = :$port )" | grep -q . && return 0
-    kill -0 "$DAEMON_PID" 2>/dev/null || break
+    ss -Htln "( sport = :$2 )" | grep -q . && return 0
+    kill -0 "$1" 2>/dev/null || break
     sleep 0.05
   done
-  cat "$TMP/daemon.log" >&2
+  cat "$3" >&2
   echo "the daemon did not start" >&2
   exit 1
 }
