@@ -78,6 +78,7 @@ struct IscsiCopyBackend::Request final : reactor::IoOp {
   scsi_task* task = nullptr;
   scsi_iovec iov{};  // a read lands in the caller's buffer through it
   std::uint64_t issued_ms = 0;
+  unsigned unit_attentions = 0;  // answered with so far (each one re-issued)
 
   Request(Kind k, void* b, std::size_t l, std::uint64_t o, IoOp* caller,
           reactor::ForeignCompletions* h)
@@ -405,9 +406,28 @@ class IscsiCopyBackend::Initiator {
     inflight_.insert(r);
   }
 
+  // A UNIT ATTENTION says the command was not run (a reset, a reservation or
+  // capacity change on the remote target, meant for every initiator); as
+  // Linux's sd does, the command goes again rather than the copy failing.
+  // A bound keeps a target that answers nothing else from looping forever.
+  static constexpr unsigned kUnitAttentionRetries = 8;
+
+  static bool unit_attention(int status, const scsi_task* t) {
+    return status == SCSI_STATUS_CHECK_CONDITION && t != nullptr &&
+           t->sense.key == SCSI_SENSE_UNIT_ATTENTION;
+  }
+
   static void command_cb(iscsi_context*, int status, void*, void* priv) {
     auto* r = static_cast<Request*>(priv);
     Initiator* self = r->owner;
+    if (unit_attention(status, r->task) && r->unit_attentions < kUnitAttentionRetries) {
+      ++r->unit_attentions;
+      spdlog::info("{}: unit attention from the copy ({:02x}/{:02x}): the command goes again",
+                   self->o_.label, r->task->sense.ascq >> 8, r->task->sense.ascq & 0xff);
+      self->inflight_.erase(r);
+      scsi_free_scsi_task(std::exchange(r->task, nullptr));
+      return self->issue(r);
+    }
     const int result = result_of(status, r->task);
     if (result == -EIO && r->task != nullptr && status == SCSI_STATUS_CHECK_CONDITION) {
       spdlog::warn("{}: a command failed: {} ({:02x}/{:02x}/{:02x})", self->o_.label,

@@ -6,7 +6,8 @@
 # - A starts while B is down: it serves, the copy shows connecting and goes
 #   out of sync; B starts: A connects, resyncs the dirty regions on its own,
 #   and the copy is in sync with A's primary byte for byte;
-# - writes through A land on B;
+# - writes through A land on B; a unit attention from B (another initiator
+#   reset its LUN) makes A's command go again, not the copy fail;
 # - kill -9 B mid-write: A's writes go on at quorum, the copy goes out of
 #   sync with dirty bytes; B restarts on the same file: A reconnects and
 #   resyncs only the dirty regions (far fewer bytes than the LUN), the files
@@ -24,6 +25,7 @@
 . "$(dirname "$0")/lib.sh"
 
 : "${RINGTGTCTL:?RINGTGTCTL must name the ringtgtctl binary}"
+: "${FAULT_TOOL:?FAULT_TOOL must name tests/tools/fault_tool}"
 : "${RINGTGT_BENCH:=$(dirname "$RINGTGT_BIN")/bench/ringtgt-bench}"
 [[ -x $RINGTGT_BENCH ]] || fail "RINGTGT_BENCH=$RINGTGT_BENCH is not executable"
 command -v curl >/dev/null || fail "curl is missing (scripts/deps.sh installs it)"
@@ -175,6 +177,16 @@ log "a verified load with the copy in sync"
 verified_load "$URL" 2M 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
 same_bytes "$P" "$R" "after the load with both copies in sync"
 expect_eq "$(copy_field remote state)" in_sync "the copy after the load"
+
+# --- (a2) a unit attention from B is not a failure of the copy -------------------------------
+log "another initiator resets B's LUN: A's next command to it meets a unit attention"
+run_ok "$TMP/lureset.out" "$FAULT_TOOL" -i iqn.2025-01.com.example:someone-else "$URL_B" lureset
+expect_grep "^lureset: done" "$TMP/lureset.out" "the LOGICAL UNIT RESET of B's LUN"
+verified_load "$URL" 2M 1 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+wait_grep "copy remote of target $TGT LUN 0: unit attention from the copy \(29/03\): the command goes again" \
+  "$DAEMON_LOG" "the unit attention A met"
+expect_eq "$(copy_field remote state)" in_sync "the copy after B's unit attention"
+same_bytes "$P" "$R" "after B's unit attention"
 
 # --- (b) kill -9 B mid-write, restart it ----------------------------------------------------
 before=$(resynced_total)

@@ -10,6 +10,8 @@
  *     wait                 reads a line from stdin first (the test's cue)
  *     fill:LBA:BLOCKS:N    up to N WRITE(16)s of BLOCKS each from LBA on, until
  *                          one is not GOOD; prints how many were, and that one
+ *     lureset              LOGICAL UNIT RESET of the LUN (every other nexus
+ *                          then gets a unit attention)
  *     abort:LBA:BLOCKS:MS  READ(16) that must not be answered within MS
  *                          milliseconds; it is then aborted with ABORT TASK
  *                          (as an initiator whose command timed out)
@@ -247,6 +249,10 @@ int main(int argc, char** argv) {
     if (strcmp(op, "sync") == 0) {
       s.task = iscsi_synchronizecache16_task(iscsi, lun, 0, 0, 0, 0, command_done, &s);
       if (run_command(iscsi, "sync", &s) != 0) return 3;
+    } else if (strcmp(op, "lureset") == 0) {
+      int r = iscsi_task_mgmt_lun_reset_sync(iscsi, lun);
+      printf("lureset: %s\n", r == 0 ? "done" : iscsi_get_error(iscsi));
+      if (r != 0) return 3;
     } else if (strcmp(op, "wait") == 0) {
       char line[64];
       if (fgets(line, sizeof line, stdin) == NULL) {
