@@ -307,7 +307,8 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
       counters_(std::make_shared<metrics::MirrorCounters>()),
       in_sync_count_(copies_.size()),
       resync_running_(std::make_unique<std::atomic<bool>[]>(copies_.size())),
-      connections_when_out_(std::make_unique<std::atomic<std::uint64_t>[]>(copies_.size())) {
+      connections_when_out_(std::make_unique<std::atomic<std::uint64_t>[]>(copies_.size())),
+      left_on_connection_(std::make_unique<std::atomic<bool>[]>(copies_.size())) {
   if (copies_.empty() || copies_.size() > kMaxCopies)
     throw std::invalid_argument("a mirrored LUN has 1.." + std::to_string(kMaxCopies) + " copies");
   if (options_.ack_quorum < 1 || options_.ack_quorum > copies_.size())
@@ -325,6 +326,7 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
   }
   for (std::size_t i = 0; i < copies_.size(); ++i) {
     replacing_[i].store(false);
+    left_on_connection_[i].store(false);
     resync_running_[i].store(false);
     connections_when_out_[i].store(copies_[i].backend->connections());
   }
@@ -537,6 +539,8 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
     // seq_cst, like in_sync below: see enter().
   } while (!state.compare_exchange_weak(was, CopyState::out_of_sync, std::memory_order_seq_cst));
   connections_when_out_[i].store(copies_[i].backend->connections(), std::memory_order_release);
+  left_on_connection_[i].store(error == -ENOTCONN || error == -ETIMEDOUT,
+                               std::memory_order_release);
   // error 0: taken out on request (what says by whom), not by a failure.
   const std::string why =
       error == 0 ? std::string(what) : fmt::format("{} failed: {}", what, error_text(error));
@@ -575,7 +579,8 @@ std::vector<std::size_t> MirroredBackend::check_connections() {
       // counted for the quorum, and its return must bring a resync.
       mark_out_of_sync(i, "its connection", -ENOTCONN);
     } else if (up && s == CopyState::out_of_sync &&
-               b.connections() > connections_when_out_[i].load(std::memory_order_acquire)) {
+               (b.connections() > connections_when_out_[i].load(std::memory_order_acquire) ||
+                left_on_connection_[i].exchange(false, std::memory_order_acq_rel))) {
       reconnected.push_back(i);
     }
   }

@@ -239,6 +239,11 @@ class MirroredBackend final : public Backend {
   // Each copy's Backend::connections() when it last left the in-sync set or
   // its resync stopped: more now means it reconnected since.
   std::unique_ptr<std::atomic<std::uint64_t>[]> connections_when_out_;
+  // The copy left the in-sync set because its store's connection failed
+  // (ENOTCONN, ETIMEDOUT): it resyncs once connected, even when it connected
+  // again before the failure reached the mirror (connections_when_out_ then
+  // counts the new connection already).
+  std::unique_ptr<std::atomic<bool>[]> left_on_connection_;
   // A lazy clear of the hot regions holds clear_claim_ while clearing_.
   std::atomic<bool> clearing_{false};
   RangeOrder::Claim clear_claim_;

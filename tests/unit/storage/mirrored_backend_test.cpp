@@ -584,6 +584,32 @@ TEST_F(Mirror, ACopyThatLosesItsConnectionLeavesAndIsResyncedWhenItIsBack) {
   EXPECT_TRUE(mirror->check_connections().empty());  // resyncing: nothing more to start
 }
 
+TEST_F(Mirror, ACopyWhoseFailureArrivesAfterItsReconnectIsStillResynced) {
+  build(2, 1);
+  held[1]->connects = 1;
+  std::vector<std::uint8_t> buf(4096, 0x5a);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, true, &r);
+  // The connection drops and comes back before the write's failure is
+  // handed to the mirror: it sees connection 2 already.
+  held[1]->connects = 2;
+  held[0]->complete_next();
+  held[1]->complete_next(-ENOTCONN);
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_EQ(mirror->copy_state(1), MirrorCounters::State::out_of_sync);
+  EXPECT_EQ(mirror->check_connections(), std::vector<std::size_t>{1});
+  EXPECT_TRUE(mirror->check_connections().empty()) << "reported once";
+  // A medium error on a connected copy is not a reason to resync by itself.
+  build(2, 1);
+  held[3]->connects = 1;
+  Result r2;
+  mirror->write(buf.data(), buf.size(), 0, true, &r2);
+  held[2]->complete_next();
+  held[3]->complete_next(-EIO);
+  EXPECT_EQ(mirror->copy_state(1), MirrorCounters::State::out_of_sync);
+  EXPECT_TRUE(mirror->check_connections().empty());
+}
+
 TEST_F(Mirror, ACopyTakenOutWhileConnectedIsNotResyncedByItself) {
   build(2, 1);
   held[1]->connects = 1;
