@@ -88,8 +88,11 @@ bool parse_activity_log(const std::string& text, ActivityLog::Record& out) {
 }
 
 ActivityLog::ActivityLog(std::filesystem::path path, std::uint64_t size_bytes,
-                         std::uint64_t region_size, Snapshot snapshot)
-    : path_(std::move(path)), snapshot_(std::move(snapshot)), hot_(size_bytes, region_size) {}
+                         std::uint64_t region_size, Snapshot snapshot, Written written)
+    : path_(std::move(path)),
+      snapshot_(std::move(snapshot)),
+      written_(std::move(written)),
+      hot_(size_bytes, region_size) {}
 
 std::optional<ActivityLog::Record> ActivityLog::load() const {
   std::ifstream f(path_);
@@ -142,8 +145,27 @@ bool ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len) {
 ActivityLog::Hot ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len,
                                        reactor::IoOp* resume, reactor::IoEngine* home) {
   if (all_hot(offset, len)) return Hot::hot;
+  if (queue_waiter(offset, len, resume, home)) return Hot::later;
+  return make_hot(offset, len) ? Hot::hot : Hot::failed;
+}
+
+bool ActivityLog::after_next_write(reactor::IoOp* resume, reactor::IoEngine* home) {
+  // No region: the writer writes the file anyway for a queued waiter.
+  return queue_waiter(0, 0, resume, home);
+}
+
+void ActivityLog::persist_soon(reactor::IoEngine* home) {
+  if (home == nullptr || home->foreign_completions() == nullptr) {
+    persist();
+    return;
+  }
+  writer_.post([this] { persist(); });
+}
+
+bool ActivityLog::queue_waiter(std::uint64_t offset, std::uint64_t len, reactor::IoOp* resume,
+                               reactor::IoEngine* home) {
   reactor::ForeignCompletions* fc = home != nullptr ? home->foreign_completions() : nullptr;
-  if (fc == nullptr) return make_hot(offset, len) ? Hot::hot : Hot::failed;
+  if (fc == nullptr) return false;
   // Counted as in flight on its thread, so its reactor does not stop while
   // the write waits for the file.
   fc->expect();
@@ -154,7 +176,7 @@ ActivityLog::Hot ActivityLog::make_hot(std::uint64_t offset, std::uint64_t len,
     post = !std::exchange(writer_queued_, true);
   }
   if (post) writer_.post([this] { write_waiting(); });
-  return Hot::later;
+  return true;
 }
 
 void ActivityLog::write_waiting() {
@@ -217,6 +239,7 @@ bool ActivityLog::write_locked(const std::vector<std::uint64_t>& hot) {
   snapshot_(r.copies);
   try {
     common::write_file_atomically(path_, activity_log_text(r), 0600);
+    if (written_) written_(r.copies);
     return true;
   } catch (const std::exception& e) {
     spdlog::error("mirror state {} not written: {}", path_.string(), e.what());

@@ -58,9 +58,12 @@ class ActivityLog {
   };
   // Fills r.copies (under the log's lock): the copies as they are now.
   using Snapshot = std::function<void(std::vector<CopyRecord>& copies)>;
+  // Called after each durable write of the file (under the log's lock), with
+  // the copies it recorded.
+  using Written = std::function<void(const std::vector<CopyRecord>& copies)>;
 
   ActivityLog(std::filesystem::path path, std::uint64_t size_bytes, std::uint64_t region_size,
-              Snapshot snapshot);
+              Snapshot snapshot, Written written = nullptr);
 
   // The file's content; nullopt when there is none (a first start). Throws
   // std::runtime_error for a file this build cannot read.
@@ -79,6 +82,15 @@ class ActivityLog {
   enum class Hot { hot, failed, later };
   Hot make_hot(std::uint64_t offset, std::uint64_t len, reactor::IoOp* resume,
                reactor::IoEngine* home);
+  // For a write on home's thread that must not be answered before the file
+  // records the copies' states as they are now: resume completes on home's
+  // thread once a write of the file that started after this call is durable
+  // (0) or failed (-EIO). false without a reactor loop on home: then the
+  // caller writes the file itself (persist).
+  bool after_next_write(reactor::IoOp* resume, reactor::IoEngine* home);
+  // Writes the file soon, on the writer thread (a copy's state changed on a
+  // reactor, which must not wait for it); now without a reactor loop on home.
+  void persist_soon(reactor::IoEngine* home);
   bool wants_clear() const { return hot_.dirty_regions() >= kHotLimit; }
   // No write is in flight: forgets the hot regions, durably.
   bool clear_hot();
@@ -109,8 +121,14 @@ class ActivityLog {
   // Writes the file with these hot regions (mu_ held); false when it failed.
   bool write_locked(const std::vector<std::uint64_t>& hot);
 
+  // Queues w for the writer thread, which writes the file (with its regions
+  // hot) and completes it; false without a reactor loop on home.
+  bool queue_waiter(std::uint64_t offset, std::uint64_t len, reactor::IoOp* resume,
+                    reactor::IoEngine* home);
+
   std::filesystem::path path_;
   Snapshot snapshot_;
+  Written written_;
   DirtyBitmap hot_;
   std::mutex mu_;  // one writer of the file at a time
   std::mutex waiting_mu_;

@@ -69,6 +69,15 @@ struct MirroredBackend::Fanout {
       parent->owner->restart_after_wait(parent);
     }
   };
+  // Completed on the fan-out's thread once the state file records the
+  // copies it skipped or lost as out of sync (0), or could not be written.
+  struct Recorded final : IoOp {
+    Fanout* parent = nullptr;
+    void on_complete(int result) override {
+      if (result < 0) parent->not_logged = true;
+      parent->owner->finish(parent);
+    }
+  };
   // Completed by the activity log once the write's regions are durably hot
   // (0), or the file could not be written (-EIO).
   struct Logged final : IoOp {
@@ -86,6 +95,7 @@ struct MirroredBackend::Fanout {
       : owner(o), kind(k), caller(c), len(l), offset(off) {
     resume.parent = this;
     logged.parent = this;
+    recorded.parent = this;
     parked.parent = this;
     for (unsigned i = 0; i < children.size(); ++i) {
       children[i].parent = this;
@@ -129,6 +139,7 @@ struct MirroredBackend::Fanout {
   // Copy i does not hold what this operation wrote: its bitmap says so
   // (while the range claim keeps a resync from copying these regions).
   void missed_by(unsigned i) {
+    missed_copies |= 1u << i;
     if (kind == Kind::flush) {
       // Which earlier writes the failed flush left unstable is unknown.
       owner->mark_all_dirty(i);
@@ -179,6 +190,9 @@ struct MirroredBackend::Fanout {
   Resume resume;
   Logged logged;
   Parked parked;
+  Recorded recorded;
+  std::uint32_t missed_copies = 0;  // bit i: copy i does not hold it
+  bool record_waited = false;       // finish waited for the state file once
   // Under on_quorum_loss = "wait": until when it may wait for the quorum
   // (set the first time it has to).
   std::optional<std::chrono::steady_clock::time_point> wait_until;
@@ -308,7 +322,8 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
       in_sync_count_(copies_.size()),
       resync_running_(std::make_unique<std::atomic<bool>[]>(copies_.size())),
       connections_when_out_(std::make_unique<std::atomic<std::uint64_t>[]>(copies_.size())),
-      left_on_connection_(std::make_unique<std::atomic<bool>[]>(copies_.size())) {
+      left_on_connection_(std::make_unique<std::atomic<bool>[]>(copies_.size())),
+      recorded_out_(std::make_unique<std::atomic<bool>[]>(copies_.size())) {
   if (copies_.empty() || copies_.size() > kMaxCopies)
     throw std::invalid_argument("a mirrored LUN has 1.." + std::to_string(kMaxCopies) + " copies");
   if (options_.ack_quorum < 1 || options_.ack_quorum > copies_.size())
@@ -327,6 +342,7 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
   for (std::size_t i = 0; i < copies_.size(); ++i) {
     replacing_[i].store(false);
     left_on_connection_[i].store(false);
+    recorded_out_[i].store(true);
     resync_running_[i].store(false);
     connections_when_out_[i].store(copies_[i].backend->connections());
   }
@@ -337,6 +353,12 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
           for (std::size_t i = 0; i < copies_.size(); ++i)
             out.push_back({copies_[i].name, copy_state(i) == CopyState::in_sync,
                            bitmaps_[i]->words(), copies_[i].location});
+        },
+        [this](const std::vector<ActivityLog::CopyRecord>& written) {
+          // In copy order, as the snapshot wrote them.
+          for (std::size_t i = 0; i < written.size() && i < copies_.size(); ++i) {
+            if (!written[i].in_sync) recorded_out_[i].store(true, std::memory_order_seq_cst);
+          }
         });
     recover();
   }
@@ -454,7 +476,16 @@ void MirroredBackend::recover() {
 }
 
 void MirroredBackend::persist_state() {
-  if (al_) al_->persist();
+  if (al_) al_->persist_soon(reactor::IoEngine::current());
+}
+
+bool MirroredBackend::waits_for_record(const Fanout& f) const {
+  if (!al_ || f.missed_copies == 0) return false;
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    if ((f.missed_copies >> i & 1u) && !recorded_out_[i].load(std::memory_order_seq_cst))
+      return true;
+  }
+  return false;
 }
 
 void MirroredBackend::maybe_clear_hot() {
@@ -534,6 +565,9 @@ void MirroredBackend::set_state(std::size_t i, CopyState s) {
 void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int error) {
   auto& state = counters_->copies[i]->state;
   CopyState was = state.load(std::memory_order_acquire);
+  // Before the copy is seen out of sync: a write that skips it from then on
+  // waits for the file to say so (waits_for_record).
+  if (was == CopyState::in_sync) recorded_out_[i].store(false, std::memory_order_seq_cst);
   do {
     if (was == CopyState::out_of_sync) return;
     // seq_cst, like in_sync below: see enter().
@@ -556,7 +590,7 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
       "misses are tracked: ringtgtctl copy resync, or a remote copy's reconnect, brings it "
       "back)",
       copies_[i].name, options_.lun_label, why, left, copies_.size(), options_.ack_quorum);
-  persist_state();  // a restart must not take it for in sync
+  persist_state();  // a restart must not take it for in sync (waits_for_record)
   if (left + 1 == options_.ack_quorum) {
     counters_->quorum_losses.fetch_add(1, std::memory_order_relaxed);
     spdlog::error(
@@ -675,7 +709,11 @@ void MirroredBackend::start_on_copies(Fanout* f) {
       leave(i);
       // Marked while f holds its range claim: a resync copies the region
       // only after f is done, and its last check sees the mark.
-      if (f->kind != Fanout::Kind::flush) f->missed_by(i);
+      if (f->kind != Fanout::Kind::flush) {
+        f->missed_by(i);
+      } else {
+        f->missed_copies |= 1u << i;
+      }
       continue;
     }
     f->children[i].counts = s == CopyState::in_sync;
@@ -768,6 +806,11 @@ bool MirroredBackend::rejoin(std::size_t i) {
 }
 
 void MirroredBackend::finish(Fanout* f) {
+  if (!f->record_waited && waits_for_record(*f)) {
+    f->record_waited = true;
+    if (al_->after_next_write(&f->recorded, reactor::IoEngine::current())) return;
+    if (!al_->persist()) f->not_logged = true;
+  }
   int result;
   if (f->not_logged) {
     result = -EIO;

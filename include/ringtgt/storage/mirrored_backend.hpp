@@ -180,8 +180,12 @@ class MirroredBackend final : public Backend {
   // regions of a crash marked dirty on every copy but the first in sync.
   void recover();
   void out_of_sync_at_start(std::size_t i, const char* why);
-  // Writes the state file (a state changed); no-op without one.
+  // Writes the state file (a state changed): on the log's writer thread when
+  // called on a reactor, now otherwise; no-op without one.
   void persist_state();
+  // True when f skipped or lost a copy whose leaving the file does not record
+  // yet (recorded_out_).
+  bool waits_for_record(const Fanout& f) const;
   // Forgets the hot regions when enough piled up and no write is in flight.
   void maybe_clear_hot();
 
@@ -244,6 +248,13 @@ class MirroredBackend final : public Backend {
   // again before the failure reached the mirror (connections_when_out_ then
   // counts the new connection already).
   std::unique_ptr<std::atomic<bool>[]> left_on_connection_;
+  // False from the moment copy i leaves the in-sync set until the state file
+  // says it is out of sync. A write that skipped (or failed on) a copy is
+  // not answered before then: after a crash, a copy the file still called in
+  // sync could be the source of the hot regions' resync, and its stale data
+  // would overwrite acknowledged writes. The file is written on the log's
+  // writer thread, never on the reactor that saw the failure.
+  std::unique_ptr<std::atomic<bool>[]> recorded_out_;
   // A lazy clear of the hot regions holds clear_claim_ while clearing_.
   std::atomic<bool> clearing_{false};
   RangeOrder::Claim clear_claim_;

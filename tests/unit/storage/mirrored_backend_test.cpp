@@ -723,6 +723,42 @@ TEST_F(MirrorState, ANewRegionIsLoggedOffTheReactorThread) {
   EXPECT_EQ(w2.value, 4096);
 }
 
+TEST_F(MirrorState, AWriteThatLostACopyIsAnsweredOnlyOnceTheFileSaysSo) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result warm;
+  mirror->write(buf.data(), buf.size(), 0, false, &warm);  // region 0 hot, synchronously
+  complete_all_once();
+  ASSERT_EQ(warm.value, 4096);
+  ringtgt::testing::HomeEngine home;  // from here on, a reactor thread
+  Result w;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  held[0]->complete_next();
+  held[1]->complete_next(-EIO);  // the primary's copy fails on the reactor
+  EXPECT_EQ(w.calls, 0) << "answered before the state file says disk2 is out of sync";
+  EXPECT_EQ(home.foreign.outstanding(), 1u);
+  home.wait_and_drain();
+  EXPECT_EQ(w.value, 4096);
+  auto record = [this] {
+    std::ifstream f(state_path);
+    std::stringstream text;
+    text << f.rdbuf();
+    ActivityLog::Record r;
+    EXPECT_TRUE(parse_activity_log(text.str(), r));
+    return r;
+  };
+  ActivityLog::Record r = record();
+  ASSERT_EQ(r.copies.size(), 2u);
+  EXPECT_FALSE(r.copies[1].in_sync) << "durably out of sync before the GOOD";
+  // Recorded now: the next write that skips it is answered at once.
+  Result w2;
+  mirror->write(buf.data(), buf.size(), 4096, false, &w2);
+  EXPECT_TRUE(held[1]->pending.empty());
+  held[0]->complete_next();
+  EXPECT_EQ(w2.value, 4096);
+  EXPECT_EQ(home.foreign.outstanding(), 0u);
+}
+
 TEST_F(MirrorState, AnOutOfSyncCopyStaysOutWithItsBitmapAcrossACleanRestart) {
   build(2, 1, QuorumLossAction::fail, kRegion);
   mirror->mark_out_of_sync(1, "test", -EIO);
