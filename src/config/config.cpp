@@ -966,7 +966,7 @@ class Loader {
 
   // A local copy's path: absolute, neither the LUN's own nor another copy's.
   void read_local_copy(const toml::table& t, const Lun& lun, LunCopy& c) const {
-    for (std::string_view key : {"chap_user", "chap_secret_file"}) {
+    for (std::string_view key : {"chap_user", "chap_secret_file", "command_timeout"}) {
       if (const toml::node* n = t.get(key))
         fail(*n, "copy \"" + c.name + "\": " + std::string(key) +
                      " is for a remote copy (url), not a local one (path)");
@@ -1003,6 +1003,8 @@ class Loader {
         fail(url_at, "copy \"" + c.name + "\" has the url of copy \"" + other.name + "\"");
     }
     c.url = std::move(u);
+    get_uint(t, "command_timeout", "copy command_timeout (seconds)", 1, 300,
+             c.command_timeout_seconds);
     auto user = get_string(t, "chap_user", "copy chap_user");
     auto file = get_string(t, "chap_secret_file", "copy chap_secret_file");
     if (user.has_value() != file.has_value()) {

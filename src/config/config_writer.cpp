@@ -151,6 +151,8 @@ std::string to_toml(const Config& c) {
           } else {
             ct.insert("path", c.path);
           }
+          if (c.url && c.command_timeout_seconds != LunCopy{}.command_timeout_seconds)
+            ct.insert("command_timeout", i64(c.command_timeout_seconds));
           if (c.chap) {
             ct.insert("chap_user", c.chap->user);
             ct.insert("chap_secret_file", c.chap->secret_file);

@@ -12,8 +12,9 @@
 #   sync with dirty bytes; B restarts on the same file: A reconnects and
 #   resyncs only the dirty regions (far fewer bytes than the LUN), the files
 #   compare equal and every acknowledged block reads back from B alone;
-# - B stops answering (SIGSTOP) mid-write: within the copy's 10 s bound A
-#   drops it and acknowledges at quorum; B answers again: resync, equal files;
+# - B stops answering (SIGSTOP) mid-write: within the copy's command_timeout
+#   (3 s here; the default is 10) A drops it and acknowledges at quorum; B
+#   answers again: resync, equal files;
 # - B's LUN made anew: copy replace syncs it in full, equal files;
 # - kill -9 of A mid-write: its restart resyncs the hot regions onto B (only
 #   those), equal files;
@@ -58,6 +59,7 @@ REGION=$((256 << 10))
     name = "remote"
     url = "iscsi://127.0.0.1:$PORT_B/$TGT_B/0"
     failure_domain = "host:b"
+    command_timeout = 3
 
 [metrics]
 listen = "127.0.0.1:$MPORT"
@@ -216,15 +218,15 @@ same_bytes "$P" "$R" "after B's restart and the resync"
 log "every acknowledged block reads back from B alone"
 verify_acked "$URL_B" "$TMP/gen.bin" "read from B alone"
 
-# --- (d) B stops answering (SIGSTOP): the copy errors within its bound of 10 s ----------------
+# --- (d) B stops answering (SIGSTOP): the copy errors within its command_timeout of 3 s --------
 before=$(resynced_total)
-load_started 14
+load_started 8
 kill -STOP "$B_PID"
 stopped_at=$SECONDS
 log "daemon B stopped (SIGSTOP) mid-write"
-wait_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost: a command got no answer within 10000 ms" \
+wait_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost: a command got no answer within 3000 ms" \
   "$DAEMON_LOG" "the bound on a command B does not answer" 20
-((SECONDS - stopped_at <= 13)) || fail "the unanswered copy errored only after $((SECONDS - stopped_at)) s"
+((SECONDS - stopped_at <= 8)) || fail "the unanswered copy errored only after $((SECONDS - stopped_at)) s"
 kill -CONT "$B_PID"
 load_ok "B's SIGSTOP"
 wait_state remote in_sync 30

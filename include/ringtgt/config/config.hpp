@@ -41,8 +41,8 @@ inline constexpr std::array<std::string_view, 21> kLunKeys{
     "resync_rate"};
 
 // The keys of a LUN's [[target.lun.copy]] tables.
-inline constexpr std::array<std::string_view, 6> kCopyKeys{
-    "name", "path", "url", "failure_domain", "chap_user", "chap_secret_file"};
+inline constexpr std::array<std::string_view, 7> kCopyKeys{
+    "name", "path", "url", "failure_domain", "chap_user", "chap_secret_file", "command_timeout"};
 
 // What a mirrored LUN answers writes with while fewer than ack_quorum of its
 // copies are in sync (docs/replication.md): fail: a CHECK CONDITION Linux
@@ -70,12 +70,17 @@ struct LunCopy {
   std::optional<IscsiUrl> url;        // set: a remote copy
   std::optional<InitiatorChap> chap;  // a remote copy's login, if it needs one
   std::string failure_domain;         // free text ("disk:nvme1", "host:b"); empty: not said
+  // A remote copy's bound, in seconds, on a command or a login left
+  // unanswered: past it the connection is dropped and the copy leaves the
+  // in-sync set (1..300).
+  std::uint32_t command_timeout_seconds = 10;
   // "FILE:LINE:COL" of its table, for errors found when it is opened (a copy
   // smaller than the primary); not part of its identity.
   std::string where;
   bool operator==(const LunCopy& o) const {
     return name == o.name && path == o.path && url == o.url && chap == o.chap &&
-           failure_domain == o.failure_domain;
+           failure_domain == o.failure_domain &&
+           command_timeout_seconds == o.command_timeout_seconds;
   }
 };
 

@@ -141,7 +141,7 @@ TEST(Mirror, QuorumLossPolicies) {
 TEST(Mirror, BadCopies) {
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "size = 5\n"))),
             "t.toml:11:1: unknown key 'size' in [[target.lun.copy]] (allowed: name, path, url, "
-            "failure_domain, chap_user, chap_secret_file)");
+            "failure_domain, chap_user, chap_secret_file, command_timeout)");
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img") + copy("b", "/tmp/c.img"))),
             "t.toml:12:8: duplicate copy name \"b\" in this LUN");
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img") + copy("c", "/tmp/b.img"))),
@@ -203,8 +203,24 @@ TEST(Mirror, RemoteCopyUrl) {
   EXPECT_EQ(l.copies[0].path, "");
   EXPECT_FALSE(l.copies[0].chap.has_value());
   EXPECT_FALSE(l.copies[1].url.has_value());
+  EXPECT_EQ(l.copies[0].command_timeout_seconds, 10u) << "the default bound";
   const Config again = validate(c);
   EXPECT_EQ(again.targets[0].luns[0].copies, l.copies);
+}
+
+TEST(Mirror, RemoteCopyCommandTimeout) {
+  const Config c = load_string(lun(remote("backup", kUrl, "command_timeout = 3\n")), "t.toml");
+  EXPECT_EQ(c.targets[0].luns[0].copies[0].command_timeout_seconds, 3u);
+  // Written back by config write, and read again the same.
+  const Config again = load_string(to_toml(c), "again.toml");
+  EXPECT_EQ(again.targets[0].luns[0].copies[0].command_timeout_seconds, 3u);
+  EXPECT_EQ(error_of(lun(remote("r", kUrl, "command_timeout = 0\n"))),
+            "t.toml:11:19: copy command_timeout (seconds) must be 1..300, not 0");
+  EXPECT_EQ(error_of(lun(remote("r", kUrl, "command_timeout = \"5s\"\n"))),
+            "t.toml:11:19: copy command_timeout (seconds) must be an integer, not a string");
+  EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "command_timeout = 3\n"))),
+            "t.toml:11:19: copy \"b\": command_timeout is for a remote copy (url), not a local "
+            "one (path)");
 }
 
 TEST(Mirror, RemoteCopyErrors) {
