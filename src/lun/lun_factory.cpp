@@ -91,68 +91,47 @@ std::unique_ptr<storage::Backend> open_remote_copy(const std::string& target, co
   }
 }
 
-}  // namespace
-
-// One copy of a mirrored LUN: its own file, opened as the LUN's primary is
-// (same block size, write_ack and direct_io rules), or a remote LUN. Errors
-// name the copy's table in the config file.
-std::unique_ptr<storage::Backend> open_copy(const std::string& target, const config::Lun& l,
-                                            const config::LunCopy& c, bool fault_injection,
-                                            std::uint64_t primary_size) {
-  const std::string who = c.where + ": copy " + c.name + " of " + lun_name(target, l);
-  if (c.url) return open_remote_copy(target, l, c, primary_size, who);
+// A local store of mirrored LUN l at path, opened as the LUN's primary is
+// (same block size, write_ack and direct_io rules). A missing file is created
+// at the LUN's size; an existing one is never grown: smaller than min_size
+// (than says what that is), it cannot hold the LUN. Errors start with who.
+std::unique_ptr<storage::Backend> open_local_store(const config::Lun& l, const std::string& path,
+                                                   bool fault_injection, std::uint64_t min_size,
+                                                   const std::string& who,
+                                                   const std::string& than) {
   config::Lun as_lun = l;
-  as_lun.path = c.path;
+  as_lun.path = path;
   as_lun.copies.clear();
-  // A missing copy is created at the LUN's size; an existing one is never
-  // grown: smaller than the primary, it is not a copy of it.
   std::error_code ec;
-  if (std::filesystem::exists(c.path, ec)) as_lun.size.reset();
+  if (std::filesystem::exists(path, ec)) as_lun.size.reset();
   std::unique_ptr<storage::Backend> b;
   try {
     b = fault_injection ? open_fault_injecting_backend(as_lun) : open_backend(as_lun);
   } catch (const std::exception& e) {
     throw std::runtime_error(who + ": " + e.what());
   }
-  if (b->size_bytes() < primary_size) {
-    throw std::runtime_error(who + ": " + c.path + " is " + std::to_string(b->size_bytes()) +
-                             " bytes, smaller than the primary " + l.path + " (" +
-                             std::to_string(primary_size) + " bytes)");
+  if (b->size_bytes() < min_size) {
+    throw std::runtime_error(who + ": " + path + " is " + std::to_string(b->size_bytes()) +
+                             " bytes, smaller than " + than + " (" + std::to_string(min_size) +
+                             " bytes)");
   }
   return b;
 }
 
+// One copy of a mirrored LUN: its own file or device, or a remote LUN. Errors
+// name the copy's table in the config file.
+std::unique_ptr<storage::Backend> open_copy(const std::string& target, const config::Lun& l,
+                                            const config::LunCopy& c, bool fault_injection,
+                                            std::uint64_t primary_size) {
+  const std::string who = c.where + ": copy " + c.name + " of " + lun_name(target, l);
+  if (c.url) return open_remote_copy(target, l, c, primary_size, who);
+  return open_local_store(l, c.path, fault_injection, primary_size, who, "the primary " + l.path);
+}
+
+// Where copy c's store is, as the mirror's state file records it.
 std::string copy_location(const config::LunCopy& c) {
   return c.url ? c.url->text() : c.path;
 }
-
-CopyStore open_copy_store(const std::string& target, const config::Lun& l, const std::string& name,
-                          bool fault_injection, std::uint64_t lun_size) {
-  for (const auto& c : l.copies) {
-    if (c.name == name)
-      return {open_copy(target, l, c, fault_injection, lun_size), copy_location(c)};
-  }
-  if (name != "primary")
-    throw std::runtime_error(lun_name(target, l) + " has no copy " + name + " in the config");
-  config::Lun primary = l;
-  primary.copies.clear();
-  std::error_code ec;
-  if (std::filesystem::exists(l.path, ec)) primary.size.reset();  // never grown here
-  std::unique_ptr<storage::Backend> b;
-  try {
-    b = fault_injection ? open_fault_injecting_backend(primary) : open_backend(primary);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(lun_name(target, l) + ": primary: " + e.what());
-  }
-  if (b->size_bytes() < lun_size) {
-    throw std::runtime_error(lun_name(target, l) + ": primary: " + l.path + " is " +
-                             std::to_string(b->size_bytes()) + " bytes, smaller than the LUN (" +
-                             std::to_string(lun_size) + " bytes)");
-  }
-  return {std::move(b), l.path};
-}
-
-namespace {
 
 // The primary and its copies behind one MirroredBackend; logs what the LUN
 // survives (a warning when copies share a failure domain).
@@ -194,6 +173,19 @@ std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const c
 }
 
 }  // namespace
+
+CopyStore open_copy_store(const std::string& target, const config::Lun& l, const std::string& name,
+                          bool fault_injection, std::uint64_t lun_size) {
+  for (const auto& c : l.copies) {
+    if (c.name == name)
+      return {open_copy(target, l, c, fault_injection, lun_size), copy_location(c)};
+  }
+  if (name != "primary")
+    throw std::runtime_error(lun_name(target, l) + " has no copy " + name + " in the config");
+  return {open_local_store(l, l.path, fault_injection, lun_size, lun_name(target, l) + ": primary",
+                           "the LUN"),
+          l.path};
+}
 
 std::unique_ptr<storage::Backend> open_backend(
     const config::Lun& l, std::shared_ptr<metrics::StoreCounters> store_counters) {

@@ -28,17 +28,6 @@ std::unique_ptr<storage::Backend> open_backend(
 std::unique_ptr<storage::Backend> open_fault_injecting_backend(
     const config::Lun& l, std::shared_ptr<metrics::StoreCounters> store_counters = nullptr);
 
-// Copy c of LUN l of target, opened on its own (ringtgtctl copy replace
-// opens a copy's store afresh): a file or block device as the LUN's primary
-// is opened (created at the LUN's size when missing), or a remote LUN. Throws
-// std::runtime_error naming the copy's table in the config file, also when
-// the store is smaller than primary_size.
-std::unique_ptr<storage::Backend> open_copy(const std::string& target, const config::Lun& l,
-                                            const config::LunCopy& c, bool fault_injection,
-                                            std::uint64_t primary_size);
-// Where copy c's store is, as the mirror's state file records it (its path or URL).
-std::string copy_location(const config::LunCopy& c);
-
 // The store of copy `name` ("primary", or a [[target.lun.copy]]'s name) of
 // mirrored LUN l, opened afresh for ringtgtctl copy replace, with where it is.
 // Throws std::runtime_error saying why (no such copy, smaller than lun_size).
