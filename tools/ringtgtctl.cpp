@@ -559,6 +559,7 @@ int main(int argc, char** argv) {
                 {"DIRTY", "dirty_bytes"},
                 {"RESYNC", "resync_progress"},
                 {"RESYNCED", "resynced_bytes"},
+                {"BEHIND", "writes_behind"},
                 {"DOMAIN", "failure_domain"}});
     };
   } else if (cmd("copy", "fail") || cmd("copy", "resync") || cmd("copy", "replace")) {

@@ -65,7 +65,8 @@ json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m,
           {"resynced_bytes", c.resynced_bytes.load(std::memory_order_relaxed)},
           {"region_size", m.region_size()},
           {"failure_domain", c.failure_domain},
-          {"writes", c.writes.load(std::memory_order_relaxed)}};
+          {"writes", c.writes.load(std::memory_order_relaxed)},
+          {"writes_behind", c.writes_behind.load(std::memory_order_relaxed)}};
 }
 
 // f(target, lun, lu, mirror) for every mirrored LUN (of target only, if set).

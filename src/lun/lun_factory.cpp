@@ -134,16 +134,25 @@ std::string copy_location(const config::LunCopy& c) {
 }
 
 // The primary and its copies behind one MirroredBackend; logs what the LUN
-// survives (a warning when copies share a failure domain).
-std::unique_ptr<storage::Backend> open_mirror(const std::string& target, const config::Lun& l,
-                                              std::unique_ptr<storage::Backend> primary,
-                                              bool fault_injection, std::string state_path) {
+// survives (a warning when copies share a failure domain). The primary comes
+// first, then the local copies, then the remote ones, each in config order:
+// reads and a crash's resync take the first in-sync copy as their source,
+// and a write is answered before the copies after those that hold it
+// (mirrored_backend.hpp), so the copies likely to be slow come last.
+std::unique_ptr<storage::MirroredBackend> open_mirror(const std::string& target,
+                                                      const config::Lun& l,
+                                                      std::unique_ptr<storage::Backend> primary,
+                                                      bool fault_injection,
+                                                      std::string state_path) {
   std::vector<storage::MirrorCopy> copies;
   const std::uint64_t size = primary->size_bytes();
   copies.push_back({"primary", l.failure_domain, std::move(primary), l.path});
-  for (const auto& c : l.copies) {
-    copies.push_back({c.name, c.failure_domain, open_copy(target, l, c, fault_injection, size),
-                      copy_location(c)});
+  for (const bool remote : {false, true}) {
+    for (const auto& c : l.copies) {
+      if (c.url.has_value() != remote) continue;
+      copies.push_back({c.name, c.failure_domain, open_copy(target, l, c, fault_injection, size),
+                        copy_location(c)});
+    }
   }
   storage::MirrorOptions o;
   o.lun_label = lun_name(target, l);
@@ -267,6 +276,7 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(
   } catch (const std::exception& e) {
     throw std::runtime_error(lun_name(target, l) + ": " + e.what());
   }
+  storage::MirroredBackend* mirror = nullptr;  // set for a LUN with copies
   // Outside the try: a copy's errors start with its place in the config file.
   // The copies' states, bitmaps and activity log, one file per LUN named by
   // its NAA like its reservations.
@@ -280,7 +290,9 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(
                    lun_name(target, l));
       state_path.clear();
     }
-    backend = open_mirror(target, l, std::move(backend), fault_injection_, std::move(state_path));
+    auto m = open_mirror(target, l, std::move(backend), fault_injection_, std::move(state_path));
+    mirror = m.get();
+    backend = std::move(m);
   }
   if (backend->size_bytes() % l.block_size != 0) {
     throw std::runtime_error(
@@ -298,6 +310,7 @@ std::shared_ptr<scsi::LogicalUnit> LunFactory::open(
                                  l.copies.size() + 1, config::to_string(l.on_quorum_loss)));
   auto lu = std::make_shared<scsi::LogicalUnit>(l.number, p, std::move(backend));
   lu->set_stats(std::make_shared<metrics::LunStats>(workers_));
+  if (mirror != nullptr) mirror->set_owner(lu);
   return lu;
 }
 

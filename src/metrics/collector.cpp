@@ -143,6 +143,10 @@ struct MirrorFamilies {
   MetricFamily resynced =
       family("ringtgt_lun_copy_resynced_bytes_total",
              "Bytes resyncs copied to a copy of a mirrored LUN", MetricType::Counter);
+  MetricFamily behind =
+      family("ringtgt_lun_copy_writes_behind",
+             "Writes of a mirrored LUN answered GOOD at quorum that a copy is still writing",
+             MetricType::Gauge);
   MetricFamily writes =
       family("ringtgt_lun_copy_writes_total",
              "Writes, zeroings and unmaps a copy of a mirrored LUN completed", MetricType::Counter);
@@ -168,9 +172,9 @@ struct MirrorFamilies {
              "Time a copy of a mirrored LUN took to complete a WRITE", MetricType::Histogram);
   MetricFamily acknowledged =
       family("ringtgt_lun_mirrored_writes_total",
-             "Writes, zeroings and unmaps of a mirrored LUN answered GOOD, by where they are: "
-             "on every copy (copies=\"all\") or only on the in-sync copies of a degraded LUN "
-             "(copies=\"quorum\")",
+             "Writes, zeroings and unmaps of a mirrored LUN answered GOOD, by where they were "
+             "then: on every copy (copies=\"all\") or on ack_quorum copies or more but not all "
+             "(copies=\"quorum\": a degraded LUN, or answered before a slower copy had it)",
              MetricType::Counter);
 
   void add(const std::string& target, const std::string& lun, const MirrorCounters& m) {
@@ -191,6 +195,8 @@ struct MirrorFamilies {
                 static_cast<double>(c->dirty_bytes.load(std::memory_order_relaxed)));
       add_counter(resynced, {{"target", target}, {"lun", lun}, {"copy", c->name}},
                   static_cast<double>(c->resynced_bytes.load(std::memory_order_relaxed)));
+      add_gauge(behind, {{"target", target}, {"lun", lun}, {"copy", c->name}},
+                static_cast<double>(c->writes_behind.load(std::memory_order_relaxed)));
       add_counter(writes, {{"target", target}, {"lun", lun}, {"copy", c->name}},
                   static_cast<double>(c->writes.load(std::memory_order_relaxed)));
       add_latency(target, lun, *c);
@@ -222,8 +228,8 @@ struct MirrorFamilies {
   }
 
   void move_to(std::vector<MetricFamily>& out) {
-    for (auto* f : {&state, &dirty, &resynced, &writes, &in_sync, &quorum, &repairs, &losses,
-                    &waiting, &latency, &acknowledged}) {
+    for (auto* f : {&state, &dirty, &resynced, &behind, &writes, &in_sync, &quorum, &repairs,
+                    &losses, &waiting, &latency, &acknowledged}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
   }

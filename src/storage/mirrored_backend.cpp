@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <bit>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -29,18 +31,19 @@ std::uint64_t nanoseconds_since(std::chrono::steady_clock::time_point t) {
 
 // One write, flush, unmap or zeroing on every in-sync copy.
 //
-// The caller (a SCSI task) hears the result only once EVERY copy it went to
-// has answered, even when ack_quorum of them answered earlier. The task's
-// data buffer is reused as soon as the task completes, and a copy still
-// writing from it would then write whatever the next command put there:
-// waiting for all is what keeps the buffer alive without copying it. The
-// alternative, copying the data so that the quorum can answer first, costs
-// a memcpy and a buffer per write for a gain only when one copy is much
-// slower than the others; for local copies (the same ring, disk latency) it
-// is not worth it. So ack_quorum decides which failures the LUN rides out,
-// not how soon it answers. (Remote copies, later, will bound how long a copy
-// may take and leave the in-sync set past it.) Allocated per I/O: a mirrored
-// write costs N submissions anyway.
+// It is answered once ack_quorum in-sync copies hold it, if the copies still
+// writing it all come after every copy that holds it (may_answer_early);
+// else once every copy has answered. The order matters because reads, and
+// the resync of a crash's hot regions, take the first in-sync copy as their
+// source: an answered write is on that copy, and on every copy before the
+// ones still writing it, so neither can miss it while one of those holders
+// is in sync. A fan-out answered early lives on until its last copy is done:
+// it keeps its range claim (overlapping writes still reach every copy in the
+// same order, and the resync cannot copy the region meanwhile), its regions
+// hot, and a private copy of the data, since the caller's buffer is reused
+// once the caller hears. That copy is made only when an early answer is
+// possible (more in-sync copies than ack_quorum): a memcpy and a buffer per
+// write. Allocated per I/O: a mirrored write costs N submissions anyway.
 struct MirroredBackend::Fanout {
   enum class Kind : std::uint8_t { write, flush, unmap, zeroes };
 
@@ -78,6 +81,14 @@ struct MirroredBackend::Fanout {
       parent->owner->finish(parent);
     }
   };
+  // Fires on the next turn of the fan-out's loop after its last copy is
+  // done, when it was answered early: frees it there, and with it the
+  // reference to the owner, which may be the LU's last. Never from inside
+  // a copy's completion, whose store the LU's end would destroy under it.
+  struct Release final : reactor::TimerOp {
+    Fanout* parent = nullptr;
+    void on_complete(int) override { delete parent; }
+  };
   // Completed by the activity log once the write's regions are durably hot
   // (0), or the file could not be written (-EIO).
   struct Logged final : IoOp {
@@ -97,6 +108,7 @@ struct MirroredBackend::Fanout {
     logged.parent = this;
     recorded.parent = this;
     parked.parent = this;
+    release.parent = this;
     for (unsigned i = 0; i < children.size(); ++i) {
       children[i].parent = this;
       children[i].index = i;
@@ -152,8 +164,16 @@ struct MirroredBackend::Fanout {
     // Not a member of this fan-out: finish may free it (and the LUN).
     MirroredBackend* const o = owner;
     const bool counts = children[i].counts;
+    pending_mask &= ~(1u << i);
+    if (behind_mask >> i & 1u) {
+      behind_mask &= ~(1u << i);
+      owner->counters_->copies[i]->writes_behind.fetch_sub(1, std::memory_order_seq_cst);
+    }
     if (succeeded(result)) {
-      if (counts) ++ok;
+      if (counts) {
+        ++ok;
+        done_mask |= 1u << i;
+      }
       auto& copy = *owner->counters_->copies[i];
       if (kind != Kind::flush) copy.writes.fetch_add(1, std::memory_order_relaxed);
       if (kind == Kind::write) copy.record_write_latency(nanoseconds_since(started));
@@ -172,7 +192,8 @@ struct MirroredBackend::Fanout {
     }
     // Done with the store before the caller hears of it.
     o->leave(i);
-    if (--pending == 0) o->finish(this);
+    if (--pending == 0) return o->finish(this);
+    if (o->may_answer_early(*this)) o->answer_early(this);
   }
 
   MirroredBackend* owner;
@@ -191,6 +212,20 @@ struct MirroredBackend::Fanout {
   Logged logged;
   Parked parked;
   Recorded recorded;
+  Release release;
+  // The data the copies write when an early answer is possible (the
+  // caller's buffer is reused once the caller hears); buf points into it.
+  std::unique_ptr<std::byte, decltype(&std::free)> own_data{nullptr, &std::free};
+  std::shared_ptr<void> keep;  // the owner, from the early answer to the end
+  bool answered = false;       // the caller heard (early)
+  bool submitting = false;     // start_on_copies is still submitting
+  // A flush that waits, with a claim of the whole LUN, for the writes
+  // answered early before it (writeback: their copies must have them first).
+  bool barrier = false;
+  std::uint32_t counting_mask = 0;  // bit i: copy i was in sync when submitted
+  std::uint32_t done_mask = 0;      // ... and holds it
+  std::uint32_t pending_mask = 0;   // bit i: copy i has not answered yet
+  std::uint32_t behind_mask = 0;    // ... and counts in its writes_behind
   std::uint32_t missed_copies = 0;  // bit i: copy i does not hold it
   bool record_waited = false;       // finish waited for the state file once
   // Under on_quorum_loss = "wait": until when it may wait for the quorum
@@ -207,15 +242,19 @@ struct MirroredBackend::Fanout {
 // A read from the first in-sync copy, and when it fails, the repair: under a
 // range claim (so no write to those blocks lands in between), the blocks are
 // read from the next in-sync copy into the caller's buffer and written back,
-// durably, to the copy that failed.
+// durably, to the copy that failed. When the first copy is still writing
+// writes answered early, the read first waits, under the same claim, for
+// those that overlap it.
 struct MirroredBackend::ReadRepair final : IoOp {
-  enum class Step : std::uint8_t { first_read, claim, good_read, write_back };
+  enum class Step : std::uint8_t { behind, first_read, claim, good_read, write_back };
 
   ReadRepair(MirroredBackend* o, void* b, std::size_t l, std::uint64_t off, IoOp* c)
       : owner(o), buf(b), len(l), offset(off), caller(c) {}
 
   void on_complete(int result) override {
     switch (step) {
+      case Step::behind:
+        return behind_done();
       case Step::first_read:
         return first_read_done(result);
       case Step::claim:
@@ -229,10 +268,31 @@ struct MirroredBackend::ReadRepair final : IoOp {
 
   bool whole(int result) const { return result >= 0 && static_cast<std::uint64_t>(result) == len; }
 
+  void after_writes_behind() {
+    step = Step::behind;
+    claim = {offset, len, this, reactor::IoEngine::current()};
+    claimed = true;
+    if (owner->order_.admit(claim)) behind_done();
+  }
+
+  // No write that overlaps the range is in flight now.
+  void behind_done() {
+    if (owner->in_sync(static_cast<std::size_t>(bad))) {
+      step = Step::first_read;
+      return owner->copies_[bad].backend->read(buf, len, offset, this);
+    }
+    // The first copy failed a write it was behind on: its blocks are stale,
+    // another copy serves them, and its resync (not a repair) mends it.
+    no_repair = true;
+    first_error = -EIO;
+    read_from_next(-1);
+  }
+
   void first_read_done(int result) {
     if (whole(result)) return end(result);
     first_error = result < 0 ? result : -EIO;
     if (other_in_sync(-1) < 0) return end(first_error);
+    if (claimed) return read_from_next(-1);
     step = Step::claim;
     claim = {offset, len, this, reactor::IoEngine::current()};
     claimed = true;
@@ -262,6 +322,7 @@ struct MirroredBackend::ReadRepair final : IoOp {
   void good_read_done(int result) {
     owner->leave(source);
     if (!whole(result)) return read_from_next(source);
+    if (no_repair) return end(result);
     step = Step::write_back;
     owner->copies_[bad].backend->write(buf, len, offset, true, this);
   }
@@ -298,6 +359,7 @@ struct MirroredBackend::ReadRepair final : IoOp {
   int source = -1;  // the copy read now
   int first_error = 0;
   bool claimed = false;
+  bool no_repair = false;  // bad is out of sync: nothing to write back
   RangeOrder::Claim claim;
 };
 
@@ -644,6 +706,8 @@ void MirroredBackend::read(void* buf, std::size_t len, std::uint64_t offset, IoO
   if (first < 0) return op->on_complete(-EIO);
   auto* r = new ReadRepair(this, buf, len, offset, op);
   r->bad = r->source = first;
+  if (counters_->copies[first]->writes_behind.load(std::memory_order_seq_cst) > 0)
+    return r->after_writes_behind();
   copies_[first].backend->read(buf, len, offset, r);
 }
 
@@ -695,13 +759,17 @@ bool MirroredBackend::waits_for_quorum(Fanout* f) {
 }
 
 void MirroredBackend::restart_after_wait(Fanout* f) {
-  if (f->kind == Fanout::Kind::flush) return start(f);
+  if (f->kind == Fanout::Kind::flush && !f->barrier) return start(f);
   start_in_order(f);
 }
 
 void MirroredBackend::start_on_copies(Fanout* f) {
+  if (f->kind == Fanout::Kind::write && !f->own_data && in_sync_count() > options_.ack_quorum &&
+      !owner_.expired())
+    keep_private_data(f);
   f->started = std::chrono::steady_clock::now();
   f->pending = 1;  // held while submitting: children may complete inline
+  f->submitting = true;
   for (unsigned i = 0; i < copies_.size(); ++i) {
     enter(i);
     const CopyState s = counters_->copies[i]->state.load(std::memory_order_seq_cst);
@@ -717,10 +785,75 @@ void MirroredBackend::start_on_copies(Fanout* f) {
       continue;
     }
     f->children[i].counts = s == CopyState::in_sync;
+    if (f->children[i].counts) f->counting_mask |= 1u << i;
+    f->pending_mask |= 1u << i;
     ++f->pending;
     f->submit(i);
   }
-  if (--f->pending == 0) finish(f);
+  f->submitting = false;
+  if (--f->pending == 0) return finish(f);
+  if (may_answer_early(*f)) answer_early(f);
+}
+
+void MirroredBackend::keep_private_data(Fanout* f) {
+  constexpr std::size_t kAlign = 4096;  // O_DIRECT copies write from it
+  const std::size_t size = (f->len + kAlign - 1) / kAlign * kAlign;
+  auto* data = static_cast<std::byte*>(std::aligned_alloc(kAlign, size == 0 ? kAlign : size));
+  if (data == nullptr) return;  // then answered once every copy has it
+  std::memcpy(data, f->buf, f->len);
+  f->own_data.reset(data);
+  f->buf = data;
+}
+
+bool MirroredBackend::may_answer_early(const Fanout& f) const {
+  // Writes and flushes only: a copy behind on an unmap or zeroing could still
+  // answer that it cannot do it, and the caller's fallback (writing zeroes)
+  // must then reach every copy.
+  if (f.kind == Fanout::Kind::unmap || f.kind == Fanout::Kind::zeroes) return false;
+  if (f.answered || f.submitting || f.not_logged) return false;
+  if (f.ok < options_.ack_quorum) return false;
+  if (f.kind == Fanout::Kind::write && !f.own_data) return false;
+  // The in-sync copies still writing come after every one that holds it.
+  const std::uint32_t writing = f.pending_mask & f.counting_mask;
+  if (writing != 0 &&
+      static_cast<unsigned>(std::countr_zero(writing)) < std::bit_width(f.done_mask))
+    return false;
+  const std::uint64_t bytes = f.kind == Fanout::Kind::write ? f.len : 0;
+  if (behind_bytes_.load(std::memory_order_relaxed) + bytes > options_.max_behind_bytes)
+    return false;
+  // A copy it skipped or lost must be recorded out of sync first (finish waits for that).
+  return !waits_for_record(f);
+}
+
+void MirroredBackend::answer_early(Fanout* f) {
+  f->keep = owner_.lock();
+  if (!f->keep) return;  // the LU is going: answered once every copy is done
+  f->answered = true;
+  f->behind_mask = f->pending_mask;
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    // Before the caller hears: a read it sends next must see the write behind.
+    if (f->behind_mask >> i & 1u)
+      counters_->copies[i]->writes_behind.fetch_add(1, std::memory_order_seq_cst);
+  }
+  behind_ios_.fetch_add(1, std::memory_order_seq_cst);
+  const bool is_write = f->kind == Fanout::Kind::write;
+  if (is_write) behind_bytes_.fetch_add(f->len, std::memory_order_relaxed);
+  if (f->kind != Fanout::Kind::flush) count_acknowledged(*f);
+  f->caller->on_complete(is_write ? static_cast<int>(f->len) : 0);
+}
+
+void MirroredBackend::finish_behind(Fanout* f) {
+  if (f->kind == Fanout::Kind::write) behind_bytes_.fetch_sub(f->len, std::memory_order_relaxed);
+  behind_ios_.fetch_sub(1, std::memory_order_seq_cst);
+  if (f->claimed) {
+    order_.release(f->claim);
+    f->claimed = false;
+  }
+  maybe_clear_hot();
+  if (reactor::IoEngine* engine = reactor::IoEngine::current()) {
+    return engine->start_timer(std::chrono::nanoseconds(0), &f->release);
+  }
+  delete f;
 }
 
 std::string MirroredBackend::begin_resync(std::size_t i) {
@@ -806,6 +939,7 @@ bool MirroredBackend::rejoin(std::size_t i) {
 }
 
 void MirroredBackend::finish(Fanout* f) {
+  if (f->answered) return finish_behind(f);
   if (!f->record_waited && waits_for_record(*f)) {
     f->record_waited = true;
     if (al_->after_next_write(&f->recorded, reactor::IoEngine::current())) return;
@@ -852,9 +986,19 @@ void MirroredBackend::write(const void* buf, std::size_t len, std::uint64_t offs
 }
 
 void MirroredBackend::flush(IoOp* op) {
-  // No range: a flush makes the writes that completed before it durable,
-  // and those completed on every copy.
-  start(new Fanout(this, Fanout::Kind::flush, op));
+  // A flush makes durable the writes answered before it. Without writes
+  // answered early, those completed on every copy, so it needs no range.
+  // With some, under writeback (where a write's completion is not durable),
+  // it waits for them to reach their copies first: behind a claim of the
+  // whole LUN. Under writethrough they are durable where they completed.
+  auto* f = new Fanout(this, Fanout::Kind::flush, op);
+  if (ack_policy_ == WriteAckPolicy::writeback && behind_ios_.load(std::memory_order_seq_cst) > 0) {
+    f->barrier = true;
+    f->offset = 0;
+    f->len = size_bytes();
+    return start_in_order(f);
+  }
+  start(f);
 }
 
 void MirroredBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {

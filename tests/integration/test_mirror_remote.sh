@@ -12,9 +12,10 @@
 #   sync with dirty bytes; B restarts on the same file: A reconnects and
 #   resyncs only the dirty regions (far fewer bytes than the LUN), the files
 #   compare equal and every acknowledged block reads back from B alone;
-# - B stops answering (SIGSTOP) mid-write: within the copy's command_timeout
-#   (3 s here; the default is 10) A drops it and acknowledges at quorum; B
-#   answers again: resync, equal files;
+# - B stops answering (SIGSTOP) mid-write: A goes on acknowledging at quorum
+#   at once (the copy still in sync, writes behind on it), and within the
+#   copy's command_timeout (3 s here; the default is 10) drops it; B answers
+#   again: resync, equal files;
 # - B's LUN made anew: copy replace syncs it in full, equal files;
 # - kill -9 of A mid-write: its restart resyncs the hot regions onto B (only
 #   those), equal files;
@@ -221,9 +222,26 @@ verify_acked "$URL_B" "$TMP/gen.bin" "read from B alone"
 # --- (d) B stops answering (SIGSTOP): the copy errors within its command_timeout of 3 s --------
 before=$(resynced_total)
 load_started 8
+scrape
+quorum_before=$(metric "ringtgt_lun_mirrored_writes_total{$L,copies=\"quorum\"}")
 kill -STOP "$B_PID"
 stopped_at=$SECONDS
 log "daemon B stopped (SIGSTOP) mid-write"
+# GOOD at quorum does not wait for B: writes are answered while B is still
+# counted in sync (before its command_timeout), the copy behind on them.
+for ((i = 0; ; i++)); do
+  scrape
+  if [[ $(metric "ringtgt_lun_copy_state{$L,copy=\"remote\",state=\"in_sync\"}") != 1 ]]; then
+    fail "no write was answered at quorum while B was stopped and still in sync (quorum writes: $quorum_before -> $(metric "ringtgt_lun_mirrored_writes_total{$L,copies=\"quorum\"}"))"
+  fi
+  if (($(metric "ringtgt_lun_mirrored_writes_total{$L,copies=\"quorum\"}") >= quorum_before + 50)) &&
+    (($(metric "ringtgt_lun_copy_writes_behind{$L,copy=\"remote\"}") > 0)); then
+    break
+  fi
+  ((i < 100)) || fail "the copy stayed in sync 10 s after B stopped"
+  sleep 0.05
+done
+log "50 writes answered at quorum with B stopped and still in sync ($(metric "ringtgt_lun_copy_writes_behind{$L,copy=\"remote\"}") behind on it)"
 wait_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost: a command got no answer within 3000 ms" \
   "$DAEMON_LOG" "the bound on a command B does not answer" 20
 ((SECONDS - stopped_at <= 8)) || fail "the unanswered copy errored only after $((SECONDS - stopped_at)) s"

@@ -59,9 +59,11 @@ struct MirrorCounters {
     std::atomic<std::uint64_t> dirty_bytes{0};     // what a resync would copy now
     std::atomic<std::uint64_t> resynced_bytes{0};  // copied by every resync so far
     std::atomic<std::uint64_t> resync_done{0};     // copied by the resync running now
+    // Writes, zeroings and unmaps answered GOOD at quorum that this copy is
+    // still writing; a read from it waits for those it overlaps.
+    std::atomic<std::uint64_t> writes_behind{0};
     // How long this copy took to complete each data write (WRITE, not
-    // zeroings or unmaps): a slow copy holds every write of the LUN, since
-    // the mirror answers once all copies have (mirrored_backend.cpp).
+    // zeroings or unmaps), answered early or not.
     std::array<std::atomic<std::uint64_t>, kLatencyBuckets> write_latency{};  // not cumulative
     std::atomic<std::uint64_t> write_latency_sum_ns{0};
     void record_write_latency(std::uint64_t ns) {
@@ -74,11 +76,11 @@ struct MirrorCounters {
   std::atomic<std::uint64_t> read_repairs{0};   // failed reads served from another copy and
                                                 // written back to the failing one
   std::atomic<std::uint64_t> quorum_losses{0};  // times in-sync copies fell below ack_quorum
-  // Writes, zeroings and unmaps answered GOOD: held by every copy of the
-  // LUN, or only by the in-sync copies while the LUN was degraded (at least
-  // ack_quorum of them, but not all).
   // Writes held below quorum under on_quorum_loss = "wait" right now.
   std::atomic<std::uint64_t> writes_waiting_for_quorum{0};
+  // Writes, zeroings and unmaps answered GOOD: held by every copy of the
+  // LUN then, or only by ack_quorum of them or more (the LUN was degraded,
+  // or it was answered before a slower copy had it).
   std::atomic<std::uint64_t> writes_on_all_copies{0};
   std::atomic<std::uint64_t> writes_at_quorum_only{0};
 };

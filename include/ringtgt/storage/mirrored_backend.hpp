@@ -3,9 +3,14 @@
 // acknowledged once ack_quorum of them hold the write durably.
 //
 // - Writes, zeroings, unmaps and flushes go to every in-sync copy at once.
-//   The caller hears the result only when every copy has answered (see the
-//   comment of MirroredBackend::Fanout for why), so ack_quorum decides which
-//   failures the LUN rides out, not how soon it answers.
+//   Writes and flushes are answered once ack_quorum in-sync copies hold them, when the
+//   copies still writing come after every copy that holds them (the order of
+//   copies is the order reads and a crash's resync take their source in;
+//   the LUN factory puts local copies before remote ones). The copies behind
+//   go on writing from a private copy of the data; a read of a copy with such
+//   a write in flight waits for the writes that overlap it. Otherwise (a
+//   copy earlier in the order is the slow one, too much is already behind,
+//   or no owner is set) the caller hears once every copy has answered.
 // - A copy whose I/O fails (or that ringtgtctl copy fail takes out) leaves
 //   the in-sync set at once, logged with its name and why. From then on
 //   every write, zeroing and unmap it misses marks the regions it touches in
@@ -63,6 +68,10 @@ struct MirrorOptions {
   std::chrono::nanoseconds quorum_wait = std::chrono::seconds(20);
   std::uint64_t region_size = std::uint64_t{1} << 20;    // of the dirty-region bitmaps
   std::uint64_t resync_rate = std::uint64_t{100} << 20;  // bytes per second; 0: unpaced
+  // At most this much data of writes answered before every copy held them
+  // may still be in flight; beyond it, writes wait for every copy again
+  // (back-pressure from a slow copy instead of unbounded memory).
+  std::uint64_t max_behind_bytes = std::uint64_t{64} << 20;
   // The activity log and bitmaps, durable across restarts (activity_log.hpp);
   // empty: kept in memory only (unit tests).
   std::string state_path;
@@ -96,6 +105,12 @@ class MirroredBackend final : public Backend {
   Extent extent_at(std::uint64_t offset, std::uint64_t max_len) override;
   void grow_to(std::uint64_t bytes) override;
   std::string describe() const override;
+
+  // The logical unit that owns this backend. An I/O answered before its
+  // slowest copy holds a reference to it until that copy is done: the task
+  // that held the LU is gone by then. Without an owner every I/O is answered
+  // once every copy has answered.
+  void set_owner(std::weak_ptr<void> owner) { owner_ = std::move(owner); }
 
   // --- the copies, for the admin socket, metrics and tests ---
   std::size_t copy_count() const { return copies_.size(); }
@@ -199,6 +214,16 @@ class MirroredBackend final : public Backend {
   // Starts f once no earlier overlapping write is in flight (RangeOrder).
   void start_in_order(Fanout* f);
   void finish(Fanout* f);
+  // Whether f may be answered now, before the copies still writing it: see
+  // the comment at the top of this file.
+  bool may_answer_early(const Fanout& f) const;
+  // Points f's data at a private, aligned copy of the caller's, so that it
+  // can be answered before every copy is done with it.
+  void keep_private_data(Fanout* f);
+  // Answers f's caller; f goes on until its last copy is done (finish).
+  void answer_early(Fanout* f);
+  // The end of a fan-out answered early: its last copy is done.
+  void finish_behind(Fanout* f);
   // Below quorum under QuorumLossAction::wait: true when f now waits for
   // the quorum (start(f) runs again once it is back, or f is answered when
   // its time is up); false when it does not wait (another policy, its time
@@ -259,6 +284,10 @@ class MirroredBackend final : public Backend {
   std::atomic<bool> clearing_{false};
   RangeOrder::Claim clear_claim_;
   std::unique_ptr<ActivityLog> al_;
+  std::weak_ptr<void> owner_;
+  // Fan-outs answered early with a copy still writing, and their data bytes.
+  std::atomic<std::uint64_t> behind_ios_{0};
+  std::atomic<std::uint64_t> behind_bytes_{0};
   std::unique_ptr<QuorumWait> quorum_wait_;  // only under QuorumLossAction::wait
   std::vector<std::size_t> resync_at_start_;
 };

@@ -40,10 +40,11 @@ class HeldBackend final : public Backend {
     IoOp* op;
   };
 
-  explicit HeldBackend(std::uint64_t size) : data_(size, 0) {}
+  explicit HeldBackend(std::uint64_t size, WriteAckPolicy policy = WriteAckPolicy::writethrough)
+      : policy_(policy), data_(size, 0) {}
 
   std::uint64_t size_bytes() const override { return data_.size(); }
-  WriteAckPolicy ack_policy() const override { return WriteAckPolicy::writethrough; }
+  WriteAckPolicy ack_policy() const override { return policy_; }
   void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override {
     pending.push_back({Kind::read, buf, len, offset, op});
   }
@@ -88,6 +89,7 @@ class HeldBackend final : public Backend {
   std::deque<Pending> pending;
 
  private:
+  WriteAckPolicy policy_;
   std::vector<std::uint8_t> data_;
 };
 
@@ -102,7 +104,7 @@ class Mirror : public ::testing::Test {
              std::uint64_t region_size = std::uint64_t{1} << 20) {
     std::vector<MirrorCopy> v;
     for (unsigned i = 0; i < copies; ++i) {
-      auto b = std::make_unique<HeldBackend>(kSize);
+      auto b = std::make_unique<HeldBackend>(kSize, policy);
       held.push_back(b.get());
       v.push_back({i == 0 ? "primary" : "disk" + std::to_string(i + 1), "", std::move(b),
                    i < locations.size() ? locations[i] : ""});
@@ -114,7 +116,16 @@ class Mirror : public ::testing::Test {
     o.region_size = region_size;
     o.quorum_wait = quorum_wait;
     o.state_path = state_path;
+    o.max_behind_bytes = max_behind_bytes;
     mirror = std::make_unique<MirroredBackend>(std::move(v), o);
+  }
+
+  // Gives the mirror an owner (the LU, in the daemon), which lets it answer
+  // before the copies behind are done.
+  void own() { mirror->set_owner(owner); }
+
+  std::uint64_t behind(std::size_t copy) const {
+    return mirror->mirror_counters()->copies[copy]->writes_behind.load();
   }
 
   // Completes the oldest pending operation of every copy, in copy order.
@@ -127,6 +138,9 @@ class Mirror : public ::testing::Test {
   std::string state_path;              // set before build: the activity log's file
   std::vector<std::string> locations;  // set before build: each copy's, in the state file
   std::chrono::nanoseconds quorum_wait = std::chrono::seconds(20);  // set before build
+  WriteAckPolicy policy = WriteAckPolicy::writethrough;             // set before build
+  std::uint64_t max_behind_bytes = std::uint64_t{64} << 20;         // set before build
+  std::shared_ptr<int> owner = std::make_shared<int>(0);
 };
 
 TEST_F(Mirror, AWriteGoesToEveryCopyAtOnceAndAnswersWhenAllHaveIt) {
@@ -145,6 +159,200 @@ TEST_F(Mirror, AWriteGoesToEveryCopyAtOnceAndAnswersWhenAllHaveIt) {
   EXPECT_EQ(r.value, 4096);
   for (auto* h : held) EXPECT_EQ(h->at(8192), 0xab);
   for (const auto& c : mirror->mirror_counters()->copies) EXPECT_EQ(c->writes.load(), 1u);
+}
+
+TEST_F(Mirror, AWriteIsAnsweredAtQuorumWhileTheCopiesBehindWriteAPrivateCopyOfIt) {
+  build(3, 2);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0xab);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 8192, false, &r);
+  held[0]->complete_next();
+  EXPECT_EQ(r.calls, 0);
+  held[1]->complete_next();
+  ASSERT_EQ(r.calls, 1);
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_EQ(behind(2), 1u);
+  EXPECT_EQ(behind(0), 0u);
+  // The caller's buffer is reused at once; the copy behind must not see it.
+  std::fill(buf.begin(), buf.end(), 0xcd);
+  held[2]->complete_next();
+  EXPECT_EQ(r.calls, 1);
+  for (auto* h : held) EXPECT_EQ(h->at(8192), 0xab);
+  EXPECT_EQ(behind(2), 0u);
+  const auto& m = *mirror->mirror_counters();
+  EXPECT_EQ(m.writes_at_quorum_only.load(), 1u);
+  EXPECT_EQ(m.writes_on_all_copies.load(), 0u);
+}
+
+TEST_F(Mirror, AWriteIsNotAnsweredWhileACopyBeforeTheQuorumIsStillWriting) {
+  // The primary (the source of reads and of a crash's resync) is the slow one.
+  build(3, 2);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x11);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[1]->complete_next();
+  held[2]->complete_next();
+  EXPECT_EQ(r.calls, 0);
+  held[0]->complete_next();
+  EXPECT_EQ(r.calls, 1);
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_EQ(mirror->mirror_counters()->writes_on_all_copies.load(), 1u);
+}
+
+TEST_F(Mirror, WithoutAnOwnerOrPastTheBoundOnDataBehindEveryCopyAnswersFirst) {
+  build(2, 1);  // no owner
+  std::vector<std::uint8_t> buf(4096, 0x12);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next();
+  EXPECT_EQ(r.calls, 0);
+  held[1]->complete_next();
+  EXPECT_EQ(r.calls, 1);
+
+  held.clear();
+  max_behind_bytes = 4096;
+  build(2, 1);
+  own();
+  Result a, b;
+  mirror->write(buf.data(), buf.size(), 0, false, &a);
+  mirror->write(buf.data(), buf.size(), 65536, false, &b);
+  held[0]->complete_next();
+  held[0]->complete_next();
+  EXPECT_EQ(a.calls, 1);  // 4 KiB behind: the bound
+  EXPECT_EQ(b.calls, 0);  // would be 8 KiB: waits for the copy
+  held[1]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(b.calls, 1);
+  EXPECT_EQ(behind(1), 0u);
+}
+
+TEST_F(Mirror, AnUnmapWaitsForEveryCopySinceOneMayNotBeAbleToDoIt) {
+  build(2, 1);
+  own();
+  Result r;
+  mirror->unmap(0, 4096, &r);
+  held[0]->complete_next();
+  EXPECT_EQ(r.calls, 0);
+  held[1]->complete_next(-EOPNOTSUPP);
+  ASSERT_EQ(r.calls, 1);
+  EXPECT_EQ(r.value, -EOPNOTSUPP);  // the caller falls back to writing zeroes everywhere
+}
+
+TEST_F(Mirror, TheOwnerIsHeldUntilTheLastCopyIsDone) {
+  build(2, 1);
+  own();
+  std::weak_ptr<int> watch = owner;
+  std::vector<std::uint8_t> buf(4096, 0x13);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next();
+  ASSERT_EQ(r.calls, 1);
+  owner.reset();  // the LU is dropped while its write is still behind
+  EXPECT_FALSE(watch.expired());
+  held[1]->complete_next();
+  EXPECT_TRUE(watch.expired());
+}
+
+TEST_F(Mirror, ACopyThatFailsAWriteItWasBehindOnLeavesWithTheRegionDirty) {
+  build(2, 1);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x14);
+  Result r;
+  mirror->write(buf.data(), buf.size(), 0, false, &r);
+  held[0]->complete_next();
+  ASSERT_EQ(r.calls, 1);
+  held[1]->complete_next(-EIO);
+  EXPECT_FALSE(mirror->in_sync(1));
+  EXPECT_GT(mirror->dirty_bytes(1), 0u);
+  EXPECT_EQ(behind(1), 0u);
+}
+
+TEST_F(Mirror, AReadOfACopyWithAnOverlappingWriteBehindWaitsForIt) {
+  build(3, 1);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x77);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 4096, false, &w);
+  held[0]->complete_next();
+  ASSERT_EQ(w.calls, 1);
+  // The primary, which held it, goes: disk2 is the first in sync, behind.
+  mirror->mark_out_of_sync(0, "test", 0);
+  std::vector<std::uint8_t> got(4096, 0);
+  Result r;
+  mirror->read(got.data(), got.size(), 4096, &r);
+  EXPECT_EQ(held[1]->pending.size(), 1u);  // only the write: the read waits
+  held[1]->complete_next();
+  EXPECT_EQ(held[1]->pending.size(), 0u);  // still: the write goes on on disk3
+  held[2]->complete_next();
+  ASSERT_EQ(held[1]->pending.size(), 1u);  // the read, now
+  held[1]->complete_next();
+  ASSERT_EQ(r.calls, 1);
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_EQ(got[0], 0x77);
+}
+
+TEST_F(Mirror, AReadWhoseCopyFailedTheWriteItWaitedForIsServedByAnother) {
+  build(3, 1);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x78);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  held[0]->complete_next();
+  ASSERT_EQ(w.calls, 1);
+  mirror->mark_out_of_sync(0, "test", 0);
+  std::vector<std::uint8_t> got(4096, 0);
+  Result r;
+  mirror->read(got.data(), got.size(), 0, &r);
+  held[1]->complete_next(-EIO);  // disk2 fails the write behind: out of sync
+  held[2]->complete_next();
+  ASSERT_EQ(held[2]->pending.size(), 1u);  // the read went to disk3
+  ASSERT_TRUE(held[1]->pending.empty());   // no repair of disk2: its resync mends it
+  held[2]->complete_next();
+  ASSERT_EQ(r.calls, 1);
+  EXPECT_EQ(r.value, 4096);
+  EXPECT_EQ(got[0], 0x78);
+  EXPECT_EQ(mirror->mirror_counters()->read_repairs.load(), 0u);
+}
+
+TEST_F(Mirror, UnderWritebackAFlushWaitsForTheWritesBehindBeforeIt) {
+  policy = WriteAckPolicy::writeback;
+  build(2, 1);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x15);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  held[0]->complete_next();
+  ASSERT_EQ(w.calls, 1);
+  Result f;
+  mirror->flush(&f);
+  EXPECT_TRUE(held[0]->pending.empty());  // not yet: disk2 is behind
+  held[1]->complete_next();
+  ASSERT_EQ(held[0]->pending.size(), 1u);
+  ASSERT_EQ(held[1]->pending.size(), 1u);
+  held[0]->complete_next();
+  EXPECT_EQ(f.calls, 1);  // at quorum, disk2 after the primary
+  EXPECT_EQ(f.value, 0);
+  held[1]->complete_next();
+  EXPECT_EQ(f.calls, 1);
+}
+
+TEST_F(Mirror, UnderWritethroughAFlushDoesNotWaitForTheWritesBehind) {
+  build(2, 1);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x16);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 0, false, &w);
+  held[0]->complete_next();
+  ASSERT_EQ(w.calls, 1);
+  Result f;
+  mirror->flush(&f);
+  ASSERT_EQ(held[0]->pending.size(), 1u);  // the flush, at once
+  held[0]->complete_next();
+  EXPECT_EQ(f.calls, 1);
+  held[1]->complete_next();
+  held[1]->complete_next();
 }
 
 std::uint64_t latency_samples(const metrics::MirrorCounters::Copy& c) {
@@ -667,6 +875,21 @@ TEST_F(MirrorState, RegionsWithWritesInFlightAtACrashAreResyncedAfterIt) {
   held[0]->complete_next();
   held[1]->complete_next();
   EXPECT_EQ(w.value, 4096);
+}
+
+TEST_F(MirrorState, AWriteAnsweredBeforeACopyHadItIsResyncedToItAfterACrash) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x32);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 3 * kRegion, false, &w);
+  held[0]->complete_next();
+  ASSERT_EQ(w.calls, 1);  // answered, disk2 still writing it: the crash comes now
+  auto after = reopen();
+  EXPECT_EQ(after->copy_state(0), MirroredBackend::CopyState::in_sync) << "the source";
+  EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(after->dirty_bytes(1), kRegion);
+  held[1]->complete_next();
 }
 
 TEST_F(MirrorState, AWriteToAHotRegionDoesNotWriteTheFile) {
