@@ -17,9 +17,12 @@
 # --remote: the copy is a LUN of a second daemon on loopback (a remote copy,
 # url = "iscsi://..."), and alone-b is that daemon's LUN of the same kind
 # read and written directly by the bench; the CPU column adds both daemons'.
+# --ack-quorum 1: the mirror answers once the primary holds a write, the copy
+# writing it behind (docs/replication.md, "What GOOD means"): its latency
+# should then be close to alone-a's, whatever the copy's.
 #
 # usage: bench/mirror_latency.sh [--reps N] [--runtime S] [--port PORT] [--dir DIR]
-#                                [--size SIZE] [--qd "1 32"] [--remote]
+#                                [--size SIZE] [--qd "1 32"] [--remote] [--ack-quorum 1|2]
 # Environment: RINGTGT_BIN (default build/ringtgt), RINGTGT_BENCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +33,7 @@ DIR=/var/tmp
 SIZE=512M
 QDS="1 32"
 REMOTE=0
+QUORUM=2
 while (($#)); do
   case $1 in
     --reps) REPS=$2; shift 2 ;;
@@ -39,7 +43,8 @@ while (($#)); do
     --size) SIZE=$2; shift 2 ;;
     --qd) QDS=$2; shift 2 ;;
     --remote) REMOTE=1; shift ;;
-    *) echo "usage: $0 [--reps N] [--runtime S] [--port PORT] [--dir DIR] [--size SIZE] [--qd LIST] [--remote]" >&2
+    --ack-quorum) QUORUM=$2; shift 2 ;;
+    *) echo "usage: $0 [--reps N] [--runtime S] [--port PORT] [--dir DIR] [--size SIZE] [--qd LIST] [--remote] [--ack-quorum 1|2]" >&2
        exit 2 ;;
   esac
 done
@@ -64,10 +69,11 @@ lun() {  # lun NUMBER FILE [COPY-FILE | iscsi://COPY-URL]
   write_ack = "writethrough"
 LUN
   if [[ ${3:-} == iscsi://* ]]; then
-    printf '  ack_quorum = 2\n    [[target.lun.copy]]\n    name = "copy"\n    url = "%s"\n' "$3"
+    printf '  ack_quorum = %s\n    [[target.lun.copy]]\n    name = "copy"\n    url = "%s"\n' \
+      "$QUORUM" "$3"
   elif [[ -n ${3:-} ]]; then
-    printf '  ack_quorum = 2\n    [[target.lun.copy]]\n    name = "copy"\n    path = "%s"\n' \
-      "$TMP/$3.img"
+    printf '  ack_quorum = %s\n    [[target.lun.copy]]\n    name = "copy"\n    path = "%s"\n' \
+      "$QUORUM" "$TMP/$3.img"
   fi
 }
 # daemon_config PORT METRICS-PORT STATE TARGET: a daemon's settings and its target.
@@ -170,10 +176,10 @@ print(" ".join(f"{x:.1f}" for x in fields))
 PY
 }
 
-echo "dir $DIR ($(df -T "$DIR" | awk 'NR==2 {print $2}')), $SIZE files, ${RUNTIME}s runs, medians of $REPS$( ((REMOTE)) && echo ", the copy on a second daemon (remote)")"
+echo "dir $DIR ($(df -T "$DIR" | awk 'NR==2 {print $2}')), $SIZE files, ${RUNTIME}s runs, medians of $REPS, ack_quorum $QUORUM$( ((REMOTE)) && echo ", the copy on a second daemon (remote)")"
 echo
-echo "| QD | alone-a: IOPS, mean latency | alone-b | mirrored | mirrored / slower alone (latency) | copies' own mean write latency in the mirror (primary, copy) | daemon CPU µs per write (a, b, mirrored) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| QD | alone-a: IOPS, mean latency | alone-b | mirrored | mirrored / slower alone (latency) | mirrored / alone-a (latency) | copies' own mean write latency in the mirror (primary, copy) | daemon CPU µs per write (a, b, mirrored) |"
+echo "|---|---|---|---|---|---|---|---|"
 for qd in $QDS; do
   for ((r = 0; r < REPS; r++)); do
     for l in 0 1 2; do run "$l" "$qd"; done
@@ -187,6 +193,7 @@ def med(path):
 a, b, m = (med(p) for p in sys.argv[2:5])
 slower = max(a[1], b[1])
 print(f"| {qd} | {a[0]:.0f}, {a[1]:.0f} µs | {b[0]:.0f}, {b[1]:.0f} µs | {m[0]:.0f}, {m[1]:.0f} µs "
-      f"| {m[1] / slower:.2f} | {m[3]:.0f} µs, {m[4]:.0f} µs | {a[2]:.0f}, {b[2]:.0f}, {m[2]:.0f} |")
+      f"| {m[1] / slower:.2f} | {m[1] / a[1]:.2f} | {m[3]:.0f} µs, {m[4]:.0f} µs "
+      f"| {a[2]:.0f}, {b[2]:.0f}, {m[2]:.0f} |")
 PY
 done
