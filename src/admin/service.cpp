@@ -10,12 +10,14 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "copy_methods.hpp"
 #include "fault_methods.hpp"
 #include "ringtgt/common/atomic_file.hpp"
 #include "ringtgt/metrics/collector.hpp"
 #include "ringtgt/storage/backend.hpp"
+#include "ringtgt/storage/mirrored_backend.hpp"
 
 namespace ringtgt::admin {
 
@@ -191,6 +193,57 @@ void flush_what_writeback_left(const ChangeStep& s, const config::Config& runnin
   if (fd >= 0) ::close(fd);
 }
 
+// The mirrored LUNs a change replaces or removes, with their LUs held.
+std::vector<std::shared_ptr<scsi::LogicalUnit>> mirrored_luns_going(const net::TargetCatalog& c,
+                                                                    const ChangePlan& plan) {
+  std::vector<std::shared_ptr<scsi::LogicalUnit>> out;
+  auto add = [&out](std::shared_ptr<scsi::LogicalUnit> lu) {
+    if (lu && dynamic_cast<storage::MirroredBackend*>(&lu->backend())) out.push_back(std::move(lu));
+  };
+  for (const auto& s : plan.steps) {
+    if (s.kind != Kind::remove_target && s.kind != Kind::remove_lun && s.kind != Kind::replace_lun)
+      continue;
+    auto entry = c.find_target(s.target);
+    if (!entry) continue;
+    if (s.kind != Kind::remove_target) {
+      add(entry->luns()->find(s.lun));
+      continue;
+    }
+    for (std::uint64_t n : entry->luns()->luns()) add(entry->luns()->find(n));
+  }
+  return out;
+}
+
+storage::MirroredBackend& mirror_of(scsi::LogicalUnit& lu) {
+  return static_cast<storage::MirroredBackend&>(lu.backend());
+}
+
+void hold_early_answers(const std::vector<std::shared_ptr<scsi::LogicalUnit>>& going, bool hold) {
+  for (const auto& lu : going) mirror_of(*lu).hold_early_answers(hold);
+}
+
+// A mirrored LUN answers writes before its slower copies hold them
+// (docs/replication.md). Before a reload hands its copies to a new LU, those
+// writes must have landed: the new LU's next write to the same blocks could
+// otherwise reach a copy first and be overwritten by the older one. They
+// are bounded by the copies' command_timeout; a change that would wait
+// longer is refused, not made in part.
+void settle_writes_behind(const std::vector<std::shared_ptr<scsi::LogicalUnit>>& going) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  hold_early_answers(going, true);
+  for (const auto& lu : going) {
+    while (!mirror_of(*lu).nothing_behind()) {
+      if (std::chrono::steady_clock::now() > until) {
+        hold_early_answers(going, false);
+        throw RpcError(rpc_error::refused,
+                       "a copy of a mirrored LUN this change replaces or removes still has writes "
+                       "behind after 30 s (ringtgtctl copy list shows them); try again");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+}
+
 }  // namespace
 
 void Service::exclusive(std::function<void(std::function<void()>)> job) {
@@ -322,6 +375,8 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
   std::map<std::pair<std::string, std::uint32_t>, std::shared_ptr<scsi::LogicalUnit>> opened;
   std::vector<config::Portal> bound;
   bool portals_changed = false;
+  const auto going = mirrored_luns_going(registry_.catalog(), plan);
+  settle_writes_behind(going);
   try {
     for (const auto& s : plan.steps) {
       switch (s.kind) {
@@ -347,6 +402,7 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
         registry_.catalog().resize_lun(s.target, s.lun, *s.lun_cfg.size);
   } catch (...) {
     for (const auto& p : bound) server_.close_portal(p);
+    hold_early_answers(going, false);
     throw;
   }
 

@@ -811,6 +811,7 @@ bool MirroredBackend::may_answer_early(const Fanout& f) const {
   // must then reach every copy.
   if (f.kind == Fanout::Kind::unmap || f.kind == Fanout::Kind::zeroes) return false;
   if (f.answered || f.submitting || f.not_logged) return false;
+  if (early_answers_held_.load(std::memory_order_seq_cst)) return false;
   if (f.ok < options_.ack_quorum) return false;
   if (f.kind == Fanout::Kind::write && !f.own_data) return false;
   // The in-sync copies still writing come after every one that holds it.

@@ -111,6 +111,13 @@ class MirroredBackend final : public Backend {
   // that held the LU is gone by then. Without an owner every I/O is answered
   // once every copy has answered.
   void set_owner(std::weak_ptr<void> owner) { owner_ = std::move(owner); }
+  // Before another MirroredBackend takes these copies over (a reload that
+  // replaces or removes the LU): held, writes are answered once every copy
+  // has answered, and once nothing_behind() every write answered so far is
+  // on every copy it went to. The new LU's writes to the same blocks cannot
+  // then reach a copy before an older write still behind there.
+  void hold_early_answers(bool hold) { early_answers_held_.store(hold); }
+  bool nothing_behind() const { return behind_ios_.load(std::memory_order_seq_cst) == 0; }
 
   // --- the copies, for the admin socket, metrics and tests ---
   std::size_t copy_count() const { return copies_.size(); }
@@ -285,6 +292,7 @@ class MirroredBackend final : public Backend {
   RangeOrder::Claim clear_claim_;
   std::unique_ptr<ActivityLog> al_;
   std::weak_ptr<void> owner_;
+  std::atomic<bool> early_answers_held_{false};
   // Fan-outs answered early with a copy still writing, and their data bytes.
   std::atomic<std::uint64_t> behind_ios_{0};
   std::atomic<std::uint64_t> behind_bytes_{0};

@@ -240,6 +240,26 @@ TEST_F(Mirror, AnUnmapWaitsForEveryCopySinceOneMayNotBeAbleToDoIt) {
   EXPECT_EQ(r.value, -EOPNOTSUPP);  // the caller falls back to writing zeroes everywhere
 }
 
+TEST_F(Mirror, HeldEarlyAnswersLetTheWritesBehindSettleBeforeAReloadHandsTheCopiesOn) {
+  build(2, 1);
+  own();
+  std::vector<std::uint8_t> buf(4096, 0x17);
+  Result a;
+  mirror->write(buf.data(), buf.size(), 0, false, &a);
+  held[0]->complete_next();
+  ASSERT_EQ(a.calls, 1);
+  mirror->hold_early_answers(true);
+  EXPECT_FALSE(mirror->nothing_behind());
+  Result b;
+  mirror->write(buf.data(), buf.size(), 65536, false, &b);
+  held[0]->complete_next();
+  EXPECT_EQ(b.calls, 0) << "held: answered once every copy has it";
+  held[1]->complete_next();
+  EXPECT_TRUE(mirror->nothing_behind());
+  held[1]->complete_next();
+  EXPECT_EQ(b.calls, 1);
+}
+
 TEST_F(Mirror, TheOwnerIsHeldUntilTheLastCopyIsDone) {
   build(2, 1);
   own();
