@@ -124,6 +124,18 @@ class Mirror : public ::testing::Test {
   // before the copies behind are done.
   void own() { mirror->set_owner(owner); }
 
+  // A 4 KiB write of `value` at offset, answered once the primary holds it
+  // (the mirror has an owner): the other copies still have it pending, and
+  // write it from the mirror's own copy (the caller's buffer is gone).
+  void write_behind(std::uint64_t offset, std::uint8_t value) {
+    std::vector<std::uint8_t> buf(4096, value);
+    Result w;
+    mirror->write(buf.data(), buf.size(), offset, false, &w);
+    held[0]->complete_next();
+    ASSERT_EQ(w.calls, 1) << "answered at the primary";
+    ASSERT_EQ(w.value, 4096);
+  }
+
   std::uint64_t behind(std::size_t copy) const {
     return mirror->mirror_counters()->copies[copy]->writes_behind.load();
   }
@@ -243,13 +255,10 @@ TEST_F(Mirror, AnUnmapWaitsForEveryCopySinceOneMayNotBeAbleToDoIt) {
 TEST_F(Mirror, HeldEarlyAnswersLetTheWritesBehindSettleBeforeAReloadHandsTheCopiesOn) {
   build(2, 1);
   own();
-  std::vector<std::uint8_t> buf(4096, 0x17);
-  Result a;
-  mirror->write(buf.data(), buf.size(), 0, false, &a);
-  held[0]->complete_next();
-  ASSERT_EQ(a.calls, 1);
+  write_behind(0, 0x17);
   mirror->hold_early_answers(true);
   EXPECT_FALSE(mirror->nothing_behind());
+  std::vector<std::uint8_t> buf(4096, 0x18);
   Result b;
   mirror->write(buf.data(), buf.size(), 65536, false, &b);
   held[0]->complete_next();
@@ -264,11 +273,7 @@ TEST_F(Mirror, TheOwnerIsHeldUntilTheLastCopyIsDone) {
   build(2, 1);
   own();
   std::weak_ptr<int> watch = owner;
-  std::vector<std::uint8_t> buf(4096, 0x13);
-  Result r;
-  mirror->write(buf.data(), buf.size(), 0, false, &r);
-  held[0]->complete_next();
-  ASSERT_EQ(r.calls, 1);
+  write_behind(0, 0x13);
   owner.reset();  // the LU is dropped while its write is still behind
   EXPECT_FALSE(watch.expired());
   held[1]->complete_next();
@@ -278,11 +283,7 @@ TEST_F(Mirror, TheOwnerIsHeldUntilTheLastCopyIsDone) {
 TEST_F(Mirror, ACopyThatFailsAWriteItWasBehindOnLeavesWithTheRegionDirty) {
   build(2, 1);
   own();
-  std::vector<std::uint8_t> buf(4096, 0x14);
-  Result r;
-  mirror->write(buf.data(), buf.size(), 0, false, &r);
-  held[0]->complete_next();
-  ASSERT_EQ(r.calls, 1);
+  write_behind(0, 0x14);
   held[1]->complete_next(-EIO);
   EXPECT_FALSE(mirror->in_sync(1));
   EXPECT_GT(mirror->dirty_bytes(1), 0u);
@@ -292,11 +293,7 @@ TEST_F(Mirror, ACopyThatFailsAWriteItWasBehindOnLeavesWithTheRegionDirty) {
 TEST_F(Mirror, AReadOfACopyWithAnOverlappingWriteBehindWaitsForIt) {
   build(3, 1);
   own();
-  std::vector<std::uint8_t> buf(4096, 0x77);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 4096, false, &w);
-  held[0]->complete_next();
-  ASSERT_EQ(w.calls, 1);
+  write_behind(4096, 0x77);
   // The primary, which held it, goes: disk2 is the first in sync, behind.
   mirror->mark_out_of_sync(0, "test", 0);
   std::vector<std::uint8_t> got(4096, 0);
@@ -316,11 +313,7 @@ TEST_F(Mirror, AReadOfACopyWithAnOverlappingWriteBehindWaitsForIt) {
 TEST_F(Mirror, AReadWhoseCopyFailedTheWriteItWaitedForIsServedByAnother) {
   build(3, 1);
   own();
-  std::vector<std::uint8_t> buf(4096, 0x78);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 0, false, &w);
-  held[0]->complete_next();
-  ASSERT_EQ(w.calls, 1);
+  write_behind(0, 0x78);
   mirror->mark_out_of_sync(0, "test", 0);
   std::vector<std::uint8_t> got(4096, 0);
   Result r;
@@ -340,11 +333,7 @@ TEST_F(Mirror, UnderWritebackAFlushWaitsForTheWritesBehindBeforeIt) {
   policy = WriteAckPolicy::writeback;
   build(2, 1);
   own();
-  std::vector<std::uint8_t> buf(4096, 0x15);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 0, false, &w);
-  held[0]->complete_next();
-  ASSERT_EQ(w.calls, 1);
+  write_behind(0, 0x15);
   Result f;
   mirror->flush(&f);
   EXPECT_TRUE(held[0]->pending.empty());  // not yet: disk2 is behind
@@ -361,11 +350,7 @@ TEST_F(Mirror, UnderWritebackAFlushWaitsForTheWritesBehindBeforeIt) {
 TEST_F(Mirror, UnderWritethroughAFlushDoesNotWaitForTheWritesBehind) {
   build(2, 1);
   own();
-  std::vector<std::uint8_t> buf(4096, 0x16);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 0, false, &w);
-  held[0]->complete_next();
-  ASSERT_EQ(w.calls, 1);
+  write_behind(0, 0x16);
   Result f;
   mirror->flush(&f);
   ASSERT_EQ(held[0]->pending.size(), 1u);  // the flush, at once
@@ -900,11 +885,7 @@ TEST_F(MirrorState, RegionsWithWritesInFlightAtACrashAreResyncedAfterIt) {
 TEST_F(MirrorState, AWriteAnsweredBeforeACopyHadItIsResyncedToItAfterACrash) {
   build(2, 1, QuorumLossAction::fail, kRegion);
   own();
-  std::vector<std::uint8_t> buf(4096, 0x32);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 3 * kRegion, false, &w);
-  held[0]->complete_next();
-  ASSERT_EQ(w.calls, 1);  // answered, disk2 still writing it: the crash comes now
+  write_behind(3 * kRegion, 0x32);
   auto after = reopen();
   EXPECT_EQ(after->copy_state(0), MirroredBackend::CopyState::in_sync) << "the source";
   EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
