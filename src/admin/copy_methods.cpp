@@ -22,10 +22,8 @@ struct MirroredLun {
   std::string label;  // "target T LUN n"
 };
 
-MirroredLun mirrored_lun(const net::TargetCatalog& registry, const Params& p) {
-  const std::string target = p.string("target");
-  const std::uint64_t n = p.uint("lun", 0, 16383);
-  const std::string copy = p.string("copy");
+MirroredLun mirrored_lun(const net::TargetCatalog& registry, const std::string& target,
+                         std::uint64_t n, const std::string& copy) {
   auto entry = registry.find_target(target);
   if (!entry) {
     throw RpcError(rpc_error::invalid_params,
@@ -42,6 +40,10 @@ MirroredLun mirrored_lun(const net::TargetCatalog& registry, const Params& p) {
     names += (i ? ", " : "") + m->copy_name(i);
   }
   throw RpcError(rpc_error::invalid_params, label + " has no copy " + copy + " (" + names + ")");
+}
+
+MirroredLun mirrored_lun(const net::TargetCatalog& registry, const Params& p) {
+  return mirrored_lun(registry, p.string("target"), p.uint("lun", 0, 16383), p.string("copy"));
 }
 
 // Percent of the running resync done: copied / (copied + still dirty).
@@ -121,13 +123,14 @@ constexpr auto kDrainPoll = std::chrono::milliseconds(5);
 // One copy.replace, from the new store's opening to the answer.
 struct Replacement : std::enable_shared_from_this<Replacement> {
   Replacement(CopyMethodsContext& c, MirroredLun l, lun::CopyStore s, Responder r,
-              std::string target, std::uint64_t n)
+              std::string target, std::uint64_t n, std::function<void()> release)
       : ctx(c),
         lun(std::move(l)),
         store(std::move(s)),
         responder(std::move(r)),
         target(std::move(target)),
         number(n),
+        release(std::move(release)),
         timer(c.io) {}
 
   // Polls until no I/O is in flight on the old store, then swaps it.
@@ -135,6 +138,7 @@ struct Replacement : std::enable_shared_from_this<Replacement> {
     if (lun.mirror->replace_drained(lun.copy)) return swap();
     if (std::chrono::steady_clock::now() > deadline) {
       lun.mirror->abandon_replace(lun.copy);
+      release();
       return responder.fail(rpc_error::refused,
                             lun.label + ": the I/O on copy " + name() + "'s old store did not " +
                                 "finish within 60 s; the copy stays out of sync on its old store");
@@ -162,6 +166,7 @@ struct Replacement : std::enable_shared_from_this<Replacement> {
     json answer = copy_json(target, number, *lun.mirror, lun.copy);
     answer["location"] = lun.mirror->copy_location(lun.copy);
     answer["full_sync"] = full_sync;
+    release();
     responder.ok(answer);
   }
 
@@ -197,9 +202,36 @@ struct Replacement : std::enable_shared_from_this<Replacement> {
   Responder responder;
   std::string target;
   std::uint64_t number;
+  std::function<void()> release;  // of CopyMethodsContext::exclusive
   boost::asio::steady_timer timer;
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::now() + kDrainLimit;
 };
+
+// Once no configuration change is under way (the LU found again: a reload
+// may have replaced it meanwhile); throws RpcError when it cannot start.
+void start_replacement(CopyMethodsContext& ctx, const std::string& target, std::uint64_t n,
+                       const std::string& copy, const Responder& r,
+                       const std::function<void()>& release) {
+  MirroredLun l = mirrored_lun(ctx.registry, target, n, copy);
+  const config::Lun& cfg = lun_config(ctx.running, target, n);
+  lun::CopyStore store;
+  try {
+    store = lun::open_copy_store(target, cfg, copy, ctx.running.fault_testing.fault_injection,
+                                 l.mirror->size_bytes());
+  } catch (const std::exception& e) {
+    throw RpcError(rpc_error::refused, std::string(e.what()) + " (the copy is left as it was)");
+  }
+  if (l.mirror->can_unmap() && !store.backend->can_unmap()) {
+    throw RpcError(rpc_error::refused, l.label + ": the new store of copy " + copy +
+                                           " cannot deallocate blocks, and the LUN does");
+  }
+  if (std::string why = l.mirror->begin_replace(l.copy); !why.empty())
+    throw RpcError(rpc_error::refused, l.label + ": " + why);
+  spdlog::info("admin: {}: replacing the store of copy {} with {}", l.label, copy, store.location);
+  auto job =
+      std::make_shared<Replacement>(ctx, std::move(l), std::move(store), r, target, n, release);
+  job->wait_for_drain();
+}
 
 }  // namespace
 
@@ -266,29 +298,16 @@ void add_copy_methods(Dispatcher& d, CopyMethodsContext context) {
   // once no I/O is in flight on it, and the new one filled in full.
   d.add("copy.replace", [ctx](const Params& p, const Responder& r) {
     p.only({"target", "lun", "copy"});
-    MirroredLun l = mirrored_lun(ctx->registry, p);
-    const std::string target = p.string("target");
-    const std::uint64_t n = p.uint("lun", 0, 16383);
-    const config::Lun& cfg = lun_config(ctx->running, target, n);
-    lun::CopyStore store;
-    try {
-      store =
-          lun::open_copy_store(target, cfg, l.mirror->copy_name(l.copy),
-                               ctx->running.fault_testing.fault_injection, l.mirror->size_bytes());
-    } catch (const std::exception& e) {
-      throw RpcError(rpc_error::refused, std::string(e.what()) + " (the copy is left as it was)");
-    }
-    if (l.mirror->can_unmap() && !store.backend->can_unmap()) {
-      throw RpcError(rpc_error::refused, l.label + ": the new store of copy " +
-                                             l.mirror->copy_name(l.copy) +
-                                             " cannot deallocate blocks, and the LUN does");
-    }
-    if (std::string why = l.mirror->begin_replace(l.copy); !why.empty())
-      throw RpcError(rpc_error::refused, l.label + ": " + why);
-    spdlog::info("admin: {}: replacing the store of copy {} with {}", l.label,
-                 l.mirror->copy_name(l.copy), store.location);
-    auto job = std::make_shared<Replacement>(*ctx, std::move(l), std::move(store), r, target, n);
-    job->wait_for_drain();
+    mirrored_lun(ctx->registry, p);  // refused now if there is no such copy
+    ctx->exclusive([ctx, target = p.string("target"), n = p.uint("lun", 0, 16383),
+                    copy = p.string("copy"), r](std::function<void()> release) {
+      try {
+        start_replacement(*ctx, target, n, copy, r, release);
+      } catch (const RpcError& e) {
+        release();
+        r.fail(e.code, e.what());
+      }
+    });
   });
 }
 

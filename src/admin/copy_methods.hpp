@@ -25,6 +25,10 @@ struct CopyMethodsContext {
   std::function<std::size_t()> reactor_count;
   const config::Config& running;  // where copy.replace reopens a copy's store from
   boost::asio::io_context& io;    // the control plane's
+  // Runs a job once no configuration change (a reload, lun add/remove) or
+  // other replacement is under way, holding them off until it calls release:
+  // a replacement must not swap a store of a LU that a reload is replacing.
+  std::function<void(std::function<void(std::function<void()> release)> job)> exclusive;
 };
 
 // copy.list {[target]}, copy.fail {target, lun, copy}, copy.resync {target,

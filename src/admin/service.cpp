@@ -491,7 +491,8 @@ void Service::add_methods() {
                        .run = std::bind_front(&Service::post_to_reactor, this),
                        .reactor_count = [this] { return server_.workers().size(); },
                        .running = running_,
-                       .io = server_.io()});
+                       .io = server_.io(),
+                       .exclusive = [this](auto job) { exclusive(std::move(job)); }});
 
   d.add("version", [this](const Params& p, const Responder& r) {
     p.only({});
