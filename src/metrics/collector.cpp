@@ -145,7 +145,8 @@ struct MirrorFamilies {
              "Bytes resyncs copied to a copy of a mirrored LUN", MetricType::Counter);
   MetricFamily behind =
       family("ringtgt_lun_copy_writes_behind",
-             "Writes of a mirrored LUN answered GOOD at quorum that a copy is still writing",
+             "Writes (and flushes) of a mirrored LUN answered GOOD at quorum that a copy is "
+             "still doing",
              MetricType::Gauge);
   MetricFamily writes =
       family("ringtgt_lun_copy_writes_total",

@@ -66,7 +66,7 @@ struct MirroredBackend::Fanout {
     Fanout* parent = nullptr;
     void on_complete(int result) override {
       if (result < 0) {
-        parent->ok = 0;
+        parent->done_mask = 0;
         return parent->owner->finish(parent);
       }
       parent->owner->restart_after_wait(parent);
@@ -165,15 +165,10 @@ struct MirroredBackend::Fanout {
     MirroredBackend* const o = owner;
     const bool counts = children[i].counts;
     pending_mask &= ~(1u << i);
-    if (behind_mask >> i & 1u) {
-      behind_mask &= ~(1u << i);
+    if (answered)
       owner->counters_->copies[i]->writes_behind.fetch_sub(1, std::memory_order_seq_cst);
-    }
     if (succeeded(result)) {
-      if (counts) {
-        ++ok;
-        done_mask |= 1u << i;
-      }
+      if (counts) done_mask |= 1u << i;
       auto& copy = *owner->counters_->copies[i];
       if (kind != Kind::flush) copy.writes.fetch_add(1, std::memory_order_relaxed);
       if (kind == Kind::write) copy.record_write_latency(nanoseconds_since(started));
@@ -223,9 +218,10 @@ struct MirroredBackend::Fanout {
   // answered early before it (writeback: their copies must have them first).
   bool barrier = false;
   std::uint32_t counting_mask = 0;  // bit i: copy i was in sync when submitted
-  std::uint32_t done_mask = 0;      // ... and holds it
-  std::uint32_t pending_mask = 0;   // bit i: copy i has not answered yet
-  std::uint32_t behind_mask = 0;    // ... and counts in its writes_behind
+  std::uint32_t done_mask = 0;      // ... and holds it (counts for ack_quorum)
+  // Bit i: copy i has not answered yet; once answered early, the copies
+  // counted in their writes_behind.
+  std::uint32_t pending_mask = 0;
   std::uint32_t missed_copies = 0;  // bit i: copy i does not hold it
   bool record_waited = false;       // finish waited for the state file once
   // Under on_quorum_loss = "wait": until when it may wait for the quorum
@@ -235,8 +231,9 @@ struct MirroredBackend::Fanout {
   // Completions come on the submitting thread (the Backend contract), so
   // plain counters do.
   unsigned pending = 0;
-  unsigned ok = 0;
   unsigned unsupported = 0;
+  // The in-sync copies that hold it.
+  unsigned ok() const { return static_cast<unsigned>(std::popcount(done_mask)); }
 };
 
 // A read from the first in-sync copy, and when it fails, the repair: under a
@@ -715,7 +712,7 @@ void MirroredBackend::start(Fanout* f) {
   if (in_sync_count() < options_.ack_quorum) {
     if (waits_for_quorum(f)) return;
     if (in_sync_count() < options_.ack_quorum) {
-      f->ok = 0;
+      f->done_mask = 0;
       return finish(f);
     }
   }
@@ -811,9 +808,9 @@ bool MirroredBackend::may_answer_early(const Fanout& f) const {
   // must then reach every copy.
   if (f.kind == Fanout::Kind::unmap || f.kind == Fanout::Kind::zeroes) return false;
   if (f.answered || f.submitting || f.not_logged) return false;
-  if (early_answers_held_.load(std::memory_order_seq_cst)) return false;
-  if (f.ok < options_.ack_quorum) return false;
+  if (f.ok() < options_.ack_quorum) return false;
   if (f.kind == Fanout::Kind::write && !f.own_data) return false;
+  if (early_answers_held_.load(std::memory_order_seq_cst)) return false;
   // The in-sync copies still writing come after every one that holds it.
   const std::uint32_t writing = f.pending_mask & f.counting_mask;
   if (writing != 0 &&
@@ -830,10 +827,9 @@ void MirroredBackend::answer_early(Fanout* f) {
   f->keep = owner_.lock();
   if (!f->keep) return;  // the LU is going: answered once every copy is done
   f->answered = true;
-  f->behind_mask = f->pending_mask;
   for (std::size_t i = 0; i < copies_.size(); ++i) {
     // Before the caller hears: a read it sends next must see the write behind.
-    if (f->behind_mask >> i & 1u)
+    if (f->pending_mask >> i & 1u)
       counters_->copies[i]->writes_behind.fetch_add(1, std::memory_order_seq_cst);
   }
   behind_ios_.fetch_add(1, std::memory_order_seq_cst);
@@ -949,7 +945,7 @@ void MirroredBackend::finish(Fanout* f) {
   int result;
   if (f->not_logged) {
     result = -EIO;
-  } else if (f->ok + f->unsupported < options_.ack_quorum) {
+  } else if (f->ok() + f->unsupported < options_.ack_quorum) {
     result = quorum_error();
   } else if (f->unsupported != 0) {
     result = -EOPNOTSUPP;
@@ -965,10 +961,10 @@ void MirroredBackend::finish(Fanout* f) {
 }
 
 void MirroredBackend::count_acknowledged(const Fanout& f) {
-  // ok counts the in-sync copies that hold it; a resyncing copy that was
+  // ok() counts the in-sync copies that hold it; a resyncing copy that was
   // written too is not a whole copy yet.
   auto& n =
-      f.ok == copies_.size() ? counters_->writes_on_all_copies : counters_->writes_at_quorum_only;
+      f.ok() == copies_.size() ? counters_->writes_on_all_copies : counters_->writes_at_quorum_only;
   n.fetch_add(1, std::memory_order_relaxed);
 }
 

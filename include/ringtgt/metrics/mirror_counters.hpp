@@ -59,8 +59,8 @@ struct MirrorCounters {
     std::atomic<std::uint64_t> dirty_bytes{0};     // what a resync would copy now
     std::atomic<std::uint64_t> resynced_bytes{0};  // copied by every resync so far
     std::atomic<std::uint64_t> resync_done{0};     // copied by the resync running now
-    // Writes, zeroings and unmaps answered GOOD at quorum that this copy is
-    // still writing; a read from it waits for those it overlaps.
+    // Writes (and flushes) answered GOOD at quorum that this copy is still
+    // doing; a read from it waits for the writes it overlaps.
     std::atomic<std::uint64_t> writes_behind{0};
     // How long this copy took to complete each data write (WRITE, not
     // zeroings or unmaps), answered early or not.
