@@ -341,8 +341,8 @@ assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
 PY
 }
 
-# --- mirrored LUNs (test_mirror_resync.sh, test_mirror_remote.sh) ---
-# Both ask the daemon at $TMP/admin.sock about the copies of target $TGT.
+# --- mirrored LUNs (test_mirror_resync.sh, test_mirror_remote.sh, test_mirror_replace.sh) ---
+# They ask the daemon at $TMP/admin.sock about the copies of target $TGT.
 
 # copy_field COPY FIELD: the field of COPY in `ringtgtctl copy list --json`.
 copy_field() {
@@ -366,6 +366,37 @@ wait_state() {
     sleep 0.1
   done
   fail "copy $1 did not reach $2 within $limit s (it is $(copy_field "$1" state))"
+}
+
+# load_started COPY SECONDS [WRITES]: ringtgt-bench's verified load (as
+# verified_load's, over the first 2 MiB of $URL, its table in $TMP/gen.bin)
+# in the background (BENCH) for SECONDS; returns mid-write, once copy COPY
+# took WRITES (default 100) of its writes. load_ok then checks it.
+load_started() {
+  local copy=$1 base i
+  timeout 120 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
+    --bs 4096 --runtime "$2" --timeout 30 --range 2M --load-state "$TMP/gen.bin" \
+    --save-state "$TMP/gen.bin" >"$TMP/load.json" 2>"$TMP/load.err" &
+  BENCH=$!
+  bg_track "$BENCH"
+  base=$(copy_field "$copy" writes)
+  for ((i = 0; i < 300; i++)); do
+    (($(copy_field "$copy" writes) > base + ${3:-100})) && return 0
+    sleep 0.1
+  done
+  fail "copy $copy took no writes of the load within 30 s"
+}
+# load_ok WHAT: the background load ended without an error or a lost write.
+load_ok() {
+  local rc=0
+  wait "$BENCH" || rc=$?
+  ((rc == 0)) || { cat "$TMP/load.err" "$TMP/load.json" >&2; fail "the load across $1 exited $rc"; }
+  python3 - "$TMP/load.json" <<'PY' || fail "the load across $1 saw errors or lost writes"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["errors"] == 0 and j["verify_failures"] == 0, j
+assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
+PY
 }
 
 # verify_acked URL STATE WHAT: every block of the LUN's first 2 MiB holds its

@@ -122,36 +122,6 @@ kill9_b() {
 scrape() { curl -fsS --max-time 5 "http://127.0.0.1:$MPORT/metrics" -o "$TMP/m.txt" || fail "GET /metrics failed"; }
 metric() { $CHECK "$TMP/m.txt" value "$1" || fail "no sample $1 in /metrics"; }
 L="target=\"$TGT\",lun=\"0\""
-# load_started SECONDS: a verified load through A in the background (BENCH),
-# for SECONDS; returns mid-write, once the remote copy took 200 of its writes.
-load_started() {
-  timeout 90 "$RINGTGT_BENCH" --url "$URL" --json --verify --rw randrw --sessions 2 --qd 8 \
-    --bs 4096 --runtime "$1" --timeout 30 --range 2M --load-state "$TMP/gen.bin" \
-    --save-state "$TMP/gen.bin" >"$TMP/load.json" 2>"$TMP/load.err" &
-  BENCH=$!
-  bg_track "$BENCH"
-  local base i
-  scrape
-  base=$(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}")
-  for ((i = 0; i < 300; i++)); do
-    scrape
-    (($(metric "ringtgt_lun_copy_writes_total{$L,copy=\"remote\"}") > base + 200)) && return 0
-    sleep 0.1
-  done
-  fail "the remote copy took no writes of the load within 30 s"
-}
-# load_ok WHAT: the background load ended without an error or a lost write.
-load_ok() {
-  local rc=0
-  wait "$BENCH" || rc=$?
-  ((rc == 0)) || { cat "$TMP/load.err" "$TMP/load.json" >&2; fail "the load across $1 exited $rc"; }
-  python3 - "$TMP/load.json" <<'PY' || fail "the load across $1 saw errors or lost writes"
-import json, sys
-j = json.load(open(sys.argv[1]))
-assert j["errors"] == 0 and j["verify_failures"] == 0, j
-assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
-PY
-}
 # resynced_total: bytes every resync of the remote copy copied so far.
 resynced_total() { copy_field remote resynced_bytes; }
 
@@ -194,7 +164,7 @@ same_bytes "$P" "$R" "after B's unit attention"
 # --- (b) kill -9 B mid-write, restart it ----------------------------------------------------
 before=$(resynced_total)
 outs=$(grep -c "copy remote of target $TGT LUN 0 out of sync" "$DAEMON_LOG")
-load_started 8
+load_started remote 8 200
 kill9_b
 load_ok "B's kill -9"
 (($(grep -c "copy remote of target $TGT LUN 0 out of sync" "$DAEMON_LOG") > outs)) ||
@@ -221,7 +191,7 @@ verify_acked "$URL_B" "$TMP/gen.bin" "read from B alone"
 
 # --- (d) B stops answering (SIGSTOP): the copy errors within its command_timeout of 3 s --------
 before=$(resynced_total)
-load_started 8
+load_started remote 8 200
 scrape
 quorum_before=$(metric "ringtgt_lun_mirrored_writes_total{$L,copies=\"quorum\"}")
 kill -STOP "$B_PID"
@@ -273,7 +243,7 @@ same_bytes "$P" "$R" "after the remote copy's replacement"
 verify_acked "$URL_B" "$TMP/gen.bin" "after the replacement, read from B alone"
 
 # --- (f) kill -9 of A itself mid-write: the hot regions are resynced onto B ------------------
-load_started 20
+load_started remote 20 200
 kill9_daemon
 wait "$BENCH" || true  # its connection to A is gone: it fails
 hot=$(python3 - "$(ls "$TMP"/state/mirror-*.state)" <<'PY'
