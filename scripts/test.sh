@@ -27,7 +27,10 @@ if [ "${RINGTGT_SKIP_SANITIZE:-0}" != 1 ]; then
   # (cmake --install and cpack) run no code of ours the sanitizers could
   # watch. The sanitizer pass covers the unit and functional integration
   # tests.
+  # The soak's chaos (aborts, resets, dropped connections) is where the
+  # sanitizers find most; half its phase length here keeps that, at less cost.
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    SOAK_RUNTIME=${SOAK_RUNTIME:-10} \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure --timeout 1800 \
       -E 'conformance|bench_smoke|e2e|prometheus|layering|test_package' "$@")

@@ -7,8 +7,4 @@ set -uo pipefail
 src=${RINGTGT_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 export RINGTGT_SRC=$src
 export RINGTGT_BIN=${RINGTGT_BIN:-$src/build/ringtgt}
-if ! command -v iscsi-test-cu >/dev/null; then
-  echo "SKIP: iscsi-test-cu (libiscsi-bin) is not installed"
-  exit 0
-fi
 "$src/tests/conformance/run.sh"
