@@ -95,7 +95,14 @@ log "the verifier must catch a corrupted acknowledged block"
 victim=$(awk '/^ACK /{l=$2} END{print l}' "$TMP/ack0.log")
 [[ -n $victim ]] || fail "no acknowledged LBA to corrupt"
 dd if="$IMG512" of="$TMP/victim.bak" bs=512 skip="$victim" count=1 status=none
-printf 'X' | dd of="$IMG512" bs=1 seek=$((victim * 512 + 100)) conv=notrunc status=none
+# Every bit of one byte flipped: writing a fixed byte left the block intact
+# whenever the block already held that byte there (1 run in 256).
+at=$((victim * 512 + 100))
+byte=$(od -An -tu1 -j "$at" -N1 "$IMG512" | tr -d ' ')
+# shellcheck disable=SC2059
+printf "\\$(printf '%03o' $((byte ^ 0xff)))" | dd of="$IMG512" bs=1 seek="$at" conv=notrunc status=none
+[[ $(od -An -tu1 -j "$at" -N1 "$IMG512" | tr -d ' ') == $((byte ^ 0xff)) ]] ||
+  fail "the byte at $at was not changed"
 run_fails "$TMP/vbad_file.txt" "$ACK_WRITER" verify-file "$IMG512" 512 "$TMP/ack0.log"
 expect_grep "^BAD lba $victim " "$TMP/vbad_file.txt" "verify-file reports the corrupted LBA $victim"
 start_daemon "$TMP/ringtgt.toml" "$PORT"
