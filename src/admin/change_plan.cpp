@@ -26,13 +26,14 @@ bool same_chap(const std::optional<config::Chap>& a, const std::optional<config:
 // Everything that is fixed once the LU is open.
 bool same_backing(const config::Lun& a, const config::Lun& b) {
   return a.path == b.path && a.rbd == b.rbd && a.block_size == b.block_size &&
-         a.physical_block_size == b.physical_block_size && a.read_only == b.read_only &&
-         a.direct_io == b.direct_io && a.write_ack == b.write_ack && a.serial == b.serial &&
-         a.provisioning == b.provisioning && a.allow_sanitize == b.allow_sanitize &&
-         a.sanitize_rate == b.sanitize_rate && a.copies == b.copies &&
-         a.ack_quorum == b.ack_quorum && a.on_quorum_loss == b.on_quorum_loss &&
-         a.quorum_wait_seconds == b.quorum_wait_seconds && a.failure_domain == b.failure_domain &&
-         a.resync_region_size == b.resync_region_size && a.resync_rate == b.resync_rate;
+         a.physical_block_size == b.physical_block_size && a.max_transfer == b.max_transfer &&
+         a.read_only == b.read_only && a.direct_io == b.direct_io && a.write_ack == b.write_ack &&
+         a.serial == b.serial && a.provisioning == b.provisioning &&
+         a.allow_sanitize == b.allow_sanitize && a.sanitize_rate == b.sanitize_rate &&
+         a.copies == b.copies && a.ack_quorum == b.ack_quorum &&
+         a.on_quorum_loss == b.on_quorum_loss && a.quorum_wait_seconds == b.quorum_wait_seconds &&
+         a.failure_domain == b.failure_domain && a.resync_region_size == b.resync_region_size &&
+         a.resync_rate == b.resync_rate;
 }
 
 std::string lun_name(const std::string& target, std::uint32_t lun) {

@@ -540,6 +540,7 @@ void Service::add_methods() {
                          {"size", lu.backend().size_bytes()},
                          {"block_size", lu.params().block_size},
                          {"physical_block_size", lu.params().physical_block_size()},
+                         {"max_transfer", lu.params().max_transfer_bytes},
                          {"blocks", lu.block_count()},
                          {"write_ack", storage::to_string(lu.backend().ack_policy())},
                          {"read_only", lu.params().read_only},

@@ -828,6 +828,16 @@ class Loader {
       }
       lun.physical_block_size = static_cast<std::uint32_t>(*pbs);
     }
+    if (const toml::node* n = t.get("max_transfer")) {
+      const std::uint64_t max = parse_size(*n);
+      constexpr std::uint64_t kLimit = 32u << 20;
+      if (max < lun.block_size || max > kLimit || max % lun.block_size != 0) {
+        fail(*n, "max_transfer must be a multiple of block_size (" +
+                     std::to_string(lun.block_size) + ") from " + std::to_string(lun.block_size) +
+                     " to 32M, not " + std::to_string(max));
+      }
+      lun.max_transfer = static_cast<std::uint32_t>(max);
+    }
 
     if (const toml::node* n = t.get("size")) {
       std::uint64_t size = parse_size(*n);

@@ -127,6 +127,7 @@ std::string to_toml(const Config& c) {
       if (l.direct_io) lt.insert("direct_io", *l.direct_io);
       if (l.allow_sanitize) lt.insert("allow_sanitize", true);
       if (l.sanitize_rate) lt.insert("sanitize_rate", i64(l.sanitize_rate));
+      if (l.max_transfer) lt.insert("max_transfer", i64(l.max_transfer));
       if (l.physical_block_size) lt.insert("physical_block_size", i64(l.physical_block_size));
       if (!l.serial.empty()) lt.insert("serial", l.serial);
       if (l.provisioning) {

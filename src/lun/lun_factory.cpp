@@ -241,6 +241,7 @@ scsi::LunParams LunFactory::params_of(const std::string& target, const config::L
                                     ? std::bit_width(l.physical_block_size / l.block_size) - 1
                                     : 0);
   p.read_only = l.read_only;
+  if (l.max_transfer != 0) p.max_transfer_bytes = l.max_transfer;
   p.naa = lun_naa(target, l.number);
   p.serial = l.serial.empty() ? fmt::format("{:016x}", p.naa) : l.serial;
   p.device_name = target + ",lun," + std::to_string(l.number);

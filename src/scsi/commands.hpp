@@ -12,15 +12,10 @@
 
 namespace ringtgt::scsi::detail {
 
-// Largest READ/WRITE accepted, as VPD Block Limits reports it.
-inline constexpr std::uint32_t max_transfer_bytes = 32u << 20;
+// VPD Block Limits OPTIMAL TRANSFER LENGTH (at most the LU's maximum).
 inline constexpr std::uint32_t optimal_transfer_bytes = 1u << 20;
 // WRITE SAME writes its pattern in chunks of this size (one bounce buffer).
 inline constexpr std::uint32_t write_same_chunk_bytes = 8u << 20;
-
-inline std::uint32_t max_transfer_blocks(std::uint32_t block_size) {
-  return max_transfer_bytes / block_size;
-}
 
 // MAXIMUM COMPARE AND WRITE LENGTH (VPD Block Limits), in blocks.
 inline constexpr std::uint8_t max_compare_and_write_blocks = 64;

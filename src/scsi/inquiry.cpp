@@ -112,8 +112,9 @@ std::size_t page_block_limits(const LunParams& params, std::uint8_t* out) {
   // (the page and file-system block under a file-backed LU).
   const std::uint32_t granule = std::max<std::uint32_t>(4096, params.physical_block_size());
   put_be16(&out[6], static_cast<std::uint16_t>(std::max<std::uint32_t>(1, granule / bs)));
-  put_be32(&out[8], max_transfer_blocks(bs));
-  put_be32(&out[12], std::max<std::uint32_t>(1, optimal_transfer_bytes / bs));
+  put_be32(&out[8], params.max_transfer_blocks());
+  put_be32(&out[12], std::max<std::uint32_t>(
+                         1, std::min(optimal_transfer_bytes, params.max_transfer_bytes) / bs));
   out[5] = max_compare_and_write_blocks;
   // WSNZ 0 and MAXIMUM WRITE SAME LENGTH 0: WRITE SAME takes any length,
   // zero blocks meaning to the end of the medium. UNMAP limits only where

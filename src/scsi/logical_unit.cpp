@@ -241,7 +241,7 @@ void flush_done(Task& task, int result) {
 // and for a command that changes the medium, write protection (read_only or
 // SWP). Returns false after rejecting the task.
 bool rw_checks_pass(LogicalUnit& lu, Task& task, const BlockRange& r, bool changes_medium) {
-  if (r.protect != 0 || r.blocks > detail::max_transfer_blocks(lu.params().block_size)) {
+  if (r.protect != 0 || r.blocks > lu.params().max_transfer_blocks()) {
     reject(task, sense::invalid_field_in_cdb);
   } else if (!in_range(lu, r.lba, r.blocks)) {
     reject(task, sense::lba_out_of_range);

@@ -33,12 +33,12 @@ enum class Provisioning { thin, full };
 
 // The keys a [[target.lun]] may have: the config file's and the admin socket's lun.add
 // (which calls number "lun").
-inline constexpr std::array<std::string_view, 21> kLunKeys{
+inline constexpr std::array<std::string_view, 22> kLunKeys{
     "number",         "path",           "size",           "block_size", "physical_block_size",
     "read_only",      "direct_io",      "write_ack",      "serial",     "allowed_initiators",
     "provisioning",   "allow_sanitize", "sanitize_rate",  "rbd",        "ack_quorum",
     "on_quorum_loss", "quorum_wait",    "failure_domain", "copy",       "resync_region_size",
-    "resync_rate"};
+    "resync_rate",    "max_transfer"};
 
 // The keys of a LUN's [[target.lun.copy]] tables.
 inline constexpr std::array<std::string_view, 7> kCopyKeys{
@@ -114,6 +114,9 @@ struct Lun {
   // Physical block size reported to initiators (READ CAPACITY(16) LBPPBE), so
   // they align I/O to the medium's real blocks; 0: the same as block_size.
   std::uint32_t physical_block_size = 0;
+  // Largest READ or WRITE the LUN takes (VPD Block Limits), in bytes; 0: the
+  // default (32 MiB). Lower it to match what is under it, as LIO's max_sectors.
+  std::uint32_t max_transfer = 0;
   bool read_only = false;
   // O_DIRECT; unset: on for a block device, off for a file (README, "direct_io").
   std::optional<bool> direct_io;

@@ -27,6 +27,11 @@ struct LunParams {
   std::uint8_t physical_block_exponent = 0;
   std::uint32_t physical_block_size() const { return block_size << physical_block_exponent; }
   bool read_only = false;
+  // Largest READ or WRITE taken (VPD Block Limits MAXIMUM TRANSFER LENGTH);
+  // larger ones are refused with INVALID FIELD IN CDB.
+  static constexpr std::uint32_t kDefaultMaxTransferBytes = 32u << 20;
+  std::uint32_t max_transfer_bytes = kDefaultMaxTransferBytes;
+  std::uint32_t max_transfer_blocks() const { return max_transfer_bytes / block_size; }
   // Identity reported by INQUIRY and its VPD pages; stable across restarts
   // because it is derived from the configuration, not from run time.
   std::string vendor = "RINGTGT";

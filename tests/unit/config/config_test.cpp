@@ -264,7 +264,8 @@ TEST(Load, TopLevelKeysAfterATableBelongToThatTable) {
             "t.toml:8:1: unknown key 'state_dir' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
             "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd, ack_quorum, "
-            "on_quorum_loss, quorum_wait, failure_domain, copy, resync_region_size, resync_rate)");
+            "on_quorum_loss, quorum_wait, failure_domain, copy, resync_region_size, resync_rate, "
+            "max_transfer)");
 }
 
 TEST(Load, RelativePathsResolveAgainstCurrentDir) {
@@ -676,7 +677,8 @@ TEST(Errors, UnknownKeys) {
             "t.toml:8:3: unknown key 'blok_size' in [[target.lun]] (allowed: number, path, size, "
             "block_size, physical_block_size, read_only, direct_io, write_ack, serial, "
             "allowed_initiators, provisioning, allow_sanitize, sanitize_rate, rbd, ack_quorum, "
-            "on_quorum_loss, quorum_wait, failure_domain, copy, resync_region_size, resync_rate)");
+            "on_quorum_loss, quorum_wait, failure_domain, copy, resync_region_size, resync_rate, "
+            "max_transfer)");
   // A sub-table under a misspelled name: the key in the header is what is reported.
   EXPECT_EQ(error_of(kHead + "[[target.luns]]\n"),
             "t.toml:5:10: unknown key 'luns' in [[target]] (allowed: name, alias, "
@@ -897,6 +899,22 @@ TEST(Errors, BlockSize) {
             "t.toml:8:14: block_size must be 512 or 4096, not 0");
   EXPECT_EQ(error_of(with_lun("block_size = \"4K\"\n")),
             "t.toml:8:14: block_size must be an integer, not a string");
+}
+
+TEST(Errors, MaxTransfer) {
+  EXPECT_EQ(
+      load_string(with_lun("max_transfer = \"64K\"\n"), "t.toml").targets[0].luns[0].max_transfer,
+      65536u);
+  EXPECT_EQ(load_string(with_lun(""), "t.toml").targets[0].luns[0].max_transfer, 0u);
+  EXPECT_EQ(error_of(with_lun("max_transfer = \"64M\"\n")),
+            "t.toml:8:16: max_transfer must be a multiple of block_size (512) from 512 to 32M, not "
+            "67108864");
+  EXPECT_EQ(error_of(with_lun("max_transfer = 1000\n")),
+            "t.toml:8:16: max_transfer must be a multiple of block_size (512) from 512 to 32M, not "
+            "1000");
+  EXPECT_EQ(error_of(with_lun("block_size = 4096\nmax_transfer = \"2K\"\n")),
+            "t.toml:9:16: max_transfer must be a multiple of block_size (4096) from 4096 to 32M, "
+            "not 2048");
 }
 
 TEST(Errors, PhysicalBlockSize) {

@@ -27,11 +27,13 @@ class Harness {
  public:
   explicit Harness(std::uint32_t block_size = 512, std::uint64_t blocks = 2048,
                    WriteAckPolicy policy = WriteAckPolicy::writethrough, bool read_only = false,
-                   std::uint64_t lun = 0, std::uint8_t physical_block_exponent = 0) {
+                   std::uint64_t lun = 0, std::uint8_t physical_block_exponent = 0,
+                   std::uint32_t max_transfer_bytes = LunParams::kDefaultMaxTransferBytes) {
     auto backend = std::make_unique<MemoryBackend>(block_size * blocks, policy);
     mem = backend.get();
     LunParams params;
     params.block_size = block_size;
+    params.max_transfer_bytes = max_transfer_bytes;
     params.physical_block_exponent = physical_block_exponent;
     params.read_only = read_only;
     params.serial = "SN0001";
@@ -441,6 +443,21 @@ TEST(ReadWrite, TransferLengthAboveBlockLimits) {
   expect_check(h.run(cdb12(0xaa, 0, 0, 0xffffffff)), sense::invalid_field_in_cdb);
   EXPECT_EQ(h.task.transfer_length, 0xffffffffu);  // saturated, not wrapped
   expect_good(h.run(cdb16(0x88, 0, 0, 65536), 32u << 20));
+}
+
+// A LUN's max_transfer: what Block Limits reports (the optimal length never
+// above it) and what READ and WRITE take.
+TEST(ReadWrite, TheLunsOwnMaximumIsReportedAndEnforced) {
+  Harness h(512, 2048, WriteAckPolicy::writethrough, false, 0, 0, 64u << 10);
+  expect_good(h.run(inquiry_cdb(true, 0xb0, 255)));
+  const Bytes vpd = h.data_in();
+  ASSERT_GE(vpd.size(), 16u);
+  EXPECT_EQ(get_be32(&vpd[8]), 128u);   // MAXIMUM TRANSFER LENGTH
+  EXPECT_EQ(get_be32(&vpd[12]), 128u);  // OPTIMAL TRANSFER LENGTH
+  expect_good(h.run(cdb10(0x28, 0, 0, 128), 64u << 10));
+  expect_check(h.run(cdb10(0x28, 0, 0, 129), 128u << 10), sense::invalid_field_in_cdb);
+  const Bytes data = pattern(129 * 512, 3);
+  expect_check(h.run(cdb10(0x2a, 0, 0, 129), 0, 0, &data), sense::invalid_field_in_cdb);
 }
 
 TEST(ReadWrite, ProtectionFieldsRejected) {
