@@ -77,6 +77,10 @@ struct IscsiCopyBackend::Request final : reactor::IoOp {
   Initiator* owner = nullptr;
   scsi_task* task = nullptr;
   scsi_iovec iov{};  // a read lands in the caller's buffer through it
+  // A read or write larger than the remote LUN takes goes as pieces, one
+  // after another: bytes done, and the piece in flight.
+  std::size_t done = 0;
+  std::size_t piece = 0;
   std::uint64_t issued_ms = 0;
   unsigned unit_attentions = 0;  // answered with so far (each one re-issued)
 
@@ -290,6 +294,35 @@ class IscsiCopyBackend::Initiator {
         spdlog::error("{}: {} refused: {}; no longer reconnecting", o_.label, o_.url, mismatch);
       return fail_later(mismatch);
     }
+    // Then the largest transfer it takes (VPD Block Limits).
+    pending_size_ = bytes;
+    login_task_ =
+        iscsi_inquiry_task(ctx_, static_cast<int>(o_.lun), 1, SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS,
+                           255, &block_limits_cb, this);
+    if (login_task_ == nullptr) fail_later(error_of(ctx_));
+  }
+
+  // A target without the Block Limits page states no maximum: none is assumed.
+  static void block_limits_cb(iscsi_context*, int status, void*, void* priv) {
+    auto* self = static_cast<Initiator*>(priv);
+    scsi_task* t = std::exchange(self->login_task_, nullptr);
+    std::uint32_t max_blocks = 0;
+    if (status == SCSI_STATUS_GOOD && t) {
+      if (auto* bl = static_cast<scsi_inquiry_block_limits*>(scsi_datain_unmarshall(t)))
+        max_blocks = bl->max_xfer_len;
+    }
+    if (t) scsi_free_scsi_task(t);
+    if (self->phase_ != Phase::connecting) return;
+    if (status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_TIMEOUT)
+      return self->fail_later("INQUIRY (Block Limits) got no answer");
+    self->max_transfer_bytes_ = max_blocks == 0 || max_blocks > SIZE_MAX / self->o_.block_size
+                                    ? 0
+                                    : std::size_t{max_blocks} * self->o_.block_size;
+    self->connected(self->pending_size_);
+  }
+
+  void connected(std::uint64_t bytes) {
+    const std::uint32_t block = o_.block_size;
     size_.store(bytes, std::memory_order_relaxed);
     // While no command is in flight only TCP can tell that the remote host
     // vanished (a crash, a cut cable): keepalives find it within ~11 s.
@@ -298,7 +331,13 @@ class IscsiCopyBackend::Initiator {
     backoff_ms_ = o_.backoff_min_ms;
     connections_.fetch_add(1, std::memory_order_acq_rel);
     connected_.store(true, std::memory_order_release);
-    spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks)", o_.label, o_.url, bytes, block);
+    if (max_transfer_bytes_ != 0) {
+      spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks, at most {} bytes a command)",
+                   o_.label, o_.url, bytes, block, max_transfer_bytes_);
+    } else {
+      spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks)", o_.label, o_.url, bytes,
+                   block);
+    }
     told_unreachable_ = false;
     first_login_ended();
   }
@@ -381,18 +420,20 @@ class IscsiCopyBackend::Initiator {
   void issue(Request* r) {
     const int lun = static_cast<int>(o_.lun);
     const int bs = static_cast<int>(o_.block_size);
-    const std::uint64_t lba = r->offset / o_.block_size;
-    const auto len = static_cast<std::uint32_t>(r->len);
+    r->piece = r->len - r->done;
+    if (max_transfer_bytes_ != 0) r->piece = std::min(r->piece, max_transfer_bytes_);
+    const std::uint64_t lba = (r->offset + r->done) / o_.block_size;
+    const auto len = static_cast<std::uint32_t>(r->piece);
+    auto* at = static_cast<unsigned char*>(r->buf) + r->done;
     switch (r->kind) {
       case Kind::read:
-        r->iov = {r->buf, r->len};
+        r->iov = {at, r->piece};
         r->task = iscsi_read16_iov_task(ctx_, lun, lba, len, bs, 0, 0, 0, 0, 0, &command_cb, r,
                                         &r->iov, 1);
         break;
       case Kind::write:
         // FUA always: a GOOD from the copy must mean durable there.
-        r->task = iscsi_write16_task(ctx_, lun, lba, static_cast<unsigned char*>(r->buf), len, bs,
-                                     0, 0, 1, 0, 0, &command_cb, r);
+        r->task = iscsi_write16_task(ctx_, lun, lba, at, len, bs, 0, 0, 1, 0, 0, &command_cb, r);
         break;
       case Kind::flush:
         r->task = iscsi_synchronizecache16_task(ctx_, lun, 0, 0, 0, 0, &command_cb, r);
@@ -429,6 +470,12 @@ class IscsiCopyBackend::Initiator {
       return self->issue(r);
     }
     const int result = result_of(status, r->task);
+    if (result == 0 && r->kind != Kind::flush && r->done + r->piece < r->len) {
+      r->done += r->piece;  // the next piece
+      self->inflight_.erase(r);
+      scsi_free_scsi_task(std::exchange(r->task, nullptr));
+      return self->issue(r);
+    }
     if (result == -EIO && r->task != nullptr && status == SCSI_STATUS_CHECK_CONDITION) {
       spdlog::warn("{}: a command failed: {} ({:02x}/{:02x}/{:02x})", self->o_.label,
                    scsi_sense_key_str(r->task->sense.key), static_cast<int>(r->task->sense.key),
@@ -466,6 +513,11 @@ class IscsiCopyBackend::Initiator {
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> size_;
+  // Initiator thread only: the size READ CAPACITY found while the login
+  // asks for Block Limits, and the largest command the remote LUN takes
+  // (0: it states none).
+  std::uint64_t pending_size_ = 0;
+  std::size_t max_transfer_bytes_ = 0;
   // The first login's outcome, for the constructor.
   std::mutex first_mu_;
   std::condition_variable first_cv_;

@@ -8,6 +8,8 @@
 #   and the copy is in sync with A's primary byte for byte;
 # - writes through A land on B; a unit attention from B (another initiator
 #   reset its LUN) makes A's command go again, not the copy fail;
+# - B takes at most 64 KiB a command (max_transfer): A's 1 MiB writes and
+#   256 KiB resync regions reach it in pieces;
 # - kill -9 B mid-write: A's writes go on at quorum, the copy goes out of
 #   sync with dirty bytes; B restarts on the same file: A reconnects and
 #   resyncs only the dirty regions (far fewer bytes than the LUN), the files
@@ -86,6 +88,9 @@ name = "$TGT_B"
   path = "$R"
   size = "64M"
   block_size = 512
+  # Less than A's writes (1 MiB below) and resync regions (256 KiB): A
+  # sends them in pieces.
+  max_transfer = "64K"
 
   [[target.lun]]
   number = 1
@@ -150,6 +155,15 @@ log "a verified load with the copy in sync"
 verified_load "$URL" 2M 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
 same_bytes "$P" "$R" "after the load with both copies in sync"
 expect_eq "$(copy_field remote state)" in_sync "the copy after the load"
+
+# --- (a1) commands larger than B takes go in pieces -----------------------------------------
+expect_grep "copy remote of target $TGT LUN 0: connected to .*at most 65536 bytes a command" \
+  "$DAEMON_LOG" "A's line with the largest command B takes"
+run_fails "$TMP/big-read.out" "$RINGTGT_BENCH" --url "$URL_B" --rw read --bs 128k --ios 1 --quiet
+log "B itself refuses a 128 KiB READ; A writes 1 MiB at a time through to it"
+verified_load "$URL" 2M 2 --bs 1M --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+expect_eq "$(copy_field remote state)" in_sync "the copy after the 1 MiB writes"
+same_bytes "$P" "$R" "after 1 MiB writes, in 64 KiB pieces on B"
 
 # --- (a2) a unit attention from B is not a failure of the copy -------------------------------
 log "another initiator resets B's LUN: A's next command to it meets a unit attention"
