@@ -313,7 +313,9 @@ class IscsiCopyBackend::Initiator {
     }
     if (t) scsi_free_scsi_task(t);
     if (self->phase_ != Phase::connecting) return;
-    if (status == SCSI_STATUS_CANCELLED || status == SCSI_STATUS_TIMEOUT)
+    // CHECK CONDITION: the page is not there. Anything else but GOOD is the
+    // connection's failure, not the LUN's answer.
+    if (status != SCSI_STATUS_GOOD && status != SCSI_STATUS_CHECK_CONDITION)
       return self->fail_later("INQUIRY (Block Limits) got no answer");
     self->max_transfer_bytes_ = max_blocks == 0 || max_blocks > SIZE_MAX / self->o_.block_size
                                     ? 0
