@@ -249,6 +249,31 @@ class IscsiCopyBackend::Initiator {
     if (status != SCSI_STATUS_GOOD)
       return self->fail_later("LUN " + std::to_string(self->o_.lun) +
                               " does not answer TEST UNIT READY: " + sense);
+    // The largest transfer the LUN takes (VPD Block Limits), then its size.
+    self->login_task_ =
+        iscsi_inquiry_task(self->ctx_, static_cast<int>(self->o_.lun), 1,
+                           SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS, 255, &block_limits_cb, self);
+    if (self->login_task_ == nullptr) self->fail_later(error_of(self->ctx_));
+  }
+
+  // A target without the Block Limits page states no maximum: none is assumed.
+  static void block_limits_cb(iscsi_context*, int status, void*, void* priv) {
+    auto* self = static_cast<Initiator*>(priv);
+    scsi_task* t = std::exchange(self->login_task_, nullptr);
+    std::uint32_t max_blocks = 0;
+    if (status == SCSI_STATUS_GOOD && t) {
+      if (auto* bl = static_cast<scsi_inquiry_block_limits*>(scsi_datain_unmarshall(t)))
+        max_blocks = bl->max_xfer_len;
+    }
+    if (t) scsi_free_scsi_task(t);
+    if (self->phase_ != Phase::connecting) return;
+    // CHECK CONDITION: the page is not there. Anything else but GOOD is the
+    // connection's failure, not the LUN's answer.
+    if (status != SCSI_STATUS_GOOD && status != SCSI_STATUS_CHECK_CONDITION)
+      return self->fail_later("INQUIRY (Block Limits) got no answer");
+    self->max_transfer_bytes_ = max_blocks == 0 || max_blocks > SIZE_MAX / self->o_.block_size
+                                    ? 0
+                                    : std::size_t{max_blocks} * self->o_.block_size;
     self->login_task_ =
         iscsi_readcapacity16_task(self->ctx_, static_cast<int>(self->o_.lun), &capacity_cb, self);
     if (self->login_task_ == nullptr) self->fail_later(error_of(self->ctx_));
@@ -294,37 +319,6 @@ class IscsiCopyBackend::Initiator {
         spdlog::error("{}: {} refused: {}; no longer reconnecting", o_.label, o_.url, mismatch);
       return fail_later(mismatch);
     }
-    // Then the largest transfer it takes (VPD Block Limits).
-    pending_size_ = bytes;
-    login_task_ =
-        iscsi_inquiry_task(ctx_, static_cast<int>(o_.lun), 1, SCSI_INQUIRY_PAGECODE_BLOCK_LIMITS,
-                           255, &block_limits_cb, this);
-    if (login_task_ == nullptr) fail_later(error_of(ctx_));
-  }
-
-  // A target without the Block Limits page states no maximum: none is assumed.
-  static void block_limits_cb(iscsi_context*, int status, void*, void* priv) {
-    auto* self = static_cast<Initiator*>(priv);
-    scsi_task* t = std::exchange(self->login_task_, nullptr);
-    std::uint32_t max_blocks = 0;
-    if (status == SCSI_STATUS_GOOD && t) {
-      if (auto* bl = static_cast<scsi_inquiry_block_limits*>(scsi_datain_unmarshall(t)))
-        max_blocks = bl->max_xfer_len;
-    }
-    if (t) scsi_free_scsi_task(t);
-    if (self->phase_ != Phase::connecting) return;
-    // CHECK CONDITION: the page is not there. Anything else but GOOD is the
-    // connection's failure, not the LUN's answer.
-    if (status != SCSI_STATUS_GOOD && status != SCSI_STATUS_CHECK_CONDITION)
-      return self->fail_later("INQUIRY (Block Limits) got no answer");
-    self->max_transfer_bytes_ = max_blocks == 0 || max_blocks > SIZE_MAX / self->o_.block_size
-                                    ? 0
-                                    : std::size_t{max_blocks} * self->o_.block_size;
-    self->connected(self->pending_size_);
-  }
-
-  void connected(std::uint64_t bytes) {
-    const std::uint32_t block = o_.block_size;
     size_.store(bytes, std::memory_order_relaxed);
     // While no command is in flight only TCP can tell that the remote host
     // vanished (a crash, a cut cable): keepalives find it within ~11 s.
@@ -333,13 +327,12 @@ class IscsiCopyBackend::Initiator {
     backoff_ms_ = o_.backoff_min_ms;
     connections_.fetch_add(1, std::memory_order_acq_rel);
     connected_.store(true, std::memory_order_release);
-    if (max_transfer_bytes_ != 0) {
-      spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks, at most {} bytes a command)",
-                   o_.label, o_.url, bytes, block, max_transfer_bytes_);
-    } else {
-      spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks)", o_.label, o_.url, bytes,
-                   block);
-    }
+    const std::string limit =
+        max_transfer_bytes_ != 0
+            ? ", at most " + std::to_string(max_transfer_bytes_) + " bytes a command"
+            : std::string();
+    spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks{})", o_.label, o_.url, bytes, block,
+                 limit);
     told_unreachable_ = false;
     first_login_ended();
   }
@@ -472,7 +465,7 @@ class IscsiCopyBackend::Initiator {
       return self->issue(r);
     }
     const int result = result_of(status, r->task);
-    if (result == 0 && r->kind != Kind::flush && r->done + r->piece < r->len) {
+    if (result == 0 && r->done + r->piece < r->len) {
       r->done += r->piece;  // the next piece
       self->inflight_.erase(r);
       scsi_free_scsi_task(std::exchange(r->task, nullptr));
@@ -515,10 +508,8 @@ class IscsiCopyBackend::Initiator {
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> size_;
-  // Initiator thread only: the size READ CAPACITY found while the login
-  // asks for Block Limits, and the largest command the remote LUN takes
-  // (0: it states none).
-  std::uint64_t pending_size_ = 0;
+  // Initiator thread only: the largest command the remote LUN takes (0: it
+  // states none).
   std::size_t max_transfer_bytes_ = 0;
   // The first login's outcome, for the constructor.
   std::mutex first_mu_;
