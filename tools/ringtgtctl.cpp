@@ -66,7 +66,8 @@ const char* kHelp =
     "                                           unless --force\n"
     "  config write [--path FILE]               write the running config (default: its file)\n"
     "  copy list [--target IQN]                 each copy of every mirrored LUN: state,\n"
-    "                                           dirty bytes, resync progress\n"
+    "                                           dirty bytes, resync progress; then what\n"
+    "                                           each LUN survives\n"
     "  copy fail --target IQN --lun N --copy NAME   take a copy out of the in-sync set (the\n"
     "                                           writes it misses are tracked)\n"
     "  copy resync --target IQN --lun N --copy NAME copy its dirty regions back from an\n"
@@ -315,6 +316,20 @@ void table(const json& rows, const std::vector<std::pair<std::string, std::strin
   if (rows.empty()) std::printf("(none)\n");
 }
 
+// Under copy list's table, one line per mirrored LUN: what it survives,
+// "warning:" first when its copies share a failure domain.
+void print_redundancy(const json& rows) {
+  std::string last;
+  for (const auto& r : rows) {
+    const std::string lun = "target " + cell(r["target"]) + " LUN " + cell(r["lun"]);
+    if (lun == last || !r.contains("redundancy")) continue;
+    last = lun;
+    const bool warn = r.value("redundancy_warning", false);
+    std::printf("%s%s: %s\n", warn ? "warning: " : "", lun.c_str(),
+                r["redundancy"].get<std::string>().c_str());
+  }
+}
+
 void print_change(const json& r) {
   const json& applied = r.value("applied", json::array());
   if (applied.empty()) std::printf("no change\n");
@@ -561,6 +576,7 @@ int main(int argc, char** argv) {
                 {"RESYNCED", "resynced_bytes"},
                 {"BEHIND", "writes_behind"},
                 {"DOMAIN", "failure_domain"}});
+      print_redundancy(r);
     };
   } else if (cmd("copy", "fail") || cmd("copy", "resync") || cmd("copy", "replace")) {
     auto a = parse(in, i + 2, {"target", "lun", "copy"}, {}, 0);

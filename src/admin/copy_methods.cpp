@@ -67,6 +67,8 @@ json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m,
           {"resynced_bytes", c.resynced_bytes.load(std::memory_order_relaxed)},
           {"region_size", m.region_size()},
           {"failure_domain", c.failure_domain},
+          {"redundancy", m.mirror_counters()->redundancy},
+          {"redundancy_warning", m.mirror_counters()->redundancy_warning},
           {"writes", c.writes.load(std::memory_order_relaxed)},
           {"writes_behind", c.writes_behind.load(std::memory_order_relaxed)}};
 }

@@ -173,6 +173,8 @@ std::unique_ptr<storage::MirroredBackend> open_mirror(const std::string& target,
   o.resync_rate = l.resync_rate;
   o.state_path = std::move(state_path);
   const Redundancy r = redundancy_of(l);
+  o.redundancy = r.text;
+  o.redundancy_warning = r.warn;
   if (r.warn) {
     spdlog::warn("{}: {}", lun_name(target, l), r.text);
   } else {

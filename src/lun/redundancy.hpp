@@ -1,6 +1,7 @@
 // What a mirrored LUN survives, from its copies' failure domains and its
 // ack_quorum: the line the daemon logs when it opens the LUN (a warning when
-// copies meant to protect each other share a domain).
+// copies meant to protect each other share a domain), and what ringtgtctl
+// copy list and /metrics show.
 #pragma once
 
 #include <string>
@@ -12,6 +13,10 @@ namespace ringtgt::lun {
 struct Redundancy {
   bool warn = false;  // copies share a failure domain, or the LUN survives nothing
   std::string text;   // "survives the loss of 1 copy", "survives nothing: every copy is on X"
+  // Copies it can lose one at a time and still acknowledge writes
+  // (copies - ack_quorum), whatever their domains: warn says when losing one
+  // domain takes more than that.
+  std::size_t copy_losses = 0;
 };
 
 // Copies without a failure_domain count as apart from every other copy.

@@ -158,6 +158,17 @@ struct MirrorFamilies {
                                "Copies that must hold a write before GOOD (ack_quorum); below it "
                                "writes get the on_quorum_loss answer",
                                MetricType::Gauge);
+  MetricFamily survivable =
+      family("ringtgt_lun_copy_losses_survivable",
+             "Copies of a mirrored LUN it can lose one at a time and still acknowledge writes "
+             "(copies - ack_quorum); ringtgt_lun_failure_domain_shared says when one failure "
+             "takes more",
+             MetricType::Gauge);
+  MetricFamily shared =
+      family("ringtgt_lun_failure_domain_shared",
+             "1 when copies of a mirrored LUN meant to protect each other share a failure "
+             "domain (the daemon log and ringtgtctl copy list say which)",
+             MetricType::Gauge);
   MetricFamily repairs =
       family("ringtgt_lun_read_repairs_total",
              "Failed reads served from another copy and written back", MetricType::Counter);
@@ -210,6 +221,9 @@ struct MirrorFamilies {
                 static_cast<double>(m.writes_at_quorum_only.load(std::memory_order_relaxed)));
     add_gauge(in_sync, {{"target", target}, {"lun", lun}}, static_cast<double>(synced));
     add_gauge(quorum, {{"target", target}, {"lun", lun}}, static_cast<double>(m.ack_quorum));
+    add_gauge(survivable, {{"target", target}, {"lun", lun}},
+              static_cast<double>(m.copies.size() - m.ack_quorum));
+    add_gauge(shared, {{"target", target}, {"lun", lun}}, m.redundancy_warning ? 1.0 : 0.0);
     add_counter(repairs, {{"target", target}, {"lun", lun}},
                 static_cast<double>(m.read_repairs.load(std::memory_order_relaxed)));
     add_counter(losses, {{"target", target}, {"lun", lun}},
@@ -229,8 +243,8 @@ struct MirrorFamilies {
   }
 
   void move_to(std::vector<MetricFamily>& out) {
-    for (auto* f : {&state, &dirty, &resynced, &behind, &writes, &in_sync, &quorum, &repairs,
-                    &losses, &waiting, &latency, &acknowledged}) {
+    for (auto* f : {&state, &dirty, &resynced, &behind, &writes, &in_sync, &quorum, &survivable,
+                    &shared, &repairs, &losses, &waiting, &latency, &acknowledged}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
   }

@@ -422,6 +422,8 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
     recover();
   }
   counters_->ack_quorum = options_.ack_quorum;
+  counters_->redundancy = options_.redundancy;
+  counters_->redundancy_warning = options_.redundancy_warning;
   if (options_.on_quorum_loss == QuorumLossAction::wait)
     quorum_wait_ = std::make_unique<QuorumWait>(options_.lun_label, kQuorumLostError,
                                                 &counters_->writes_waiting_for_quorum);

@@ -130,6 +130,25 @@ expect_grep "LUN 1: survives nothing without refusing writes" "$DAEMON_LOG" "LUN
 scrape
 expect_eq "$(metric "ringtgt_lun_copies_in_sync{$L0}")" 3 "LUN 0 copies in sync at start"
 expect_eq "$(metric "ringtgt_lun_ack_quorum{$L0}")" 2 "LUN 0 ack_quorum"
+# ... and so do /metrics and ringtgtctl copy list.
+expect_eq "$(metric "ringtgt_lun_copy_losses_survivable{$L0}")" 1 "LUN 0 survives 1 copy's loss"
+expect_eq "$(metric "ringtgt_lun_failure_domain_shared{$L0}")" 1 "LUN 0's shared domain"
+expect_eq "$(metric "ringtgt_lun_copy_losses_survivable{$L1}")" 0 "LUN 1 survives no copy's loss"
+expect_eq "$(metric "ringtgt_lun_failure_domain_shared{$L1}")" 0 "LUN 1 shares no domain"
+ctl copy list >"$TMP/copies.txt"
+expect_grep "^warning: target $TGT LUN 0: copies primary, disk2 share failure domain disk:a; survives the loss of 1 copy, but not of disk:a" \
+  "$TMP/copies.txt" "copy list's shared domain warning"
+expect_grep "^target $TGT LUN 1: survives nothing without refusing writes" "$TMP/copies.txt" \
+  "copy list's line for LUN 1"
+ctl --json copy list >"$TMP/copies.json"
+python3 - "$TMP/copies.json" <<'PY' || fail "copy.list's redundancy fields"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+lun0 = [r for r in rows if r["lun"] == 0]
+assert lun0 and all(r["redundancy_warning"] is True for r in lun0), lun0
+assert all("but not of disk:a" in r["redundancy"] for r in lun0), lun0
+assert all(r["redundancy_warning"] is False for r in rows if r["lun"] == 1), rows
+PY
 
 # --- every copy holds what the initiator wrote -----------------------------------------
 log "verified load: every copy equals the primary"

@@ -73,6 +73,10 @@ struct MirrorCounters {
   };
   std::vector<std::unique_ptr<Copy>> copies;  // [0]: the primary; fixed once built
   std::uint32_t ack_quorum = 1;
+  // What the LUN survives by its copies' failure domains, as logged at start
+  // ("survives the loss of 1 copy"); fixed once built.
+  std::string redundancy;
+  bool redundancy_warning = false;              // copies meant to protect each other share a domain
   std::atomic<std::uint64_t> read_repairs{0};   // failed reads served from another copy and
                                                 // written back to the failing one
   std::atomic<std::uint64_t> quorum_losses{0};  // times in-sync copies fell below ack_quorum

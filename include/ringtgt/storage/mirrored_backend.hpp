@@ -75,6 +75,9 @@ struct MirrorOptions {
   // The activity log and bitmaps, durable across restarts (activity_log.hpp);
   // empty: kept in memory only (unit tests).
   std::string state_path;
+  // What the LUN survives (lun/redundancy.hpp), for ringtgtctl and /metrics.
+  std::string redundancy;
+  bool redundancy_warning = false;  // copies meant to protect each other share a domain
 };
 
 class ActivityLog;

@@ -201,6 +201,7 @@ TEST(Collector, MirroredLunsReportTheirCopies) {
   mirror->copies.push_back(std::make_unique<MirrorCounters::Copy>("primary", "disk:a"));
   mirror->copies.push_back(std::make_unique<MirrorCounters::Copy>("disk2", "disk:b"));
   mirror->ack_quorum = 2;
+  mirror->redundancy_warning = true;
   mirror->copies[0]->writes = 7;
   mirror->copies[1]->writes = 5;
   mirror->copies[1]->in_sync = false;
@@ -237,6 +238,8 @@ TEST(Collector, MirroredLunsReportTheirCopies) {
         "ringtgt_lun_copy_writes_total{" + l + ",copy=\"disk2\"} 5",
         "ringtgt_lun_copies_in_sync{" + l + "} 1",
         "ringtgt_lun_ack_quorum{" + l + "} 2",
+        "ringtgt_lun_copy_losses_survivable{" + l + "} 0",
+        "ringtgt_lun_failure_domain_shared{" + l + "} 1",
         "ringtgt_lun_read_repairs_total{" + l + "} 3",
         "ringtgt_lun_quorum_losses_total{" + l + "} 1",
         "ringtgt_lun_mirrored_writes_total{" + l + ",copies=\"all\"} 11",
