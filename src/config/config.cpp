@@ -976,7 +976,8 @@ class Loader {
 
   // A local copy's path: absolute, neither the LUN's own nor another copy's.
   void read_local_copy(const toml::table& t, const Lun& lun, LunCopy& c) const {
-    for (std::string_view key : {"chap_user", "chap_secret_file", "command_timeout"}) {
+    for (std::string_view key :
+         {"chap_user", "chap_secret_file", "command_timeout", "connect_wait", "reconnect_max"}) {
       if (const toml::node* n = t.get(key))
         fail(*n, "copy \"" + c.name + "\": " + std::string(key) +
                      " is for a remote copy (url), not a local one (path)");
@@ -1015,6 +1016,8 @@ class Loader {
     c.url = std::move(u);
     get_uint(t, "command_timeout", "copy command_timeout (seconds)", 1, 300,
              c.command_timeout_seconds);
+    get_uint(t, "connect_wait", "copy connect_wait (seconds)", 0, 60, c.connect_wait_seconds);
+    get_uint(t, "reconnect_max", "copy reconnect_max (seconds)", 1, 300, c.reconnect_max_seconds);
     auto user = get_string(t, "chap_user", "copy chap_user");
     auto file = get_string(t, "chap_secret_file", "copy chap_secret_file");
     if (user.has_value() != file.has_value()) {

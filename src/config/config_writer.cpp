@@ -154,6 +154,10 @@ std::string to_toml(const Config& c) {
           }
           if (c.url && c.command_timeout_seconds != LunCopy{}.command_timeout_seconds)
             ct.insert("command_timeout", i64(c.command_timeout_seconds));
+          if (c.url && c.connect_wait_seconds != LunCopy{}.connect_wait_seconds)
+            ct.insert("connect_wait", i64(c.connect_wait_seconds));
+          if (c.url && c.reconnect_max_seconds != LunCopy{}.reconnect_max_seconds)
+            ct.insert("reconnect_max", i64(c.reconnect_max_seconds));
           if (c.chap) {
             ct.insert("chap_user", c.chap->user);
             ct.insert("chap_secret_file", c.chap->secret_file);

@@ -83,6 +83,8 @@ std::unique_ptr<storage::Backend> open_remote_copy(const std::string& target, co
   o.block_size = l.block_size;
   o.min_size = primary_size;
   o.command_timeout_ms = c.command_timeout_seconds * 1000;
+  o.first_connect_wait_ms = c.connect_wait_seconds * 1000;
+  o.backoff_max_ms = std::max(o.backoff_min_ms, c.reconnect_max_seconds * 1000);
   o.policy = l.write_ack;
   try {
     return std::make_unique<storage::IscsiCopyBackend>(std::move(o));

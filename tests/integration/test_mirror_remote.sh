@@ -63,6 +63,10 @@ REGION=$((256 << 10))
     url = "iscsi://127.0.0.1:$PORT_B/$TGT_B/0"
     failure_domain = "host:b"
     command_timeout = 3
+    # More than the default 3 s for a loaded machine; B's restarts below are
+    # found within 2 s.
+    connect_wait = 5
+    reconnect_max = 2
 
 [metrics]
 listen = "127.0.0.1:$MPORT"
@@ -132,8 +136,10 @@ resynced_total() { copy_field remote resynced_bytes; }
 
 # --- (c) A starts while B is down ---------------------------------------------------------
 start_daemon "$TMP/a.toml" "$PORT"
-expect_grep "copy remote of target $TGT LUN 0: cannot connect to $URL_B" "$DAEMON_LOG" \
-  "A's line about the unreachable copy"
+expect_grep "copy remote of target $TGT LUN 0: cannot connect to $URL_B: .*\(200\.\.2000 ms apart\)" \
+  "$DAEMON_LOG" "A's line about the unreachable copy, with its reconnect_max"
+expect_grep "copy remote of target $TGT LUN 0: not connected within its connect_wait of 5000 ms" \
+  "$DAEMON_LOG" "A's line about the copy's connect_wait"
 wait_state remote connecting 30
 scrape
 expect_eq "$(metric "ringtgt_lun_copy_state{$L,copy=\"remote\",state=\"connecting\"}")" 1 \

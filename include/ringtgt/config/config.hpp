@@ -41,8 +41,15 @@ inline constexpr std::array<std::string_view, 22> kLunKeys{
     "resync_rate",    "max_transfer"};
 
 // The keys of a LUN's [[target.lun.copy]] tables.
-inline constexpr std::array<std::string_view, 7> kCopyKeys{
-    "name", "path", "url", "failure_domain", "chap_user", "chap_secret_file", "command_timeout"};
+inline constexpr std::array<std::string_view, 9> kCopyKeys{"name",
+                                                           "path",
+                                                           "url",
+                                                           "failure_domain",
+                                                           "chap_user",
+                                                           "chap_secret_file",
+                                                           "command_timeout",
+                                                           "connect_wait",
+                                                           "reconnect_max"};
 
 // What a mirrored LUN answers writes with while fewer than ack_quorum of its
 // copies are in sync (docs/replication.md): fail: a CHECK CONDITION Linux
@@ -74,13 +81,22 @@ struct LunCopy {
   // unanswered: past it the connection is dropped and the copy leaves the
   // in-sync set (1..300).
   std::uint32_t command_timeout_seconds = 10;
+  // How long the daemon waits for a remote copy's first login when it opens
+  // the LUN (at start, on a reload) before it serves the LUN with the copy
+  // still connecting (0..60: systemd's start timeout is 90 s).
+  std::uint32_t connect_wait_seconds = 3;
+  // The longest pause between reconnect attempts: the first comes 0.2 s after
+  // the loss, each next one twice as late, up to this (1..300).
+  std::uint32_t reconnect_max_seconds = 5;
   // "FILE:LINE:COL" of its table, for errors found when it is opened (a copy
   // smaller than the primary); not part of its identity.
   std::string where;
   bool operator==(const LunCopy& o) const {
     return name == o.name && path == o.path && url == o.url && chap == o.chap &&
            failure_domain == o.failure_domain &&
-           command_timeout_seconds == o.command_timeout_seconds;
+           command_timeout_seconds == o.command_timeout_seconds &&
+           connect_wait_seconds == o.connect_wait_seconds &&
+           reconnect_max_seconds == o.reconnect_max_seconds;
   }
 };
 

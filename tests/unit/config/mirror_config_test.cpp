@@ -141,7 +141,8 @@ TEST(Mirror, QuorumLossPolicies) {
 TEST(Mirror, BadCopies) {
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "size = 5\n"))),
             "t.toml:11:1: unknown key 'size' in [[target.lun.copy]] (allowed: name, path, url, "
-            "failure_domain, chap_user, chap_secret_file, command_timeout)");
+            "failure_domain, chap_user, chap_secret_file, command_timeout, connect_wait, "
+            "reconnect_max)");
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img") + copy("b", "/tmp/c.img"))),
             "t.toml:12:8: duplicate copy name \"b\" in this LUN");
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img") + copy("c", "/tmp/b.img"))),
@@ -220,6 +221,25 @@ TEST(Mirror, RemoteCopyCommandTimeout) {
             "t.toml:11:19: copy command_timeout (seconds) must be an integer, not a string");
   EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "command_timeout = 3\n"))),
             "t.toml:11:19: copy \"b\": command_timeout is for a remote copy (url), not a local "
+            "one (path)");
+}
+
+TEST(Mirror, RemoteCopyConnectWaitAndReconnectMax) {
+  const Config d = load_string(lun(remote("backup", kUrl)), "t.toml");
+  EXPECT_EQ(d.targets[0].luns[0].copies[0].connect_wait_seconds, 3u) << "the default wait";
+  EXPECT_EQ(d.targets[0].luns[0].copies[0].reconnect_max_seconds, 5u) << "the default pause";
+  const Config c =
+      load_string(lun(remote("backup", kUrl, "connect_wait = 0\nreconnect_max = 30\n")), "t.toml");
+  EXPECT_EQ(c.targets[0].luns[0].copies[0].connect_wait_seconds, 0u);
+  EXPECT_EQ(c.targets[0].luns[0].copies[0].reconnect_max_seconds, 30u);
+  const Config again = load_string(to_toml(c), "again.toml");
+  EXPECT_EQ(again.targets[0].luns[0].copies, c.targets[0].luns[0].copies);
+  EXPECT_EQ(error_of(lun(remote("r", kUrl, "connect_wait = 61\n"))),
+            "t.toml:11:16: copy connect_wait (seconds) must be 0..60, not 61");
+  EXPECT_EQ(error_of(lun(remote("r", kUrl, "reconnect_max = 0\n"))),
+            "t.toml:11:17: copy reconnect_max (seconds) must be 1..300, not 0");
+  EXPECT_EQ(error_of(lun(copy("b", "/tmp/b.img", "reconnect_max = 9\n"))),
+            "t.toml:11:17: copy \"b\": reconnect_max is for a remote copy (url), not a local "
             "one (path)");
 }
 
