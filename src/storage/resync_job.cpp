@@ -20,11 +20,17 @@ ResyncJob::ResyncJob(MirroredBackend& m, std::size_t target, std::shared_ptr<voi
   // Aligned for O_DIRECT copies (4096 covers every logical block size).
   buf_ = static_cast<std::uint8_t*>(
       std::aligned_alloc(4096, std::min(kChunkBytes, bitmap_.region_size())));
-  if (buf_ == nullptr) throw std::bad_alloc();
+  probe_buf_ = static_cast<std::uint8_t*>(std::aligned_alloc(4096, 2 * kProbeBytes));
+  if (buf_ == nullptr || probe_buf_ == nullptr) {
+    std::free(buf_);
+    std::free(probe_buf_);
+    throw std::bad_alloc();
+  }
 }
 
 ResyncJob::~ResyncJob() {
   std::free(buf_);
+  std::free(probe_buf_);
 }
 
 void ResyncJob::start() {
@@ -36,11 +42,17 @@ void ResyncJob::start() {
                m_.options_.resync_rate == 0
                    ? std::string("full speed")
                    : std::to_string(m_.options_.resync_rate) + " bytes/s at most");
-  next_region();
+  next_probe();
 }
 
 void ResyncJob::on_complete(int result) {
   switch (step_) {
+    case Step::claim_probe:
+      return probe_claimed();
+    case Step::probe_source:
+      return probe_source_done(result);
+    case Step::probe_copy:
+      return probe_copy_done(result);
     case Step::claim_region:
       pos_ = claim_.offset;
       end_ = claim_.offset + claim_.len;
@@ -52,6 +64,78 @@ void ResyncJob::on_complete(int result) {
     case Step::claim_all:
       return final_check();
   }
+}
+
+void ResyncJob::next_probe() {
+  if (m_.copy_state(target_) != CopyState::resyncing) return end("the copy left resyncing");
+  const std::uint64_t regions = bitmap_.regions();
+  // Region 0 first: a LUN in use has a partition table or a file system
+  // there, which a store made anew lacks.
+  while (probe_ < kProbes && probe_ < regions) {
+    const std::uint64_t r = probe_ * regions / std::min(kProbes, regions);
+    ++probe_;
+    if (bitmap_.dirty(r)) continue;
+    region_ = r;
+    step_ = Step::claim_probe;
+    claim_ = {r * bitmap_.region_size(), bitmap_.region_bytes(r), this, engine_};
+    claimed_ = true;
+    if (m_.order_.admit(claim_)) probe_claimed();
+    return;
+  }
+  next_region();
+}
+
+void ResyncJob::probe_claimed() {
+  // Marked while the claim waited: a write went there, no probe.
+  if (bitmap_.dirty(region_)) {
+    release();
+    return next_probe();
+  }
+  source_ = m_.enter_next_in_sync(-1);
+  if (source_ < 0) {
+    release();
+    return end("no copy is in sync to copy from");
+  }
+  probe_len_ = std::min(kProbeBytes, bitmap_.region_bytes(region_));
+  step_ = Step::probe_source;
+  m_.copies_[static_cast<std::size_t>(source_)].backend->read(probe_buf_, probe_len_, claim_.offset,
+                                                              this);
+}
+
+void ResyncJob::probe_source_done(int result) {
+  m_.leave(static_cast<std::size_t>(source_));
+  if (result < 0 || static_cast<std::uint64_t>(result) != probe_len_) {
+    // Not the copy's fault: the copying reads it again and decides there.
+    release();
+    return next_probe();
+  }
+  step_ = Step::probe_copy;
+  m_.copies_[target_].backend->read(probe_buf_ + kProbeBytes, probe_len_, claim_.offset, this);
+}
+
+void ResyncJob::probe_copy_done(int result) {
+  if (result < 0 || static_cast<std::uint64_t>(result) != probe_len_) {
+    release();
+    m_.mark_out_of_sync(target_, "resync probe read", result < 0 ? result : -EIO);
+    return end("a read from the copy failed");
+  }
+  const bool same = std::memcmp(probe_buf_, probe_buf_ + kProbeBytes, probe_len_) == 0;
+  release();
+  if (!same) return store_differs();
+  next_probe();
+}
+
+void ResyncJob::store_differs() {
+  const std::uint64_t at = region_ * bitmap_.region_size();
+  m_.mark_all_dirty(target_);
+  m_.persist_state();
+  spdlog::warn(
+      "copy {} of {}: its store differs from copy {} at byte {}, in a region no write missed: "
+      "not the store it left (made anew, rolled back or damaged); every region is dirty ({} "
+      "bytes, a full sync)",
+      m_.copies_[target_].name, m_.options_.lun_label,
+      m_.copies_[static_cast<std::size_t>(source_)].name, at, bitmap_.dirty_bytes());
+  next_region();
 }
 
 void ResyncJob::next_region() {

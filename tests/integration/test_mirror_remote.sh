@@ -18,7 +18,9 @@
 #   at once (the copy still in sync, writes behind on it), and within the
 #   copy's command_timeout (3 s here; the default is 10) drops it; B answers
 #   again: resync, equal files;
-# - B's LUN made anew: copy replace syncs it in full, equal files;
+# - B's LUN made anew (its file deleted, B restarted): A's resync finds
+#   a clean region that differs and syncs it in full, equal files; copy
+#   replace syncs it in full too;
 # - kill -9 of A mid-write: its restart resyncs the hot regions onto B (only
 #   those), equal files;
 # - a remote LUN smaller than the primary, or of another block size, stops A
@@ -243,13 +245,23 @@ log "resynced $copied bytes after B answered again"
 ((copied > 0 && copied < SIZE / 16)) || fail "the resync after SIGSTOP copied $copied bytes"
 same_bytes "$P" "$R" "after B answered again and the resync"
 
-# --- (e) B's LUN made anew behind the same URL: copy replace fills it in full ----------------
-# A reconnect cannot tell a new remote LUN from the old one (it resyncs only
-# what A knows the copy missed): the operator says so with copy replace.
+# --- (e) B's LUN made anew behind the same URL: a full sync, found by itself ---------------
+# The probe of clean regions reads the start of region 0 (the verified loads'
+# 2 MiB), 32 (8 MiB, written here) and 6 more: a new remote LUN lacks their
+# data, and the resync copies every region, not only the dirty ones.
+qemu_ok "$TMP/probe-block.out" "$URL" "write -P 0x6c 8M 4k"
 kill9_b
 rm -f "$R"
+before=$(resynced_total)
 start_b
-wait_state remote in_sync 30
+wait_grep "copy remote of target $TGT LUN 0: its store differs from copy primary at byte (0|8388608), in a region no write missed: not the store it left .*a full sync" \
+  "$DAEMON_LOG" "A's line about the remote LUN made anew" 30
+wait_state remote in_sync 60
+copied=$(($(resynced_total) - before))
+log "the remote LUN made anew: $copied bytes resynced"
+((copied >= SIZE)) || fail "the resync onto a remote LUN made anew copied $copied bytes, not the whole $SIZE"
+same_bytes "$P" "$R" "after the resync onto B's LUN made anew"
+# And the operator's way, copy replace, fills it in full as well.
 before=$(resynced_total)
 "$RINGTGTCTL" --socket "$TMP/admin.sock" copy replace --target "$TGT" --lun 0 --copy remote \
   >"$TMP/replace.out" || fail "copy replace of the remote copy failed: $(cat "$TMP/replace.out")"

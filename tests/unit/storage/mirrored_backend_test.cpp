@@ -145,6 +145,25 @@ class Mirror : public ::testing::Test {
     for (auto* h : held) h->complete_next();
   }
 
+  // Completes the probe a resync of copy `target` starts with: for each
+  // clean region it looks at, a 4 KiB read from the primary, then one from
+  // the copy (resync_job.hpp). Returns how many regions it compared.
+  int complete_probes(std::size_t target = 1) {
+    int n = 0;
+    auto probing = [](const HeldBackend& h) {
+      return h.pending.size() == 1 && h.pending.front().kind == HeldBackend::Kind::read &&
+             h.pending.front().len == 4096;
+    };
+    while (probing(*held[0])) {
+      held[0]->complete_next();
+      EXPECT_TRUE(probing(*held[target])) << "the copy's half of the probe";
+      if (!probing(*held[target])) break;
+      held[target]->complete_next();
+      ++n;
+    }
+    return n;
+  }
+
   std::vector<HeldBackend*> held;
   std::unique_ptr<MirroredBackend> mirror;
   std::string state_path;              // set before build: the activity log's file
@@ -494,7 +513,7 @@ TEST_F(Mirror, BelowQuorumReadOnlyAnswersWriteProtected) {
 TEST_F(Mirror, BelowQuorumWaitHoldsWritesUntilTheQuorumIsBack) {
   build(2, 2, QuorumLossAction::wait, kRegion);
   ringtgt::testing::HomeEngine home;
-  held[0]->fill(0, kSize, 0x5a);
+  held[0]->fill(0, kRegion, 0x5a);            // what the copy missed
   mirror->mark_out_of_sync(1, "test", -EIO);  // 1 of 2 in sync: below quorum
   mirror->mark_dirty(1, 0, 1);
   std::vector<std::uint8_t> buf(4096, 0x77);
@@ -508,6 +527,7 @@ TEST_F(Mirror, BelowQuorumWaitHoldsWritesUntilTheQuorumIsBack) {
 
   ASSERT_EQ(mirror->begin_resync(1), "");
   mirror->run_resync(1, nullptr);
+  EXPECT_EQ(complete_probes(), 7) << "region 0 is dirty: 7 of the 8 probed are clean";
   ASSERT_EQ(held[0]->pending.size(), 1u) << "the waiting write does not hold region 0";
   held[0]->complete_next();
   held[1]->complete_next();
@@ -704,13 +724,14 @@ TEST_F(Mirror, AnOutOfSyncCopyRecordsOnlyTheRegionsItMisses) {
 
 TEST_F(Mirror, AResyncCopiesTheDirtyRegionsAndTheCopyRejoins) {
   build(2, 1, QuorumLossAction::fail, kRegion);
-  held[0]->fill(0, kSize, 0x5a);  // what the copy missed
+  held[0]->fill(5 * kRegion, kRegion, 0x5a);  // what the copy missed
   EXPECT_NE(mirror->begin_resync(1), "") << "an in-sync copy is not resynced";
   mirror->mark_out_of_sync(1, "test", -EIO);
   mirror->mark_dirty(1, 5 * kRegion + 100, 1);
   EXPECT_EQ(mirror->begin_resync(1), "");
   EXPECT_NE(mirror->begin_resync(1), "") << "one resync at a time";
   mirror->run_resync(1, nullptr);
+  EXPECT_EQ(complete_probes(), 8) << "regions 0, 2, .. 14: clean and equal";
   ASSERT_EQ(held[0]->pending.size(), 1u);
   EXPECT_EQ(held[0]->pending.front().offset, 5 * kRegion);
   EXPECT_EQ(held[0]->pending.front().len, kRegion);
@@ -726,13 +747,34 @@ TEST_F(Mirror, AResyncCopiesTheDirtyRegionsAndTheCopyRejoins) {
   EXPECT_EQ(mirror->mirror_counters()->copies[1]->resynced_bytes.load(), kRegion);
 }
 
-TEST_F(Mirror, AWriteToARegionBeingCopiedWaitsAndLandsAfterTheCopy) {
+TEST_F(Mirror, ACopyWhoseStoreDiffersInACleanRegionIsSyncedInFull) {
   build(2, 1, QuorumLossAction::fail, kRegion);
-  held[0]->fill(0, kSize, 0x5a);
+  held[0]->fill(4 * kRegion, kRegion, 0x5a);  // not missed by the copy: it was made anew
+  held[0]->fill(9 * kRegion, kRegion, 0x66);  // missed, and not probed (odd)
   mirror->mark_out_of_sync(1, "test", -EIO);
   mirror->mark_dirty(1, 0, 1);
   ASSERT_EQ(mirror->begin_resync(1), "");
   mirror->run_resync(1, nullptr);
+  EXPECT_EQ(complete_probes(), 2) << "region 0 dirty; 2 equal, 4 differs: no more probes";
+  EXPECT_EQ(mirror->dirty_bytes(1), kSize) << "every region is dirty";
+  for (int i = 0; i < 64 && !(held[0]->pending.empty() && held[1]->pending.empty()); ++i) {
+    if (!held[0]->pending.empty()) held[0]->complete_next();
+    if (!held[1]->pending.empty()) held[1]->complete_next();
+  }
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::in_sync);
+  EXPECT_EQ(mirror->mirror_counters()->copies[1]->resynced_bytes.load(), kSize);
+  EXPECT_EQ(held[1]->at(4 * kRegion), 0x5a);
+  EXPECT_EQ(held[1]->at(9 * kRegion + 7), 0x66);
+}
+
+TEST_F(Mirror, AWriteToARegionBeingCopiedWaitsAndLandsAfterTheCopy) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  held[0]->fill(0, kRegion, 0x5a);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  mirror->mark_dirty(1, 0, 1);
+  ASSERT_EQ(mirror->begin_resync(1), "");
+  mirror->run_resync(1, nullptr);
+  complete_probes();
   ASSERT_EQ(held[0]->pending.size(), 1u);  // region 0 read from the primary
   std::vector<std::uint8_t> buf(4096, 0x99);
   Result w;
