@@ -125,6 +125,11 @@ void lun_differences(const config::Target& t, const config::Lun& a, const config
     auto also = [&what](const std::string& s) { what += (what.empty() ? "" : ", ") + s; };
     if (!step.weakens_ack.empty()) also(step.weakens_ack);
     if (step.strengthens_ack) also("write_ack writeback -> writethrough");
+    if (a.copies != b.copies || a.ack_quorum != b.ack_quorum ||
+        a.on_quorum_loss != b.on_quorum_loss || a.quorum_wait_seconds != b.quorum_wait_seconds ||
+        a.failure_domain != b.failure_domain || a.resync_region_size != b.resync_region_size ||
+        a.resync_rate != b.resync_rate)
+      also("its copies or mirror settings");
     if (what.empty()) also("block size, read-only, direct I/O, serial or provisioning");
     step.description = name + ": backing changed (" + what +
                        "): replaced; its sessions stay logged in and their next commands "

@@ -239,7 +239,7 @@ void start_replacement(CopyMethodsContext& ctx, const std::string& target, std::
 
 void resume_resyncs(const net::TargetCatalog& registry, const RunOnReactor& run) {
   start_resyncs(
-      registry, run, [](MirroredBackend& m) { return m.resync_at_start(); },
+      registry, run, [](MirroredBackend& m) { return m.take_resync_at_start(); },
       "resuming the resync of");
 }
 

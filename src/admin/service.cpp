@@ -225,14 +225,16 @@ void hold_early_answers(const std::vector<std::shared_ptr<scsi::LogicalUnit>>& g
 // A mirrored LUN answers writes before its slower copies hold them
 // (docs/replication.md). Before a reload hands its copies to a new LU, those
 // writes must have landed: the new LU's next write to the same blocks could
-// otherwise reach a copy first and be overwritten by the older one. They
-// are bounded by the copies' command_timeout; a change that would wait
-// longer is refused, not made in part.
+// otherwise reach a copy first and be overwritten by the older one. So must
+// a resync's region in flight (the new LU resumes the resync). They are
+// bounded by the copies' command_timeout; a change that would wait longer
+// is refused, not made in part.
 void settle_writes_behind(const std::vector<std::shared_ptr<scsi::LogicalUnit>>& going) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   hold_early_answers(going, true);
+  for (const auto& lu : going) mirror_of(*lu).stop_resyncs();
   for (const auto& lu : going) {
-    while (!mirror_of(*lu).nothing_behind()) {
+    while (!mirror_of(*lu).nothing_behind() || !mirror_of(*lu).resyncs_stopped()) {
       if (std::chrono::steady_clock::now() > until) {
         hold_early_answers(going, false);
         throw RpcError(rpc_error::refused,
@@ -452,6 +454,9 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
   for (const auto& n : plan.needs_restart) spdlog::warn("admin: not applied: {}", n);
   running_ = next;
   ++generation_;
+  // The LUs it opened resume what their state file left to resync.
+  if (!background_stopped_)
+    resume_resyncs(registry_.catalog(), std::bind_front(&Service::post_to_reactor, this));
   if (on_applied_) on_applied_();
   return json{
       {"applied", applied}, {"needs_restart", plan.needs_restart}, {"deferred", plan.deferred}};

@@ -220,6 +220,7 @@ void ActivityLog::clear_hot(reactor::IoEngine* home, std::function<void()> done)
 
 bool ActivityLog::clear_hot() {
   std::lock_guard lock(mu_);
+  if (next_ != nullptr) return true;  // next's regions are not ours to clear
   const std::vector<std::uint64_t> none(hot_.words().size(), 0);
   if (!write_locked(none)) return false;
   hot_.load(none);
@@ -231,7 +232,44 @@ bool ActivityLog::persist() {
   return write_locked(hot_.words());
 }
 
+void ActivityLog::retire_into(ActivityLog& next) {
+  std::lock_guard lock(mu_);
+  next_ = &next;
+  next.adopt_hot(hot_.words(), hot_.region_size());
+}
+
+void ActivityLog::unretire() {
+  std::lock_guard lock(mu_);
+  next_ = nullptr;
+  write_locked(hot_.words());
+}
+
+bool ActivityLog::adopt_hot(const std::vector<std::uint64_t>& words, std::uint64_t region_size) {
+  std::lock_guard lock(mu_);
+  std::vector<std::uint64_t> hot = hot_.words();
+  for (std::size_t w = 0; w < words.size(); ++w) {
+    for (unsigned b = 0; b < 64; ++b) {
+      const std::uint64_t at = (w * 64 + b) * region_size;
+      if ((words[w] >> b) & 1 && at < hot_.size_bytes()) add_regions(hot, at, region_size);
+    }
+  }
+  if (!write_locked(hot)) return false;
+  hot_.load(hot);
+  return true;
+}
+
 bool ActivityLog::write_locked(const std::vector<std::uint64_t>& hot) {
+  if (next_ != nullptr) {
+    // Retired: the regions go to the file next writes, and what this log's
+    // caller waits for (its copies recorded) holds once next wrote it.
+    if (!next_->adopt_hot(hot, hot_.region_size())) return false;
+    if (written_) {
+      std::vector<CopyRecord> copies;
+      snapshot_(copies);
+      written_(copies);
+    }
+    return true;
+  }
   Record r;
   r.size_bytes = hot_.size_bytes();
   r.region_size = hot_.region_size();

@@ -100,6 +100,18 @@ class ActivityLog {
   // Writes the file now (a copy changed state or its bitmap).
   bool persist();
   std::uint64_t hot_regions() const { return hot_.dirty_regions(); }
+
+  // --- a reload's hand-over (MirroredBackend: a LU's replacement opened
+  // over the same file while the LU still serves) ---
+  // From now on this log writes nothing itself: its hot regions go to next
+  // (adopted now, durably), and each later write of it becomes one of
+  // next's file, with its regions added; clear_hot does nothing (next's
+  // writes may be in flight there). Again with another next: moves on.
+  void retire_into(ActivityLog& next);
+  // Back to writing its own file (its replacement was dropped).
+  void unretire();
+  // Marks hot the regions of `words` (a bitmap at region_size), durably.
+  bool adopt_hot(const std::vector<std::uint64_t>& words, std::uint64_t region_size);
   const std::filesystem::path& path() const { return path_; }
 
  private:
@@ -127,6 +139,7 @@ class ActivityLog {
                     reactor::IoEngine* home);
 
   std::filesystem::path path_;
+  ActivityLog* next_ = nullptr;  // mu_: the log it retired into
   Snapshot snapshot_;
   Written written_;
   DirtyBitmap hot_;

@@ -536,9 +536,10 @@ IscsiCopyBackend::IscsiCopyBackend(IscsiCopyBackendOptions options)
   const std::string refused = initiator_->wait_first_connect(options_.first_connect_wait_ms);
   if (!refused.empty()) throw std::runtime_error(options_.url + ": " + refused);
   if (!connected()) {
-    spdlog::info("{}: not connected within its connect_wait of {} ms: the LUN is served without "
-                 "it until it is",
-                 options_.label, options_.first_connect_wait_ms);
+    spdlog::info(
+        "{}: not connected within its connect_wait of {} ms: the LUN is served without "
+        "it until it is",
+        options_.label, options_.first_connect_wait_ms);
   }
 }
 

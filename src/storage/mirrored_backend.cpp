@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 
@@ -367,6 +369,14 @@ bool every_copy_can_unmap(const std::vector<MirrorCopy>& copies) {
   }
   return !copies.empty();
 }
+
+// The newest live mirror of each state file, and the lock of every chain
+// of them (hand_over_to). Recursive: a pass-on runs down the chain.
+std::recursive_mutex chain_mu;
+std::map<std::string, MirroredBackend*>& newest_by_state_file() {
+  static std::map<std::string, MirroredBackend*> m;
+  return m;
+}
 }  // namespace
 
 MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions options)
@@ -405,6 +415,13 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
     resync_running_[i].store(false);
     connections_when_out_[i].store(copies_[i].backend->connections());
   }
+  MirroredBackend* live = nullptr;  // the LU a reload replaces, still serving
+  if (!options_.state_path.empty()) {
+    std::lock_guard lock(chain_mu);
+    auto& newest = newest_by_state_file()[options_.state_path];
+    live = std::exchange(newest, this);
+    predecessor_ = live;
+  }
   if (!options_.state_path.empty()) {
     al_ = std::make_unique<ActivityLog>(
         options_.state_path, copies_[0].backend->size_bytes(), options_.region_size,
@@ -419,7 +436,7 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
             if (!written[i].in_sync) recorded_out_[i].store(true, std::memory_order_seq_cst);
           }
         });
-    recover();
+    recover(live != nullptr);
   }
   counters_->ack_quorum = options_.ack_quorum;
   counters_->redundancy = options_.redundancy;
@@ -427,11 +444,99 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
   if (options_.on_quorum_loss == QuorumLossAction::wait)
     quorum_wait_ = std::make_unique<QuorumWait>(options_.lun_label, kQuorumLostError,
                                                 &counters_->writes_waiting_for_quorum);
+  if (live != nullptr) {
+    std::lock_guard lock(chain_mu);
+    live->hand_over_to(*this);
+  }
 }
 
 MirroredBackend::~MirroredBackend() {
-  // Stopped cleanly: no write is in flight, so no region is hot.
+  leave_the_chain();
+  // Stopped cleanly: no write is in flight, so no region is hot (a retired
+  // log clears nothing: another LU's writes may be in flight).
   if (al_) al_->clear_hot();
+}
+
+void MirroredBackend::stop_resyncs() {
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    CopyState was = CopyState::resyncing;
+    if (counters_->copies[i]->state.compare_exchange_strong(was, CopyState::out_of_sync,
+                                                            std::memory_order_acq_rel))
+      persist_state();
+  }
+}
+
+bool MirroredBackend::resyncs_stopped() const {
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    if (resync_running_[i].load(std::memory_order_acquire)) return false;
+  }
+  return true;
+}
+
+std::vector<std::size_t> MirroredBackend::take_resync_at_start() {
+  if (resync_at_start_taken_.exchange(true, std::memory_order_acq_rel)) return {};
+  return resync_at_start_;
+}
+
+void MirroredBackend::hand_over_to(MirroredBackend& next) {
+  successor_copy_.assign(copies_.size(), -1);
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    for (std::size_t j = 0; j < next.copies_.size(); ++j) {
+      if (next.copies_[j].name == copies_[i].name &&
+          next.copies_[j].location == copies_[i].location)
+        successor_copy_[i] = static_cast<int>(j);
+    }
+  }
+  successor_.store(&next, std::memory_order_release);
+  if (al_ && next.al_) al_->retire_into(*next.al_);
+  // What the file may not say yet: a copy that left after it was written.
+  for (std::size_t i = 0; i < copies_.size(); ++i) {
+    if (copy_state(i) == CopyState::in_sync) continue;
+    for (std::uint64_t r = bitmaps_[i]->next_dirty(0); r < bitmaps_[i]->regions();
+         r = bitmaps_[i]->next_dirty(r + 1))
+      pass_on_missed(i, r * options_.region_size, bitmaps_[i]->region_bytes(r));
+    pass_on_out_of_sync(i, -EIO);
+  }
+}
+
+void MirroredBackend::pass_on_missed(std::size_t i, std::uint64_t offset, std::uint64_t len) {
+  if (successor_.load(std::memory_order_acquire) == nullptr) return;
+  std::lock_guard lock(chain_mu);
+  MirroredBackend* next = successor_.load(std::memory_order_acquire);
+  if (next == nullptr || successor_copy_[i] < 0) return;
+  next->mark_dirty(static_cast<std::size_t>(successor_copy_[i]), offset, len);
+}
+
+void MirroredBackend::pass_on_out_of_sync(std::size_t i, int error) {
+  if (successor_.load(std::memory_order_acquire) == nullptr) return;
+  std::lock_guard lock(chain_mu);
+  MirroredBackend* next = successor_.load(std::memory_order_acquire);
+  if (next == nullptr || successor_copy_[i] < 0) return;
+  next->mark_out_of_sync(static_cast<std::size_t>(successor_copy_[i]),
+                         "it missed a write of the LU a reload replaced", error);
+}
+
+void MirroredBackend::leave_the_chain() {
+  if (options_.state_path.empty()) return;
+  std::lock_guard lock(chain_mu);
+  MirroredBackend* next = successor_.load(std::memory_order_acquire);
+  if (predecessor_ != nullptr && next != nullptr) {
+    // Both neighbours live: the older one hands over to the newer.
+    next->predecessor_ = predecessor_;
+    predecessor_->hand_over_to(*next);
+  } else if (predecessor_ != nullptr) {
+    // This replacement was dropped (a reload that failed): the LU it was
+    // to replace keeps the file, and what this one's log still has queued
+    // goes there.
+    predecessor_->successor_.store(nullptr, std::memory_order_release);
+    if (predecessor_->al_) predecessor_->al_->unretire();
+    if (al_ && predecessor_->al_) al_->retire_into(*predecessor_->al_);
+    newest_by_state_file()[options_.state_path] = predecessor_;
+  } else if (next != nullptr) {
+    next->predecessor_ = nullptr;
+  } else {
+    newest_by_state_file().erase(options_.state_path);
+  }
 }
 
 void MirroredBackend::out_of_sync_at_start(std::size_t i, const char* why) {
@@ -443,7 +548,7 @@ void MirroredBackend::out_of_sync_at_start(std::size_t i, const char* why) {
                options_.lun_label, why, dirty_bytes(i));
 }
 
-void MirroredBackend::recover() {
+void MirroredBackend::recover(bool handing_over) {
   const auto record = al_->load();
   if (!record) {
     // A first start: the copies are taken to be equal (docs/replication.md).
@@ -507,6 +612,15 @@ void MirroredBackend::recover() {
   // (kill -9, a crash): the copies still in sync may differ there. The first
   // in-sync copy is the source; the others get those regions from it.
   const int source = next_in_sync(-1);
+  if (handing_over) {
+    // A live LU's writes: they go on there, and stay hot here.
+    if (same_shape) al_->restore_hot(record->hot);
+    for (std::size_t i = 0; i < copies_.size(); ++i) {
+      if (copy_state(i) == CopyState::out_of_sync && source >= 0) resync_at_start_.push_back(i);
+    }
+    al_->persist();
+    return;
+  }
   std::uint64_t hot = 0;
   for (std::size_t w = 0; same_shape && w < record->hot.size(); ++w) {
     for (unsigned b = 0; b < 64; ++b) {
@@ -612,11 +726,13 @@ void MirroredBackend::publish_dirty(std::size_t i) {
 void MirroredBackend::mark_dirty(std::size_t i, std::uint64_t offset, std::uint64_t len) {
   bitmaps_[i]->mark(offset, len);
   publish_dirty(i);
+  pass_on_missed(i, offset, len);
 }
 
 void MirroredBackend::mark_all_dirty(std::size_t i) {
   bitmaps_[i]->mark_all();
   publish_dirty(i);
+  pass_on_missed(i, 0, size_bytes());
 }
 
 void MirroredBackend::set_state(std::size_t i, CopyState s) {
@@ -633,6 +749,8 @@ void MirroredBackend::mark_out_of_sync(std::size_t i, const char* what, int erro
     if (was == CopyState::out_of_sync) return;
     // seq_cst, like in_sync below: see enter().
   } while (!state.compare_exchange_weak(was, CopyState::out_of_sync, std::memory_order_seq_cst));
+  // Before this LU's file write below, which is its successor's file then.
+  pass_on_out_of_sync(i, error);
   connections_when_out_[i].store(copies_[i].backend->connections(), std::memory_order_release);
   left_on_connection_[i].store(error == -ENOTCONN || error == -ETIMEDOUT,
                                std::memory_order_release);

@@ -162,10 +162,16 @@ class MirroredBackend final : public Backend {
   // out of sync whose store connected again since they left it: those to
   // resync (the caller starts it as ringtgtctl copy resync does).
   std::vector<std::size_t> check_connections();
-  // The copies the state file found out of sync at start (after a crash:
-  // those the hot regions may differ on), to resync as soon as the daemon
-  // runs.
-  const std::vector<std::size_t>& resync_at_start() const { return resync_at_start_; }
+  // The copies the state file found out of sync when this LU was opened
+  // (after a crash: those the hot regions may differ on; after a reload: a
+  // copy added, moved or out of sync), to resync as soon as it serves; the
+  // first call takes them, later ones return none.
+  std::vector<std::size_t> take_resync_at_start();
+  // Before a reload hands this LU's copies to its replacement: every
+  // resync stops (the copy is out of sync again with its bitmap, and the
+  // replacement resumes it); true once no resync job runs any more.
+  void stop_resyncs();
+  bool resyncs_stopped() const;
 
   // --- replacing a copy's store (ringtgtctl copy replace) ---
   // A copy's store is swapped for a new one (a new disk or volume, a remote
@@ -195,6 +201,22 @@ class MirroredBackend final : public Backend {
   friend struct ReadRepair;
   friend class ResyncJob;
 
+  // --- a reload's replacement of this LU (same state file) ---
+  // The LU a reload replaces still serves while its replacement opens, and
+  // until its last command ends. The replacement takes the state file over
+  // (hand_over_to): the old one's hot regions are writes in flight, not a
+  // crash's, and become the new one's; the old one writes the file no more
+  // (its activity log retired into the new one's); and what it still learns
+  // (a copy failing, regions it misses) is passed on, so that the new one
+  // does not count a copy in sync that missed a write of the old.
+  void hand_over_to(MirroredBackend& next);
+  // Passes on to the successor, if any, that copy i missed [offset,
+  // offset + len) or left the in-sync set.
+  void pass_on_missed(std::size_t i, std::uint64_t offset, std::uint64_t len);
+  void pass_on_out_of_sync(std::size_t i, int error);
+  // This LU's destruction in the chain of LUs over one state file.
+  void leave_the_chain();
+
   void set_state(std::size_t i, CopyState s);
   void mark_all_dirty(std::size_t i);
   // Called by a resync that found nothing dirty under a claim of the whole
@@ -202,8 +224,9 @@ class MirroredBackend final : public Backend {
   bool rejoin(std::size_t i);
   void publish_dirty(std::size_t i);
   // Reads the state file: copies out of sync, their bitmaps, and the hot
-  // regions of a crash marked dirty on every copy but the first in sync.
-  void recover();
+  // regions of a crash marked dirty on every copy but the first in sync
+  // (taken over as hot instead when handing_over: a live LU has them).
+  void recover(bool handing_over);
   void out_of_sync_at_start(std::size_t i, const char* why);
   // Writes the state file (a state changed): on the log's writer thread when
   // called on a reactor, now otherwise; no-op without one.
@@ -301,6 +324,13 @@ class MirroredBackend final : public Backend {
   std::atomic<std::uint64_t> behind_bytes_{0};
   std::unique_ptr<QuorumWait> quorum_wait_;  // only under QuorumLossAction::wait
   std::vector<std::size_t> resync_at_start_;
+  std::atomic<bool> resync_at_start_taken_{false};
+  // The chain of LUs over one state file (hand_over_to), under a global
+  // lock: the LU this one replaced, if it still lives, and the one that
+  // replaced it, with each copy's index there (-1: not there, or moved).
+  MirroredBackend* predecessor_ = nullptr;
+  std::atomic<MirroredBackend*> successor_{nullptr};
+  std::vector<int> successor_copy_;
 };
 
 }  // namespace ringtgt::storage

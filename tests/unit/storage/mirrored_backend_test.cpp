@@ -892,20 +892,73 @@ class MirrorState : public Mirror {
     state_path = dir_ + "/mirror.state";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
-  // A second backend over the same file, as a restart after a crash sees it
-  // (the first is not destroyed: it did not stop cleanly).
+  // A second backend over the file, as a restart sees it. While the first
+  // lives (it did not stop cleanly: a crash), over a copy of the file, as
+  // another process would: over the same one, it would be the first's
+  // replacement in a reload (open_replacement).
   std::unique_ptr<MirroredBackend> reopen(std::vector<std::string> where = {"", ""}) {
+    std::string path = state_path;
+    if (mirror) {
+      path = dir_ + "/after-crash-" + std::to_string(++crashes_) + ".state";
+      std::filesystem::copy_file(state_path, path);
+    }
+    return open_over(path, where);
+  }
+  // The LU a reload opens while the first still serves.
+  std::unique_ptr<MirroredBackend> open_replacement() { return open_over(state_path, {"", ""}); }
+  std::unique_ptr<MirroredBackend> open_over(const std::string& path,
+                                             std::vector<std::string> where) {
     std::vector<MirrorCopy> v;
     v.push_back({"primary", "", std::make_unique<HeldBackend>(kSize), where[0]});
     v.push_back({"disk2", "", std::make_unique<HeldBackend>(kSize), where[1]});
     MirrorOptions o;
     o.lun_label = "target t LUN 1 (restarted)";
     o.region_size = kRegion;
-    o.state_path = state_path;
+    o.state_path = path;
     return std::make_unique<MirroredBackend>(std::move(v), o);
   }
   std::string dir_;
+  int crashes_ = 0;
 };
+
+TEST_F(MirrorState, AReloadsReplacementTakesTheHotRegionsOverWithoutAResync) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
+  ASSERT_EQ(held[1]->pending.size(), 1u);  // in flight on the old LU
+  auto next = open_replacement();
+  EXPECT_EQ(next->copy_state(1), MirroredBackend::CopyState::in_sync) << "no crash: no resync";
+  EXPECT_EQ(next->dirty_bytes(1), 0u);
+  EXPECT_TRUE(next->take_resync_at_start().empty());
+  // The old LU's write fails on disk2: the replacement learns it.
+  held[0]->complete_next();
+  held[1]->complete_next(-EIO);
+  EXPECT_EQ(w.value, 4096);
+  EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(next->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(next->dirty_bytes(1), kRegion) << "the region the old LU's write missed";
+  // The old LU goes; the file is the replacement's (a crash now: region 7
+  // dirty on disk2, which is out of sync).
+  mirror.reset();
+  std::filesystem::copy_file(state_path, dir_ + "/crash.state");
+  auto crashed = open_over(dir_ + "/crash.state", {"", ""});
+  EXPECT_EQ(crashed->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(crashed->dirty_bytes(1), kRegion);
+}
+
+TEST_F(MirrorState, ADroppedReplacementLeavesTheFileToTheLiveLu) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  auto next = open_replacement();
+  next.reset();  // the reload failed after opening it
+  mirror->mark_dirty(1, 3 * kRegion, 1);
+  mirror->mark_out_of_sync(1, "test", -EIO);  // the file is written, with the bitmap
+  std::filesystem::copy_file(state_path, dir_ + "/crash.state");
+  auto crashed = open_over(dir_ + "/crash.state", {"", ""});
+  EXPECT_EQ(crashed->copy_state(1), MirroredBackend::CopyState::out_of_sync)
+      << "the live LU writes its file again";
+  EXPECT_EQ(crashed->dirty_bytes(1), kRegion);
+}
 
 TEST_F(MirrorState, RegionsWithWritesInFlightAtACrashAreResyncedAfterIt) {
   build(2, 1, QuorumLossAction::fail, kRegion);
@@ -918,7 +971,7 @@ TEST_F(MirrorState, RegionsWithWritesInFlightAtACrashAreResyncedAfterIt) {
   EXPECT_EQ(after->copy_state(0), MirroredBackend::CopyState::in_sync);
   EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
   EXPECT_EQ(after->dirty_bytes(1), kRegion) << "only the hot region";
-  EXPECT_EQ(after->resync_at_start(), std::vector<std::size_t>{1});
+  EXPECT_EQ(after->take_resync_at_start(), std::vector<std::size_t>{1});
   held[0]->complete_next();
   held[1]->complete_next();
   EXPECT_EQ(w.value, 4096);
@@ -1046,7 +1099,7 @@ TEST_F(MirrorState, AnOutOfSyncCopyStaysOutWithItsBitmapAcrossACleanRestart) {
   mirror.reset();
   auto clean = reopen();
   EXPECT_EQ(clean->copy_state(1), MirroredBackend::CopyState::in_sync);
-  EXPECT_TRUE(clean->resync_at_start().empty());
+  EXPECT_TRUE(clean->take_resync_at_start().empty());
 }
 
 TEST_F(MirrorState, ACopyWhoseStoreMovedBetweenTwoRunsIsSyncedInFull) {
@@ -1060,8 +1113,8 @@ TEST_F(MirrorState, ACopyWhoseStoreMovedBetweenTwoRunsIsSyncedInFull) {
   EXPECT_EQ(moved->copy_state(1), MirroredBackend::CopyState::out_of_sync);
   EXPECT_EQ(moved->dirty_bytes(1), kSize) << "a new store: every region";
   EXPECT_EQ(moved->copy_state(0), MirroredBackend::CopyState::in_sync);
-  ASSERT_EQ(moved->resync_at_start().size(), 1u);
-  EXPECT_EQ(moved->resync_at_start()[0], 1u);
+  EXPECT_EQ(moved->take_resync_at_start(), std::vector<std::size_t>{1});
+  EXPECT_TRUE(moved->take_resync_at_start().empty()) << "taken once";
   moved.reset();
   // Still out of sync on the next start, at its new place: not "moved" again.
   auto again = reopen({"/p", "/c2"});

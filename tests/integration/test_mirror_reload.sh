@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# A reload that replaces a mirrored LU (docs/replication.md, "Reloading a
+# mirrored LUN"), checked by real initiators (qemu-io, ringtgt-bench
+# --verify), the log, ringtgtctl and cmp:
+# - a changed key of the LUN (resync_rate) while qemu-io writes, with
+#   ack_quorum every copy: the new LU takes the state file over from the one
+#   still serving; its hot regions are writes in flight there, not a crash's,
+#   so no copy goes out of sync, no write is refused, none is lost, and the
+#   copies compare equal;
+# - a copy added by a reload (ack_quorum 2 of 3) while the initiator writes:
+#   the new copy is synced in full by itself, rejoins, and compares equal.
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+: "${RINGTGTCTL:?RINGTGTCTL must name the ringtgtctl binary}"
+: "${RINGTGT_BENCH:=$(dirname "$RINGTGT_BIN")/bench/ringtgt-bench}"
+[[ -x $RINGTGT_BENCH ]] || fail "RINGTGT_BENCH=$RINGTGT_BENCH is not executable"
+
+TGT=iqn.2025-01.com.example:reload
+PORT=$(pick_port)
+CFG=$TMP/reload.toml
+URL="iscsi://127.0.0.1:$PORT/$TGT/0"
+P=$TMP/lun0.img
+C2=$TMP/lun0-disk2.img
+C3=$TMP/lun0-disk3.img
+
+# write_config RESYNC_RATE [QUORUM THIRD_COPY_PATH]
+write_config() {
+  {
+    config_prologue "$PORT" "$TGT"
+    cat <<EOF
+
+  [[target.lun]]
+  number = 0
+  path = "$P"
+  size = "16M"
+  block_size = 512
+  resync_region_size = "256K"
+  resync_rate = "$1"
+EOF
+    [[ -n ${2:-} ]] && echo "  ack_quorum = $2"
+    cat <<EOF
+    [[target.lun.copy]]
+    name = "disk2"
+    path = "$C2"
+EOF
+    [[ -n ${3:-} ]] && cat <<EOF
+    [[target.lun.copy]]
+    name = "disk3"
+    path = "$3"
+EOF
+    cat <<EOF
+
+[iscsi]
+nop_interval = 0
+EOF
+  } >"$CFG"
+}
+
+ctl() { "$RINGTGTCTL" --socket "$TMP/admin.sock" "$@"; }
+
+# writes_started OUT PATTERN: qemu-io writes 8 MiB of PATTERN at 4 MiB in
+# 256 KiB commands in the background (QEMU_PID; its output in OUT); returns
+# once copy disk2 took some. qemu-io's driver retries the unit attention a
+# replaced LU starts with, as Linux does.
+writes_started() {
+  local cmds=() i base
+  for ((i = 0; i < 32; i++)); do cmds+=(-c "write -P $2 $((4096 + i * 256))k 256k"); done
+  base=$(copy_field disk2 writes)
+  qemu-io -f raw "${cmds[@]}" "$URL" >"$1" 2>&1 &
+  QEMU_PID=$!
+  bg_track "$QEMU_PID"
+  for ((i = 0; i < 100; i++)); do
+    (($(copy_field disk2 writes) > base)) && return 0
+    sleep 0.05
+  done
+  fail "copy disk2 took no write of qemu-io's within 5 s"
+}
+# writes_ok OUT PATTERN WHAT: the background writes all succeeded and read back.
+writes_ok() {
+  wait "$QEMU_PID" || fail "$3: qemu-io exited non-zero: $(cat "$1")"
+  if grep -Eq 'failed|error|Error' "$1"; then
+    cat "$1" >&2
+    fail "$3: a write failed"
+  fi
+  qemu_ok "$TMP/readback.out" "$URL" "read -P $2 4M 8M"
+}
+
+write_config 100M
+start_daemon "$CFG" "$PORT"
+verified_load "$URL" 2M 2 --save-state "$TMP/gen.bin"
+
+# --- a changed key: the LU replaced under writes, every copy stays in sync ------------------
+log "reload with resync_rate changed while qemu-io writes (ack_quorum: every copy)"
+writes_started "$TMP/w1.out" 0x5c
+write_config 80M
+run_ok "$TMP/reload1.out" ctl reload
+expect_grep "LUN 0: backing changed \(its copies or mirror settings\): replaced" "$TMP/reload1.out" \
+  "the reload's answer"
+writes_ok "$TMP/w1.out" 0x5c "across the reload that replaced the LU"
+expect_no_grep "out of sync|did not stop cleanly|lost its write quorum" "$DAEMON_LOG" \
+  "the log of a reload that replaced a mirrored LU"
+expect_eq "$(copy_field disk2 state)" in_sync "disk2 after the reload"
+expect_eq "$(copy_field disk2 dirty_bytes)" 0 "disk2's dirty bytes after the reload"
+same_bytes "$P" "$C2" "after the reload, copy disk2"
+verified_load "$URL" 2M 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
+
+# --- a copy added: synced in full by itself ---------------------------------------------------
+log "reload adding copy disk3 (ack_quorum 2 of 3) while qemu-io writes"
+writes_started "$TMP/w2.out" 0x5d
+write_config 80M 2 "$C3"
+run_ok "$TMP/reload2.out" ctl reload
+wait_grep "copy disk3 of target $TGT LUN 0 out of sync at start: a copy the state file does not know: a full sync" \
+  "$DAEMON_LOG" "the new copy's full sync" 10
+wait_grep "resuming the resync of copy disk3" "$DAEMON_LOG" "the new copy's resync started by itself" 10
+writes_ok "$TMP/w2.out" 0x5d "across the reload that added a copy"
+wait_state disk3 in_sync 60
+(($(copy_field disk3 resynced_bytes) >= 16 << 20)) ||
+  fail "disk3's full sync copied $(copy_field disk3 resynced_bytes) bytes, not the whole LUN"
+same_bytes "$P" "$C3" "after the reload that added it, copy disk3"
+same_bytes "$P" "$C2" "after the reload that added disk3, copy disk2"
+expect_no_grep "copy disk2 .*out of sync" "$DAEMON_LOG" "disk2 across both reloads"
+verify_acked "$URL" "$TMP/gen.bin" "after both reloads"
+
+kill -0 "$DAEMON_PID" || fail "the daemon died"
+stop_daemon_ok
+log "PASS"
