@@ -222,6 +222,19 @@ void hold_early_answers(const std::vector<std::shared_ptr<scsi::LogicalUnit>>& g
   for (const auto& lu : going) mirror_of(*lu).hold_early_answers(hold);
 }
 
+// The resyncs settle_writes_behind stopped: copy numbers of each LU.
+using StoppedResyncs = std::vector<std::pair<std::shared_ptr<scsi::LogicalUnit>, std::size_t>>;
+
+// A change that stopped them and then was not made starts them again.
+void restart_resyncs(const StoppedResyncs& stopped,
+                     const std::function<void(std::uint64_t, std::function<void()>)>& run) {
+  for (const auto& [lu, i] : stopped) {
+    storage::MirroredBackend* m = &mirror_of(*lu);
+    if (!m->begin_resync(i).empty()) continue;
+    run(i, [m, i, lu] { m->run_resync(i, lu); });
+  }
+}
+
 // A mirrored LUN answers writes before its slower copies hold them
 // (docs/replication.md). Before a reload hands its copies to a new LU, those
 // writes must have landed: the new LU's next write to the same blocks could
@@ -229,14 +242,20 @@ void hold_early_answers(const std::vector<std::shared_ptr<scsi::LogicalUnit>>& g
 // a resync's region in flight (the new LU resumes the resync). They are
 // bounded by the copies' command_timeout; a change that would wait longer
 // is refused, not made in part.
-void settle_writes_behind(const std::vector<std::shared_ptr<scsi::LogicalUnit>>& going) {
+StoppedResyncs settle_writes_behind(
+    const std::vector<std::shared_ptr<scsi::LogicalUnit>>& going,
+    const std::function<void(std::uint64_t, std::function<void()>)>& run) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   hold_early_answers(going, true);
-  for (const auto& lu : going) mirror_of(*lu).stop_resyncs();
+  StoppedResyncs stopped;
+  for (const auto& lu : going) {
+    for (std::size_t i : mirror_of(*lu).stop_resyncs()) stopped.emplace_back(lu, i);
+  }
   for (const auto& lu : going) {
     while (!mirror_of(*lu).nothing_behind() || !mirror_of(*lu).resyncs_stopped()) {
       if (std::chrono::steady_clock::now() > until) {
         hold_early_answers(going, false);
+        restart_resyncs(stopped, run);
         throw RpcError(rpc_error::refused,
                        "a copy of a mirrored LUN this change replaces or removes still has writes "
                        "behind after 30 s (ringtgtctl copy list shows them); try again");
@@ -244,6 +263,7 @@ void settle_writes_behind(const std::vector<std::shared_ptr<scsi::LogicalUnit>>&
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
+  return stopped;
 }
 
 }  // namespace
@@ -378,7 +398,8 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
   std::vector<config::Portal> bound;
   bool portals_changed = false;
   const auto going = mirrored_luns_going(registry_.catalog(), plan);
-  settle_writes_behind(going);
+  const auto run = std::bind_front(&Service::post_to_reactor, this);
+  const StoppedResyncs stopped = settle_writes_behind(going, run);
   try {
     for (const auto& s : plan.steps) {
       switch (s.kind) {
@@ -405,6 +426,8 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
   } catch (...) {
     for (const auto& p : bound) server_.close_portal(p);
     hold_early_answers(going, false);
+    opened.clear();  // a dropped replacement gives the state file back first
+    restart_resyncs(stopped, run);
     throw;
   }
 
@@ -455,8 +478,7 @@ json Service::apply(const ChangePlan& plan, const config::Config& next) {
   running_ = next;
   ++generation_;
   // The LUs it opened resume what their state file left to resync.
-  if (!background_stopped_)
-    resume_resyncs(registry_.catalog(), std::bind_front(&Service::post_to_reactor, this));
+  if (!background_stopped_) resume_resyncs(registry_.catalog(), run);
   if (on_applied_) on_applied_();
   return json{
       {"applied", applied}, {"needs_restart", plan.needs_restart}, {"deferred", plan.deferred}};

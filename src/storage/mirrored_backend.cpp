@@ -422,6 +422,31 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
     live = std::exchange(newest, this);
     predecessor_ = live;
   }
+  try {
+    open_state(live != nullptr);
+  } catch (...) {
+    // Not built: the live LU (if any) keeps the file, untouched.
+    std::lock_guard lock(chain_mu);
+    if (live != nullptr) {
+      newest_by_state_file()[options_.state_path] = live;
+    } else if (!options_.state_path.empty()) {
+      newest_by_state_file().erase(options_.state_path);
+    }
+    throw;
+  }
+  counters_->ack_quorum = options_.ack_quorum;
+  counters_->redundancy = options_.redundancy;
+  counters_->redundancy_warning = options_.redundancy_warning;
+  if (options_.on_quorum_loss == QuorumLossAction::wait)
+    quorum_wait_ = std::make_unique<QuorumWait>(options_.lun_label, kQuorumLostError,
+                                                &counters_->writes_waiting_for_quorum);
+  if (live != nullptr) {
+    std::lock_guard lock(chain_mu);
+    live->hand_over_to(*this);
+  }
+}
+
+void MirroredBackend::open_state(bool handing_over) {
   if (!options_.state_path.empty()) {
     al_ = std::make_unique<ActivityLog>(
         options_.state_path, copies_[0].backend->size_bytes(), options_.region_size,
@@ -436,17 +461,7 @@ MirroredBackend::MirroredBackend(std::vector<MirrorCopy> copies, MirrorOptions o
             if (!written[i].in_sync) recorded_out_[i].store(true, std::memory_order_seq_cst);
           }
         });
-    recover(live != nullptr);
-  }
-  counters_->ack_quorum = options_.ack_quorum;
-  counters_->redundancy = options_.redundancy;
-  counters_->redundancy_warning = options_.redundancy_warning;
-  if (options_.on_quorum_loss == QuorumLossAction::wait)
-    quorum_wait_ = std::make_unique<QuorumWait>(options_.lun_label, kQuorumLostError,
-                                                &counters_->writes_waiting_for_quorum);
-  if (live != nullptr) {
-    std::lock_guard lock(chain_mu);
-    live->hand_over_to(*this);
+    recover(handing_over);
   }
 }
 
@@ -457,13 +472,17 @@ MirroredBackend::~MirroredBackend() {
   if (al_) al_->clear_hot();
 }
 
-void MirroredBackend::stop_resyncs() {
+std::vector<std::size_t> MirroredBackend::stop_resyncs() {
+  std::vector<std::size_t> stopped;
   for (std::size_t i = 0; i < copies_.size(); ++i) {
     CopyState was = CopyState::resyncing;
     if (counters_->copies[i]->state.compare_exchange_strong(was, CopyState::out_of_sync,
-                                                            std::memory_order_acq_rel))
+                                                            std::memory_order_acq_rel)) {
+      stopped.push_back(i);
       persist_state();
+    }
   }
+  return stopped;
 }
 
 bool MirroredBackend::resyncs_stopped() const {

@@ -8,7 +8,10 @@
 #   so no copy goes out of sync, no write is refused, none is lost, and the
 #   copies compare equal;
 # - a copy added by a reload (ack_quorum 2 of 3) while the initiator writes:
-#   the new copy is synced in full by itself, rejoins, and compares equal.
+#   the new copy is synced in full by itself, rejoins, and compares equal;
+# - a reload refused after it opened the LU's replacement (another LUN's path
+#   cannot be opened): the LU serves on and keeps its state file, and a
+#   restart after a clean stop finds no hot region to resync.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -24,7 +27,7 @@ P=$TMP/lun0.img
 C2=$TMP/lun0-disk2.img
 C3=$TMP/lun0-disk3.img
 
-# write_config RESYNC_RATE [QUORUM THIRD_COPY_PATH]
+# write_config RESYNC_RATE [QUORUM THIRD_COPY_PATH [EXTRA_LUN_PATH]]
 write_config() {
   {
     config_prologue "$PORT" "$TGT"
@@ -48,6 +51,13 @@ EOF
     [[target.lun.copy]]
     name = "disk3"
     path = "$3"
+EOF
+    [[ -n ${4:-} ]] && cat <<EOF
+
+  [[target.lun]]
+  number = 1
+  path = "$4"
+  size = "1M"
 EOF
     cat <<EOF
 
@@ -122,6 +132,24 @@ same_bytes "$P" "$C2" "after the reload that added disk3, copy disk2"
 expect_no_grep "copy disk2 .*out of sync" "$DAEMON_LOG" "disk2 across both reloads"
 verify_acked "$URL" "$TMP/gen.bin" "after both reloads"
 
+# --- a reload refused after the replacement opened: the LU keeps its file ---------------------
+log "a reload refused after it opened LUN 0's replacement"
+write_config 90M 2 "$C3" "$TMP/no-such-dir/lun1.img"
+run_fails "$TMP/reload3.out" ctl reload
+expect_grep "LUN 1: cannot open $TMP/no-such-dir/lun1.img" "$TMP/reload3.out" "the refusal"
+# Opened (and dropped): LUN 0's fourth "mirrored to" line, after start and two reloads.
+expect_eq "$(grep -c "LUN 0: .* mirrored to" "$DAEMON_LOG")" 4 "LUN 0's openings"
+writes_started "$TMP/w3.out" 0x5e
+writes_ok "$TMP/w3.out" 0x5e "after the refused reload"
+for c in disk2 disk3; do expect_eq "$(copy_field $c state)" in_sync "$c after the refused reload"; done
 kill -0 "$DAEMON_PID" || fail "the daemon died"
+stop_daemon_ok
+same_bytes "$P" "$C2" "after the refused reload, copy disk2"
+same_bytes "$P" "$C3" "after the refused reload, copy disk3"
+write_config 80M 2 "$C3"
+start_daemon "$CFG" "$PORT"
+expect_no_grep "did not stop cleanly|out of sync at start" "$DAEMON_LOG" \
+  "the restart after a clean stop that followed the refused reload"
+verify_acked "$URL" "$TMP/gen.bin" "after the restart"
 stop_daemon_ok
 log "PASS"

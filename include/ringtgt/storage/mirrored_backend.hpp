@@ -169,8 +169,9 @@ class MirroredBackend final : public Backend {
   std::vector<std::size_t> take_resync_at_start();
   // Before a reload hands this LU's copies to its replacement: every
   // resync stops (the copy is out of sync again with its bitmap, and the
-  // replacement resumes it); true once no resync job runs any more.
-  void stop_resyncs();
+  // replacement resumes it): the copies whose resync it stopped.
+  // resyncs_stopped: true once no resync job runs any more.
+  std::vector<std::size_t> stop_resyncs();
   bool resyncs_stopped() const;
 
   // --- replacing a copy's store (ringtgtctl copy replace) ---
@@ -227,6 +228,8 @@ class MirroredBackend final : public Backend {
   // regions of a crash marked dirty on every copy but the first in sync
   // (taken over as hot instead when handing_over: a live LU has them).
   void recover(bool handing_over);
+  // The activity log over the state file (if any), and recover.
+  void open_state(bool handing_over);
   void out_of_sync_at_start(std::size_t i, const char* why);
   // Writes the state file (a state changed): on the log's writer thread when
   // called on a reactor, now otherwise; no-op without one.
