@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -42,6 +43,19 @@ std::uint32_t isid_of(const std::string& label) {
   std::uint32_t h = 2166136261u;
   for (unsigned char c : label) h = (h ^ c) * 16777619u;
   return h & 0x3fffff;  // 22 bits: what the random ISID type carries
+}
+
+// The ISID's qualifier: which store of the copy this is in this process.
+// A reload opens the LU's replacement (and a new store of each copy) while
+// the old LU still writes through its own: with one ISID, the new login
+// would reinstate the old session and fail the old LU's writes in flight.
+// The first store of a copy gets 0, so a restarted daemon still reinstates
+// the session a crash left on the remote target.
+std::uint32_t isid_qualifier_of(const std::string& label) {
+  static std::mutex mu;
+  static std::map<std::string, std::uint32_t> opened;
+  std::lock_guard lock(mu);
+  return opened[label]++ & 0xffff;
 }
 
 // libiscsi's last error on ctx, for a log line: without the full stop and
@@ -100,7 +114,10 @@ struct IscsiCopyBackend::Request final : reactor::IoOp {
 class IscsiCopyBackend::Initiator {
  public:
   explicit Initiator(const IscsiCopyBackendOptions& o)
-      : o_(o), size_(o.min_size), backoff_ms_(o.backoff_min_ms) {
+      : o_(o),
+        isid_qualifier_(isid_qualifier_of(o.label)),
+        size_(o.min_size),
+        backoff_ms_(o.backoff_min_ms) {
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) throw std::runtime_error(o_.label + ": cannot create an eventfd");
     thread_ = std::thread([this] { run(); });
@@ -200,7 +217,7 @@ class IscsiCopyBackend::Initiator {
     // A lost connection must fail the commands in flight to the mirror (the
     // copy leaves the in-sync set), not be retried behind its back.
     iscsi_set_noautoreconnect(ctx_, 1);
-    iscsi_set_isid_random(ctx_, isid_of(o_.label), 0);
+    iscsi_set_isid_random(ctx_, isid_of(o_.label), isid_qualifier_);
     if (!o_.chap_user.empty())
       iscsi_set_initiator_username_pwd(ctx_, o_.chap_user.c_str(), o_.chap_secret.c_str());
     phase_ = Phase::connecting;
@@ -501,6 +518,7 @@ class IscsiCopyBackend::Initiator {
   }
 
   const IscsiCopyBackendOptions& o_;
+  const std::uint32_t isid_qualifier_;  // with isid_of(label): this store's ISID
   int wake_fd_ = -1;
   std::mutex mu_;  // guards queue_ and stopping_
   std::vector<Request*> queue_;

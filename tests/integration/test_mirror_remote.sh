@@ -23,6 +23,9 @@
 #   replace syncs it in full too;
 # - kill -9 of A mid-write: its restart resyncs the hot regions onto B (only
 #   those), equal files;
+# - a reload that replaces A's LU while qemu-io writes: the new LU's login to
+#   B is a session of its own, the old LU's writes in flight are not cut
+#   off, the copy stays in sync, equal files;
 # - a remote LUN smaller than the primary, or of another block size, stops A
 #   at start with the copy's file:line:col;
 # - CHAP: A logs in to a B that wants it; with a wrong secret the copy stays
@@ -302,6 +305,38 @@ same_bytes "$P" "$R" "after A's kill -9 and restart"
 # The bench saved its table after the cut too (a write cut in flight may
 # read back either way): every acknowledged write reads back from B alone.
 verify_acked "$URL_B" "$TMP/gen.bin" "after A's kill -9, read from B alone"
+
+# --- (g) a reload replaces A's LU while qemu-io writes ---------------------------------------
+# The new LU's store of the copy logs in to B as a session of its own (its
+# ISID differs): it must not reinstate, and so cut off, the session the old
+# LU still writes through.
+log "(g) reload of A (resync_rate changed) while qemu-io writes"
+lines=$(wc -l <"$DAEMON_LOG")
+args=()
+for ((i = 0; i < 64; i++)); do args+=(-c "write -P 0x4d $((8192 + i * 128))k 128k"); done
+base=$(copy_field remote writes)
+qemu-io -f raw "${args[@]}" "$URL" >"$TMP/reload-w.out" 2>&1 &
+QEMU_PID=$!
+bg_track "$QEMU_PID"
+for ((i = 0; i < 100; i++)); do
+  (($(copy_field remote writes) > base)) && break
+  sleep 0.05
+done
+sed -i 's|^  resync_region_size = "256K"$|&\n  resync_rate = "90M"|' "$TMP/a.toml"
+"$RINGTGTCTL" --socket "$TMP/admin.sock" reload >"$TMP/reload.out" 2>&1 ||
+  fail "the reload failed: $(cat "$TMP/reload.out")"
+expect_grep "LUN 0: backing changed \(its copies or mirror settings\): replaced" "$TMP/reload.out" \
+  "the reload's answer"
+wait "$QEMU_PID" || fail "qemu-io across the reload exited non-zero: $(cat "$TMP/reload-w.out")"
+if grep -Eq 'failed|error|Error' "$TMP/reload-w.out"; then
+  cat "$TMP/reload-w.out" >&2
+  fail "a write across the reload failed"
+fi
+tail -n +$((lines + 1)) "$DAEMON_LOG" >"$TMP/after-reload.log"
+expect_no_grep "connection to $URL_B lost|out of sync" "$TMP/after-reload.log" \
+  "A's log across the reload"
+expect_eq "$(copy_field remote state)" in_sync "the remote copy after the reload"
+same_bytes "$P" "$R" "after the reload under writes"
 
 kill -0 "$DAEMON_PID" || fail "daemon A died"
 stop_daemon_ok
