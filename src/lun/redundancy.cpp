@@ -36,7 +36,6 @@ Redundancy redundancy_of(const config::Lun& l) {
   for (const auto& c : l.copies) add(c.failure_domain, c.name);
 
   Redundancy r;
-  r.copy_losses = slack;
   if (unknown == 0 && domains.size() == 1) {
     r.warn = true;
     r.text = "survives nothing: every copy is on " + domains.begin()->first;

@@ -13,10 +13,6 @@ namespace ringtgt::lun {
 struct Redundancy {
   bool warn = false;  // copies share a failure domain, or the LUN survives nothing
   std::string text;   // "survives the loss of 1 copy", "survives nothing: every copy is on X"
-  // Copies it can lose one at a time and still acknowledge writes
-  // (copies - ack_quorum), whatever their domains: warn says when losing one
-  // domain takes more than that.
-  std::size_t copy_losses = 0;
 };
 
 // Copies without a failure_domain count as apart from every other copy.

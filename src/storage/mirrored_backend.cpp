@@ -493,8 +493,7 @@ bool MirroredBackend::resyncs_stopped() const {
 }
 
 std::vector<std::size_t> MirroredBackend::take_resync_at_start() {
-  if (resync_at_start_taken_.exchange(true, std::memory_order_acq_rel)) return {};
-  return resync_at_start_;
+  return std::exchange(resync_at_start_, {});
 }
 
 void MirroredBackend::hand_over_to(MirroredBackend& next) {

@@ -399,6 +399,34 @@ assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
 PY
 }
 
+# qemu_writes_started OUT URL COPY PATTERN AT: qemu-io writes 8 MiB of
+# PATTERN from byte AT (a qemu-io size: 4M) in 256 KiB commands in the
+# background (QEMU_PID; its output in OUT); returns once copy COPY took some
+# of them. qemu-io's driver retries the unit attention a replaced LU starts
+# with, as Linux does. qemu_writes_ok then checks them.
+qemu_writes_started() {
+  local out=$1 url=$2 copy=$3 cmds=() i base at_k
+  at_k=$(($(numfmt --from=iec "$5") / 1024))
+  for ((i = 0; i < 32; i++)); do cmds+=(-c "write -P $4 $((at_k + i * 256))k 256k"); done
+  base=$(copy_field "$copy" writes)
+  qemu-io -f raw "${cmds[@]}" "$url" >"$out" 2>&1 &
+  QEMU_PID=$!
+  bg_track "$QEMU_PID"
+  for ((i = 0; i < 100; i++)); do
+    (($(copy_field "$copy" writes) > base)) && return 0
+    sleep 0.05
+  done
+  fail "copy $copy took no write of qemu-io's within 5 s"
+}
+# qemu_writes_ok OUT WHAT: the background writes all succeeded.
+qemu_writes_ok() {
+  wait "$QEMU_PID" || fail "$2: qemu-io exited non-zero: $(cat "$1")"
+  if grep -Eq 'failed|error|Error' "$1"; then
+    cat "$1" >&2
+    fail "$2: a write failed"
+  fi
+}
+
 # verify_acked URL STATE WHAT: every block of the LUN's first 2 MiB holds its
 # last acknowledged write, as ringtgt-bench's saved STATE says (at least 512
 # blocks checked).

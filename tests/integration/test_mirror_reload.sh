@@ -69,30 +69,12 @@ EOF
 
 ctl() { "$RINGTGTCTL" --socket "$TMP/admin.sock" "$@"; }
 
-# writes_started OUT PATTERN: qemu-io writes 8 MiB of PATTERN at 4 MiB in
-# 256 KiB commands in the background (QEMU_PID; its output in OUT); returns
-# once copy disk2 took some. qemu-io's driver retries the unit attention a
-# replaced LU starts with, as Linux does.
-writes_started() {
-  local cmds=() i base
-  for ((i = 0; i < 32; i++)); do cmds+=(-c "write -P $2 $((4096 + i * 256))k 256k"); done
-  base=$(copy_field disk2 writes)
-  qemu-io -f raw "${cmds[@]}" "$URL" >"$1" 2>&1 &
-  QEMU_PID=$!
-  bg_track "$QEMU_PID"
-  for ((i = 0; i < 100; i++)); do
-    (($(copy_field disk2 writes) > base)) && return 0
-    sleep 0.05
-  done
-  fail "copy disk2 took no write of qemu-io's within 5 s"
-}
+# writes_started OUT PATTERN: 8 MiB of PATTERN at 4 MiB in the background,
+# under way once disk2 took some (qemu_writes_started).
+writes_started() { qemu_writes_started "$1" "$URL" disk2 "$2" 4M; }
 # writes_ok OUT PATTERN WHAT: the background writes all succeeded and read back.
 writes_ok() {
-  wait "$QEMU_PID" || fail "$3: qemu-io exited non-zero: $(cat "$1")"
-  if grep -Eq 'failed|error|Error' "$1"; then
-    cat "$1" >&2
-    fail "$3: a write failed"
-  fi
+  qemu_writes_ok "$1" "$3"
   qemu_ok "$TMP/readback.out" "$URL" "read -P $2 4M 8M"
 }
 

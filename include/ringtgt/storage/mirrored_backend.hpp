@@ -165,7 +165,7 @@ class MirroredBackend final : public Backend {
   // The copies the state file found out of sync when this LU was opened
   // (after a crash: those the hot regions may differ on; after a reload: a
   // copy added, moved or out of sync), to resync as soon as it serves; the
-  // first call takes them, later ones return none.
+  // first call takes them, later ones return none (control plane only).
   std::vector<std::size_t> take_resync_at_start();
   // Before a reload hands this LU's copies to its replacement: every
   // resync stops (the copy is out of sync again with its bitmap, and the
@@ -327,7 +327,6 @@ class MirroredBackend final : public Backend {
   std::atomic<std::uint64_t> behind_bytes_{0};
   std::unique_ptr<QuorumWait> quorum_wait_;  // only under QuorumLossAction::wait
   std::vector<std::size_t> resync_at_start_;
-  std::atomic<bool> resync_at_start_taken_{false};
   // The chain of LUs over one state file (hand_over_to), under a global
   // lock: the LU this one replaced, if it still lives, and the one that
   // replaced it, with each copy's index there (-1: not there, or moved).

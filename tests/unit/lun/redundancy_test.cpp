@@ -27,10 +27,8 @@ TEST(Redundancy, CopiesApartSurviveWhatTheQuorumLeaves) {
       redundancy_of(mirrored(2, "disk:nvme0", {{"disk2", "disk:nvme1"}, {"disk3", "disk:nvme2"}}));
   EXPECT_FALSE(r.warn);
   EXPECT_EQ(r.text, "survives the loss of 1 copy");
-  EXPECT_EQ(r.copy_losses, 1u);
-  const Redundancy two = redundancy_of(mirrored(1, "a", {{"b", "b"}, {"c", "c"}}));
-  EXPECT_EQ(two.text, "survives the loss of 2 copies");
-  EXPECT_EQ(two.copy_losses, 2u);
+  EXPECT_EQ(redundancy_of(mirrored(1, "a", {{"b", "b"}, {"c", "c"}})).text,
+            "survives the loss of 2 copies");
 }
 
 TEST(Redundancy, EveryCopyInOneDomainSurvivesNothing) {
@@ -54,7 +52,6 @@ TEST(Redundancy, AQuorumOfAllSurvivesNothingWithoutRefusingWrites) {
   EXPECT_EQ(r.text,
             "survives nothing without refusing writes: ack_quorum 2 needs every one of its 2 "
             "copies");
-  EXPECT_EQ(r.copy_losses, 0u);
 }
 
 TEST(Redundancy, CopiesWithoutADomainCountAsApart) {
