@@ -740,17 +740,20 @@ class Loader {
     }
   }
 
-  // A copy's file is nobody else's: not another LUN's, nor another LUN's copy.
+  // A copy's file is nobody else's: not another LUN's, nor another LUN's
+  // copy; nor is a remote copy's LUN (as its URL spells it).
   void check_copy_paths(const toml::table& lun_table, const Lun& lun, const std::string& user,
                         std::map<std::string, std::string>& paths) const {
     if (lun.copies.empty()) return;
     const toml::array& tables = *lun_table.get("copy")->as_array();
     for (std::size_t i = 0; i < lun.copies.size(); ++i) {
       const LunCopy& c = lun.copies[i];
-      auto [it, fresh] = paths.emplace(c.path, user + " (copy " + c.name + ")");
+      const bool remote = c.url.has_value();
+      const std::string key = remote ? c.url->text() : c.path;
+      auto [it, fresh] = paths.emplace(key, user + " (copy " + c.name + ")");
       if (!fresh) {
-        fail(*tables[i].as_table()->get("path"),
-             "path \"" + c.path + "\" is already used by " + it->second);
+        fail(*tables[i].as_table()->get(remote ? "url" : "path"),
+             (remote ? "url \"" : "path \"") + key + "\" is already used by " + it->second);
       }
     }
   }

@@ -209,6 +209,19 @@ TEST(Mirror, RemoteCopyUrl) {
   EXPECT_EQ(again.targets[0].luns[0].copies, l.copies);
 }
 
+TEST(Mirror, RemoteCopiesOfTwoLunsAreTwoRemoteLuns) {
+  const std::string url1 = "iscsi://127.0.0.1:3261/iqn.2025-01.com.example:r/2";
+  const std::string second = "[[target.lun]]\nnumber = 1\npath = \"/tmp/q.img\"\n";
+  // Two LUNs, each with a remote copy on its own remote LUN (the path check
+  // once took both for the path "" and failed on a null node).
+  const Config c = load_string(lun(remote("r", kUrl)) + second + remote("r", url1), "t.toml");
+  ASSERT_EQ(c.targets[0].luns.size(), 2u);
+  EXPECT_EQ(c.targets[0].luns[1].copies[0].url->lun, 2u);
+  EXPECT_EQ(error_of(lun(remote("r", kUrl)) + second + remote("s", kUrl)),
+            "t.toml:16:7: url \"" + kUrl +
+                "\" is already used by target \"iqn.2025-01.com.example:t\" LUN 0 (copy r)");
+}
+
 TEST(Mirror, RemoteCopyCommandTimeout) {
   const Config c = load_string(lun(remote("backup", kUrl, "command_timeout = 3\n")), "t.toml");
   EXPECT_EQ(c.targets[0].luns[0].copies[0].command_timeout_seconds, 3u);
