@@ -29,6 +29,11 @@ namespace {
 constexpr int kMaxLoginUnitAttentions = 10;
 // How often the initiator thread wakes to check deadlines while connected.
 constexpr int kTickMs = 100;
+// Bounds on one command of an unmap or zeroing, so each answers well within
+// the command timeout whatever the remote target does with it: blocks per
+// WRITE SAME when the target states no limit, and bytes per WRITE of zeroes.
+constexpr std::uint32_t kWriteSameBlocks = 1u << 16;
+constexpr std::size_t kZeroWriteBytes = 1u << 20;
 
 std::uint64_t now_ms() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -66,6 +71,26 @@ std::string error_of(iscsi_context* ctx) {
   return e.empty() ? std::string("connection lost") : e;
 }
 
+// How one piece of an unmap or zeroing reaches the remote LUN, best first:
+// UNMAP, or WRITE SAME(16) with its UNMAP bit, where the LUN says its
+// deallocated blocks read as zeroes (LBPRZ) and it takes that command; WRITE
+// SAME(16) of a zero block; WRITE(16)s of zeroes where it refuses WRITE SAME.
+enum class ZeroMethod : std::uint8_t { unmap, write_same_unmap, write_same, zero_writes };
+
+const char* name_of(ZeroMethod m) {
+  switch (m) {
+    case ZeroMethod::unmap:
+      return "UNMAP";
+    case ZeroMethod::write_same_unmap:
+      return "WRITE SAME with UNMAP";
+    case ZeroMethod::write_same:
+      return "WRITE SAME of zeroes";
+    case ZeroMethod::zero_writes:
+      return "writes of zeroes";
+  }
+  return "?";
+}
+
 // A command's status as an errno for the mirror: GOOD is 0.
 int result_of(int status, const scsi_task* t) {
   if (status == SCSI_STATUS_GOOD) return 0;
@@ -97,14 +122,23 @@ struct IscsiCopyBackend::Request final : reactor::IoOp {
   std::size_t piece = 0;
   std::uint64_t issued_ms = 0;
   unsigned unit_attentions = 0;  // answered with so far (each one re-issued)
+  // An unmap or zeroing: how the piece in flight goes, the UNMAP's
+  // descriptor (libiscsi keeps a pointer to it), whether the last step, a
+  // SYNCHRONIZE CACHE, is in flight, and whether it may be left out (the
+  // caller's next unmap syncs them all).
+  ZeroMethod method = ZeroMethod::unmap;
+  unmap_list range{};
+  bool syncing = false;
+  bool more_follow = false;
 
   Request(Kind k, void* b, std::size_t l, std::uint64_t o, IoOp* caller,
           reactor::ForeignCompletions* h)
       : kind(k), buf(b), len(l), offset(o), op(caller), home(h) {}
 
-  // On the reactor that started it.
+  // On the reactor that started it. A read or write completes with its
+  // length, the rest with 0.
   void on_complete(int result) override {
-    if (result == 0 && kind != Kind::flush) result = static_cast<int>(len);
+    if (result == 0 && (kind == Kind::read || kind == Kind::write)) result = static_cast<int>(len);
     IoOp* caller = op;
     delete this;
     caller->on_complete(result);
@@ -278,9 +312,15 @@ class IscsiCopyBackend::Initiator {
     auto* self = static_cast<Initiator*>(priv);
     scsi_task* t = std::exchange(self->login_task_, nullptr);
     std::uint32_t max_blocks = 0;
+    self->max_unmap_blocks_ = 0;
+    self->max_write_same_blocks_ = kWriteSameBlocks;
     if (status == SCSI_STATUS_GOOD && t) {
-      if (auto* bl = static_cast<scsi_inquiry_block_limits*>(scsi_datain_unmarshall(t)))
+      if (auto* bl = static_cast<scsi_inquiry_block_limits*>(scsi_datain_unmarshall(t))) {
         max_blocks = bl->max_xfer_len;
+        self->max_unmap_blocks_ = bl->max_unmap;
+        if (bl->max_ws_len != 0 && bl->max_ws_len < kWriteSameBlocks)
+          self->max_write_same_blocks_ = static_cast<std::uint32_t>(bl->max_ws_len);
+      }
     }
     if (t) scsi_free_scsi_task(t);
     if (self->phase_ != Phase::connecting) return;
@@ -291,6 +331,40 @@ class IscsiCopyBackend::Initiator {
     self->max_transfer_bytes_ = max_blocks == 0 || max_blocks > SIZE_MAX / self->o_.block_size
                                     ? 0
                                     : std::size_t{max_blocks} * self->o_.block_size;
+    // Then what it does with UNMAP and WRITE SAME (VPD Logical Block
+    // Provisioning).
+    self->login_task_ = iscsi_inquiry_task(self->ctx_, static_cast<int>(self->o_.lun), 1,
+                                           SCSI_INQUIRY_PAGECODE_LOGICAL_BLOCK_PROVISIONING, 255,
+                                           &provisioning_cb, self);
+    if (self->login_task_ == nullptr) self->fail_later(error_of(self->ctx_));
+  }
+
+  // A LUN without the page deallocates nothing: unmaps go as WRITE SAME of
+  // zeroes. Deallocation is used only where the LUN promises that the
+  // blocks then read as zeroes (LBPRZ), as every other copy's do.
+  static void provisioning_cb(iscsi_context*, int status, void*, void* priv) {
+    auto* self = static_cast<Initiator*>(priv);
+    scsi_task* t = std::exchange(self->login_task_, nullptr);
+    bool lbpu = false;
+    bool lbpws = false;
+    bool lbprz = false;
+    if (status == SCSI_STATUS_GOOD && t) {
+      if (auto* lbp =
+              static_cast<scsi_inquiry_logical_block_provisioning*>(scsi_datain_unmarshall(t))) {
+        lbpu = lbp->lbpu != 0;
+        lbpws = lbp->lbpws != 0;
+        lbprz = lbp->lbprz != 0;
+      }
+    }
+    if (t) scsi_free_scsi_task(t);
+    if (self->phase_ != Phase::connecting) return;
+    if (status != SCSI_STATUS_GOOD && status != SCSI_STATUS_CHECK_CONDITION)
+      return self->fail_later("INQUIRY (Logical Block Provisioning) got no answer");
+    self->unmap_method_ = !lbprz                                 ? ZeroMethod::write_same
+                          : lbpu && self->max_unmap_blocks_ != 0 ? ZeroMethod::unmap
+                          : lbpws                                ? ZeroMethod::write_same_unmap
+                                                                 : ZeroMethod::write_same;
+    self->write_same_refused_ = false;
     self->login_task_ =
         iscsi_readcapacity16_task(self->ctx_, static_cast<int>(self->o_.lun), &capacity_cb, self);
     if (self->login_task_ == nullptr) self->fail_later(error_of(self->ctx_));
@@ -348,8 +422,8 @@ class IscsiCopyBackend::Initiator {
         max_transfer_bytes_ != 0
             ? ", at most " + std::to_string(max_transfer_bytes_) + " bytes a command"
             : std::string();
-    spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks{})", o_.label, o_.url, bytes, block,
-                 limit);
+    spdlog::info("{}: connected to {} ({} bytes, {}-byte blocks{}; unmaps go as {})", o_.label,
+                 o_.url, bytes, block, limit, name_of(unmap_method_));
     told_unreachable_ = false;
     first_login_ended();
   }
@@ -430,6 +504,7 @@ class IscsiCopyBackend::Initiator {
   }
 
   void issue(Request* r) {
+    if (r->kind == Kind::unmap || r->kind == Kind::zeroes) return issue_zeroing(r);
     const int lun = static_cast<int>(o_.lun);
     const int bs = static_cast<int>(o_.block_size);
     r->piece = r->len - r->done;
@@ -450,13 +525,105 @@ class IscsiCopyBackend::Initiator {
       case Kind::flush:
         r->task = iscsi_synchronizecache16_task(ctx_, lun, 0, 0, 0, 0, &command_cb, r);
         break;
+      case Kind::unmap:
+      case Kind::zeroes:
+        return;  // issue_zeroing's
     }
+    issued(r);
+  }
+
+  void issued(Request* r) {
     if (r->task == nullptr) {
       spdlog::error("{}: libiscsi refused a command: {}", o_.label, error_of(ctx_));
       return r->home->complete(r, -EIO);
     }
     r->issued_ms = now_ms();
     inflight_.insert(r);
+  }
+
+  // An unmap or zeroing: its pieces one after another, each by the best
+  // method the LUN takes (ZeroMethod), then one SYNCHRONIZE CACHE, since
+  // neither UNMAP nor WRITE SAME has FUA: done, it is durable there, as a
+  // write is. An unmap with more_follow leaves that to the next one.
+  void issue_zeroing(Request* r) {
+    // Never a WRITE SAME of 0 blocks: that would mean "to the end of the LUN".
+    if (r->done >= r->len) r->syncing = true;
+    if (r->syncing) return sync_zeroing(r);
+    r->method = r->kind == Kind::zeroes ? ZeroMethod::write_same : unmap_method_;
+    if (write_same_refused_ && r->method != ZeroMethod::unmap) r->method = ZeroMethod::zero_writes;
+    const int lun = static_cast<int>(o_.lun);
+    const std::uint64_t lba = (r->offset + r->done) / o_.block_size;
+    const std::uint64_t blocks_left = (r->len - r->done) / o_.block_size;
+    std::uint64_t blocks = 0;
+    switch (r->method) {
+      case ZeroMethod::unmap:
+        blocks = std::min<std::uint64_t>(blocks_left, max_unmap_blocks_);
+        r->range = {lba, static_cast<std::uint32_t>(blocks)};
+        r->task = iscsi_unmap_task(ctx_, lun, 0, 0, &r->range, 1, &command_cb, r);
+        break;
+      case ZeroMethod::write_same_unmap:
+      case ZeroMethod::write_same:
+        blocks = std::min<std::uint64_t>(blocks_left, max_write_same_blocks_);
+        r->task = iscsi_writesame16_task(
+            ctx_, lun, lba, zeroes(), o_.block_size, static_cast<std::uint32_t>(blocks), 0,
+            r->method == ZeroMethod::write_same_unmap, 0, 0, &command_cb, r);
+        break;
+      case ZeroMethod::zero_writes: {
+        std::size_t most = kZeroWriteBytes;
+        if (max_transfer_bytes_ != 0) most = std::min(most, max_transfer_bytes_);
+        blocks = std::min<std::uint64_t>(blocks_left, most / o_.block_size);
+        const auto bytes = static_cast<std::uint32_t>(blocks * o_.block_size);
+        r->task =
+            iscsi_write16_task(ctx_, lun, lba, zeroes(), bytes, static_cast<int>(o_.block_size), 0,
+                               0, 1, 0, 0, &command_cb, r);
+        break;
+      }
+    }
+    r->piece = static_cast<std::size_t>(blocks * o_.block_size);
+    issued(r);
+  }
+
+  void sync_zeroing(Request* r) {
+    r->piece = 0;
+    r->task =
+        iscsi_synchronizecache16_task(ctx_, static_cast<int>(o_.lun), 0, 0, 0, 0, &command_cb, r);
+    issued(r);
+  }
+
+  // Zeroes for WRITE SAME's one block and for writes of zeroes: allocated
+  // once, only read by libiscsi.
+  unsigned char* zeroes() {
+    if (zeroes_.empty()) zeroes_.assign(std::max<std::size_t>(kZeroWriteBytes, o_.block_size), 0);
+    return zeroes_.data();
+  }
+
+  // The remote target refused WRITE SAME itself (not the range): from now
+  // on, until it connects again, zeroes go as writes, and the piece goes
+  // again that way.
+  static bool refuses_write_same(int status, const Request* r) {
+    if (status != SCSI_STATUS_CHECK_CONDITION || r->task == nullptr || r->syncing) return false;
+    if (r->method != ZeroMethod::write_same && r->method != ZeroMethod::write_same_unmap)
+      return false;
+    return r->task->sense.key == SCSI_SENSE_ILLEGAL_REQUEST &&
+           (r->task->sense.ascq == SCSI_SENSE_ASCQ_INVALID_OPERATION_CODE ||
+            r->task->sense.ascq == SCSI_SENSE_ASCQ_INVALID_FIELD_IN_CDB);
+  }
+
+  // A step of an unmap or zeroing succeeded: the next piece, the sync, or
+  // the end.
+  void zeroing_step_done(Request* r) {
+    if (r->syncing) return finish(r, 0);
+    r->done += r->piece;
+    if (r->done < r->len) return reissue(r);
+    if (r->kind == Kind::unmap && r->more_follow) return finish(r, 0);
+    r->syncing = true;
+    reissue(r);
+  }
+
+  void reissue(Request* r) {
+    inflight_.erase(r);
+    scsi_free_scsi_task(std::exchange(r->task, nullptr));
+    issue(r);
   }
 
   // A UNIT ATTENTION says the command was not run (a reset, a reservation or
@@ -481,12 +648,20 @@ class IscsiCopyBackend::Initiator {
       scsi_free_scsi_task(std::exchange(r->task, nullptr));
       return self->issue(r);
     }
+    if (refuses_write_same(status, r)) {
+      spdlog::warn(
+          "{}: the copy's target refuses WRITE SAME: unmaps and zeroing reach it as writes "
+          "of zeroes until it connects again",
+          self->o_.label);
+      self->write_same_refused_ = true;
+      return self->reissue(r);
+    }
     const int result = result_of(status, r->task);
+    if (result == 0 && (r->kind == Kind::unmap || r->kind == Kind::zeroes))
+      return self->zeroing_step_done(r);
     if (result == 0 && r->done + r->piece < r->len) {
       r->done += r->piece;  // the next piece
-      self->inflight_.erase(r);
-      scsi_free_scsi_task(std::exchange(r->task, nullptr));
-      return self->issue(r);
+      return self->reissue(r);
     }
     if (result == -EIO && r->task != nullptr && status == SCSI_STATUS_CHECK_CONDITION) {
       spdlog::warn("{}: a command failed: {} ({:02x}/{:02x}/{:02x})", self->o_.label,
@@ -527,8 +702,13 @@ class IscsiCopyBackend::Initiator {
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> size_;
   // Initiator thread only: the largest command the remote LUN takes (0: it
-  // states none).
+  // states none), and how its unmaps go (read at each login).
   std::size_t max_transfer_bytes_ = 0;
+  std::uint32_t max_unmap_blocks_ = 0;
+  std::uint32_t max_write_same_blocks_ = kWriteSameBlocks;
+  ZeroMethod unmap_method_ = ZeroMethod::write_same;
+  bool write_same_refused_ = false;
+  std::vector<unsigned char> zeroes_;
   // The first login's outcome, for the constructor.
   std::mutex first_mu_;
   std::condition_variable first_cv_;
@@ -583,8 +763,8 @@ reactor::ForeignCompletions* home_of_caller() {
 
 }  // namespace
 
-void IscsiCopyBackend::submit(Kind kind, void* buf, std::size_t len, std::uint64_t offset,
-                              IoOp* op) {
+void IscsiCopyBackend::submit(Kind kind, void* buf, std::size_t len, std::uint64_t offset, IoOp* op,
+                              bool more_follow) {
   reactor::ForeignCompletions* home = home_of_caller();
   if (home == nullptr) {
     spdlog::error("{}: I/O from a thread without a reactor loop", options_.label);
@@ -593,6 +773,7 @@ void IscsiCopyBackend::submit(Kind kind, void* buf, std::size_t len, std::uint64
   // Not connected: at once, so the mirror takes the copy out without waiting.
   if (!initiator_->connected()) return op->on_complete(-ENOTCONN);
   auto* r = new Request(kind, buf, len, offset, op, home);
+  r->more_follow = more_follow;
   home->expect();
   initiator_->submit(r);
 }
@@ -609,6 +790,14 @@ void IscsiCopyBackend::write(const void* buf, std::size_t len, std::uint64_t off
 
 void IscsiCopyBackend::flush(IoOp* op) {
   submit(Kind::flush, nullptr, 0, 0, op);
+}
+
+void IscsiCopyBackend::unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) {
+  submit(Kind::unmap, nullptr, static_cast<std::size_t>(len), offset, op, more_follow);
+}
+
+void IscsiCopyBackend::write_zeroes(std::uint64_t offset, std::uint64_t len, bool, IoOp* op) {
+  submit(Kind::zeroes, nullptr, static_cast<std::size_t>(len), offset, op);
 }
 
 }  // namespace ringtgt::storage

@@ -341,6 +341,26 @@ assert j["write"]["ios"] > 0 and j["verify"]["blocks_checked"] > 0, j
 PY
 }
 
+# --- a second daemon (B) beside start_daemon's (A): test_mirror_remote*.sh ---
+B_PID=""
+B_LOG=""
+# start_b [CONFIG]: B with CONFIG (default $TMP/b.toml), its pid in B_PID
+# and its log in B_LOG; returns once it listens on PORT_B.
+start_b() {
+  B_LOG="$TMP/b.${#ALL_LOGS[@]}.log"
+  ALL_LOGS+=("$B_LOG")
+  "$RINGTGT_BIN" --config "${1:-$TMP/b.toml}" >"$B_LOG" 2>&1 &
+  B_PID=$!
+  bg_track "$B_PID"
+  local i
+  for ((i = 0; i < 150; i++)); do
+    kill -0 "$B_PID" 2>/dev/null || fail "daemon B exited during start-up"
+    port_listening "$PORT_B" && return 0
+    sleep 0.1
+  done
+  fail "daemon B did not listen on port $PORT_B within 15 s"
+}
+
 # --- mirrored LUNs (test_mirror_resync.sh, test_mirror_remote.sh, test_mirror_replace.sh) ---
 # They ask the daemon at $TMP/admin.sock about the copies of target $TGT.
 

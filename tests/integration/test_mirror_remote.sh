@@ -108,24 +108,6 @@ name = "$TGT_B"
   block_size = 4096
 EOF
 
-# Daemon B runs beside lib.sh's daemon (A): its own pid and log.
-B_PID=""
-B_LOG=""
-# start_b [CONFIG]: B with CONFIG (default $TMP/b.toml), listening.
-start_b() {
-  B_LOG="$TMP/b.${#ALL_LOGS[@]}.log"
-  ALL_LOGS+=("$B_LOG")
-  "$RINGTGT_BIN" --config "${1:-$TMP/b.toml}" >"$B_LOG" 2>&1 &
-  B_PID=$!
-  bg_track "$B_PID"
-  local i
-  for ((i = 0; i < 150; i++)); do
-    kill -0 "$B_PID" 2>/dev/null || fail "daemon B exited during start-up"
-    port_listening "$PORT_B" && return 0
-    sleep 0.1
-  done
-  fail "daemon B did not listen on port $PORT_B within 15 s"
-}
 kill9_b() {
   kill -KILL "$B_PID"
   wait "$B_PID" 2>/dev/null || true

@@ -46,8 +46,12 @@ struct IscsiCopyBackendOptions {
 //
 // - Writes are WRITE(16) with FUA: the remote target holds them durably
 //   before they complete, whatever its cache setting; reads are READ(16),
-//   flush SYNCHRONIZE CACHE(16). unmap and write_zeroes answer -EOPNOTSUPP
-//   (the caller writes zeroes).
+//   flush SYNCHRONIZE CACHE(16). An unmap or zeroing goes as UNMAP (or
+//   WRITE SAME(16) with UNMAP) where the remote LUN's deallocated blocks
+//   read as zeroes (LBPRZ), else as WRITE SAME(16) of a zero block, else
+//   (a target that refuses WRITE SAME) as writes of zeroes; then one
+//   SYNCHRONIZE CACHE(16). So it always works (can_unmap), and a mirrored
+//   LUN with a remote copy can be thin provisioned.
 // - The login is three steps of our own (TCP connect, iSCSI login, TEST UNIT
 //   READY until the unit attentions of a new nexus are consumed), not
 //   iscsi_full_connect_async, whose state leaks when the context is
@@ -76,18 +80,22 @@ class IscsiCopyBackend final : public Backend {
   void read(void* buf, std::size_t len, std::uint64_t offset, IoOp* op) override;
   void write(const void* buf, std::size_t len, std::uint64_t offset, bool fua, IoOp* op) override;
   void flush(IoOp* op) override;
+  bool can_unmap() const override { return true; }
+  void unmap(std::uint64_t offset, std::uint64_t len, IoOp* op, bool more_follow) override;
+  void write_zeroes(std::uint64_t offset, std::uint64_t len, bool fua, IoOp* op) override;
   std::string describe() const override { return options_.url; }
   std::string state() const override { return connected() ? "ready" : "connecting"; }
   bool connected() const override;
   std::uint64_t connections() const override;
 
  private:
-  enum class Kind : std::uint8_t { read, write, flush };
+  enum class Kind : std::uint8_t { read, write, flush, unmap, zeroes };
   struct Request;
   class Initiator;
   // Queues one operation to the initiator thread, or completes it at once
   // with -ENOTCONN while the copy is not connected.
-  void submit(Kind kind, void* buf, std::size_t len, std::uint64_t offset, IoOp* op);
+  void submit(Kind kind, void* buf, std::size_t len, std::uint64_t offset, IoOp* op,
+              bool more_follow = false);
 
   IscsiCopyBackendOptions options_;
   std::unique_ptr<Initiator> initiator_;
