@@ -67,7 +67,8 @@ const char* kHelp =
     "  config write [--path FILE]               write the running config (default: its file)\n"
     "  copy list [--target IQN]                 each copy of every mirrored LUN: state,\n"
     "                                           dirty bytes, resync progress; then what\n"
-    "                                           each LUN survives\n"
+    "                                           each LUN survives, and each remote copy's\n"
+    "                                           command size limit and how unmaps reach it\n"
     "  copy fail --target IQN --lun N --copy NAME   take a copy out of the in-sync set (the\n"
     "                                           writes it misses are tracked)\n"
     "  copy resync --target IQN --lun N --copy NAME copy its dirty regions back from an\n"
@@ -330,6 +331,22 @@ void print_redundancy(const json& rows) {
   }
 }
 
+// Then one line per remote copy: its LUN as the last login found it.
+void print_remote_links(const json& rows) {
+  for (const auto& r : rows) {
+    if (!r.contains("remote") || r["remote"].is_null()) continue;
+    const json& link = r["remote"];
+    std::string what = link["unmaps_as"].is_null() ? std::string("not logged in yet")
+                       : link["max_transfer_bytes"].is_null()
+                           ? "no transfer limit stated"
+                           : "at most " + cell(link["max_transfer_bytes"]) + " bytes a command";
+    if (!link["unmaps_as"].is_null()) what += ", unmaps as " + cell(link["unmaps_as"]);
+    std::printf("copy %s of target %s LUN %s: %s (%s)\n", cell(r["copy"]).c_str(),
+                cell(r["target"]).c_str(), cell(r["lun"]).c_str(), cell(link["url"]).c_str(),
+                what.c_str());
+  }
+}
+
 void print_change(const json& r) {
   const json& applied = r.value("applied", json::array());
   if (applied.empty()) std::printf("no change\n");
@@ -577,6 +594,7 @@ int main(int argc, char** argv) {
                 {"BEHIND", "writes_behind"},
                 {"DOMAIN", "failure_domain"}});
       print_redundancy(r);
+      print_remote_links(r);
     };
   } else if (cmd("copy", "fail") || cmd("copy", "resync") || cmd("copy", "replace")) {
     auto a = parse(in, i + 2, {"target", "lun", "copy"}, {}, 0);

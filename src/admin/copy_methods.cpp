@@ -54,6 +54,18 @@ json resync_progress(const metrics::MirrorCounters::Copy& c, std::uint64_t dirty
   return static_cast<double>(done * 1000 / (done + dirty)) / 10.0;
 }
 
+// A remote copy's LUN as its last login found it; null for a local copy.
+json remote_json(const storage::Backend& store) {
+  const auto link = store.remote_link();
+  if (!link) return nullptr;
+  json max = nullptr;
+  if (link->max_transfer_bytes != 0) max = link->max_transfer_bytes;
+  return {{"url", store.describe()},
+          {"connected", store.connected()},
+          {"max_transfer_bytes", max},
+          {"unmaps_as", link->unmaps_as.empty() ? json(nullptr) : json(link->unmaps_as)}};
+}
+
 json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m, std::size_t i) {
   const auto& c = *m.mirror_counters()->copies[i];
   const std::uint64_t dirty = m.dirty_bytes(i);
@@ -70,7 +82,8 @@ json copy_json(const std::string& target, std::uint64_t lun, MirroredBackend& m,
           {"redundancy", m.mirror_counters()->redundancy},
           {"redundancy_warning", m.mirror_counters()->redundancy_warning},
           {"writes", c.writes.load(std::memory_order_relaxed)},
-          {"writes_behind", c.writes_behind.load(std::memory_order_relaxed)}};
+          {"writes_behind", c.writes_behind.load(std::memory_order_relaxed)},
+          {"remote", remote_json(m.copy_backend(i))}};
 }
 
 // f(target, lun, lu, mirror) for every mirrored LUN (of target only, if set).

@@ -186,6 +186,10 @@ class IscsiCopyBackend::Initiator {
   }
 
   bool connected() const { return connected_.load(std::memory_order_acquire); }
+  Backend::RemoteLink link() const {
+    std::lock_guard lock(link_mu_);
+    return link_;
+  }
   std::uint64_t connections() const { return connections_.load(std::memory_order_acquire); }
   std::uint64_t size() const { return size_.load(std::memory_order_relaxed); }
 
@@ -411,6 +415,10 @@ class IscsiCopyBackend::Initiator {
       return fail_later(mismatch);
     }
     size_.store(bytes, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(link_mu_);
+      link_ = {max_transfer_bytes_, name_of(unmap_method_)};
+    }
     // While no command is in flight only TCP can tell that the remote host
     // vanished (a crash, a cut cable): keepalives find it within ~11 s.
     iscsi_set_tcp_keepalive(ctx_, 5, 3, 2);
@@ -701,6 +709,9 @@ class IscsiCopyBackend::Initiator {
   std::atomic<bool> connected_{false};
   std::atomic<std::uint64_t> connections_{0};
   std::atomic<std::uint64_t> size_;
+  // What the last login found, for copy list (any thread).
+  mutable std::mutex link_mu_;
+  Backend::RemoteLink link_;
   // Initiator thread only: the largest command the remote LUN takes (0: it
   // states none), and how its unmaps go (read at each login).
   std::size_t max_transfer_bytes_ = 0;
@@ -751,6 +762,9 @@ bool IscsiCopyBackend::connected() const {
 }
 std::uint64_t IscsiCopyBackend::connections() const {
   return initiator_->connections();
+}
+std::optional<Backend::RemoteLink> IscsiCopyBackend::remote_link() const {
+  return initiator_->link();
 }
 
 namespace {

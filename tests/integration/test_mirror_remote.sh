@@ -152,6 +152,9 @@ expect_eq "$(copy_field remote state)" in_sync "the copy after the load"
 # --- (a1) commands larger than B takes go in pieces -----------------------------------------
 expect_grep "copy remote of target $TGT LUN 0: connected to .*at most 65536 bytes a command" \
   "$DAEMON_LOG" "A's line with the largest command B takes"
+run_ok "$TMP/copy-list.out" "$RINGTGTCTL" --socket "$TMP/admin.sock" copy list
+expect_line "$TMP/copy-list.out" \
+  "copy remote of target $TGT LUN 0: $URL_B (at most 65536 bytes a command, unmaps as UNMAP)"
 run_fails "$TMP/big-read.out" "$RINGTGT_BENCH" --url "$URL_B" --rw read --bs 128k --ios 1 --quiet
 log "B itself refuses a 128 KiB READ; A writes 1 MiB at a time through to it"
 verified_load "$URL" 2M 2 --bs 1M --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"

@@ -113,6 +113,17 @@ for ((i = 0; i < 300; i++)); do
 done
 both_in_sync || fail "the copies are not both in sync: $(cat "$TMP/copies.json")"
 
+run_ok "$TMP/copy-list.out" "$RINGTGTCTL" --socket "$TMP/admin.sock" copy list
+expect_line "$TMP/copy-list.out" "$(label 1): iscsi://127.0.0.1:$PORT_B/$TGT_B/1 (at most \
+33554432 bytes a command, unmaps as WRITE SAME of zeroes)"
+python3 - "$TMP/copies.json" "iscsi://127.0.0.1:$PORT_B/$TGT_B/0" <<'PY' || fail "copy.list's remote"
+import json, sys
+rows = {(r["lun"], r["copy"]): r["remote"] for r in json.load(open(sys.argv[1]))}
+assert rows[(0, "primary")] is None, rows
+assert rows[(0, "remote")] == {"url": sys.argv[2], "connected": True,
+                               "max_transfer_bytes": 33554432, "unmaps_as": "UNMAP"}, rows
+PY
+
 M=$((1 << 20))
 for n in 0 1; do
   URL="iscsi://127.0.0.1:$PORT/$TGT/$n"

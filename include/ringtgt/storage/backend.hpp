@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ringtgt/metrics/mirror_counters.hpp"
@@ -85,6 +86,14 @@ class Backend {
   // How many times it has connected so far (each reconnect counts one); 0
   // for a local store. A mirror resyncs a copy whose store connected again.
   virtual std::uint64_t connections() const { return 0; }
+
+  // What a remote copy's last login found out about its LUN (copy list);
+  // nothing for a local store.
+  struct RemoteLink {
+    std::uint64_t max_transfer_bytes = 0;  // the largest command it takes; 0: no limit stated
+    std::string unmaps_as;  // how an unmap reaches it: "UNMAP", ...; "" before a login
+  };
+  virtual std::optional<RemoteLink> remote_link() const { return std::nullopt; }
 
   // A remote store's own latency and availability (/metrics); nullptr for a
   // local one.

@@ -87,6 +87,7 @@ class IscsiCopyBackend final : public Backend {
   std::string state() const override { return connected() ? "ready" : "connecting"; }
   bool connected() const override;
   std::uint64_t connections() const override;
+  std::optional<RemoteLink> remote_link() const override;
 
  private:
   enum class Kind : std::uint8_t { read, write, flush, unmap, zeroes };
