@@ -29,6 +29,11 @@ namespace {
 constexpr int kMaxLoginUnitAttentions = 10;
 // How often the initiator thread wakes to check deadlines while connected.
 constexpr int kTickMs = 100;
+// A connection this long without a command sends a NOP-Out ping: a remote
+// target that stopped answering (hung, its process stopped) while the copy
+// was idle is found by the ping's command_timeout, not by the next write,
+// which would wait that long. TCP keepalives find only a vanished host.
+constexpr std::uint64_t kIdlePingMs = 5000;
 // Bounds on one command of an unmap or zeroing, so each answers well within
 // the command timeout whatever the remote target does with it: blocks per
 // WRITE SAME when the target states no limit, and bytes per WRITE of zeroes.
@@ -423,6 +428,8 @@ class IscsiCopyBackend::Initiator {
     // vanished (a crash, a cut cable): keepalives find it within ~11 s.
     iscsi_set_tcp_keepalive(ctx_, 5, 3, 2);
     phase_ = Phase::connected;
+    last_heard_ms_ = now_ms();
+    ping_sent_ms_ = 0;
     backoff_ms_ = o_.backoff_min_ms;
     connections_.fetch_add(1, std::memory_order_acq_rel);
     connected_.store(true, std::memory_order_release);
@@ -680,6 +687,7 @@ class IscsiCopyBackend::Initiator {
   }
 
   void finish(Request* r, int result) {
+    if (result != -ENOTCONN) last_heard_ms_ = now_ms();
     inflight_.erase(r);
     if (r->task != nullptr) scsi_free_scsi_task(std::exchange(r->task, nullptr));
     r->home->complete(r, result);
@@ -697,7 +705,27 @@ class IscsiCopyBackend::Initiator {
       return now - r->issued_ms > o_.command_timeout_ms;
     });
     if (overdue)
-      drop("a command got no answer within " + std::to_string(o_.command_timeout_ms) + " ms");
+      return drop("a command got no answer within " + std::to_string(o_.command_timeout_ms) +
+                  " ms");
+    if (ping_sent_ms_ != 0 && now - ping_sent_ms_ > o_.command_timeout_ms)
+      return drop("no answer to a NOP-Out ping within " + std::to_string(o_.command_timeout_ms) +
+                  " ms");
+    if (ping_sent_ms_ == 0 && inflight_.empty() && now - last_heard_ms_ >= kIdlePingMs) ping();
+  }
+
+  void ping() {
+    if (iscsi_nop_out_async(ctx_, &ping_cb, nullptr, 0, this) != 0)
+      return fail_later("cannot send a NOP-Out ping: " + error_of(ctx_));
+    ping_sent_ms_ = now_ms();
+  }
+
+  // Also called, cancelled, from inside the context's destruction.
+  static void ping_cb(iscsi_context*, int status, void*, void* priv) {
+    auto* self = static_cast<Initiator*>(priv);
+    self->ping_sent_ms_ = 0;
+    if (self->phase_ != Phase::connected) return;
+    if (status != SCSI_STATUS_GOOD) return self->fail_later("the NOP-Out ping failed");
+    self->last_heard_ms_ = now_ms();
   }
 
   const IscsiCopyBackendOptions& o_;
@@ -735,6 +763,10 @@ class IscsiCopyBackend::Initiator {
   std::string failure_;  // see fail_later
   scsi_task* login_task_ = nullptr;
   std::unordered_set<Request*> inflight_;
+  // When the remote target last answered (a command, a ping), and when the
+  // ping in flight went out (0: none).
+  std::uint64_t last_heard_ms_ = 0;
+  std::uint64_t ping_sent_ms_ = 0;
   bool told_unreachable_ = false;
   std::string refused_once_;  // set: the remote LUN does not fit; no more attempts
   std::thread thread_;        // last: started once everything above exists

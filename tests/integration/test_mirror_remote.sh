@@ -18,6 +18,9 @@
 #   at once (the copy still in sync, writes behind on it), and within the
 #   copy's command_timeout (3 s here; the default is 10) drops it; B answers
 #   again: resync, equal files;
+# - B stops answering while A is idle: A's NOP-Out ping goes unanswered and
+#   the copy leaves the in-sync set within 5 s + command_timeout, no write
+#   needed;
 # - B's LUN made anew (its file deleted, B restarted): A's resync finds
 #   a clean region that differs and syncs it in full, equal files; copy
 #   replace syncs it in full too;
@@ -232,6 +235,18 @@ copied=$(($(resynced_total) - before))
 log "resynced $copied bytes after B answered again"
 ((copied > 0 && copied < SIZE / 16)) || fail "the resync after SIGSTOP copied $copied bytes"
 same_bytes "$P" "$R" "after B answered again and the resync"
+
+# --- (d2) B stops answering while A's LUN is idle: a NOP-Out ping finds it -----------------
+log "daemon B stopped (SIGSTOP) with no I/O through A"
+kill -STOP "$B_PID"
+stopped_at=$SECONDS
+wait_grep "copy remote of target $TGT LUN 0: connection to $URL_B lost: no answer to a NOP-Out ping within 3000 ms" \
+  "$DAEMON_LOG" "A's ping of the idle copy" 20
+((SECONDS - stopped_at <= 12)) || fail "the idle copy errored only after $((SECONDS - stopped_at)) s"
+wait_state remote connecting 10
+kill -CONT "$B_PID"
+wait_state remote in_sync 30
+same_bytes "$P" "$R" "after B answered again (idle)"
 
 # --- (e) B's LUN made anew behind the same URL: a full sync, found by itself ---------------
 # The probe of clean regions reads the start of region 0 (the verified loads'

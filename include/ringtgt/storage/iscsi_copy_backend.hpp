@@ -58,7 +58,8 @@ struct IscsiCopyBackendOptions {
 //   destroyed mid-login (libiscsi 1.19). libiscsi's auto-reconnect is off.
 // - While not connected every I/O completes at once with -ENOTCONN. A lost
 //   connection, or a command unanswered within command_timeout_ms, fails
-//   the commands in flight; the thread reconnects in the background with
+//   the commands in flight; so does a NOP-Out ping (sent after 5 s without
+//   a command) unanswered within command_timeout_ms; the thread reconnects in the background with
 //   backoff, logging once per change of state, not per attempt.
 // - At each connect READ CAPACITY(16) is checked against block_size and
 //   min_size. At construction a mismatch throws; later (the remote LUN was
