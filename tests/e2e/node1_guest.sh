@@ -245,5 +245,82 @@ expect_eq stop-exit-status-0 "$(unit ExecMainCode):$(unit ExecMainStatus)" "1:0"
 check systemctl-start-again systemctl start ringtgt
 fio_came_through stop-start
 
+# --- 11. the homelab recipe: LUN1 mirrored to a second disk ------------------------
+# docs/replication.md ("The homelab"), step by step: a second disk (/dev/vdb)
+# as volume group vg1, the copy in the config, systemctl reload, copy
+# replace to fill it; then that disk fails (device-mapper's error target
+# under the LV) under node2's writes, and comes back and is resynced.
+copy_state() { ringtgtctl copy list --target "$T_LUN1" | awk -v c="$1" '$3 == c {print $4}'; }
+# copy_resynced COPY: bytes its resyncs copied so far (copy.list's
+# resynced_bytes; the guest has no JSON tool, and the table rounds).
+copy_resynced() {
+  ringtgtctl --json copy list --target "$T_LUN1" | tr -d ' \n' | grep -o "\"copy\":\"$1\"[^}]*" |
+    sed -n 's/.*"resynced_bytes":\([0-9]*\).*/\1/p'
+}
+# wait_copy COPY STATE SECONDS
+wait_copy() {
+  local i
+  for ((i = 0; i < $3 * 2; i++)); do
+    [[ $(copy_state "$1") == "$2" ]] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+lvs_equal() {
+  cmp <(dd if=/dev/vg0/lun1 bs=1M iflag=direct status=none) \
+    <(dd if=/dev/vg1/lun1-copy bs=1M iflag=direct status=none)
+}
+# dm_table DEV TABLE: swaps the live table of the LV's device-mapper device.
+dm_table() { dmsetup suspend "$1" && dmsetup load "$1" --table "$2" && dmsetup resume "$1"; }
+check disk2-present udevadm wait --timeout=30 /dev/vdb || fatal disk2 "no /dev/vdb"
+check vgcreate-vg1 sh -c 'pvcreate /dev/vdb && vgcreate vg1 /dev/vdb' || fatal lvm "see above"
+check lvcreate-lun1-copy lvcreate -n lun1-copy -L "$(blockdev --getsize64 /dev/vg0/lun1)b" vg1
+# LUN1's table gets the recipe's keys and copy: before the second [[target]].
+cat >/tmp/copy.toml <<'EOF'
+  ack_quorum = 1              # writes go on when one disk fails
+  failure_domain = "disk:vda"
+    [[target.lun.copy]]
+    name = "disk2"
+    path = "/dev/vg1/lun1-copy"
+    failure_domain = "disk:vdb"
+
+EOF
+awk 'FNR == NR {b = b $0 "\n"; next} /^\[\[target\]\]/ && ++n == 2 {printf "%s", b} {print}' \
+  /tmp/copy.toml /etc/ringtgt/ringtgt.toml >/tmp/mirrored.toml
+check install-mirrored-config install -m 0644 /tmp/mirrored.toml /etc/ringtgt/ringtgt.toml
+check check-mirrored-config ringtgt --check-config --config /etc/ringtgt/ringtgt.toml
+reloads=$(log_count "$applied")
+check reload-with-copy systemctl reload ringtgt
+wait_log "$applied" $((reloads + 1)) 30 && pass reload-with-copy-applied ||
+  failc reload-with-copy-applied "$(ringtgt_log | grep -i reload | tail -n 3 | tr '\n' ';')"
+ringtgt_log | grep -q "node1.lun1 LUN 0: survives the loss of 1 copy" && pass survives-one-copy ||
+  failc survives-one-copy "$(ringtgt_log | grep -i survives | tail -n 2 | tr '\n' ';')"
+check copy-replace ringtgtctl copy replace --target "$T_LUN1" --lun 0 --copy disk2
+wait_copy disk2 in_sync 120 && pass copy-filled || failc copy-filled "disk2 is $(copy_state disk2)"
+check fio-verify-mirrored fio_verify mirrored --filename="/dev/$d1" --rw=randwrite --size=8m
+check copies-equal lvs_equal
+# The second disk fails: every I/O to the copy's LV errors (EIO).
+sectors=$(blockdev --getsz /dev/vg1/lun1-copy)
+table=$(dmsetup table vg1-lun1--copy)
+# The copy's own I/O errors are in dmesg too: only node2's disk counts.
+disk_io_errors() { dmesg | grep -c -E "I/O error, dev $1\b" || true; }
+errs=$(disk_io_errors "$d1")
+check disk2-fails dm_table vg1-lun1--copy "0 $sectors error"
+check fio-verify-disk2-failed fio_verify disk2-failed --filename="/dev/$d1" --rw=randwrite \
+  --offset=32m --size=8m
+expect_eq no-io-error-disk2-failed "$(disk_io_errors "$d1")" "$errs"
+expect_eq copy-out-of-sync "$(copy_state disk2)" out_of_sync
+ringtgt_log | grep -q "copy disk2 of target $T_LUN1 LUN 0 out of sync: write failed" &&
+  pass copy-out-of-sync-in-journal || failc copy-out-of-sync-in-journal "no 'out of sync' line"
+# It comes back: the LV's own table again, and a resync of what it missed.
+before=$(copy_resynced disk2)
+check disk2-back dm_table vg1-lun1--copy "$table"
+check copy-resync ringtgtctl copy resync --target "$T_LUN1" --lun 0 --copy disk2
+wait_copy disk2 in_sync 120 && pass copy-resynced || failc copy-resynced "disk2 is $(copy_state disk2)"
+resynced=$(($(copy_resynced disk2) - before))
+((resynced > 0 && resynced < 64 << 20)) && pass resync-dirty-only ||
+  failc resync-dirty-only "resynced $resynced bytes of a 256 MiB LUN"
+check copies-equal-after-resync lvs_equal
+
 check logout-all iscsiadm -m node -U all
 finish

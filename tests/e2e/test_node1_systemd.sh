@@ -60,11 +60,14 @@ for u in getty.target serial-getty@.service getty@.service console-getty.service
 done
 e2e_initrd "$image" "$run" "$TMP/initrd"
 
-# The LVM physical volume: a sparse file as a virtio disk (/dev/vda).
+# The LVM physical volumes: sparse files as virtio disks, /dev/vda (vg0) and
+# /dev/vdb (vg1, the second disk of the mirror recipe).
 truncate -s 1G "$TMP/pv.img"
+truncate -s 512M "$TMP/pv2.img"
 GUEST_REPORTS=$TMP/reports.log
 boot_guest "$image" "$TMP/initrd" 2048 "rdinit=/lib/systemd/systemd quiet" \
   -nic none -drive "file=$TMP/pv.img,format=raw,if=virtio,cache=unsafe" \
+  -drive "file=$TMP/pv2.img,format=raw,if=virtio,cache=unsafe" \
   -serial "file:$GUEST_REPORTS"
 
 wait_report '^E2E: [0-9]+ passed, [0-9]+ failed'
@@ -84,4 +87,9 @@ guest_verdict systemd-is-pid1 dpkg-install unit-installed install-does-not-enabl
   watchdog-counted-restart fio-verify-across-watchdog-restart no-io-error-across-watchdog-restart \
   systemctl-stop-under-io fio-running-across-stop stopped stop-result-success stop-exit-status-0 \
   stop-drained-in-journal systemctl-start-again fio-verify-across-stop-start no-io-error-across-stop-start \
+  disk2-present vgcreate-vg1 lvcreate-lun1-copy install-mirrored-config check-mirrored-config \
+  reload-with-copy reload-with-copy-applied survives-one-copy copy-replace copy-filled \
+  fio-verify-mirrored copies-equal disk2-fails fio-verify-disk2-failed no-io-error-disk2-failed \
+  copy-out-of-sync copy-out-of-sync-in-journal disk2-back copy-resync copy-resynced \
+  resync-dirty-only copies-equal-after-resync \
   logout-all
