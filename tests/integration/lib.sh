@@ -344,6 +344,24 @@ PY
 # --- a second daemon (B) beside start_daemon's (A): test_mirror_remote*.sh ---
 B_PID=""
 B_LOG=""
+# b_config_prologue: the head of B's config (one worker, its own state dir
+# and admin socket, portal PORT_B, target TGT_B); its LUNs follow.
+b_config_prologue() {
+  cat <<CONF
+workers = 1
+log_level = "info"
+state_dir = "$TMP/state-b"
+
+[[portal]]
+listen = "127.0.0.1:$PORT_B"
+
+[admin]
+socket = "$TMP/admin-b.sock"
+
+[[target]]
+name = "$TGT_B"
+CONF
+}
 # start_b [CONFIG]: B with CONFIG (default $TMP/b.toml), its pid in B_PID
 # and its log in B_LOG; returns once it listens on PORT_B.
 start_b() {

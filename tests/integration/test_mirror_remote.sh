@@ -81,19 +81,9 @@ listen = "127.0.0.1:$MPORT"
 EOF
 } >"$TMP/a.toml"
 
-cat >"$TMP/b.toml" <<EOF
-workers = 1
-log_level = "info"
-state_dir = "$TMP/state-b"
-
-[[portal]]
-listen = "127.0.0.1:$PORT_B"
-
-[admin]
-socket = "$TMP/admin-b.sock"
-
-[[target]]
-name = "$TGT_B"
+{
+  b_config_prologue
+  cat <<EOF
 
   [[target.lun]]
   number = 0
@@ -110,6 +100,7 @@ name = "$TGT_B"
   size = "64M"
   block_size = 4096
 EOF
+} >"$TMP/b.toml"
 
 kill9_b() {
   kill -KILL "$B_PID"

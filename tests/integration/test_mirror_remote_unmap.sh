@@ -41,19 +41,9 @@ EOF
   done
 } >"$TMP/a.toml"
 
-cat >"$TMP/b.toml" <<EOF
-workers = 1
-log_level = "info"
-state_dir = "$TMP/state-b"
-
-[[portal]]
-listen = "127.0.0.1:$PORT_B"
-
-[admin]
-socket = "$TMP/admin-b.sock"
-
-[[target]]
-name = "$TGT_B"
+{
+  b_config_prologue
+  cat <<EOF
 
   [[target.lun]]
   number = 0
@@ -68,6 +58,7 @@ name = "$TGT_B"
   block_size = 512
   provisioning = "full"
 EOF
+} >"$TMP/b.toml"
 
 # allocated FILE FROM LEN: how many bytes of FILE's [FROM, FROM + LEN) hold data.
 allocated() {
