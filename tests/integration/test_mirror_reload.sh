@@ -7,6 +7,8 @@
 #   still serving; its hot regions are writes in flight there, not a crash's,
 #   so no copy goes out of sync, no write is refused, none is lost, and the
 #   copies compare equal;
+# - the same with resync_region_size changed (256K to 1M): the new LU maps
+#   the file's bitmaps and hot regions onto its own grid, no full sync;
 # - a copy added by a reload (ack_quorum 2 of 3) while the initiator writes:
 #   the new copy is synced in full by itself, rejoins, and compares equal;
 # - a reload refused after it opened the LU's replacement (another LUN's path
@@ -27,7 +29,9 @@ P=$TMP/lun0.img
 C2=$TMP/lun0-disk2.img
 C3=$TMP/lun0-disk3.img
 
-# write_config RESYNC_RATE [QUORUM THIRD_COPY_PATH [EXTRA_LUN_PATH]]
+REGION=256K
+# write_config RESYNC_RATE [QUORUM THIRD_COPY_PATH [EXTRA_LUN_PATH]]: with
+# resync_region_size REGION.
 write_config() {
   {
     config_prologue "$PORT" "$TGT"
@@ -38,7 +42,7 @@ write_config() {
   path = "$P"
   size = "16M"
   block_size = 512
-  resync_region_size = "256K"
+  resync_region_size = "$REGION"
   resync_rate = "$1"
 EOF
     [[ -n ${2:-} ]] && echo "  ack_quorum = $2"
@@ -97,6 +101,21 @@ expect_eq "$(copy_field disk2 dirty_bytes)" 0 "disk2's dirty bytes after the rel
 same_bytes "$P" "$C2" "after the reload, copy disk2"
 verified_load "$URL" 2M 2 --load-state "$TMP/gen.bin" --save-state "$TMP/gen.bin"
 
+# --- another resync_region_size: the bitmaps and hot regions mapped onto the new grid ----------
+log "reload with resync_region_size 256K -> 1M while qemu-io writes (ack_quorum: every copy)"
+writes_started "$TMP/w1b.out" 0x5b
+REGION=1M
+write_config 80M
+run_ok "$TMP/reload1b.out" ctl reload
+expect_grep "LUN 0: backing changed \(its copies or mirror settings\): replaced" "$TMP/reload1b.out" \
+  "the reload's answer"
+writes_ok "$TMP/w1b.out" 0x5b "across the reload that changed resync_region_size"
+expect_no_grep "out of sync|did not stop cleanly|lost its write quorum|a full sync" "$DAEMON_LOG" \
+  "the log of a reload that changed resync_region_size"
+expect_eq "$(copy_field disk2 state)" in_sync "disk2 after the region size changed"
+expect_eq "$(copy_field disk2 region_size)" 1048576 "disk2's region size after the reload"
+same_bytes "$P" "$C2" "after the reload that changed resync_region_size, copy disk2"
+
 # --- a copy added: synced in full by itself ---------------------------------------------------
 log "reload adding copy disk3 (ack_quorum 2 of 3) while qemu-io writes"
 writes_started "$TMP/w2.out" 0x5d
@@ -119,8 +138,8 @@ log "a reload refused after it opened LUN 0's replacement"
 write_config 90M 2 "$C3" "$TMP/no-such-dir/lun1.img"
 run_fails "$TMP/reload3.out" ctl reload
 expect_grep "LUN 1: cannot open $TMP/no-such-dir/lun1.img" "$TMP/reload3.out" "the refusal"
-# Opened (and dropped): LUN 0's fourth "mirrored to" line, after start and two reloads.
-expect_eq "$(grep -c "LUN 0: .* mirrored to" "$DAEMON_LOG")" 4 "LUN 0's openings"
+# Opened (and dropped): LUN 0's fifth "mirrored to" line, after start and three reloads.
+expect_eq "$(grep -c "LUN 0: .* mirrored to" "$DAEMON_LOG")" 5 "LUN 0's openings"
 writes_started "$TMP/w3.out" 0x5e
 writes_ok "$TMP/w3.out" 0x5e "after the refused reload"
 for c in disk2 disk3; do expect_eq "$(copy_field $c state)" in_sync "$c after the refused reload"; done

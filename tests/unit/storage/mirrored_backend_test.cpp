@@ -907,13 +907,14 @@ class MirrorState : public Mirror {
   // The LU a reload opens while the first still serves.
   std::unique_ptr<MirroredBackend> open_replacement() { return open_over(state_path, {"", ""}); }
   std::unique_ptr<MirroredBackend> open_over(const std::string& path,
-                                             std::vector<std::string> where) {
+                                             std::vector<std::string> where,
+                                             std::uint64_t region_size = kRegion) {
     std::vector<MirrorCopy> v;
     v.push_back({"primary", "", std::make_unique<HeldBackend>(kSize), where[0]});
     v.push_back({"disk2", "", std::make_unique<HeldBackend>(kSize), where[1]});
     MirrorOptions o;
     o.lun_label = "target t LUN 1 (restarted)";
-    o.region_size = kRegion;
+    o.region_size = region_size;
     o.state_path = path;
     return std::make_unique<MirroredBackend>(std::move(v), o);
   }
@@ -1100,6 +1101,71 @@ TEST_F(MirrorState, AnOutOfSyncCopyStaysOutWithItsBitmapAcrossACleanRestart) {
   auto clean = reopen();
   EXPECT_EQ(clean->copy_state(1), MirroredBackend::CopyState::in_sync);
   EXPECT_TRUE(clean->take_resync_at_start().empty());
+}
+
+TEST_F(MirrorState, AnotherRegionSizeMapsTheDirtyRegionsOntoTheNewGrid) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror->mark_out_of_sync(1, "test", -EIO);
+  mirror->mark_dirty(1, 3 * kRegion + 100, 1);  // region 3 of 64 KiB
+  mirror->mark_dirty(1, 9 * kRegion, 1);        // region 9
+  mirror.reset();                               // a clean stop
+  held.clear();
+  // Larger regions: each dirty one covers the 256 KiB region it falls in.
+  auto larger = reopen({"", ""});
+  larger.reset();
+  std::filesystem::copy_file(state_path, dir_ + "/before.state");
+  auto coarse = open_over(dir_ + "/before.state", {"", ""}, 4 * kRegion);
+  EXPECT_EQ(coarse->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(coarse->dirty_bytes(1), 2 * 4 * kRegion) << "regions 0 and 2 of 256 KiB";
+  EXPECT_EQ(coarse->copy_state(0), MirroredBackend::CopyState::in_sync);
+  EXPECT_EQ(coarse->take_resync_at_start(), std::vector<std::size_t>{1});
+  // Smaller regions: the same bytes, in 16 KiB regions.
+  auto fine = open_over(state_path, {"", ""}, kRegion / 4);
+  EXPECT_EQ(fine->dirty_bytes(1), 2 * kRegion);
+}
+
+TEST_F(MirrorState, AnotherRegionSizeKeepsTheCopiesInSync) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  mirror.reset();  // a clean stop, every copy in sync
+  auto after = open_over(state_path, {"", ""}, 4 * kRegion);
+  EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::in_sync) << "no full sync";
+  EXPECT_EQ(after->dirty_bytes(1), 0u);
+  EXPECT_TRUE(after->take_resync_at_start().empty());
+}
+
+TEST_F(MirrorState, AnotherRegionSizeAfterACrashResyncsTheHotRegionsOnTheNewGrid) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
+  ASSERT_EQ(held[1]->pending.size(), 1u);  // in flight at the crash
+  std::filesystem::copy_file(state_path, dir_ + "/crash.state");
+  auto after = open_over(dir_ + "/crash.state", {"", ""}, 4 * kRegion);
+  EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
+  EXPECT_EQ(after->dirty_bytes(1), 4 * kRegion) << "the 256 KiB region holding region 7";
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(w.value, 4096);
+}
+
+TEST_F(MirrorState, AReplacementWithAnotherRegionSizeTakesTheHotRegionsOver) {
+  build(2, 1, QuorumLossAction::fail, kRegion);
+  std::vector<std::uint8_t> buf(4096, 0x31);
+  Result w;
+  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
+  ASSERT_EQ(held[1]->pending.size(), 1u);  // in flight on the old LU
+  auto next = open_over(state_path, {"", ""}, 4 * kRegion);
+  EXPECT_EQ(next->copy_state(1), MirroredBackend::CopyState::in_sync) << "no crash: no resync";
+  EXPECT_TRUE(next->take_resync_at_start().empty());
+  held[0]->complete_next();
+  held[1]->complete_next();
+  EXPECT_EQ(w.value, 4096);
+  // The old LU goes while the region is still hot; a crash of the
+  // replacement now resyncs that region, on its grid.
+  mirror.reset();
+  std::filesystem::copy_file(state_path, dir_ + "/crash.state");
+  auto crashed = open_over(dir_ + "/crash.state", {"", ""}, 4 * kRegion);
+  EXPECT_EQ(crashed->dirty_bytes(1), 4 * kRegion) << "region 7 of 64 KiB: region 1 of 256 KiB";
 }
 
 TEST_F(MirrorState, ACopyWhoseStoreMovedBetweenTwoRunsIsSyncedInFull) {
