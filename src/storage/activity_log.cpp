@@ -105,8 +105,8 @@ std::optional<ActivityLog::Record> ActivityLog::load() const {
   return r;
 }
 
-void ActivityLog::restore_hot(const std::vector<std::uint64_t>& words) {
-  hot_.load(words);
+void ActivityLog::restore_hot(const std::vector<std::uint64_t>& words, std::uint64_t region_size) {
+  hot_.mark_regions(words, region_size);
 }
 
 bool ActivityLog::all_hot(std::uint64_t offset, std::uint64_t len) const {

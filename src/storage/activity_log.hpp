@@ -68,8 +68,10 @@ class ActivityLog {
   // The file's content; nullopt when there is none (a first start). Throws
   // std::runtime_error for a file this build cannot read.
   std::optional<Record> load() const;
-  // Restores the hot regions read by load (they stay hot until a clear).
-  void restore_hot(const std::vector<std::uint64_t>& words);
+  // Restores the hot regions read by load, written in regions of
+  // region_size bytes (the file's grid, maybe not this log's): they stay
+  // hot until a clear. Writes nothing.
+  void restore_hot(const std::vector<std::uint64_t>& words, std::uint64_t region_size);
 
   // Before a write to [offset, offset + len) starts: marks its regions hot,
   // durably, unless they are already. False (logged) when the file could not

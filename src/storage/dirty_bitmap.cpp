@@ -17,6 +17,14 @@ DirtyBitmap::DirtyBitmap(std::uint64_t size_bytes, std::uint64_t region_size)
   for (std::size_t i = 0; i < word_count_; ++i) words_[i].store(0, std::memory_order_relaxed);
 }
 
+void DirtyBitmap::mark_regions(const std::vector<std::uint64_t>& words, std::uint64_t region_size) {
+  for (std::size_t w = 0; w < words.size(); ++w) {
+    for (unsigned b = 0; words[w] != 0 && b < 64; ++b) {
+      if ((words[w] >> b) & 1) mark((w * 64 + b) * region_size, region_size);
+    }
+  }
+}
+
 void DirtyBitmap::mark(std::uint64_t offset, std::uint64_t len) {
   if (len == 0 || offset >= size_bytes_) return;
   const std::uint64_t first = offset >> region_shift_;

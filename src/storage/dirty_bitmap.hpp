@@ -24,6 +24,10 @@ class DirtyBitmap {
 
   // Marks the regions [offset, offset + len) touches (len 0: none).
   void mark(std::uint64_t offset, std::uint64_t len);
+  // Marks every region that a set bit of words overlaps, words being
+  // regions of region_size bytes (another bitmap's form, maybe another
+  // grid: a state file written with another resync_region_size).
+  void mark_regions(const std::vector<std::uint64_t>& words, std::uint64_t region_size);
   void mark_all();
   // Clears region r; whether it was dirty.
   bool clear(std::uint64_t r);

@@ -580,7 +580,6 @@ void MirroredBackend::recover(bool handing_over) {
   // or hot region of the file covering every region here it overlaps.
   // Another LUN size is another LUN: its copies are synced in full.
   const bool same_size = record->size_bytes == copies_[0].backend->size_bytes();
-  const bool same_grid = same_size && record->region_size == options_.region_size;
   auto record_of = [&record](const std::string& name) -> const ActivityLog::CopyRecord* {
     for (const auto& r : record->copies) {
       if (r.name == name) return &r;
@@ -625,11 +624,7 @@ void MirroredBackend::recover(bool handing_over) {
       continue;
     }
     if (c->in_sync) continue;
-    if (same_grid) {
-      bitmaps_[i]->load(c->dirty);
-    } else {
-      mark_regions(i, c->dirty, record->region_size);
-    }
+    bitmaps_[i]->mark_regions(c->dirty, record->region_size);
     publish_dirty(i);
     out_of_sync_at_start(i, "it was out of sync when ringtgt stopped");
   }
@@ -638,13 +633,8 @@ void MirroredBackend::recover(bool handing_over) {
   // in-sync copy is the source; the others get those regions from it.
   const int source = next_in_sync(-1);
   if (handing_over) {
-    // A live LU's writes: they go on there, and stay hot here (the live
-    // LU's log hands its own over too: hand_over_to).
-    if (same_grid) {
-      al_->restore_hot(record->hot);
-    } else if (same_size) {
-      al_->adopt_hot(record->hot, record->region_size);
-    }
+    // A live LU's writes: they go on there, and stay hot here.
+    if (same_size) al_->restore_hot(record->hot, record->region_size);
     for (std::size_t i = 0; i < copies_.size(); ++i) {
       if (copy_state(i) == CopyState::out_of_sync && source >= 0) resync_at_start_.push_back(i);
     }
@@ -655,7 +645,7 @@ void MirroredBackend::recover(bool handing_over) {
   for (std::size_t w = 0; same_size && w < record->hot.size(); ++w)
     hot += static_cast<std::uint64_t>(std::popcount(record->hot[w]));
   for (std::size_t i = 0; hot != 0 && i < copies_.size(); ++i) {
-    if (static_cast<int>(i) != source) mark_regions(i, record->hot, record->region_size);
+    if (static_cast<int>(i) != source) bitmaps_[i]->mark_regions(record->hot, record->region_size);
   }
   if (hot != 0) {
     spdlog::warn(
@@ -673,17 +663,6 @@ void MirroredBackend::recover(bool handing_over) {
   }
   // The hot regions are dirty bits now: the file no longer needs them.
   al_->clear_hot();
-}
-
-void MirroredBackend::mark_regions(std::size_t i, const std::vector<std::uint64_t>& words,
-                                   std::uint64_t region_size) {
-  const std::uint64_t size = size_bytes();
-  for (std::size_t w = 0; w < words.size(); ++w) {
-    for (unsigned b = 0; b < 64; ++b) {
-      const std::uint64_t at = (w * 64 + b) * region_size;
-      if ((words[w] >> b) & 1 && at < size) bitmaps_[i]->mark(at, std::min(region_size, size - at));
-    }
-  }
 }
 
 void MirroredBackend::persist_state() {

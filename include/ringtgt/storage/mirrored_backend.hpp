@@ -231,10 +231,6 @@ class MirroredBackend final : public Backend {
   // The activity log over the state file (if any), and recover.
   void open_state(bool handing_over);
   void out_of_sync_at_start(std::size_t i, const char* why);
-  // Marks on copy i's bitmap every region of this LU that a set bit of words
-  // (regions of region_size bytes: the state file's grid) overlaps.
-  void mark_regions(std::size_t i, const std::vector<std::uint64_t>& words,
-                    std::uint64_t region_size);
   // Writes the state file (a state changed): on the log's writer thread when
   // called on a reactor, now otherwise; no-op without one.
   void persist_state();
