@@ -918,16 +918,21 @@ class MirrorState : public Mirror {
     o.state_path = path;
     return std::make_unique<MirroredBackend>(std::move(v), o);
   }
+  // A 4 KiB write at 7 * kRegion, left in flight on both copies (a crash or
+  // a reload comes now); in_flight.value once it is answered.
+  void start_write_in_flight() {
+    mirror->write(in_flight_data.data(), in_flight_data.size(), 7 * kRegion, false, &in_flight);
+    ASSERT_EQ(held[1]->pending.size(), 1u);
+  }
+  std::vector<std::uint8_t> in_flight_data = std::vector<std::uint8_t>(4096, 0x31);
+  Result in_flight;
   std::string dir_;
   int crashes_ = 0;
 };
 
 TEST_F(MirrorState, AReloadsReplacementTakesTheHotRegionsOverWithoutAResync) {
   build(2, 1, QuorumLossAction::fail, kRegion);
-  std::vector<std::uint8_t> buf(4096, 0x31);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
-  ASSERT_EQ(held[1]->pending.size(), 1u);  // in flight on the old LU
+  start_write_in_flight();
   auto next = open_replacement();
   EXPECT_EQ(next->copy_state(1), MirroredBackend::CopyState::in_sync) << "no crash: no resync";
   EXPECT_EQ(next->dirty_bytes(1), 0u);
@@ -935,7 +940,7 @@ TEST_F(MirrorState, AReloadsReplacementTakesTheHotRegionsOverWithoutAResync) {
   // The old LU's write fails on disk2: the replacement learns it.
   held[0]->complete_next();
   held[1]->complete_next(-EIO);
-  EXPECT_EQ(w.value, 4096);
+  EXPECT_EQ(in_flight.value, 4096);
   EXPECT_EQ(mirror->copy_state(1), MirroredBackend::CopyState::out_of_sync);
   EXPECT_EQ(next->copy_state(1), MirroredBackend::CopyState::out_of_sync);
   EXPECT_EQ(next->dirty_bytes(1), kRegion) << "the region the old LU's write missed";
@@ -963,11 +968,8 @@ TEST_F(MirrorState, ADroppedReplacementLeavesTheFileToTheLiveLu) {
 
 TEST_F(MirrorState, RegionsWithWritesInFlightAtACrashAreResyncedAfterIt) {
   build(2, 1, QuorumLossAction::fail, kRegion);
-  std::vector<std::uint8_t> buf(4096, 0x31);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
   // In flight on both copies: the crash comes now.
-  ASSERT_EQ(held[1]->pending.size(), 1u);
+  start_write_in_flight();
   auto after = reopen();
   EXPECT_EQ(after->copy_state(0), MirroredBackend::CopyState::in_sync);
   EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
@@ -975,7 +977,7 @@ TEST_F(MirrorState, RegionsWithWritesInFlightAtACrashAreResyncedAfterIt) {
   EXPECT_EQ(after->take_resync_at_start(), std::vector<std::size_t>{1});
   held[0]->complete_next();
   held[1]->complete_next();
-  EXPECT_EQ(w.value, 4096);
+  EXPECT_EQ(in_flight.value, 4096);
 }
 
 TEST_F(MirrorState, AWriteAnsweredBeforeACopyHadItIsResyncedToItAfterACrash) {
@@ -1135,31 +1137,25 @@ TEST_F(MirrorState, AnotherRegionSizeKeepsTheCopiesInSync) {
 
 TEST_F(MirrorState, AnotherRegionSizeAfterACrashResyncsTheHotRegionsOnTheNewGrid) {
   build(2, 1, QuorumLossAction::fail, kRegion);
-  std::vector<std::uint8_t> buf(4096, 0x31);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
-  ASSERT_EQ(held[1]->pending.size(), 1u);  // in flight at the crash
+  start_write_in_flight();
   std::filesystem::copy_file(state_path, dir_ + "/crash.state");
   auto after = open_over(dir_ + "/crash.state", {"", ""}, 4 * kRegion);
   EXPECT_EQ(after->copy_state(1), MirroredBackend::CopyState::out_of_sync);
   EXPECT_EQ(after->dirty_bytes(1), 4 * kRegion) << "the 256 KiB region holding region 7";
   held[0]->complete_next();
   held[1]->complete_next();
-  EXPECT_EQ(w.value, 4096);
+  EXPECT_EQ(in_flight.value, 4096);
 }
 
 TEST_F(MirrorState, AReplacementWithAnotherRegionSizeTakesTheHotRegionsOver) {
   build(2, 1, QuorumLossAction::fail, kRegion);
-  std::vector<std::uint8_t> buf(4096, 0x31);
-  Result w;
-  mirror->write(buf.data(), buf.size(), 7 * kRegion, false, &w);
-  ASSERT_EQ(held[1]->pending.size(), 1u);  // in flight on the old LU
+  start_write_in_flight();
   auto next = open_over(state_path, {"", ""}, 4 * kRegion);
   EXPECT_EQ(next->copy_state(1), MirroredBackend::CopyState::in_sync) << "no crash: no resync";
   EXPECT_TRUE(next->take_resync_at_start().empty());
   held[0]->complete_next();
   held[1]->complete_next();
-  EXPECT_EQ(w.value, 4096);
+  EXPECT_EQ(in_flight.value, 4096);
   // The old LU goes while the region is still hot; a crash of the
   // replacement now resyncs that region, on its grid.
   mirror.reset();
